@@ -1,0 +1,28 @@
+//! The control API's objects, one file per JSON Schema under `schemas/v1`. `XxxSpec` is what a
+//! client may write; `Xxx` is the spec plus what the edge assigns.
+
+mod edge;
+mod error;
+mod hostname;
+mod policy;
+mod tunnel;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub use edge::{Connection, EdgeInfo};
+pub use error::{ApiError, ApiErrorBody, ErrorCode};
+pub use hostname::{Hostname, HostnameSpec, OriginSettings, Route, Target};
+pub use policy::{JwtSettings, Policy, PolicyMode, PolicySpec, RateLimit, RateLimitKey};
+pub use tunnel::{Tunnel, TunnelSpec, TunnelToken as TunnelTokenBody};
+
+/// Labels and selectors: a map of label keys to values, ordered by key.
+pub type Labels = BTreeMap<String, String>;
+
+/// The body of every list answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct List<T> {
+    /// The objects, ordered by name.
+    pub items: Vec<T>,
+}

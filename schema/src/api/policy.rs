@@ -1,0 +1,118 @@
+//! `policy.schema.json`: who may reach a hostname, how, and how often.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::PolicyId;
+
+/// What a client writes for a policy. Omitted lists are empty and an omitted mode is `enforce`;
+/// [`PolicySpec::normalized`] also fills the rate limit's `burst` and `per`, as the edge stores them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicySpec {
+    /// Unique among policies.
+    pub name: String,
+    /// Enforce or only report.
+    #[serde(default)]
+    pub mode: PolicyMode,
+    /// CIDR blocks that may connect; empty allows every address.
+    #[serde(default)]
+    pub allow_ips: Vec<String>,
+    /// CIDR blocks that may not connect; deny wins over allow.
+    #[serde(default)]
+    pub deny_ips: Vec<String>,
+    /// Allowed HTTP methods; empty allows every method.
+    #[serde(default)]
+    pub allow_methods: Vec<String>,
+    /// Allowed path patterns; empty allows every path.
+    #[serde(default)]
+    pub allow_paths: Vec<String>,
+    /// A token-bucket rate limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+    /// Require a valid JWT bearer token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<JwtSettings>,
+}
+
+impl PolicySpec {
+    /// The spec with every default filled in, as the edge stores and returns it.
+    pub fn normalized(mut self) -> Self {
+        if let Some(rate_limit) = &mut self.rate_limit {
+            rate_limit.burst.get_or_insert(rate_limit.default_burst());
+            rate_limit.per.get_or_insert(RateLimitKey::ClientIp);
+        }
+        self
+    }
+}
+
+/// Whether a policy blocks or only reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyMode {
+    /// Block what the policy denies.
+    #[default]
+    Enforce,
+    /// Let everything through; count and log what would have been blocked.
+    Report,
+}
+
+/// A token bucket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RateLimit {
+    /// Refill rate.
+    pub requests_per_second: f64,
+    /// Bucket capacity; defaults to `requests_per_second` rounded up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u32>,
+    /// What one bucket counts; defaults to `client_ip`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per: Option<RateLimitKey>,
+}
+
+impl RateLimit {
+    /// `requests_per_second` rounded up, at least 1.
+    pub fn default_burst(&self) -> u32 {
+        // The schema bounds requests_per_second to (0, 1e6], so the cast cannot overflow.
+        (self.requests_per_second.ceil() as u32).max(1)
+    }
+}
+
+/// What one rate-limit bucket counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RateLimitKey {
+    /// One bucket per client IP address.
+    ClientIp,
+    /// One bucket for the whole hostname.
+    Hostname,
+}
+
+/// JWT requirements.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JwtSettings {
+    /// Required `iss`, when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// Accepted `aud` values; empty accepts any audience.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audiences: Option<Vec<String>>,
+    /// The HS256 shared secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hs256_secret: Option<String>,
+    /// RS256/ES256 public keys (PEM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_keys_pem: Option<Vec<String>>,
+}
+
+/// A policy as the edge returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Policy {
+    /// Assigned by the edge.
+    pub id: PolicyId,
+    /// What the client wrote, with defaults filled in.
+    #[serde(flatten)]
+    pub spec: PolicySpec,
+    /// Increases with every change.
+    pub version: u64,
+    /// RFC 3339.
+    pub created_at: String,
+}

@@ -1,0 +1,412 @@
+//! The one typed client of the edge's control API, shared by the provider and the connector.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::api::{
+    ApiErrorBody, Connection, EdgeInfo, ErrorCode, Hostname, HostnameSpec, List, Policy,
+    PolicySpec, Tunnel, TunnelSpec, TunnelTokenBody,
+};
+use crate::ids::{PolicyId, TunnelId};
+use crate::rules::format_selector;
+use crate::secret::Secret;
+
+/// A client of one edge's control API.
+#[derive(Clone, Debug)]
+pub struct Client {
+    http: reqwest::Client,
+    endpoint: String,
+    token: Secret,
+}
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The endpoint is not an http(s) URL.
+    #[error("endpoint {endpoint:?} is not an http:// or https:// URL")]
+    InvalidEndpoint {
+        /// What was given.
+        endpoint: String,
+    },
+    /// The edge could not be reached, or the connection broke.
+    #[error(
+        "cannot reach the postern edge at {endpoint}: is it running, and is the endpoint right?"
+    )]
+    Unreachable {
+        /// The endpoint.
+        endpoint: String,
+        /// What the transport said.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The edge answered with an error.
+    #[error("the edge answered {status}: {}", body.error.message)]
+    Api {
+        /// The HTTP status.
+        status: u16,
+        /// The error body.
+        body: ApiErrorBody,
+    },
+    /// The edge answered something that is not in the contract.
+    #[error("unexpected answer from the edge ({status}): {detail}")]
+    Protocol {
+        /// The HTTP status.
+        status: u16,
+        /// What was wrong with it.
+        detail: String,
+    },
+}
+
+impl ClientError {
+    /// The API error code, when the edge answered with one.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Api { body, .. } => Some(body.error.code),
+            _ => None,
+        }
+    }
+
+    /// The object does not exist.
+    pub fn is_not_found(&self) -> bool {
+        self.code() == Some(ErrorCode::NotFound)
+    }
+
+    /// `If-Match` was stale: someone else changed the object.
+    pub fn is_precondition_failed(&self) -> bool {
+        self.code() == Some(ErrorCode::PreconditionFailed)
+    }
+
+    /// The JSON pointer into the request body that the edge blamed, if any.
+    pub fn path(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { body, .. } => body.error.path.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+impl Client {
+    /// A client for `endpoint` (e.g. `http://127.0.0.1:7070`) with an API token.
+    pub fn new(endpoint: &str, token: Secret) -> Result<Self, ClientError> {
+        let endpoint = endpoint.trim_end_matches('/').to_string();
+        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+            || reqwest::Url::parse(&endpoint).is_err()
+        {
+            return Err(ClientError::InvalidEndpoint { endpoint });
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|source| ClientError::Unreachable {
+                endpoint: endpoint.clone(),
+                source,
+            })?;
+        Ok(Self {
+            http,
+            endpoint,
+            token,
+        })
+    }
+
+    /// The endpoint this client talks to.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    // === tunnels ===
+
+    /// `GET /v1/tunnels`, optionally only those whose labels match `selector`.
+    pub async fn list_tunnels(
+        &self,
+        selector: Option<&BTreeMap<String, String>>,
+    ) -> Result<Vec<Tunnel>, ClientError> {
+        let path = match selector.filter(|s| !s.is_empty()) {
+            Some(selector) => format!(
+                "/v1/tunnels?selector={}",
+                encode_query(&format_selector(selector))
+            ),
+            None => "/v1/tunnels".to_string(),
+        };
+        let list: List<Tunnel> = self.call(Method::GET, &path, None::<&()>, None).await?;
+        Ok(list.items)
+    }
+
+    /// `POST /v1/tunnels`: the answer carries the token.
+    pub async fn create_tunnel(&self, spec: &TunnelSpec) -> Result<Tunnel, ClientError> {
+        self.call(Method::POST, "/v1/tunnels", Some(spec), None)
+            .await
+    }
+
+    /// `GET /v1/tunnels/{id}`.
+    pub async fn tunnel(&self, id: TunnelId) -> Result<Tunnel, ClientError> {
+        self.call(Method::GET, &format!("/v1/tunnels/{id}"), None::<&()>, None)
+            .await
+    }
+
+    /// `PUT /v1/tunnels/{id}`.
+    pub async fn replace_tunnel(
+        &self,
+        id: TunnelId,
+        spec: &TunnelSpec,
+        if_match: Option<u64>,
+    ) -> Result<Tunnel, ClientError> {
+        self.call(
+            Method::PUT,
+            &format!("/v1/tunnels/{id}"),
+            Some(spec),
+            if_match,
+        )
+        .await
+    }
+
+    /// `DELETE /v1/tunnels/{id}`.
+    pub async fn delete_tunnel(
+        &self,
+        id: TunnelId,
+        if_match: Option<u64>,
+    ) -> Result<(), ClientError> {
+        self.call_empty(Method::DELETE, &format!("/v1/tunnels/{id}"), if_match)
+            .await
+    }
+
+    /// `GET /v1/tunnels/{id}/token`.
+    pub async fn tunnel_token(&self, id: TunnelId) -> Result<Secret, ClientError> {
+        let body: TunnelTokenBody = self
+            .call(
+                Method::GET,
+                &format!("/v1/tunnels/{id}/token"),
+                None::<&()>,
+                None,
+            )
+            .await?;
+        Ok(Secret::new(body.token))
+    }
+
+    /// `GET /v1/tunnels/{id}/connections`.
+    pub async fn tunnel_connections(&self, id: TunnelId) -> Result<Vec<Connection>, ClientError> {
+        let list: List<Connection> = self
+            .call(
+                Method::GET,
+                &format!("/v1/tunnels/{id}/connections"),
+                None::<&()>,
+                None,
+            )
+            .await?;
+        Ok(list.items)
+    }
+
+    // === hostnames ===
+
+    /// `GET /v1/hostnames`.
+    pub async fn list_hostnames(&self) -> Result<Vec<Hostname>, ClientError> {
+        let list: List<Hostname> = self
+            .call(Method::GET, "/v1/hostnames", None::<&()>, None)
+            .await?;
+        Ok(list.items)
+    }
+
+    /// `POST /v1/hostnames`.
+    pub async fn create_hostname(&self, spec: &HostnameSpec) -> Result<Hostname, ClientError> {
+        self.call(Method::POST, "/v1/hostnames", Some(spec), None)
+            .await
+    }
+
+    /// `GET /v1/hostnames/{hostname}`.
+    pub async fn hostname(&self, hostname: &str) -> Result<Hostname, ClientError> {
+        self.call(
+            Method::GET,
+            &format!("/v1/hostnames/{}", encode_path(hostname)),
+            None::<&()>,
+            None,
+        )
+        .await
+    }
+
+    /// `PUT /v1/hostnames/{hostname}`.
+    pub async fn replace_hostname(
+        &self,
+        spec: &HostnameSpec,
+        if_match: Option<u64>,
+    ) -> Result<Hostname, ClientError> {
+        self.call(
+            Method::PUT,
+            &format!("/v1/hostnames/{}", encode_path(&spec.hostname)),
+            Some(spec),
+            if_match,
+        )
+        .await
+    }
+
+    /// `DELETE /v1/hostnames/{hostname}`.
+    pub async fn delete_hostname(
+        &self,
+        hostname: &str,
+        if_match: Option<u64>,
+    ) -> Result<(), ClientError> {
+        self.call_empty(
+            Method::DELETE,
+            &format!("/v1/hostnames/{}", encode_path(hostname)),
+            if_match,
+        )
+        .await
+    }
+
+    // === policies ===
+
+    /// `GET /v1/policies`.
+    pub async fn list_policies(&self) -> Result<Vec<Policy>, ClientError> {
+        let list: List<Policy> = self
+            .call(Method::GET, "/v1/policies", None::<&()>, None)
+            .await?;
+        Ok(list.items)
+    }
+
+    /// `POST /v1/policies`.
+    pub async fn create_policy(&self, spec: &PolicySpec) -> Result<Policy, ClientError> {
+        self.call(Method::POST, "/v1/policies", Some(spec), None)
+            .await
+    }
+
+    /// `GET /v1/policies/{id}`.
+    pub async fn policy(&self, id: PolicyId) -> Result<Policy, ClientError> {
+        self.call(
+            Method::GET,
+            &format!("/v1/policies/{id}"),
+            None::<&()>,
+            None,
+        )
+        .await
+    }
+
+    /// `PUT /v1/policies/{id}`.
+    pub async fn replace_policy(
+        &self,
+        id: PolicyId,
+        spec: &PolicySpec,
+        if_match: Option<u64>,
+    ) -> Result<Policy, ClientError> {
+        self.call(
+            Method::PUT,
+            &format!("/v1/policies/{id}"),
+            Some(spec),
+            if_match,
+        )
+        .await
+    }
+
+    /// `DELETE /v1/policies/{id}`.
+    pub async fn delete_policy(
+        &self,
+        id: PolicyId,
+        if_match: Option<u64>,
+    ) -> Result<(), ClientError> {
+        self.call_empty(Method::DELETE, &format!("/v1/policies/{id}"), if_match)
+            .await
+    }
+
+    // === the edge ===
+
+    /// `GET /v1/edge`.
+    pub async fn edge(&self) -> Result<EdgeInfo, ClientError> {
+        self.call(Method::GET, "/v1/edge", None::<&()>, None).await
+    }
+
+    // === plumbing ===
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+        if_match: Option<u64>,
+    ) -> Result<T, ClientError> {
+        let (status, bytes) = self.send(method, path, body, if_match).await?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol {
+            status: status.as_u16(),
+            detail: format!("body does not match the contract: {e}"),
+        })
+    }
+
+    async fn call_empty(
+        &self,
+        method: Method,
+        path: &str,
+        if_match: Option<u64>,
+    ) -> Result<(), ClientError> {
+        self.send(method, path, None::<&()>, if_match)
+            .await
+            .map(|_| ())
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+        if_match: Option<u64>,
+    ) -> Result<(StatusCode, bytes::Bytes), ClientError> {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.endpoint))
+            .bearer_auth(self.token.expose());
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        if let Some(version) = if_match {
+            request = request.header(http::header::IF_MATCH, format!("\"{version}\""));
+        }
+        let unreachable = |source| ClientError::Unreachable {
+            endpoint: self.endpoint.clone(),
+            source,
+        };
+        let response = request.send().await.map_err(unreachable)?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(unreachable)?;
+        if status.is_success() {
+            return Ok((status, bytes));
+        }
+        match serde_json::from_slice::<ApiErrorBody>(&bytes) {
+            Ok(body) => Err(ClientError::Api {
+                status: status.as_u16(),
+                body,
+            }),
+            Err(_) => Err(ClientError::Protocol {
+                status: status.as_u16(),
+                detail: String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned(),
+            }),
+        }
+    }
+}
+
+/// Percent-encodes a query value (labels use only unreserved characters plus `=`, `,` and `/`).
+fn encode_query(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b',' | b'=' => {
+                out.push(byte as char)
+            }
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
+/// Hostnames are `[a-z0-9.-]`; anything else is percent-encoded so it cannot change the path.
+fn encode_path(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for byte in segment.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(byte as char)
+            }
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}

@@ -1,0 +1,353 @@
+//! The control API's OpenAPI 3.1 document (`schema/openapi.json`) and the JSON Schemas it
+//! references, embedded; and the checks tests use to hold every answer of the edge to it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Map, Value, json};
+
+use crate::validate::schema_violations;
+
+/// The OpenAPI document.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+/// The schema files, by file name.
+const SCHEMAS: &[(&str, &str)] = &[
+    (
+        "tunnel.schema.json",
+        include_str!("../schemas/v1/tunnel.schema.json"),
+    ),
+    (
+        "policy.schema.json",
+        include_str!("../schemas/v1/policy.schema.json"),
+    ),
+    (
+        "hostname.schema.json",
+        include_str!("../schemas/v1/hostname.schema.json"),
+    ),
+    (
+        "error.schema.json",
+        include_str!("../schemas/v1/error.schema.json"),
+    ),
+    (
+        "edge.schema.json",
+        include_str!("../schemas/v1/edge.schema.json"),
+    ),
+    (
+        "connection.schema.json",
+        include_str!("../schemas/v1/connection.schema.json"),
+    ),
+];
+
+/// Where the OpenAPI document's `$ref`s to schema files start.
+const SCHEMA_DIR: &str = "schemas/v1/";
+
+/// The text of an embedded schema file such as `tunnel.schema.json`.
+pub fn schema_source(file: &str) -> Option<&'static str> {
+    SCHEMAS
+        .iter()
+        .find(|(name, _)| *name == file)
+        .map(|(_, text)| *text)
+}
+
+/// The names of every embedded schema file.
+pub fn schema_files() -> impl Iterator<Item = &'static str> {
+    SCHEMAS.iter().map(|(name, _)| *name)
+}
+
+/// The OpenAPI document with its schema files, ready to check answers against.
+pub struct ApiContract {
+    document: Value,
+    files: BTreeMap<String, Value>,
+}
+
+impl ApiContract {
+    /// Loads the embedded document and schemas.
+    pub fn load() -> Result<Self, String> {
+        let document: Value =
+            serde_json::from_str(OPENAPI).map_err(|e| format!("openapi.json is not JSON: {e}"))?;
+        let mut files = BTreeMap::new();
+        for (name, text) in SCHEMAS {
+            let schema: Value =
+                serde_json::from_str(text).map_err(|e| format!("{name} is not JSON: {e}"))?;
+            files.insert((*name).to_string(), schema);
+        }
+        Ok(Self { document, files })
+    }
+
+    /// Problems that make the document not a valid OpenAPI 3.1 description of our API: version,
+    /// info, path templates and their parameters, operations and responses, unique operation ids,
+    /// `$ref`s that resolve, and schemas that compile. Empty when it is valid.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let doc = &self.document;
+        if !doc["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1."))
+        {
+            problems.push("openapi must be 3.1.x".into());
+        }
+        for field in ["title", "version"] {
+            if !doc["info"][field].is_string() {
+                problems.push(format!("info.{field} must be a string"));
+            }
+        }
+        let Some(paths) = doc["paths"].as_object() else {
+            problems.push("paths must be an object".into());
+            return problems;
+        };
+        let mut operation_ids = BTreeSet::new();
+        for (template, item) in paths {
+            if !template.starts_with('/') {
+                problems.push(format!("path {template} must start with /"));
+            }
+            let wanted: BTreeSet<&str> = template
+                .split('/')
+                .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+                .collect();
+            let shared = declared_path_params(item);
+            for (method, operation) in item.as_object().into_iter().flatten() {
+                if !["get", "put", "post", "delete", "patch", "head", "options"]
+                    .contains(&method.as_str())
+                {
+                    if method != "parameters" {
+                        problems.push(format!("{template}: unexpected key {method}"));
+                    }
+                    continue;
+                }
+                let at = format!("{} {template}", method.to_uppercase());
+                let mut declared = shared.clone();
+                declared.extend(declared_path_params(operation));
+                if declared != wanted.iter().map(|s| s.to_string()).collect() {
+                    problems.push(format!(
+                        "{at}: path parameters {declared:?} do not match the template"
+                    ));
+                }
+                match operation["operationId"].as_str() {
+                    Some(id) if operation_ids.insert(id.to_string()) => {}
+                    Some(id) => problems.push(format!("{at}: duplicate operationId {id}")),
+                    None => problems.push(format!("{at}: missing operationId")),
+                }
+                let Some(responses) = operation["responses"].as_object().filter(|r| !r.is_empty())
+                else {
+                    problems.push(format!("{at}: needs at least one response"));
+                    continue;
+                };
+                for (status, response) in responses {
+                    let valid_status = status == "default"
+                        || (status.len() == 3
+                            && status
+                                .parse::<u16>()
+                                .is_ok_and(|s| (100..=599).contains(&s)));
+                    if !valid_status {
+                        problems.push(format!("{at}: bad status {status}"));
+                    }
+                    if !response["description"].is_string() {
+                        problems.push(format!("{at} {status}: a response needs a description"));
+                    }
+                    if let Some(schema) = response.pointer("/content/application~1json/schema") {
+                        if let Err(e) = self.compile(schema) {
+                            problems.push(format!("{at} {status}: {e}"));
+                        }
+                    }
+                }
+                if let Some(schema) =
+                    operation.pointer("/requestBody/content/application~1json/schema")
+                {
+                    if let Err(e) = self.compile(schema) {
+                        problems.push(format!("{at} request body: {e}"));
+                    }
+                }
+            }
+        }
+        problems
+    }
+
+    /// Checks one answer of the edge against the document: the operation must exist, the status
+    /// must be documented, and a JSON body must match the documented schema.
+    pub fn check_response(
+        &self,
+        method: &str,
+        path: &str,
+        status: u16,
+        body: &[u8],
+    ) -> Result<(), String> {
+        let path = path.split('?').next().unwrap_or(path);
+        let operation = self
+            .operation(method, path)
+            .ok_or_else(|| format!("{method} {path} is not in openapi.json"))?;
+        let response = &operation["responses"][status.to_string()];
+        if response.is_null() {
+            return Err(format!(
+                "{method} {path}: status {status} is not documented"
+            ));
+        }
+        let Some(schema) = response.pointer("/content/application~1json/schema") else {
+            return Ok(());
+        };
+        let value: Value = serde_json::from_slice(body)
+            .map_err(|e| format!("{method} {path} {status}: body is not JSON: {e}"))?;
+        let validator = self.compile(schema)?;
+        let violations = schema_violations(&validator, &value);
+        if violations.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{method} {path} {status}: body does not match openapi.json: {violations:?}\nbody: {value}"
+            ))
+        }
+    }
+
+    fn operation(&self, method: &str, path: &str) -> Option<&Value> {
+        let method = method.to_lowercase();
+        let paths = self.document["paths"].as_object()?;
+        paths
+            .iter()
+            .filter(|(template, _)| template_matches(template, path))
+            // A literal segment beats a parameter (`/v1/tunnels/x/token` vs `/v1/tunnels/{id}`).
+            .min_by_key(|(template, _)| template.matches('{').count())
+            .map(|(_, item)| &item[&method])
+            .filter(|op| op.is_object())
+    }
+
+    /// Compiles an OpenAPI schema object whose `$ref`s point at schema files.
+    fn compile(&self, schema: &Value) -> Result<jsonschema::Validator, String> {
+        let mut used = BTreeSet::new();
+        let rewritten = self.rewrite_refs(schema, &mut used)?;
+        let mut defs = Map::new();
+        for (i, file) in used.iter().enumerate() {
+            defs.insert(format!("file{i}"), self.files[file].clone());
+        }
+        let mut root = json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$defs": defs,
+        });
+        if let (Some(root), Some(body)) = (root.as_object_mut(), rewritten.as_object()) {
+            for (k, v) in body {
+                root.insert(k.clone(), v.clone());
+            }
+        }
+        jsonschema::draft202012::options()
+            .should_validate_formats(true)
+            .build(&root)
+            .map_err(|e| format!("schema does not compile: {e}"))
+    }
+
+    fn rewrite_refs(&self, schema: &Value, used: &mut BTreeSet<String>) -> Result<Value, String> {
+        Ok(match schema {
+            Value::Object(map) => {
+                let mut out = Map::new();
+                for (key, value) in map {
+                    if key == "$ref" {
+                        let target = value.as_str().unwrap_or_default();
+                        let (file, fragment) = target.split_once('#').unwrap_or((target, ""));
+                        let name = file
+                            .strip_prefix(SCHEMA_DIR)
+                            .ok_or_else(|| format!("$ref {target} is not under {SCHEMA_DIR}"))?;
+                        let doc = self
+                            .files
+                            .get(name)
+                            .ok_or_else(|| format!("$ref {target} names no schema file"))?;
+                        if !fragment.is_empty() && doc.pointer(fragment).is_none() {
+                            return Err(format!("$ref {target} does not resolve"));
+                        }
+                        used.insert(name.to_string());
+                        let id = doc["$id"].as_str().unwrap_or_default();
+                        let uri = if fragment.is_empty() {
+                            id.to_string()
+                        } else {
+                            format!("{id}#{fragment}")
+                        };
+                        out.insert(key.clone(), Value::String(uri));
+                    } else {
+                        out.insert(key.clone(), self.rewrite_refs(value, used)?);
+                    }
+                }
+                Value::Object(out)
+            }
+            Value::Array(items) => Value::Array(
+                items
+                    .iter()
+                    .map(|v| self.rewrite_refs(v, used))
+                    .collect::<Result<_, _>>()?,
+            ),
+            other => other.clone(),
+        })
+    }
+}
+
+fn declared_path_params(item: &Value) -> BTreeSet<String> {
+    item["parameters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["in"] == "path")
+        .filter_map(|p| p["name"].as_str().map(str::to_string))
+        .collect()
+}
+
+fn template_matches(template: &str, path: &str) -> bool {
+    let mut t = template.split('/');
+    let mut p = path.split('/');
+    loop {
+        match (t.next(), p.next()) {
+            (None, None) => return true,
+            (Some(ts), Some(ps)) if ts.starts_with('{') && !ps.is_empty() => {}
+            (Some(ts), Some(ps)) if ts == ps => {}
+            _ => return false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openapi_document_is_valid() {
+        let contract = ApiContract::load().expect("loads");
+        assert_eq!(contract.problems(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn answers_are_checked_against_the_document() {
+        let contract = ApiContract::load().expect("loads");
+        let tunnel = br#"{"id":"6f1c1d5e-0d55-4c8e-9a39-1c1e4b0b6a11","name":"web","labels":{},"version":1,"created_at":"2026-11-25T10:00:00Z","connections":0}"#;
+        assert_eq!(
+            contract.check_response(
+                "GET",
+                "/v1/tunnels/6f1c1d5e-0d55-4c8e-9a39-1c1e4b0b6a11",
+                200,
+                tunnel
+            ),
+            Ok(())
+        );
+        let wrong = br#"{"id":"x","name":"web"}"#;
+        assert!(
+            contract
+                .check_response("GET", "/v1/tunnels/x", 200, wrong)
+                .is_err()
+        );
+        assert!(
+            contract
+                .check_response("GET", "/v1/tunnels/x", 418, b"{}")
+                .is_err()
+        );
+        assert!(
+            contract
+                .check_response("GET", "/v2/nothing", 200, b"{}")
+                .is_err()
+        );
+        let token = br#"{"token":"abc"}"#;
+        assert_eq!(
+            contract.check_response("GET", "/v1/tunnels/x/token", 200, token),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn every_schema_file_compiles() {
+        for file in schema_files() {
+            crate::validate::compile_file(file);
+        }
+    }
+}

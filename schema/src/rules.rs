@@ -1,0 +1,444 @@
+//! The semantic rules of the contract that JSON Schema cannot say. Each check is a pure function
+//! of one value and returns a lowercase message on failure, so the edge, the provider's offline
+//! validation and the connector share exactly the same rules.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+/// Longest fully qualified domain name, in characters, without a trailing dot.
+const MAX_FQDN: usize = 253;
+
+/// A tunnel or policy name: `[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?`.
+pub fn check_name(name: &str) -> Result<(), String> {
+    if is_dns_label(name) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a valid name: use 1 to 63 lowercase letters, digits and '-', starting and ending with a letter or digit"
+        ))
+    }
+}
+
+/// A Kubernetes label key: an optional DNS-subdomain prefix and `/`, then a name of at most 63
+/// characters of `[A-Za-z0-9._-]` that starts and ends alphanumeric.
+pub fn check_label_key(key: &str) -> Result<(), String> {
+    let (prefix, name) = match key.split_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key),
+    };
+    if let Some(prefix) = prefix {
+        if prefix.is_empty() || prefix.len() > MAX_FQDN || !prefix.split('.').all(is_dns_label) {
+            return Err(format!(
+                "label key {key:?} has an invalid prefix: it must be a lowercase DNS subdomain of at most 253 characters"
+            ));
+        }
+    }
+    if !is_label_name(name) {
+        return Err(format!(
+            "label key {key:?} is invalid: the name part must be 1 to 63 characters of letters, digits, '-', '_' and '.', starting and ending with a letter or digit"
+        ));
+    }
+    Ok(())
+}
+
+/// A Kubernetes label value: empty, or what a label key's name part may be.
+pub fn check_label_value(value: &str) -> Result<(), String> {
+    if value.is_empty() || is_label_name(value) {
+        Ok(())
+    } else {
+        Err(format!(
+            "label value {value:?} is invalid: use at most 63 characters of letters, digits, '-', '_' and '.', starting and ending with a letter or digit"
+        ))
+    }
+}
+
+/// An IP network in CIDR notation; a bare address means that single host.
+pub fn parse_cidr(text: &str) -> Result<IpNet, String> {
+    if let Ok(net) = text.parse::<IpNet>() {
+        return Ok(net);
+    }
+    if let Ok(addr) = text.parse::<IpAddr>() {
+        return Ok(IpNet::from(addr));
+    }
+    Err(format!(
+        "{text:?} is not a CIDR block such as 10.0.0.0/8, 2001:db8::/32 or a single address"
+    ))
+}
+
+/// A path pattern: starts with `/`; `*` matches within one segment; `**` only as a trailing `/**`.
+pub fn check_path_pattern(pattern: &str) -> Result<(), String> {
+    if !pattern.starts_with('/') {
+        return Err(format!("path pattern {pattern:?} must start with '/'"));
+    }
+    if pattern
+        .chars()
+        .any(|c| c.is_control() || c.is_whitespace() || c == '?' || c == '#')
+    {
+        return Err(format!(
+            "path pattern {pattern:?} may not contain spaces, control characters, '?' or '#'"
+        ));
+    }
+    let body = pattern.strip_suffix("/**").unwrap_or(pattern);
+    if body.contains("**") {
+        return Err(format!(
+            "path pattern {pattern:?} may use '**' only as a trailing '/**'"
+        ));
+    }
+    Ok(())
+}
+
+/// Does `path` match `pattern` (already checked by [`check_path_pattern`])?
+pub fn path_matches(pattern: &str, path: &str) -> bool {
+    if let Some(prefix) = pattern.strip_suffix("/**") {
+        // `/api/**` matches `/api` itself and everything below it.
+        if segments_match(prefix, path) {
+            return true;
+        }
+        let pattern_segments = prefix.split('/').count();
+        let mut cut = path.match_indices('/').map(|(i, _)| i);
+        // Keep as many segments of `path` as the prefix has, then require more to follow.
+        return match cut.nth(pattern_segments - 1) {
+            Some(end) => segments_match(prefix, &path[..end]),
+            None => false,
+        };
+    }
+    segments_match(pattern, path)
+}
+
+fn segments_match(pattern: &str, path: &str) -> bool {
+    let mut pattern_parts = pattern.split('/');
+    let mut path_parts = path.split('/');
+    loop {
+        match (pattern_parts.next(), path_parts.next()) {
+            (None, None) => return true,
+            (Some(p), Some(s)) if glob_segment(p, s) => {}
+            _ => return false,
+        }
+    }
+}
+
+/// `*` matches any run of characters inside one segment.
+fn glob_segment(pattern: &str, segment: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or("");
+    let Some(mut rest) = segment.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        return rest.is_empty();
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+/// A hostname: a lowercase fully qualified domain name of at least two labels, no trailing dot.
+pub fn check_fqdn(hostname: &str) -> Result<(), String> {
+    let ok = hostname.len() <= MAX_FQDN
+        && hostname.split('.').count() >= 2
+        && hostname.split('.').all(is_dns_label);
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{hostname:?} is not a lowercase fully qualified domain name such as app.example.com"
+        ))
+    }
+}
+
+/// Is `hostname` inside `zone` (equal to it or a subdomain of it)?
+pub fn in_zone(hostname: &str, zone: &str) -> bool {
+    hostname == zone
+        || hostname
+            .strip_suffix(zone)
+            .is_some_and(|rest| rest.ends_with('.'))
+}
+
+/// What a hostname's `service` says the connector should do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Service {
+    /// Forward to an origin over HTTP or HTTPS; `base` is `scheme://authority` and `path` a
+    /// prefix (without trailing `/`) put before every request path.
+    Origin {
+        /// `true` for https.
+        tls: bool,
+        /// The authority, `host[:port]`.
+        authority: String,
+        /// A path prefix, empty or starting with `/` and not ending with one.
+        path_prefix: String,
+    },
+    /// Answer every request with this status and an empty body.
+    Status(u16),
+}
+
+/// Parses a `service`: `http://host[:port][/path]`, `https://…` or `http_status:NNN`.
+pub fn parse_service(service: &str) -> Result<Service, String> {
+    if let Some(text) = service.strip_prefix("http_status:") {
+        return match text.parse::<u16>() {
+            Ok(code) if (100..=599).contains(&code) && code.to_string() == text => {
+                Ok(Service::Status(code))
+            }
+            _ => Err(format!(
+                "service {service:?} must be http_status: followed by a status code from 100 to 599"
+            )),
+        };
+    }
+    let bad = || {
+        format!(
+            "service {service:?} must be an origin URL such as http://localhost:4000 or https://10.0.0.5, or http_status:NNN"
+        )
+    };
+    let uri: http::Uri = service.parse().map_err(|_| bad())?;
+    let tls = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => return Err(bad()),
+    };
+    let authority = uri.authority().ok_or_else(bad)?;
+    if authority.as_str().contains('@') || authority.host().is_empty() {
+        return Err(bad());
+    }
+    if uri.query().is_some() || service.contains('#') {
+        return Err(format!(
+            "service {service:?} may not carry a query or a fragment"
+        ));
+    }
+    let path_prefix = uri.path().trim_end_matches('/').to_string();
+    Ok(Service::Origin {
+        tls,
+        authority: authority.as_str().to_string(),
+        path_prefix,
+    })
+}
+
+/// A route weight: 1 to 100.
+pub fn check_weight(weight: i64) -> Result<(), String> {
+    if (1..=100).contains(&weight) {
+        Ok(())
+    } else {
+        Err(format!("weight {weight} must be between 1 and 100"))
+    }
+}
+
+/// An HTTP method name in upper case, such as `GET`.
+pub fn check_method(method: &str) -> Result<(), String> {
+    if !method.is_empty() && method.len() <= 20 && method.bytes().all(|b| b.is_ascii_uppercase()) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{method:?} is not an HTTP method in upper case, such as GET or POST"
+        ))
+    }
+}
+
+/// A PEM public key for RS256 or ES256 (its contents are checked by the edge).
+pub fn check_public_key_pem(pem: &str) -> Result<(), String> {
+    let trimmed = pem.trim();
+    let framed = ["PUBLIC KEY", "RSA PUBLIC KEY"].iter().any(|label| {
+        trimmed.starts_with(&format!("-----BEGIN {label}-----"))
+            && trimmed.ends_with(&format!("-----END {label}-----"))
+    });
+    if framed {
+        Ok(())
+    } else {
+        Err(
+            "not a PEM public key: expected -----BEGIN PUBLIC KEY----- … -----END PUBLIC KEY-----"
+                .into(),
+        )
+    }
+}
+
+/// Parses a label selector written `k=v,k2=v2` (as in `?selector=`).
+pub fn parse_selector(text: &str) -> Result<std::collections::BTreeMap<String, String>, String> {
+    let mut selector = std::collections::BTreeMap::new();
+    for term in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        let (key, value) = term
+            .split_once('=')
+            .ok_or_else(|| format!("selector term {term:?} must be key=value"))?;
+        let (key, value) = (key.trim(), value.trim());
+        check_label_key(key)?;
+        check_label_value(value)?;
+        selector.insert(key.to_string(), value.to_string());
+    }
+    Ok(selector)
+}
+
+/// Writes a selector as `k=v,k2=v2`, keys sorted.
+pub fn format_selector(selector: &std::collections::BTreeMap<String, String>) -> String {
+    selector
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Do `labels` carry every key and value of `selector`?
+pub fn selector_matches(
+    selector: &std::collections::BTreeMap<String, String>,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> bool {
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+fn is_dns_label(label: &str) -> bool {
+    let bytes = label.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes[0] != b'-'
+        && bytes[bytes.len() - 1] != b'-'
+}
+
+fn is_label_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes[bytes.len() - 1].is_ascii_alphanumeric()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_keys_follow_kubernetes_syntax() {
+        for good in ["release", "app.kubernetes.io/name", "a", "A_b.c-D", "x/y"] {
+            assert!(check_label_key(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "-a",
+            "a-",
+            "Bad/x",
+            "a/",
+            "/a",
+            "a b",
+            &"k".repeat(64),
+            "a/b/c",
+            "ü",
+        ] {
+            assert!(check_label_key(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn label_values_may_be_empty() {
+        assert!(check_label_value("").is_ok());
+        assert!(check_label_value("stable").is_ok());
+        assert!(check_label_value("v1.2_3").is_ok());
+        assert!(check_label_value("-x").is_err());
+        assert!(check_label_value("has space").is_err());
+        assert!(check_label_value(&"v".repeat(64)).is_err());
+    }
+
+    #[test]
+    fn cidrs_accept_networks_and_single_addresses() {
+        assert_eq!(parse_cidr("10.0.0.0/8").map(|n| n.prefix_len()), Ok(8));
+        assert_eq!(parse_cidr("127.0.0.2").map(|n| n.prefix_len()), Ok(32));
+        assert_eq!(parse_cidr("::1").map(|n| n.prefix_len()), Ok(128));
+        for bad in ["10.0.0.0/33", "300.0.0.1/8", "abc", "", "10.0.0.0/"] {
+            assert!(parse_cidr(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn path_patterns_glob_within_segments() {
+        let table = [
+            ("/", "/", true),
+            ("/api/*", "/api/users", true),
+            ("/api/*", "/api/users/1", false),
+            ("/api/**", "/api", true),
+            ("/api/**", "/api/users/1", true),
+            ("/api/**", "/apiary", false),
+            ("/api/*/items", "/api/7/items", true),
+            ("/v*/ping", "/v2/ping", true),
+            ("/v*/ping", "/x2/ping", false),
+            ("/a*b", "/ab", true),
+            ("/a*b", "/axxb", true),
+            ("/a*b", "/axxbc", false),
+            ("/health", "/health", true),
+            ("/health", "/healthz", false),
+            ("/**", "/anything/at/all", true),
+        ];
+        for (pattern, path, want) in table {
+            assert!(check_path_pattern(pattern).is_ok(), "{pattern}");
+            assert_eq!(path_matches(pattern, path), want, "{pattern} vs {path}");
+        }
+        for bad in ["api", "/a/**/b", "/a**", "/a b", "/a?x"] {
+            assert!(check_path_pattern(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn fqdns_are_lowercase_with_two_labels() {
+        assert!(check_fqdn("app.example.com").is_ok());
+        for bad in [
+            "App.example.com",
+            "example",
+            "a..b",
+            "-a.b",
+            "a.b.",
+            "a_b.com",
+            "",
+        ] {
+            assert!(check_fqdn(bad).is_err(), "{bad}");
+        }
+        assert!(in_zone("app.example.com", "example.com"));
+        assert!(in_zone("example.com", "example.com"));
+        assert!(!in_zone("badexample.com", "example.com"));
+    }
+
+    #[test]
+    fn services_are_origins_or_status_codes() {
+        assert_eq!(
+            parse_service("http://localhost:4000"),
+            Ok(Service::Origin {
+                tls: false,
+                authority: "localhost:4000".into(),
+                path_prefix: String::new()
+            })
+        );
+        assert_eq!(
+            parse_service("https://10.0.0.5/base/"),
+            Ok(Service::Origin {
+                tls: true,
+                authority: "10.0.0.5".into(),
+                path_prefix: "/base".into()
+            })
+        );
+        assert_eq!(parse_service("http_status:404"), Ok(Service::Status(404)));
+        for bad in [
+            "ftp://x",
+            "localhost:4000",
+            "http_status:99",
+            "http_status:600",
+            "http_status:abc",
+            "http_status:0404",
+            "http://user@host",
+            "http://host/?q=1",
+            "",
+        ] {
+            assert!(parse_service(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn selectors_round_trip() {
+        let selector = parse_selector("release=canary, app=web").expect("valid");
+        assert_eq!(format_selector(&selector), "app=web,release=canary");
+        assert!(parse_selector("release").is_err());
+        assert!(parse_selector("Bad Key=x").is_err());
+    }
+}

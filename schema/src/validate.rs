@@ -1,0 +1,239 @@
+//! Validation of request bodies: the JSON Schema of each object (compiled once), then the
+//! semantic rules of [`crate::rules`]. Parse, don't validate: what passes comes out typed.
+
+use std::collections::BTreeSet;
+use std::sync::LazyLock;
+
+use jsonschema::Validator;
+use jsonschema::error::ValidationErrorKind;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::api::{HostnameSpec, Labels, PolicySpec, TunnelSpec};
+use crate::error::push_pointer;
+use crate::openapi::schema_source;
+use crate::rules;
+use crate::{ContractError, Violation};
+
+/// A writable API object: a JSON Schema and the rules it cannot say.
+pub trait Contract: DeserializeOwned {
+    /// The schema file under `schemas/v1`, whose `$defs/spec` describes the writable form.
+    const SCHEMA_FILE: &'static str;
+
+    /// The compiled validator of `$defs/spec`.
+    fn validator() -> &'static Validator;
+
+    /// Appends the semantic rules this value breaks.
+    fn check(&self, violations: &mut Vec<Violation>);
+}
+
+/// Checks `value` against `T`'s schema and rules and returns it typed.
+pub fn validate<T: Contract>(value: &Value) -> Result<T, ContractError> {
+    let violations = schema_violations(T::validator(), value);
+    if let Some(error) = ContractError::from_violations(violations) {
+        return Err(error);
+    }
+    let typed: T = serde_json::from_value(value.clone())
+        .map_err(|e| ContractError::single("", format!("body does not match the schema: {e}")))?;
+    let mut violations = Vec::new();
+    typed.check(&mut violations);
+    match ContractError::from_violations(violations) {
+        Some(error) => Err(error),
+        None => Ok(typed),
+    }
+}
+
+/// The JSON Schema violations of `value`, each located at the field it is about.
+pub fn schema_violations(validator: &Validator, value: &Value) -> Vec<Violation> {
+    validator
+        .iter_errors(value)
+        .map(|error| {
+            let at = error.instance_path().as_str().to_string();
+            match error.kind() {
+                ValidationErrorKind::Required { property } => {
+                    let name = property.as_str().unwrap_or_default();
+                    Violation::new(
+                        push_pointer(&at, name),
+                        format!("missing required field {name:?}"),
+                    )
+                }
+                ValidationErrorKind::AdditionalProperties { unexpected } => {
+                    let name = unexpected.first().map(String::as_str).unwrap_or_default();
+                    Violation::new(push_pointer(&at, name), format!("unknown field {name:?}"))
+                }
+                _ => Violation::new(at, error.masked().to_string()),
+            }
+        })
+        .collect()
+}
+
+/// Compiles the validator of `$defs/<def>` of one embedded schema file.
+pub fn compile_def(file: &str, def: &str) -> Validator {
+    let source = schema_source(file).unwrap_or_else(|| panic!("no embedded schema {file}"));
+    let schema: Value =
+        serde_json::from_str(source).unwrap_or_else(|e| panic!("embedded {file} is not JSON: {e}"));
+    let root = json!({
+        "$schema": schema["$schema"],
+        "$id": schema["$id"],
+        "$defs": schema["$defs"],
+        "$ref": format!("#/$defs/{def}"),
+    });
+    jsonschema::draft202012::options()
+        .should_validate_formats(true)
+        .build(&root)
+        .unwrap_or_else(|e| panic!("embedded {file} does not compile: {e}"))
+}
+
+/// Compiles the validator of a whole embedded schema file (the read form of an object).
+pub fn compile_file(file: &str) -> Validator {
+    let source = schema_source(file).unwrap_or_else(|| panic!("no embedded schema {file}"));
+    let schema: Value =
+        serde_json::from_str(source).unwrap_or_else(|e| panic!("embedded {file} is not JSON: {e}"));
+    jsonschema::draft202012::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .unwrap_or_else(|e| panic!("embedded {file} does not compile: {e}"))
+}
+
+// The embedded schemas are part of the binary and covered by tests; failing to compile them is a
+// build defect, not an input error, so panicking on first use is right.
+static TUNNEL_SPEC: LazyLock<Validator> =
+    LazyLock::new(|| compile_def("tunnel.schema.json", "spec"));
+static POLICY_SPEC: LazyLock<Validator> =
+    LazyLock::new(|| compile_def("policy.schema.json", "spec"));
+static HOSTNAME_SPEC: LazyLock<Validator> =
+    LazyLock::new(|| compile_def("hostname.schema.json", "spec"));
+
+/// Checks label keys and values, reporting each at `<pointer>/<key>`.
+pub fn check_labels(labels: &Labels, pointer: &str, violations: &mut Vec<Violation>) {
+    for (key, value) in labels {
+        let at = push_pointer(pointer, key);
+        if let Err(message) = rules::check_label_key(key) {
+            violations.push(Violation::new(at, message));
+        } else if let Err(message) = rules::check_label_value(value) {
+            violations.push(Violation::new(at, message));
+        }
+    }
+}
+
+impl Contract for TunnelSpec {
+    const SCHEMA_FILE: &'static str = "tunnel.schema.json";
+
+    fn validator() -> &'static Validator {
+        &TUNNEL_SPEC
+    }
+
+    fn check(&self, violations: &mut Vec<Violation>) {
+        if let Err(message) = rules::check_name(&self.name) {
+            violations.push(Violation::new("/name", message));
+        }
+        check_labels(&self.labels, "/labels", violations);
+    }
+}
+
+impl Contract for PolicySpec {
+    const SCHEMA_FILE: &'static str = "policy.schema.json";
+
+    fn validator() -> &'static Validator {
+        &POLICY_SPEC
+    }
+
+    fn check(&self, violations: &mut Vec<Violation>) {
+        if let Err(message) = rules::check_name(&self.name) {
+            violations.push(Violation::new("/name", message));
+        }
+        for (field, list) in [("allow_ips", &self.allow_ips), ("deny_ips", &self.deny_ips)] {
+            for (i, cidr) in list.iter().enumerate() {
+                if let Err(message) = rules::parse_cidr(cidr) {
+                    violations.push(Violation::new(format!("/{field}/{i}"), message));
+                }
+            }
+        }
+        for (i, method) in self.allow_methods.iter().enumerate() {
+            if let Err(message) = rules::check_method(method) {
+                violations.push(Violation::new(format!("/allow_methods/{i}"), message));
+            }
+        }
+        for (i, pattern) in self.allow_paths.iter().enumerate() {
+            if let Err(message) = rules::check_path_pattern(pattern) {
+                violations.push(Violation::new(format!("/allow_paths/{i}"), message));
+            }
+        }
+        if let Some(jwt) = &self.jwt {
+            let keys = jwt.public_keys_pem.as_deref().unwrap_or_default();
+            if jwt.hs256_secret.is_none() && keys.is_empty() {
+                violations.push(Violation::new(
+                    "/jwt",
+                    "set hs256_secret or public_keys_pem: without a key no token can be verified",
+                ));
+            }
+            for (i, pem) in keys.iter().enumerate() {
+                if let Err(message) = rules::check_public_key_pem(pem) {
+                    violations.push(Violation::new(format!("/jwt/public_keys_pem/{i}"), message));
+                }
+            }
+        }
+    }
+}
+
+impl Contract for HostnameSpec {
+    const SCHEMA_FILE: &'static str = "hostname.schema.json";
+
+    fn validator() -> &'static Validator {
+        &HOSTNAME_SPEC
+    }
+
+    fn check(&self, violations: &mut Vec<Violation>) {
+        if let Err(message) = rules::check_fqdn(&self.hostname) {
+            violations.push(Violation::new("/hostname", message));
+        }
+        if let Err(message) = rules::parse_service(&self.service) {
+            violations.push(Violation::new("/service", message));
+        }
+        match (&self.tunnel_id, &self.routes) {
+            (Some(_), Some(_)) => violations.push(Violation::new(
+                "/routes",
+                "set exactly one of tunnel_id and routes, not both",
+            )),
+            (None, None) => violations.push(Violation::new(
+                "/tunnel_id",
+                "set exactly one of tunnel_id and routes",
+            )),
+            _ => {}
+        }
+        for (i, route) in self.routes.iter().flatten().enumerate() {
+            check_labels(
+                &route.selector,
+                &format!("/routes/{i}/selector"),
+                violations,
+            );
+            if let Err(message) = rules::check_weight(i64::from(route.weight)) {
+                violations.push(Violation::new(format!("/routes/{i}/weight"), message));
+            }
+        }
+        let mut seen = BTreeSet::new();
+        for (i, id) in self.policy_ids.iter().enumerate() {
+            if !seen.insert(id) {
+                violations.push(Violation::new(
+                    format!("/policy_ids/{i}"),
+                    format!("policy {id} is listed twice"),
+                ));
+            }
+        }
+        if let Some(header) = self
+            .origin
+            .as_ref()
+            .and_then(|o| o.http_host_header.as_ref())
+        {
+            if http::HeaderValue::from_str(header).is_err() || header.contains(' ') {
+                violations.push(Violation::new(
+                    "/origin/http_host_header",
+                    "http_host_header must be a host name, optionally with a port",
+                ));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
