@@ -1,0 +1,193 @@
+//! The control API: REST/JSON over HTTP with bearer tokens. `router()` merges one router per
+//! resource behind the auth layer; `/healthz` needs no token. Every write is validated against
+//! the contract in `postern-schema` before it reaches the store.
+
+mod error;
+mod hostnames;
+mod policies;
+mod tunnels;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use postern_schema::api::EdgeInfo;
+use serde::Serialize;
+use serde_json::Value;
+
+pub use error::ApiError;
+
+pub use crate::state::{EdgeSettings, EdgeState as AppState};
+
+/// Largest request body the API reads.
+const MAX_BODY: usize = 1024 * 1024;
+
+/// The control API's router.
+pub fn router(state: AppState) -> Router {
+    let v1 = Router::new()
+        .merge(tunnels::router())
+        .merge(hostnames::router())
+        .merge(policies::router())
+        .route("/v1/edge", get(edge_info))
+        .route("/metrics", get(metrics))
+        .layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .merge(v1)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
+        .with_state(state)
+}
+
+// === middleware ===
+
+/// Rejects requests without a valid bearer token (401, `WWW-Authenticate: Bearer`).
+async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let token = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    match token {
+        Some(token) if state.auth.verify(token) => next.run(request).await,
+        Some(_) => ApiError::unauthorized("the API token is not valid").into_response(),
+        None => ApiError::unauthorized("an API token is required: Authorization: Bearer <token>")
+            .into_response(),
+    }
+}
+
+/// Counts API requests by method and status.
+async fn count_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    state.metrics.inc(
+        "postern_edge_api_requests_total",
+        &[
+            ("method", method.as_str()),
+            ("status", response.status().as_str()),
+        ],
+    );
+    response
+}
+
+// === small handlers ===
+
+async fn healthz() -> Response {
+    reply(StatusCode::OK, &serde_json::json!({"status": "ok"}), None)
+}
+
+async fn edge_info(State(state): State<AppState>) -> Response {
+    let info = EdgeInfo {
+        zones: state.settings.zones.clone(),
+        public_addresses: state.settings.public_addresses.clone(),
+        tunnel_addresses: state.settings.tunnel_addresses.clone(),
+        ca_cert_pem: state.ca.cert_pem().to_string(),
+    };
+    reply(StatusCode::OK, &info, None)
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let snapshot = state.catalog.snapshot();
+    let gauges: Vec<_> = snapshot
+        .tunnels
+        .values()
+        .map(|tunnel| {
+            (
+                "postern_edge_connectors",
+                vec![
+                    ("tunnel", tunnel.spec.name.clone()),
+                    ("tunnel_id", tunnel.id.to_string()),
+                ],
+                f64::from(state.registry.count(tunnel.id)),
+            )
+        })
+        .collect();
+    let mut response = state.metrics.render(&gauges).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint; see schema/openapi.json")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::method_not_allowed()
+}
+
+// === request and response helpers ===
+
+/// A JSON request body: `application/json`, at most [`MAX_BODY`] bytes, well-formed.
+pub struct JsonBody(pub Value);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| {
+                let v = v.trim();
+                v.eq_ignore_ascii_case("application/json") || v.ends_with("+json")
+            });
+        if !is_json {
+            return Err(ApiError::unsupported_media_type());
+        }
+        let bytes = read_body(request.into_body()).await?;
+        let value: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::invalid("", format!("the body is not valid JSON: {e}")))?;
+        Ok(JsonBody(value))
+    }
+}
+
+/// Parses an `If-Match` header: `"3"`, `3`, `W/"3"`, or `*` (no condition).
+pub fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let text = value.to_str().unwrap_or_default().trim();
+    if text == "*" {
+        return Ok(None);
+    }
+    let bare = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
+    bare.parse::<u64>().map(Some).map_err(|_| {
+        ApiError::precondition_failed(
+            "If-Match must carry an object version, as in the ETag header (for example \"3\")",
+        )
+    })
+}
+
+/// A JSON answer, with an `ETag` when the object has a version.
+pub fn reply<T: Serialize>(status: StatusCode, body: &T, version: Option<u64>) -> Response {
+    let mut response = (status, axum::Json(body)).into_response();
+    if let Some(version) = version {
+        if let Ok(value) = HeaderValue::from_str(&format!("\"{version}\"")) {
+            response.headers_mut().insert(header::ETAG, value);
+        }
+    }
+    response
+}
+
+/// Reads a whole request body, at most [`MAX_BODY`] bytes.
+pub(crate) async fn read_body(body: axum::body::Body) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|_| ApiError::payload_too_large(MAX_BODY))
+}

@@ -1,0 +1,142 @@
+//! `/v1/hostnames`: create, list, read, replace, delete. A hostname's id is the hostname.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::get;
+use postern_schema::api::{HostnameSpec, List};
+use postern_schema::rules::in_zone;
+use postern_schema::validate::validate;
+
+use super::{ApiError, AppState, JsonBody, if_match, reply};
+use crate::catalog::hostname_from_record;
+use crate::store::{Kind, Record, Ref, Write};
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/hostnames", get(list).post(create))
+        .route(
+            "/v1/hostnames/{hostname}",
+            get(read).put(replace).delete(delete),
+        )
+}
+
+async fn list(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let addresses = &state.settings.public_addresses;
+    let items = state
+        .store
+        .list(Kind::Hostname)
+        .await?
+        .iter()
+        .map(|r| hostname_from_record(r, addresses))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(reply(StatusCode::OK, &List { items }, None))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let spec = checked_spec(&state, &body)?;
+    let record = state.store.create(write(&spec), None).await?;
+    state.catalog.refresh_to(record.revision).await;
+    tracing::info!(hostname = %spec.hostname, "hostname created");
+    let hostname = hostname_from_record(&record, &state.settings.public_addresses)?;
+    Ok(reply(
+        StatusCode::CREATED,
+        &hostname,
+        Some(hostname.version),
+    ))
+}
+
+async fn read(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let record = find(&state, &name).await?;
+    let hostname = hostname_from_record(&record, &state.settings.public_addresses)?;
+    Ok(reply(StatusCode::OK, &hostname, Some(hostname.version)))
+}
+
+async fn replace(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let expected = if_match(&headers)?;
+    let spec = checked_spec(&state, &body)?;
+    if spec.hostname != name {
+        return Err(ApiError::invalid(
+            "/hostname",
+            "a hostname cannot be renamed: delete it and create the new one",
+        ));
+    }
+    let record = state.store.replace(&name, write(&spec), expected).await?;
+    state.catalog.refresh_to(record.revision).await;
+    let hostname = hostname_from_record(&record, &state.settings.public_addresses)?;
+    Ok(reply(StatusCode::OK, &hostname, Some(hostname.version)))
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let expected = if_match(&headers)?;
+    let deleted = state.store.delete(Kind::Hostname, &name, expected).await?;
+    state.catalog.refresh_to(deleted.revision).await;
+    tracing::info!(hostname = %name, "hostname deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The contract, then what only the edge knows: the hostname must lie in one of its zones.
+fn checked_spec(state: &AppState, body: &serde_json::Value) -> Result<HostnameSpec, ApiError> {
+    let spec: HostnameSpec = validate(body)?;
+    let zones = &state.settings.zones;
+    if !zones.iter().any(|zone| in_zone(&spec.hostname, zone)) {
+        return Err(ApiError::invalid(
+            "/hostname",
+            format!(
+                "{} is not inside a zone of this edge ({})",
+                spec.hostname,
+                zones.join(", ")
+            ),
+        ));
+    }
+    Ok(spec)
+}
+
+fn write(spec: &HostnameSpec) -> Write {
+    let mut refs = Vec::new();
+    if let Some(tunnel) = spec.tunnel_id {
+        refs.push(Ref {
+            kind: Kind::Tunnel,
+            id: tunnel.to_string(),
+            pointer: "/tunnel_id".into(),
+        });
+    }
+    for (i, policy) in spec.policy_ids.iter().enumerate() {
+        refs.push(Ref {
+            kind: Kind::Policy,
+            id: policy.to_string(),
+            pointer: format!("/policy_ids/{i}"),
+        });
+    }
+    Write {
+        kind: Kind::Hostname,
+        id: spec.hostname.clone(),
+        name: spec.hostname.clone(),
+        body: serde_json::to_value(spec).unwrap_or_default(),
+        refs,
+    }
+}
+
+async fn find(state: &AppState, name: &str) -> Result<Record, ApiError> {
+    state
+        .store
+        .get(Kind::Hostname, name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("hostname {name} does not exist")))
+}

@@ -1,0 +1,125 @@
+//! `/v1/policies`: create, list, read, replace, delete.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::get;
+use postern_schema::api::{List, PolicySpec};
+use postern_schema::ids::PolicyId;
+use postern_schema::validate::validate;
+
+use super::{ApiError, AppState, JsonBody, if_match, reply};
+use crate::catalog::policy_from_record;
+use crate::store::{Kind, Record, Write};
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/policies", get(list).post(create))
+        .route("/v1/policies/{id}", get(read).put(replace).delete(delete))
+}
+
+async fn list(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let items = state
+        .store
+        .list(Kind::Policy)
+        .await?
+        .iter()
+        .map(policy_from_record)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(reply(StatusCode::OK, &List { items }, None))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let spec = checked_spec(&body)?;
+    let id = PolicyId::new_random();
+    let record = state.store.create(write(id, &spec), None).await?;
+    state.catalog.refresh_to(record.revision).await;
+    let policy = policy_from_record(&record)?;
+    Ok(reply(StatusCode::CREATED, &policy, Some(policy.version)))
+}
+
+async fn read(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let record = find(&state, &id).await?;
+    let policy = policy_from_record(&record)?;
+    Ok(reply(StatusCode::OK, &policy, Some(policy.version)))
+}
+
+async fn replace(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let expected = if_match(&headers)?;
+    let id = parse_id(&id)?;
+    let spec = checked_spec(&body)?;
+    let record = state
+        .store
+        .replace(&id.to_string(), write(id, &spec), expected)
+        .await?;
+    state.catalog.refresh_to(record.revision).await;
+    let policy = policy_from_record(&record)?;
+    Ok(reply(StatusCode::OK, &policy, Some(policy.version)))
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let expected = if_match(&headers)?;
+    let id = parse_id(&id)?;
+    let deleted = state
+        .store
+        .delete(Kind::Policy, &id.to_string(), expected)
+        .await?;
+    state.catalog.refresh_to(deleted.revision).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The contract, then what only the edge checks: JWT public keys must parse.
+fn checked_spec(body: &serde_json::Value) -> Result<PolicySpec, ApiError> {
+    let spec: PolicySpec = validate(body)?;
+    if let Some(keys) = spec.jwt.as_ref().and_then(|j| j.public_keys_pem.as_ref()) {
+        for (i, pem) in keys.iter().enumerate() {
+            let bytes = pem.as_bytes();
+            let parses = jsonwebtoken::DecodingKey::from_rsa_pem(bytes).is_ok()
+                || jsonwebtoken::DecodingKey::from_ec_pem(bytes).is_ok();
+            if !parses {
+                return Err(ApiError::invalid(
+                    format!("/jwt/public_keys_pem/{i}"),
+                    "not an RSA or EC (P-256) public key in PEM form",
+                ));
+            }
+        }
+    }
+    Ok(spec.normalized())
+}
+
+fn write(id: PolicyId, spec: &PolicySpec) -> Write {
+    Write {
+        kind: Kind::Policy,
+        id: id.to_string(),
+        name: spec.name.clone(),
+        body: serde_json::to_value(spec).unwrap_or_default(),
+        refs: Vec::new(),
+    }
+}
+
+fn parse_id(id: &str) -> Result<PolicyId, ApiError> {
+    id.parse()
+        .map_err(|_| ApiError::not_found(format!("policy {id} does not exist")))
+}
+
+async fn find(state: &AppState, id: &str) -> Result<Record, ApiError> {
+    let id = parse_id(id)?;
+    state
+        .store
+        .get(Kind::Policy, &id.to_string())
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("policy {id} does not exist")))
+}

@@ -1,0 +1,177 @@
+//! `/v1/tunnels`: create, list (with `?selector=`), read, replace, delete, token, connections.
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::get;
+use postern_schema::api::{List, Tunnel, TunnelSpec, TunnelTokenBody};
+use postern_schema::ids::TunnelId;
+use postern_schema::rules::{parse_selector, selector_matches};
+use postern_schema::secret::Secret;
+use postern_schema::token::TunnelToken;
+use postern_schema::validate::validate;
+use serde::Deserialize;
+
+use super::{ApiError, AppState, JsonBody, if_match, reply};
+use crate::auth::new_secret;
+use crate::catalog::tunnel_from_record;
+use crate::store::{Kind, Record, Write};
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/tunnels", get(list).post(create))
+        .route("/v1/tunnels/{id}", get(read).put(replace).delete(delete))
+        .route("/v1/tunnels/{id}/token", get(token))
+        .route("/v1/tunnels/{id}/connections", get(connections))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    selector: Option<String>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Query(query): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    let selector = parse_selector(query.selector.as_deref().unwrap_or(""))
+        .map_err(|message| ApiError::invalid("", format!("selector: {message}")))?;
+    let mut items = Vec::new();
+    for record in state.store.list(Kind::Tunnel).await? {
+        let tunnel = to_api(&state, &record)?;
+        if selector_matches(&selector, &tunnel.spec.labels) {
+            items.push(tunnel);
+        }
+    }
+    Ok(reply(StatusCode::OK, &List { items }, None))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let spec: TunnelSpec = validate(&body)?;
+    let id = TunnelId::new_random();
+    let secret = new_secret();
+    let record = state
+        .store
+        .create(write(id, &spec), Some(secret.clone()))
+        .await?;
+    state.catalog.refresh_to(record.revision).await;
+    tracing::info!(tunnel_id = %id, name = %spec.name, "tunnel created");
+    let mut tunnel = to_api(&state, &record)?;
+    tunnel.token = Some(token_for(&state, id, secret));
+    Ok(reply(StatusCode::CREATED, &tunnel, Some(tunnel.version)))
+}
+
+async fn read(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let record = find(&state, &id).await?;
+    let tunnel = to_api(&state, &record)?;
+    Ok(reply(StatusCode::OK, &tunnel, Some(tunnel.version)))
+}
+
+async fn replace(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let expected = if_match(&headers)?;
+    let id = parse_id(&id)?;
+    let spec: TunnelSpec = validate(&body)?;
+    let record = state
+        .store
+        .replace(&id.to_string(), write(id, &spec), expected)
+        .await?;
+    state.catalog.refresh_to(record.revision).await;
+    let tunnel = to_api(&state, &record)?;
+    Ok(reply(StatusCode::OK, &tunnel, Some(tunnel.version)))
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let expected = if_match(&headers)?;
+    let id = parse_id(&id)?;
+    let deleted = state
+        .store
+        .delete(Kind::Tunnel, &id.to_string(), expected)
+        .await?;
+    // Waiting for the catalog means the tunnel listener has seen the deletion and is closing the
+    // tunnel's connections by the time the client hears back.
+    state.catalog.refresh_to(deleted.revision).await;
+    tracing::info!(tunnel_id = %id, "tunnel deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn token(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let record = find(&state, &id).await?;
+    let id = parse_id(&record.id)?;
+    let secret = state
+        .store
+        .secret(Kind::Tunnel, &record.id)
+        .await?
+        .ok_or_else(ApiError::internal)?;
+    let body = TunnelTokenBody {
+        token: token_for(&state, id, secret),
+    };
+    Ok(reply(StatusCode::OK, &body, None))
+}
+
+async fn connections(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let record = find(&state, &id).await?;
+    let id = parse_id(&record.id)?;
+    let items = state.registry.connections(id);
+    Ok(reply(StatusCode::OK, &List { items }, None))
+}
+
+// === helpers ===
+
+fn write(id: TunnelId, spec: &TunnelSpec) -> Write {
+    Write {
+        kind: Kind::Tunnel,
+        id: id.to_string(),
+        name: spec.name.clone(),
+        body: serde_json::to_value(spec).unwrap_or_default(),
+        refs: Vec::new(),
+    }
+}
+
+fn parse_id(id: &str) -> Result<TunnelId, ApiError> {
+    id.parse()
+        .map_err(|_| ApiError::not_found(format!("tunnel {id} does not exist")))
+}
+
+async fn find(state: &AppState, id: &str) -> Result<Record, ApiError> {
+    let id = parse_id(id)?;
+    state
+        .store
+        .get(Kind::Tunnel, &id.to_string())
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("tunnel {id} does not exist")))
+}
+
+fn to_api(state: &AppState, record: &Record) -> Result<Tunnel, ApiError> {
+    let mut tunnel = tunnel_from_record(record)?;
+    tunnel.connections = state.registry.count(tunnel.id);
+    Ok(tunnel)
+}
+
+fn token_for(state: &AppState, id: TunnelId, secret: String) -> String {
+    TunnelToken {
+        edge_addresses: state.settings.tunnel_addresses.clone(),
+        tunnel_id: id,
+        secret: Secret::new(secret),
+        ca_sha256: state.ca.fingerprint(),
+    }
+    .encode()
+}

@@ -1,0 +1,204 @@
+//! The catalog: an immutable snapshot of every tunnel, hostname and policy, rebuilt from the
+//! store after each write (and periodically, as a safety net) and swapped in atomically. The
+//! proxy, the tunnel listener and DNS read snapshots; only the control API writes the store.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use postern_schema::api::{Hostname, HostnameSpec, Policy, PolicySpec, Tunnel, TunnelSpec};
+use postern_schema::ids::{PolicyId, TunnelId};
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::store::{Kind, Record, Store, StoreError};
+
+/// How often the catalog reloads even without a write it knows of.
+const RESYNC_EVERY: Duration = Duration::from_secs(10);
+
+/// Everything the data plane needs, at one store revision.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// The store revision this snapshot reflects.
+    pub revision: u64,
+    /// Tunnels by id.
+    pub tunnels: BTreeMap<TunnelId, Tunnel>,
+    /// Hostnames by name.
+    pub hostnames: BTreeMap<String, Hostname>,
+    /// Policies by id.
+    pub policies: BTreeMap<PolicyId, Policy>,
+}
+
+/// The current snapshot and the means to refresh it.
+#[derive(Clone)]
+pub struct Catalog {
+    store: Arc<dyn Store>,
+    current: watch::Sender<Arc<Snapshot>>,
+    wake: Arc<Notify>,
+    public_addresses: Arc<Vec<String>>,
+}
+
+impl Catalog {
+    /// Loads the first snapshot.
+    pub async fn load(
+        store: Arc<dyn Store>,
+        public_addresses: Vec<String>,
+    ) -> Result<Self, StoreError> {
+        let public_addresses = Arc::new(public_addresses);
+        let first = build_snapshot(store.as_ref(), &public_addresses).await?;
+        let (current, _) = watch::channel(Arc::new(first));
+        Ok(Self {
+            store,
+            current,
+            wake: Arc::new(Notify::new()),
+            public_addresses,
+        })
+    }
+
+    /// The latest snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.borrow().clone()
+    }
+
+    /// A receiver that sees every new snapshot.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.current.subscribe()
+    }
+
+    /// Asks for a reload without waiting for it (a change notification from elsewhere).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Waits until the snapshot reflects at least store revision `revision` (the revision of a
+    /// write just made), so that what the API acknowledged is what the data plane serves.
+    pub async fn refresh_to(&self, revision: u64) {
+        if self.current.borrow().revision >= revision {
+            return;
+        }
+        let mut receiver = self.current.subscribe();
+        self.wake.notify_one();
+        let reached = receiver.wait_for(|s| s.revision >= revision);
+        if tokio::time::timeout(Duration::from_secs(5), reached)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                revision,
+                "the catalog did not catch up with a write within 5 s"
+            );
+        }
+    }
+
+    /// Reloads on every wake-up and every [`RESYNC_EVERY`], until `cancel`.
+    pub async fn run(self, cancel: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(RESYNC_EVERY) => {}
+            }
+            match build_snapshot(self.store.as_ref(), &self.public_addresses).await {
+                Ok(snapshot) => {
+                    self.current.send_if_modified(|current| {
+                        if snapshot.revision > current.revision {
+                            *current = Arc::new(snapshot);
+                            true
+                        } else {
+                            false
+                        }
+                    });
+                }
+                Err(error) => {
+                    tracing::warn!(error = %error_chain(&error), "cannot reload the catalog; serving the last snapshot");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+}
+
+async fn build_snapshot(store: &dyn Store, addresses: &[String]) -> Result<Snapshot, StoreError> {
+    let dump = store.dump().await?;
+    let mut snapshot = Snapshot {
+        revision: dump.revision,
+        ..Snapshot::default()
+    };
+    for record in &dump.records {
+        match record.kind {
+            Kind::Tunnel => {
+                let tunnel = tunnel_from_record(record)?;
+                snapshot.tunnels.insert(tunnel.id, tunnel);
+            }
+            Kind::Policy => {
+                let policy = policy_from_record(record)?;
+                snapshot.policies.insert(policy.id, policy);
+            }
+            Kind::Hostname => {
+                let hostname = hostname_from_record(record, addresses)?;
+                snapshot
+                    .hostnames
+                    .insert(hostname.spec.hostname.clone(), hostname);
+            }
+        }
+    }
+    Ok(snapshot)
+}
+
+fn body<T: serde::de::DeserializeOwned>(record: &Record) -> Result<T, StoreError> {
+    serde_json::from_value(record.body.clone())
+        .map_err(|e| StoreError::Corrupt(format!("{} {}: {e}", record.kind, record.id)))
+}
+
+/// A stored tunnel record as the API object (no connection count, no token).
+pub fn tunnel_from_record(record: &Record) -> Result<Tunnel, StoreError> {
+    let spec: TunnelSpec = body(record)?;
+    Ok(Tunnel {
+        id: record
+            .id
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("tunnel id {}", record.id)))?,
+        spec,
+        version: record.version,
+        created_at: record.created_at.clone(),
+        connections: 0,
+        token: None,
+    })
+}
+
+/// A stored policy record as the API object.
+pub fn policy_from_record(record: &Record) -> Result<Policy, StoreError> {
+    let spec: PolicySpec = body(record)?;
+    Ok(Policy {
+        id: record
+            .id
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("policy id {}", record.id)))?,
+        spec,
+        version: record.version,
+        created_at: record.created_at.clone(),
+    })
+}
+
+/// A stored hostname record as the API object, answering `addresses`.
+pub fn hostname_from_record(record: &Record, addresses: &[String]) -> Result<Hostname, StoreError> {
+    let spec: HostnameSpec = body(record)?;
+    Ok(Hostname {
+        spec,
+        addresses: addresses.to_vec(),
+        version: record.version,
+        created_at: record.created_at.clone(),
+    })
+}
+
+/// An error and its causes on one line, for logs.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

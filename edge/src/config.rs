@@ -1,0 +1,129 @@
+//! `postern-edge`'s settings: every flag also reads `POSTERN_EDGE_<FLAG>`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use clap::Parser;
+use postern_schema::secret::Secret;
+
+/// The edge: control API, tunnel listener, public HTTP/HTTPS proxy and authoritative DNS.
+///
+/// Every address accepts port 0; once all listeners are bound the edge prints one JSON line on
+/// stdout with the bound addresses (keys api, http, https, tunnel, dns).
+#[derive(Debug, Clone, Parser)]
+#[command(name = "postern-edge", version, about, long_about = None)]
+pub struct EdgeConfig {
+    /// Control API (REST/JSON with bearer tokens, /healthz, /metrics).
+    #[arg(
+        long,
+        env = "POSTERN_EDGE_API_LISTEN",
+        default_value = "127.0.0.1:7070"
+    )]
+    pub api_listen: SocketAddr,
+
+    /// Tunnel listener: connectors dial in here (TLS 1.3, client certificate required).
+    #[arg(
+        long,
+        env = "POSTERN_EDGE_TUNNEL_LISTEN",
+        default_value = "127.0.0.1:7844"
+    )]
+    pub tunnel_listen: SocketAddr,
+
+    /// Public HTTP listener for visitors, routed by Host.
+    #[arg(
+        long,
+        env = "POSTERN_EDGE_HTTP_LISTEN",
+        default_value = "127.0.0.1:8080"
+    )]
+    pub http_listen: SocketAddr,
+
+    /// Public HTTPS listener for visitors, routed by SNI and Host.
+    #[arg(
+        long,
+        env = "POSTERN_EDGE_HTTPS_LISTEN",
+        default_value = "127.0.0.1:8443"
+    )]
+    pub https_listen: SocketAddr,
+
+    /// Authoritative DNS for the edge's zones, UDP and TCP on the same port.
+    #[arg(
+        long,
+        env = "POSTERN_EDGE_DNS_LISTEN",
+        default_value = "127.0.0.1:5353"
+    )]
+    pub dns_listen: SocketAddr,
+
+    /// Where the embedded store and the admin token live.
+    #[arg(long, env = "POSTERN_EDGE_DATA_DIR", default_value = "./postern-data")]
+    pub data_dir: PathBuf,
+
+    /// A DNS zone the edge serves hostnames in (repeatable; comma-separated in the env var).
+    #[arg(
+        long = "zone",
+        env = "POSTERN_EDGE_ZONE",
+        value_delimiter = ',',
+        default_value = "example.com"
+    )]
+    pub zones: Vec<String>,
+
+    /// An address DNS answers for hostnames (repeatable).
+    #[arg(
+        long = "public-address",
+        env = "POSTERN_EDGE_PUBLIC_ADDRESS",
+        value_delimiter = ',',
+        default_value = "127.0.0.1"
+    )]
+    pub public_addresses: Vec<IpAddr>,
+
+    /// A tunnel address written into tokens, HOST:PORT (repeatable; default: the bound tunnel address).
+    #[arg(
+        long = "advertise-tunnel",
+        env = "POSTERN_EDGE_ADVERTISE_TUNNEL",
+        value_delimiter = ','
+    )]
+    pub advertise_tunnel: Vec<String>,
+
+    /// The admin API token to accept, instead of one generated on first start.
+    #[arg(long, env = "POSTERN_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// Log format: text or json.
+    #[arg(long, env = "POSTERN_EDGE_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+/// How the edge writes its logs (to stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl EdgeConfig {
+    /// The admin token from the environment, as a secret.
+    pub fn admin_token(&self) -> Option<Secret> {
+        self.admin_token.clone().map(Secret::new)
+    }
+
+    /// Checks what clap cannot: zones are lowercase domain names.
+    pub fn check(&self) -> Result<(), String> {
+        for zone in &self.zones {
+            postern_schema::rules::check_fqdn(zone).map_err(|e| format!("--zone: {e}"))?;
+        }
+        if self.public_addresses.is_empty() {
+            return Err("--public-address: at least one address is needed".into());
+        }
+        for address in &self.advertise_tunnel {
+            if address
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok())
+                .is_none()
+            {
+                return Err(format!("--advertise-tunnel: {address:?} is not HOST:PORT"));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,294 @@
+//! Wires the edge's subsystems together: opens the store, loads the CA and tokens, binds every
+//! listener (port 0 allowed), starts the tasks, and owns shutdown.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::Serialize;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::api;
+use crate::auth::{Auth, AuthError};
+use crate::ca::{CaError, EdgeCa};
+use crate::catalog::Catalog;
+use crate::config::EdgeConfig;
+use crate::metrics::Metrics;
+use crate::state::{EdgeSettings, EdgeState};
+use crate::store::{SqliteStore, Store, StoreError};
+use crate::tunnel::Registry;
+
+/// The embedded store's file under `--data-dir`.
+pub const STORE_FILE: &str = "postern.db";
+
+/// Why the edge could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data directory could not be created.
+    #[error("cannot create the data directory {path}")]
+    DataDir {
+        /// The directory.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The store could not be opened.
+    #[error("cannot open the store")]
+    Store(#[from] StoreError),
+    /// The CA could not be loaded or created.
+    #[error("cannot set up the certificate authority")]
+    Ca(#[from] CaError),
+    /// The API tokens could not be set up.
+    #[error("cannot set up the API tokens")]
+    Auth(#[from] AuthError),
+    /// A listener could not be bound.
+    #[error("cannot listen on {address} ({what})")]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The addresses the edge is listening on: the ready line.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct BoundAddrs {
+    /// Control API.
+    pub api: SocketAddr,
+    /// Public HTTP.
+    pub http: SocketAddr,
+    /// Public HTTPS.
+    pub https: SocketAddr,
+    /// Tunnel listener.
+    pub tunnel: SocketAddr,
+    /// DNS (UDP and TCP).
+    pub dns: SocketAddr,
+}
+
+impl BoundAddrs {
+    /// The one machine-readable line printed once every listener is bound.
+    pub fn ready_line(&self) -> String {
+        let mut value = serde_json::to_value(self).unwrap_or_default();
+        if let Some(map) = value.as_object_mut() {
+            map.insert("ready".into(), serde_json::Value::Bool(true));
+        }
+        value.to_string()
+    }
+}
+
+/// A started edge.
+pub struct RunningEdge {
+    /// Where it listens.
+    pub addrs: BoundAddrs,
+    cancel: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl RunningEdge {
+    /// Stops accepting, lets in-flight API requests finish, and waits for every task.
+    pub async fn shutdown(mut self) {
+        self.cancel.cancel();
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// The bound sockets, before any task runs.
+struct Listeners {
+    api: TcpListener,
+    tunnel: TcpListener,
+    http: TcpListener,
+    https: TcpListener,
+    dns_udp: UdpSocket,
+    dns_tcp: TcpListener,
+}
+
+/// Starts the edge described by `config`.
+pub async fn start(config: EdgeConfig) -> Result<RunningEdge, StartError> {
+    create_data_dir(&config.data_dir)?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.data_dir.join(STORE_FILE))?);
+    let ca = Arc::new(EdgeCa::load_or_create(store.as_ref()).await?);
+    let auth = Auth::set_up(
+        store.as_ref(),
+        &config.data_dir,
+        config.admin_token().as_ref(),
+    )
+    .await?;
+
+    let listeners = bind(&config).await?;
+    let addrs = BoundAddrs {
+        api: local_addr(&listeners.api, config.api_listen, "api")?,
+        http: local_addr(&listeners.http, config.http_listen, "http")?,
+        https: local_addr(&listeners.https, config.https_listen, "https")?,
+        tunnel: local_addr(&listeners.tunnel, config.tunnel_listen, "tunnel")?,
+        dns: listeners
+            .dns_udp
+            .local_addr()
+            .map_err(|source| StartError::Bind {
+                what: "dns",
+                address: config.dns_listen,
+                source,
+            })?,
+    };
+    let tunnel_addresses = if config.advertise_tunnel.is_empty() {
+        vec![addrs.tunnel.to_string()]
+    } else {
+        config.advertise_tunnel.clone()
+    };
+    let settings = Arc::new(EdgeSettings {
+        zones: config.zones.clone(),
+        public_addresses: config
+            .public_addresses
+            .iter()
+            .map(|a| a.to_string())
+            .collect(),
+        tunnel_addresses,
+    });
+
+    let catalog = Catalog::load(store.clone(), settings.public_addresses.clone()).await?;
+    let cancel = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    tasks.spawn(catalog.clone().run(cancel.clone()));
+
+    let state = EdgeState {
+        store,
+        catalog,
+        auth,
+        ca,
+        registry: Arc::new(Registry::default()),
+        metrics: Arc::new(Metrics::default()),
+        settings,
+    };
+    let router = api::router(state.clone());
+    let api_cancel = cancel.clone();
+    tasks.spawn(async move {
+        let served = axum::serve(listeners.api, router)
+            .with_graceful_shutdown(async move { api_cancel.cancelled().await })
+            .await;
+        if let Err(error) = served {
+            tracing::error!(%error, "the control API stopped");
+        }
+    });
+    tasks.spawn(crate::tunnel::serve(
+        listeners.tunnel,
+        state.clone(),
+        cancel.clone(),
+    ));
+    tasks.spawn(crate::proxy::serve_http(
+        listeners.http,
+        state.clone(),
+        cancel.clone(),
+    ));
+    tasks.spawn(crate::proxy::serve_https(
+        listeners.https,
+        state.clone(),
+        cancel.clone(),
+    ));
+    tasks.spawn(crate::dns::serve(
+        listeners.dns_udp,
+        listeners.dns_tcp,
+        state.clone(),
+        cancel.clone(),
+    ));
+
+    tracing::info!(api = %addrs.api, http = %addrs.http, https = %addrs.https, tunnel = %addrs.tunnel, dns = %addrs.dns, "edge listening");
+    Ok(RunningEdge {
+        addrs,
+        cancel,
+        tasks,
+    })
+}
+
+fn create_data_dir(path: &Path) -> Result<(), StartError> {
+    let fail = |source| StartError::DataDir {
+        path: path.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(path).map_err(fail)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(fail)?;
+    }
+    Ok(())
+}
+
+async fn bind_tcp(what: &'static str, address: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|source| StartError::Bind {
+            what,
+            address,
+            source,
+        })
+}
+
+fn local_addr(
+    listener: &TcpListener,
+    address: SocketAddr,
+    what: &'static str,
+) -> Result<SocketAddr, StartError> {
+    listener.local_addr().map_err(|source| StartError::Bind {
+        what,
+        address,
+        source,
+    })
+}
+
+async fn bind(config: &EdgeConfig) -> Result<Listeners, StartError> {
+    let api = bind_tcp("api", config.api_listen).await?;
+    let tunnel = bind_tcp("tunnel", config.tunnel_listen).await?;
+    let http = bind_tcp("http", config.http_listen).await?;
+    let https = bind_tcp("https", config.https_listen).await?;
+    let (dns_udp, dns_tcp) = bind_dns(config.dns_listen).await?;
+    Ok(Listeners {
+        api,
+        tunnel,
+        http,
+        https,
+        dns_udp,
+        dns_tcp,
+    })
+}
+
+/// Binds UDP and TCP on one port. With port 0 the UDP port is picked first; if TCP cannot have
+/// the same number, try again with another.
+async fn bind_dns(address: SocketAddr) -> Result<(UdpSocket, TcpListener), StartError> {
+    let mut last_error = None;
+    for _ in 0..20 {
+        let udp = UdpSocket::bind(address)
+            .await
+            .map_err(|source| StartError::Bind {
+                what: "dns (udp)",
+                address,
+                source,
+            })?;
+        let bound = udp.local_addr().map_err(|source| StartError::Bind {
+            what: "dns (udp)",
+            address,
+            source,
+        })?;
+        match TcpListener::bind(bound).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(error) if address.port() == 0 => last_error = Some(error),
+            Err(source) => {
+                return Err(StartError::Bind {
+                    what: "dns (tcp)",
+                    address,
+                    source,
+                });
+            }
+        }
+    }
+    Err(StartError::Bind {
+        what: "dns (tcp)",
+        address,
+        source: last_error.unwrap_or_else(|| std::io::Error::other("no free port")),
+    })
+}

@@ -1,0 +1,40 @@
+//! `EdgeState`: what the control API, the tunnel listener, the proxy and DNS share.
+
+use std::sync::Arc;
+
+use crate::auth::Auth;
+use crate::ca::EdgeCa;
+use crate::catalog::Catalog;
+use crate::metrics::Metrics;
+use crate::store::Store;
+use crate::tunnel::Registry;
+
+/// What the edge serves, as far as the API tells clients.
+#[derive(Debug, Clone)]
+pub struct EdgeSettings {
+    /// DNS zones hostnames must lie in.
+    pub zones: Vec<String>,
+    /// What DNS answers for hostnames.
+    pub public_addresses: Vec<String>,
+    /// Tunnel addresses written into tokens.
+    pub tunnel_addresses: Vec<String>,
+}
+
+/// Everything the edge's subsystems share; cheap to clone.
+#[derive(Clone)]
+pub struct EdgeState {
+    /// The durable state.
+    pub store: Arc<dyn Store>,
+    /// The snapshot the data plane serves.
+    pub catalog: Catalog,
+    /// Accepted API tokens.
+    pub auth: Auth,
+    /// The edge CA.
+    pub ca: Arc<EdgeCa>,
+    /// Live connections.
+    pub registry: Arc<Registry>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Zones and addresses.
+    pub settings: Arc<EdgeSettings>,
+}

@@ -1,0 +1,523 @@
+//! The embedded store: one SQLite file under `--data-dir`, in WAL mode with full fsync, so a
+//! write that was answered survives `kill -9` and power loss.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+
+use super::{Dump, Kind, Record, Store, StoreError, Write};
+
+/// The schema, applied in order; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE objects (
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    revision INTEGER NOT NULL,
+    created_at TEXT NOT NULL,
+    body TEXT NOT NULL,
+    secret TEXT,
+    PRIMARY KEY (kind, id),
+    UNIQUE (kind, name)
+);
+CREATE TABLE refs (
+    from_kind TEXT NOT NULL,
+    from_id TEXT NOT NULL,
+    to_kind TEXT NOT NULL,
+    to_id TEXT NOT NULL,
+    PRIMARY KEY (from_kind, from_id, to_kind, to_id)
+);
+CREATE INDEX refs_by_target ON refs (to_kind, to_id);
+CREATE TABLE api_tokens (
+    hash TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE settings (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+INSERT INTO settings (key, value) VALUES ('revision', '0');
+"#];
+
+/// The embedded store.
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store file and applies pending migrations.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let mut conn = Connection::open(path).map_err(unavailable)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",
+        )
+        .map_err(unavailable)?;
+        let applied: i64 = conn
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .map_err(unavailable)?;
+        let applied = usize::try_from(applied)
+            .map_err(|_| StoreError::Corrupt("negative schema version".into()))?;
+        if applied > MIGRATIONS.len() {
+            return Err(StoreError::Corrupt(format!(
+                "the store was written by a newer edge (schema {applied}, this edge knows {})",
+                MIGRATIONS.len()
+            )));
+        }
+        for (i, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(unavailable)?;
+            tx.execute_batch(migration).map_err(unavailable)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)
+                .map_err(unavailable)?;
+            tx.commit().map_err(unavailable)?;
+        }
+        #[cfg(unix)]
+        restrict_permissions(path);
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` on the connection on a blocking thread.
+    async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            // A panic while holding the lock cannot leave a half-done transaction behind
+            // (SQLite rolls back an uncommitted transaction), so a poisoned lock is still usable.
+            let mut guard = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(Box::new(e)))?
+    }
+
+    /// Runs `f` in an immediate (write-locked) transaction and commits it.
+    async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>, u64) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.run(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(unavailable)?;
+            let revision = next_revision(&tx)?;
+            let out = f(&tx, revision)?;
+            tx.commit().map_err(unavailable)?;
+            Ok(out)
+        })
+        .await
+    }
+}
+
+#[cfg(unix)]
+fn restrict_permissions(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    // The file holds the CA key; keep it to the edge's user. Best effort: a failure here leaves
+    // the permissions the operator's umask gave.
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+}
+
+fn unavailable(error: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(Box::new(error))
+}
+
+fn next_revision(tx: &Transaction<'_>) -> Result<u64, StoreError> {
+    let current: String = tx
+        .query_row(
+            "SELECT value FROM settings WHERE key = 'revision'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(unavailable)?;
+    let next = current
+        .parse::<u64>()
+        .map_err(|_| StoreError::Corrupt("revision is not a number".into()))?
+        + 1;
+    tx.execute(
+        "UPDATE settings SET value = ?1 WHERE key = 'revision'",
+        params![next.to_string()],
+    )
+    .map_err(unavailable)?;
+    Ok(next)
+}
+
+const COLUMNS: &str = "kind, id, name, version, created_at, body, revision";
+
+fn read_record(
+    row: &rusqlite::Row<'_>,
+) -> rusqlite::Result<(String, String, String, i64, String, String, i64)> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+        row.get(6)?,
+    ))
+}
+
+fn to_record(
+    (kind, id, name, version, created_at, body, revision): (
+        String,
+        String,
+        String,
+        i64,
+        String,
+        String,
+        i64,
+    ),
+) -> Result<Record, StoreError> {
+    Ok(Record {
+        kind: Kind::parse(&kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown kind {kind}")))?,
+        id,
+        name,
+        version: u64::try_from(version)
+            .map_err(|_| StoreError::Corrupt("negative version".into()))?,
+        created_at,
+        body: serde_json::from_str(&body)
+            .map_err(|e| StoreError::Corrupt(format!("stored body is not JSON: {e}")))?,
+        revision: u64::try_from(revision)
+            .map_err(|_| StoreError::Corrupt("negative revision".into()))?,
+    })
+}
+
+fn select_one(conn: &Connection, kind: Kind, id: &str) -> Result<Option<Record>, StoreError> {
+    conn.query_row(
+        &format!("SELECT {COLUMNS} FROM objects WHERE kind = ?1 AND id = ?2"),
+        params![kind.as_str(), id],
+        read_record,
+    )
+    .optional()
+    .map_err(unavailable)?
+    .map(to_record)
+    .transpose()
+}
+
+/// Fails with `NameTaken` when another object of the kind has the name.
+fn check_name_free(
+    tx: &Transaction<'_>,
+    kind: Kind,
+    name: &str,
+    own_id: &str,
+) -> Result<(), StoreError> {
+    let holder: Option<String> = tx
+        .query_row(
+            "SELECT id FROM objects WHERE kind = ?1 AND name = ?2",
+            params![kind.as_str(), name],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(unavailable)?;
+    match holder {
+        Some(holder) if holder != own_id => Err(StoreError::NameTaken {
+            kind,
+            name: name.to_string(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Replaces the references held by `(kind, id)`, failing on one that dangles.
+fn set_refs(tx: &Transaction<'_>, write: &Write, id: &str) -> Result<(), StoreError> {
+    tx.execute(
+        "DELETE FROM refs WHERE from_kind = ?1 AND from_id = ?2",
+        params![write.kind.as_str(), id],
+    )
+    .map_err(unavailable)?;
+    for reference in &write.refs {
+        let exists: bool = tx
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM objects WHERE kind = ?1 AND id = ?2)",
+                params![reference.kind.as_str(), reference.id],
+                |r| r.get(0),
+            )
+            .map_err(unavailable)?;
+        if !exists {
+            return Err(StoreError::MissingRef {
+                reference: reference.clone(),
+            });
+        }
+        tx.execute(
+            "INSERT OR IGNORE INTO refs (from_kind, from_id, to_kind, to_id) VALUES (?1, ?2, ?3, ?4)",
+            params![write.kind.as_str(), id, reference.kind.as_str(), reference.id],
+        )
+        .map_err(unavailable)?;
+    }
+    Ok(())
+}
+
+fn check_version(record: &Record, if_match: Option<u64>) -> Result<(), StoreError> {
+    match if_match {
+        Some(expected) if expected != record.version => Err(StoreError::VersionMismatch {
+            kind: record.kind,
+            id: record.id.clone(),
+            expected,
+            current: record.version,
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn list(&self, kind: Kind) -> Result<Vec<Record>, StoreError> {
+        self.run(move |conn| {
+            let mut statement = conn
+                .prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM objects WHERE kind = ?1 ORDER BY name"
+                ))
+                .map_err(unavailable)?;
+            let rows = statement
+                .query_map(params![kind.as_str()], read_record)
+                .map_err(unavailable)?;
+            rows.map(|row| row.map_err(unavailable).and_then(to_record))
+                .collect()
+        })
+        .await
+    }
+
+    async fn get(&self, kind: Kind, id: &str) -> Result<Option<Record>, StoreError> {
+        let id = id.to_string();
+        self.run(move |conn| select_one(conn, kind, &id)).await
+    }
+
+    async fn dump(&self) -> Result<Dump, StoreError> {
+        self.run(|conn| {
+            let tx = conn.transaction().map_err(unavailable)?;
+            let revision: String = tx
+                .query_row(
+                    "SELECT value FROM settings WHERE key = 'revision'",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(unavailable)?;
+            let revision = revision
+                .parse()
+                .map_err(|_| StoreError::Corrupt("revision is not a number".into()))?;
+            let mut statement = tx
+                .prepare(&format!(
+                    "SELECT {COLUMNS} FROM objects ORDER BY kind, name"
+                ))
+                .map_err(unavailable)?;
+            let records = statement
+                .query_map([], read_record)
+                .map_err(unavailable)?
+                .map(|row| row.map_err(unavailable).and_then(to_record))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Dump { revision, records })
+        })
+        .await
+    }
+
+    async fn create(&self, write: Write, secret: Option<String>) -> Result<Record, StoreError> {
+        self.write(move |tx, revision| {
+            if select_one(tx, write.kind, &write.id)?.is_some() {
+                return Err(StoreError::NameTaken {
+                    kind: write.kind,
+                    name: write.name.clone(),
+                });
+            }
+            check_name_free(tx, write.kind, &write.name, &write.id)?;
+            set_refs(tx, &write, &write.id)?;
+            let record = Record {
+                kind: write.kind,
+                id: write.id.clone(),
+                name: write.name.clone(),
+                version: 1,
+                created_at: now_rfc3339(),
+                body: write.body.clone(),
+                revision,
+            };
+            tx.execute(
+                "INSERT INTO objects (kind, id, name, version, revision, created_at, body, secret) VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6, ?7)",
+                params![
+                    record.kind.as_str(),
+                    record.id,
+                    record.name,
+                    revision as i64,
+                    record.created_at,
+                    record.body.to_string(),
+                    secret
+                ],
+            )
+            .map_err(unavailable)?;
+            Ok(record)
+        })
+        .await
+    }
+
+    async fn replace(
+        &self,
+        id: &str,
+        write: Write,
+        if_match: Option<u64>,
+    ) -> Result<Record, StoreError> {
+        let id = id.to_string();
+        self.write(move |tx, revision| {
+            let current = select_one(tx, write.kind, &id)?.ok_or_else(|| StoreError::NotFound {
+                kind: write.kind,
+                id: id.clone(),
+            })?;
+            check_version(&current, if_match)?;
+            check_name_free(tx, write.kind, &write.name, &id)?;
+            set_refs(tx, &write, &id)?;
+            let record = Record {
+                name: write.name.clone(),
+                version: current.version + 1,
+                body: write.body.clone(),
+                revision,
+                ..current
+            };
+            tx.execute(
+                "UPDATE objects SET name = ?1, version = ?2, revision = ?3, body = ?4 WHERE kind = ?5 AND id = ?6",
+                params![
+                    record.name,
+                    record.version as i64,
+                    revision as i64,
+                    record.body.to_string(),
+                    record.kind.as_str(),
+                    record.id
+                ],
+            )
+            .map_err(unavailable)?;
+            Ok(record)
+        })
+        .await
+    }
+
+    async fn delete(
+        &self,
+        kind: Kind,
+        id: &str,
+        if_match: Option<u64>,
+    ) -> Result<Record, StoreError> {
+        let id = id.to_string();
+        self.write(move |tx, revision| {
+            let current = select_one(tx, kind, &id)?.ok_or_else(|| StoreError::NotFound {
+                kind,
+                id: id.clone(),
+            })?;
+            check_version(&current, if_match)?;
+            let mut statement = tx
+                .prepare(
+                    "SELECT o.name FROM refs r JOIN objects o ON o.kind = r.from_kind AND o.id = r.from_id
+                     WHERE r.to_kind = ?1 AND r.to_id = ?2 ORDER BY o.name",
+                )
+                .map_err(unavailable)?;
+            let referrers = statement
+                .query_map(params![kind.as_str(), id], |r| r.get::<_, String>(0))
+                .map_err(unavailable)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(unavailable)?;
+            if !referrers.is_empty() {
+                return Err(StoreError::InUse {
+                    kind,
+                    id: id.clone(),
+                    referrers,
+                });
+            }
+            tx.execute(
+                "DELETE FROM refs WHERE from_kind = ?1 AND from_id = ?2",
+                params![kind.as_str(), id],
+            )
+            .map_err(unavailable)?;
+            tx.execute(
+                "DELETE FROM objects WHERE kind = ?1 AND id = ?2",
+                params![kind.as_str(), id],
+            )
+            .map_err(unavailable)?;
+            Ok(Record { revision, ..current })
+        })
+        .await
+    }
+
+    async fn secret(&self, kind: Kind, id: &str) -> Result<Option<String>, StoreError> {
+        let id = id.to_string();
+        self.run(move |conn| {
+            conn.query_row(
+                "SELECT secret FROM objects WHERE kind = ?1 AND id = ?2",
+                params![kind.as_str(), id],
+                |r| r.get::<_, Option<String>>(0),
+            )
+            .optional()
+            .map(Option::flatten)
+            .map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn setting_or_insert(&self, key: &str, value: String) -> Result<String, StoreError> {
+        let key = key.to_string();
+        self.run(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(unavailable)?;
+            tx.execute(
+                "INSERT OR IGNORE INTO settings (key, value) VALUES (?1, ?2)",
+                params![key, value],
+            )
+            .map_err(unavailable)?;
+            let stored: String = tx
+                .query_row(
+                    "SELECT value FROM settings WHERE key = ?1",
+                    params![key],
+                    |r| r.get(0),
+                )
+                .map_err(unavailable)?;
+            tx.commit().map_err(unavailable)?;
+            Ok(stored)
+        })
+        .await
+    }
+
+    async fn add_api_token(&self, hash: &str, name: &str) -> Result<(), StoreError> {
+        let (hash, name) = (hash.to_string(), name.to_string());
+        self.run(move |conn| {
+            conn.execute(
+                "INSERT OR IGNORE INTO api_tokens (hash, name, created_at) VALUES (?1, ?2, ?3)",
+                params![hash, name, now_rfc3339()],
+            )
+            .map(|_| ())
+            .map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn api_token_hashes(&self) -> Result<Vec<String>, StoreError> {
+        self.run(|conn| {
+            let mut statement = conn
+                .prepare("SELECT hash FROM api_tokens")
+                .map_err(unavailable)?;
+            statement
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(unavailable)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(unavailable)
+        })
+        .await
+    }
+}
