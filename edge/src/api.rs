@@ -20,6 +20,7 @@ use serde_json::Value;
 
 pub use error::ApiError;
 
+use crate::metrics::Sample;
 pub use crate::state::{EdgeSettings, EdgeState as AppState};
 
 /// Largest request body the API reads.
@@ -102,15 +103,13 @@ async fn metrics(State(state): State<AppState>) -> Response {
     let gauges: Vec<_> = snapshot
         .tunnels
         .values()
-        .map(|tunnel| {
-            (
-                "postern_edge_connectors",
-                vec![
-                    ("tunnel", tunnel.spec.name.clone()),
-                    ("tunnel_id", tunnel.id.to_string()),
-                ],
-                f64::from(state.registry.count(tunnel.id)),
-            )
+        .map(|tunnel| Sample {
+            name: "postern_edge_connectors",
+            labels: vec![
+                ("tunnel", tunnel.spec.name.clone()),
+                ("tunnel_id", tunnel.id.to_string()),
+            ],
+            value: f64::from(state.registry.count(tunnel.id)),
         })
         .collect();
     let mut response = state.metrics.render(&gauges).into_response();
@@ -177,10 +176,10 @@ pub fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
 /// A JSON answer, with an `ETag` when the object has a version.
 pub fn reply<T: Serialize>(status: StatusCode, body: &T, version: Option<u64>) -> Response {
     let mut response = (status, axum::Json(body)).into_response();
-    if let Some(version) = version {
-        if let Ok(value) = HeaderValue::from_str(&format!("\"{version}\"")) {
-            response.headers_mut().insert(header::ETAG, value);
-        }
+    if let Some(version) = version
+        && let Ok(value) = HeaderValue::from_str(&format!("\"{version}\""))
+    {
+        response.headers_mut().insert(header::ETAG, value);
     }
     response
 }

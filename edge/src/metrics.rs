@@ -60,6 +60,17 @@ const FAMILIES: &[(&str, &str, &str)] = &[
 
 type SeriesKey = (&'static str, Vec<(&'static str, String)>);
 
+/// A value computed at scrape time (a gauge), with its labels.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// The metric family.
+    pub name: &'static str,
+    /// Label names and values.
+    pub labels: Vec<(&'static str, String)>,
+    /// The value.
+    pub value: f64,
+}
+
 /// The edge's metrics registry.
 #[derive(Default)]
 pub struct Metrics {
@@ -105,7 +116,7 @@ impl Metrics {
     }
 
     /// Renders every series, plus `gauges` computed at scrape time.
-    pub fn render(&self, gauges: &[(&'static str, Vec<(&'static str, String)>, f64)]) -> String {
+    pub fn render(&self, gauges: &[Sample]) -> String {
         let series = self.series.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = String::new();
         for (family, kind, help) in FAMILIES {
@@ -114,8 +125,8 @@ impl Metrics {
             for ((name, labels), value) in series.iter().filter(|((n, _), _)| n == family) {
                 write_sample(&mut out, name, labels, value.load(Ordering::Relaxed) as f64);
             }
-            for (name, labels, value) in gauges.iter().filter(|(n, _, _)| n == family) {
-                write_sample(&mut out, name, labels, *value);
+            for sample in gauges.iter().filter(|s| s.name == *family) {
+                write_sample(&mut out, sample.name, &sample.labels, sample.value);
             }
         }
         out
@@ -161,8 +172,11 @@ mod tests {
             &[("hostname", "a\"b"), ("status", "200")],
             2,
         );
-        let text =
-            metrics.render(&[("postern_edge_connectors", vec![("tunnel", "t".into())], 3.0)]);
+        let text = metrics.render(&[Sample {
+            name: "postern_edge_connectors",
+            labels: vec![("tunnel", "t".into())],
+            value: 3.0,
+        }]);
         assert!(text.contains(
             "postern_edge_route_requests_total{hostname=\"split.example.com\",route=\"release=canary\",status=\"200\"} 1\n"
         ));

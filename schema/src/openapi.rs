@@ -144,18 +144,17 @@ impl ApiContract {
                     if !response["description"].is_string() {
                         problems.push(format!("{at} {status}: a response needs a description"));
                     }
-                    if let Some(schema) = response.pointer("/content/application~1json/schema") {
-                        if let Err(e) = self.compile(schema) {
-                            problems.push(format!("{at} {status}: {e}"));
-                        }
+                    if let Some(schema) = response.pointer("/content/application~1json/schema")
+                        && let Err(e) = self.compile(schema)
+                    {
+                        problems.push(format!("{at} {status}: {e}"));
                     }
                 }
                 if let Some(schema) =
                     operation.pointer("/requestBody/content/application~1json/schema")
+                    && let Err(e) = self.compile(schema)
                 {
-                    if let Err(e) = self.compile(schema) {
-                        problems.push(format!("{at} request body: {e}"));
-                    }
+                    problems.push(format!("{at} request body: {e}"));
                 }
             }
         }

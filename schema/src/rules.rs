@@ -27,12 +27,12 @@ pub fn check_label_key(key: &str) -> Result<(), String> {
         Some((prefix, name)) => (Some(prefix), name),
         None => (None, key),
     };
-    if let Some(prefix) = prefix {
-        if prefix.is_empty() || prefix.len() > MAX_FQDN || !prefix.split('.').all(is_dns_label) {
-            return Err(format!(
-                "label key {key:?} has an invalid prefix: it must be a lowercase DNS subdomain of at most 253 characters"
-            ));
-        }
+    if let Some(prefix) = prefix
+        && (prefix.is_empty() || prefix.len() > MAX_FQDN || !prefix.split('.').all(is_dns_label))
+    {
+        return Err(format!(
+            "label key {key:?} has an invalid prefix: it must be a lowercase DNS subdomain of at most 253 characters"
+        ));
     }
     if !is_label_name(name) {
         return Err(format!(

@@ -224,13 +224,12 @@ impl Contract for HostnameSpec {
             .origin
             .as_ref()
             .and_then(|o| o.http_host_header.as_ref())
+            && (http::HeaderValue::from_str(header).is_err() || header.contains(' '))
         {
-            if http::HeaderValue::from_str(header).is_err() || header.contains(' ') {
-                violations.push(Violation::new(
-                    "/origin/http_host_header",
-                    "http_host_header must be a host name, optionally with a port",
-                ));
-            }
+            violations.push(Violation::new(
+                "/origin/http_host_header",
+                "http_host_header must be a host name, optionally with a port",
+            ));
         }
     }
 }
