@@ -5,7 +5,9 @@
 pub mod api;
 pub mod binaries;
 pub mod edge;
+pub mod terraform;
 
 pub use api::{Api, ApiResponse};
 pub use binaries::binary;
 pub use edge::{EdgeOptions, EdgeProcess, Ready};
+pub use terraform::{Plan, Run, Terraform};
