@@ -12,5 +12,6 @@ pub mod rules;
 pub mod secret;
 pub mod token;
 pub mod validate;
+pub mod wire;
 
 pub use error::{ContractError, Violation};

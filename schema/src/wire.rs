@@ -1,0 +1,419 @@
+//! The tunnel protocol's messages: enrolment frames, and the control requests the edge sends
+//! to a connector under [`CONTROL_PREFIX`] (hello, config push, events, drain, certificate).
+//! `docs/tunnel-protocol.md` tells the whole exchange; this module is its only vocabulary.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::{Deserialize, Serialize};
+
+use crate::api::OriginSettings;
+use crate::ids::TunnelId;
+use crate::secret::Secret;
+
+/// ALPN of an authenticated tunnel connection (TLS 1.3, client certificate required).
+pub const ALPN_TUNNEL: &[u8] = b"postern/1";
+
+/// ALPN of an enrolment connection (no client certificate; exactly one request).
+pub const ALPN_ENROLL: &[u8] = b"postern-enroll/1";
+
+/// The TLS server name the connector expects on the edge's tunnel certificate. The edge CA is
+/// pinned, so the name only has to be one no public hostname can take (`.invalid`).
+pub const TUNNEL_SERVER_NAME: &str = "tunnel.postern.invalid";
+
+/// The `:authority` of every control request. It contains `_`, which no hostname may, so a
+/// visitor request can never be mistaken for a control request.
+pub const CONTROL_AUTHORITY: &str = "_postern";
+
+/// The path prefix of control requests.
+pub const CONTROL_PREFIX: &str = "/.postern/";
+
+/// `POST`: the edge introduces the connection ([`Hello`] → [`HelloAnswer`]).
+pub const HELLO_PATH: &str = "/.postern/hello";
+/// `POST`: the edge pushes the tunnel's configuration ([`ConfigPush`] → [`ConfigAck`]).
+pub const CONFIG_PATH: &str = "/.postern/config";
+/// `POST`: the edge opens the connector's event stream (newline-delimited [`Event`]s).
+pub const EVENTS_PATH: &str = "/.postern/events";
+/// `POST`: the edge tells the connector to drain this connection ([`Drain`]).
+pub const DRAIN_PATH: &str = "/.postern/drain";
+/// `POST`: the edge hands over a renewed client certificate ([`CertificateGrant`]).
+pub const CERTIFICATE_PATH: &str = "/.postern/certificate";
+
+/// Request header on visitor streams: the config version the edge routed with. A connector
+/// that has applied less waits briefly for the push in flight before answering.
+pub const CONFIG_VERSION_HEADER: &str = "x-postern-config-version";
+
+/// Response header from the connector saying why it could not serve a visitor request
+/// ([`ConnectorFault`]); the edge strips it and answers with its own status page.
+pub const ERROR_HEADER: &str = "x-postern-error";
+
+/// Request header the connector adds towards the origin: which connector forwarded it.
+pub const CONNECTOR_HEADER: &str = "x-postern-connector";
+
+/// The longest enrolment frame either side accepts.
+pub const MAX_ENROLL_FRAME: usize = 64 * 1024;
+
+/// The longest control message body either side accepts.
+pub const MAX_CONTROL_BODY: usize = 8 * 1024 * 1024;
+
+/// The longest event line the edge accepts.
+pub const MAX_EVENT_LINE: usize = 64 * 1024;
+
+/// Why a wire message could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    /// The frame is longer than allowed.
+    #[error("frame of {len} bytes exceeds the limit of {max}")]
+    TooLong {
+        /// Its announced length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The JSON does not match the message.
+    #[error("malformed message")]
+    Malformed(#[source] serde_json::Error),
+    /// A base64 field is not base64.
+    #[error("malformed base64 in {field}")]
+    Base64 {
+        /// The field.
+        field: &'static str,
+    },
+}
+
+// === enrolment ===
+
+/// The one request of an enrolment connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollRequest {
+    /// The tunnel to enrol as (from the token).
+    pub tunnel_id: TunnelId,
+    /// The enrolment secret (from the token).
+    pub secret: Secret,
+    /// A PKCS#10 certificate signing request for the connector's own key, base64 DER.
+    pub csr_der: String,
+}
+
+/// The edge's answer to an [`EnrollRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum EnrollAnswer {
+    /// A client certificate bound to the tunnel, and the CA that signed it (both base64 DER).
+    Granted {
+        /// The client certificate.
+        cert_der: String,
+        /// The edge CA certificate.
+        ca_der: String,
+    },
+    /// No certificate.
+    Refused {
+        /// Why.
+        reason: RefusalReason,
+        /// A sentence for humans.
+        message: String,
+    },
+}
+
+/// Why an enrolment was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalReason {
+    /// The tunnel does not exist (it was deleted). Retrying will not help.
+    UnknownTunnel,
+    /// The secret is wrong. Retrying will not help.
+    BadSecret,
+    /// Too many attempts from this address; try again later.
+    RateLimited,
+    /// The request was malformed.
+    BadRequest,
+    /// The edge failed; try again later.
+    Internal,
+}
+
+impl RefusalReason {
+    /// Will the same request ever succeed?
+    pub fn is_permanent(self) -> bool {
+        matches!(
+            self,
+            RefusalReason::UnknownTunnel | RefusalReason::BadSecret | RefusalReason::BadRequest
+        )
+    }
+}
+
+/// An enrolment frame: 4-byte big-endian length, then that many bytes of JSON.
+pub fn encode_frame<T: Serialize>(message: &T) -> Vec<u8> {
+    // Serializing these plain structs cannot fail.
+    let json = serde_json::to_vec(message).unwrap_or_default();
+    let mut frame = Vec::with_capacity(4 + json.len());
+    frame.extend_from_slice(&(json.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&json);
+    frame
+}
+
+/// The length announced by a frame header, checked against [`MAX_ENROLL_FRAME`].
+pub fn frame_len(header: [u8; 4]) -> Result<usize, WireError> {
+    let len = u32::from_be_bytes(header) as usize;
+    if len > MAX_ENROLL_FRAME {
+        return Err(WireError::TooLong {
+            len,
+            max: MAX_ENROLL_FRAME,
+        });
+    }
+    Ok(len)
+}
+
+// === control requests ===
+
+/// `POST /.postern/hello`: the first request on a tunnel connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The edge's id for this connection.
+    pub connection_id: String,
+    /// The tunnel the edge derived from the client certificate.
+    pub tunnel_id: TunnelId,
+    /// The tunnel's name.
+    pub tunnel_name: String,
+    /// The edge's software version.
+    pub edge_version: String,
+}
+
+/// The connector's answer to [`Hello`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HelloAnswer {
+    /// The connector process (the same on all its connections).
+    pub connector_id: String,
+    /// The connector's software version.
+    pub version: String,
+    /// The connector is shutting down: route nothing new to it.
+    #[serde(default)]
+    pub draining: bool,
+}
+
+/// `POST /.postern/config`: what the tunnel serves, at one version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigPush {
+    /// Increases with every change (the edge's catalog revision); stale versions are ignored.
+    pub version: u64,
+    /// The hostnames the tunnel serves, ordered by name.
+    pub hostnames: Vec<HostnameConfig>,
+}
+
+/// One hostname a tunnel serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostnameConfig {
+    /// The hostname.
+    pub hostname: String,
+    /// Its service: an origin URL or `http_status:NNN`.
+    pub service: String,
+    /// How to reach the origin.
+    #[serde(default)]
+    pub origin: OriginSettings,
+}
+
+/// The connector's answer to [`ConfigPush`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigAck {
+    /// The version the connector serves now (the pushed one, or a newer one it already had).
+    pub applied_version: u64,
+}
+
+/// One line of the connector's event stream (the answer body of `POST /.postern/events`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// The connector is shutting down: stop routing new requests to this connection, then
+    /// answer with `POST /.postern/drain` ([`DrainReason::ConnectorDraining`]).
+    Draining,
+    /// The connector's certificate is due for renewal: sign this CSR (base64 DER) and send the
+    /// certificate with `POST /.postern/certificate`.
+    Renew {
+        /// The CSR for the connector's key.
+        csr_der: String,
+    },
+}
+
+/// `POST /.postern/drain`: stop using this connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Drain {
+    /// Why.
+    pub reason: DrainReason,
+}
+
+/// Why a connection is drained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DrainReason {
+    /// The tunnel was deleted: the connector must stop and not reconnect.
+    TunnelDeleted,
+    /// The edge is shutting down: reconnect (to it or another edge).
+    EdgeShutdown,
+    /// Answer to [`Event::Draining`]: the edge routes nothing new here; close when idle.
+    ConnectorDraining,
+}
+
+/// `POST /.postern/certificate`: a renewed client certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateGrant {
+    /// The client certificate, base64 DER.
+    pub cert_der: String,
+    /// The edge CA certificate, base64 DER.
+    pub ca_der: String,
+}
+
+/// Why the connector could not serve a visitor request, in [`ERROR_HEADER`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectorFault {
+    /// The hostname is not declared for this tunnel (404).
+    UnknownHostname,
+    /// The origin refused or failed the connection (502).
+    OriginUnreachable,
+    /// The origin did not answer in time (504).
+    OriginTimeout,
+}
+
+impl ConnectorFault {
+    /// The header value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectorFault::UnknownHostname => "unknown_hostname",
+            ConnectorFault::OriginUnreachable => "origin_unreachable",
+            ConnectorFault::OriginTimeout => "origin_timeout",
+        }
+    }
+
+    /// Parses a header value.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "unknown_hostname" => Some(ConnectorFault::UnknownHostname),
+            "origin_unreachable" => Some(ConnectorFault::OriginUnreachable),
+            "origin_timeout" => Some(ConnectorFault::OriginTimeout),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status the visitor gets.
+    pub fn status(self) -> u16 {
+        match self {
+            ConnectorFault::UnknownHostname => 404,
+            ConnectorFault::OriginUnreachable => 502,
+            ConnectorFault::OriginTimeout => 504,
+        }
+    }
+}
+
+// === codecs ===
+
+/// Encodes a control message body.
+pub fn to_json<T: Serialize>(message: &T) -> Vec<u8> {
+    serde_json::to_vec(message).unwrap_or_default()
+}
+
+/// Decodes a control message body or an enrolment frame.
+pub fn from_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> {
+    serde_json::from_slice(bytes).map_err(WireError::Malformed)
+}
+
+/// Base64 (standard, padded) of DER bytes.
+pub fn encode_der(der: &[u8]) -> String {
+    STANDARD.encode(der)
+}
+
+/// DER bytes from base64; `field` names the field in the error.
+pub fn decode_der(text: &str, field: &'static str) -> Result<Vec<u8>, WireError> {
+    STANDARD
+        .decode(text.as_bytes())
+        .map_err(|_| WireError::Base64 { field })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip<T>(message: &T)
+    where
+        T: Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+    {
+        let bytes = to_json(message);
+        let back: T = from_json(&bytes).expect("decodes");
+        assert_eq!(&back, message);
+    }
+
+    #[test]
+    fn control_messages_round_trip() {
+        round_trip(&Hello {
+            connection_id: "c1".into(),
+            tunnel_id: TunnelId::new_random(),
+            tunnel_name: "web".into(),
+            edge_version: "0.1.0".into(),
+        });
+        round_trip(&HelloAnswer {
+            connector_id: "k".into(),
+            version: "0.1.0".into(),
+            draining: false,
+        });
+        round_trip(&ConfigPush {
+            version: 7,
+            hostnames: vec![HostnameConfig {
+                hostname: "app.example.com".into(),
+                service: "http://localhost:4000".into(),
+                origin: OriginSettings {
+                    no_tls_verify: Some(true),
+                    ..OriginSettings::default()
+                },
+            }],
+        });
+        round_trip(&ConfigAck { applied_version: 7 });
+        round_trip(&Event::Draining);
+        round_trip(&Event::Renew {
+            csr_der: encode_der(b"csr"),
+        });
+        round_trip(&Drain {
+            reason: DrainReason::TunnelDeleted,
+        });
+        round_trip(&CertificateGrant {
+            cert_der: "a".into(),
+            ca_der: "b".into(),
+        });
+        round_trip(&EnrollAnswer::Refused {
+            reason: RefusalReason::UnknownTunnel,
+            message: "gone".into(),
+        });
+    }
+
+    #[test]
+    fn events_and_drains_have_stable_names() {
+        assert_eq!(to_json(&Event::Draining), br#"{"event":"draining"}"#);
+        assert_eq!(
+            to_json(&Drain {
+                reason: DrainReason::ConnectorDraining
+            }),
+            br#"{"reason":"connector_draining"}"#
+        );
+    }
+
+    #[test]
+    fn enrolment_frames_carry_their_length() {
+        let request = EnrollRequest {
+            tunnel_id: TunnelId::new_random(),
+            secret: Secret::new("s"),
+            csr_der: encode_der(&[1, 2, 3]),
+        };
+        let frame = encode_frame(&request);
+        let header: [u8; 4] = frame[..4].try_into().expect("four bytes");
+        let len = frame_len(header).expect("within limit");
+        assert_eq!(len, frame.len() - 4);
+        let back: EnrollRequest = from_json(&frame[4..]).expect("decodes");
+        assert_eq!(back, request);
+        assert_eq!(decode_der(&back.csr_der, "csr_der").expect("b64"), [1, 2, 3]);
+    }
+
+    #[test]
+    fn oversized_and_malformed_input_is_an_error() {
+        assert!(frame_len((MAX_ENROLL_FRAME as u32 + 1).to_be_bytes()).is_err());
+        assert!(from_json::<EnrollRequest>(b"{").is_err());
+        assert!(from_json::<EnrollRequest>(br#"{"tunnel_id":"x"}"#).is_err());
+        assert!(decode_der("!!", "x").is_err());
+        assert_eq!(ConnectorFault::parse("origin_timeout").map(|f| f.status()), Some(504));
+        assert_eq!(ConnectorFault::parse("nope"), None);
+    }
+}
