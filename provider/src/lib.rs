@@ -1,1 +1,16 @@
-//! placeholder
+//! The Postern Terraform provider: a Terraform plugin (tfplugin6 over gRPC with
+//! go-plugin's AutoMTLS handshake) serving Postern's resources.
+//!
+//! - [`protocol`] speaks Terraform's wire protocol and knows no resource;
+//! - [`framework`] is protocol-free: values, schemas, planning, and the traits a
+//!   resource, data source or ephemeral resource implements;
+//! - [`resources`] and [`data_sources`] hold Postern's types, registered in
+//!   [`postern::registry`];
+//! - [`logging`] writes the JSON log lines Terraform reads from stderr.
+
+pub mod data_sources;
+pub mod framework;
+pub mod logging;
+pub mod postern;
+pub mod protocol;
+pub mod resources;
