@@ -16,6 +16,7 @@ use crate::ca::{CaError, EdgeCa};
 use crate::catalog::Catalog;
 use crate::config::EdgeConfig;
 use crate::metrics::Metrics;
+use crate::policy::PolicyEngine;
 use crate::state::{EdgeSettings, EdgeState};
 use crate::store::{SqliteStore, Store, StoreError};
 use crate::tunnel::Registry;
@@ -156,13 +157,15 @@ pub async fn start(config: EdgeConfig) -> Result<RunningEdge, StartError> {
     let mut tasks = JoinSet::new();
     tasks.spawn(catalog.clone().run(cancel.clone()));
 
+    let metrics = Arc::new(Metrics::default());
     let state = EdgeState {
         store,
         catalog,
         auth,
         ca,
         registry: Arc::new(Registry::default()),
-        metrics: Arc::new(Metrics::default()),
+        metrics: metrics.clone(),
+        policies: Arc::new(PolicyEngine::new(metrics)),
         settings,
     };
     let router = api::router(state.clone());

@@ -10,6 +10,7 @@ pub mod config;
 pub mod dns;
 pub mod edge;
 pub mod metrics;
+pub mod policy;
 pub mod proxy;
 pub mod state;
 pub mod store;

@@ -6,6 +6,7 @@ use crate::auth::Auth;
 use crate::ca::EdgeCa;
 use crate::catalog::Catalog;
 use crate::metrics::Metrics;
+use crate::policy::PolicyEngine;
 use crate::store::Store;
 use crate::tunnel::Registry;
 
@@ -35,6 +36,8 @@ pub struct EdgeState {
     pub registry: Arc<Registry>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// Edge policies: the proxy checks every request with `policies.check(..)`.
+    pub policies: Arc<PolicyEngine>,
     /// Zones and addresses.
     pub settings: Arc<EdgeSettings>,
 }

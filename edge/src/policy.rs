@@ -1,0 +1,355 @@
+//! Edge policies: who may reach a hostname, how, and how often. The proxy asks
+//! [`PolicyEngine::check`] once per request, after finding the hostname and before picking a
+//! connector; a denied request never reaches a tunnel.
+//!
+//! A hostname's policies run in the order of its `policy_ids`; the first policy in `enforce` mode
+//! that refuses the request decides the answer. A policy in `report` mode never refuses: what it
+//! would have refused is counted (`decision="report"`) and logged, and evaluation goes on.
+
+mod compile;
+mod evaluate;
+mod jwt;
+mod rate_limit;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant};
+
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use postern_schema::api::{Hostname, Policy, PolicyMode};
+use postern_schema::ids::PolicyId;
+
+use self::compile::{CompiledPolicy, compile};
+use self::evaluate::{Block, Outcome, evaluate};
+use crate::catalog::Snapshot;
+use crate::metrics::Metrics;
+
+pub use self::evaluate::{Now, Reason, RequestFacts};
+
+/// The metric family of policy decisions.
+const DECISIONS: &str = "postern_edge_policy_decisions_total";
+
+/// Report-mode warnings per policy and hostname: at most one per this interval (the rest are
+/// counted and summarised in the next one).
+const REPORT_LOG_EVERY: Duration = Duration::from_secs(1);
+
+/// What the proxy does with a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Forward it.
+    Allow,
+    /// Answer it at the edge.
+    Deny(Denial),
+}
+
+/// A request refused by a policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    /// Why.
+    pub reason: Reason,
+    /// The name of the policy that refused it.
+    pub policy: Arc<str>,
+    /// For [`Reason::RateLimit`]: the `Retry-After` value, whole seconds, at least 1.
+    pub retry_after_secs: Option<u64>,
+}
+
+impl Denial {
+    /// 403 (ip, method, path), 401 (JWT missing or invalid) or 429 (rate limit).
+    pub fn status(&self) -> StatusCode {
+        self.reason.status()
+    }
+
+    /// Adds what the status needs: `WWW-Authenticate: Bearer` for a missing token,
+    /// `WWW-Authenticate: Bearer error="invalid_token"` for a bad one, `Retry-After` for 429.
+    pub fn add_headers(&self, headers: &mut HeaderMap) {
+        match self.reason {
+            Reason::JwtMissing => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            Reason::JwtInvalid => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                );
+            }
+            Reason::RateLimit => {
+                let secs = self.retry_after_secs.unwrap_or(1).max(1);
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
+            Reason::Ip | Reason::Method | Reason::Path => {}
+        }
+    }
+}
+
+/// Evaluates hostnames' policies against requests. Compiles each policy once per version and
+/// keeps rate-limit buckets across catalog snapshots. Cheap to share (`Arc`); no lock is held
+/// while a request is evaluated.
+pub struct PolicyEngine {
+    metrics: Arc<Metrics>,
+    compiled: RwLock<HashMap<PolicyId, Arc<Entry>>>,
+    /// The catalog revision the cache was last pruned at.
+    pruned_at: AtomicU64,
+}
+
+impl std::fmt::Debug for PolicyEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyEngine").finish_non_exhaustive()
+    }
+}
+
+/// A compiled policy and its per-hostname bookkeeping.
+struct Entry {
+    policy: CompiledPolicy,
+    hosts: RwLock<HashMap<Box<str>, Arc<HostCounters>>>,
+}
+
+/// Counter cells of one policy on one hostname, created on first use.
+#[derive(Default)]
+struct HostCounters {
+    allow: OnceLock<Arc<AtomicU64>>,
+    deny: [OnceLock<Arc<AtomicU64>>; Reason::ALL.len()],
+    report: [OnceLock<Arc<AtomicU64>>; Reason::ALL.len()],
+    report_log: Mutex<ReportLog>,
+}
+
+#[derive(Default)]
+struct ReportLog {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl PolicyEngine {
+    /// An engine that counts decisions in `metrics`.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self {
+            metrics,
+            compiled: RwLock::new(HashMap::new()),
+            pruned_at: AtomicU64::new(0),
+        }
+    }
+
+    /// Applies `hostname`'s policies, in order, to one request. `snapshot` is the catalog
+    /// snapshot `hostname` was found in.
+    ///
+    /// On [`Verdict::Deny`], answer with [`Denial::status`] and the headers of
+    /// [`Denial::add_headers`], and do not forward the request.
+    pub fn check(
+        &self,
+        snapshot: &Snapshot,
+        hostname: &Hostname,
+        facts: &RequestFacts<'_>,
+    ) -> Verdict {
+        let ids = &hostname.spec.policy_ids;
+        if ids.is_empty() {
+            return Verdict::Allow;
+        }
+        self.prune(snapshot);
+        let host = hostname.spec.hostname.as_str();
+        for id in ids {
+            let Some(policy) = snapshot.policies.get(id) else {
+                // The store keeps references intact, so a consistent snapshot cannot get here;
+                // refuse rather than skip a policy that was meant to apply.
+                tracing::error!(hostname = host, policy_id = %id, "hostname refers to a policy that does not exist; refusing the request");
+                return Verdict::Deny(Denial {
+                    reason: Reason::Ip,
+                    policy: Arc::from(id.to_string()),
+                    retry_after_secs: None,
+                });
+            };
+            let entry = self.entry(policy);
+            let counters = entry.counters(host);
+            match evaluate(&entry.policy, host, facts) {
+                Outcome::Pass => {
+                    self.count(&entry.policy, host, "allow", "allow", &counters.allow);
+                }
+                Outcome::Block(block) => match entry.policy.mode {
+                    PolicyMode::Enforce => {
+                        let index = reason_index(block.reason);
+                        self.count(
+                            &entry.policy,
+                            host,
+                            "deny",
+                            block.reason.as_str(),
+                            &counters.deny[index],
+                        );
+                        tracing::debug!(
+                            hostname = host,
+                            policy = %entry.policy.name,
+                            reason = block.reason.as_str(),
+                            jwt = block.jwt.map(|j| j.as_str()),
+                            client_ip = %facts.client_ip,
+                            "request denied by policy"
+                        );
+                        return Verdict::Deny(Denial {
+                            reason: block.reason,
+                            policy: entry.policy.name.clone(),
+                            retry_after_secs: block.retry_after_secs,
+                        });
+                    }
+                    PolicyMode::Report => {
+                        let index = reason_index(block.reason);
+                        self.count(
+                            &entry.policy,
+                            host,
+                            "report",
+                            block.reason.as_str(),
+                            &counters.report[index],
+                        );
+                        counters.log_report(&entry.policy, host, &block, facts);
+                    }
+                },
+            }
+        }
+        Verdict::Allow
+    }
+
+    /// The compiled form of `policy` at its current version, compiling it on first use.
+    fn entry(&self, policy: &Policy) -> Arc<Entry> {
+        let cached = self
+            .compiled
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&policy.id)
+            .cloned();
+        if let Some(entry) = &cached {
+            // A newer version than the caller's snapshot means the caller raced an update;
+            // the newer policy is the better answer, and compiling the old one again would
+            // only evict it.
+            if entry.policy.version >= policy.version {
+                return entry.clone();
+            }
+        }
+        // Compile outside the lock; if two requests race, both results are equivalent and the
+        // later insert wins (rate-limit buckets are shared through `previous` either way).
+        let fresh = Arc::new(Entry {
+            policy: compile(policy, cached.as_ref().map(|e| &e.policy)),
+            hosts: RwLock::new(HashMap::new()),
+        });
+        let mut compiled = self.compiled.write().unwrap_or_else(|p| p.into_inner());
+        let slot = compiled.entry(policy.id).or_insert_with(|| fresh.clone());
+        if slot.policy.version < policy.version {
+            *slot = fresh;
+        }
+        slot.clone()
+    }
+
+    /// Once per catalog revision: forget policies that are gone, and the buckets of hostnames
+    /// that no longer use a policy.
+    fn prune(&self, snapshot: &Snapshot) {
+        // Only a newer snapshot prunes: a request still holding an older one must not drop
+        // what a newer one added.
+        if self
+            .pruned_at
+            .fetch_max(snapshot.revision, Ordering::Relaxed)
+            >= snapshot.revision
+        {
+            return;
+        }
+        let mut compiled = self.compiled.write().unwrap_or_else(|p| p.into_inner());
+        compiled.retain(|id, _| snapshot.policies.contains_key(id));
+        for (id, entry) in compiled.iter() {
+            let uses = |host: &str| {
+                snapshot
+                    .hostnames
+                    .get(host)
+                    .is_some_and(|h| h.spec.policy_ids.contains(id))
+            };
+            if let Some(limiter) = &entry.policy.rate_limit {
+                limiter.retain_hosts(uses);
+            }
+            entry
+                .hosts
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|host, _| uses(host));
+        }
+    }
+
+    fn count(
+        &self,
+        policy: &CompiledPolicy,
+        host: &str,
+        decision: &str,
+        reason: &str,
+        cell: &OnceLock<Arc<AtomicU64>>,
+    ) {
+        cell.get_or_init(|| {
+            self.metrics.counter(
+                DECISIONS,
+                &[
+                    ("policy", policy.name.as_ref()),
+                    ("hostname", host),
+                    ("decision", decision),
+                    ("reason", reason),
+                ],
+            )
+        })
+        .fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Entry {
+    fn counters(&self, host: &str) -> Arc<HostCounters> {
+        if let Some(counters) = self
+            .hosts
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(host)
+        {
+            return counters.clone();
+        }
+        self.hosts
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(host.into())
+            .or_default()
+            .clone()
+    }
+}
+
+impl HostCounters {
+    /// Warns that a report-mode policy would have refused a request: at most once per
+    /// [`REPORT_LOG_EVERY`], with the count of the ones not logged since. Never logs tokens,
+    /// headers or query strings.
+    fn log_report(
+        &self,
+        policy: &CompiledPolicy,
+        host: &str,
+        block: &Block,
+        facts: &RequestFacts<'_>,
+    ) {
+        let now = facts.now.monotonic;
+        let mut log = self.report_log.lock().unwrap_or_else(|p| p.into_inner());
+        let due = log
+            .last
+            .is_none_or(|last| now.saturating_duration_since(last) >= REPORT_LOG_EVERY);
+        if !due {
+            log.suppressed += 1;
+            return;
+        }
+        let suppressed = std::mem::take(&mut log.suppressed);
+        log.last = Some(now);
+        drop(log);
+        tracing::warn!(
+            hostname = host,
+            policy = %policy.name,
+            reason = block.reason.as_str(),
+            jwt = block.jwt.map(|j| j.as_str()),
+            client_ip = %facts.client_ip,
+            method = facts.method,
+            also_since_last = suppressed,
+            "report-only policy would have denied a request"
+        );
+    }
+}
+
+fn reason_index(reason: Reason) -> usize {
+    // `Reason` is a fieldless enum listed in `Reason::ALL` order.
+    reason as usize
+}
+
+#[cfg(test)]
+mod test_fixtures;
+#[cfg(test)]
+mod tests;

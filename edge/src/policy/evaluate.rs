@@ -1,0 +1,287 @@
+//! The pure core of policy enforcement: request facts and one compiled policy in, an outcome
+//! out. No I/O and no clock: the caller passes the time in [`RequestFacts::now`]. The only state
+//! touched is the policy's in-memory token buckets.
+//!
+//! Checks run in the order the design lists them, and the first that fails decides: client IP
+//! (deny wins over allow), method, path, JWT, rate limit. So a request refused for any other
+//! reason never spends a token.
+
+use std::borrow::Cow;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use postern_schema::rules;
+
+use super::compile::CompiledPolicy;
+use super::jwt::JwtRejection;
+
+/// What the policy engine needs to know about one request.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestFacts<'a> {
+    /// The visitor's address (the TCP peer; IPv4-mapped IPv6 addresses count as IPv4).
+    pub client_ip: IpAddr,
+    /// The method, e.g. `GET`.
+    pub method: &'a str,
+    /// The request path without the query string, e.g. `/api/users`.
+    pub path: &'a str,
+    /// The raw `Authorization` header, if any.
+    pub authorization: Option<&'a [u8]>,
+    /// When the request arrived.
+    pub now: Now,
+}
+
+/// A moment, on both clocks the checks need.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    /// For token buckets.
+    pub monotonic: Instant,
+    /// Since the Unix epoch, for JWT `exp` and `nbf`.
+    pub unix: Duration,
+}
+
+impl Now {
+    /// Reads both clocks.
+    pub fn read() -> Self {
+        Self {
+            monotonic: Instant::now(),
+            unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// Why a policy refuses a request. The `reason` label of `postern_edge_policy_decisions_total`
+/// is [`Reason::as_str`], or `allow`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// The client address is denied, or not allowed (403).
+    Ip,
+    /// The method is not allowed (403).
+    Method,
+    /// The path matches no allowed pattern (403).
+    Path,
+    /// No `Authorization: Bearer` token (401).
+    JwtMissing,
+    /// The bearer token is not valid (401).
+    JwtInvalid,
+    /// Over the rate limit (429).
+    RateLimit,
+}
+
+impl Reason {
+    /// Every reason, in metric-label order.
+    pub const ALL: [Reason; 6] = [
+        Reason::Ip,
+        Reason::Method,
+        Reason::Path,
+        Reason::JwtMissing,
+        Reason::JwtInvalid,
+        Reason::RateLimit,
+    ];
+
+    /// The metric label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ip => "ip",
+            Self::Method => "method",
+            Self::Path => "path",
+            Self::JwtMissing => "jwt_missing",
+            Self::JwtInvalid => "jwt_invalid",
+            Self::RateLimit => "rate_limit",
+        }
+    }
+
+    /// The HTTP status a request refused for this reason gets.
+    pub fn status(self) -> http::StatusCode {
+        match self {
+            Self::Ip | Self::Method | Self::Path => http::StatusCode::FORBIDDEN,
+            Self::JwtMissing | Self::JwtInvalid => http::StatusCode::UNAUTHORIZED,
+            Self::RateLimit => http::StatusCode::TOO_MANY_REQUESTS,
+        }
+    }
+}
+
+/// What one policy says about one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Pass,
+    Block(Block),
+}
+
+/// A refusal, with what the response and the logs need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Block {
+    pub(crate) reason: Reason,
+    /// For [`Reason::RateLimit`]: whole seconds, at least 1.
+    pub(crate) retry_after_secs: Option<u64>,
+    /// For [`Reason::JwtInvalid`]: what was wrong with the token.
+    pub(crate) jwt: Option<JwtRejection>,
+}
+
+impl Block {
+    fn new(reason: Reason) -> Self {
+        Self {
+            reason,
+            retry_after_secs: None,
+            jwt: None,
+        }
+    }
+}
+
+/// Checks one request against one policy, for a request to `hostname`.
+pub(crate) fn evaluate(
+    policy: &CompiledPolicy,
+    hostname: &str,
+    facts: &RequestFacts<'_>,
+) -> Outcome {
+    match check(policy, hostname, facts) {
+        Ok(()) => Outcome::Pass,
+        Err(block) => Outcome::Block(block),
+    }
+}
+
+fn check(policy: &CompiledPolicy, hostname: &str, facts: &RequestFacts<'_>) -> Result<(), Block> {
+    let client_ip = facts.client_ip.to_canonical();
+    if !ip_allowed(policy, client_ip) {
+        return Err(Block::new(Reason::Ip));
+    }
+    if let Some(methods) = &policy.allow_methods
+        && !methods.iter().any(|m| m == facts.method)
+    {
+        return Err(Block::new(Reason::Method));
+    }
+    if let Some(patterns) = &policy.allow_paths {
+        let path = normalize_path(facts.path);
+        if !patterns.iter().any(|p| rules::path_matches(p, &path)) {
+            return Err(Block::new(Reason::Path));
+        }
+    }
+    if let Some(jwt) = &policy.jwt {
+        let token = bearer_token(facts.authorization).ok_or(Block::new(Reason::JwtMissing))?;
+        let token = token.map_err(|rejection| Block {
+            jwt: Some(rejection),
+            ..Block::new(Reason::JwtInvalid)
+        })?;
+        jwt.verify(token, facts.now.unix.as_secs_f64())
+            .map_err(|rejection| Block {
+                jwt: Some(rejection),
+                ..Block::new(Reason::JwtInvalid)
+            })?;
+    }
+    if let Some(limiter) = &policy.rate_limit {
+        limiter
+            .take(hostname, client_ip, facts.now.monotonic)
+            .map_err(|exceeded| Block {
+                retry_after_secs: Some(exceeded.retry_after_secs),
+                ..Block::new(Reason::RateLimit)
+            })?;
+    }
+    Ok(())
+}
+
+/// Deny wins; an empty allow list allows every address.
+fn ip_allowed(policy: &CompiledPolicy, ip: IpAddr) -> bool {
+    if policy.deny_ips.iter().any(|net| net.contains(&ip)) {
+        return false;
+    }
+    match &policy.allow_ips {
+        Some(allowed) => allowed.iter().any(|net| net.contains(&ip)),
+        None => true,
+    }
+}
+
+/// The bearer token of an `Authorization` header: `None` when there is none (no header, or
+/// another scheme), `Some(Err)` when the header says `Bearer` but what follows cannot be a token.
+fn bearer_token(header: Option<&[u8]>) -> Option<Result<&str, JwtRejection>> {
+    let header = header?;
+    let Ok(text) = std::str::from_utf8(header) else {
+        return Some(Err(JwtRejection::Malformed));
+    };
+    let text = text.trim();
+    let (scheme, rest) = text.split_once(' ').unwrap_or((text, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let token = rest.trim();
+    if token.is_empty() || token.contains(char::is_whitespace) {
+        return Some(Err(JwtRejection::Malformed));
+    }
+    Some(Ok(token))
+}
+
+/// The path as an origin would resolve it, so that `/public/../admin` or `/%61dmin` cannot slip
+/// past `allow_paths`: percent-encoded unreserved characters decoded, then `.` and `..` segments
+/// removed (RFC 3986, 6.2.2.2 and 5.2.4). Borrows when there is nothing to do; drops a query
+/// string if the caller left one on.
+fn normalize_path(path: &str) -> Cow<'_, str> {
+    let path = path.split_once('?').map_or(path, |(p, _)| p);
+    let decoded = if path.contains('%') {
+        Cow::Owned(decode_unreserved(path))
+    } else {
+        Cow::Borrowed(path)
+    };
+    let has_dot_segment = decoded
+        .split('/')
+        .any(|segment| segment == "." || segment == "..");
+    if !has_dot_segment {
+        return decoded;
+    }
+    Cow::Owned(remove_dot_segments(&decoded))
+}
+
+fn decode_unreserved(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut rest = path;
+    while let Some(at) = rest.find('%') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        let byte = after
+            .get(..2)
+            .filter(|hex| hex.bytes().all(|b| b.is_ascii_hexdigit()))
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match byte {
+            Some(b) if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') => {
+                out.push(char::from(b));
+                rest = &after[2..];
+            }
+            _ => {
+                out.push('%');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn remove_dot_segments(path: &str) -> String {
+    let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
+    let last = segments.len().saturating_sub(1);
+    let mut out: Vec<&str> = Vec::with_capacity(segments.len());
+    for (i, segment) in segments.iter().enumerate() {
+        match *segment {
+            "." => {}
+            ".." => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+        if i == last && (*segment == "." || *segment == "..") {
+            // `/a/b/..` resolves to the directory `/a/`.
+            out.push("");
+        }
+    }
+    let mut normalized = String::with_capacity(path.len());
+    for segment in out {
+        normalized.push('/');
+        normalized.push_str(segment);
+    }
+    if normalized.is_empty() {
+        normalized.push('/');
+    }
+    normalized
+}
+
+#[cfg(test)]
+mod tests;
