@@ -273,11 +273,13 @@ fn encode_state(
 }
 
 fn log_outcome(diagnostics: &Diagnostics) {
-    if diagnostics.has_errors() {
-        tracing::debug!(diagnostics = diagnostics.len(), "returning errors");
-    }
+    tracing::debug!(
+        errors = diagnostics.has_errors(),
+        diagnostics = diagnostics.len(),
+        "handled"
+    );
     for d in diagnostics.iter() {
-        tracing::trace!(diagnostic = %d);
+        tracing::trace!(diagnostic = %d, "diagnostic");
     }
 }
 
@@ -321,7 +323,7 @@ impl<P: Provider> ProviderRpc for ProviderService<P> {
         &self,
         _request: Request<tf::get_provider_schema::Request>,
     ) -> Result<Response<tf::get_provider_schema::Response>, Status> {
-        tracing::debug!(rpc = "GetProviderSchema");
+        tracing::debug!(rpc = "GetProviderSchema", "handled");
         let registry = self.runtime.registry();
         let schemas = |iter: &mut dyn Iterator<Item = (&str, &crate::framework::Schema)>| {
             iter.map(|(name, schema)| (name.to_owned(), convert::schema(schema)))
