@@ -167,6 +167,7 @@ pub async fn start(config: EdgeConfig) -> Result<RunningEdge, StartError> {
         metrics: metrics.clone(),
         policies: Arc::new(PolicyEngine::new(metrics)),
         settings,
+        tunnel_settings: Arc::new(crate::tunnel::TunnelSettings::from_env()),
     };
     let router = api::router(state.clone());
     let api_cancel = cancel.clone();

@@ -8,7 +8,7 @@ use crate::catalog::Catalog;
 use crate::metrics::Metrics;
 use crate::policy::PolicyEngine;
 use crate::store::Store;
-use crate::tunnel::Registry;
+use crate::tunnel::{Registry, TunnelSettings};
 
 /// What the edge serves, as far as the API tells clients.
 #[derive(Debug, Clone)]
@@ -40,4 +40,6 @@ pub struct EdgeState {
     pub policies: Arc<PolicyEngine>,
     /// Zones and addresses.
     pub settings: Arc<EdgeSettings>,
+    /// Settings of the tunnel listener.
+    pub tunnel_settings: Arc<TunnelSettings>,
 }

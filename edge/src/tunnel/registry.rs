@@ -1,50 +1,235 @@
-//! Which connectors are connected right now, per tunnel.
+//! Which connectors are connected right now, per tunnel: one [`Session`] per live tunnel
+//! connection, the handle the proxy opens visitor streams on.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
+use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
+use hyper::body::Incoming;
+use hyper::client::conn::http2::SendRequest;
+use hyper::{Request, Response};
 use postern_schema::api::Connection;
 use postern_schema::ids::TunnelId;
+use rand::Rng;
+use tokio_util::sync::CancellationToken;
 
-/// Live connector connections, by tunnel.
+/// Any error a body may carry.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body type of every stream the edge opens on a tunnel.
+pub type TunnelBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// One live, registered tunnel connection.
+pub struct Session {
+    /// The edge's id for the connection.
+    pub id: String,
+    /// The tunnel its certificate is bound to.
+    pub tunnel: TunnelId,
+    sender: SendRequest<TunnelBody>,
+    info: Mutex<Connection>,
+    outstanding: AtomicUsize,
+    draining: AtomicBool,
+    pushed_version: AtomicU64,
+    close: CancellationToken,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.id)
+            .field("tunnel", &self.tunnel)
+            .field("outstanding", &self.outstanding())
+            .field("draining", &self.is_draining())
+            .finish()
+    }
+}
+
+/// Why a stream could not be opened on a session.
+#[derive(Debug)]
+pub struct SendFailure {
+    /// The request, when it never left the edge (safe to send elsewhere).
+    pub request: Option<Request<TunnelBody>>,
+    /// What hyper said.
+    pub error: hyper::Error,
+}
+
+/// Counts one outstanding stream on a session until dropped.
+#[derive(Debug)]
+pub struct StreamGuard {
+    session: Arc<Session>,
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.session.outstanding.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Session {
+    /// A session over `sender`, described by `info`; `close` ends the connection.
+    pub fn new(
+        tunnel: TunnelId,
+        sender: SendRequest<TunnelBody>,
+        info: Connection,
+        close: CancellationToken,
+    ) -> Self {
+        Self {
+            id: info.id.clone(),
+            tunnel,
+            sender,
+            pushed_version: AtomicU64::new(info.config_version),
+            info: Mutex::new(info),
+            outstanding: AtomicUsize::new(0),
+            draining: AtomicBool::new(false),
+            close,
+        }
+    }
+
+    /// Can new visitor streams go here?
+    pub fn is_healthy(&self) -> bool {
+        !self.is_draining() && !self.sender.is_closed() && !self.close.is_cancelled()
+    }
+
+    /// Has the connector (or the edge) asked to stop routing here?
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Stops routing new streams here.
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+        self.with_info(|info| info.draining = true);
+    }
+
+    /// Visitor streams in flight.
+    pub fn outstanding(&self) -> usize {
+        self.outstanding.load(Ordering::Relaxed)
+    }
+
+    /// The last config version pushed (or being pushed) to the connector.
+    pub fn pushed_version(&self) -> u64 {
+        self.pushed_version.load(Ordering::Relaxed)
+    }
+
+    /// Records a push about to be sent.
+    pub fn set_pushed_version(&self, version: u64) {
+        self.pushed_version.store(version, Ordering::Relaxed);
+    }
+
+    /// Records the version the connector acknowledged.
+    pub fn set_acked_version(&self, version: u64) {
+        self.with_info(|info| info.config_version = version);
+    }
+
+    /// The API's view of the connection.
+    pub fn connection(&self) -> Connection {
+        self.info.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Ends the connection.
+    pub fn close(&self) {
+        self.close.cancel();
+    }
+
+    /// Counts a stream as outstanding until the guard is dropped.
+    pub fn begin_stream(self: &Arc<Self>) -> StreamGuard {
+        self.outstanding.fetch_add(1, Ordering::Relaxed);
+        StreamGuard {
+            session: self.clone(),
+        }
+    }
+
+    /// Opens a stream for `request` and waits for the response head.
+    pub async fn send(&self, request: Request<TunnelBody>) -> Result<Response<Incoming>, SendFailure> {
+        let mut sender = self.sender.clone();
+        sender
+            .try_send_request(request)
+            .await
+            .map_err(|mut failure| SendFailure {
+                request: failure.take_message(),
+                error: failure.into_error(),
+            })
+    }
+
+    /// A clone of the h2 handle, for control requests.
+    pub fn sender(&self) -> SendRequest<TunnelBody> {
+        self.sender.clone()
+    }
+
+    fn with_info(&self, change: impl FnOnce(&mut Connection)) {
+        let mut info = self.info.lock().unwrap_or_else(|p| p.into_inner());
+        change(&mut info);
+    }
+}
+
+/// Live sessions, by tunnel.
 #[derive(Debug, Default)]
 pub struct Registry {
-    connections: RwLock<HashMap<TunnelId, Vec<Connection>>>,
+    sessions: RwLock<HashMap<TunnelId, Vec<Arc<Session>>>>,
 }
 
 impl Registry {
-    /// Records a new connection of `tunnel`.
-    pub fn add(&self, tunnel: TunnelId, connection: Connection) {
-        let mut map = self.connections.write().unwrap_or_else(|p| p.into_inner());
-        map.entry(tunnel).or_default().push(connection);
+    /// Registers a session: from now on the proxy may route to it.
+    pub fn add(&self, session: Arc<Session>) {
+        let mut map = self.sessions.write().unwrap_or_else(|p| p.into_inner());
+        map.entry(session.tunnel).or_default().push(session);
     }
 
-    /// Forgets a connection.
-    pub fn remove(&self, tunnel: TunnelId, connection_id: &str) {
-        let mut map = self.connections.write().unwrap_or_else(|p| p.into_inner());
+    /// Forgets a session.
+    pub fn remove(&self, tunnel: TunnelId, session_id: &str) {
+        let mut map = self.sessions.write().unwrap_or_else(|p| p.into_inner());
         if let Some(list) = map.get_mut(&tunnel) {
-            list.retain(|c| c.id != connection_id);
+            list.retain(|s| s.id != session_id);
             if list.is_empty() {
                 map.remove(&tunnel);
             }
         }
     }
 
-    /// The live connections of `tunnel`.
-    pub fn connections(&self, tunnel: TunnelId) -> Vec<Connection> {
-        let map = self.connections.read().unwrap_or_else(|p| p.into_inner());
+    /// The live sessions of `tunnel`.
+    pub fn sessions(&self, tunnel: TunnelId) -> Vec<Arc<Session>> {
+        let map = self.sessions.read().unwrap_or_else(|p| p.into_inner());
         map.get(&tunnel).cloned().unwrap_or_default()
+    }
+
+    /// The live connections of `tunnel`, as the API shows them.
+    pub fn connections(&self, tunnel: TunnelId) -> Vec<Connection> {
+        self.sessions(tunnel)
+            .iter()
+            .map(|s| s.connection())
+            .collect()
     }
 
     /// How many connections `tunnel` has.
     pub fn count(&self, tunnel: TunnelId) -> u32 {
-        let map = self.connections.read().unwrap_or_else(|p| p.into_inner());
+        let map = self.sessions.read().unwrap_or_else(|p| p.into_inner());
         map.get(&tunnel).map_or(0, |l| l.len() as u32)
     }
 
     /// Connection counts of every connected tunnel.
     pub fn counts(&self) -> Vec<(TunnelId, u32)> {
-        let map = self.connections.read().unwrap_or_else(|p| p.into_inner());
+        let map = self.sessions.read().unwrap_or_else(|p| p.into_inner());
         map.iter().map(|(id, l)| (*id, l.len() as u32)).collect()
+    }
+
+    /// The healthy session with the fewest outstanding streams among `tunnels`' sessions
+    /// (ties broken at random, so idle connectors share the traffic), skipping `exclude`.
+    pub fn pick(&self, tunnels: &[TunnelId], exclude: &[String]) -> Option<Arc<Session>> {
+        let map = self.sessions.read().unwrap_or_else(|p| p.into_inner());
+        let candidates: Vec<&Arc<Session>> = tunnels
+            .iter()
+            .filter_map(|t| map.get(t))
+            .flatten()
+            .filter(|s| s.is_healthy() && !exclude.contains(&s.id))
+            .collect();
+        let least = candidates.iter().map(|s| s.outstanding()).min()?;
+        let best: Vec<&&Arc<Session>> = candidates
+            .iter()
+            .filter(|s| s.outstanding() == least)
+            .collect();
+        let index = rand::rng().random_range(0..best.len());
+        best.get(index).map(|s| Arc::clone(s))
     }
 }

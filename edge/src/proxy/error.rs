@@ -1,0 +1,175 @@
+//! `ProxyError`: why a visitor request was not forwarded, who is at fault, and the one place
+//! that turns it into a status code and an error page.
+
+use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+use postern_schema::wire::ConnectorFault;
+
+use super::ProxyBody;
+use crate::tunnel::session::full_body;
+
+/// Who caused a failed request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The visitor (4xx).
+    Client,
+    /// The tunnel or the connector (502, 503).
+    Tunnel,
+    /// The origin behind the connector (502, 504).
+    Origin,
+}
+
+/// Why a visitor request was answered by the edge itself.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// The request names no host.
+    #[error("the request has no Host")]
+    MissingHost,
+    /// No hostname with this name is declared.
+    #[error("no such hostname")]
+    UnknownHostname,
+    /// An HTTPS request whose Host is not the name its TLS connection was opened for.
+    #[error("Host {host:?} does not match the TLS server name {sni:?}")]
+    Misdirected {
+        /// The TLS server name.
+        sni: String,
+        /// The Host.
+        host: String,
+    },
+    /// A policy refused the request (status, extra headers such as `WWW-Authenticate` or
+    /// `Retry-After`, and a message for the page).
+    #[error("refused by policy: {message}")]
+    Rejected {
+        /// The status.
+        status: StatusCode,
+        /// Headers to add.
+        headers: HeaderMap,
+        /// Why.
+        message: String,
+    },
+    /// No healthy connector serves the hostname.
+    #[error("no healthy connector")]
+    NoConnector,
+    /// The stream on the tunnel failed.
+    #[error("the tunnel stream failed")]
+    Tunnel(#[source] hyper::Error),
+    /// The connector reported a failure.
+    #[error("the connector reported {}", .0.as_str())]
+    Connector(ConnectorFault),
+}
+
+impl ProxyError {
+    /// Who is at fault.
+    pub fn fault(&self) -> Fault {
+        match self {
+            ProxyError::MissingHost
+            | ProxyError::UnknownHostname
+            | ProxyError::Misdirected { .. }
+            | ProxyError::Rejected { .. } => Fault::Client,
+            ProxyError::NoConnector | ProxyError::Tunnel(_) => Fault::Tunnel,
+            ProxyError::Connector(ConnectorFault::UnknownHostname) => Fault::Client,
+            ProxyError::Connector(_) => Fault::Origin,
+        }
+    }
+
+    /// The status the visitor gets.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::MissingHost => StatusCode::BAD_REQUEST,
+            ProxyError::UnknownHostname => StatusCode::NOT_FOUND,
+            ProxyError::Misdirected { .. } => StatusCode::MISDIRECTED_REQUEST,
+            ProxyError::Rejected { status, .. } => *status,
+            ProxyError::NoConnector => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Tunnel(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::Connector(fault) => {
+                StatusCode::from_u16(fault.status()).unwrap_or(StatusCode::BAD_GATEWAY)
+            }
+        }
+    }
+
+    fn explanation(&self) -> String {
+        match self {
+            ProxyError::MissingHost => "the request names no host".into(),
+            ProxyError::UnknownHostname => "no such hostname on this edge".into(),
+            ProxyError::Misdirected { .. } => {
+                "this connection was opened for another hostname".into()
+            }
+            ProxyError::Rejected { message, .. } => message.clone(),
+            ProxyError::NoConnector => "no connector is serving this hostname right now".into(),
+            ProxyError::Tunnel(_) => "the connection to the connector failed".into(),
+            ProxyError::Connector(ConnectorFault::UnknownHostname) => {
+                "the connector does not serve this hostname".into()
+            }
+            ProxyError::Connector(ConnectorFault::OriginUnreachable) => {
+                "the connector could not reach the origin".into()
+            }
+            ProxyError::Connector(ConnectorFault::OriginTimeout) => {
+                "the origin did not answer in time".into()
+            }
+        }
+    }
+
+    /// The edge's error page for this failure.
+    pub fn into_response(self, request_id: &str) -> Response<ProxyBody> {
+        let status = self.status();
+        match self.fault() {
+            Fault::Client => tracing::debug!(error = %self, status = status.as_u16(), "request refused"),
+            Fault::Tunnel | Fault::Origin => {
+                tracing::info!(error = %crate::catalog::error_chain(&self), status = status.as_u16(), "request failed")
+            }
+        }
+        let body = format!(
+            "{} {}: {}\nrequest id: {request_id}\n",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or(""),
+            self.explanation()
+        );
+        let mut response = Response::new(full_body(body));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        if let Ok(value) = HeaderValue::from_str(request_id) {
+            headers.insert(super::forward::REQUEST_ID, value);
+        }
+        if let ProxyError::Rejected { headers: extra, .. } = self {
+            for (name, value) in extra.iter() {
+                headers.insert(name.clone(), value.clone());
+            }
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_failure_maps_to_the_status_of_the_design() {
+        let table = [
+            (ProxyError::UnknownHostname, 404),
+            (ProxyError::MissingHost, 400),
+            (
+                ProxyError::Misdirected {
+                    sni: "a".into(),
+                    host: "b".into(),
+                },
+                421,
+            ),
+            (ProxyError::NoConnector, 503),
+            (ProxyError::Connector(ConnectorFault::OriginUnreachable), 502),
+            (ProxyError::Connector(ConnectorFault::OriginTimeout), 504),
+            (ProxyError::Connector(ConnectorFault::UnknownHostname), 404),
+        ];
+        for (error, status) in table {
+            let response = error.into_response("r1");
+            assert_eq!(response.status().as_u16(), status);
+            assert_eq!(
+                response.headers().get("x-request-id").map(|v| v.as_bytes()),
+                Some(&b"r1"[..])
+            );
+        }
+    }
+}

@@ -1,0 +1,323 @@
+//! Rewriting between the visitor's HTTP and the tunnel's HTTP/2: hop-by-hop headers out,
+//! `X-Forwarded-For`, `X-Forwarded-Proto` and the request id in, WebSocket upgrades turned
+//! into extended CONNECT (RFC 8441), and response bodies that keep their connection counted
+//! as busy until they end.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Uri, Version, request};
+use hyper::body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use postern_schema::wire::{CONFIG_VERSION_HEADER, ERROR_HEADER};
+
+use crate::tunnel::registry::{StreamGuard, TunnelBody};
+
+/// The request id header, set by the edge on the request and the response.
+pub(super) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1), and may not be
+/// sent on HTTP/2.
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "transfer-encoding",
+    "upgrade",
+    "te",
+    "http2-settings",
+    "host",
+];
+
+/// How a visitor asked to switch protocols.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Upgrade {
+    /// HTTP/1.1 `Upgrade: websocket` (answered with 101).
+    Http1WebSocket,
+    /// HTTP/2 extended CONNECT with `:protocol` (answered with 200).
+    ExtendedConnect,
+}
+
+/// Is this request a protocol upgrade the edge carries through the tunnel?
+pub(super) fn upgrade_of(parts: &request::Parts) -> Option<Upgrade> {
+    if parts.method == Method::CONNECT && parts.extensions.get::<hyper::ext::Protocol>().is_some()
+    {
+        return Some(Upgrade::ExtendedConnect);
+    }
+    let connection_upgrade = parts
+        .headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    let websocket = parts
+        .headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"));
+    (parts.method == Method::GET && connection_upgrade && websocket).then_some(Upgrade::Http1WebSocket)
+}
+
+/// Removes hop-by-hop headers, including those the `Connection` header names; keeps
+/// `TE: trailers`, which HTTP/2 allows and gRPC needs.
+pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .collect();
+    let wants_trailers = headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    if wants_trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+}
+
+/// Removes every `x-postern-*` header: only the edge and the connector may set them.
+pub(super) fn strip_internal(headers: &mut HeaderMap) {
+    let internal: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with("x-postern-"))
+        .cloned()
+        .collect();
+    for name in internal {
+        headers.remove(name);
+    }
+}
+
+/// What the edge knows about the visitor's connection.
+#[derive(Debug, Clone)]
+pub(super) struct Visitor {
+    /// The visitor's address.
+    pub peer: SocketAddr,
+    /// `http` or `https`.
+    pub scheme: &'static str,
+}
+
+/// Turns the visitor's request head into the head of a tunnel stream for `host`.
+pub(super) fn tunnel_request(
+    mut parts: request::Parts,
+    body: TunnelBody,
+    host: &str,
+    visitor: &Visitor,
+    request_id: &str,
+    upgrade: Option<Upgrade>,
+) -> Request<TunnelBody> {
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
+    let uri = Uri::builder()
+        .scheme(visitor.scheme)
+        .authority(host)
+        .path_and_query(path)
+        .build()
+        .unwrap_or_default();
+    strip_hop_by_hop(&mut parts.headers);
+    strip_internal(&mut parts.headers);
+    append_forwarded_for(&mut parts.headers, visitor.peer);
+    parts.headers.insert(
+        X_FORWARDED_PROTO,
+        HeaderValue::from_static(visitor.scheme),
+    );
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        parts.headers.insert(REQUEST_ID, value);
+    }
+    let mut request = Request::new(body);
+    *request.uri_mut() = uri;
+    *request.version_mut() = Version::HTTP_2;
+    *request.headers_mut() = parts.headers;
+    match upgrade {
+        Some(_) => {
+            *request.method_mut() = Method::CONNECT;
+            let protocol = parts
+                .extensions
+                .remove::<hyper::ext::Protocol>()
+                .unwrap_or_else(|| hyper::ext::Protocol::from_static("websocket"));
+            request.extensions_mut().insert(protocol);
+        }
+        None => *request.method_mut() = parts.method,
+    }
+    request
+}
+
+/// Sets the config version header of a tunnel request (per connection, so again on retry).
+pub(super) fn set_config_version(request: &mut Request<TunnelBody>, version: u64) {
+    request.headers_mut().insert(
+        HeaderName::from_static(CONFIG_VERSION_HEADER),
+        HeaderValue::from(version),
+    );
+}
+
+/// Cleans a response head coming from the tunnel: no hop-by-hop or internal headers, and the
+/// request id added.
+pub(super) fn clean_response_headers(headers: &mut HeaderMap, request_id: &str) {
+    strip_hop_by_hop(headers);
+    headers.remove(ERROR_HEADER);
+    strip_internal(headers);
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        headers.insert(REQUEST_ID, value);
+    }
+}
+
+fn append_forwarded_for(headers: &mut HeaderMap, peer: SocketAddr) {
+    let ip = peer.ip().to_canonical().to_string();
+    let value = match headers
+        .get(&X_FORWARDED_FOR)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+    {
+        Some(previous) => format!("{previous}, {ip}"),
+        None => ip,
+    };
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        headers.insert(X_FORWARDED_FOR, value);
+    }
+}
+
+/// A body from the tunnel that keeps its stream counted as outstanding until it ends.
+pub(super) struct Tracked {
+    inner: Incoming,
+    guard: Option<StreamGuard>,
+}
+
+impl Tracked {
+    /// Wraps `inner`; `guard` is released at the end of the body (or when it is dropped).
+    pub(super) fn new(inner: Incoming, guard: StreamGuard) -> Self {
+        Self {
+            inner,
+            guard: Some(guard),
+        }
+    }
+
+    /// As the body type of a response.
+    pub(super) fn boxed(self) -> TunnelBody {
+        BodyExt::map_err(self, |e| Box::new(e) as _).boxed_unsync()
+    }
+}
+
+impl Body for Tracked {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
+            this.guard.take();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(build: request::Builder) -> request::Parts {
+        build.body(()).expect("valid request").into_parts().0
+    }
+
+    #[test]
+    fn hop_by_hop_headers_go_and_te_trailers_stays() {
+        let mut headers = HeaderMap::new();
+        headers.insert("connection", HeaderValue::from_static("close, x-secret"));
+        headers.insert("x-secret", HeaderValue::from_static("1"));
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert("te", HeaderValue::from_static("trailers, deflate"));
+        headers.insert("host", HeaderValue::from_static("a.example.com"));
+        headers.insert("accept", HeaderValue::from_static("*/*"));
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(headers.len(), 2, "{headers:?}");
+        assert_eq!(headers["te"], "trailers");
+        assert_eq!(headers["accept"], "*/*");
+    }
+
+    #[test]
+    fn tunnel_requests_carry_forwarding_headers_and_no_internal_ones() {
+        let head = parts(
+            Request::post("/upload?x=1")
+                .header("host", "app.example.com")
+                .header("x-forwarded-for", "10.1.1.1")
+                .header("x-postern-config-version", "999")
+                .header("x-request-id", "visitor-chosen"),
+        );
+        let visitor = Visitor {
+            peer: "127.0.0.2:5000".parse().expect("addr"),
+            scheme: "https",
+        };
+        let body = crate::tunnel::session::full_body(Bytes::new());
+        let request = tunnel_request(head, body, "app.example.com", &visitor, "r-1", None);
+        assert_eq!(request.method(), Method::POST);
+        assert_eq!(request.uri(), "https://app.example.com/upload?x=1");
+        let headers = request.headers();
+        assert_eq!(headers["x-forwarded-for"], "10.1.1.1, 127.0.0.2");
+        assert_eq!(headers["x-forwarded-proto"], "https");
+        assert_eq!(headers["x-request-id"], "r-1");
+        assert!(headers.get("x-postern-config-version").is_none());
+        assert!(headers.get("host").is_none());
+    }
+
+    #[test]
+    fn websocket_upgrades_become_extended_connect() {
+        let head = parts(
+            Request::get("/ws")
+                .header("connection", "keep-alive, Upgrade")
+                .header("upgrade", "websocket")
+                .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        );
+        let upgrade = upgrade_of(&head);
+        assert_eq!(upgrade, Some(Upgrade::Http1WebSocket));
+        let visitor = Visitor {
+            peer: "127.0.0.1:1".parse().expect("addr"),
+            scheme: "http",
+        };
+        let body = crate::tunnel::session::full_body(Bytes::new());
+        let request = tunnel_request(head, body, "a.example.com", &visitor, "r", upgrade);
+        assert_eq!(request.method(), Method::CONNECT);
+        assert_eq!(
+            request
+                .extensions()
+                .get::<hyper::ext::Protocol>()
+                .map(|p| p.as_str()),
+            Some("websocket")
+        );
+        assert!(request.headers().get("upgrade").is_none());
+        assert!(request.headers().get("sec-websocket-key").is_some());
+        assert_eq!(upgrade_of(&parts(Request::get("/"))), None);
+    }
+}

@@ -1,0 +1,107 @@
+//! Picking the connector for a request: the hostname's tunnel, or a weighted route and then a
+//! tunnel whose labels match its selector, failing over to the other routes when the picked
+//! one has no healthy connection. Within the candidate tunnels the registry picks the healthy
+//! connection with the fewest outstanding streams.
+
+use std::sync::Arc;
+
+use postern_schema::api::{HostnameSpec, Target};
+use postern_schema::ids::TunnelId;
+use postern_schema::rules::{format_selector, selector_matches};
+use rand::Rng;
+
+use crate::catalog::Snapshot;
+use crate::tunnel::{Registry, Session};
+
+/// Where a request goes.
+#[derive(Debug)]
+pub(super) struct Pick {
+    /// The connection.
+    pub(super) session: Arc<Session>,
+    /// The route taken, written as its selector (`k=v,k2=v2`, keys sorted); `None` for a
+    /// hostname bound to one tunnel.
+    pub(super) route: Option<String>,
+}
+
+/// Picks a healthy connection for `hostname`, skipping the sessions in `exclude` (already
+/// tried); `None` when there is none.
+pub(super) fn pick(
+    snapshot: &Snapshot,
+    hostname: &HostnameSpec,
+    registry: &Registry,
+    exclude: &[String],
+) -> Option<Pick> {
+    match hostname.target()? {
+        Target::Tunnel(id) => registry.pick(&[id], exclude).map(|session| Pick {
+            session,
+            route: None,
+        }),
+        Target::Routes(routes) => {
+            let weights: Vec<u32> = routes.iter().map(|r| r.weight).collect();
+            let total: u32 = weights.iter().sum();
+            let roll = if total == 0 {
+                0
+            } else {
+                rand::rng().random_range(0..total)
+            };
+            route_order(&weights, roll).into_iter().find_map(|index| {
+                let route = routes.get(index)?;
+                let tunnels: Vec<TunnelId> = snapshot
+                    .tunnels
+                    .values()
+                    .filter(|t| selector_matches(&route.selector, &t.spec.labels))
+                    .map(|t| t.id)
+                    .collect();
+                registry.pick(&tunnels, exclude).map(|session| Pick {
+                    session,
+                    route: Some(format_selector(&route.selector)),
+                })
+            })
+        }
+    }
+}
+
+/// The order in which routes are tried: the one `roll` (in `0..sum(weights)`) falls on, then
+/// the others by descending weight (declaration order among equals).
+pub(super) fn route_order(weights: &[u32], roll: u32) -> Vec<usize> {
+    let mut chosen = None;
+    let mut upper = 0u32;
+    for (index, weight) in weights.iter().enumerate() {
+        upper = upper.saturating_add(*weight);
+        if roll < upper {
+            chosen = Some(index);
+            break;
+        }
+    }
+    let mut rest: Vec<usize> = (0..weights.len()).filter(|i| Some(*i) != chosen).collect();
+    rest.sort_by_key(|i| std::cmp::Reverse(weights[*i]));
+    chosen.into_iter().chain(rest).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_roll_picks_a_route_in_proportion_to_its_weight() {
+        let weights = [90, 10];
+        let canary = (0..100)
+            .filter(|roll| route_order(&weights, *roll)[0] == 1)
+            .count();
+        assert_eq!(canary, 10);
+        assert_eq!(route_order(&weights, 0), [0, 1]);
+        assert_eq!(route_order(&weights, 89), [0, 1]);
+        assert_eq!(route_order(&weights, 90), [1, 0]);
+        assert_eq!(route_order(&weights, 99), [1, 0]);
+    }
+
+    #[test]
+    fn the_other_routes_follow_as_failover_by_weight() {
+        assert_eq!(route_order(&[10, 30, 60], 0), [0, 2, 1]);
+        assert_eq!(route_order(&[10, 30, 60], 45), [2, 1, 0]);
+        assert_eq!(route_order(&[50, 50], 50), [1, 0]);
+        assert_eq!(route_order(&[], 0), Vec::<usize>::new());
+        // A roll out of range (weights changed under us) still tries every route.
+        assert_eq!(route_order(&[1, 2], 7), [1, 0]);
+    }
+}

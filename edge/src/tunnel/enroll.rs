@@ -1,0 +1,186 @@
+//! Enrolment: a connector without a certificate proves it holds its tunnel's secret and gets a
+//! short-lived client certificate for its own key. One request per connection, rate-limited
+//! per source address.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use postern_schema::wire::{
+    self, EnrollAnswer, EnrollRequest, RefusalReason, decode_der, encode_der, encode_frame,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::auth::secrets_equal;
+use crate::state::EdgeState;
+use crate::store::Kind;
+
+/// How long an enrolment client may take to send its request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Attempts one source address may make at once.
+const BURST: f64 = 10.0;
+
+/// Attempts per second an address earns back.
+const REFILL_PER_SECOND: f64 = 0.5;
+
+/// Beyond this many tracked addresses, full buckets are forgotten.
+const MAX_TRACKED: usize = 10_000;
+
+/// A token bucket per source address.
+#[derive(Debug, Default)]
+pub struct Limiter {
+    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+}
+
+impl Limiter {
+    /// Takes one attempt from `ip`'s bucket; `false` when it is empty.
+    pub fn allow(&self, ip: IpAddr) -> bool {
+        self.allow_at(ip, Instant::now())
+    }
+
+    fn allow_at(&self, ip: IpAddr, now: Instant) -> bool {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if buckets.len() > MAX_TRACKED {
+            buckets.retain(|_, (tokens, at)| {
+                *tokens + now.saturating_duration_since(*at).as_secs_f64() * REFILL_PER_SECOND
+                    < BURST
+            });
+        }
+        let (tokens, at) = buckets.entry(ip).or_insert((BURST, now));
+        *tokens = (*tokens + now.saturating_duration_since(*at).as_secs_f64() * REFILL_PER_SECOND)
+            .min(BURST);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Serves the one enrolment request of `stream`.
+pub async fn serve_one<S>(mut stream: S, peer: SocketAddr, state: &EdgeState, limiter: &Limiter)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let answer = if limiter.allow(peer.ip()) {
+        match tokio::time::timeout(REQUEST_TIMEOUT, read_request(&mut stream)).await {
+            Ok(Ok(request)) => decide(request, state).await,
+            Ok(Err(message)) => refuse(RefusalReason::BadRequest, message),
+            Err(_) => refuse(RefusalReason::BadRequest, "no request within 10 s".into()),
+        }
+    } else {
+        refuse(
+            RefusalReason::RateLimited,
+            "too many enrolment attempts from this address; try again in a few seconds".into(),
+        )
+    };
+    let outcome = match &answer {
+        EnrollAnswer::Granted { .. } => "granted",
+        EnrollAnswer::Refused { reason, .. } => match reason {
+            RefusalReason::UnknownTunnel => "unknown_tunnel",
+            RefusalReason::BadSecret => "bad_secret",
+            RefusalReason::RateLimited => "rate_limited",
+            RefusalReason::BadRequest => "bad_request",
+            RefusalReason::Internal => "internal",
+        },
+    };
+    state
+        .metrics
+        .inc("postern_edge_enrollments_total", &[("outcome", outcome)]);
+    let _ = stream.write_all(&encode_frame(&answer)).await;
+    let _ = stream.shutdown().await;
+}
+
+async fn read_request<S: AsyncRead + Unpin>(stream: &mut S) -> Result<EnrollRequest, String> {
+    let mut header = [0u8; 4];
+    stream
+        .read_exact(&mut header)
+        .await
+        .map_err(|_| "the request frame is incomplete".to_string())?;
+    let len = wire::frame_len(header).map_err(|e| e.to_string())?;
+    let mut body = vec![0u8; len];
+    stream
+        .read_exact(&mut body)
+        .await
+        .map_err(|_| "the request frame is incomplete".to_string())?;
+    wire::from_json(&body).map_err(|e| format!("the request is malformed: {e}"))
+}
+
+async fn decide(request: EnrollRequest, state: &EdgeState) -> EnrollAnswer {
+    let tunnel = request.tunnel_id;
+    let span = tracing::info_span!("enroll", tunnel_id = %tunnel);
+    let _enter = span.enter();
+    if !state.catalog.snapshot().tunnels.contains_key(&tunnel) {
+        tracing::info!("enrolment refused: the tunnel does not exist");
+        return refuse(
+            RefusalReason::UnknownTunnel,
+            format!("tunnel {tunnel} does not exist; it may have been deleted"),
+        );
+    }
+    let secret = match state.store.secret(Kind::Tunnel, &tunnel.to_string()).await {
+        Ok(Some(secret)) => secret,
+        Ok(None) => {
+            return refuse(
+                RefusalReason::UnknownTunnel,
+                format!("tunnel {tunnel} does not exist; it may have been deleted"),
+            );
+        }
+        Err(error) => {
+            tracing::error!(%error, "cannot read the tunnel secret");
+            return refuse(RefusalReason::Internal, "the edge cannot read its store".into());
+        }
+    };
+    if !secrets_equal(request.secret.expose(), &secret) {
+        tracing::warn!("enrolment refused: wrong secret");
+        return refuse(
+            RefusalReason::BadSecret,
+            "the token's secret is not this tunnel's; get the current token from the API".into(),
+        );
+    }
+    let csr = match decode_der(&request.csr_der, "csr_der") {
+        Ok(csr) => csr,
+        Err(error) => return refuse(RefusalReason::BadRequest, error.to_string()),
+    };
+    match state
+        .ca
+        .sign_tunnel_csr(&csr, tunnel, state.tunnel_settings.client_cert_lifetime)
+    {
+        Ok(cert) => {
+            tracing::info!("connector enrolled");
+            EnrollAnswer::Granted {
+                cert_der: encode_der(cert.as_ref()),
+                ca_der: encode_der(state.ca.cert_der().as_ref()),
+            }
+        }
+        Err(error) => refuse(
+            RefusalReason::BadRequest,
+            format!("the certificate signing request is not usable: {error}"),
+        ),
+    }
+}
+
+fn refuse(reason: RefusalReason, message: String) -> EnrollAnswer {
+    EnrollAnswer::Refused { reason, message }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limiter_allows_a_burst_then_refills() {
+        let limiter = Limiter::default();
+        let ip: IpAddr = [127, 0, 0, 9].into();
+        let now = Instant::now();
+        for _ in 0..BURST as usize {
+            assert!(limiter.allow_at(ip, now));
+        }
+        assert!(!limiter.allow_at(ip, now));
+        assert!(limiter.allow_at([127, 0, 0, 10].into(), now));
+        assert!(limiter.allow_at(ip, now + Duration::from_secs(3)));
+    }
+}

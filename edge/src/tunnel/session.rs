@@ -1,0 +1,487 @@
+//! One authenticated tunnel connection, seen from the edge. The edge is the HTTP/2 *client*:
+//! it says hello, opens the connector's event stream, pushes the tunnel's configuration (and
+//! every change to it), and only then registers the session so the proxy may open visitor
+//! streams on it. It ends the session when the connection dies (keep-alive pings notice a
+//! dead peer within seconds), when the tunnel is deleted (revocation), or when the edge
+//! shuts down.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::{Request, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::client::conn::http2::{self, SendRequest};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use postern_schema::api::Connection;
+use postern_schema::ids::TunnelId;
+use postern_schema::wire::{
+    self, CERTIFICATE_PATH, CONFIG_PATH, CONTROL_AUTHORITY, CertificateGrant, ConfigAck,
+    ConfigPush, DRAIN_PATH, Drain, DrainReason, EVENTS_PATH, Event, HELLO_PATH, Hello,
+    HelloAnswer, WireError,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_rustls::server::TlsStream;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::config::{PushState, hostnames_for};
+use super::registry::{BoxError, Session, TunnelBody};
+use crate::state::EdgeState;
+
+/// How often the edge pings an idle connector.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// How long a ping may go unanswered before the connection is declared dead.
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long a control request may take.
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long the edge waits to tell a revoked connector why before closing (the whole
+/// revocation must fit in one second).
+const REVOKE_NOTICE_TIMEOUT: Duration = Duration::from_millis(400);
+
+/// How long the edge waits, when shutting down, for a connector to finish in-flight streams
+/// and close.
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(8);
+
+/// Why a session failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The HTTP/2 handshake over the TLS connection failed.
+    #[error("the HTTP/2 handshake failed")]
+    Handshake(#[source] hyper::Error),
+    /// A control request could not be sent or answered.
+    #[error("control request {path} failed")]
+    Transport {
+        /// The request.
+        path: &'static str,
+        /// What hyper said.
+        #[source]
+        source: hyper::Error,
+    },
+    /// The connector answered a control request with an error status.
+    #[error("control request {path} was answered with status {status}")]
+    Status {
+        /// The request.
+        path: &'static str,
+        /// The status.
+        status: u16,
+    },
+    /// The connector did not answer in time.
+    #[error("control request {path} timed out")]
+    Timeout {
+        /// The request.
+        path: &'static str,
+    },
+    /// The answer could not be read.
+    #[error("the answer to {path} could not be read")]
+    Body {
+        /// The request.
+        path: &'static str,
+        /// Why.
+        #[source]
+        source: BoxError,
+    },
+    /// The answer is not the message the protocol says.
+    #[error("the answer to {path} is malformed")]
+    Malformed {
+        /// The request.
+        path: &'static str,
+        /// Why.
+        #[source]
+        source: WireError,
+    },
+}
+
+/// Runs the session of one authenticated connection of `tunnel` until it ends.
+pub async fn run(
+    stream: TlsStream<TcpStream>,
+    peer: SocketAddr,
+    tunnel: TunnelId,
+    state: EdgeState,
+    cancel: CancellationToken,
+) {
+    let connection_id = uuid::Uuid::new_v4().to_string();
+    let span = tracing::info_span!(
+        "session",
+        tunnel_id = %tunnel,
+        peer_addr = %peer,
+        connection_id = %connection_id,
+        config_version = tracing::field::Empty,
+    );
+    async move {
+        let handshake = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .keep_alive_interval(KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+            .keep_alive_while_idle(true)
+            .handshake::<_, TunnelBody>(TokioIo::new(stream))
+            .await;
+        let (sender, connection) = match handshake {
+            Ok(pair) => pair,
+            Err(error) => {
+                let error = SessionError::Handshake(error);
+                tracing::info!(error = %crate::catalog::error_chain(&error), "tunnel session failed");
+                return;
+            }
+        };
+        // Drives the connection until it ends or `close` is cancelled (which drops it).
+        let close = CancellationToken::new();
+        let ended = CancellationToken::new();
+        tokio::spawn(
+            {
+                let close = close.clone();
+                let ended = ended.clone();
+                async move {
+                    tokio::select! {
+                        result = connection => {
+                            if let Err(error) = result {
+                                tracing::debug!(%error, "tunnel connection ended with an error");
+                            }
+                        }
+                        _ = close.cancelled() => {}
+                    }
+                    ended.cancel();
+                }
+            }
+            .in_current_span(),
+        );
+        let live = Live {
+            tunnel,
+            peer,
+            connection_id,
+            sender,
+            close: close.clone(),
+            ended,
+        };
+        if let Err(error) = live.serve(&state, &cancel).await {
+            tracing::info!(error = %crate::catalog::error_chain(&error), "tunnel session failed");
+            state.metrics.inc(
+                "postern_edge_tunnel_sessions_total",
+                &[("outcome", "failed")],
+            );
+        }
+        close.cancel();
+    }
+    .instrument(span)
+    .await;
+}
+
+/// A connection whose HTTP/2 handshake is done.
+struct Live {
+    tunnel: TunnelId,
+    peer: SocketAddr,
+    connection_id: String,
+    sender: SendRequest<TunnelBody>,
+    close: CancellationToken,
+    ended: CancellationToken,
+}
+
+impl Live {
+    async fn serve(self, state: &EdgeState, cancel: &CancellationToken) -> Result<(), SessionError> {
+        let snapshot = state.catalog.snapshot();
+        let (Some(record), Some(hostnames)) = (
+            snapshot.tunnels.get(&self.tunnel),
+            hostnames_for(&snapshot, self.tunnel),
+        ) else {
+            // A valid certificate of a deleted tunnel: say why, then close.
+            tracing::info!("refused a connector whose tunnel was deleted");
+            state.metrics.inc(
+                "postern_edge_tunnel_sessions_total",
+                &[("outcome", "revoked")],
+            );
+            self.notify_drain(DrainReason::TunnelDeleted, REVOKE_NOTICE_TIMEOUT)
+                .await;
+            return Ok(());
+        };
+
+        let hello = Hello {
+            connection_id: self.connection_id.clone(),
+            tunnel_id: self.tunnel,
+            tunnel_name: record.spec.name.clone(),
+            edge_version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        let answer: HelloAnswer = control(&self.sender, HELLO_PATH, &hello).await?;
+        let (events_tx, mut events) = mpsc::channel(16);
+        self.open_events(events_tx).await?;
+
+        let info = Connection {
+            id: self.connection_id.clone(),
+            connector_id: answer.connector_id.clone(),
+            address: self.peer.to_string(),
+            since: now_rfc3339(),
+            version: answer.version.clone(),
+            config_version: 0,
+            draining: false,
+        };
+        let session = Arc::new(Session::new(
+            self.tunnel,
+            self.sender.clone(),
+            info,
+            self.close.clone(),
+        ));
+        if answer.draining {
+            session.set_draining();
+        }
+        let mut pushes = PushState::default();
+        if let Some(push) = pushes.next(&snapshot, hostnames) {
+            push_config(&session, push).await?;
+        }
+        let mut snapshots = state.catalog.subscribe();
+        state.registry.add(session.clone());
+        state.metrics.inc(
+            "postern_edge_tunnel_sessions_total",
+            &[("outcome", "accepted")],
+        );
+        tracing::info!(connector_id = %answer.connector_id, version = %answer.version, "connector connected");
+
+        let result = self
+            .watch(state, cancel, &session, &mut pushes, &mut snapshots, &mut events)
+            .await;
+        state.registry.remove(self.tunnel, &session.id);
+        result
+    }
+
+    /// Follows the session until it ends: catalog changes (config pushes, revocation), the
+    /// connector's events, and edge shutdown.
+    async fn watch(
+        &self,
+        state: &EdgeState,
+        cancel: &CancellationToken,
+        session: &Arc<Session>,
+        pushes: &mut PushState,
+        snapshots: &mut tokio::sync::watch::Receiver<Arc<crate::catalog::Snapshot>>,
+        events: &mut mpsc::Receiver<Event>,
+    ) -> Result<(), SessionError> {
+        let mut events_open = true;
+        loop {
+            tokio::select! {
+                _ = self.ended.cancelled() => {
+                    tracing::info!("connector disconnected");
+                    return Ok(());
+                }
+                _ = cancel.cancelled() => {
+                    session.set_draining();
+                    self.notify_drain(DrainReason::EdgeShutdown, CONTROL_TIMEOUT).await;
+                    let _ = tokio::time::timeout(SHUTDOWN_DRAIN, self.ended.cancelled()).await;
+                    return Ok(());
+                }
+                changed = snapshots.changed() => {
+                    if changed.is_err() {
+                        return Ok(());
+                    }
+                    let snapshot = snapshots.borrow_and_update().clone();
+                    match hostnames_for(&snapshot, self.tunnel) {
+                        None => {
+                            // Revocation: stop routing at once, tell the connector, close.
+                            state.registry.remove(self.tunnel, &session.id);
+                            tracing::info!("tunnel deleted: closing its connection");
+                            self.notify_drain(DrainReason::TunnelDeleted, REVOKE_NOTICE_TIMEOUT).await;
+                            return Ok(());
+                        }
+                        Some(hostnames) => {
+                            if let Some(push) = pushes.next(&snapshot, hostnames) {
+                                push_config(session, push).await?;
+                            }
+                        }
+                    }
+                }
+                event = events.recv(), if events_open => match event {
+                    Some(Event::Draining) => {
+                        tracing::info!("connector is draining: no new requests go to this connection");
+                        session.set_draining();
+                        let sender = self.sender.clone();
+                        tokio::spawn(async move {
+                            let drain = Drain { reason: DrainReason::ConnectorDraining };
+                            if let Err(error) = control::<_, serde_json::Value>(&sender, DRAIN_PATH, &drain).await {
+                                tracing::debug!(error = %crate::catalog::error_chain(&error), "drain acknowledgement failed");
+                            }
+                        }.in_current_span());
+                    }
+                    Some(Event::Renew { csr_der }) => {
+                        tokio::spawn(renew(state.clone(), self.tunnel, self.sender.clone(), csr_der).in_current_span());
+                    }
+                    None => events_open = false,
+                },
+            }
+        }
+    }
+
+    /// Opens the connector's event stream and reads it in the background into `events`.
+    async fn open_events(&self, events: mpsc::Sender<Event>) -> Result<(), SessionError> {
+        let path = EVENTS_PATH;
+        let request = control_request(path, &serde_json::json!({}));
+        let mut sender = self.sender.clone();
+        let response = tokio::time::timeout(CONTROL_TIMEOUT, sender.send_request(request))
+            .await
+            .map_err(|_| SessionError::Timeout { path })?
+            .map_err(|source| SessionError::Transport { path, source })?;
+        if !response.status().is_success() {
+            return Err(SessionError::Status {
+                path,
+                status: response.status().as_u16(),
+            });
+        }
+        tokio::spawn(read_events(response.into_body(), events).in_current_span());
+        Ok(())
+    }
+
+    /// Tells the connector to drain this connection, waiting at most `timeout` for its answer.
+    async fn notify_drain(&self, reason: DrainReason, timeout: Duration) {
+        let drain = Drain { reason };
+        let call = control::<_, serde_json::Value>(&self.sender, DRAIN_PATH, &drain);
+        match tokio::time::timeout(timeout, call).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => {
+                tracing::debug!(error = %crate::catalog::error_chain(&error), "drain notice failed")
+            }
+            Err(_) => tracing::debug!("drain notice timed out"),
+        }
+    }
+}
+
+/// Pushes `push` and records what the connector acknowledged.
+async fn push_config(session: &Session, push: ConfigPush) -> Result<(), SessionError> {
+    let version = push.version;
+    session.set_pushed_version(version);
+    let ack: ConfigAck = control(&session.sender(), CONFIG_PATH, &push).await?;
+    session.set_acked_version(ack.applied_version);
+    tracing::Span::current().record("config_version", ack.applied_version);
+    tracing::info!(
+        config_version = ack.applied_version,
+        hostnames = push.hostnames.len(),
+        "connector applied its configuration"
+    );
+    Ok(())
+}
+
+/// Signs a renewal CSR for the session's tunnel (if it still exists) and hands the
+/// certificate to the connector.
+async fn renew(state: EdgeState, tunnel: TunnelId, sender: SendRequest<TunnelBody>, csr_der: String) {
+    if !state.catalog.snapshot().tunnels.contains_key(&tunnel) {
+        return;
+    }
+    let csr = match wire::decode_der(&csr_der, "csr_der") {
+        Ok(csr) => csr,
+        Err(error) => {
+            tracing::warn!(%error, "malformed renewal request");
+            return;
+        }
+    };
+    let cert = match state
+        .ca
+        .sign_tunnel_csr(&csr, tunnel, state.tunnel_settings.client_cert_lifetime)
+    {
+        Ok(cert) => cert,
+        Err(error) => {
+            tracing::warn!(%error, "cannot sign the renewal request");
+            return;
+        }
+    };
+    let grant = CertificateGrant {
+        cert_der: wire::encode_der(cert.as_ref()),
+        ca_der: wire::encode_der(state.ca.cert_der().as_ref()),
+    };
+    match control::<_, serde_json::Value>(&sender, CERTIFICATE_PATH, &grant).await {
+        Ok(_) => tracing::info!("renewed the connector's client certificate"),
+        Err(error) => {
+            tracing::warn!(error = %crate::catalog::error_chain(&error), "cannot deliver the renewed certificate")
+        }
+    }
+}
+
+/// Reads newline-delimited events from the connector's event stream.
+async fn read_events(mut body: Incoming, events: mpsc::Sender<Event>) {
+    let mut buffer = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else { return };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        buffer.extend_from_slice(&data);
+        while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+            let line = buffer.split_to(end + 1);
+            match wire::from_json::<Event>(&line[..end]) {
+                Ok(event) => {
+                    if events.send(event).await.is_err() {
+                        return;
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "ignored a malformed connector event"),
+            }
+        }
+        if buffer.len() > wire::MAX_EVENT_LINE {
+            tracing::warn!("connector event too long; no longer reading events");
+            return;
+        }
+    }
+}
+
+/// A control request: `POST https://_postern/.postern/...` with a JSON body.
+fn control_request<T: Serialize>(path: &'static str, body: &T) -> Request<TunnelBody> {
+    let mut request = Request::new(full_body(wire::to_json(body)));
+    *request.method_mut() = http::Method::POST;
+    *request.uri_mut() = http::Uri::builder()
+        .scheme("https")
+        .authority(CONTROL_AUTHORITY)
+        .path_and_query(path)
+        .build()
+        .unwrap_or_default();
+    request.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    request
+}
+
+/// Sends a control request and decodes the answer.
+async fn control<Req: Serialize, Ans: DeserializeOwned>(
+    sender: &SendRequest<TunnelBody>,
+    path: &'static str,
+    body: &Req,
+) -> Result<Ans, SessionError> {
+    let request = control_request(path, body);
+    let call = async {
+        let mut sender = sender.clone();
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|source| SessionError::Transport { path, source })?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(SessionError::Status {
+                path,
+                status: status.as_u16(),
+            });
+        }
+        let bytes = Limited::new(response.into_body(), wire::MAX_CONTROL_BODY)
+            .collect()
+            .await
+            .map_err(|source| SessionError::Body { path, source })?
+            .to_bytes();
+        wire::from_json(&bytes).map_err(|source| SessionError::Malformed { path, source })
+    };
+    tokio::time::timeout(CONTROL_TIMEOUT, call)
+        .await
+        .map_err(|_| SessionError::Timeout { path })?
+}
+
+/// A whole body.
+pub fn full_body(bytes: impl Into<Bytes>) -> TunnelBody {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
