@@ -11,6 +11,7 @@
 mod data_source;
 mod diagnostics;
 mod ephemeral;
+mod model;
 mod number;
 pub mod plan;
 mod provider;

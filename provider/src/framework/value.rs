@@ -509,10 +509,12 @@ impl Value {
         from_json_at(json, ty, &mut AttributePath::new())
     }
 
-    /// Decodes the value into a serde model (through [`Value::to_json`]). Unknowns read
-    /// as null, so a model field for a computed attribute should be an `Option`.
+    /// Decodes the value into a serde model. Object attributes map to fields by name;
+    /// unknowns and nulls read as `None`, so a field for a computed attribute should be
+    /// an `Option`; numbers reach a [`Number`] field exactly (and `i64`, `f64`, ...
+    /// fields as usual); enums read from strings.
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, ValueError> {
-        serde_json::from_value(self.to_json()).map_err(|e| ValueError::Serde(e.to_string()))
+        T::deserialize(super::model::ValueDeserializer(self))
     }
 
     /// Encodes a serde model as a value of type `ty` (through [`Value::from_json`]):
