@@ -5,9 +5,11 @@
 pub mod api;
 pub mod binaries;
 pub mod edge;
+pub mod postgres;
 pub mod terraform;
 
 pub use api::{Api, ApiResponse};
 pub use binaries::binary;
 pub use edge::{EdgeOptions, EdgeProcess, Ready};
+pub use postgres::PostgresServer;
 pub use terraform::{Plan, Run, Terraform};

@@ -57,6 +57,13 @@ pub struct EdgeConfig {
     #[arg(long, env = "POSTERN_EDGE_DATA_DIR", default_value = "./postern-data")]
     pub data_dir: PathBuf,
 
+    /// The store shared by several edge nodes: a PostgreSQL URL,
+    /// postgres://USER:PASSWORD@HOST:PORT/DATABASE. Without it, the embedded store under
+    /// --data-dir (one node). Nodes on one database share tunnels, hostnames, policies, the CA
+    /// and API tokens; each keeps its own data dir for its admin-token file.
+    #[arg(long, env = "POSTERN_EDGE_STORE", hide_env_values = true)]
+    pub store: Option<String>,
+
     /// A DNS zone the edge serves hostnames in (repeatable; comma-separated in the env var).
     #[arg(
         long = "zone",
@@ -111,6 +118,9 @@ impl EdgeConfig {
     pub fn check(&self) -> Result<(), String> {
         for zone in &self.zones {
             postern_schema::rules::check_fqdn(zone).map_err(|e| format!("--zone: {e}"))?;
+        }
+        if let Some(url) = &self.store {
+            crate::store::check_url(url).map_err(|e| format!("--store: {e}"))?;
         }
         if self.public_addresses.is_empty() {
             return Err("--public-address: at least one address is needed".into());

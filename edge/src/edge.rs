@@ -18,7 +18,7 @@ use crate::config::EdgeConfig;
 use crate::metrics::Metrics;
 use crate::policy::PolicyEngine;
 use crate::state::{EdgeSettings, EdgeState};
-use crate::store::{SqliteStore, Store, StoreError};
+use crate::store::{Store, StoreError};
 use crate::tunnel::Registry;
 
 /// The embedded store's file under `--data-dir`.
@@ -113,7 +113,9 @@ struct Listeners {
 /// Starts the edge described by `config`.
 pub async fn start(config: EdgeConfig) -> Result<RunningEdge, StartError> {
     create_data_dir(&config.data_dir)?;
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.data_dir.join(STORE_FILE))?);
+    let opened =
+        crate::store::open(config.store.as_deref(), &config.data_dir.join(STORE_FILE)).await?;
+    let store: Arc<dyn Store> = opened.store;
     let ca = Arc::new(EdgeCa::load_or_create(store.as_ref()).await?);
     let auth = Auth::set_up(
         store.as_ref(),
@@ -156,6 +158,11 @@ pub async fn start(config: EdgeConfig) -> Result<RunningEdge, StartError> {
     let cancel = CancellationToken::new();
     let mut tasks = JoinSet::new();
     tasks.spawn(catalog.clone().run(cancel.clone()));
+    if let Some(changes) = opened.changes {
+        // Writes by other edge nodes on the shared store reach this node's catalog.
+        let catalog = catalog.clone();
+        tasks.spawn(changes.run(move || catalog.wake(), cancel.clone()));
+    }
 
     let metrics = Arc::new(Metrics::default());
     let state = EdgeState {

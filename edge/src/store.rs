@@ -2,14 +2,46 @@
 //! optimistic concurrency (`version`), unique names and referential integrity, behind the
 //! [`Store`] trait so the embedded SQLite store and a PostgreSQL store are interchangeable.
 
+mod postgres;
 mod sqlite;
 
 use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::Value;
 
+pub use postgres::{CHANGES_CHANNEL, ChangeFeed, PostgresStore, check_url};
 pub use sqlite::SqliteStore;
+
+/// A store opened for the edge, and for a shared store the feed of changes that other edge
+/// nodes make, which the catalog must follow.
+pub struct OpenedStore {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// `None` for the embedded store: only this process writes it.
+    pub changes: Option<ChangeFeed>,
+}
+
+/// Opens the store `--store` names: a PostgreSQL URL, or when `None` the embedded store at
+/// `embedded`. Applies pending migrations.
+pub async fn open(url: Option<&str>, embedded: &Path) -> Result<OpenedStore, StoreError> {
+    match url {
+        Some(url) => {
+            let store = PostgresStore::connect(url).await?;
+            let changes = store.change_feed();
+            Ok(OpenedStore {
+                store: Arc::new(store),
+                changes: Some(changes),
+            })
+        }
+        None => Ok(OpenedStore {
+            store: Arc::new(SqliteStore::open(embedded)?),
+            changes: None,
+        }),
+    }
+}
 
 /// The kinds of objects the store holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -206,6 +238,31 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every stored API token hash.
     async fn api_token_hashes(&self) -> Result<Vec<String>, StoreError>;
+}
+
+/// Fails with `VersionMismatch` unless `if_match` is absent or names the stored version.
+fn check_version(record: &Record, if_match: Option<u64>) -> Result<(), StoreError> {
+    match if_match {
+        Some(expected) if expected != record.version => Err(StoreError::VersionMismatch {
+            kind: record.kind,
+            id: record.id.clone(),
+            expected,
+            current: record.version,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Now, RFC 3339 in UTC to the second: the `created_at` of new records.
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

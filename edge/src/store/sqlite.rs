@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
-use super::{Dump, Kind, Record, Store, StoreError, Write};
+use super::{Dump, Kind, Record, Store, StoreError, Write, check_version, now_rfc3339};
 
 /// The schema, applied in order; `PRAGMA user_version` records how many ran.
 const MIGRATIONS: &[&str] = &[r#"
@@ -257,29 +257,6 @@ fn set_refs(tx: &Transaction<'_>, write: &Write, id: &str) -> Result<(), StoreEr
         .map_err(unavailable)?;
     }
     Ok(())
-}
-
-fn check_version(record: &Record, if_match: Option<u64>) -> Result<(), StoreError> {
-    match if_match {
-        Some(expected) if expected != record.version => Err(StoreError::VersionMismatch {
-            kind: record.kind,
-            id: record.id.clone(),
-            expected,
-            current: record.version,
-        }),
-        _ => Ok(()),
-    }
-}
-
-fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
 }
 
 #[async_trait]

@@ -1,0 +1,971 @@
+//! The PostgreSQL store: one database shared by several edge nodes (`--store postgres://…`).
+//!
+//! - Versioned migrations run at start inside one transaction that holds an advisory lock, so
+//!   nodes starting together apply each migration once.
+//! - Every write is one transaction that first bumps the single revision row: that row lock
+//!   serializes writers on every node, so the checks that follow (names, references, `If-Match`
+//!   against the row read `FOR UPDATE`) see every earlier write, and revisions commit in order.
+//! - A committed write announces its revision with `NOTIFY postern_changes` (sent by PostgreSQL at
+//!   commit, never for a rolled-back write); [`ChangeFeed`] follows it on a dedicated connection.
+//! - Every call is bounded in time (pool wait, connect, statements), so callers fail fast with
+//!   [`StoreError::Unavailable`] while the database is unreachable and succeed again, without a
+//!   restart, once it is back.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{
+    ClientWrapper, Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
+    Transaction,
+};
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use tokio::sync::mpsc;
+use tokio_postgres::config::Host;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{AsyncMessage, Config, IsolationLevel, NoTls, Row};
+use tokio_util::sync::CancellationToken;
+
+use super::{Dump, Kind, Record, Store, StoreError, Write, check_version, now_rfc3339};
+
+/// The channel every committed write notifies, with the new store revision as the payload.
+pub const CHANGES_CHANNEL: &str = "postern_changes";
+
+/// The advisory lock key that serializes migrations ("postern1" in ASCII).
+const MIGRATION_LOCK: i64 = 0x706f_7374_6572_6e31;
+
+/// Connections per edge node.
+const POOL_SIZE: usize = 16;
+
+/// Bound on opening one connection (TCP and the startup handshake).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Bound on waiting for a free pooled connection.
+const POOL_WAIT: Duration = Duration::from_secs(2);
+
+/// Bound on the statements of one store call, measured by the edge: it also covers a server that
+/// stopped answering without closing the connection.
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Bound on migrations, which may wait for another node's.
+const MIGRATION_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Server-side bounds for every session, so an abandoned transaction cannot hold the revision row
+/// (and with it every node's writes) for long.
+const SESSION_OPTIONS: &str = "-c statement_timeout=5s -c lock_timeout=5s \
+                               -c idle_in_transaction_session_timeout=15s";
+
+/// How often the change feed checks that its connection is alive.
+const FEED_HEARTBEAT: Duration = Duration::from_secs(10);
+
+/// First and longest pause between change feed reconnections.
+const FEED_BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(2));
+
+/// The schema, applied in order; `postern_migrations` records which ran.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE postern_objects (
+    kind TEXT COLLATE "C" NOT NULL,
+    id TEXT COLLATE "C" NOT NULL,
+    name TEXT COLLATE "C" NOT NULL,
+    version BIGINT NOT NULL,
+    revision BIGINT NOT NULL,
+    created_at TEXT NOT NULL,
+    body TEXT NOT NULL,
+    secret TEXT,
+    PRIMARY KEY (kind, id),
+    UNIQUE (kind, name)
+);
+CREATE TABLE postern_refs (
+    from_kind TEXT COLLATE "C" NOT NULL,
+    from_id TEXT COLLATE "C" NOT NULL,
+    to_kind TEXT COLLATE "C" NOT NULL,
+    to_id TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (from_kind, from_id, to_kind, to_id),
+    FOREIGN KEY (from_kind, from_id) REFERENCES postern_objects (kind, id) ON DELETE CASCADE,
+    FOREIGN KEY (to_kind, to_id) REFERENCES postern_objects (kind, id)
+);
+CREATE INDEX postern_refs_by_target ON postern_refs (to_kind, to_id);
+CREATE TABLE postern_api_tokens (
+    hash TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE postern_settings (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE postern_revision (
+    only_row BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (only_row),
+    revision BIGINT NOT NULL
+);
+INSERT INTO postern_revision (revision) VALUES (0);
+"#];
+
+const COLUMNS: &str = "kind, id, name, version, created_at, body, revision";
+
+/// Why the PostgreSQL store could not do something; carried inside [`StoreError::Unavailable`].
+#[derive(Debug, thiserror::Error)]
+enum PostgresError {
+    /// The URL does not parse.
+    #[error("the store URL is not a valid PostgreSQL URL")]
+    Url(#[source] tokio_postgres::Error),
+    /// No pooled connection could be had.
+    #[error("cannot get a database connection")]
+    Pool(#[source] PoolError),
+    /// The pool could not be built.
+    #[error("cannot set up the connection pool")]
+    Build(#[source] deadpool_postgres::BuildError),
+    /// The database answered with an error or the connection failed.
+    #[error("the database failed")]
+    Database(#[source] tokio_postgres::Error),
+    /// The database did not answer in time.
+    #[error("the database did not answer within {0:?}")]
+    TimedOut(Duration),
+    /// The change feed's connection ended.
+    #[error("the database closed the connection")]
+    Closed,
+}
+
+impl From<PostgresError> for StoreError {
+    fn from(error: PostgresError) -> Self {
+        StoreError::Unavailable(Box::new(error))
+    }
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        PostgresError::Database(error).into()
+    }
+}
+
+/// Checks a `--store` value without connecting: a `postgres://` or `postgresql://` URL that
+/// `tokio-postgres` understands.
+pub fn check_url(url: &str) -> Result<(), String> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err("expected a postgres://user:password@host:port/database URL".into());
+    }
+    Config::from_str(url)
+        .map(|_| ())
+        .map_err(|e| format!("not a valid PostgreSQL URL: {e}"))
+}
+
+/// The PostgreSQL store.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+    config: Config,
+    target: String,
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("target", &self.target)
+            .finish()
+    }
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` and applies pending migrations. Fails with
+    /// `Unavailable` when the database cannot be reached and with `Corrupt` when a newer edge
+    /// migrated it further than this one knows.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let config = session_config(url)?;
+        let target = describe(&config);
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .wait_timeout(Some(POOL_WAIT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .recycle_timeout(Some(CONNECT_TIMEOUT))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(PostgresError::Build)?;
+        let store = Self {
+            pool,
+            config,
+            target,
+        };
+        store.migrate().await?;
+        tracing::info!(store = %store.target, "using the PostgreSQL store");
+        Ok(store)
+    }
+
+    /// The feed of changes written to this database by any node.
+    pub fn change_feed(&self) -> ChangeFeed {
+        ChangeFeed {
+            config: self.config.clone(),
+            target: self.target.clone(),
+        }
+    }
+
+    /// Runs `op` on a pooled connection within [`OPERATION_TIMEOUT`]. A connection whose call
+    /// timed out is closed rather than returned to the pool: it may be stuck mid-transaction.
+    async fn run<T, F>(&self, op: F) -> Result<T, StoreError>
+    where
+        F: for<'c> FnOnce(&'c mut ClientWrapper) -> BoxFuture<'c, Result<T, StoreError>>,
+    {
+        self.run_within(OPERATION_TIMEOUT, op).await
+    }
+
+    async fn run_within<T, F>(&self, limit: Duration, op: F) -> Result<T, StoreError>
+    where
+        F: for<'c> FnOnce(&'c mut ClientWrapper) -> BoxFuture<'c, Result<T, StoreError>>,
+    {
+        let mut client = self.pool.get().await.map_err(PostgresError::Pool)?;
+        match tokio::time::timeout(limit, op(&mut client)).await {
+            Ok(result) => result,
+            Err(_) => {
+                drop(Object::take(client));
+                Err(PostgresError::TimedOut(limit).into())
+            }
+        }
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let target = self.target.clone();
+        self.run_within(MIGRATION_TIMEOUT, move |client| {
+            Box::pin(migrate(client, target))
+        })
+        .await
+    }
+}
+
+/// The URL's settings plus the edge's bounds: a connect timeout (unless the URL sets one),
+/// server-side statement and lock timeouts, and TCP keepalives.
+fn session_config(url: &str) -> Result<Config, StoreError> {
+    let mut config = Config::from_str(url).map_err(PostgresError::Url)?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    let options = match config.get_options() {
+        Some(own) if !own.trim().is_empty() => format!("{SESSION_OPTIONS} {own}"),
+        _ => SESSION_OPTIONS.to_string(),
+    };
+    config
+        .options(options)
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(30))
+        .tcp_user_timeout(Duration::from_secs(30));
+    if config.get_application_name().is_none() {
+        config.application_name("postern-edge");
+    }
+    Ok(config)
+}
+
+/// `user@host:port/database`, for logs: never the password.
+fn describe(config: &Config) -> String {
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let host = match host {
+                Host::Tcp(name) => name.clone(),
+                Host::Unix(path) => path.display().to_string(),
+            };
+            match config.get_ports().get(i).or(config.get_ports().first()) {
+                Some(port) => format!("{host}:{port}"),
+                None => host,
+            }
+        })
+        .collect();
+    format!(
+        "{}@{}/{}",
+        config.get_user().unwrap_or("(default user)"),
+        hosts.join(","),
+        config.get_dbname().unwrap_or("(default database)")
+    )
+}
+
+async fn migrate(client: &mut ClientWrapper, target: String) -> Result<(), StoreError> {
+    let tx = client.transaction().await?;
+    // Migrations may outlast the per-statement bound; the caller bounds them as a whole.
+    tx.batch_execute("SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0")
+        .await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS postern_migrations (
+             version INTEGER PRIMARY KEY,
+             applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+         )",
+    )
+    .await?;
+    let applied: i32 = tx
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0) FROM postern_migrations",
+            &[],
+        )
+        .await?
+        .try_get(0)?;
+    let applied = usize::try_from(applied)
+        .map_err(|_| StoreError::Corrupt("negative schema version".into()))?;
+    if applied > MIGRATIONS.len() {
+        return Err(StoreError::Corrupt(format!(
+            "the store was written by a newer edge (schema {applied}, this edge knows {})",
+            MIGRATIONS.len()
+        )));
+    }
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
+        let version = i32::try_from(index + 1)
+            .map_err(|_| StoreError::Corrupt("too many migrations".into()))?;
+        tx.batch_execute(migration).await?;
+        tx.execute(
+            "INSERT INTO postern_migrations (version) VALUES ($1)",
+            &[&version],
+        )
+        .await?;
+        tracing::info!(store = %target, version, "applied a store migration");
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+// === reading rows ===
+
+fn to_record(row: &Row) -> Result<Record, StoreError> {
+    let kind: String = row.try_get(0)?;
+    let version: i64 = row.try_get(3)?;
+    let body: String = row.try_get(5)?;
+    let revision: i64 = row.try_get(6)?;
+    Ok(Record {
+        kind: Kind::parse(&kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown kind {kind}")))?,
+        id: row.try_get(1)?,
+        name: row.try_get(2)?,
+        version: u64::try_from(version)
+            .map_err(|_| StoreError::Corrupt("negative version".into()))?,
+        created_at: row.try_get(4)?,
+        body: serde_json::from_str(&body)
+            .map_err(|e| StoreError::Corrupt(format!("stored body is not JSON: {e}")))?,
+        revision: u64::try_from(revision)
+            .map_err(|_| StoreError::Corrupt("negative revision".into()))?,
+    })
+}
+
+fn to_i64(value: u64, what: &str) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|_| StoreError::Corrupt(format!("{what} out of range")))
+}
+
+// === the steps of a write, all inside its transaction ===
+
+/// Takes the revision row (serializing this write after every other node's) and returns the
+/// revision this write will commit as.
+async fn next_revision(tx: &Transaction<'_>) -> Result<u64, StoreError> {
+    let statement = tx
+        .prepare_cached("UPDATE postern_revision SET revision = revision + 1 RETURNING revision")
+        .await?;
+    let revision: i64 = tx.query_one(&statement, &[]).await?.try_get(0)?;
+    u64::try_from(revision).map_err(|_| StoreError::Corrupt("negative revision".into()))
+}
+
+/// Queues the change notification; PostgreSQL delivers it when (and only if) the write commits.
+async fn announce(tx: &Transaction<'_>, revision: u64) -> Result<(), StoreError> {
+    let statement = tx.prepare_cached("SELECT pg_notify($1, $2)").await?;
+    tx.execute(&statement, &[&CHANGES_CHANNEL, &revision.to_string()])
+        .await?;
+    Ok(())
+}
+
+/// The stored object, locked until the transaction ends.
+async fn select_for_update(
+    tx: &Transaction<'_>,
+    kind: Kind,
+    id: &str,
+) -> Result<Option<Record>, StoreError> {
+    let statement = tx
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM postern_objects WHERE kind = $1 AND id = $2 FOR UPDATE"
+        ))
+        .await?;
+    tx.query_opt(&statement, &[&kind.as_str(), &id])
+        .await?
+        .as_ref()
+        .map(to_record)
+        .transpose()
+}
+
+/// Fails with `NameTaken` when another object of the kind has the name.
+async fn check_name_free(
+    tx: &Transaction<'_>,
+    kind: Kind,
+    name: &str,
+    own_id: &str,
+) -> Result<(), StoreError> {
+    let statement = tx
+        .prepare_cached("SELECT id FROM postern_objects WHERE kind = $1 AND name = $2")
+        .await?;
+    let holder: Option<String> = tx
+        .query_opt(&statement, &[&kind.as_str(), &name])
+        .await?
+        .map(|row| row.try_get(0))
+        .transpose()?;
+    match holder {
+        Some(holder) if holder != own_id => Err(StoreError::NameTaken {
+            kind,
+            name: name.to_string(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Fails with `MissingRef` (naming the field) on the first reference that dangles; locks the
+/// referenced objects against deletion until the transaction ends.
+async fn check_refs(tx: &Transaction<'_>, write: &Write) -> Result<(), StoreError> {
+    let statement = tx
+        .prepare_cached("SELECT 1 FROM postern_objects WHERE kind = $1 AND id = $2 FOR KEY SHARE")
+        .await?;
+    for reference in &write.refs {
+        let found = tx
+            .query_opt(&statement, &[&reference.kind.as_str(), &reference.id])
+            .await?;
+        if found.is_none() {
+            return Err(StoreError::MissingRef {
+                reference: reference.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Replaces the references held by `(write.kind, id)`; they were checked by [`check_refs`].
+async fn set_refs(tx: &Transaction<'_>, write: &Write, id: &str) -> Result<(), StoreError> {
+    let clear = tx
+        .prepare_cached("DELETE FROM postern_refs WHERE from_kind = $1 AND from_id = $2")
+        .await?;
+    tx.execute(&clear, &[&write.kind.as_str(), &id]).await?;
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO postern_refs (from_kind, from_id, to_kind, to_id) VALUES ($1, $2, $3, $4)
+             ON CONFLICT DO NOTHING",
+        )
+        .await?;
+    for reference in &write.refs {
+        tx.execute(
+            &insert,
+            &[
+                &write.kind.as_str(),
+                &id,
+                &reference.kind.as_str(),
+                &reference.id,
+            ],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+// === the store calls ===
+
+async fn list(client: &mut ClientWrapper, kind: Kind) -> Result<Vec<Record>, StoreError> {
+    let statement = client
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM postern_objects WHERE kind = $1 ORDER BY name"
+        ))
+        .await?;
+    client
+        .query(&statement, &[&kind.as_str()])
+        .await?
+        .iter()
+        .map(to_record)
+        .collect()
+}
+
+async fn get(
+    client: &mut ClientWrapper,
+    kind: Kind,
+    id: String,
+) -> Result<Option<Record>, StoreError> {
+    let statement = client
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM postern_objects WHERE kind = $1 AND id = $2"
+        ))
+        .await?;
+    client
+        .query_opt(&statement, &[&kind.as_str(), &id])
+        .await?
+        .as_ref()
+        .map(to_record)
+        .transpose()
+}
+
+async fn dump(client: &mut ClientWrapper) -> Result<Dump, StoreError> {
+    // One snapshot for the revision and the records, so they agree.
+    let tx = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    let revision: i64 = tx
+        .query_one("SELECT revision FROM postern_revision", &[])
+        .await?
+        .try_get(0)?;
+    let statement = tx
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM postern_objects ORDER BY kind, name"
+        ))
+        .await?;
+    let records = tx
+        .query(&statement, &[])
+        .await?
+        .iter()
+        .map(to_record)
+        .collect::<Result<Vec<_>, _>>()?;
+    tx.commit().await?;
+    Ok(Dump {
+        revision: u64::try_from(revision)
+            .map_err(|_| StoreError::Corrupt("negative revision".into()))?,
+        records,
+    })
+}
+
+async fn create(
+    client: &mut ClientWrapper,
+    write: Write,
+    secret: Option<String>,
+) -> Result<Record, StoreError> {
+    let tx = client.transaction().await?;
+    let revision = next_revision(&tx).await?;
+    if select_for_update(&tx, write.kind, &write.id)
+        .await?
+        .is_some()
+    {
+        return Err(StoreError::NameTaken {
+            kind: write.kind,
+            name: write.name,
+        });
+    }
+    check_name_free(&tx, write.kind, &write.name, &write.id).await?;
+    check_refs(&tx, &write).await?;
+    let record = Record {
+        kind: write.kind,
+        id: write.id.clone(),
+        name: write.name.clone(),
+        version: 1,
+        created_at: now_rfc3339(),
+        body: write.body.clone(),
+        revision,
+    };
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO postern_objects (kind, id, name, version, revision, created_at, body, secret)
+             VALUES ($1, $2, $3, 1, $4, $5, $6, $7)",
+        )
+        .await?;
+    let params: [&(dyn ToSql + Sync); 7] = [
+        &record.kind.as_str(),
+        &record.id,
+        &record.name,
+        &to_i64(revision, "revision")?,
+        &record.created_at,
+        &record.body.to_string(),
+        &secret,
+    ];
+    tx.execute(&insert, &params).await?;
+    set_refs(&tx, &write, &write.id).await?;
+    announce(&tx, revision).await?;
+    tx.commit().await?;
+    Ok(record)
+}
+
+async fn replace(
+    client: &mut ClientWrapper,
+    id: String,
+    write: Write,
+    if_match: Option<u64>,
+) -> Result<Record, StoreError> {
+    let tx = client.transaction().await?;
+    let revision = next_revision(&tx).await?;
+    let current = select_for_update(&tx, write.kind, &id)
+        .await?
+        .ok_or_else(|| StoreError::NotFound {
+            kind: write.kind,
+            id: id.clone(),
+        })?;
+    check_version(&current, if_match)?;
+    check_name_free(&tx, write.kind, &write.name, &id).await?;
+    check_refs(&tx, &write).await?;
+    set_refs(&tx, &write, &id).await?;
+    let record = Record {
+        name: write.name.clone(),
+        version: current.version + 1,
+        body: write.body.clone(),
+        revision,
+        ..current
+    };
+    let update = tx
+        .prepare_cached(
+            "UPDATE postern_objects SET name = $1, version = $2, revision = $3, body = $4
+             WHERE kind = $5 AND id = $6",
+        )
+        .await?;
+    let params: [&(dyn ToSql + Sync); 6] = [
+        &record.name,
+        &to_i64(record.version, "version")?,
+        &to_i64(revision, "revision")?,
+        &record.body.to_string(),
+        &record.kind.as_str(),
+        &record.id,
+    ];
+    tx.execute(&update, &params).await?;
+    announce(&tx, revision).await?;
+    tx.commit().await?;
+    Ok(record)
+}
+
+async fn delete(
+    client: &mut ClientWrapper,
+    kind: Kind,
+    id: String,
+    if_match: Option<u64>,
+) -> Result<Record, StoreError> {
+    let tx = client.transaction().await?;
+    let revision = next_revision(&tx).await?;
+    let current = select_for_update(&tx, kind, &id)
+        .await?
+        .ok_or_else(|| StoreError::NotFound {
+            kind,
+            id: id.clone(),
+        })?;
+    check_version(&current, if_match)?;
+    let referrers = tx
+        .prepare_cached(
+            "SELECT o.name FROM postern_refs r
+             JOIN postern_objects o ON o.kind = r.from_kind AND o.id = r.from_id
+             WHERE r.to_kind = $1 AND r.to_id = $2 ORDER BY o.name",
+        )
+        .await?;
+    let referrers = tx
+        .query(&referrers, &[&kind.as_str(), &id])
+        .await?
+        .iter()
+        .map(|row| row.try_get::<_, String>(0))
+        .collect::<Result<Vec<_>, _>>()?;
+    if !referrers.is_empty() {
+        return Err(StoreError::InUse {
+            kind,
+            id,
+            referrers,
+        });
+    }
+    // The object's own references go with it (ON DELETE CASCADE).
+    let remove = tx
+        .prepare_cached("DELETE FROM postern_objects WHERE kind = $1 AND id = $2")
+        .await?;
+    tx.execute(&remove, &[&kind.as_str(), &id]).await?;
+    announce(&tx, revision).await?;
+    tx.commit().await?;
+    Ok(Record {
+        revision,
+        ..current
+    })
+}
+
+async fn secret(
+    client: &mut ClientWrapper,
+    kind: Kind,
+    id: String,
+) -> Result<Option<String>, StoreError> {
+    let statement = client
+        .prepare_cached("SELECT secret FROM postern_objects WHERE kind = $1 AND id = $2")
+        .await?;
+    Ok(client
+        .query_opt(&statement, &[&kind.as_str(), &id])
+        .await?
+        .map(|row| row.try_get::<_, Option<String>>(0))
+        .transpose()?
+        .flatten())
+}
+
+async fn setting_or_insert(
+    client: &mut ClientWrapper,
+    key: String,
+    value: String,
+) -> Result<String, StoreError> {
+    let tx = client.transaction().await?;
+    tx.execute(
+        "INSERT INTO postern_settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+        &[&key, &value],
+    )
+    .await?;
+    // A separate statement: under READ COMMITTED it sees the row of a node that won the race,
+    // which the INSERT's own snapshot may not.
+    let stored: String = tx
+        .query_one("SELECT value FROM postern_settings WHERE key = $1", &[&key])
+        .await?
+        .try_get(0)?;
+    tx.commit().await?;
+    Ok(stored)
+}
+
+async fn add_api_token(
+    client: &mut ClientWrapper,
+    hash: String,
+    name: String,
+) -> Result<(), StoreError> {
+    client
+        .execute(
+            "INSERT INTO postern_api_tokens (hash, name, created_at) VALUES ($1, $2, $3)
+             ON CONFLICT (hash) DO NOTHING",
+            &[&hash, &name, &now_rfc3339()],
+        )
+        .await?;
+    Ok(())
+}
+
+async fn api_token_hashes(client: &mut ClientWrapper) -> Result<Vec<String>, StoreError> {
+    client
+        .query("SELECT hash FROM postern_api_tokens ORDER BY hash", &[])
+        .await?
+        .iter()
+        .map(|row| row.try_get(0).map_err(StoreError::from))
+        .collect()
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn list(&self, kind: Kind) -> Result<Vec<Record>, StoreError> {
+        self.run(move |c| Box::pin(list(c, kind))).await
+    }
+
+    async fn get(&self, kind: Kind, id: &str) -> Result<Option<Record>, StoreError> {
+        let id = id.to_string();
+        self.run(move |c| Box::pin(get(c, kind, id))).await
+    }
+
+    async fn dump(&self) -> Result<Dump, StoreError> {
+        self.run(|c| Box::pin(dump(c))).await
+    }
+
+    async fn create(&self, write: Write, secret: Option<String>) -> Result<Record, StoreError> {
+        self.run(move |c| Box::pin(create(c, write, secret))).await
+    }
+
+    async fn replace(
+        &self,
+        id: &str,
+        write: Write,
+        if_match: Option<u64>,
+    ) -> Result<Record, StoreError> {
+        let id = id.to_string();
+        self.run(move |c| Box::pin(replace(c, id, write, if_match)))
+            .await
+    }
+
+    async fn delete(
+        &self,
+        kind: Kind,
+        id: &str,
+        if_match: Option<u64>,
+    ) -> Result<Record, StoreError> {
+        let id = id.to_string();
+        self.run(move |c| Box::pin(delete(c, kind, id, if_match)))
+            .await
+    }
+
+    async fn secret(&self, kind: Kind, id: &str) -> Result<Option<String>, StoreError> {
+        let id = id.to_string();
+        self.run(move |c| Box::pin(secret(c, kind, id))).await
+    }
+
+    async fn setting_or_insert(&self, key: &str, value: String) -> Result<String, StoreError> {
+        let key = key.to_string();
+        self.run(move |c| Box::pin(setting_or_insert(c, key, value)))
+            .await
+    }
+
+    async fn add_api_token(&self, hash: &str, name: &str) -> Result<(), StoreError> {
+        let (hash, name) = (hash.to_string(), name.to_string());
+        self.run(move |c| Box::pin(add_api_token(c, hash, name)))
+            .await
+    }
+
+    async fn api_token_hashes(&self) -> Result<Vec<String>, StoreError> {
+        self.run(|c| Box::pin(api_token_hashes(c))).await
+    }
+}
+
+// === impl ChangeFeed ===
+
+/// Follows `NOTIFY postern_changes` on a dedicated connection (a pooled one cannot hold a
+/// `LISTEN`), reconnecting with backoff when the connection drops.
+#[derive(Clone)]
+pub struct ChangeFeed {
+    config: Config,
+    target: String,
+}
+
+impl fmt::Debug for ChangeFeed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChangeFeed")
+            .field("target", &self.target)
+            .finish()
+    }
+}
+
+impl ChangeFeed {
+    /// Calls `on_change` for every committed write (by any node) until `cancel`, and once after
+    /// each (re)connection, since writes made while the feed was down were not heard.
+    pub async fn run(
+        self,
+        on_change: impl Fn() + Send + Sync + 'static,
+        cancel: CancellationToken,
+    ) {
+        let mut pause = FEED_BACKOFF.0;
+        let mut was_up = true;
+        loop {
+            let mut connected = false;
+            let outcome = tokio::select! {
+                _ = cancel.cancelled() => return,
+                outcome = self.follow(&on_change, &mut connected) => outcome,
+            };
+            if connected {
+                pause = FEED_BACKOFF.0;
+            }
+            let error = outcome.err();
+            let error_text = error.as_ref().map(error_chain).unwrap_or_default();
+            if connected || was_up {
+                tracing::warn!(store = %self.target, error = %error_text, "lost the store's change feed; reconnecting");
+            } else {
+                tracing::debug!(store = %self.target, error = %error_text, "the store's change feed is still down");
+            }
+            was_up = connected;
+            // Jitter, so that nodes do not reconnect in lockstep.
+            let jittered = pause.mul_f64(rand::random_range(0.75..1.25));
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(jittered) => {}
+            }
+            pause = (pause * 2).min(FEED_BACKOFF.1);
+        }
+    }
+
+    /// One connection's life: connect, `LISTEN`, report notifications until it fails.
+    async fn follow(
+        &self,
+        on_change: &(impl Fn() + Send + Sync),
+        connected: &mut bool,
+    ) -> Result<(), PostgresError> {
+        let (client, mut connection) =
+            tokio::time::timeout(CONNECT_TIMEOUT, self.config.connect(NoTls))
+                .await
+                .map_err(|_| PostgresError::TimedOut(CONNECT_TIMEOUT))?
+                .map_err(PostgresError::Database)?;
+        // The connection delivers notifications only while polled; a task polls it and passes
+        // them on, ending when the connection does.
+        let (sender, mut messages) = mpsc::unbounded_channel();
+        let driver = tokio::spawn(async move {
+            let mut stream = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+            while let Some(message) = stream.next().await {
+                let failed = message.is_err();
+                if sender.send(message).is_err() || failed {
+                    break;
+                }
+            }
+        });
+        let _stop_driver = AbortOnDrop(driver);
+
+        tokio::time::timeout(
+            OPERATION_TIMEOUT,
+            client.batch_execute(&format!("LISTEN {CHANGES_CHANNEL}")),
+        )
+        .await
+        .map_err(|_| PostgresError::TimedOut(OPERATION_TIMEOUT))?
+        .map_err(PostgresError::Database)?;
+        *connected = true;
+        tracing::info!(store = %self.target, "following the store's change feed");
+        on_change();
+
+        let mut heartbeat = tokio::time::interval(FEED_HEARTBEAT);
+        heartbeat.tick().await;
+        loop {
+            tokio::select! {
+                message = messages.recv() => match message {
+                    Some(Ok(AsyncMessage::Notification(notification))) => {
+                        tracing::debug!(revision = notification.payload(), "store change");
+                        on_change();
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(error)) => return Err(PostgresError::Database(error)),
+                    None => return Err(PostgresError::Closed),
+                },
+                _ = heartbeat.tick() => {
+                    // A server that vanished without closing the connection shows up here.
+                    tokio::time::timeout(OPERATION_TIMEOUT, client.simple_query(""))
+                        .await
+                        .map_err(|_| PostgresError::TimedOut(OPERATION_TIMEOUT))?
+                        .map_err(PostgresError::Database)?;
+                }
+            }
+        }
+    }
+}
+
+/// An error and its causes on one line, for logs.
+fn error_chain(error: &PostgresError) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_postgres_urls_are_accepted() {
+        assert!(check_url("postgres://u:p@127.0.0.1:5432/db").is_ok());
+        assert!(check_url("postgresql://u@db.internal/postern?sslmode=disable").is_ok());
+        assert!(check_url("sqlite:///tmp/x.db").is_err());
+        assert!(check_url("/var/lib/postern").is_err());
+        assert!(check_url("postgres://u@h:notaport/db").is_err());
+    }
+
+    #[test]
+    fn logs_name_the_database_but_never_the_password() {
+        let config = session_config("postgres://edge:s3cret@10.1.2.3:6543/postern").expect("url");
+        let text = describe(&config);
+        assert_eq!(text, "edge@10.1.2.3:6543/postern");
+        assert!(!text.contains("s3cret"));
+    }
+
+    #[test]
+    fn sessions_get_the_edge_bounds_and_keep_their_own_options() {
+        let config =
+            session_config("postgres://u@h/db?options=-c%20search_path%3Dedge").expect("url");
+        let options = config.get_options().unwrap_or_default();
+        assert!(options.contains("statement_timeout=5s"), "{options}");
+        assert!(
+            options.contains("idle_in_transaction_session_timeout"),
+            "{options}"
+        );
+        assert!(options.ends_with("-c search_path=edge"), "{options}");
+        assert_eq!(config.get_connect_timeout(), Some(&CONNECT_TIMEOUT));
+        let own = session_config("postgres://u@h/db?connect_timeout=9").expect("url");
+        assert_eq!(own.get_connect_timeout(), Some(&Duration::from_secs(9)));
+    }
+}
