@@ -1,12 +1,7 @@
-//! Authoritative DNS for the edge's zones, over UDP and TCP, answered from the catalog snapshot.
+//! Authoritative DNS for the edge's zones, over UDP and TCP, answered from the catalog snapshot:
+//! `zone` decides what a question's answer is, `server` speaks the wire.
 
-use tokio::net::{TcpListener, UdpSocket};
-use tokio_util::sync::CancellationToken;
+mod server;
+pub mod zone;
 
-use crate::state::EdgeState;
-
-/// Answers DNS queries on `udp` and `tcp` until `cancel`.
-pub async fn serve(udp: UdpSocket, tcp: TcpListener, state: EdgeState, cancel: CancellationToken) {
-    let _ = (udp, tcp, state);
-    cancel.cancelled().await;
-}
+pub use server::serve;
