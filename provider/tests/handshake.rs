@@ -273,6 +273,32 @@ async fn plaintext_when_terraform_disables_tls() {
     );
 }
 
+#[tokio::test]
+async fn sigint_is_ignored_like_go_plugin() {
+    let client = ClientCert::generate();
+    let mut plugin = Plugin::launch(&client.cert_pem);
+    let pid = plugin.child.id().to_string();
+    let killed = Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("run kill");
+    assert!(killed.success());
+    assert!(
+        plugin.wait(Duration::from_millis(300)).is_none(),
+        "the provider must survive SIGINT (Terraform stops it through StopProvider)"
+    );
+    let channel = plugin.channel(&client).await.expect("still serving");
+    GrpcControllerClient::new(channel)
+        .shutdown(Empty {})
+        .await
+        .expect("Shutdown");
+    assert!(
+        plugin
+            .wait(Duration::from_secs(2))
+            .is_some_and(|s| s.success())
+    );
+}
+
 #[test]
 fn run_by_hand_explains_and_exits_1() {
     let output = Command::new(BINARY)

@@ -261,6 +261,19 @@ fn scenario(scratch: &Path) {
     );
     tf.write_config(THINGS);
     tf.ok(&["validate"]);
+    tf.write_config(THINGS);
+    let main_tf = std::fs::read_to_string(tf.work.join("main.tf")).unwrap_or_default();
+    std::fs::write(
+        tf.work.join("main.tf"),
+        main_tf.replace("http://127.0.0.1:1", "ftp://nope"),
+    )
+    .expect("write main.tf");
+    let out = tf.fails(&["validate"]);
+    assert!(
+        out.contains("Invalid endpoint") && out.contains("ftp://nope"),
+        "{out}"
+    );
+    tf.write_config(THINGS);
 
     step("plan a create: computed unknown, defaults filled, write-only null");
     let plan = tf.plan_json();

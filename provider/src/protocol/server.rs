@@ -105,8 +105,9 @@ pub async fn serve<P: Provider>(registry: Registry<P>) -> Result<(), ServeError>
         addr,
         server_cert: tls.as_ref().map(|(cert, _)| cert.clone()),
     };
-    write_handshake_line(&line)?;
+    // Before the line: Terraform may be interrupted the moment it has read it.
     ignore_interrupts();
+    write_handshake_line(&line)?;
     tracing::info!(%addr, tls = tls.is_some(), "provider listening");
 
     let shutdown = CancellationToken::new();

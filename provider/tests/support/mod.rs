@@ -87,6 +87,18 @@ impl Provider for TestProvider {
             )
     }
 
+    fn validate(&self, config: &Value, diagnostics: &mut Diagnostics) {
+        if let Some(endpoint) = config.get("endpoint").and_then(Value::as_str)
+            && !endpoint.starts_with("http")
+        {
+            diagnostics.error_at(
+                AttributePath::root("endpoint"),
+                "Invalid endpoint",
+                "Use an http:// URL.",
+            );
+        }
+    }
+
     async fn configure(
         &self,
         req: ConfigureRequest,
