@@ -1,0 +1,224 @@
+//! The connector's live configuration: which hostnames it serves and how, as pushed by the
+//! edge. Each push carries a version; a newer one replaces the whole table atomically, an
+//! older or equal one is ignored, and requests read whichever table is current.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use postern_schema::api::OriginSettings;
+use postern_schema::rules::{Service, parse_service};
+use postern_schema::wire::ConfigPush;
+use tokio::sync::watch;
+
+/// How one hostname is served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ingress {
+    /// The hostname.
+    pub hostname: String,
+    /// Where requests go.
+    pub service: Service,
+    /// How the origin is reached.
+    pub origin: OriginSettings,
+}
+
+/// The hostnames served at one version.
+#[derive(Debug, Default)]
+pub struct Routing {
+    /// The config version (0 before the first push).
+    pub version: u64,
+    hostnames: HashMap<String, Arc<Ingress>>,
+}
+
+impl Routing {
+    /// How `hostname` is served, if it is declared for this tunnel.
+    pub fn ingress(&self, hostname: &str) -> Option<Arc<Ingress>> {
+        self.hostnames.get(hostname).cloned()
+    }
+
+    /// How many hostnames are served.
+    pub fn len(&self) -> usize {
+        self.hostnames.len()
+    }
+
+    /// Nothing is served.
+    pub fn is_empty(&self) -> bool {
+        self.hostnames.is_empty()
+    }
+}
+
+/// Holds the current [`Routing`] and swaps in newer ones.
+#[derive(Debug)]
+pub struct Orchestrator {
+    current: watch::Sender<Arc<Routing>>,
+    /// With `--hello-world`: every hostname is served by the built-in origin at this address.
+    hello_world: Option<String>,
+}
+
+impl Orchestrator {
+    /// Serves nothing until the first push; with `hello_world`, every declared hostname goes
+    /// to the built-in origin at that `host:port`.
+    pub fn new(hello_world: Option<String>) -> Self {
+        let (current, _) = watch::channel(Arc::new(Routing::default()));
+        Self {
+            current,
+            hello_world,
+        }
+    }
+
+    /// Applies `push` if it is newer than what is served; returns the version served after.
+    pub fn apply(&self, push: ConfigPush) -> u64 {
+        let mut served = 0;
+        self.current.send_if_modified(|current| {
+            if push.version <= current.version {
+                served = current.version;
+                return false;
+            }
+            let routing = self.build(&push);
+            tracing::info!(
+                config_version = push.version,
+                hostnames = routing.len(),
+                "applied configuration"
+            );
+            served = push.version;
+            *current = Arc::new(routing);
+            true
+        });
+        served
+    }
+
+    /// The current table.
+    pub fn routing(&self) -> Arc<Routing> {
+        self.current.borrow().clone()
+    }
+
+    /// The current table, once it is at least `version` (waiting at most `timeout` for a
+    /// push in flight; then whatever is current).
+    pub async fn routing_at_least(&self, version: u64, timeout: Duration) -> Arc<Routing> {
+        let current = self.routing();
+        if current.version >= version {
+            return current;
+        }
+        let mut receiver = self.current.subscribe();
+        let _ = tokio::time::timeout(timeout, receiver.wait_for(|r| r.version >= version)).await;
+        self.routing()
+    }
+
+    /// The version served now.
+    pub fn version(&self) -> u64 {
+        self.current.borrow().version
+    }
+
+    fn build(&self, push: &ConfigPush) -> Routing {
+        let mut hostnames = HashMap::new();
+        for entry in &push.hostnames {
+            let service = match &self.hello_world {
+                Some(address) => Service::Origin {
+                    tls: false,
+                    authority: address.clone(),
+                    path_prefix: String::new(),
+                },
+                None => match parse_service(&entry.service) {
+                    Ok(service) => service,
+                    Err(message) => {
+                        tracing::warn!(hostname = %entry.hostname, %message, "ignored a hostname with an unusable service");
+                        continue;
+                    }
+                },
+            };
+            let hostname = entry.hostname.to_ascii_lowercase();
+            hostnames.insert(
+                hostname.clone(),
+                Arc::new(Ingress {
+                    hostname,
+                    service,
+                    origin: entry.origin.clone(),
+                }),
+            );
+        }
+        Routing {
+            version: push.version,
+            hostnames,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use postern_schema::wire::HostnameConfig;
+
+    use super::*;
+
+    fn push(version: u64, entries: &[(&str, &str)]) -> ConfigPush {
+        ConfigPush {
+            version,
+            hostnames: entries
+                .iter()
+                .map(|(hostname, service)| HostnameConfig {
+                    hostname: hostname.to_string(),
+                    service: service.to_string(),
+                    origin: OriginSettings::default(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn newer_versions_replace_the_table_and_stale_ones_are_ignored() {
+        let orchestrator = Orchestrator::new(None);
+        assert_eq!(orchestrator.apply(push(3, &[("a.example.com", "http://127.0.0.1:1")])), 3);
+        assert!(orchestrator.routing().ingress("a.example.com").is_some());
+
+        assert_eq!(orchestrator.apply(push(2, &[("b.example.com", "http_status:204")])), 3);
+        assert!(orchestrator.routing().ingress("b.example.com").is_none());
+
+        assert_eq!(orchestrator.apply(push(5, &[("b.example.com", "http_status:204")])), 5);
+        let routing = orchestrator.routing();
+        assert!(routing.ingress("a.example.com").is_none());
+        assert_eq!(
+            routing.ingress("b.example.com").map(|i| i.service.clone()),
+            Some(Service::Status(204))
+        );
+        assert_eq!(orchestrator.apply(push(5, &[])), 5);
+    }
+
+    #[test]
+    fn unusable_services_are_skipped_not_fatal() {
+        let orchestrator = Orchestrator::new(None);
+        orchestrator.apply(push(
+            1,
+            &[("a.example.com", "ftp://x"), ("b.example.com", "http://localhost:4000")],
+        ));
+        let routing = orchestrator.routing();
+        assert_eq!(routing.len(), 1);
+        assert!(routing.ingress("b.example.com").is_some());
+    }
+
+    #[test]
+    fn hello_world_overrides_every_service() {
+        let orchestrator = Orchestrator::new(Some("127.0.0.1:9".into()));
+        orchestrator.apply(push(1, &[("a.example.com", "http_status:500")]));
+        let ingress = orchestrator.routing().ingress("a.example.com").expect("declared");
+        assert!(matches!(&ingress.service, Service::Origin { authority, .. } if authority == "127.0.0.1:9"));
+    }
+
+    #[tokio::test]
+    async fn requests_wait_briefly_for_a_push_in_flight() {
+        let orchestrator = Arc::new(Orchestrator::new(None));
+        let waiter = {
+            let orchestrator = orchestrator.clone();
+            tokio::spawn(async move {
+                orchestrator
+                    .routing_at_least(4, Duration::from_secs(5))
+                    .await
+                    .version
+            })
+        };
+        orchestrator.apply(push(4, &[]));
+        assert_eq!(waiter.await.expect("joins"), 4);
+        let stale = orchestrator
+            .routing_at_least(9, Duration::from_millis(10))
+            .await;
+        assert_eq!(stale.version, 4);
+    }
+}
