@@ -3,10 +3,72 @@
 //! resource / provider traits), standard planning, and the runtime the protocol layer
 //! drives. Nothing here knows about gRPC, msgpack or prost.
 //!
-//! A resource implements [`Resource`] with the provider's data type (`D`), declares
-//! its [`Schema`] with the [`Attribute`] builder, reads config, plan and state as
-//! [`Value`]s (usually decoded into a serde model with [`Value::decode`]) and reports
-//! problems as [`Diagnostics`]. It is registered in a [`Registry`].
+//! A resource implements [`Resource`] for the provider's data type (`D`, for Postern
+//! [`ProviderData`](crate::postern::ProviderData)), declares its [`Schema`] with the
+//! [`Attribute`] builder, reads config, plan and state as [`Value`]s (usually decoded
+//! into a serde model with [`Value::decode`]), writes state with
+//! [`StateResponse::set_state`], and reports problems as [`Diagnostics`]. It is listed
+//! in `crate::resources::all()`.
+//!
+//! ```ignore
+//! use serde::{Deserialize, Serialize};
+//! use crate::framework::*;
+//! use crate::postern::ProviderData;
+//!
+//! /// Terraform state of a postern_tunnel.
+//! #[derive(Serialize, Deserialize)]
+//! struct TunnelModel {
+//!     id: Option<String>,                    // computed: None while unknown
+//!     name: String,
+//!     labels: BTreeMap<String, String>,       // optional + computed, default {}
+//!     token: Option<String>,
+//!     created_at: Option<String>,
+//! }
+//!
+//! pub struct TunnelResource;
+//!
+//! #[async_trait]
+//! impl Resource<ProviderData> for TunnelResource {
+//!     fn type_name(&self) -> &'static str { "postern_tunnel" }
+//!
+//!     fn schema(&self) -> Schema {
+//!         Schema::new("A tunnel: the identity a connector runs as.")
+//!             .attribute("id", Attribute::string("The tunnel's UUID.").computed().stable())
+//!             .attribute("name", Attribute::string("Unique name.").required())
+//!             .attribute("labels", Attribute::map(Type::String, "Labels.")
+//!                 .optional().computed().default(Value::map::<String>([])))
+//!             .attribute("token", Attribute::string("Connector token.")
+//!                 .computed().sensitive().stable())
+//!             .attribute("created_at", Attribute::string("RFC 3339.").computed().stable())
+//!     }
+//!
+//!     fn validate(&self, config: &Value, diags: &mut Diagnostics) {
+//!         // Only judge what is known: config may hold unknowns.
+//!         if let Some(name) = config.get("name").and_then(Value::as_str) { /* ... */ }
+//!     }
+//!
+//!     async fn create(&self, data: &ProviderData, req: CreateRequest, resp: &mut StateResponse) {
+//!         let Some(plan) = resp.diagnostics.check(req.planned.decode::<TunnelModel>()) else {
+//!             return;
+//!         };
+//!         // ... call the API with `data`, then:
+//!         resp.set_state(&TunnelModel { id: Some(new_id), ..plan });
+//!     }
+//!
+//!     async fn read(&self, data: &ProviderData, req: ReadRequest, resp: &mut StateResponse) {
+//!         // Found: resp.set_state(&model). Deleted outside Terraform: resp.remove().
+//!     }
+//!
+//!     async fn update(&self, data: &ProviderData, req: UpdateRequest, resp: &mut StateResponse) {}
+//!     async fn delete(&self, data: &ProviderData, req: DeleteRequest, diags: &mut Diagnostics) {}
+//!
+//!     async fn import(&self, _data: &ProviderData, id: &str, resp: &mut StateResponse) {
+//!         let mut state = Value::null_object(resp.value_type());
+//!         state.set_attribute("id", id);
+//!         resp.set_value(state); // Terraform calls read next
+//!     }
+//! }
+//! ```
 
 mod data_source;
 mod diagnostics;
