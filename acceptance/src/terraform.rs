@@ -35,7 +35,11 @@ pub struct Run {
 impl Run {
     /// Panics with the output unless the command exited 0.
     pub fn success(self) -> Self {
-        assert_eq!(self.code, 0, "terraform failed:\n{}\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "terraform failed:\n{}\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 
@@ -74,7 +78,8 @@ impl Terraform {
     pub fn new(edge: &EdgeProcess) -> Self {
         let mut tf = Self::offline();
         tf.env.push(("POSTERN_ENDPOINT".into(), edge.api_url()));
-        tf.env.push(("POSTERN_API_TOKEN".into(), edge.admin_token.clone()));
+        tf.env
+            .push(("POSTERN_API_TOKEN".into(), edge.admin_token.clone()));
         tf
     }
 
@@ -239,7 +244,10 @@ impl Plan {
                     .flatten()
                     .filter_map(|a| a.as_str().map(String::from))
                     .collect();
-                (c["address"].as_str().unwrap_or_default().to_string(), actions)
+                (
+                    c["address"].as_str().unwrap_or_default().to_string(),
+                    actions,
+                )
             })
             .filter(|(_, actions)| actions.iter().any(|a| a != "no-op" && a != "read"))
             .collect()
@@ -247,7 +255,11 @@ impl Plan {
 
     /// Panics unless the plan changes nothing.
     pub fn expect_empty(&self) {
-        assert!(self.changes().is_empty(), "expected an empty plan:\n{}", self.text);
+        assert!(
+            self.changes().is_empty(),
+            "expected an empty plan:\n{}",
+            self.text
+        );
     }
 }
 
