@@ -1,0 +1,487 @@
+//! Several edge nodes on one PostgreSQL database (`--store postgres://…`), as real processes on
+//! a throwaway PostgreSQL server: what one node writes, every node serves; `If-Match` holds
+//! across nodes; an outage of the database fails the API fast with 503 while the data plane
+//! keeps serving its last snapshot, and everything works again once the database is back.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use acceptance::{Api, ApiResponse, EdgeOptions, EdgeProcess, PostgresServer, binary};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// How fast a change on one node must reach another node's data plane.
+const PROPAGATION: Duration = Duration::from_secs(1);
+
+/// How fast the API must fail while the database is down.
+const FAIL_FAST: Duration = Duration::from_secs(3);
+
+// === helpers ===
+
+/// An edge node on the shared database; with `admin_token`, started with `POSTERN_ADMIN_TOKEN`.
+fn start_node(postgres: &PostgresServer, admin_token: Option<&str>) -> EdgeProcess {
+    let mut env = Vec::new();
+    if let Some(token) = admin_token {
+        env.push(("POSTERN_ADMIN_TOKEN".to_string(), token.to_string()));
+    }
+    EdgeProcess::start_with(EdgeOptions {
+        args: vec!["--store".into(), postgres.url()],
+        env,
+        ..EdgeOptions::default()
+    })
+}
+
+/// Runs `request` with a deadline, so a hanging edge fails the test instead of stalling it.
+async fn within<T>(limit: Duration, what: &str, request: impl Future<Output = T>) -> T {
+    tokio::time::timeout(limit, request)
+        .await
+        .unwrap_or_else(|_| panic!("{what} took longer than {limit:?}"))
+}
+
+async fn created(response: ApiResponse, what: &str) -> Value {
+    assert_eq!(response.status, 201, "{what}: {}", response.text);
+    response.body
+}
+
+/// Polls `probe` every 20 ms until it returns true; returns how long that took, or panics after
+/// `limit` naming `what`.
+async fn wait_until<F, Fut>(limit: Duration, what: &str, mut probe: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = Instant::now();
+    loop {
+        if probe().await {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{what} did not happen within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The status a node's public HTTP listener answers for `host` (404: unknown hostname; 503: a
+/// known hostname without a connector). Plain HTTP/1.1 over TCP.
+async fn public_status(http: SocketAddr, host: &str) -> u16 {
+    let mut stream = tokio::net::TcpStream::connect(http)
+        .await
+        .expect("connecting to the public listener");
+    let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("writing the request");
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await;
+    let answer = String::from_utf8_lossy(&answer);
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {answer:?}"))
+}
+
+/// The response code and answer count of an `A` query for `name` to a node's DNS over UDP.
+async fn dns_a(dns: SocketAddr, name: &str) -> (u8, u16) {
+    let mut query = vec![0x50, 0x57, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.split('.') {
+        query.push(u8::try_from(label.len()).expect("short label"));
+        query.extend_from_slice(label.as_bytes());
+    }
+    query.extend_from_slice(&[0, 0, 1, 0, 1]);
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("udp socket");
+    socket.send_to(&query, dns).await.expect("dns query");
+    let mut answer = [0u8; 1500];
+    let (len, _) = within(
+        Duration::from_secs(2),
+        "a DNS answer",
+        socket.recv_from(&mut answer),
+    )
+    .await
+    .expect("dns answer");
+    assert!(
+        len >= 12 && answer[..2] == query[..2],
+        "not an answer to our query"
+    );
+    (answer[3] & 0x0f, u16::from_be_bytes([answer[6], answer[7]]))
+}
+
+const NOERROR: u8 = 0;
+const NXDOMAIN: u8 = 3;
+
+/// Whether `metrics` (the Prometheus text of `/metrics`) lists a tunnel named `name`.
+async fn metrics_list_tunnel(api: &Api, name: &str) -> bool {
+    let response = api.get("/metrics").await;
+    response.status == 200 && response.text.contains(&format!("tunnel=\"{name}\""))
+}
+
+/// Starts `postern-edge` on the shared database without `POSTERN_ADMIN_TOKEN`, as an operator
+/// adding a node would; returns the process and its ready line once it is ready.
+fn spawn_bare_node(postgres: &PostgresServer, data_dir: &Path) -> (Child, Value) {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(binary("postern-edge"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--store", &postgres.url()])
+        .args(["--api-listen", "127.0.0.1:0"])
+        .args(["--http-listen", "127.0.0.1:0"])
+        .args(["--https-listen", "127.0.0.1:0"])
+        .args(["--tunnel-listen", "127.0.0.1:0"])
+        .args(["--dns-listen", "127.0.0.1:0"])
+        .env_remove("POSTERN_ADMIN_TOKEN")
+        .env_remove("POSTERN_EDGE_STORE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawning postern-edge");
+    let stdout = child.stdout.take().expect("stdout");
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        if let Some(Ok(line)) = lines.next() {
+            let _ = sender.send(line);
+        }
+        for _ in lines {}
+    });
+    let line = receiver
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the node without an admin token did not get ready");
+    let ready: Value = serde_json::from_str(&line).expect("ready line");
+    (child, ready)
+}
+
+// === tests ===
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_through_one_node_is_served_by_another_within_a_second() {
+    let postgres = PostgresServer::start();
+    let node_a = start_node(&postgres, None);
+    // Operators give every node the same admin token; it is stored once.
+    let node_b = start_node(&postgres, Some(&node_a.admin_token));
+    assert!(
+        !node_b.data_dir().join("admin-token").exists(),
+        "node B minted an admin token although the store has one"
+    );
+    let (api_a, api_b) = (node_a.api(), node_b.api());
+
+    // A node started with neither a token file nor POSTERN_ADMIN_TOKEN still starts, mints
+    // nothing, and accepts the token the first node made.
+    let bare_dir = tempfile::tempdir().expect("temp dir");
+    let (mut bare, ready) = spawn_bare_node(&postgres, &bare_dir.path().join("data"));
+    assert!(!bare_dir.path().join("data/admin-token").exists());
+    let bare_api = Api::new(
+        &format!("http://{}", ready["api"].as_str().expect("api address")),
+        Some(&node_a.admin_token),
+    );
+    assert_eq!(bare_api.get("/v1/tunnels").await.status, 200);
+    let _ = bare.kill();
+    let _ = bare.wait();
+
+    // One CA for all nodes.
+    let ca_a = api_a.get("/v1/edge").await.body["ca_cert_pem"].clone();
+    let ca_b = api_b.get("/v1/edge").await.body["ca_cert_pem"].clone();
+    assert!(ca_a.is_string());
+    assert_eq!(ca_a, ca_b, "the nodes made different CAs");
+
+    let host = "app.example.com";
+    assert_eq!(public_status(node_b.addrs.http, host).await, 404);
+    assert_eq!(dns_a(node_b.addrs.dns, host).await.0, NXDOMAIN);
+
+    let tunnel = created(
+        api_a
+            .post(
+                "/v1/tunnels",
+                &json!({"name": "web", "labels": {"release": "stable"}}),
+            )
+            .await,
+        "tunnel",
+    )
+    .await;
+    let tunnel_id = tunnel["id"].as_str().expect("tunnel id").to_string();
+    let hostname = created(
+        api_a
+            .post(
+                "/v1/hostnames",
+                &json!({"hostname": host, "service": "http://localhost:4000", "tunnel_id": tunnel_id}),
+            )
+            .await,
+        "hostname",
+    )
+    .await;
+
+    // Node B's API reads the shared store: visible at once.
+    let read = api_b.get(&format!("/v1/tunnels/{tunnel_id}")).await;
+    assert_eq!(read.status, 200, "{}", read.text);
+    assert_eq!(read.body["name"], "web");
+    let read = api_b.get(&format!("/v1/hostnames/{host}")).await;
+    assert_eq!(read.status, 200, "{}", read.text);
+    assert_eq!(read.body["version"], hostname["version"]);
+    assert_eq!(read.body["tunnel_id"], tunnel["id"]);
+
+    // Node B's data plane follows its catalog: DNS answers, the proxy knows the hostname (503:
+    // no connector yet, instead of 404), and the tunnel is in its metrics.
+    let took = wait_until(
+        PROPAGATION,
+        "B's DNS answering for the hostname",
+        || async { dns_a(node_b.addrs.dns, host).await == (NOERROR, 1) },
+    )
+    .await;
+    println!("hostname reached B's DNS after {took:?}");
+    wait_until(PROPAGATION, "B's proxy knowing the hostname", || async {
+        public_status(node_b.addrs.http, host).await == 503
+    })
+    .await;
+    assert!(metrics_list_tunnel(&api_b, "web").await);
+
+    // An update and a delete through A travel the same way.
+    let renamed = api_a
+        .put(
+            &format!("/v1/tunnels/{tunnel_id}"),
+            &json!({"name": "web-renamed", "labels": {"release": "stable"}}),
+            Some("1"),
+        )
+        .await;
+    assert_eq!(renamed.status, 200, "{}", renamed.text);
+    let took = wait_until(PROPAGATION, "the rename reaching B's catalog", || {
+        metrics_list_tunnel(&api_b, "web-renamed")
+    })
+    .await;
+    println!("rename reached B's catalog after {took:?}");
+    let deleted = api_a.delete(&format!("/v1/hostnames/{host}"), None).await;
+    assert_eq!(deleted.status, 204, "{}", deleted.text);
+    wait_until(
+        PROPAGATION,
+        "the delete reaching B's DNS and proxy",
+        || async {
+            dns_a(node_b.addrs.dns, host).await.0 == NXDOMAIN
+                && public_status(node_b.addrs.http, host).await == 404
+        },
+    )
+    .await;
+
+    // And the other way round: B writes, A serves.
+    created(
+        api_b
+            .post(
+                "/v1/hostnames",
+                &json!({"hostname": "b.example.com", "service": "http_status:204", "tunnel_id": tunnel_id}),
+            )
+            .await,
+        "hostname through B",
+    )
+    .await;
+    wait_until(PROPAGATION, "B's write reaching A's DNS", || async {
+        dns_a(node_a.addrs.dns, "b.example.com").await == (NOERROR, 1)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_replaces_through_two_nodes_with_one_if_match_have_one_winner() {
+    let postgres = PostgresServer::start();
+    let node_a = start_node(&postgres, None);
+    let node_b = start_node(&postgres, Some(&node_a.admin_token));
+    let (api_a, api_b) = (node_a.api(), node_b.api());
+    let tunnel = created(
+        api_a.post("/v1/tunnels", &json!({"name": "shared"})).await,
+        "tunnel",
+    )
+    .await;
+    let path = format!("/v1/tunnels/{}", tunnel["id"].as_str().expect("id"));
+
+    for round in 1..=10u64 {
+        let version = round.to_string();
+        let body_a = json!({"name": "shared", "labels": {"writer": "a", "round": version}});
+        let body_b = json!({"name": "shared", "labels": {"writer": "b", "round": version}});
+        let (a, b) = tokio::join!(
+            api_a.put(&path, &body_a, Some(&version)),
+            api_b.put(&path, &body_b, Some(&version)),
+        );
+        let mut statuses = [a.status, b.status];
+        statuses.sort_unstable();
+        assert_eq!(
+            statuses,
+            [200, 412],
+            "round {round}: A answered {} {}, B answered {} {}",
+            a.status,
+            a.text,
+            b.status,
+            b.text
+        );
+        let (winner, loser) = if a.status == 200 { (&a, &b) } else { (&b, &a) };
+        assert_eq!(
+            loser.error_code(),
+            Some("precondition_failed"),
+            "{}",
+            loser.text
+        );
+        assert_eq!(winner.body["version"], round + 1);
+        // Both nodes now read the winner's write.
+        for api in [&api_a, &api_b] {
+            let read = api.get(&path).await;
+            assert_eq!(read.body["labels"], winner.body["labels"]);
+            assert_eq!(read.body["version"], round + 1);
+        }
+    }
+
+    // One name created through both nodes at once: one 201, one 409.
+    let policy = json!({"name": "same"});
+    let (a, b) = tokio::join!(
+        api_a.post("/v1/policies", &policy),
+        api_b.post("/v1/policies", &policy),
+    );
+    let mut statuses = [a.status, b.status];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [201, 409], "{} / {}", a.text, b.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_outage_fails_the_api_fast_keeps_the_data_plane_and_recovers() {
+    let mut postgres = PostgresServer::start();
+    let node_a = start_node(&postgres, None);
+    let node_b = start_node(&postgres, Some(&node_a.admin_token));
+    let (api_a, api_b) = (node_a.api(), node_b.api());
+    let tunnel = created(
+        api_a.post("/v1/tunnels", &json!({"name": "web"})).await,
+        "tunnel",
+    )
+    .await;
+    let tunnel_id = tunnel["id"].as_str().expect("id").to_string();
+    let host = "app.example.com";
+    created(
+        api_a
+            .post(
+                "/v1/hostnames",
+                &json!({"hostname": host, "service": "http://localhost:4000", "tunnel_id": tunnel_id}),
+            )
+            .await,
+        "hostname",
+    )
+    .await;
+    for node in [&node_a, &node_b] {
+        wait_until(PROPAGATION, "the hostname reaching every node", || async {
+            dns_a(node.addrs.dns, host).await == (NOERROR, 1)
+        })
+        .await;
+    }
+
+    postgres.stop();
+
+    // API load on both nodes while the database is down: every answer is a 503 `unavailable`,
+    // and none takes long.
+    let mut load = tokio::task::JoinSet::new();
+    for worker in 0..6 {
+        let api = if worker % 2 == 0 {
+            api_a.clone()
+        } else {
+            api_b.clone()
+        };
+        let tunnel_path = format!("/v1/tunnels/{tunnel_id}");
+        load.spawn(async move {
+            let mut slowest = Duration::ZERO;
+            for i in 0..10 {
+                let started = Instant::now();
+                let response = match i % 3 {
+                    0 => within(FAIL_FAST * 2, "a read", api.get(&tunnel_path)).await,
+                    1 => {
+                        let body = json!({"name": format!("load-{worker}-{i}")});
+                        within(FAIL_FAST * 2, "a create", api.post("/v1/tunnels", &body)).await
+                    }
+                    _ => {
+                        let body = json!({"name": "web", "labels": {"try": i.to_string()}});
+                        within(
+                            FAIL_FAST * 2,
+                            "a replace",
+                            api.put(&tunnel_path, &body, None),
+                        )
+                        .await
+                    }
+                };
+                slowest = slowest.max(started.elapsed());
+                assert_eq!(response.status, 503, "{}", response.text);
+                assert_eq!(
+                    response.error_code(),
+                    Some("unavailable"),
+                    "{}",
+                    response.text
+                );
+            }
+            slowest
+        });
+    }
+    let mut slowest = Duration::ZERO;
+    while let Some(worker) = load.join_next().await {
+        slowest = slowest.max(worker.expect("a load worker failed"));
+    }
+    println!("slowest API answer during the outage: {slowest:?}");
+    assert!(slowest < FAIL_FAST, "an API answer took {slowest:?}");
+
+    // The processes are up, and the data plane serves the last snapshot.
+    for node in [&node_a, &node_b] {
+        let health = within(FAIL_FAST, "healthz", node.api().get("/healthz")).await;
+        assert_eq!(health.status, 200);
+        assert_eq!(dns_a(node.addrs.dns, host).await, (NOERROR, 1));
+        assert_eq!(public_status(node.addrs.http, host).await, 503);
+        assert!(
+            !node.log().contains("panicked"),
+            "an edge panicked:\n{}",
+            node.log()
+        );
+    }
+
+    // The database comes back: writes succeed again through both nodes, without a restart, and
+    // changes travel between them again.
+    postgres.restart();
+    let first_write = Instant::now();
+    let mut answer = api_a
+        .post("/v1/hostnames", &json!({"hostname": "after.example.com", "service": "http_status:204", "tunnel_id": tunnel_id}))
+        .await;
+    while answer.status == 503 && first_write.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        answer = api_a
+            .post("/v1/hostnames", &json!({"hostname": "after.example.com", "service": "http_status:204", "tunnel_id": tunnel_id}))
+            .await;
+    }
+    assert_eq!(answer.status, 201, "{}", answer.text);
+    println!(
+        "first write after the restart succeeded after {:?}",
+        first_write.elapsed()
+    );
+    // B's change feed reconnects with backoff (at most ~2.5 s); the periodic resync is the net
+    // behind it.
+    wait_until(
+        Duration::from_secs(5),
+        "A's write reaching B after the outage",
+        || async { dns_a(node_b.addrs.dns, "after.example.com").await == (NOERROR, 1) },
+    )
+    .await;
+    let through_b = api_b
+        .put(
+            &format!("/v1/tunnels/{tunnel_id}"),
+            &json!({"name": "web", "labels": {"after": "outage"}}),
+            Some("1"),
+        )
+        .await;
+    assert_eq!(through_b.status, 200, "{}", through_b.text);
+    created(
+        api_b
+            .post("/v1/hostnames", &json!({"hostname": "late.example.com", "service": "http_status:204", "tunnel_id": tunnel_id}))
+            .await,
+        "hostname through B",
+    )
+    .await;
+    wait_until(
+        Duration::from_secs(5),
+        "B's write reaching A after the outage",
+        || async { dns_a(node_a.addrs.dns, "late.example.com").await == (NOERROR, 1) },
+    )
+    .await;
+}
