@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use nix::unistd::{Gid, Uid, User};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::{Gid, Pid, Uid, User};
 
 /// The superuser `initdb` creates; the tests connect as it, without a password (`trust` auth on
 /// loopback and the private socket directory only).
@@ -29,6 +30,7 @@ pub struct PostgresServer {
     port: u16,
     run_as: Option<(Uid, Gid)>,
     running: bool,
+    paused: bool,
 }
 
 impl PostgresServer {
@@ -63,6 +65,7 @@ impl PostgresServer {
             port: 0,
             run_as,
             running: false,
+            paused: false,
         };
         let initdb = server.run(
             "initdb",
@@ -118,6 +121,9 @@ impl PostgresServer {
 
     /// Stops the server (fast shutdown: open connections are closed), keeping its data.
     pub fn stop(&mut self) {
+        if self.paused {
+            self.resume();
+        }
         let output = self.pg_ctl_stop("fast");
         assert!(
             output.status.success(),
@@ -140,6 +146,57 @@ impl PostgresServer {
         self.running
     }
 
+    /// Freezes the server and every backend (SIGSTOP): connections stay open and new ones are
+    /// accepted by the kernel, but nothing answers, as with a hung host or a lost network.
+    pub fn pause(&mut self) {
+        // The postmaster first, so that it forks no backend we would miss.
+        for pid in self.server_pids() {
+            let _ = kill(pid, Signal::SIGSTOP);
+        }
+        self.paused = true;
+    }
+
+    /// Lets a paused server run again.
+    pub fn resume(&mut self) {
+        for pid in self.server_pids() {
+            let _ = kill(pid, Signal::SIGCONT);
+        }
+        self.paused = false;
+    }
+
+    /// The postmaster and its children.
+    fn server_pids(&self) -> Vec<Pid> {
+        let postmaster = std::fs::read_to_string(self.data_dir().join("postmaster.pid"))
+            .ok()
+            .and_then(|text| {
+                text.lines()
+                    .next()
+                    .and_then(|l| l.trim().parse::<i32>().ok())
+            })
+            .expect("the server wrote no postmaster.pid");
+        let mut pids = vec![Pid::from_raw(postmaster)];
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            // `/proc/<pid>/stat` is `pid (comm) state ppid …`; comm may contain spaces.
+            let parent = std::fs::read_to_string(entry.path().join("stat"))
+                .ok()
+                .and_then(|stat| {
+                    stat.rsplit_once(')')
+                        .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok())
+                });
+            if parent == Some(postmaster) {
+                pids.push(Pid::from_raw(pid));
+            }
+        }
+        pids
+    }
+
     fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
@@ -152,7 +209,8 @@ impl PostgresServer {
         let socket_dir = self.dir.path().display().to_string();
         let options = format!(
             "-c listen_addresses=127.0.0.1 -p {} -k {socket_dir} -c fsync=off \
-             -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
+             -c synchronous_commit=off -c full_page_writes=off -c max_connections=100 \
+             -c shared_buffers=16MB",
             self.port
         );
         let output = self.run(
@@ -221,6 +279,9 @@ impl PostgresServer {
 
 impl Drop for PostgresServer {
     fn drop(&mut self) {
+        if self.paused {
+            self.resume();
+        }
         if self.running {
             let _ = self.pg_ctl_stop("immediate");
         }

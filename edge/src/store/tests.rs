@@ -520,6 +520,35 @@ mod postgres {
     }
 
     #[tokio::test]
+    async fn an_unresponsive_database_fails_within_the_bounds() {
+        let (mut server, store) = fresh().await;
+        store.list(Kind::Tunnel).await.expect("a pooled connection");
+        server.pause();
+        // The pooled connection hangs: the operation bound ends the call (and the connection).
+        let started = Instant::now();
+        let read = store.list(Kind::Tunnel).await;
+        assert!(matches!(read, Err(StoreError::Unavailable(_))), "{read:?}");
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(7), "a hung call took {took:?}");
+        // A new connection is accepted by the kernel but never greeted: the connect bound.
+        let started = Instant::now();
+        let written = store
+            .create(write(Kind::Tunnel, "t1", "web", vec![]), None)
+            .await;
+        assert!(
+            matches!(written, Err(StoreError::Unavailable(_))),
+            "{written:?}"
+        );
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(4), "connecting took {took:?}");
+        server.resume();
+        store
+            .create(write(Kind::Tunnel, "t1", "web", vec![]), None)
+            .await
+            .expect("a write once the database answers again");
+    }
+
+    #[tokio::test]
     async fn an_outage_fails_fast_and_the_store_recovers_without_a_restart() {
         let (mut server, store) = fresh().await;
         let store = Arc::new(store);
