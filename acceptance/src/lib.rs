@@ -4,12 +4,18 @@
 
 pub mod api;
 pub mod binaries;
+pub mod connector;
 pub mod edge;
+pub mod origin;
 pub mod postgres;
 pub mod terraform;
+pub mod visitor;
+pub mod websocket;
 
 pub use api::{Api, ApiResponse};
 pub use binaries::binary;
+pub use connector::{ConnectorOptions, ConnectorProcess, eventually};
 pub use edge::{EdgeOptions, EdgeProcess, Ready};
+pub use origin::TestOrigin;
 pub use postgres::PostgresServer;
 pub use terraform::{Plan, Run, Terraform};

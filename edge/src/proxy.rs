@@ -144,7 +144,11 @@ async fn serve_connection(
                     }
                     Err(_) => return,
                 };
-            let sni = stream.get_ref().1.server_name().map(str::to_ascii_lowercase);
+            let sni = stream
+                .get_ref()
+                .1
+                .server_name()
+                .map(str::to_ascii_lowercase);
             let context = Context {
                 visitor: Visitor {
                     peer,
@@ -234,8 +238,15 @@ async fn handle(
     async move {
         let snapshot = state.catalog.snapshot();
         let mut tally = Tally::default();
-        let response = match proxy(&state, &snapshot, &context, request, &request_id, &mut tally)
-            .await
+        let response = match proxy(
+            &state,
+            &snapshot,
+            &context,
+            request,
+            &request_id,
+            &mut tally,
+        )
+        .await
         {
             Ok(response) => response,
             Err(error) => error.into_response(&request_id),
@@ -360,7 +371,9 @@ async fn open_stream(
                 tried.push(session.id.clone());
                 match failure.request {
                     Some(returned) if tried.len() < MAX_ATTEMPTS => {
-                        tracing::debug!("the connection closed before the stream opened; trying another");
+                        tracing::debug!(
+                            "the connection closed before the stream opened; trying another"
+                        );
                         request = returned;
                         pick = pick_connector(state, snapshot, hostname, &tried)?;
                     }
@@ -457,7 +470,12 @@ fn request_host(parts: &request::Parts) -> Option<String> {
         Some(authority) => authority.host().to_string(),
         None => {
             let value = parts.headers.get(header::HOST)?.to_str().ok()?;
-            value.trim().parse::<http::uri::Authority>().ok()?.host().to_string()
+            value
+                .trim()
+                .parse::<http::uri::Authority>()
+                .ok()?
+                .host()
+                .to_string()
         }
     };
     let host = host.trim_end_matches('.').to_ascii_lowercase();
@@ -475,7 +493,9 @@ mod tests {
     #[test]
     fn the_host_comes_from_the_authority_or_the_host_header() {
         assert_eq!(
-            request_host(&parts(Request::get("/").header("host", "App.Example.com:8080"))),
+            request_host(&parts(
+                Request::get("/").header("host", "App.Example.com:8080")
+            )),
             Some("app.example.com".into())
         );
         assert_eq!(

@@ -13,7 +13,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Run a declared tunnel with `postern tunnel run --token TOKEN`, or try it out in one
 /// command with `postern --hostname app.example.com http://localhost:4000`.
 #[derive(Debug, Parser)]
-#[command(name = "postern", version, about, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "postern",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -163,12 +168,36 @@ mod tests {
     fn the_command_line_parses() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
-        let cli = Cli::try_parse_from(["postern", "tunnel", "run", "--token", "t", "--connections", "3"])
-            .expect("parses");
+        let cli = Cli::try_parse_from([
+            "postern",
+            "tunnel",
+            "run",
+            "--token",
+            "t",
+            "--connections",
+            "3",
+        ])
+        .expect("parses");
         assert!(matches!(cli.command, Some(Command::Tunnel { .. })));
-        let cli = Cli::try_parse_from(["postern", "--hostname", "a.example.com", "http://localhost:1"])
-            .expect("parses");
+        let cli = Cli::try_parse_from([
+            "postern",
+            "--hostname",
+            "a.example.com",
+            "http://localhost:1",
+        ])
+        .expect("parses");
         assert_eq!(cli.quick.url.as_deref(), Some("http://localhost:1"));
-        assert!(Cli::try_parse_from(["postern", "tunnel", "run", "--token", "t", "--connections", "0"]).is_err());
+        assert!(
+            Cli::try_parse_from([
+                "postern",
+                "tunnel",
+                "run",
+                "--token",
+                "t",
+                "--connections",
+                "0"
+            ])
+            .is_err()
+        );
     }
 }

@@ -135,7 +135,10 @@ impl Conn {
     }
 
     fn events_sender(&self) -> Option<mpsc::Sender<Bytes>> {
-        self.events.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Ends the event stream, so a graceful shutdown is not held open by it.

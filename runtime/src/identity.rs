@@ -174,9 +174,7 @@ impl Identity {
     /// Opens (creating) `<state_dir>/tunnels/<tunnel id>/`: loads or generates the key, and
     /// loads a stored certificate that is still valid and signed by the pinned CA.
     pub fn open(state_dir: &Path, token: TunnelToken) -> Result<Self, IdentityError> {
-        let dir = state_dir
-            .join("tunnels")
-            .join(token.tunnel_id.to_string());
+        let dir = state_dir.join("tunnels").join(token.tunnel_id.to_string());
         create_private_dir(state_dir)?;
         create_private_dir(&state_dir.join("tunnels"))?;
         create_private_dir(&dir)?;
@@ -252,19 +250,21 @@ impl Identity {
 
     async fn enroll_at(&self, connector: &TlsConnector, address: &str) -> Result<(), EnrollError> {
         let exchange = async {
-            let tcp = TcpStream::connect(address)
-                .await
-                .map_err(|source| EnrollError::Unreachable {
-                    address: address.to_string(),
-                    source,
-                })?;
-            let mut stream = connector
-                .connect(edge_server_name(), tcp)
-                .await
-                .map_err(|source| EnrollError::Tls {
-                    address: address.to_string(),
-                    source,
-                })?;
+            let tcp =
+                TcpStream::connect(address)
+                    .await
+                    .map_err(|source| EnrollError::Unreachable {
+                        address: address.to_string(),
+                        source,
+                    })?;
+            let mut stream =
+                connector
+                    .connect(edge_server_name(), tcp)
+                    .await
+                    .map_err(|source| EnrollError::Tls {
+                        address: address.to_string(),
+                        source,
+                    })?;
             let request = EnrollRequest {
                 tunnel_id: self.token.tunnel_id,
                 secret: self.token.secret.clone(),
@@ -293,10 +293,9 @@ impl Identity {
                 wire::from_json(&body).map_err(|e| protocol(e.to_string()))?;
             match answer {
                 EnrollAnswer::Granted { cert_der, ca_der } => {
-                    let cert = decode_der(&cert_der, "cert_der")
-                        .map_err(|e| protocol(e.to_string()))?;
-                    let ca =
-                        decode_der(&ca_der, "ca_der").map_err(|e| protocol(e.to_string()))?;
+                    let cert =
+                        decode_der(&cert_der, "cert_der").map_err(|e| protocol(e.to_string()))?;
+                    let ca = decode_der(&ca_der, "ca_der").map_err(|e| protocol(e.to_string()))?;
                     self.accept(&cert, &ca)?;
                     Ok(())
                 }
@@ -317,7 +316,11 @@ impl Identity {
     /// signed by the pinned CA; then it is stored and used for new connections.
     pub fn accept(&self, cert_der: &[u8], ca_der: &[u8]) -> Result<(), IdentityError> {
         let credentials = self.check(cert_der, ca_der)?;
-        write_file(&self.dir.join(CERT_FILE), &pem("CERTIFICATE", cert_der), false)?;
+        write_file(
+            &self.dir.join(CERT_FILE),
+            &pem("CERTIFICATE", cert_der),
+            false,
+        )?;
         write_file(&self.dir.join(CA_FILE), &pem("CERTIFICATE", ca_der), false)?;
         tracing::info!(
             tunnel_id = %self.token.tunnel_id,
@@ -515,7 +518,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&key_path).expect("key").permissions().mode();
+            let mode = std::fs::metadata(&key_path)
+                .expect("key")
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         let again = Identity::open(dir.path(), token).expect("opens again");

@@ -151,7 +151,9 @@ async fn run_quick(args: QuickArgs) -> anyhow::Result<ExitCode> {
     let (service, hello) = match (&args.url, args.common.hello_world) {
         (Some(_), true) => bail!("give either a service URL or --hello-world, not both"),
         (None, false) => {
-            bail!("quick mode needs the service to expose: a URL such as http://localhost:4000, or --hello-world")
+            bail!(
+                "quick mode needs the service to expose: a URL such as http://localhost:4000, or --hello-world"
+            )
         }
         (Some(url), false) => {
             postern_schema::rules::parse_service(url).map_err(|m| anyhow::anyhow!("URL: {m}"))?;

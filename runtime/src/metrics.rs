@@ -70,24 +70,36 @@ impl ConnectorMetrics {
             "postern_connector_info{{connector_id=\"{connector_id}\",tunnel_id=\"{tunnel_id}\",version=\"{}\"}} 1",
             env!("CARGO_PKG_VERSION")
         );
-        let _ = writeln!(out, "# HELP postern_connector_connections Tunnel connections registered with the edge.");
+        let _ = writeln!(
+            out,
+            "# HELP postern_connector_connections Tunnel connections registered with the edge."
+        );
         let _ = writeln!(out, "# TYPE postern_connector_connections gauge");
         let _ = writeln!(out, "postern_connector_connections {}", self.connections());
-        let _ = writeln!(out, "# HELP postern_connector_config_version The configuration version applied.");
+        let _ = writeln!(
+            out,
+            "# HELP postern_connector_config_version The configuration version applied."
+        );
         let _ = writeln!(out, "# TYPE postern_connector_config_version gauge");
         let _ = writeln!(
             out,
             "postern_connector_config_version {}",
             self.config_version.load(Ordering::Relaxed)
         );
-        let _ = writeln!(out, "# HELP postern_connector_reconnects_total Connection attempts after a loss or failure.");
+        let _ = writeln!(
+            out,
+            "# HELP postern_connector_reconnects_total Connection attempts after a loss or failure."
+        );
         let _ = writeln!(out, "# TYPE postern_connector_reconnects_total counter");
         let _ = writeln!(
             out,
             "postern_connector_reconnects_total {}",
             self.reconnects.load(Ordering::Relaxed)
         );
-        let _ = writeln!(out, "# HELP postern_connector_requests_total Visitor requests by status.");
+        let _ = writeln!(
+            out,
+            "# HELP postern_connector_requests_total Visitor requests by status."
+        );
         let _ = writeln!(out, "# TYPE postern_connector_requests_total counter");
         let requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
         for (status, count) in requests.iter() {
@@ -143,7 +155,9 @@ fn answer(
     tunnel_id: &str,
 ) -> Response<BoxBody> {
     let (status, body, content_type) = match request.uri().path() {
-        "/ready" if metrics.connections() > 0 => (StatusCode::OK, "ready\n".to_string(), "text/plain"),
+        "/ready" if metrics.connections() > 0 => {
+            (StatusCode::OK, "ready\n".to_string(), "text/plain")
+        }
         "/ready" => (
             StatusCode::SERVICE_UNAVAILABLE,
             "not connected to the edge yet\n".to_string(),
@@ -154,7 +168,11 @@ fn answer(
             metrics.render(connector_id, tunnel_id),
             "text/plain; version=0.0.4; charset=utf-8",
         ),
-        _ => (StatusCode::NOT_FOUND, "not found\n".to_string(), "text/plain"),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "not found\n".to_string(),
+            "text/plain",
+        ),
     };
     let mut response = Response::new(full(body));
     *response.status_mut() = status;

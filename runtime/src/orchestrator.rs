@@ -166,13 +166,22 @@ mod tests {
     #[test]
     fn newer_versions_replace_the_table_and_stale_ones_are_ignored() {
         let orchestrator = Orchestrator::new(None);
-        assert_eq!(orchestrator.apply(push(3, &[("a.example.com", "http://127.0.0.1:1")])), 3);
+        assert_eq!(
+            orchestrator.apply(push(3, &[("a.example.com", "http://127.0.0.1:1")])),
+            3
+        );
         assert!(orchestrator.routing().ingress("a.example.com").is_some());
 
-        assert_eq!(orchestrator.apply(push(2, &[("b.example.com", "http_status:204")])), 3);
+        assert_eq!(
+            orchestrator.apply(push(2, &[("b.example.com", "http_status:204")])),
+            3
+        );
         assert!(orchestrator.routing().ingress("b.example.com").is_none());
 
-        assert_eq!(orchestrator.apply(push(5, &[("b.example.com", "http_status:204")])), 5);
+        assert_eq!(
+            orchestrator.apply(push(5, &[("b.example.com", "http_status:204")])),
+            5
+        );
         let routing = orchestrator.routing();
         assert!(routing.ingress("a.example.com").is_none());
         assert_eq!(
@@ -187,7 +196,10 @@ mod tests {
         let orchestrator = Orchestrator::new(None);
         orchestrator.apply(push(
             1,
-            &[("a.example.com", "ftp://x"), ("b.example.com", "http://localhost:4000")],
+            &[
+                ("a.example.com", "ftp://x"),
+                ("b.example.com", "http://localhost:4000"),
+            ],
         ));
         let routing = orchestrator.routing();
         assert_eq!(routing.len(), 1);
@@ -198,8 +210,13 @@ mod tests {
     fn hello_world_overrides_every_service() {
         let orchestrator = Orchestrator::new(Some("127.0.0.1:9".into()));
         orchestrator.apply(push(1, &[("a.example.com", "http_status:500")]));
-        let ingress = orchestrator.routing().ingress("a.example.com").expect("declared");
-        assert!(matches!(&ingress.service, Service::Origin { authority, .. } if authority == "127.0.0.1:9"));
+        let ingress = orchestrator
+            .routing()
+            .ingress("a.example.com")
+            .expect("declared");
+        assert!(
+            matches!(&ingress.service, Service::Origin { authority, .. } if authority == "127.0.0.1:9")
+        );
     }
 
     #[tokio::test]

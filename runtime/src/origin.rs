@@ -81,7 +81,10 @@ impl Origins {
         let mut roots = RootCertStore::empty();
         let native = rustls_native_certs::load_native_certs();
         let (added, _) = roots.add_parsable_certificates(native.certs);
-        tracing::debug!(roots = added, "loaded the system's trusted roots for https origins");
+        tracing::debug!(
+            roots = added,
+            "loaded the system's trusted roots for https origins"
+        );
         for cert in extra_roots {
             if let Err(error) = roots.add(cert) {
                 tracing::warn!(%error, "ignored an unusable --origin-ca certificate");
@@ -135,10 +138,11 @@ impl Origins {
         request: Request<Incoming>,
     ) -> Response<BoxBody> {
         let (parts, incoming) = request.into_parts();
-        let mut outgoing = match self.origin_request(ingress, target, parts, body::incoming(incoming)) {
-            Ok(request) => request,
-            Err(response) => return response,
-        };
+        let mut outgoing =
+            match self.origin_request(ingress, target, parts, body::incoming(incoming)) {
+                Ok(request) => request,
+                Err(response) => return response,
+            };
         *outgoing.version_mut() = Version::HTTP_11;
         let response = match self.send(client, outgoing).await {
             Ok(response) => response,
@@ -205,7 +209,9 @@ impl Origins {
                     Ok((edge, origin)) => {
                         let mut edge = TokioIo::new(edge);
                         let mut origin = TokioIo::new(origin);
-                        if let Err(error) = tokio::io::copy_bidirectional(&mut edge, &mut origin).await {
+                        if let Err(error) =
+                            tokio::io::copy_bidirectional(&mut edge, &mut origin).await
+                        {
                             tracing::debug!(%error, "upgraded stream ended");
                         }
                     }
@@ -229,16 +235,18 @@ impl Origins {
         mut parts: http::request::Parts,
         body: BoxBody,
     ) -> Result<Request<BoxBody>, Response<BoxBody>> {
-        let path = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str());
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         let uri: Uri = format!(
             "{}://{}{}{}",
             target.scheme, target.authority, target.path_prefix, path
         )
         .parse()
-        .map_err(|_| fault(ConnectorFault::OriginUnreachable, "the origin URL is not valid"))?;
+        .map_err(|_| {
+            fault(
+                ConnectorFault::OriginUnreachable,
+                "the origin URL is not valid",
+            )
+        })?;
         strip_hop_by_hop(&mut parts.headers);
         parts.headers.remove(CONFIG_VERSION_HEADER);
         let host = ingress
@@ -281,7 +289,10 @@ impl Origins {
                     timeout_ms = self.response_timeout.as_millis() as u64,
                     "the origin did not answer in time"
                 );
-                Err(fault(ConnectorFault::OriginTimeout, "the origin did not answer in time"))
+                Err(fault(
+                    ConnectorFault::OriginTimeout,
+                    "the origin did not answer in time",
+                ))
             }
         }
     }
@@ -314,7 +325,9 @@ fn build_client(key: &ClientKey, roots: Arc<RootCertStore>) -> OriginClient {
     http.set_nodelay(true);
     http.set_connect_timeout(Some(
         key.connect_timeout_ms
-            .map_or(DEFAULT_CONNECT_TIMEOUT, |ms| Duration::from_millis(u64::from(ms))),
+            .map_or(DEFAULT_CONNECT_TIMEOUT, |ms| {
+                Duration::from_millis(u64::from(ms))
+            }),
     ));
     let provider = crate::tls::provider();
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())

@@ -129,10 +129,18 @@ mod tests {
 
     #[test]
     fn tunnel_names_are_valid_names() {
-        for hostname in ["app.example.com", "-x-.example.com", "UPPER.example.com", "a.b"] {
+        for hostname in [
+            "app.example.com",
+            "-x-.example.com",
+            "UPPER.example.com",
+            "a.b",
+        ] {
             let name = tunnel_name(hostname, "0123abcd");
             assert!(postern_schema::rules::check_name(&name).is_ok(), "{name}");
         }
-        assert_eq!(tunnel_name("app.example.com", "0123abcd"), "quick-app-0123abcd");
+        assert_eq!(
+            tunnel_name("app.example.com", "0123abcd"),
+            "quick-app-0123abcd"
+        );
     }
 }

@@ -277,7 +277,10 @@ async fn keep_connected(connector: Arc<Connector>, index: usize) {
         attempt += 1;
         connector.metrics.reconnect();
         let delay = backoff.next_delay();
-        tracing::debug!(delay_ms = delay.as_millis() as u64, "reconnecting after a delay");
+        tracing::debug!(
+            delay_ms = delay.as_millis() as u64,
+            "reconnecting after a delay"
+        );
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = connector.draining.cancelled() => return,
@@ -317,7 +320,11 @@ async fn renew(connector: Arc<Connector>) {
             None => Duration::from_secs(30),
         };
         tokio::time::sleep(wait).await;
-        if connector.identity.renew_at().is_none_or(|at| at > unix_now()) {
+        if connector
+            .identity
+            .renew_at()
+            .is_none_or(|at| at > unix_now())
+        {
             continue;
         }
         let mut renewals = connector.identity.watch_renewals();

@@ -404,7 +404,10 @@ mod tests {
         assert_eq!(len, frame.len() - 4);
         let back: EnrollRequest = from_json(&frame[4..]).expect("decodes");
         assert_eq!(back, request);
-        assert_eq!(decode_der(&back.csr_der, "csr_der").expect("b64"), [1, 2, 3]);
+        assert_eq!(
+            decode_der(&back.csr_der, "csr_der").expect("b64"),
+            [1, 2, 3]
+        );
     }
 
     #[test]
@@ -413,7 +416,10 @@ mod tests {
         assert!(from_json::<EnrollRequest>(b"{").is_err());
         assert!(from_json::<EnrollRequest>(br#"{"tunnel_id":"x"}"#).is_err());
         assert!(decode_der("!!", "x").is_err());
-        assert_eq!(ConnectorFault::parse("origin_timeout").map(|f| f.status()), Some(504));
+        assert_eq!(
+            ConnectorFault::parse("origin_timeout").map(|f| f.status()),
+            Some(504)
+        );
         assert_eq!(ConnectorFault::parse("nope"), None);
     }
 }

@@ -112,7 +112,9 @@ impl ProxyError {
     pub fn into_response(self, request_id: &str) -> Response<ProxyBody> {
         let status = self.status();
         match self.fault() {
-            Fault::Client => tracing::debug!(error = %self, status = status.as_u16(), "request refused"),
+            Fault::Client => {
+                tracing::debug!(error = %self, status = status.as_u16(), "request refused")
+            }
             Fault::Tunnel | Fault::Origin => {
                 tracing::info!(error = %crate::catalog::error_chain(&self), status = status.as_u16(), "request failed")
             }
@@ -159,7 +161,10 @@ mod tests {
                 421,
             ),
             (ProxyError::NoConnector, 503),
-            (ProxyError::Connector(ConnectorFault::OriginUnreachable), 502),
+            (
+                ProxyError::Connector(ConnectorFault::OriginUnreachable),
+                502,
+            ),
             (ProxyError::Connector(ConnectorFault::OriginTimeout), 504),
             (ProxyError::Connector(ConnectorFault::UnknownHostname), 404),
         ];

@@ -10,9 +10,9 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Uri, Version, request};
-use hyper::body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use hyper::body::{Body, Frame, SizeHint};
 use postern_schema::wire::{CONFIG_VERSION_HEADER, ERROR_HEADER};
 
 use crate::tunnel::registry::{StreamGuard, TunnelBody};
@@ -48,8 +48,7 @@ pub(super) enum Upgrade {
 
 /// Is this request a protocol upgrade the edge carries through the tunnel?
 pub(super) fn upgrade_of(parts: &request::Parts) -> Option<Upgrade> {
-    if parts.method == Method::CONNECT && parts.extensions.get::<hyper::ext::Protocol>().is_some()
-    {
+    if parts.method == Method::CONNECT && parts.extensions.get::<hyper::ext::Protocol>().is_some() {
         return Some(Upgrade::ExtendedConnect);
     }
     let connection_upgrade = parts
@@ -64,7 +63,8 @@ pub(super) fn upgrade_of(parts: &request::Parts) -> Option<Upgrade> {
         .get(header::UPGRADE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"));
-    (parts.method == Method::GET && connection_upgrade && websocket).then_some(Upgrade::Http1WebSocket)
+    (parts.method == Method::GET && connection_upgrade && websocket)
+        .then_some(Upgrade::Http1WebSocket)
 }
 
 /// Removes hop-by-hop headers, including those the `Connection` header names; keeps
@@ -138,10 +138,9 @@ pub(super) fn tunnel_request(
     strip_hop_by_hop(&mut parts.headers);
     strip_internal(&mut parts.headers);
     append_forwarded_for(&mut parts.headers, visitor.peer);
-    parts.headers.insert(
-        X_FORWARDED_PROTO,
-        HeaderValue::from_static(visitor.scheme),
-    );
+    parts
+        .headers
+        .insert(X_FORWARDED_PROTO, HeaderValue::from_static(visitor.scheme));
     if let Ok(value) = HeaderValue::from_str(request_id) {
         parts.headers.insert(REQUEST_ID, value);
     }

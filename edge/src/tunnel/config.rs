@@ -48,7 +48,11 @@ pub struct PushState {
 impl PushState {
     /// The push to send for `snapshot`, if the tunnel's hostnames changed since the last one
     /// (or nothing was pushed yet). The version is the snapshot's revision.
-    pub fn next(&mut self, snapshot: &Snapshot, hostnames: Vec<HostnameConfig>) -> Option<ConfigPush> {
+    pub fn next(
+        &mut self,
+        snapshot: &Snapshot,
+        hostnames: Vec<HostnameConfig>,
+    ) -> Option<ConfigPush> {
         if let Some(last) = &self.last {
             if last.hostnames == hostnames || snapshot.revision <= last.version {
                 return None;
@@ -136,9 +140,16 @@ mod tests {
                 hostname(
                     "split.example.com",
                     None,
-                    Some(vec![route("release", "stable", 90), route("release", "canary", 10)]),
+                    Some(vec![
+                        route("release", "stable", 90),
+                        route("release", "canary", 10),
+                    ]),
                 ),
-                hostname("c.example.com", None, Some(vec![route("release", "beta", 1)])),
+                hostname(
+                    "c.example.com",
+                    None,
+                    Some(vec![route("release", "beta", 1)]),
+                ),
             ],
         );
         let names = |t: &Tunnel| -> Vec<String> {
@@ -165,7 +176,11 @@ mod tests {
 
         // An unrelated write: same hostnames, no push.
         let unrelated = snapshot(6, &[&t], vec![hostname("a.example.com", Some(t.id), None)]);
-        assert!(state.next(&unrelated, hostnames_for(&unrelated, t.id).expect("exists")).is_none());
+        assert!(
+            state
+                .next(&unrelated, hostnames_for(&unrelated, t.id).expect("exists"))
+                .is_none()
+        );
 
         // A service change: pushed with the new revision.
         let mut changed = hostname("a.example.com", Some(t.id), None);

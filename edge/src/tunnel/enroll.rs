@@ -131,7 +131,10 @@ async fn decide(request: EnrollRequest, state: &EdgeState) -> EnrollAnswer {
         }
         Err(error) => {
             tracing::error!(%error, "cannot read the tunnel secret");
-            return refuse(RefusalReason::Internal, "the edge cannot read its store".into());
+            return refuse(
+                RefusalReason::Internal,
+                "the edge cannot read its store".into(),
+            );
         }
     };
     if !secrets_equal(request.secret.expose(), &secret) {

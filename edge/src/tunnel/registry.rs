@@ -142,7 +142,10 @@ impl Session {
     }
 
     /// Opens a stream for `request` and waits for the response head.
-    pub async fn send(&self, request: Request<TunnelBody>) -> Result<Response<Incoming>, SendFailure> {
+    pub async fn send(
+        &self,
+        request: Request<TunnelBody>,
+    ) -> Result<Response<Incoming>, SendFailure> {
         let mut sender = self.sender.clone();
         sender
             .try_send_request(request)

@@ -19,8 +19,8 @@ use postern_schema::api::Connection;
 use postern_schema::ids::TunnelId;
 use postern_schema::wire::{
     self, CERTIFICATE_PATH, CONFIG_PATH, CONTROL_AUTHORITY, CertificateGrant, ConfigAck,
-    ConfigPush, DRAIN_PATH, Drain, DrainReason, EVENTS_PATH, Event, HELLO_PATH, Hello,
-    HelloAnswer, WireError,
+    ConfigPush, DRAIN_PATH, Drain, DrainReason, EVENTS_PATH, Event, HELLO_PATH, Hello, HelloAnswer,
+    WireError,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -185,7 +185,11 @@ struct Live {
 }
 
 impl Live {
-    async fn serve(self, state: &EdgeState, cancel: &CancellationToken) -> Result<(), SessionError> {
+    async fn serve(
+        self,
+        state: &EdgeState,
+        cancel: &CancellationToken,
+    ) -> Result<(), SessionError> {
         let snapshot = state.catalog.snapshot();
         let (Some(record), Some(hostnames)) = (
             snapshot.tunnels.get(&self.tunnel),
@@ -243,7 +247,14 @@ impl Live {
         tracing::info!(connector_id = %answer.connector_id, version = %answer.version, "connector connected");
 
         let result = self
-            .watch(state, cancel, &session, &mut pushes, &mut snapshots, &mut events)
+            .watch(
+                state,
+                cancel,
+                &session,
+                &mut pushes,
+                &mut snapshots,
+                &mut events,
+            )
             .await;
         state.registry.remove(self.tunnel, &session.id);
         result
@@ -364,7 +375,12 @@ async fn push_config(session: &Session, push: ConfigPush) -> Result<(), SessionE
 
 /// Signs a renewal CSR for the session's tunnel (if it still exists) and hands the
 /// certificate to the connector.
-async fn renew(state: EdgeState, tunnel: TunnelId, sender: SendRequest<TunnelBody>, csr_der: String) {
+async fn renew(
+    state: EdgeState,
+    tunnel: TunnelId,
+    sender: SendRequest<TunnelBody>,
+    csr_der: String,
+) {
     if !state.catalog.snapshot().tunnels.contains_key(&tunnel) {
         return;
     }
@@ -375,16 +391,17 @@ async fn renew(state: EdgeState, tunnel: TunnelId, sender: SendRequest<TunnelBod
             return;
         }
     };
-    let cert = match state
-        .ca
-        .sign_tunnel_csr(&csr, tunnel, state.tunnel_settings.client_cert_lifetime)
-    {
-        Ok(cert) => cert,
-        Err(error) => {
-            tracing::warn!(%error, "cannot sign the renewal request");
-            return;
-        }
-    };
+    let cert =
+        match state
+            .ca
+            .sign_tunnel_csr(&csr, tunnel, state.tunnel_settings.client_cert_lifetime)
+        {
+            Ok(cert) => cert,
+            Err(error) => {
+                tracing::warn!(%error, "cannot sign the renewal request");
+                return;
+            }
+        };
     let grant = CertificateGrant {
         cert_der: wire::encode_der(cert.as_ref()),
         ca_der: wire::encode_der(state.ca.cert_der().as_ref()),
