@@ -297,13 +297,13 @@ fn find_hostname<'s>(
     parts: &request::Parts,
 ) -> Result<&'s Hostname, ProxyError> {
     let host = request_host(parts).ok_or(ProxyError::MissingHost)?;
-    if let Some(sni) = &context.sni {
-        if *sni != host {
-            return Err(ProxyError::Misdirected {
-                sni: sni.clone(),
-                host,
-            });
-        }
+    if let Some(sni) = &context.sni
+        && *sni != host
+    {
+        return Err(ProxyError::Misdirected {
+            sni: sni.clone(),
+            host,
+        });
     }
     snapshot
         .hostnames

@@ -186,11 +186,11 @@ impl Identity {
             current: RwLock::new(None),
             generation: watch::channel(0).0,
         };
-        if let Some(credentials) = identity.load_stored() {
-            if credentials.is_valid_at(unix_now()) {
-                *identity.current.write().unwrap_or_else(|p| p.into_inner()) =
-                    Some(Arc::new(credentials));
-            }
+        if let Some(credentials) = identity.load_stored()
+            && credentials.is_valid_at(unix_now())
+        {
+            *identity.current.write().unwrap_or_else(|p| p.into_inner()) =
+                Some(Arc::new(credentials));
         }
         Ok(identity)
     }
@@ -416,10 +416,10 @@ fn warn_if_readable_by_others(path: &Path) {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        if let Ok(meta) = std::fs::metadata(path) {
-            if meta.permissions().mode() & 0o077 != 0 {
-                tracing::warn!(path = %path.display(), "the key file is readable by others; chmod 600 it");
-            }
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(path = %path.display(), "the key file is readable by others; chmod 600 it");
         }
     }
 }

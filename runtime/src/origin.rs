@@ -141,7 +141,7 @@ impl Origins {
         let mut outgoing =
             match self.origin_request(ingress, target, parts, body::incoming(incoming)) {
                 Ok(request) => request,
-                Err(response) => return response,
+                Err(response) => return *response,
             };
         *outgoing.version_mut() = Version::HTTP_11;
         let response = match self.send(client, outgoing).await {
@@ -171,7 +171,7 @@ impl Origins {
         let (parts, _) = request.into_parts();
         let mut outgoing = match self.origin_request(ingress, target, parts, body::empty()) {
             Ok(request) => request,
-            Err(response) => return response,
+            Err(response) => return *response,
         };
         *outgoing.method_mut() = Method::GET;
         *outgoing.version_mut() = Version::HTTP_11;
@@ -234,7 +234,7 @@ impl Origins {
         target: &Target<'_>,
         mut parts: http::request::Parts,
         body: BoxBody,
-    ) -> Result<Request<BoxBody>, Response<BoxBody>> {
+    ) -> Result<Request<BoxBody>, Box<Response<BoxBody>>> {
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         let uri: Uri = format!(
             "{}://{}{}{}",
@@ -455,10 +455,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 fn caused_by_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut current = Some(error);
     while let Some(error) = current {
-        if let Some(io) = error.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::TimedOut {
-                return true;
-            }
+        if let Some(io) = error.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return true;
         }
         current = error.source();
     }

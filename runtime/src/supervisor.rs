@@ -403,10 +403,12 @@ mod tests {
         assert!(first <= Duration::from_millis(100) && first >= Duration::from_millis(50));
         let second = backoff.next_delay();
         assert!(second <= Duration::from_millis(200));
-        for _ in 0..40 {
+        let mut previous_ceiling = Duration::from_millis(200);
+        for attempt in 2..40 {
             let delay = backoff.next_delay();
-            assert!(delay <= Duration::from_secs(10));
-            assert!(delay >= Duration::from_secs(5));
+            let ceiling = (previous_ceiling * 2).min(Duration::from_secs(10));
+            assert!(delay <= ceiling && delay >= ceiling / 2, "{attempt}: {delay:?}");
+            previous_ceiling = ceiling;
         }
         backoff.reset();
         assert!(backoff.next_delay() <= Duration::from_millis(100));

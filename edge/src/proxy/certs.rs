@@ -53,10 +53,10 @@ impl CertCache {
     pub fn get(&self, names: &[String]) -> Option<Arc<CertifiedKey>> {
         let first = names.first()?;
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(entry) = entries.get(first) {
-            if Instant::now() < entry.renew_at {
-                return Some(entry.key.clone());
-            }
+        if let Some(entry) = entries.get(first)
+            && Instant::now() < entry.renew_at
+        {
+            return Some(entry.key.clone());
         }
         match self.issue(names) {
             Ok(key) => {

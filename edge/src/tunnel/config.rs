@@ -53,10 +53,10 @@ impl PushState {
         snapshot: &Snapshot,
         hostnames: Vec<HostnameConfig>,
     ) -> Option<ConfigPush> {
-        if let Some(last) = &self.last {
-            if last.hostnames == hostnames || snapshot.revision <= last.version {
-                return None;
-            }
+        if let Some(last) = &self.last
+            && (last.hostnames == hostnames || snapshot.revision <= last.version)
+        {
+            return None;
         }
         let push = ConfigPush {
             version: snapshot.revision,
