@@ -104,7 +104,7 @@ impl PostgresServer {
     /// The URL the edge takes with `--store`.
     pub fn url(&self) -> String {
         format!(
-            "postgres://{SUPERUSER}@127.0.0.1:{}/postgres?connect_timeout=5",
+            "postgres://{SUPERUSER}@127.0.0.1:{}/postgres",
             self.port
         )
     }

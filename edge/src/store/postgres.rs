@@ -9,7 +9,11 @@
 //!   commit, never for a rolled-back write); [`ChangeFeed`] follows it on a dedicated connection.
 //! - Every call is bounded in time (pool wait, connect, statements), so callers fail fast with
 //!   [`StoreError::Unavailable`] while the database is unreachable and succeed again, without a
-//!   restart, once it is back.
+//!   restart, once it is back. As with any networked database, an error while committing
+//!   (the connection lost mid-commit) is ambiguous: the write may have landed, which a retry
+//!   with `If-Match` or the same name then reports.
+//! - Connections are plain TCP or unix sockets: TLS to PostgreSQL (`sslmode=require`) is not
+//!   supported yet, and is refused when the flags are checked.
 
 use std::fmt;
 use std::str::FromStr;
@@ -23,7 +27,7 @@ use deadpool_postgres::{
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use tokio::sync::mpsc;
-use tokio_postgres::config::Host;
+use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, Config, IsolationLevel, NoTls, Row};
 use tokio_util::sync::CancellationToken;
@@ -146,9 +150,15 @@ pub fn check_url(url: &str) -> Result<(), String> {
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         return Err("expected a postgres://user:password@host:port/database URL".into());
     }
-    Config::from_str(url)
-        .map(|_| ())
-        .map_err(|e| format!("not a valid PostgreSQL URL: {e}"))
+    let config = Config::from_str(url).map_err(|e| format!("not a valid PostgreSQL URL: {e}"))?;
+    if config.get_ssl_mode() == SslMode::Require {
+        return Err(
+            "sslmode=require: TLS to PostgreSQL is not supported yet; reach the \
+                    database over a private network or a unix socket, with sslmode=disable"
+                .into(),
+        );
+    }
+    Ok(())
 }
 
 /// The PostgreSQL store.
@@ -174,6 +184,7 @@ impl PostgresStore {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let config = session_config(url)?;
         let target = describe(&config);
+        let connect_bound = connect_bound(&config);
         let manager = Manager::from_config(
             config.clone(),
             NoTls,
@@ -184,8 +195,8 @@ impl PostgresStore {
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
             .wait_timeout(Some(POOL_WAIT))
-            .create_timeout(Some(CONNECT_TIMEOUT))
-            .recycle_timeout(Some(CONNECT_TIMEOUT))
+            .create_timeout(Some(connect_bound))
+            .recycle_timeout(Some(connect_bound))
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(PostgresError::Build)?;
@@ -259,6 +270,17 @@ fn session_config(url: &str) -> Result<Config, StoreError> {
         config.application_name("postern-edge");
     }
     Ok(config)
+}
+
+/// How long opening one connection may take: the URL's `connect_timeout` (per host) or ours,
+/// plus a little for the startup handshake.
+fn connect_bound(config: &Config) -> Duration {
+    let per_host = config
+        .get_connect_timeout()
+        .copied()
+        .unwrap_or(CONNECT_TIMEOUT);
+    let hosts = u32::try_from(config.get_hosts().len().max(1)).unwrap_or(u32::MAX);
+    per_host.saturating_mul(hosts) + Duration::from_millis(500)
 }
 
 /// `user@host:port/database`, for logs: never the password.
@@ -856,11 +878,11 @@ impl ChangeFeed {
         on_change: &(impl Fn() + Send + Sync),
         connected: &mut bool,
     ) -> Result<(), PostgresError> {
-        let (client, mut connection) =
-            tokio::time::timeout(CONNECT_TIMEOUT, self.config.connect(NoTls))
-                .await
-                .map_err(|_| PostgresError::TimedOut(CONNECT_TIMEOUT))?
-                .map_err(PostgresError::Database)?;
+        let bound = connect_bound(&self.config);
+        let (client, mut connection) = tokio::time::timeout(bound, self.config.connect(NoTls))
+            .await
+            .map_err(|_| PostgresError::TimedOut(bound))?
+            .map_err(PostgresError::Database)?;
         // The connection delivers notifications only while polled; a task polls it and passes
         // them on, ending when the connection does.
         let (sender, mut messages) = mpsc::unbounded_channel();
@@ -943,6 +965,7 @@ mod tests {
         assert!(check_url("sqlite:///tmp/x.db").is_err());
         assert!(check_url("/var/lib/postern").is_err());
         assert!(check_url("postgres://u@h:notaport/db").is_err());
+        assert!(check_url("postgres://u@h/db?sslmode=require").is_err());
     }
 
     #[test]
