@@ -124,9 +124,19 @@ async fn metrics_list_tunnel(api: &Api, name: &str) -> bool {
     response.status == 200 && response.text.contains(&format!("tunnel=\"{name}\""))
 }
 
+/// A process killed when dropped, even when the test fails first.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts `postern-edge` on the shared database without `POSTERN_ADMIN_TOKEN`, as an operator
 /// adding a node would; returns the process and its ready line once it is ready.
-fn spawn_bare_node(postgres: &PostgresServer, data_dir: &Path) -> (Child, Value) {
+fn spawn_bare_node(postgres: &PostgresServer, data_dir: &Path) -> (KillOnDrop, Value) {
     use std::io::{BufRead, BufReader};
     let mut child = Command::new(binary("postern-edge"))
         .arg("--data-dir")
@@ -145,6 +155,7 @@ fn spawn_bare_node(postgres: &PostgresServer, data_dir: &Path) -> (Child, Value)
         .spawn()
         .expect("spawning postern-edge");
     let stdout = child.stdout.take().expect("stdout");
+    let child = KillOnDrop(child);
     let (sender, receiver) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut lines = BufReader::new(stdout).lines();
@@ -177,15 +188,14 @@ async fn a_change_through_one_node_is_served_by_another_within_a_second() {
     // A node started with neither a token file nor POSTERN_ADMIN_TOKEN still starts, mints
     // nothing, and accepts the token the first node made.
     let bare_dir = tempfile::tempdir().expect("temp dir");
-    let (mut bare, ready) = spawn_bare_node(&postgres, &bare_dir.path().join("data"));
+    let (bare, ready) = spawn_bare_node(&postgres, &bare_dir.path().join("data"));
     assert!(!bare_dir.path().join("data/admin-token").exists());
     let bare_api = Api::new(
         &format!("http://{}", ready["api"].as_str().expect("api address")),
         Some(&node_a.admin_token),
     );
     assert_eq!(bare_api.get("/v1/tunnels").await.status, 200);
-    let _ = bare.kill();
-    let _ = bare.wait();
+    drop(bare);
 
     // One CA for all nodes.
     let ca_a = api_a.get("/v1/edge").await.body["ca_cert_pem"].clone();
