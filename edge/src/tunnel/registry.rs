@@ -221,16 +221,19 @@ impl Registry {
     /// (ties broken at random, so idle connectors share the traffic), skipping `exclude`.
     pub fn pick(&self, tunnels: &[TunnelId], exclude: &[String]) -> Option<Arc<Session>> {
         let map = self.sessions.read().unwrap_or_else(|p| p.into_inner());
-        let candidates: Vec<&Arc<Session>> = tunnels
+        // Read each count once: they change under us as streams open and close.
+        let candidates: Vec<(&Arc<Session>, usize)> = tunnels
             .iter()
             .filter_map(|t| map.get(t))
             .flatten()
             .filter(|s| s.is_healthy() && !exclude.contains(&s.id))
+            .map(|s| (s, s.outstanding()))
             .collect();
-        let least = candidates.iter().map(|s| s.outstanding()).min()?;
-        let best: Vec<&&Arc<Session>> = candidates
+        let least = candidates.iter().map(|(_, n)| *n).min()?;
+        let best: Vec<&Arc<Session>> = candidates
             .iter()
-            .filter(|s| s.outstanding() == least)
+            .filter(|(_, n)| *n == least)
+            .map(|(s, _)| *s)
             .collect();
         let index = rand::rng().random_range(0..best.len());
         best.get(index).map(|s| Arc::clone(s))
