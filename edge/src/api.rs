@@ -61,7 +61,7 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
         })
         .map(str::trim);
     match token {
-        Some(token) if state.auth.verify(token) => next.run(request).await,
+        Some(token) if state.auth.verify(token).await => next.run(request).await,
         Some(_) => ApiError::unauthorized("the API token is not valid").into_response(),
         None => ApiError::unauthorized("an API token is required: Authorization: Bearer <token>")
             .into_response(),

@@ -2,6 +2,8 @@
 //! in constant time.
 
 use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -31,26 +33,35 @@ pub enum AuthError {
     },
 }
 
+/// How often an unknown token may make the edge re-read the stored hashes (tokens added by
+/// another edge node sharing the store are accepted after at most this long).
+const RELOAD_AT_MOST_EVERY: Duration = Duration::from_secs(2);
+
+/// The settings key that records which node minted the first admin token.
+const MINTED_SETTING: &str = "admin-token-minted-by";
+
 /// The API tokens the edge accepts.
 #[derive(Clone)]
 pub struct Auth {
-    hashes: Vec<[u8; 32]>,
+    hashes: Arc<RwLock<Vec<[u8; 32]>>>,
+    store: Option<Arc<dyn Store>>,
+    last_reload: Arc<RwLock<Instant>>,
 }
 
 impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Auth")
-            .field("tokens", &self.hashes.len())
-            .finish()
+        let count = self.hashes.read().map(|h| h.len()).unwrap_or(0);
+        f.debug_struct("Auth").field("tokens", &count).finish()
     }
 }
 
 impl Auth {
     /// Loads the accepted token hashes. With `admin_token` (from `POSTERN_ADMIN_TOKEN`), that
     /// token is accepted from now on; otherwise, when the store has no token yet, a new admin
-    /// token is made and written to `<data_dir>/admin-token` with mode 0600.
+    /// token is made and written to `<data_dir>/admin-token` with mode 0600. Edge nodes sharing
+    /// a store agree on who mints it, so nodes starting together make one token, not several.
     pub async fn set_up(
-        store: &dyn Store,
+        store: Arc<dyn Store>,
         data_dir: &Path,
         admin_token: Option<&Secret>,
     ) -> Result<Self, AuthError> {
@@ -58,7 +69,8 @@ impl Auth {
             store
                 .add_api_token(&hash_hex(token.expose()), "admin")
                 .await?;
-        } else if store.api_token_hashes().await?.is_empty() {
+        } else if store.api_token_hashes().await?.is_empty() && mint_is_ours(store.as_ref()).await?
+        {
             let token = new_token();
             let path = data_dir.join(ADMIN_TOKEN_FILE);
             write_private(&path, &format!("{}\n", token.expose())).map_err(|source| {
@@ -72,26 +84,75 @@ impl Auth {
                 .await?;
             tracing::info!(path = %path.display(), "created the admin API token");
         }
-        let hashes = store
-            .api_token_hashes()
-            .await?
-            .iter()
-            .filter_map(|h| parse_hash(h))
-            .collect();
-        Ok(Self { hashes })
+        let hashes = load_hashes(store.as_ref()).await?;
+        Ok(Self {
+            hashes: Arc::new(RwLock::new(hashes)),
+            store: Some(store),
+            last_reload: Arc::new(RwLock::new(Instant::now())),
+        })
     }
 
     /// Does `token` belong to an accepted API token? Constant time in the token's contents.
-    pub fn verify(&self, token: &str) -> bool {
+    /// An unknown token makes the edge re-read the stored hashes, at most every
+    /// [`RELOAD_AT_MOST_EVERY`], so tokens added through another edge node are accepted too.
+    pub async fn verify(&self, token: &str) -> bool {
         let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if self.knows(&presented) {
+            return true;
+        }
+        let due = self
+            .last_reload
+            .read()
+            .map(|at| at.elapsed() >= RELOAD_AT_MOST_EVERY)
+            .unwrap_or(false);
+        let Some(store) = self.store.as_ref().filter(|_| due) else {
+            return false;
+        };
+        if let Ok(mut at) = self.last_reload.write() {
+            *at = Instant::now();
+        }
+        match load_hashes(store.as_ref()).await {
+            Ok(hashes) => {
+                if let Ok(mut current) = self.hashes.write() {
+                    *current = hashes;
+                }
+                self.knows(&presented)
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot reload the API tokens");
+                false
+            }
+        }
+    }
+
+    fn knows(&self, presented: &[u8; 32]) -> bool {
+        let hashes = self.hashes.read().unwrap_or_else(|p| p.into_inner());
         // Check every hash, so timing does not say which one matched.
-        self.hashes
+        hashes
             .iter()
             .fold(subtle::Choice::from(0), |found, known| {
-                found | known.ct_eq(&presented)
+                found | known.ct_eq(presented)
             })
             .into()
     }
+}
+
+async fn load_hashes(store: &dyn Store) -> Result<Vec<[u8; 32]>, StoreError> {
+    Ok(store
+        .api_token_hashes()
+        .await?
+        .iter()
+        .filter_map(|h| parse_hash(h))
+        .collect())
+}
+
+/// Claims the right to mint the first admin token: `true` for exactly one node.
+async fn mint_is_ours(store: &dyn Store) -> Result<bool, StoreError> {
+    let claim = uuid::Uuid::new_v4().to_string();
+    Ok(store
+        .setting_or_insert(MINTED_SETTING, claim.clone())
+        .await?
+        == claim)
 }
 
 /// A new random API token: `pst_` and 32 random bytes, base64url.
@@ -150,15 +211,45 @@ pub fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn verify_accepts_only_known_tokens() {
+    #[tokio::test]
+    async fn verify_accepts_only_known_tokens() {
         let token = new_token();
         let auth = Auth {
-            hashes: vec![parse_hash(&hash_hex(token.expose())).expect("hash")],
+            hashes: Arc::new(RwLock::new(vec![
+                parse_hash(&hash_hex(token.expose())).expect("hash"),
+            ])),
+            store: None,
+            last_reload: Arc::new(RwLock::new(Instant::now())),
         };
-        assert!(auth.verify(token.expose()));
-        assert!(!auth.verify("pst_wrong"));
-        assert!(!auth.verify(""));
+        assert!(auth.verify(token.expose()).await);
+        assert!(!auth.verify("pst_wrong").await);
+        assert!(!auth.verify("").await);
+    }
+
+    #[tokio::test]
+    async fn tokens_added_by_another_node_are_accepted_and_one_admin_token_is_minted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> =
+            Arc::new(crate::store::SqliteStore::open(&dir.path().join("s.db")).expect("open"));
+        for node in ["a", "b"] {
+            std::fs::create_dir_all(dir.path().join(node)).expect("node dir");
+        }
+        let (dir_a, dir_b) = (dir.path().join("a"), dir.path().join("b"));
+        let (a, b) = tokio::join!(
+            Auth::set_up(store.clone(), &dir_a, None),
+            Auth::set_up(store.clone(), &dir_b, None),
+        );
+        let (a, _b) = (a.expect("node a"), b.expect("node b"));
+        assert_eq!(store.api_token_hashes().await.expect("hashes").len(), 1);
+        let later = new_token();
+        store
+            .add_api_token(&hash_hex(later.expose()), "other node")
+            .await
+            .expect("add");
+        if let Ok(mut at) = a.last_reload.write() {
+            *at = Instant::now() - RELOAD_AT_MOST_EVERY;
+        }
+        assert!(a.verify(later.expose()).await);
     }
 
     #[test]

@@ -118,7 +118,7 @@ pub async fn start(config: EdgeConfig) -> Result<RunningEdge, StartError> {
     let store: Arc<dyn Store> = opened.store;
     let ca = Arc::new(EdgeCa::load_or_create(store.as_ref()).await?);
     let auth = Auth::set_up(
-        store.as_ref(),
+        store.clone(),
         &config.data_dir,
         config.admin_token().as_ref(),
     )
