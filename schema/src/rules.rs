@@ -204,6 +204,10 @@ pub fn parse_service(service: &str) -> Result<Service, String> {
     if authority.as_str().contains('@') || authority.host().is_empty() {
         return Err(bad());
     }
+    // `http` keeps a port it cannot read (`:99999`, or an empty one) in the authority.
+    if authority.as_str().len() > authority.host().len() && authority.port_u16().is_none() {
+        return Err(bad());
+    }
     if uri.query().is_some() || service.contains('#') {
         return Err(format!(
             "service {service:?} may not carry a query or a fragment"
@@ -428,6 +432,8 @@ mod tests {
             "http_status:0404",
             "http://user@host",
             "http://host/?q=1",
+            "http://host:99999",
+            "http://host:",
             "",
         ] {
             assert!(parse_service(bad).is_err(), "{bad}");

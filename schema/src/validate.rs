@@ -33,13 +33,34 @@ pub fn validate<T: Contract>(value: &Value) -> Result<T, ContractError> {
     if let Some(error) = ContractError::from_violations(violations) {
         return Err(error);
     }
-    let typed: T = serde_json::from_value(value.clone())
+    let mut value = value.clone();
+    integral_floats_as_integers(&mut value);
+    let typed: T = serde_json::from_value(value)
         .map_err(|e| ContractError::single("", format!("body does not match the schema: {e}")))?;
     let mut violations = Vec::new();
     typed.check(&mut violations);
     match ContractError::from_violations(violations) {
         Some(error) => Err(error),
         None => Ok(typed),
+    }
+}
+
+/// JSON Schema counts `5.0` as an integer and serde does not: such numbers are written as
+/// integers before the typed decoding, so that what the schema accepts decodes.
+fn integral_floats_as_integers(value: &mut Value) {
+    match value {
+        Value::Number(number) => {
+            if let Some(float) = number.as_f64().filter(|_| number.is_f64())
+                && float.fract() == 0.0
+                && float >= i64::MIN as f64
+                && float < i64::MAX as f64
+            {
+                *value = Value::from(float as i64);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_floats_as_integers),
+        Value::Object(members) => members.values_mut().for_each(integral_floats_as_integers),
+        Value::Null | Value::Bool(_) | Value::String(_) => {}
     }
 }
 
@@ -224,7 +245,8 @@ impl Contract for HostnameSpec {
             .origin
             .as_ref()
             .and_then(|o| o.http_host_header.as_ref())
-            && (http::HeaderValue::from_str(header).is_err() || header.contains(' '))
+            && (http::HeaderValue::from_str(header).is_err()
+                || header.contains(char::is_whitespace))
         {
             violations.push(Violation::new(
                 "/origin/http_host_header",
