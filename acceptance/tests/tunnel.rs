@@ -321,6 +321,13 @@ async fn a_service_change_reaches_the_running_connector_within_two_seconds() {
     .await;
     assert_eq!(after[0].config_version, after[1].config_version);
     assert!(connector.log().contains("applied configuration"));
+
+    // A hostname added to the running tunnel answers from the moment the API acknowledged it.
+    let tunnel = client.tunnel(tunnel.id).await.expect("tunnel");
+    add_hostname(&client, &tunnel, "svc2.example.com", &second.url()).await;
+    let http2 = edge_http_client(&edge, "svc2.example.com");
+    let (status, body) = get_text(&http2, &http_url(&edge, "svc2.example.com", "/hello")).await;
+    assert_eq!((status, body.as_str()), (200, "hello from the origin"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

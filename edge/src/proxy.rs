@@ -58,6 +58,9 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long shutdown waits for in-flight visitor requests.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+/// How long a request waits for its connection to push the configuration it was routed with.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// How many connections one request may be offered to when they close under it.
 const MAX_ATTEMPTS: usize = 3;
 
@@ -359,6 +362,8 @@ async fn open_stream(
     loop {
         tally.route = pick.route.clone();
         let session = pick.session;
+        // A hostname changed a moment ago may not have reached this connector yet.
+        session.catch_up(snapshot.revision, CATCH_UP_TIMEOUT).await;
         let version = session.pushed_version();
         let span = tracing::Span::current();
         span.record("tunnel_id", tracing::field::display(session.tunnel));

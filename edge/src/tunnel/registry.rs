@@ -13,6 +13,7 @@ use hyper::{Request, Response};
 use postern_schema::api::Connection;
 use postern_schema::ids::TunnelId;
 use rand::Rng;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 /// Any error a body may carry.
@@ -32,6 +33,7 @@ pub struct Session {
     outstanding: AtomicUsize,
     draining: AtomicBool,
     pushed_version: AtomicU64,
+    seen_revision: watch::Sender<u64>,
     close: CancellationToken,
 }
 
@@ -80,6 +82,7 @@ impl Session {
             tunnel,
             sender,
             pushed_version: AtomicU64::new(info.config_version),
+            seen_revision: watch::channel(0).0,
             info: Mutex::new(info),
             outstanding: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
@@ -116,6 +119,28 @@ impl Session {
     /// Records a push about to be sent.
     pub fn set_pushed_version(&self, version: u64) {
         self.pushed_version.store(version, Ordering::Relaxed);
+    }
+
+    /// Records that the session has pushed whatever catalog revision `revision` changed for it.
+    pub fn set_seen_revision(&self, revision: u64) {
+        self.seen_revision.send_if_modified(|seen| {
+            let newer = revision > *seen;
+            if newer {
+                *seen = revision;
+            }
+            newer
+        });
+    }
+
+    /// Waits (at most `timeout`) until the session has pushed the configuration of catalog
+    /// revision `revision`, so a request routed with that revision finds its hostname at the
+    /// connector.
+    pub async fn catch_up(&self, revision: u64, timeout: std::time::Duration) {
+        if *self.seen_revision.borrow() >= revision {
+            return;
+        }
+        let mut seen = self.seen_revision.subscribe();
+        let _ = tokio::time::timeout(timeout, seen.wait_for(|seen| *seen >= revision)).await;
     }
 
     /// Records the version the connector acknowledged.

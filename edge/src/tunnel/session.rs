@@ -190,7 +190,9 @@ impl Live {
         state: &EdgeState,
         cancel: &CancellationToken,
     ) -> Result<(), SessionError> {
-        let snapshot = state.catalog.snapshot();
+        // Subscribe before reading, so no catalog change slips between the two.
+        let mut snapshots = state.catalog.subscribe();
+        let snapshot = snapshots.borrow_and_update().clone();
         let (Some(record), Some(hostnames)) = (
             snapshot.tunnels.get(&self.tunnel),
             hostnames_for(&snapshot, self.tunnel),
@@ -238,7 +240,7 @@ impl Live {
         if let Some(push) = pushes.next(&snapshot, hostnames) {
             push_config(&session, push).await?;
         }
-        let mut snapshots = state.catalog.subscribe();
+        session.set_seen_revision(snapshot.revision);
         state.registry.add(session.clone());
         state.metrics.inc(
             "postern_edge_tunnel_sessions_total",
@@ -301,6 +303,7 @@ impl Live {
                             if let Some(push) = pushes.next(&snapshot, hostnames) {
                                 push_config(session, push).await?;
                             }
+                            session.set_seen_revision(snapshot.revision);
                         }
                     }
                 }
