@@ -666,3 +666,44 @@ async fn bad_input_gets_a_clear_error_and_a_non_zero_exit() {
         assert!(!log.contains("panicked"), "{args:?}: {log}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connector_renews_its_certificate_over_the_tunnel_before_it_expires() {
+    let edge = EdgeProcess::start_with(EdgeOptions {
+        env: vec![("POSTERN_EDGE_CLIENT_CERT_LIFETIME_SECS".into(), "15".into())],
+        ..EdgeOptions::default()
+    });
+    let client = edge.client();
+    let origin = TestOrigin::start().await;
+    let host = "renew.example.com";
+    let tunnel = tunnel_for(&client, "renew", host, &origin.url()).await;
+    let connector = ConnectorProcess::run(&token(&tunnel), 1, &[]);
+    connections(&client, tunnel.id, 1).await;
+    let cert = connector
+        .state_dir()
+        .join("tunnels")
+        .join(tunnel.id.to_string())
+        .join("cert.pem");
+    let first = std::fs::read(&cert).expect("cert.pem");
+    // Due two thirds into 15 s; well before the end, the certificate is replaced.
+    eventually(Duration::from_secs(14), "a renewed certificate", || async {
+        (std::fs::read(&cert).ok()? != first).then_some(())
+    })
+    .await;
+    assert!(
+        edge.log()
+            .contains("renewed the connector's client certificate")
+    );
+    let enrolments = connector.log().matches("enrolling with the edge").count();
+    assert_eq!(
+        enrolments,
+        1,
+        "renewal fell back to enrolment:\n{}",
+        connector.log()
+    );
+    let http = edge_http_client(&edge, host);
+    assert_eq!(
+        get_text(&http, &http_url(&edge, host, "/hello")).await.0,
+        200
+    );
+}

@@ -57,14 +57,14 @@ impl Default for TunnelSettings {
 
 impl TunnelSettings {
     /// The defaults, with `POSTERN_EDGE_CLIENT_CERT_LIFETIME_SECS` (an operations and test
-    /// knob, at least 60) applied when set.
+    /// knob, at least 10) applied when set.
     pub fn from_env() -> Self {
         let mut settings = Self::default();
         if let Some(secs) = std::env::var("POSTERN_EDGE_CLIENT_CERT_LIFETIME_SECS")
             .ok()
             .and_then(|v| v.trim().parse::<u64>().ok())
         {
-            settings.client_cert_lifetime = Duration::from_secs(secs.max(60));
+            settings.client_cert_lifetime = Duration::from_secs(secs.max(10));
         }
         settings
     }

@@ -31,7 +31,8 @@ const CA_FILE: &str = "ca.pem";
 /// How long one enrolment attempt may take.
 const ENROLL_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// A certificate is treated as expired this long before its end.
+/// A certificate is treated as expired this long before its end (or a quarter of its
+/// lifetime, if that is shorter).
 const EXPIRY_MARGIN: i64 = 60;
 
 /// Why the identity could not be loaded or stored.
@@ -137,17 +138,23 @@ pub struct Credentials {
     pub not_before: i64,
     /// End of validity.
     pub not_after: i64,
+    /// When this connector got it (or loaded it from disk).
+    pub received_at: i64,
 }
 
 impl Credentials {
     /// Usable for a new connection at `now` (Unix seconds)?
     pub fn is_valid_at(&self, now: i64) -> bool {
-        now + EXPIRY_MARGIN < self.not_after
+        let start = self.received_at.max(self.not_before);
+        let margin = EXPIRY_MARGIN.min((self.not_after - start) / 4);
+        now + margin < self.not_after
     }
 
-    /// When to ask for a new certificate: two thirds into the validity.
+    /// When to ask for a new certificate: two thirds of the way from when it was received
+    /// (the edge backdates `not_before` for clock skew) to its end.
     pub fn renew_at(&self) -> i64 {
-        self.not_before + (self.not_after - self.not_before) * 2 / 3
+        let start = self.received_at.max(self.not_before);
+        start + (self.not_after - start) * 2 / 3
     }
 }
 
@@ -361,6 +368,7 @@ impl Identity {
             ca: CertificateDer::from(ca_der.to_vec()),
             not_before: cert.validity().not_before.timestamp(),
             not_after: cert.validity().not_after.timestamp(),
+            received_at: unix_now(),
         })
     }
 
@@ -545,8 +553,15 @@ mod tests {
             ca: CertificateDer::from(Vec::new()),
             not_before: 0,
             not_after: 3000,
+            received_at: 0,
         };
         assert_eq!(credentials.renew_at(), 2000);
+        let backdated = Credentials {
+            not_before: -300,
+            received_at: 0,
+            ..credentials.clone()
+        };
+        assert_eq!(backdated.renew_at(), 2000);
         assert!(credentials.is_valid_at(2900));
         assert!(!credentials.is_valid_at(2950));
     }

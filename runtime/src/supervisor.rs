@@ -348,8 +348,11 @@ async fn renew(connector: Arc<Connector>) {
                 continue;
             }
             tracing::warn!("the edge did not renew the certificate in time; trying again");
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        } else {
+            // No registered connection right now; one will come, or expiry leads to enrolment.
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        tokio::time::sleep(Duration::from_secs(30)).await;
     }
 }
 
@@ -407,7 +410,10 @@ mod tests {
         for attempt in 2..40 {
             let delay = backoff.next_delay();
             let ceiling = (previous_ceiling * 2).min(Duration::from_secs(10));
-            assert!(delay <= ceiling && delay >= ceiling / 2, "{attempt}: {delay:?}");
+            assert!(
+                delay <= ceiling && delay >= ceiling / 2,
+                "{attempt}: {delay:?}"
+            );
             previous_ceiling = ceiling;
         }
         backoff.reset();
