@@ -51,6 +51,25 @@ struct OriginState {
 impl TestOrigin {
     /// Starts an origin on a free loopback port.
     pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// Starts an HTTPS origin presenting `chain` and `key` (use [`TestOrigin::https_url`]).
+    pub async fn start_tls(
+        chain: Vec<rustls_pki_types::CertificateDer<'static>>,
+        key: rustls_pki_types::PrivateKeyDer<'static>,
+    ) -> Self {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .expect("origin certificate");
+        Self::start_with(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await
+    }
+
+    async fn start_with(tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind origin");
         let addr = listener.local_addr().expect("origin addr");
         let state = Arc::new(OriginState::default());
@@ -62,20 +81,40 @@ impl TestOrigin {
                         continue;
                     };
                     let state = state.clone();
+                    let tls = tls.clone();
                     tokio::spawn(async move {
                         let service = service_fn(move |request| {
                             let state = state.clone();
                             async move { Ok::<_, Infallible>(serve(state, request).await) }
                         });
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service)
-                            .with_upgrades()
-                            .await;
+                        let builder = hyper::server::conn::http1::Builder::new();
+                        match tls {
+                            None => {
+                                let _ = builder
+                                    .serve_connection(TokioIo::new(stream), service)
+                                    .with_upgrades()
+                                    .await;
+                            }
+                            Some(acceptor) => {
+                                let Ok(stream) = acceptor.accept(stream).await else {
+                                    return;
+                                };
+                                let _ = builder
+                                    .serve_connection(TokioIo::new(stream), service)
+                                    .with_upgrades()
+                                    .await;
+                            }
+                        }
                     });
                 }
             })
         };
         Self { addr, state, task }
+    }
+
+    /// `https://127.0.0.1:PORT` (for an origin started with [`TestOrigin::start_tls`]).
+    pub fn https_url(&self) -> String {
+        format!("https://{}", self.addr)
     }
 
     /// `http://127.0.0.1:PORT`.

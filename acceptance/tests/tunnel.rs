@@ -707,3 +707,133 @@ async fn the_connector_renews_its_certificate_over_the_tunnel_before_it_expires(
         200
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_origins_honour_their_origin_settings() {
+    use postern_schema::api::OriginSettings;
+
+    // An HTTPS origin whose certificate names origin.internal, from a CA of the test's own.
+    let ca_key = rcgen::KeyPair::generate().expect("key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("ca");
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().expect("key");
+    let leaf = rcgen::CertificateParams::new(vec!["origin.internal".to_string()])
+        .expect("params")
+        .signed_by(&key, &issuer)
+        .expect("leaf");
+    let origin = TestOrigin::start_tls(
+        vec![leaf.der().clone()],
+        rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+    )
+    .await;
+    let ca_file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(ca_file.path(), ca.pem()).expect("write CA");
+
+    let edge = EdgeProcess::start();
+    let client = edge.client();
+    let tunnel = tunnel_for(&client, "tls", "verified.example.com", &origin.https_url()).await;
+    let with = |hostname: &str, origin_settings: OriginSettings| HostnameSpec {
+        hostname: hostname.into(),
+        service: format!("https://{}", origin.addr),
+        tunnel_id: Some(tunnel.id),
+        routes: None,
+        policy_ids: Vec::new(),
+        origin: Some(origin_settings),
+    };
+    let mut spec = with(
+        "verified.example.com",
+        OriginSettings {
+            origin_server_name: Some("origin.internal".into()),
+            http_host_header: Some("internal.example".into()),
+            ..OriginSettings::default()
+        },
+    );
+    client.replace_hostname(&spec, None).await.expect("replace");
+    client
+        .create_hostname(&with(
+            "insecure.example.com",
+            OriginSettings {
+                no_tls_verify: Some(true),
+                ..OriginSettings::default()
+            },
+        ))
+        .await
+        .expect("create");
+    add_hostname(
+        &client,
+        &tunnel,
+        "unverified.example.com",
+        &origin.https_url(),
+    )
+    .await;
+    let ca_path = ca_file.path().to_string_lossy().to_string();
+    let _connector = ConnectorProcess::run(&token(&tunnel), 1, &["--origin-ca", &ca_path]);
+    connections(&client, tunnel.id, 1).await;
+
+    let plain = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    let fetch = |host: &'static str, path: &'static str| {
+        let plain = plain.clone();
+        let url = format!("http://{}{path}", edge.addrs.http);
+        async move {
+            let response = plain
+                .get(url)
+                .header("host", host)
+                .send()
+                .await
+                .expect("get");
+            (
+                response.status().as_u16(),
+                response.text().await.unwrap_or_default(),
+            )
+        }
+    };
+    // Verified against --origin-ca under origin_server_name, with the Host it asks for.
+    let (status, body) = fetch("verified.example.com", "/headers").await;
+    assert_eq!(status, 200, "{body}");
+    let seen: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(seen["host"], "internal.example");
+    // Not verifiable by its address: 502, unless no_tls_verify says otherwise.
+    assert_eq!(fetch("unverified.example.com", "/hello").await.0, 502);
+    assert_eq!(
+        fetch("insecure.example.com", "/hello").await,
+        (200, "hello from the origin".to_string())
+    );
+    spec.origin = None;
+    client.replace_hostname(&spec, None).await.expect("replace");
+    assert_eq!(fetch("verified.example.com", "/hello").await.0, 502);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_request_for_another_host_than_its_sni_is_misdirected() {
+    let edge = EdgeProcess::start();
+    let client = edge.client();
+    let origin = TestOrigin::start().await;
+    let tunnel = tunnel_for(&client, "sni", "one.example.com", &origin.url()).await;
+    add_hostname(&client, &tunnel, "two.example.com", &origin.url()).await;
+    let _connector = ConnectorProcess::run(&token(&tunnel), 1, &[]);
+    connections(&client, tunnel.id, 1).await;
+    let info = client.edge().await.expect("edge");
+    let https = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(info.ca_cert_pem.as_bytes()).expect("ca")])
+        .resolve("one.example.com", edge.addrs.https)
+        .http1_only()
+        .no_proxy()
+        .build()
+        .expect("client");
+    let url = https_url(&edge, "one.example.com", "/hello");
+    let response = https.get(&url).send().await.expect("get");
+    assert_eq!(response.status(), 200);
+    let response = https
+        .get(&url)
+        .header("host", "two.example.com")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(response.status(), 421);
+    assert_eq!(origin.hits(), 1);
+}
