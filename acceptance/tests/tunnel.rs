@@ -837,3 +837,45 @@ async fn an_https_request_for_another_host_than_its_sni_is_misdirected() {
     assert_eq!(response.status(), 421);
     assert_eq!(origin.hits(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_connector_is_noticed_within_seconds() {
+    let edge = EdgeProcess::start();
+    let client = edge.client();
+    let origin = TestOrigin::start().await;
+    let host = "frozen.example.com";
+    let tunnel = tunnel_for(&client, "frozen", host, &origin.url()).await;
+    let connector = ConnectorProcess::run(&token(&tunnel), 2, &[]);
+    connections(&client, tunnel.id, 2).await;
+
+    // SIGSTOP: the sockets stay open, only the keep-alive pings go unanswered.
+    connector.signal(Signal::SIGSTOP);
+    let frozen = Instant::now();
+    eventually(
+        Duration::from_secs(8),
+        "the edge to drop the frozen connector",
+        || async {
+            client
+                .tunnel_connections(tunnel.id)
+                .await
+                .ok()?
+                .is_empty()
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(frozen.elapsed() < Duration::from_secs(8));
+    let http = edge_http_client(&edge, host);
+    assert_eq!(
+        get_text(&http, &http_url(&edge, host, "/hello")).await.0,
+        503
+    );
+
+    // Thawed, it reconnects by itself.
+    connector.signal(Signal::SIGCONT);
+    connections(&client, tunnel.id, 2).await;
+    assert_eq!(
+        get_text(&http, &http_url(&edge, host, "/hello")).await.0,
+        200
+    );
+}
