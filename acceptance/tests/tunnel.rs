@@ -21,6 +21,14 @@ use tokio::task::JoinSet;
 
 const MIB: u64 = 1024 * 1024;
 
+/// Runs the tests of this file one at a time: several assert timings (revocation within 1 s,
+/// back within 5 s after an edge restart), which two cores shared by a dozen edges and
+/// connectors would blur.
+async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
+}
+
 /// Creates a tunnel and a hostname served by it; returns the tunnel (with its token).
 async fn tunnel_for(client: &Client, name: &str, hostname: &str, service: &str) -> Tunnel {
     let tunnel = client
@@ -88,6 +96,7 @@ async fn get_text(client: &reqwest::Client, url: &str) -> (u16, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hostname_is_served_through_the_tunnel_byte_for_byte() {
+    let _serial = serial().await;
     let edge = EdgeProcess::start();
     let client = edge.client();
     let origin = TestOrigin::start().await;
@@ -284,6 +293,7 @@ async fn fetch_trailers(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_change_reaches_the_running_connector_within_two_seconds() {
+    let _serial = serial().await;
     let edge = EdgeProcess::start();
     let client = edge.client();
     let (first, second) = (TestOrigin::start().await, TestOrigin::start().await);
@@ -332,6 +342,7 @@ async fn a_service_change_reaches_the_running_connector_within_two_seconds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_connector_survives_a_cut_connection_and_an_edge_restart() {
+    let _serial = serial().await;
     let relay = TcpRelay::start().await;
     let mut edge = EdgeProcess::start_with(EdgeOptions {
         args: vec!["--advertise-tunnel".into(), relay.addr.to_string()],
@@ -381,6 +392,7 @@ async fn the_connector_survives_a_cut_connection_and_an_edge_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_connectors_share_a_tunnel_and_fail_over() {
+    let _serial = serial().await;
     let edge = EdgeProcess::start();
     let client = edge.client();
     let origin = TestOrigin::start().await;
@@ -487,6 +499,7 @@ async fn two_connectors_share_a_tunnel_and_fail_over() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_get_the_status_of_the_design() {
+    let _serial = serial().await;
     let edge = EdgeProcess::start();
     let client = edge.client();
     let origin = TestOrigin::start().await;
@@ -548,6 +561,7 @@ async fn failures_get_the_status_of_the_design() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_tunnel_closes_its_connections_and_stops_its_connector() {
+    let _serial = serial().await;
     let relay = TcpRelay::start().await;
     let edge = EdgeProcess::start_with(EdgeOptions {
         args: vec!["--advertise-tunnel".into(), relay.addr.to_string()],
@@ -597,6 +611,7 @@ async fn deleting_a_tunnel_closes_its_connections_and_stops_its_connector() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quick_mode_serves_its_hostname_and_cleans_up_on_sigint() {
+    let _serial = serial().await;
     let edge = EdgeProcess::start();
     let client = edge.client();
     let origin = TestOrigin::start().await;
@@ -636,6 +651,7 @@ async fn quick_mode_serves_its_hostname_and_cleans_up_on_sigint() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_a_clear_error_and_a_non_zero_exit() {
+    let _serial = serial().await;
     for (args, expected) in [
         (
             vec!["tunnel", "run", "--token", "nonsense"],
@@ -669,6 +685,7 @@ async fn bad_input_gets_a_clear_error_and_a_non_zero_exit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_connector_renews_its_certificate_over_the_tunnel_before_it_expires() {
+    let _serial = serial().await;
     let edge = EdgeProcess::start_with(EdgeOptions {
         env: vec![("POSTERN_EDGE_CLIENT_CERT_LIFETIME_SECS".into(), "15".into())],
         ..EdgeOptions::default()
@@ -710,6 +727,7 @@ async fn the_connector_renews_its_certificate_over_the_tunnel_before_it_expires(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_origins_honour_their_origin_settings() {
+    let _serial = serial().await;
     use postern_schema::api::OriginSettings;
 
     // An HTTPS origin whose certificate names origin.internal, from a CA of the test's own.
@@ -810,6 +828,7 @@ async fn https_origins_honour_their_origin_settings() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_https_request_for_another_host_than_its_sni_is_misdirected() {
+    let _serial = serial().await;
     let edge = EdgeProcess::start();
     let client = edge.client();
     let origin = TestOrigin::start().await;
@@ -840,6 +859,7 @@ async fn an_https_request_for_another_host_than_its_sni_is_misdirected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_connector_is_noticed_within_seconds() {
+    let _serial = serial().await;
     let edge = EdgeProcess::start();
     let client = edge.client();
     let origin = TestOrigin::start().await;
