@@ -31,6 +31,10 @@ pub const DEFAULT_SECONDS: f64 = 5.0;
 /// How long the shrinking of a failing input may take.
 const MINIMIZE_FOR: Duration = Duration::from_secs(20);
 
+/// An input that takes longer than this (in a debug build) fails the target: a parser facing
+/// hostile input must not be made to spin.
+const DEFAULT_SLOW: Duration = Duration::from_secs(5);
+
 /// Inputs kept for mutation besides the corpus.
 const POOL_SIZE: usize = 512;
 
@@ -42,6 +46,7 @@ pub struct Fuzz {
     dictionary: Vec<Vec<u8>>,
     max_len: usize,
     generated_percent: usize,
+    slow: Duration,
 }
 
 /// What a run did.
@@ -64,6 +69,7 @@ impl Fuzz {
             dictionary: Vec::new(),
             max_len: 64 * 1024,
             generated_percent: 33,
+            slow: DEFAULT_SLOW,
         }
     }
 
@@ -84,6 +90,12 @@ impl Fuzz {
     /// ones (default 33). Structure-aware generators deserve more for parsers of text.
     pub fn generated_percent(mut self, percent: usize) -> Self {
         self.generated_percent = percent.min(100);
+        self
+    }
+
+    /// How long one input may take before it counts as a failure (default 5 s).
+    pub fn slow(mut self, limit: Duration) -> Self {
+        self.slow = limit;
         self
     }
 
@@ -109,7 +121,7 @@ impl Fuzz {
             budget.as_secs_f64()
         ));
         for (path, input) in &corpus {
-            if let Err(message) = execute(&check, input) {
+            if let Err(message) = self.execute_timed(&check, input) {
                 panic!(
                     "fuzz target {}: corpus file {} fails: {message}",
                     self.name,
@@ -131,7 +143,7 @@ impl Fuzz {
                 mutate(&mut rng, &base, &self.dictionary, &pool, self.max_len)
             };
             input.truncate(self.max_len);
-            if let Err(message) = execute(&check, &input) {
+            if let Err(message) = self.execute_timed(&check, &input) {
                 self.fail(&check, &input, &message, seed);
             }
             inputs += 1;
@@ -156,12 +168,33 @@ impl Fuzz {
         }
     }
 
+    /// [`execute`], and a failure when the input took longer than the limit.
+    fn execute_timed(&self, check: &dyn Fn(&[u8]), input: &[u8]) -> Result<(), String> {
+        let started = Instant::now();
+        execute(check, input)?;
+        let took = started.elapsed();
+        if took > self.slow {
+            return Err(format!(
+                "slow input: took {:.1} s (limit {:.1} s)",
+                took.as_secs_f64(),
+                self.slow.as_secs_f64()
+            ));
+        }
+        Ok(())
+    }
+
     fn fail(&self, check: &dyn Fn(&[u8]), input: &[u8], message: &str, seed: u64) -> ! {
-        let mut fails = |candidate: &[u8]| execute(check, candidate).is_err();
-        let small = minimize(input, &mut fails, Instant::now() + MINIMIZE_FOR);
-        let message = execute(check, &small)
-            .err()
-            .unwrap_or_else(|| message.to_string());
+        // A slow input is kept whole: shrinking it would take as long as it is slow, each time.
+        let small = if message.starts_with("slow input") {
+            input.to_vec()
+        } else {
+            let mut fails = |candidate: &[u8]| execute(check, candidate).is_err();
+            minimize(input, &mut fails, Instant::now() + MINIMIZE_FOR)
+        };
+        let message = match execute(check, &small) {
+            Err(panic) => panic,
+            Ok(()) => message.to_string(),
+        };
         let saved = save_failure(&self.name, &small);
         panic!(
             "fuzz target {name} failed: {message}\n  input ({len} bytes, shrunk from {original}): {shown}\n  \

@@ -124,11 +124,12 @@ impl Value {
         Value::Number(value.into())
     }
 
-    /// A set value; duplicate elements are removed.
+    /// A set value; duplicate elements are removed. Elements that are not wholly known are
+    /// all kept, as cty keeps them: two unknowns may turn out different.
     pub fn set(elements: impl IntoIterator<Item = Value>) -> Self {
         let mut out: Vec<Value> = Vec::new();
         for element in elements {
-            if !out.contains(&element) {
+            if !element.is_wholly_known() || !out.contains(&element) {
                 out.push(element);
             }
         }

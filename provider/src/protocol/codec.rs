@@ -170,6 +170,10 @@ fn from_msgpack(mp: &Mp, ty: &Type, path: &mut AttributePath) -> Result<Value, C
             let concrete = Type::from_json_bytes(type_bytes)
                 .map_err(|e| CodecError::invalid(path, e.to_string()))?;
             let value = from_msgpack(inner, &concrete, path)?;
+            // `[dynamic, v]` is `v` (what the encoder writes for it).
+            if concrete == Type::Dynamic {
+                return Ok(value);
+            }
             Ok(Value::Dynamic(Box::new(concrete), Box::new(value)))
         }
         (_, Type::Dynamic) => Err(CodecError::invalid(
@@ -345,7 +349,8 @@ fn to_msgpack(value: &Value, ty: &Type, path: &mut AttributePath) -> Result<Mp, 
         (Value::List(items) | Value::Set(items) | Value::Tuple(items), Type::Set(element)) => {
             let mut distinct: Vec<&Value> = Vec::with_capacity(items.len());
             for item in items {
-                if !distinct.contains(&item) {
+                // Unknowns are never duplicates of each other (see `Value::set`).
+                if !item.is_wholly_known() || !distinct.contains(&item) {
                     distinct.push(item);
                 }
             }
@@ -540,6 +545,9 @@ fn from_json(
             };
             let concrete = json_type(type_json, path)?;
             let value = from_json(inner, &concrete, extra, path)?;
+            if concrete == Type::Dynamic {
+                return Ok(value);
+            }
             Ok(Value::Dynamic(Box::new(concrete), Box::new(value)))
         }
         (_, Type::Dynamic) => Err(CodecError::invalid(

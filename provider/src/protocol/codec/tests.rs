@@ -476,3 +476,17 @@ fn dynamic_values_pick_msgpack_then_json_then_null() {
     assert_eq!(decode(Some(&DynamicValue::default()), &ty), Ok(Value::Null));
     assert_eq!(decode(None, &ty), Ok(Value::Null));
 }
+
+#[test]
+fn sets_keep_every_unknown_element() {
+    // cty keeps two unknowns in a set (they may turn out different); dropping one would change
+    // the number of elements Terraform planned.
+    let ty = Type::set(Type::String);
+    let wire = bytes("92 d4 00 00 d4 00 00");
+    let value = decode_msgpack(&wire, &ty).expect("decodes");
+    assert_eq!(value.as_elements().map(<[Value]>::len), Some(2));
+    assert_eq!(encode_msgpack(&value, &ty).expect("encodes"), wire);
+    // Known duplicates still collapse.
+    let known = decode_msgpack(&bytes("92 a1 78 a1 78"), &ty).expect("decodes");
+    assert_eq!(known.as_elements().map(<[Value]>::len), Some(1));
+}
