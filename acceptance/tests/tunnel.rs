@@ -463,6 +463,7 @@ async fn two_connectors_share_a_tunnel_and_fail_over() {
     };
     let stopping_id = target;
     stopping.signal(Signal::SIGTERM);
+    let signalled = Instant::now();
     eventually(
         Duration::from_secs(5),
         "the edge to stop routing to it",
@@ -474,6 +475,12 @@ async fn two_connectors_share_a_tunnel_and_fail_over() {
         },
     )
     .await;
+    // The connector tells the edge at once, before it stops taking streams.
+    assert!(
+        signalled.elapsed() < Duration::from_secs(1),
+        "draining took {:?}",
+        signalled.elapsed()
+    );
     let before_new = origin.hits_by_connector();
     for i in 0..20 {
         assert_eq!(

@@ -147,13 +147,14 @@ impl Conn {
         self.connector.remove_events(self.index);
     }
 
-    async fn send_event(&self, event: &Event) -> bool {
+    /// Queues `event` on this connection's event stream without waiting.
+    fn try_send_event(&self, event: &Event) -> bool {
         let Some(sender) = self.events_sender() else {
             return false;
         };
         let mut line = wire::to_json(event);
         line.push(b'\n');
-        sender.send(Bytes::from(line)).await.is_ok()
+        sender.try_send(Bytes::from(line)).is_ok()
     }
 }
 
@@ -226,15 +227,33 @@ pub async fn run(
         .serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
 
+    // Everything below keeps polling `connection`: a branch that awaited would stall the
+    // HTTP/2 connection (streams, pings, and the edge's drain confirmation).
     let mut shutting_down = false;
+    let mut drain_announced = false;
+    let mut confirm_deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
     let result = loop {
+        let deadline = async {
+            match confirm_deadline.as_mut() {
+                Some(sleep) => sleep.await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             result = connection.as_mut() => break result,
-            _ = connector.draining(), if !shutting_down => {
+            _ = connector.draining(), if !drain_announced && !shutting_down => {
                 // Tell the edge first, so it stops routing here before the GOAWAY.
-                if conn.send_event(&Event::Draining).await {
-                    let _ = tokio::time::timeout(DRAIN_ACK_TIMEOUT, conn.drain_requested.cancelled()).await;
+                drain_announced = true;
+                if conn.try_send_event(&Event::Draining) {
+                    confirm_deadline = Some(Box::pin(tokio::time::sleep(DRAIN_ACK_TIMEOUT)));
+                } else {
+                    conn.close_events();
+                    connection.as_mut().graceful_shutdown();
+                    shutting_down = true;
                 }
+            }
+            _ = deadline, if !shutting_down => {
+                tracing::debug!("the edge did not confirm the drain in time; closing anyway");
                 conn.close_events();
                 connection.as_mut().graceful_shutdown();
                 shutting_down = true;
