@@ -233,4 +233,6 @@ fn rcode_index(rcode: ResponseCode) -> usize {
 }
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod tests;
