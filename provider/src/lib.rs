@@ -6,8 +6,12 @@
 //!   resource, data source or ephemeral resource implements;
 //! - [`resources`] and [`data_sources`] hold Postern's types, registered in
 //!   [`postern::registry`];
+//! - [`api`] is the edge's control API as they use it, and [`contract`] the edge's
+//!   validation rules run offline;
 //! - [`logging`] writes the JSON log lines Terraform reads from stderr.
 
+pub mod api;
+pub mod contract;
 pub mod data_sources;
 pub mod framework;
 pub mod logging;

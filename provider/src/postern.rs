@@ -2,11 +2,15 @@
 //! edge's endpoint and API token, and the [`registry`] that serves every Postern type.
 //!
 //! [`ProviderData`] is what each resource, data source and ephemeral resource receives
-//! as `data: &ProviderData`. Whoever writes the resources adds the typed API client
-//! from `postern-schema` here, built in [`PosternProvider::configure`].
+//! as `data: &ProviderData`: above all [`ProviderData::api`], the edge's control API,
+//! built in [`PosternProvider::configure`].
 
 use std::fmt;
 
+use postern_schema::client::Client;
+use postern_schema::secret::Secret;
+
+use crate::api::EdgeApi;
 use crate::framework::{
     Attribute, AttributePath, ConfigureRequest, Diagnostics, Provider, Registry, Schema, Value,
     async_trait,
@@ -36,6 +40,9 @@ pub struct ProviderData {
     pub api_token: Option<ApiToken>,
     /// Cancelled when Terraform asks the provider to stop (Ctrl-C).
     pub stop: tokio_util::sync::CancellationToken,
+    /// The edge's control API, authenticated with the token (an empty one when none was
+    /// given: the edge then answers 401 and the diagnostic says what to set).
+    pub api: EdgeApi,
 }
 
 /// A secret API token; `Debug` does not print it.
@@ -125,11 +132,29 @@ impl Provider for PosternProvider {
             .map(str::to_owned)
             .or_else(|| from_env("POSTERN_API_TOKEN"))
             .map(ApiToken);
+        if diagnostics.has_errors() {
+            return None;
+        }
+        let secret = Secret::new(api_token.as_ref().map_or("", ApiToken::expose));
+        let client = match Client::new(&endpoint, secret) {
+            Ok(client) => client,
+            Err(error) => {
+                diagnostics.error_at(
+                    AttributePath::root("endpoint"),
+                    "Invalid endpoint",
+                    format!(
+                        "{error}. Use the edge's control API address, e.g. {DEFAULT_ENDPOINT:?}."
+                    ),
+                );
+                return None;
+            }
+        };
         tracing::debug!(%endpoint, has_token = api_token.is_some(), "provider configured");
-        (!diagnostics.has_errors()).then_some(ProviderData {
+        Some(ProviderData {
             endpoint,
             api_token,
             stop: req.stop,
+            api: EdgeApi::new(client),
         })
     }
 }

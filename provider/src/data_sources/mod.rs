@@ -5,10 +5,22 @@
 //! [`DataSource<ProviderData>`](crate::framework::DataSource), declare the module
 //! here, and add it to [`all`].
 
+pub mod edge;
+pub mod tunnel;
+pub mod tunnels;
+
 use crate::framework::BoxedDataSource;
 use crate::postern::ProviderData;
 
+pub use edge::EdgeDataSource;
+pub use tunnel::TunnelDataSource;
+pub use tunnels::TunnelsDataSource;
+
 /// Every data source type the provider serves.
 pub fn all() -> Vec<BoxedDataSource<ProviderData>> {
-    vec![]
+    vec![
+        Box::new(TunnelDataSource),
+        Box::new(TunnelsDataSource),
+        Box::new(EdgeDataSource),
+    ]
 }

@@ -8,12 +8,25 @@
 //! the module here, and add `Box::new(tunnel::TunnelResource)` to [`all`] (or
 //! [`ephemeral`]). `postern::tests::shipped_registry_is_valid` checks the schemas.
 
+pub mod hostname;
+pub mod policy;
+pub mod tunnel;
+mod version;
+
 use crate::framework::{BoxedEphemeralResource, BoxedResource};
 use crate::postern::ProviderData;
 
+pub use hostname::HostnameResource;
+pub use policy::PolicyResource;
+pub use tunnel::TunnelResource;
+
 /// Every managed resource type the provider serves.
 pub fn all() -> Vec<BoxedResource<ProviderData>> {
-    vec![]
+    vec![
+        Box::new(TunnelResource),
+        Box::new(PolicyResource),
+        Box::new(HostnameResource),
+    ]
 }
 
 /// Every ephemeral resource type the provider serves.

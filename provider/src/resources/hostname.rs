@@ -1,0 +1,566 @@
+//! `postern_hostname`: a public hostname on the edge, served by one tunnel (`tunnel_id`)
+//! or by weighted routes over tunnel labels (`routes`). The hostname is the object's id,
+//! so changing it replaces the object; everything else updates in place.
+
+use std::collections::BTreeMap;
+
+use postern_schema::api::{ErrorCode, Hostname, HostnameSpec, OriginSettings, Route};
+use postern_schema::client::ClientError;
+use postern_schema::ids::{PolicyId, TunnelId};
+use postern_schema::rules;
+use serde::{Deserialize, Serialize};
+
+use super::version;
+use crate::api::{Operation, diagnose};
+use crate::contract::{Findings, check_labels, known_elements, known_str};
+use crate::framework::{
+    Attribute, AttributePath, Attributes, CreateRequest, DeleteRequest, Diagnostic, Diagnostics,
+    Number, ReadRequest, Resource, Schema, StateResponse, Type, UpdateRequest, Value, async_trait,
+};
+use crate::postern::ProviderData;
+
+/// Terraform state of a `postern_hostname`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HostnameModel {
+    /// The FQDN, also the id.
+    pub hostname: String,
+    /// The origin as seen from the connector's host.
+    pub service: String,
+    /// The one tunnel serving it.
+    pub tunnel_id: Option<String>,
+    /// Weighted routes over tunnel labels.
+    pub routes: Option<Vec<RouteModel>>,
+    /// Policies, in order.
+    pub policy_ids: Option<Vec<String>>,
+    /// How the connector reaches the origin, as written.
+    pub origin: Option<OriginModel>,
+    /// What DNS answers for the hostname.
+    pub addresses: Option<Vec<String>>,
+}
+
+/// One element of `routes`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RouteModel {
+    /// Labels a tunnel must all carry.
+    pub selector: BTreeMap<String, String>,
+    /// 1 to 100.
+    pub weight: Number,
+}
+
+/// `origin = { ... }`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct OriginModel {
+    /// Skip verifying an https origin's certificate.
+    pub no_tls_verify: Option<bool>,
+    /// Host header sent to the origin.
+    pub http_host_header: Option<String>,
+    /// TLS server name for an https origin.
+    pub origin_server_name: Option<String>,
+    /// Connect timeout in milliseconds.
+    pub connect_timeout_ms: Option<Number>,
+}
+
+impl HostnameModel {
+    /// What the provider writes to the edge; a value the edge could not take becomes a
+    /// diagnostic on its attribute.
+    fn spec(&self) -> Result<HostnameSpec, Diagnostic> {
+        let tunnel_id = match &self.tunnel_id {
+            None => None,
+            Some(text) => Some(text.parse::<TunnelId>().map_err(|_| {
+                invalid(
+                    AttributePath::root("tunnel_id"),
+                    format!("tunnel_id {text:?} is not a tunnel UUID"),
+                )
+            })?),
+        };
+        let mut policy_ids = Vec::new();
+        for (i, text) in self.policy_ids.iter().flatten().enumerate() {
+            policy_ids.push(text.parse::<PolicyId>().map_err(|_| {
+                invalid(
+                    AttributePath::root("policy_ids").index(i as i64),
+                    format!("{text:?} is not a policy UUID"),
+                )
+            })?);
+        }
+        let routes = match &self.routes {
+            None => None,
+            Some(routes) => {
+                let mut out = Vec::with_capacity(routes.len());
+                for (i, route) in routes.iter().enumerate() {
+                    let weight = small_integer(&route.weight).ok_or_else(|| {
+                        invalid(
+                            AttributePath::root("routes")
+                                .index(i as i64)
+                                .attribute("weight"),
+                            format!("weight {} must be between 1 and 100", route.weight),
+                        )
+                    })?;
+                    out.push(Route {
+                        selector: route.selector.clone(),
+                        weight,
+                    });
+                }
+                Some(out)
+            }
+        };
+        let origin = match &self.origin {
+            None => None,
+            Some(o) => Some(OriginSettings {
+                no_tls_verify: o.no_tls_verify,
+                http_host_header: o.http_host_header.clone(),
+                origin_server_name: o.origin_server_name.clone(),
+                connect_timeout_ms: match &o.connect_timeout_ms {
+                    None => None,
+                    Some(ms) => Some(small_integer(ms).ok_or_else(|| {
+                        invalid(
+                            AttributePath::root("origin").attribute("connect_timeout_ms"),
+                            format!(
+                                "connect_timeout_ms {ms} must be a whole number of milliseconds"
+                            ),
+                        )
+                    })?),
+                },
+            }),
+        };
+        Ok(HostnameSpec {
+            hostname: self.hostname.clone(),
+            service: self.service.clone(),
+            tunnel_id,
+            routes,
+            policy_ids,
+            origin,
+        })
+    }
+
+    /// The state for a hostname as the edge returned it. Ids that Terraform had in
+    /// another spelling of the same UUID (`known`: plan or prior state) keep it.
+    fn from_hostname(hostname: &Hostname, known: Option<&HostnameModel>) -> Self {
+        let spec = &hostname.spec;
+        let tunnel_id = spec.tunnel_id.map(|id| {
+            known
+                .and_then(|k| k.tunnel_id.clone())
+                .filter(|text| text.parse::<TunnelId>().ok() == Some(id))
+                .unwrap_or_else(|| id.to_string())
+        });
+        let known_policies = known
+            .and_then(|k| k.policy_ids.as_deref())
+            .unwrap_or_default();
+        let policy_ids = spec
+            .policy_ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                known_policies
+                    .get(i)
+                    .filter(|text| text.parse::<PolicyId>().ok() == Some(*id))
+                    .cloned()
+                    .unwrap_or_else(|| id.to_string())
+            })
+            .collect();
+        Self {
+            hostname: spec.hostname.clone(),
+            service: spec.service.clone(),
+            tunnel_id,
+            routes: spec.routes.as_ref().map(|routes| {
+                routes
+                    .iter()
+                    .map(|r| RouteModel {
+                        selector: r.selector.clone(),
+                        weight: Number::from(r.weight),
+                    })
+                    .collect()
+            }),
+            policy_ids: Some(policy_ids),
+            origin: spec.origin.as_ref().map(|o| OriginModel {
+                no_tls_verify: o.no_tls_verify,
+                http_host_header: o.http_host_header.clone(),
+                origin_server_name: o.origin_server_name.clone(),
+                connect_timeout_ms: o.connect_timeout_ms.map(Number::from),
+            }),
+            addresses: Some(hostname.addresses.clone()),
+        }
+    }
+}
+
+/// The `postern_hostname` resource.
+pub struct HostnameResource;
+
+#[async_trait]
+impl Resource<ProviderData> for HostnameResource {
+    fn type_name(&self) -> &'static str {
+        "postern_hostname"
+    }
+
+    fn schema(&self) -> Schema {
+        Schema::new(
+            "A public hostname on the edge. Requests for it pass its policies, then go \
+             through a healthy connector of its tunnel (`tunnel_id`) or of a tunnel picked \
+             by weighted label routes (`routes`) to `service`. DNS answers for it at once.",
+        )
+        .attribute(
+            "hostname",
+            Attribute::string(
+                "The public hostname, a lowercase fully qualified domain name inside one of \
+                 the edge's zones, e.g. `app.example.com`. It is the object's id: changing it \
+                 replaces the hostname.",
+            )
+            .required()
+            .requires_replace(),
+        )
+        .attribute(
+            "service",
+            Attribute::string(
+                "The origin as seen from the connector's host: `http://host[:port][/path]`, \
+                 `https://…`, or `http_status:NNN` to answer every request with that status.",
+            )
+            .required(),
+        )
+        .attribute(
+            "tunnel_id",
+            Attribute::string(
+                "The one tunnel that serves the hostname (a `postern_tunnel`'s `id`). Set \
+                 exactly one of `tunnel_id` and `routes`.",
+            )
+            .optional(),
+        )
+        .attribute(
+            "routes",
+            Attribute::list_nested(
+                Attributes::new()
+                    .with(
+                        "selector",
+                        Attribute::map(
+                            Type::String,
+                            "Labels a tunnel must all carry to serve this route, e.g. \
+                             `{ release = \"canary\" }`.",
+                        )
+                        .required(),
+                    )
+                    .with(
+                        "weight",
+                        Attribute::number(
+                            "Relative share of requests, 1 to 100, compared with the other \
+                             routes.",
+                        )
+                        .required(),
+                    ),
+                "Weighted routes over tunnel labels: a request picks a route by weight, then \
+                 a healthy connector of a tunnel whose labels match its selector, failing \
+                 over to the other routes. Set exactly one of `tunnel_id` and `routes`.",
+            )
+            .optional(),
+        )
+        .attribute(
+            "policy_ids",
+            Attribute::list(
+                Type::String,
+                "Ids of `postern_policy` objects applied in order; the first deny wins. \
+                 Defaults to `[]`.",
+            )
+            .optional()
+            .computed()
+            .default(Value::List(Vec::new())),
+        )
+        .attribute(
+            "origin",
+            Attribute::single_nested(
+                Attributes::new()
+                    .with(
+                        "no_tls_verify",
+                        Attribute::bool("Skip verifying an https origin's certificate.").optional(),
+                    )
+                    .with(
+                        "http_host_header",
+                        Attribute::string(
+                            "Host header sent to the origin instead of the visitor's.",
+                        )
+                        .optional(),
+                    )
+                    .with(
+                        "origin_server_name",
+                        Attribute::string("TLS server name used for an https origin.").optional(),
+                    )
+                    .with(
+                        "connect_timeout_ms",
+                        Attribute::number(
+                            "How long the connector waits for a connection to the origin, \
+                             in milliseconds (1 to 600000).",
+                        )
+                        .optional(),
+                    ),
+                "How the connector reaches the origin; every setting is optional.",
+            )
+            .optional(),
+        )
+        .attribute(
+            "addresses",
+            Attribute::list(
+                Type::String,
+                "What the edge's DNS answers for the hostname (its public addresses).",
+            )
+            .computed()
+            .stable(),
+        )
+    }
+
+    fn validate(&self, config: &Value, diagnostics: &mut Diagnostics) {
+        let mut findings = Findings::new();
+        if let Some(hostname) = known_str(config, "hostname") {
+            findings.rule(AttributePath::root("hostname"), rules::check_fqdn(hostname));
+        }
+        if let Some(service) = known_str(config, "service") {
+            findings.rule(
+                AttributePath::root("service"),
+                rules::parse_service(service),
+            );
+        }
+        let tunnel_id = config.get("tunnel_id").unwrap_or(&Value::Null);
+        let routes = config.get("routes").unwrap_or(&Value::Null);
+        let set = |v: &Value| !v.is_null() && !v.is_unknown();
+        if set(tunnel_id) && set(routes) {
+            findings.add(
+                AttributePath::root("routes"),
+                "set exactly one of tunnel_id and routes, not both",
+            );
+        } else if tunnel_id.is_null() && routes.is_null() {
+            findings.add(
+                AttributePath::root("tunnel_id"),
+                "set exactly one of tunnel_id and routes",
+            );
+        }
+        for (i, route) in routes.as_elements().unwrap_or_default().iter().enumerate() {
+            let at = AttributePath::root("routes").index(i as i64);
+            check_labels(
+                &mut findings,
+                &at.clone().attribute("selector"),
+                route.get("selector"),
+            );
+            if let Some(weight) = route.get("weight").and_then(Value::as_number)
+                && let Some(weight) = weight.to_i64()
+            {
+                findings.rule(at.attribute("weight"), rules::check_weight(weight));
+            }
+        }
+        let mut seen = Vec::new();
+        for (i, id) in known_elements(config, "policy_ids") {
+            if let Some(id) = id.as_str() {
+                if seen.contains(&id) {
+                    findings.add(
+                        AttributePath::root("policy_ids").index(i as i64),
+                        format!("policy {id} is listed twice"),
+                    );
+                }
+                seen.push(id);
+            }
+        }
+        if let Some(origin) = config.get("origin")
+            && let Some(header) = known_str(origin, "http_host_header")
+            && (header.is_empty()
+                || header.contains(char::is_whitespace)
+                || header.chars().any(|c| c.is_control()))
+        {
+            findings.add(
+                AttributePath::root("origin").attribute("http_host_header"),
+                "http_host_header must be a host name, optionally with a port",
+            );
+        }
+        findings.schema::<HostnameSpec>(config, &self.schema().value_type());
+        findings.report(diagnostics);
+    }
+
+    async fn create(&self, data: &ProviderData, req: CreateRequest, resp: &mut StateResponse) {
+        // Read the plan into the model.
+        let Some(plan) = resp
+            .diagnostics
+            .check(req.planned.decode::<HostnameModel>())
+        else {
+            return;
+        };
+        let Some(spec) = resp.diagnostics.check(plan.spec()) else {
+            return;
+        };
+        let ty = resp.value_type().clone();
+        let op = Operation {
+            action: "creating",
+            kind: "hostname",
+            object: Some(&spec.hostname),
+            value_type: &ty,
+        };
+        match data.api.create_hostname(&spec).await {
+            Ok(hostname) => {
+                tracing::info!(hostname = %spec.hostname, "hostname created");
+                resp.set_state(&HostnameModel::from_hostname(&hostname, Some(&plan)));
+                resp.private = version::encode(hostname.version);
+            }
+            Err(error) if error.code() == Some(ErrorCode::Conflict) => {
+                adopt(data, &spec, &plan, &error, op, resp).await;
+            }
+            Err(error) => resp.diagnostics.push(diagnose(&error, op)),
+        }
+    }
+
+    async fn read(&self, data: &ProviderData, req: ReadRequest, resp: &mut StateResponse) {
+        let Some(state) = resp.diagnostics.check(req.state.decode::<HostnameModel>()) else {
+            return;
+        };
+        let ty = resp.value_type().clone();
+        let op = Operation {
+            action: "reading",
+            kind: "hostname",
+            object: Some(&state.hostname),
+            value_type: &ty,
+        };
+        match data.api.hostname(&state.hostname).await {
+            Ok(hostname) => {
+                resp.set_state(&HostnameModel::from_hostname(&hostname, Some(&state)));
+                resp.private = version::encode(hostname.version);
+            }
+            Err(error) if error.is_not_found() => {
+                tracing::info!(hostname = %state.hostname, "hostname deleted outside Terraform");
+                resp.remove();
+            }
+            Err(error) => resp.diagnostics.push(diagnose(&error, op)),
+        }
+    }
+
+    async fn update(&self, data: &ProviderData, req: UpdateRequest, resp: &mut StateResponse) {
+        let Some(plan) = resp
+            .diagnostics
+            .check(req.planned.decode::<HostnameModel>())
+        else {
+            return;
+        };
+        let Some(spec) = resp.diagnostics.check(plan.spec()) else {
+            return;
+        };
+        let ty = resp.value_type().clone();
+        let op = Operation {
+            action: "updating",
+            kind: "hostname",
+            object: Some(&spec.hostname),
+            value_type: &ty,
+        };
+        let if_match = version::decode(&req.planned_private);
+        match data.api.replace_hostname(&spec, if_match).await {
+            Ok(hostname) => {
+                tracing::info!(hostname = %spec.hostname, "hostname updated");
+                resp.set_state(&HostnameModel::from_hostname(&hostname, Some(&plan)));
+                resp.private = version::encode(hostname.version);
+            }
+            Err(error) => resp.diagnostics.push(diagnose(&error, op)),
+        }
+    }
+
+    async fn delete(&self, data: &ProviderData, req: DeleteRequest, diagnostics: &mut Diagnostics) {
+        let Some(prior) = diagnostics.check(req.prior.decode::<HostnameModel>()) else {
+            return;
+        };
+        let ty = self.schema().value_type();
+        let op = Operation {
+            action: "deleting",
+            kind: "hostname",
+            object: Some(&prior.hostname),
+            value_type: &ty,
+        };
+        let if_match = version::decode(&req.private);
+        match data.api.delete_hostname(&prior.hostname, if_match).await {
+            Ok(()) => tracing::info!(hostname = %prior.hostname, "hostname deleted"),
+            Err(error) if error.is_not_found() => {}
+            Err(error) => diagnostics.push(diagnose(&error, op)),
+        }
+    }
+
+    async fn import(&self, data: &ProviderData, id: &str, resp: &mut StateResponse) {
+        let name = id.trim();
+        if let Err(message) = rules::check_fqdn(name) {
+            resp.diagnostics.error(
+                "Invalid hostname",
+                format!(
+                    "{message}. Import a postern_hostname by the hostname itself, e.g. \
+                     `terraform import postern_hostname.app app.example.com`."
+                ),
+            );
+            return;
+        }
+        let ty = resp.value_type().clone();
+        let op = Operation {
+            action: "importing",
+            kind: "hostname",
+            object: Some(name),
+            value_type: &ty,
+        };
+        match data.api.hostname(name).await {
+            Ok(hostname) => {
+                resp.set_state(&HostnameModel::from_hostname(&hostname, None));
+                resp.private = version::encode(hostname.version);
+            }
+            Err(error) if error.is_not_found() => resp.diagnostics.error(
+                "Cannot import non-existent remote object",
+                format!("The edge has no hostname {name:?}."),
+            ),
+            Err(error) => resp.diagnostics.push(diagnose(&error, op)),
+        }
+    }
+}
+
+/// A create answered 409 because the hostname exists: adopt it when it is exactly what
+/// was planned (an interrupted apply created it), else say to import it.
+async fn adopt(
+    data: &ProviderData,
+    spec: &HostnameSpec,
+    plan: &HostnameModel,
+    conflict: &ClientError,
+    op: Operation<'_>,
+    resp: &mut StateResponse,
+) {
+    let existing = match data.api.hostname(&spec.hostname).await {
+        Ok(hostname) => hostname,
+        Err(error) if error.is_not_found() => {
+            resp.diagnostics.push(diagnose(conflict, op));
+            return;
+        }
+        Err(error) => {
+            resp.diagnostics.push(diagnose(&error, op));
+            return;
+        }
+    };
+    if existing.spec != *spec {
+        resp.diagnostics.error_at(
+            AttributePath::root("hostname"),
+            "This hostname already exists",
+            format!(
+                "The edge already serves {name:?} with different settings, and Terraform does \
+                 not manage it. To manage it, import it: `terraform import <address> {name}` \
+                 or an `import {{ to = <address>, id = \"{name}\" }}` block. Otherwise choose \
+                 another hostname.",
+                name = spec.hostname
+            ),
+        );
+        return;
+    }
+    tracing::warn!(hostname = %spec.hostname, "adopted an existing hostname");
+    resp.set_state(&HostnameModel::from_hostname(&existing, Some(plan)));
+    resp.private = version::encode(existing.version);
+    resp.diagnostics.warning(
+        "Adopted an existing hostname",
+        format!(
+            "The hostname {:?} already existed on the edge with exactly the planned settings, \
+             most likely created by an earlier apply that was interrupted before Terraform \
+             recorded it. Terraform now manages it instead of failing.",
+            spec.hostname
+        ),
+    );
+}
+
+/// A whole number that fits `u32`.
+fn small_integer(number: &Number) -> Option<u32> {
+    number.to_u64().and_then(|n| u32::try_from(n).ok())
+}
+
+fn invalid(path: AttributePath, message: String) -> Diagnostic {
+    Diagnostic::error(
+        "Invalid hostname",
+        format!("{message}. Fix the configuration and apply again."),
+    )
+    .at(path)
+}
