@@ -44,6 +44,7 @@ pub use error::{Fault, ProxyError};
 
 use crate::catalog::Snapshot;
 use crate::metrics::Metrics;
+use crate::policy::{Now, RequestFacts, Verdict};
 use crate::state::EdgeState;
 use crate::tunnel::registry::{StreamGuard, TunnelBody};
 use forward::{Tracked, Upgrade, Visitor};
@@ -317,15 +318,43 @@ fn find_hostname<'s>(
 /// Phase 2: the hostname's policies, applied in order; the first deny wins. Runs before any
 /// connector is picked, so refused traffic never reaches a tunnel. A refusal is
 /// [`ProxyError::Rejected`] with its status and headers (`WWW-Authenticate`, `Retry-After`).
-/// The policy engine (`crate::policy`) plugs in here; until then every request passes.
+/// Policies in `report` mode let the request through; the engine counts and logs them.
 fn apply_policies(
-    _state: &EdgeState,
-    _snapshot: &Snapshot,
-    _hostname: &Hostname,
-    _context: &Context,
-    _parts: &request::Parts,
+    state: &EdgeState,
+    snapshot: &Snapshot,
+    hostname: &Hostname,
+    context: &Context,
+    parts: &request::Parts,
 ) -> Result<(), ProxyError> {
-    Ok(())
+    if hostname.spec.policy_ids.is_empty() {
+        return Ok(());
+    }
+    let facts = RequestFacts {
+        client_ip: context.visitor.peer.ip(),
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        authorization: parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes),
+        now: Now::read(),
+    };
+    match state.policies.check(snapshot, hostname, &facts) {
+        Verdict::Allow => Ok(()),
+        Verdict::Deny(denial) => {
+            let mut headers = http::HeaderMap::new();
+            denial.add_headers(&mut headers);
+            Err(ProxyError::Rejected {
+                status: denial.status(),
+                headers,
+                message: format!(
+                    "refused by policy {} ({})",
+                    denial.policy,
+                    denial.reason.as_str()
+                ),
+            })
+        }
+    }
 }
 
 /// Phase 3: a healthy connection for the hostname, skipping those already `tried`: its
