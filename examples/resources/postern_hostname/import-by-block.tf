@@ -1,0 +1,4 @@
+import {
+  to = postern_hostname.app
+  id = "app.example.com"
+}

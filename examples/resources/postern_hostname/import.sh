@@ -1,0 +1,2 @@
+# A hostname is imported by its name.
+terraform import postern_hostname.app app.example.com

@@ -1,0 +1,4 @@
+import {
+  to = postern_policy.api
+  id = "0b7e2d5c-3f1a-4c55-8a0e-2f6b8f0c9d11"
+}
