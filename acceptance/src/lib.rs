@@ -8,6 +8,7 @@ pub mod connector;
 pub mod edge;
 pub mod origin;
 pub mod postgres;
+pub mod provider;
 pub mod terraform;
 pub mod visitor;
 pub mod websocket;
