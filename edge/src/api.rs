@@ -5,6 +5,7 @@
 mod error;
 mod hostnames;
 mod policies;
+mod request;
 mod tunnels;
 
 use axum::Router;
@@ -150,8 +151,7 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
             return Err(ApiError::unsupported_media_type());
         }
         let bytes = read_body(request.into_body()).await?;
-        let value: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| ApiError::invalid("", format!("the body is not valid JSON: {e}")))?;
+        let value: Value = request::parse_json(&bytes)?;
         Ok(JsonBody(value))
     }
 }
@@ -184,8 +184,12 @@ pub fn reply<T: Serialize>(status: StatusCode, body: &T, version: Option<u64>) -
     response
 }
 
-/// Reads a whole request body, at most [`MAX_BODY`] bytes.
+/// Reads a whole request body, at most [`MAX_BODY`] bytes; a body whose `Content-Length` says
+/// more is refused before any of it is read.
 pub(crate) async fn read_body(body: axum::body::Body) -> Result<Bytes, ApiError> {
+    if axum::body::HttpBody::size_hint(&body).lower() > MAX_BODY as u64 {
+        return Err(ApiError::payload_too_large(MAX_BODY));
+    }
     axum::body::to_bytes(body, MAX_BODY)
         .await
         .map_err(|_| ApiError::payload_too_large(MAX_BODY))

@@ -1,7 +1,7 @@
 //! `/v1/policies`: create, list, read, replace, delete.
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
@@ -9,6 +9,7 @@ use postern_schema::api::{List, PolicySpec};
 use postern_schema::ids::PolicyId;
 use postern_schema::validate::validate;
 
+use super::request::Path;
 use super::{ApiError, AppState, JsonBody, if_match, reply};
 use crate::catalog::policy_from_record;
 use crate::store::{Kind, Record, Write};

@@ -1,7 +1,7 @@
 //! `/v1/tunnels`: create, list (with `?selector=`), read, replace, delete, token, connections.
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
@@ -13,6 +13,7 @@ use postern_schema::token::TunnelToken;
 use postern_schema::validate::validate;
 use serde::Deserialize;
 
+use super::request::{Path, Query};
 use super::{ApiError, AppState, JsonBody, if_match, reply};
 use crate::auth::new_secret;
 use crate::catalog::tunnel_from_record;

@@ -1,0 +1,216 @@
+//! Reading a request the way the contract wants: JSON bodies whose objects name each member
+//! once, path parameters and query strings whose failures are [`ApiError`]s (axum's own
+//! rejections are plain text, and every answer of the API carries the contract's error body).
+
+use std::cell::RefCell;
+use std::fmt;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use serde::de::{DeserializeOwned, DeserializeSeed, Error as _, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
+
+use super::ApiError;
+
+/// Parses a JSON body. A member name that appears twice in one object is refused, with a
+/// pointer to it: parsers disagree on which of the two counts, so the API takes neither.
+pub(crate) fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
+    let duplicate = RefCell::new(None);
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let parsed = Strict {
+        pointer: String::new(),
+        duplicate: &duplicate,
+    }
+    .deserialize(&mut deserializer)
+    .and_then(|value| deserializer.end().map(|()| value));
+    match (parsed, duplicate.into_inner()) {
+        (_, Some((pointer, name))) => Err(ApiError::invalid(
+            pointer,
+            format!("member {name:?} appears twice in one object; name each member once"),
+        )),
+        (Ok(value), None) => Ok(value),
+        (Err(error), None) => Err(ApiError::invalid(
+            "",
+            format!("the body is not valid JSON: {error}"),
+        )),
+    }
+}
+
+/// Builds a `serde_json::Value` as `serde_json` does, and notes the first repeated member name
+/// (with its pointer) before failing.
+struct Strict<'a> {
+    pointer: String,
+    duplicate: &'a RefCell<Option<(String, String)>>,
+}
+
+impl Strict<'_> {
+    fn child(&self, token: &str) -> Self {
+        let escaped = token.replace('~', "~0").replace('/', "~1");
+        Strict {
+            pointer: format!("{}/{escaped}", self.pointer),
+            duplicate: self.duplicate,
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Strict<'_> {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Strict<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_bool<E>(self, value: bool) -> Result<Value, E> {
+        Ok(Value::Bool(value))
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<Value, E> {
+        Ok(Value::from(value))
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<Value, E> {
+        Ok(Value::from(value))
+    }
+
+    fn visit_f64<E>(self, value: f64) -> Result<Value, E> {
+        Ok(Value::from(value))
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<Value, E> {
+        Ok(Value::String(value.to_owned()))
+    }
+
+    fn visit_string<E>(self, value: String) -> Result<Value, E> {
+        Ok(Value::String(value))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(self.child(&items.len().to_string()))? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut members = Map::new();
+        while let Some(name) = map.next_key::<String>()? {
+            let child = self.child(&name);
+            if members.contains_key(&name) {
+                *self.duplicate.borrow_mut() = Some((child.pointer, name));
+                return Err(A::Error::custom("a member name appears twice"));
+            }
+            let value = map.next_value_seed(child)?;
+            members.insert(name, value);
+        }
+        Ok(Value::Object(members))
+    }
+}
+
+/// A path parameter. One that cannot be read (not UTF-8 once percent-decoded) names nothing
+/// that exists: 404, as for any other unknown id.
+pub(crate) struct Path<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Path<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Path(value)),
+            Err(rejection) => Err(ApiError::not_found(format!(
+                "nothing has this id ({})",
+                rejection.body_text()
+            ))),
+        }
+    }
+}
+
+/// The query string: one that does not parse is a 400 with the contract's error body.
+pub(crate) struct Query<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Query<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Query(value)),
+            Err(rejection) => Err(ApiError::invalid(
+                "",
+                format!("the query string is malformed: {}", rejection.body_text()),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_bad_request(bytes: &[u8]) -> bool {
+        parse_json(bytes).is_err_and(|error| {
+            let response = axum::response::IntoResponse::into_response(error);
+            response.status() == axum::http::StatusCode::BAD_REQUEST
+        })
+    }
+
+    #[test]
+    fn bodies_parse_as_serde_json_does() {
+        for text in [
+            r#"{"name":"web","labels":{"a":"b"},"n":[1,-2,3.5,18446744073709551615,1e300,null,true]}"#,
+            "[]",
+            "\"x\"",
+            "  {}  ",
+            r#"{"a/b~c":{"":0}}"#,
+        ] {
+            let strict = parse_json(text.as_bytes()).expect("valid JSON");
+            let plain: Value = serde_json::from_str(text).expect("valid JSON");
+            assert_eq!(strict, plain, "{text}");
+        }
+    }
+
+    #[test]
+    fn repeated_member_names_are_refused_with_a_pointer() {
+        let table = [
+            (r#"{"name":"a","name":"b"}"#, "/name"),
+            (r#"{"labels":{"k":"1","k":"2"}}"#, "/labels/k"),
+            (r#"{"routes":[{},{"w":1,"w":2}]}"#, "/routes/1/w"),
+            (r#"{"a/b":{"~":1,"~":2}}"#, "/a~1b/~0"),
+        ];
+        for (text, pointer) in table {
+            let Err(error) = parse_json(text.as_bytes()) else {
+                panic!("{text} was accepted");
+            };
+            let body = format!("{error:?}");
+            assert!(body.contains(&format!("{pointer:?}")), "{text}: {body}");
+        }
+    }
+
+    #[test]
+    fn malformed_bodies_are_400s() {
+        for text in [&b"{"[..], b"", b"{\"a\":1} x", b"\xff", b"[1,]"] {
+            assert!(is_bad_request(text), "{text:?}");
+        }
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(is_bad_request(deep.as_bytes()));
+    }
+}
