@@ -184,13 +184,7 @@ pub fn reply<T: Serialize>(status: StatusCode, body: &T, version: Option<u64>) -
     response
 }
 
-/// Reads a whole request body, at most [`MAX_BODY`] bytes; a body whose `Content-Length` says
-/// more is refused before any of it is read.
+/// Reads a whole request body, at most [`MAX_BODY`] bytes (see [`request::read_limited`]).
 pub(crate) async fn read_body(body: axum::body::Body) -> Result<Bytes, ApiError> {
-    if axum::body::HttpBody::size_hint(&body).lower() > MAX_BODY as u64 {
-        return Err(ApiError::payload_too_large(MAX_BODY));
-    }
-    axum::body::to_bytes(body, MAX_BODY)
-        .await
-        .map_err(|_| ApiError::payload_too_large(MAX_BODY))
+    request::read_limited(body, MAX_BODY).await
 }

@@ -55,6 +55,7 @@ fn corpus() -> PathBuf {
 #[test]
 fn api_body() {
     let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
         .build()
         .expect("runtime");
     let contract = Contract::load();

@@ -4,13 +4,63 @@
 
 use std::cell::RefCell;
 use std::fmt;
+use std::time::Duration;
 
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use http_body_util::BodyExt;
 use serde::de::{DeserializeOwned, DeserializeSeed, Error as _, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use super::ApiError;
+
+/// How much of a body over the limit is still read (and dropped) before the 413 is sent.
+const DRAIN_BYTES: usize = 8 * 1024 * 1024;
+
+/// How long a body over the limit is still read before the 413 is sent.
+const DRAIN_FOR: Duration = Duration::from_secs(1);
+
+/// Reads a whole body of at most `limit` bytes. A longer one, or one whose `Content-Length`
+/// announces more, is a 413; before answering, a bounded further part of it is read and dropped
+/// for a bounded time, so that a client still writing its body reads the 413 rather than a
+/// reset connection, and a client that only announced a huge body gets its 413 after that time.
+pub(crate) async fn read_limited(mut body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    if HttpBody::size_hint(&body).lower() <= limit as u64 {
+        let mut collected = Vec::new();
+        loop {
+            match body.frame().await {
+                None => return Ok(Bytes::from(collected)),
+                Some(Err(_)) => {
+                    return Err(ApiError::invalid(
+                        "",
+                        "the body could not be read completely",
+                    ));
+                }
+                Some(Ok(frame)) => {
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
+                    if collected.len() + data.len() > limit {
+                        break;
+                    }
+                    collected.extend_from_slice(&data);
+                }
+            }
+        }
+    }
+    let drain = async {
+        let mut drained = 0usize;
+        while drained < DRAIN_BYTES {
+            match body.frame().await {
+                Some(Ok(frame)) => drained += frame.data_ref().map_or(0, |d| d.len()),
+                None | Some(Err(_)) => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_FOR, drain).await;
+    Err(ApiError::payload_too_large(limit))
+}
 
 /// Parses a JSON body. A member name that appears twice in one object is refused, with a
 /// pointer to it: parsers disagree on which of the two counts, so the API takes neither.
@@ -203,6 +253,18 @@ mod tests {
             let body = format!("{error:?}");
             assert!(body.contains(&format!("{pointer:?}")), "{text}: {body}");
         }
+    }
+
+    #[tokio::test]
+    async fn bodies_over_the_limit_are_413s() {
+        let within = read_limited(Body::from(vec![b'a'; 10]), 10).await;
+        assert_eq!(within.map(|b| b.len()).ok(), Some(10));
+        let over = read_limited(Body::from(vec![b'a'; 11]), 10).await;
+        let status = over.map_err(|e| axum::response::IntoResponse::into_response(e).status());
+        assert_eq!(
+            status.err(),
+            Some(axum::http::StatusCode::PAYLOAD_TOO_LARGE)
+        );
     }
 
     #[test]
