@@ -122,7 +122,12 @@ pub fn string_attr(values: &Value, name: &str) -> String {
 pub fn expect_clean_failure(run: &Run) {
     assert_ne!(run.code, 0, "expected a failure:\n{}", run.all());
     let text = run.all();
-    for crash in ["panic:", "plugin crashed", "Plugin did not respond", "RUST_BACKTRACE"] {
+    for crash in [
+        "panic:",
+        "plugin crashed",
+        "Plugin did not respond",
+        "RUST_BACKTRACE",
+    ] {
         assert!(
             !text.contains(crash),
             "the provider crashed ({crash:?}):\n{text}"
@@ -146,4 +151,10 @@ pub fn pem_sha256(pem: &str) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// `text` with every run of whitespace made one space, so phrases survive Terraform's
+/// line wrapping of diagnostics.
+pub fn squash(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }

@@ -87,7 +87,9 @@ async fn changes_made_outside_terraform_are_detected_and_undone() {
         ("postern_hostname.docs", "delete"),
     ] {
         assert!(
-            drift.iter().any(|(a, actions)| a == address && actions == &[action]),
+            drift
+                .iter()
+                .any(|(a, actions)| a == address && actions == &[action]),
             "{address} should have drifted ({action}): {drift:?}\n{}",
             refresh.text
         );
@@ -99,7 +101,11 @@ async fn changes_made_outside_terraform_are_detected_and_undone() {
         "{}",
         refresh.text
     );
-    assert!(refresh.text.contains("has been deleted"), "{}", refresh.text);
+    assert!(
+        refresh.text.contains("has been deleted"),
+        "{}",
+        refresh.text
+    );
 
     // A normal plan undoes the changes and re-creates the deleted hostname.
     let plan = tf.plan(&[]);

@@ -184,7 +184,8 @@ async fn terraform_import_brings_objects_under_management() {
     ]);
     assert_ne!(run.code, 0);
     assert!(
-        run.all().contains("Cannot import non-existent remote object"),
+        run.all()
+            .contains("Cannot import non-existent remote object"),
         "{}",
         run.all()
     );

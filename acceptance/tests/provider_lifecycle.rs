@@ -149,7 +149,10 @@ async fn resources_are_created_updated_replaced_and_destroyed() {
         [
             ("postern_hostname.app".to_owned(), vec!["update".to_owned()]),
             ("postern_policy.api".to_owned(), vec!["update".to_owned()]),
-            ("postern_tunnel.stable".to_owned(), vec!["update".to_owned()]),
+            (
+                "postern_tunnel.stable".to_owned(),
+                vec!["update".to_owned()]
+            ),
         ],
         "{}",
         plan.text
@@ -175,7 +178,12 @@ async fn resources_are_created_updated_replaced_and_destroyed() {
     tf.apply().success();
     let edge_now = Inventory::read(&client).await;
     assert_eq!(edge_now.tunnel("web-stable").spec.labels["tier"], "web");
-    let rate = edge_now.policy("api").spec.rate_limit.clone().expect("rate");
+    let rate = edge_now
+        .policy("api")
+        .spec
+        .rate_limit
+        .clone()
+        .expect("rate");
     assert_eq!((rate.requests_per_second, rate.burst), (5.0, Some(5)));
     assert_eq!(
         edge_now.hostname("app.example.com").spec.service,

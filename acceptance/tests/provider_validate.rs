@@ -138,7 +138,9 @@ async fn validate_reports_bad_values_on_the_exact_attribute_without_an_edge() {
             want.line_needle
         );
         assert!(
-            found.detail.contains("The Postern edge applies the same rule"),
+            found
+                .detail
+                .contains("The Postern edge applies the same rule"),
             "{found:#?}"
         );
     }
