@@ -348,7 +348,11 @@ pub fn diagnose(error: &ClientError, op: Operation<'_>) -> Diagnostic {
                         "Conflict on the Postern edge while {action} the {}",
                         op.kind
                     ),
-                    format!("While {action} {subject}, the edge answered 409: {message}."),
+                    format!(
+                        "While {action} {subject}, the edge answered 409: {message}. Another \
+                         object already uses this name: choose a different one, or bring that \
+                         object under Terraform with `terraform import` or an `import` block."
+                    ),
                 ),
                 ErrorCode::Unavailable => Diagnostic::error(
                     "The Postern edge is unavailable",
