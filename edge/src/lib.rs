@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod config;
 pub mod dns;
 pub mod edge;
+pub mod enrollment;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;

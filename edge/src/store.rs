@@ -233,6 +233,10 @@ pub trait Store: Send + Sync + 'static {
     /// Edge nodes that start together agree on one CA this way.
     async fn setting_or_insert(&self, key: &str, value: String) -> Result<String, StoreError>;
 
+    /// Removes the setting `key` and returns its value, if it was there. Exactly one of several
+    /// concurrent callers (on any edge node) gets the value: single-use secrets rely on it.
+    async fn take_setting(&self, key: &str) -> Result<Option<String>, StoreError>;
+
     /// Records the hash of an API token.
     async fn add_api_token(&self, hash: &str, name: &str) -> Result<(), StoreError>;
 

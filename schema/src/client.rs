@@ -8,8 +8,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::api::{
-    ApiErrorBody, Connection, EdgeInfo, ErrorCode, Hostname, HostnameSpec, List, Policy,
-    PolicySpec, Tunnel, TunnelSpec, TunnelTokenBody,
+    ApiErrorBody, Connection, EdgeInfo, EnrollmentToken, EnrollmentTokenSpec, ErrorCode, Hostname,
+    HostnameSpec, List, Policy, PolicySpec, Tunnel, TunnelSpec, TunnelTokenBody,
 };
 use crate::ids::{PolicyId, TunnelId};
 use crate::rules::format_selector;
@@ -185,6 +185,21 @@ impl Client {
             )
             .await?;
         Ok(Secret::new(body.token))
+    }
+
+    /// `POST /v1/tunnels/{id}/enrollment-tokens`: a single-use, short-lived connector token.
+    pub async fn create_enrollment_token(
+        &self,
+        id: TunnelId,
+        spec: &EnrollmentTokenSpec,
+    ) -> Result<EnrollmentToken, ClientError> {
+        self.call(
+            Method::POST,
+            &format!("/v1/tunnels/{id}/enrollment-tokens"),
+            Some(spec),
+            None,
+        )
+        .await
     }
 
     /// `GET /v1/tunnels/{id}/connections`.

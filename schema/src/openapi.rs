@@ -33,6 +33,10 @@ const SCHEMAS: &[(&str, &str)] = &[
         include_str!("../schemas/v1/edge.schema.json"),
     ),
     (
+        "enrollment.schema.json",
+        include_str!("../schemas/v1/enrollment.schema.json"),
+    ),
+    (
         "connection.schema.json",
         include_str!("../schemas/v1/connection.schema.json"),
     ),

@@ -9,7 +9,7 @@ use jsonschema::error::ValidationErrorKind;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::api::{HostnameSpec, Labels, PolicySpec, TunnelSpec};
+use crate::api::{EnrollmentTokenSpec, HostnameSpec, Labels, PolicySpec, TunnelSpec};
 use crate::error::push_pointer;
 use crate::openapi::schema_source;
 use crate::rules;
@@ -124,6 +124,19 @@ static POLICY_SPEC: LazyLock<Validator> =
     LazyLock::new(|| compile_def("policy.schema.json", "spec"));
 static HOSTNAME_SPEC: LazyLock<Validator> =
     LazyLock::new(|| compile_def("hostname.schema.json", "spec"));
+
+static ENROLLMENT_SPEC: LazyLock<Validator> =
+    LazyLock::new(|| compile_def("enrollment.schema.json", "spec"));
+
+impl Contract for EnrollmentTokenSpec {
+    const SCHEMA_FILE: &'static str = "enrollment.schema.json";
+
+    fn validator() -> &'static Validator {
+        &ENROLLMENT_SPEC
+    }
+
+    fn check(&self, _violations: &mut Vec<Violation>) {}
+}
 
 /// Checks label keys and values, reporting each at `<pointer>/<key>`.
 pub fn check_labels(labels: &Labels, pointer: &str, violations: &mut Vec<Violation>) {

@@ -5,7 +5,11 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
-use postern_schema::api::{List, Tunnel, TunnelSpec, TunnelTokenBody};
+use std::time::Duration;
+
+use postern_schema::api::{
+    EnrollmentToken, EnrollmentTokenSpec, List, Tunnel, TunnelSpec, TunnelTokenBody,
+};
 use postern_schema::ids::TunnelId;
 use postern_schema::rules::{parse_selector, selector_matches};
 use postern_schema::secret::Secret;
@@ -25,6 +29,10 @@ pub(super) fn router() -> Router<AppState> {
         .route("/v1/tunnels/{id}", get(read).put(replace).delete(delete))
         .route("/v1/tunnels/{id}/token", get(token))
         .route("/v1/tunnels/{id}/connections", get(connections))
+        .route(
+            "/v1/tunnels/{id}/enrollment-tokens",
+            axum::routing::post(enrollment_token),
+        )
 }
 
 #[derive(Deserialize)]
@@ -133,6 +141,39 @@ async fn connections(
     let id = parse_id(&record.id)?;
     let items = state.registry.connections(id);
     Ok(reply(StatusCode::OK, &List { items }, None))
+}
+
+/// A single-use, short-lived token for one connector of the tunnel; only a hash is stored.
+async fn enrollment_token(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let record = find(&state, &id).await?;
+    let id = parse_id(&record.id)?;
+    let spec: EnrollmentTokenSpec = validate(&body)?;
+    let ttl = spec
+        .ttl_seconds
+        .unwrap_or(EnrollmentTokenSpec::DEFAULT_TTL_SECONDS);
+    let (secret, expires_unix) = crate::enrollment::mint(
+        state.store.as_ref(),
+        id,
+        Duration::from_secs(u64::from(ttl)),
+    )
+    .await?;
+    let expires_at = time::OffsetDateTime::from_unix_timestamp(expires_unix as i64)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .ok_or_else(ApiError::internal)?;
+    tracing::info!(tunnel_id = %id, ttl, "single-use enrolment token minted");
+    let body = EnrollmentToken {
+        token: token_for(&state, id, secret),
+        expires_at,
+    };
+    Ok(reply(StatusCode::CREATED, &body, None))
 }
 
 // === helpers ===

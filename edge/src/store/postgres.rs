@@ -730,6 +730,22 @@ async fn setting_or_insert(
     Ok(stored)
 }
 
+async fn take_setting(
+    client: &mut ClientWrapper,
+    key: String,
+) -> Result<Option<String>, StoreError> {
+    let row = client
+        .query_opt(
+            "DELETE FROM postern_settings WHERE key = $1 RETURNING value",
+            &[&key],
+        )
+        .await?;
+    Ok(match row {
+        Some(row) => Some(row.try_get(0)?),
+        None => None,
+    })
+}
+
 async fn add_api_token(
     client: &mut ClientWrapper,
     hash: String,
@@ -804,6 +820,11 @@ impl Store for PostgresStore {
         let key = key.to_string();
         self.run(move |c| Box::pin(setting_or_insert(c, key, value)))
             .await
+    }
+
+    async fn take_setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let key = key.to_string();
+        self.run(move |c| Box::pin(take_setting(c, key))).await
     }
 
     async fn add_api_token(&self, hash: &str, name: &str) -> Result<(), StoreError> {

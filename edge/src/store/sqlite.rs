@@ -471,6 +471,20 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn take_setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let key = key.to_string();
+        self.run(move |conn| {
+            conn.query_row(
+                "DELETE FROM settings WHERE key = ?1 RETURNING value",
+                params![key],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()
+            .map_err(unavailable)
+        })
+        .await
+    }
+
     async fn add_api_token(&self, hash: &str, name: &str) -> Result<(), StoreError> {
         let (hash, name) = (hash.to_string(), name.to_string());
         self.run(move |conn| {

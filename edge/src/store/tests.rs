@@ -155,6 +155,12 @@ async fn settings_keep_the_first_value(store: &dyn Store) {
             .expect("set"),
         "first"
     );
+    // Taking a setting removes it: the second taker gets nothing.
+    assert_eq!(
+        store.take_setting("k").await.expect("take"),
+        Some("first".into())
+    );
+    assert_eq!(store.take_setting("k").await.expect("take again"), None);
 }
 
 async fn failed_writes_change_nothing(store: &dyn Store) {

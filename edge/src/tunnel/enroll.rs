@@ -121,28 +121,50 @@ async fn decide(request: EnrollRequest, state: &EdgeState) -> EnrollAnswer {
             format!("tunnel {tunnel} does not exist; it may have been deleted"),
         );
     }
-    let secret = match state.store.secret(Kind::Tunnel, &tunnel.to_string()).await {
-        Ok(Some(secret)) => secret,
-        Ok(None) => {
+    if crate::enrollment::is_one_time(request.secret.expose()) {
+        match crate::enrollment::redeem(state.store.as_ref(), tunnel, request.secret.expose()).await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!("enrolment refused: single-use token unknown, used or expired");
+                return refuse(
+                    RefusalReason::BadSecret,
+                    "this single-use enrolment token was already used, has expired, or is not this tunnel's; mint a new one".into(),
+                );
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot read the enrolment grant");
+                return refuse(
+                    RefusalReason::Internal,
+                    "the edge cannot read its store".into(),
+                );
+            }
+        }
+    } else {
+        let secret = match state.store.secret(Kind::Tunnel, &tunnel.to_string()).await {
+            Ok(Some(secret)) => secret,
+            Ok(None) => {
+                return refuse(
+                    RefusalReason::UnknownTunnel,
+                    format!("tunnel {tunnel} does not exist; it may have been deleted"),
+                );
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot read the tunnel secret");
+                return refuse(
+                    RefusalReason::Internal,
+                    "the edge cannot read its store".into(),
+                );
+            }
+        };
+        if !secrets_equal(request.secret.expose(), &secret) {
+            tracing::warn!("enrolment refused: wrong secret");
             return refuse(
-                RefusalReason::UnknownTunnel,
-                format!("tunnel {tunnel} does not exist; it may have been deleted"),
+                RefusalReason::BadSecret,
+                "the token's secret is not this tunnel's; get the current token from the API"
+                    .into(),
             );
         }
-        Err(error) => {
-            tracing::error!(%error, "cannot read the tunnel secret");
-            return refuse(
-                RefusalReason::Internal,
-                "the edge cannot read its store".into(),
-            );
-        }
-    };
-    if !secrets_equal(request.secret.expose(), &secret) {
-        tracing::warn!("enrolment refused: wrong secret");
-        return refuse(
-            RefusalReason::BadSecret,
-            "the token's secret is not this tunnel's; get the current token from the API".into(),
-        );
     }
     let csr = match decode_der(&request.csr_der, "csr_der") {
         Ok(csr) => csr,

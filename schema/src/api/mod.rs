@@ -15,7 +15,9 @@ pub use edge::{Connection, EdgeInfo};
 pub use error::{ApiError, ApiErrorBody, ErrorCode};
 pub use hostname::{Hostname, HostnameSpec, OriginSettings, Route, Target};
 pub use policy::{JwtSettings, Policy, PolicyMode, PolicySpec, RateLimit, RateLimitKey};
-pub use tunnel::{Tunnel, TunnelSpec, TunnelToken as TunnelTokenBody};
+pub use tunnel::{
+    EnrollmentToken, EnrollmentTokenSpec, Tunnel, TunnelSpec, TunnelToken as TunnelTokenBody,
+};
 
 /// Labels and selectors: a map of label keys to values, ordered by key.
 pub type Labels = BTreeMap<String, String>;

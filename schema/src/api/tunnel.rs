@@ -40,3 +40,25 @@ pub struct TunnelToken {
     /// The connector token.
     pub token: String,
 }
+
+/// The body of `POST /v1/tunnels/{id}/enrollment-tokens`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollmentTokenSpec {
+    /// How long the token stays usable (30 s to 24 h; default 600 s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_seconds: Option<u32>,
+}
+
+impl EnrollmentTokenSpec {
+    /// The lifetime when none is given.
+    pub const DEFAULT_TTL_SECONDS: u32 = 600;
+}
+
+/// A single-use, short-lived connector token (`enrollment.schema.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollmentToken {
+    /// The connector token; it enrols one connector, once.
+    pub token: String,
+    /// RFC 3339: unused after this, it is refused.
+    pub expires_at: String,
+}
