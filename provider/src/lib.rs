@@ -13,6 +13,7 @@
 pub mod api;
 pub mod contract;
 pub mod data_sources;
+pub mod docs;
 pub mod framework;
 pub mod logging;
 pub mod postern;
