@@ -13,7 +13,11 @@ const EXAMPLES: &[&str] = &["quickstart", "canary", "policies", "gitops"];
 fn copy_module(from: &Path, to: &Path) {
     for entry in std::fs::read_dir(from).expect("example dir") {
         let path = entry.expect("entry").path();
-        let name = path.file_name().expect("file name").to_string_lossy().into_owned();
+        let name = path
+            .file_name()
+            .expect("file name")
+            .to_string_lossy()
+            .into_owned();
         let keep = name.ends_with(".tf") || name.ends_with(".tftest.hcl");
         if path.is_file() && keep {
             std::fs::copy(&path, to.join(&name)).expect("copy");
@@ -25,7 +29,13 @@ fn copy_module(from: &Path, to: &Path) {
 fn examples_are_formatted() {
     let tf = Terraform::offline();
     let examples = workspace_root().join("examples");
-    let run = tf.run(&["fmt", "-check", "-recursive", "-diff", &examples.display().to_string()]);
+    let run = tf.run(&[
+        "fmt",
+        "-check",
+        "-recursive",
+        "-diff",
+        &examples.display().to_string(),
+    ]);
     assert_eq!(run.code, 0, "terraform fmt would change:\n{}", run.all());
 }
 
@@ -35,20 +45,36 @@ fn example_passes_terraform_test_and_plans_clean(name: &str) {
     copy_module(&workspace_root().join("examples").join(name), tf.dir());
     tf.init();
     let test = tf.run(&["test", "-no-color"]);
-    assert_eq!(test.code, 0, "terraform test failed in {name}:\n{}", test.all());
+    assert_eq!(
+        test.code,
+        0,
+        "terraform test failed in {name}:\n{}",
+        test.all()
+    );
     assert!(test.stdout.contains("Success!"), "{}", test.stdout);
     // terraform test destroyed what it made: the edge is empty again.
     let client = edge.client();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
-        assert!(client.list_hostnames().await.expect("hostnames").is_empty(), "{name}: terraform test left hostnames");
-        assert!(client.list_tunnels(None).await.expect("tunnels").is_empty(), "{name}: terraform test left tunnels");
+        assert!(
+            client.list_hostnames().await.expect("hostnames").is_empty(),
+            "{name}: terraform test left hostnames"
+        );
+        assert!(
+            client.list_tunnels(None).await.expect("tunnels").is_empty(),
+            "{name}: terraform test left tunnels"
+        );
     });
 
     let apply = tf.apply();
     assert_eq!(apply.code, 0, "apply of {name} failed:\n{}", apply.all());
     let again = tf.plan_exit_code();
-    assert_eq!(again.code, 0, "{name} does not plan clean after apply:\n{}", again.all());
+    assert_eq!(
+        again.code,
+        0,
+        "{name} does not plan clean after apply:\n{}",
+        again.all()
+    );
     let destroy = tf.run(&["destroy", "-auto-approve", "-no-color"]);
     assert_eq!(destroy.code, 0, "{}", destroy.all());
 }

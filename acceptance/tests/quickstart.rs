@@ -41,14 +41,23 @@ fn the_quickstart_serves_a_request_through_the_edge_twice_and_cleans_up() {
     let dir = temp.path().join("quickstart");
     for round in 1..=2 {
         let out = run_quickstart(&dir);
-        assert!(out.contains("6/6 a request through the edge"), "round {round}:\n{out}");
+        assert!(
+            out.contains("6/6 a request through the edge"),
+            "round {round}:\n{out}"
+        );
         assert!(
             out.contains("Hello from postern!") && out.contains("host: hello.example.com"),
             "round {round}: the origin's answer is missing:\n{out}"
         );
-        assert!(out.contains("everything is stopped"), "round {round}:\n{out}");
+        assert!(
+            out.contains("everything is stopped"),
+            "round {round}:\n{out}"
+        );
         for name in ["edge.pid", "connector.pid"] {
-            assert!(!running(&dir.join(name)), "round {round}: {name} still running");
+            assert!(
+                !running(&dir.join(name)),
+                "round {round}: {name} still running"
+            );
         }
     }
     // The second run reused the first run's store: one tunnel, not two.
