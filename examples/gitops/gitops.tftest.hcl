@@ -7,7 +7,7 @@ run "declares_every_service" {
   }
 
   assert {
-    condition     = postern_tunnel.service["billing"].labels == { team = "payments", release = "stable" }
+    condition     = postern_tunnel.service["billing"].labels == tomap({ team = "payments", release = "stable" })
     error_message = "tunnels should be labelled with team and release"
   }
 
