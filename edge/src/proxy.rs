@@ -15,6 +15,8 @@
 pub mod certs;
 mod error;
 mod forward;
+mod framing;
+mod limits;
 mod route;
 mod tls;
 
@@ -35,6 +37,7 @@ use postern_schema::api::Hostname;
 use postern_schema::wire::{ConnectorFault, ERROR_HEADER};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -48,6 +51,8 @@ use crate::policy::{Now, RequestFacts, Verdict};
 use crate::state::EdgeState;
 use crate::tunnel::registry::{StreamGuard, TunnelBody};
 use forward::{Tracked, Upgrade, Visitor};
+use framing::FramingGuard;
+use limits::FirstByteDeadline;
 use route::Pick;
 
 /// The body type of every response the proxy sends.
@@ -88,7 +93,16 @@ async fn serve(
     tls: Option<TlsAcceptor>,
 ) {
     let tracker = TaskTracker::new();
+    let slots = Arc::new(Semaphore::new(limits::MAX_CONNECTIONS));
     loop {
+        // At the connection limit, stop accepting until a connection ends.
+        let permit = tokio::select! {
+            _ = cancel.cancelled() => break,
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
         let (stream, peer) = tokio::select! {
             _ = cancel.cancelled() => break,
             accepted = listener.accept() => match accepted {
@@ -102,8 +116,15 @@ async fn serve(
         };
         let span = tracing::debug_span!("visitor_conn", peer_addr = %peer);
         tracker.spawn(
-            serve_connection(stream, peer, state.clone(), tls.clone(), cancel.clone())
-                .instrument(span),
+            serve_connection(
+                stream,
+                peer,
+                state.clone(),
+                tls.clone(),
+                cancel.clone(),
+                permit,
+            )
+            .instrument(span),
         );
     }
     drop(listener);
@@ -125,6 +146,7 @@ async fn serve_connection(
     state: EdgeState,
     tls: Option<TlsAcceptor>,
     cancel: CancellationToken,
+    _slot: OwnedSemaphorePermit,
 ) {
     let _ = stream.set_nodelay(true);
     match tls {
@@ -136,7 +158,8 @@ async fn serve_connection(
                 },
                 sni: None,
             };
-            serve_visitor(stream, context, state, cancel).await;
+            let io = FramingGuard::new(FirstByteDeadline::new(stream), true);
+            serve_visitor(io, context, state, cancel).await;
         }
         Some(acceptor) => {
             let stream =
@@ -160,7 +183,10 @@ async fn serve_connection(
                 },
                 sni,
             };
-            serve_visitor(stream, context, state, cancel).await;
+            // Only HTTP/1.1 needs the framing guard; HTTP/2 frames its own messages.
+            let http1 = stream.get_ref().1.alpn_protocol() != Some(b"h2");
+            let io = FramingGuard::new(FirstByteDeadline::new(stream), http1);
+            serve_visitor(io, context, state, cancel).await;
         }
     }
 }
@@ -177,11 +203,17 @@ where
         async move { Ok::<_, Infallible>(handle(state, context, request).await) }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits::HEADER_READ_TIMEOUT)
+        .max_buf_size(limits::MAX_HTTP1_BUFFER);
     builder
         .http2()
         .timer(TokioTimer::new())
-        .enable_connect_protocol();
+        .enable_connect_protocol()
+        .max_concurrent_streams(limits::MAX_CONCURRENT_STREAMS)
+        .max_header_list_size(limits::MAX_HEADER_LIST as u32);
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(connection);
     tokio::select! {
@@ -273,6 +305,9 @@ async fn proxy(
     tally: &mut Tally,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let (mut parts, body) = request.into_parts();
+    if limits::header_list_size(&parts.headers) > limits::MAX_HEADER_LIST {
+        return Err(ProxyError::HeadersTooLarge);
+    }
     let hostname = find_hostname(snapshot, context, &parts)?;
     let host = hostname.spec.hostname.as_str();
     tally.hostname = Some(host.to_string());
@@ -284,9 +319,17 @@ async fn proxy(
 
     let upgrade = forward::upgrade_of(&parts);
     let visitor_upgrade = upgrade.and_then(|_| parts.extensions.remove::<OnUpgrade>());
+    let (body, body_failed) = limits::watch(body);
     let body = body.map_err(|e| Box::new(e) as _).boxed_unsync();
     let request = forward::tunnel_request(parts, body, host, &context.visitor, request_id, upgrade);
-    let stream = open_stream(state, snapshot, hostname, pick, request, tally).await?;
+    let stream = match open_stream(state, snapshot, hostname, pick, request, tally).await {
+        Ok(stream) => stream,
+        // The visitor's body broke off or was malformed: the visitor's fault, not the tunnel's.
+        Err(ProxyError::Tunnel(error)) if body_failed.get() => {
+            return Err(ProxyError::VisitorBody(error));
+        }
+        Err(error) => return Err(error),
+    };
 
     let switching = forward_response(stream, upgrade, visitor_upgrade);
     respond(switching, request_id)

@@ -224,6 +224,7 @@ pub async fn run(
         .enable_connect_protocol()
         .keep_alive_interval(KEEPALIVE_INTERVAL)
         .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+        .max_header_list_size(wire::ACCEPTED_HEADER_LIST)
         .serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
 

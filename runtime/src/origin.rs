@@ -16,7 +16,10 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use postern_schema::api::OriginSettings;
 use postern_schema::rules::Service;
-use postern_schema::wire::{CONFIG_VERSION_HEADER, CONNECTOR_HEADER, ConnectorFault, ERROR_HEADER};
+use postern_schema::wire::{
+    CONFIG_VERSION_HEADER, CONNECTOR_HEADER, ConnectorFault, ERROR_HEADER, MAX_HEADER_LIST,
+    header_list_size,
+};
 use rustls::RootCertStore;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
@@ -274,6 +277,19 @@ impl Origins {
         request: Request<BoxBody>,
     ) -> Result<Response<Incoming>, Response<BoxBody>> {
         match tokio::time::timeout(self.response_timeout, client.request(request)).await {
+            Ok(Ok(response)) if header_list_size(response.headers()) > MAX_HEADER_LIST => {
+                // The edge would refuse this head, and HTTP/2 would take the whole tunnel
+                // connection down with it.
+                tracing::info!(
+                    bytes = header_list_size(response.headers()),
+                    limit = MAX_HEADER_LIST,
+                    "the origin's response headers are too large"
+                );
+                Err(fault(
+                    ConnectorFault::OriginUnreachable,
+                    "the origin's response headers are too large",
+                ))
+            }
             Ok(Ok(response)) => Ok(response),
             Ok(Err(error)) => {
                 let kind = if caused_by_timeout(&error) {

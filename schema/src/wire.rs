@@ -58,6 +58,26 @@ pub const MAX_CONTROL_BODY: usize = 8 * 1024 * 1024;
 /// The longest event line the edge accepts.
 pub const MAX_EVENT_LINE: usize = 64 * 1024;
 
+/// The largest header list either side sends on a visitor stream, counted as HTTP/2 counts
+/// it ([`header_list_size`]): the edge answers larger requests itself (431), the connector
+/// larger origin responses (502).
+pub const MAX_HEADER_LIST: usize = 32 * 1024;
+
+/// The header list both sides of a tunnel connection accept (their
+/// `SETTINGS_MAX_HEADER_LIST_SIZE`): twice [`MAX_HEADER_LIST`]. HTTP/2 tears the whole
+/// connection down for a header block far over this setting, so it must stay well above what
+/// the other side may send, or one visitor could cut every stream on the connection.
+pub const ACCEPTED_HEADER_LIST: u32 = 2 * MAX_HEADER_LIST as u32;
+
+/// The size of a header list as HTTP/2 counts it: name, value and 32 bytes per field
+/// (RFC 9113 §6.5.2).
+pub fn header_list_size(headers: &http::HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 32)
+        .sum()
+}
+
 /// Why a wire message could not be decoded.
 #[derive(Debug, thiserror::Error)]
 pub enum WireError {

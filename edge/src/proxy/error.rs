@@ -24,6 +24,12 @@ pub enum ProxyError {
     /// The request names no host.
     #[error("the request has no Host")]
     MissingHost,
+    /// The request's headers are larger than the edge accepts.
+    #[error("the request headers are too large")]
+    HeadersTooLarge,
+    /// The visitor's request body broke off or was malformed while it was forwarded.
+    #[error("the request body was malformed or cut")]
+    VisitorBody(#[source] hyper::Error),
     /// No hostname with this name is declared.
     #[error("no such hostname")]
     UnknownHostname,
@@ -62,6 +68,8 @@ impl ProxyError {
     pub fn fault(&self) -> Fault {
         match self {
             ProxyError::MissingHost
+            | ProxyError::HeadersTooLarge
+            | ProxyError::VisitorBody(_)
             | ProxyError::UnknownHostname
             | ProxyError::Misdirected { .. }
             | ProxyError::Rejected { .. } => Fault::Client,
@@ -74,7 +82,8 @@ impl ProxyError {
     /// The status the visitor gets.
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::MissingHost => StatusCode::BAD_REQUEST,
+            ProxyError::MissingHost | ProxyError::VisitorBody(_) => StatusCode::BAD_REQUEST,
+            ProxyError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::UnknownHostname => StatusCode::NOT_FOUND,
             ProxyError::Misdirected { .. } => StatusCode::MISDIRECTED_REQUEST,
             ProxyError::Rejected { status, .. } => *status,
@@ -89,6 +98,11 @@ impl ProxyError {
     fn explanation(&self) -> String {
         match self {
             ProxyError::MissingHost => "the request names no host".into(),
+            ProxyError::HeadersTooLarge => format!(
+                "the request headers exceed {} KiB",
+                super::limits::MAX_HEADER_LIST / 1024
+            ),
+            ProxyError::VisitorBody(_) => "the request body was malformed or cut short".into(),
             ProxyError::UnknownHostname => "no such hostname on this edge".into(),
             ProxyError::Misdirected { .. } => {
                 "this connection was opened for another hostname".into()
@@ -153,6 +167,7 @@ mod tests {
         let table = [
             (ProxyError::UnknownHostname, 404),
             (ProxyError::MissingHost, 400),
+            (ProxyError::HeadersTooLarge, 431),
             (
                 ProxyError::Misdirected {
                     sni: "a".into(),

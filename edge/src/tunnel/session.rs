@@ -122,6 +122,7 @@ pub async fn run(
             .keep_alive_interval(KEEPALIVE_INTERVAL)
             .keep_alive_timeout(KEEPALIVE_TIMEOUT)
             .keep_alive_while_idle(true)
+            .max_header_list_size(wire::ACCEPTED_HEADER_LIST)
             .handshake::<_, TunnelBody>(TokioIo::new(stream))
             .await;
         let (sender, connection) = match handshake {

@@ -1,0 +1,235 @@
+//! What one visitor may cost the edge: how long it may take to start and to finish a request
+//! head, how large the head may be, how many streams and connections it may hold. Each limit
+//! is a constant here, applied where the proxy builds its listeners and connections.
+//!
+//! - A connection that sends nothing is closed after [`FIRST_BYTE_TIMEOUT`]
+//!   ([`FirstByteDeadline`]); TLS handshakes have their own timeout in `proxy.rs`.
+//! - An HTTP/1.1 request head must arrive within [`HEADER_READ_TIMEOUT`] (slowloris), which
+//!   also closes keep-alive connections idle that long.
+//! - A request's header list may not exceed [`MAX_HEADER_LIST`] bytes, counted as HTTP/2
+//!   counts it (431 beyond; `wire::MAX_HEADER_LIST`): the connector's HTTP/2 server accepts
+//!   twice that, so a visitor's headers can never make it tear down a tunnel connection other
+//!   visitors share.
+//! - An HTTP/2 connection may have [`MAX_CONCURRENT_STREAMS`] streams open.
+//! - A public listener holds at most [`MAX_CONNECTIONS`] connections; beyond, it stops
+//!   accepting until one ends.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, SizeHint};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Sleep;
+
+/// How long a new connection may stay silent before its first byte.
+pub(super) const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long an HTTP/1.1 request head may take to arrive, counted from when the edge starts
+/// waiting for it (so it also bounds idle keep-alive connections).
+pub(super) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The largest header list a request may carry (the tunnel protocol's limit).
+pub(super) const MAX_HEADER_LIST: usize = postern_schema::wire::MAX_HEADER_LIST;
+
+/// The largest HTTP/1.1 read buffer, and so the largest request head hyper parses (431
+/// beyond). Above [`MAX_HEADER_LIST`], so a head between the two gets the edge's own 431.
+pub(super) const MAX_HTTP1_BUFFER: usize = 64 * 1024;
+
+/// Streams one visitor HTTP/2 connection may have open at once.
+pub(super) const MAX_CONCURRENT_STREAMS: u32 = 200;
+
+/// Connections one public listener holds at once.
+pub(super) const MAX_CONNECTIONS: usize = 16 * 1024;
+
+pub(super) use postern_schema::wire::header_list_size;
+
+/// An IO that fails with `TimedOut` when no byte has arrived [`FIRST_BYTE_TIMEOUT`] after
+/// it was created; after the first byte it is the plain IO.
+pub(super) struct FirstByteDeadline<I> {
+    io: I,
+    deadline: Option<Pin<Box<Sleep>>>,
+}
+
+impl<I> FirstByteDeadline<I> {
+    pub(super) fn new(io: I) -> Self {
+        Self::with_timeout(io, FIRST_BYTE_TIMEOUT)
+    }
+
+    fn with_timeout(io: I, timeout: Duration) -> Self {
+        Self {
+            io,
+            deadline: Some(Box::pin(tokio::time::sleep(timeout))),
+        }
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for FirstByteDeadline<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let this = &mut *self;
+        match Pin::new(&mut this.io).poll_read(cx, buf) {
+            Poll::Ready(result) => {
+                if buf.filled().len() > before {
+                    this.deadline = None;
+                }
+                Poll::Ready(result)
+            }
+            Poll::Pending => {
+                let expired = this
+                    .deadline
+                    .as_mut()
+                    .is_some_and(|deadline| deadline.as_mut().poll(cx).is_ready());
+                if expired {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the visitor sent nothing in time",
+                    )));
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for FirstByteDeadline<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
+
+/// A visitor's request body that remembers whether it failed (a malformed chunk, a cut
+/// connection), so that the failure is answered as the visitor's (400), not the tunnel's.
+pub(super) struct Watched<B> {
+    body: B,
+    failed: Arc<AtomicBool>,
+}
+
+/// Set once the watched body failed.
+#[derive(Debug, Clone, Default)]
+pub(super) struct BodyFailed(Arc<AtomicBool>);
+
+impl BodyFailed {
+    pub(super) fn get(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Wraps `body`; the flag tells whether it failed.
+pub(super) fn watch<B>(body: B) -> (Watched<B>, BodyFailed) {
+    let failed = BodyFailed::default();
+    (
+        Watched {
+            body,
+            failed: failed.0.clone(),
+        },
+        failed,
+    )
+}
+
+impl<B> Body for Watched<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if let Poll::Ready(Some(Err(_))) = &polled {
+            self.failed.store(true, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{HeaderMap, HeaderValue};
+    use http_body_util::BodyExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn the_header_list_is_counted_as_http2_counts_it() {
+        let mut headers = HeaderMap::new();
+        headers.insert("host", HeaderValue::from_static("a.example.com"));
+        headers.append("x-a", HeaderValue::from_static(""));
+        assert_eq!(header_list_size(&headers), 4 + 13 + 32 + 3 + 32);
+    }
+
+    #[tokio::test]
+    async fn a_silent_connection_times_out_and_a_talking_one_does_not() {
+        let timeout = Duration::from_millis(50);
+        let (client, server) = tokio::io::duplex(64);
+        let mut silent = FirstByteDeadline::with_timeout(server, timeout);
+        let mut byte = [0u8; 1];
+        let error = silent.read(&mut byte).await.expect_err("times out");
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+        drop(client);
+
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut talking = FirstByteDeadline::with_timeout(server, timeout);
+        client.write_all(b"G").await.expect("write");
+        assert_eq!(talking.read(&mut byte).await.expect("read"), 1);
+        tokio::time::sleep(timeout * 3).await;
+        client.write_all(b"E").await.expect("write");
+        assert_eq!(talking.read(&mut byte).await.expect("read"), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failed_body_is_remembered() {
+        let failing = http_body_util::StreamBody::new(futures::stream::iter([
+            Ok(Frame::data(Bytes::from_static(b"a"))),
+            Err("malformed chunk"),
+        ]));
+        let (body, failed) = watch(failing);
+        assert!(!failed.get());
+        assert!(body.collect().await.is_err());
+        assert!(failed.get());
+    }
+}
