@@ -3,12 +3,15 @@
 //! every answer of the edge to `schema/openapi.json`.
 
 pub mod api;
+pub mod bad_origin;
 pub mod binaries;
 pub mod connector;
 pub mod edge;
+pub mod fixture;
 pub mod origin;
 pub mod postgres;
 pub mod provider;
+pub mod raw;
 pub mod terraform;
 pub mod visitor;
 pub mod websocket;

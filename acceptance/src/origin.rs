@@ -46,6 +46,24 @@ pub struct TestOrigin {
 struct OriginState {
     hits: AtomicU64,
     by_connector: Mutex<HashMap<String, u64>>,
+    seen: Mutex<Vec<SeenRequest>>,
+}
+
+/// How many requests [`TestOrigin::requests`] remembers (the first ones), so that long runs
+/// stay bounded.
+const SEEN_LIMIT: usize = 100_000;
+
+/// A request the origin received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenRequest {
+    /// The method.
+    pub method: String,
+    /// Path and query.
+    pub path: String,
+    /// The edge's `x-request-id`.
+    pub request_id: Option<String>,
+    /// The connector that forwarded it (`x-postern-connector`).
+    pub connector: Option<String>,
 }
 
 impl TestOrigin {
@@ -125,6 +143,15 @@ impl TestOrigin {
     /// Requests received so far.
     pub fn hits(&self) -> u64 {
         self.state.hits.load(Ordering::SeqCst)
+    }
+
+    /// The requests received so far (the first 100,000), in order of arrival.
+    pub fn requests(&self) -> Vec<SeenRequest> {
+        self.state
+            .seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Requests received so far, by the `x-postern-connector` header (connector id).
@@ -228,6 +255,27 @@ fn full(text: impl Into<Bytes>) -> TestBody {
 
 async fn serve(state: Arc<OriginState>, mut request: Request<Incoming>) -> Response<TestBody> {
     state.hits.fetch_add(1, Ordering::SeqCst);
+    {
+        let mut seen = state.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() < SEEN_LIMIT {
+            let header = |name: &str| {
+                request
+                    .headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            };
+            seen.push(SeenRequest {
+                method: request.method().to_string(),
+                path: request
+                    .uri()
+                    .path_and_query()
+                    .map_or_else(|| "/".to_string(), |p| p.to_string()),
+                request_id: header("x-request-id"),
+                connector: header("x-postern-connector"),
+            });
+        }
+    }
     if let Some(id) = request
         .headers()
         .get("x-postern-connector")

@@ -1,0 +1,517 @@
+//! Faults with real processes (issue 9, must show 1): a connector killed with SIGKILL under
+//! load, origins that hang, reset connections or answer garbage, and an edge restarted under
+//! open WebSocket sessions. Each test prints the counts it checked: requests sent, succeeded,
+//! failed, and why each allowed failure was allowed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use acceptance::bad_origin::{BadOrigin, Misbehaviour};
+use acceptance::fixture::{add_hostname, connections, connector_id, token, tunnel_for};
+use acceptance::visitor::edge_http_client;
+use acceptance::{ConnectorProcess, EdgeProcess, TestOrigin, eventually, websocket};
+use tokio::task::JoinSet;
+
+const HOST: &str = "app.example.com";
+
+/// How long any single request may take before the test calls it a hang.
+const HANG: Duration = Duration::from_secs(15);
+
+/// What became of one request.
+#[derive(Debug, Clone)]
+struct Outcome {
+    started: Instant,
+    ended: Instant,
+    status: Option<u16>,
+    body_ok: bool,
+    request_id: Option<String>,
+    error: Option<String>,
+}
+
+/// Sends `GET url` and reads the whole body, expecting `expected` on 200.
+async fn fetch(http: &reqwest::Client, url: &str, expected: &str) -> Outcome {
+    let started = Instant::now();
+    let result = tokio::time::timeout(HANG, async {
+        let response = http.get(url).send().await?;
+        let status = response.status().as_u16();
+        let request_id = response
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = response.text().await;
+        Ok::<_, reqwest::Error>((status, request_id, body))
+    })
+    .await;
+    let ended = Instant::now();
+    match result {
+        Err(_) => panic!("GET {url} hung for {HANG:?}"),
+        Ok(Err(error)) => Outcome {
+            started,
+            ended,
+            status: None,
+            body_ok: false,
+            request_id: None,
+            error: Some(error.to_string()),
+        },
+        Ok(Ok((status, request_id, body))) => Outcome {
+            started,
+            ended,
+            status: Some(status),
+            body_ok: body
+                .as_deref()
+                .is_ok_and(|b| status != 200 || b == expected),
+            request_id,
+            error: body.err().map(|e| e.to_string()),
+        },
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_of_a_connector_fails_only_the_requests_in_flight_on_it() {
+    const TOTAL: usize = 1_000;
+    const WORKERS: usize = 32;
+    let edge = EdgeProcess::start();
+    let client = edge.client();
+    let origin = TestOrigin::start().await;
+    let tunnel = tunnel_for(&client, "pair", HOST, &origin.url()).await;
+    let mut doomed = ConnectorProcess::run(&token(&tunnel), 2, &[]);
+    let survivor = ConnectorProcess::run(&token(&tunnel), 2, &[]);
+    connections(&client, tunnel.id, 4).await;
+    let (doomed_id, survivor_id) = (connector_id(&doomed), connector_id(&survivor));
+    let http = edge_http_client(&edge, HOST);
+
+    // A quarter of the requests take 200 ms at the origin, so some are always in flight.
+    let next = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut workers = JoinSet::new();
+    for _ in 0..WORKERS {
+        let (http, next, done) = (http.clone(), next.clone(), done.clone());
+        let port = edge.addrs.http.port();
+        workers.spawn(async move {
+            let mut outcomes = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= TOTAL {
+                    return outcomes;
+                }
+                let (path, expected) = if i % 4 == 0 {
+                    (format!("/slow?ms=200&i={i}"), "slow done")
+                } else {
+                    (format!("/hello?i={i}"), "hello from the origin")
+                };
+                let url = format!("http://{HOST}:{port}{path}");
+                outcomes.push(fetch(&http, &url, expected).await);
+                done.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+    }
+    eventually(Duration::from_secs(60), "300 requests done", || async {
+        (done.load(Ordering::SeqCst) >= 300).then_some(())
+    })
+    .await;
+    let killed = Instant::now();
+    doomed.kill();
+    let noticed = connections(&client, tunnel.id, 2).await;
+    let noticed_at = Instant::now();
+    assert!(noticed.iter().all(|c| c.connector_id == survivor_id));
+    let mut outcomes = Vec::new();
+    while let Some(result) = workers.join_next().await {
+        outcomes.extend(result.expect("worker"));
+    }
+    assert_eq!(outcomes.len(), TOTAL);
+
+    // Which connector forwarded each request the origin saw.
+    let via: HashMap<String, Option<String>> = origin
+        .requests()
+        .into_iter()
+        .filter_map(|r| Some((r.request_id?, r.connector)))
+        .collect();
+    let in_flight_at_kill = outcomes
+        .iter()
+        .filter(|o| o.started < killed && o.ended > killed)
+        .count();
+    let mut succeeded = 0;
+    let (mut failed_at_origin, mut failed_before_origin) = (0, 0);
+    let mut unexplained = Vec::new();
+    for outcome in &outcomes {
+        if outcome.status == Some(200) && outcome.body_ok {
+            succeeded += 1;
+            continue;
+        }
+        // Allowed: a clean 502 for a request that was in flight when the connector died (it
+        // started before the edge had dropped the dead connections and ended after the kill),
+        // and that the origin either never saw or saw through the killed connector.
+        let in_flight = outcome.started < noticed_at && outcome.ended > killed;
+        let seen_via = outcome.request_id.as_ref().and_then(|id| via.get(id));
+        let through_doomed = match seen_via {
+            None => {
+                failed_before_origin += 1;
+                true
+            }
+            Some(connector) => {
+                failed_at_origin += 1;
+                connector.as_deref() == Some(doomed_id.as_str())
+            }
+        };
+        if !(outcome.status == Some(502) && in_flight && through_doomed) {
+            unexplained.push(outcome.clone());
+        }
+    }
+    let failed = TOTAL - succeeded;
+    println!(
+        "connector kill -9: {TOTAL} requests sent by {WORKERS} workers, {succeeded} succeeded, {failed} failed; \
+         {in_flight_at_kill} were in flight at the kill; the edge dropped the dead connections {:?} after it; \
+         allowed failures: {failed} clean 502s of requests in flight on the killed connector \
+         ({failed_at_origin} had reached the origin through it, {failed_before_origin} had not reached the origin); \
+         none hung (each took < {HANG:?})",
+        noticed_at - killed
+    );
+    assert!(
+        unexplained.is_empty(),
+        "failures not explained by the kill: {unexplained:#?}"
+    );
+    assert!(
+        failed <= in_flight_at_kill + WORKERS,
+        "{failed} failed, more than were in flight"
+    );
+    let by_connector = origin.hits_by_connector();
+    assert!(by_connector.get(&survivor_id).copied().unwrap_or(0) > 0);
+}
+
+/// A tunnel serving [`HOST`] from a good origin and `bad_host` from `bad`, with one connector
+/// started with `extra` arguments.
+async fn with_bad_origin(
+    edge: &EdgeProcess,
+    origin: &TestOrigin,
+    bad_host: &str,
+    bad: &BadOrigin,
+    extra: &[&str],
+) -> ConnectorProcess {
+    let client = edge.client();
+    let tunnel = tunnel_for(&client, "mixed", HOST, &origin.url()).await;
+    add_hostname(&client, &tunnel, bad_host, &bad.url()).await;
+    let connector = ConnectorProcess::run(&token(&tunnel), 2, extra);
+    connections(&client, tunnel.id, 2).await;
+    connector
+}
+
+/// Sends `count` requests for `host` at once; returns their outcomes.
+async fn burst(edge: &EdgeProcess, host: &str, path: &str, count: usize) -> Vec<Outcome> {
+    let http = edge_http_client(edge, host);
+    let mut requests = JoinSet::new();
+    for i in 0..count {
+        let http = http.clone();
+        let url = format!("http://{host}:{}{path}?i={i}", edge.addrs.http.port());
+        requests.spawn(async move { fetch(&http, &url, "hello from the origin").await });
+    }
+    let mut outcomes = Vec::new();
+    while let Some(result) = requests.join_next().await {
+        outcomes.push(result.expect("request"));
+    }
+    outcomes
+}
+
+fn statuses(outcomes: &[Outcome]) -> Vec<Option<u16>> {
+    let mut list: Vec<_> = outcomes.iter().map(|o| o.status).collect();
+    list.sort();
+    list
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origin_that_hangs_gets_504_within_the_timeout_while_others_are_served() {
+    let edge = EdgeProcess::start();
+    let origin = TestOrigin::start().await;
+    let hanging = BadOrigin::start(Misbehaviour::Hang).await;
+    let _connector = with_bad_origin(
+        &edge,
+        &origin,
+        "hang.example.com",
+        &hanging,
+        &["--origin-timeout", "2s"],
+    )
+    .await;
+
+    let stuck = tokio::spawn({
+        let edge_http = edge.addrs.http.port();
+        let http = edge_http_client(&edge, "hang.example.com");
+        async move {
+            let mut requests = JoinSet::new();
+            for i in 0..10 {
+                let http = http.clone();
+                let url = format!("http://hang.example.com:{edge_http}/?i={i}");
+                requests.spawn(async move { fetch(&http, &url, "").await });
+            }
+            let mut outcomes = Vec::new();
+            while let Some(result) = requests.join_next().await {
+                outcomes.push(result.expect("request"));
+            }
+            outcomes
+        }
+    });
+    // While they hang, others are served.
+    let mut served = Vec::new();
+    while served.len() < 100 {
+        served.extend(burst(&edge, HOST, "/hello", 10).await);
+    }
+    let stuck = stuck.await.expect("hanging requests");
+    let ok = served
+        .iter()
+        .filter(|o| o.status == Some(200) && o.body_ok)
+        .count();
+    let slowest_ok = served
+        .iter()
+        .map(|o| o.ended - o.started)
+        .max()
+        .unwrap_or_default();
+    let times: Vec<Duration> = stuck.iter().map(|o| o.ended - o.started).collect();
+    println!(
+        "hanging origin: 10 requests sent to it, {} answered 504 after {:?}..{:?} (origin timeout 2 s), {} connections reached it; \
+         {} requests to a healthy hostname meanwhile, {ok} succeeded, slowest {slowest_ok:?}",
+        stuck.iter().filter(|o| o.status == Some(504)).count(),
+        times.iter().min().copied().unwrap_or_default(),
+        times.iter().max().copied().unwrap_or_default(),
+        hanging.accepted(),
+        served.len()
+    );
+    assert_eq!(statuses(&stuck), vec![Some(504); 10]);
+    for took in times {
+        assert!(
+            took >= Duration::from_millis(1_900) && took < Duration::from_secs(5),
+            "504 after {took:?}"
+        );
+    }
+    assert_eq!(ok, served.len());
+    assert!(slowest_ok < Duration::from_secs(2), "{slowest_ok:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origin_that_resets_connections_gets_502() {
+    let edge = EdgeProcess::start();
+    let origin = TestOrigin::start().await;
+    let on_accept = BadOrigin::start(Misbehaviour::ResetOnAccept).await;
+    let after_request = BadOrigin::start(Misbehaviour::ResetAfterRequest).await;
+    let client = edge.client();
+    let tunnel = tunnel_for(&client, "resets", HOST, &origin.url()).await;
+    add_hostname(&client, &tunnel, "rst1.example.com", &on_accept.url()).await;
+    add_hostname(&client, &tunnel, "rst2.example.com", &after_request.url()).await;
+    let _connector = ConnectorProcess::run(&token(&tunnel), 2, &[]);
+    connections(&client, tunnel.id, 2).await;
+
+    let mut sent = 0;
+    for (host, bad) in [
+        ("rst1.example.com", &on_accept),
+        ("rst2.example.com", &after_request),
+    ] {
+        let outcomes = burst(&edge, host, "/", 10).await;
+        sent += outcomes.len();
+        println!(
+            "resetting origin ({host}): 10 requests, statuses {:?}, {} connections reset",
+            statuses(&outcomes),
+            bad.accepted()
+        );
+        assert_eq!(statuses(&outcomes), vec![Some(502); 10], "{outcomes:#?}");
+        let healthy = burst(&edge, HOST, "/hello", 10).await;
+        sent += healthy.len();
+        assert!(healthy.iter().all(|o| o.status == Some(200) && o.body_ok));
+    }
+    println!(
+        "resetting origins: {sent} requests sent, 20 to resetting origins all 502, 20 to a healthy one all 200"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origin_that_answers_garbage_gets_502() {
+    let edge = EdgeProcess::start();
+    let origin = TestOrigin::start().await;
+    let client = edge.client();
+    let tunnel = tunnel_for(&client, "garbage", HOST, &origin.url()).await;
+    let big_header = format!(
+        "HTTP/1.1 200 OK\r\nX-Big: {}\r\nContent-Length: 2\r\n\r\nok",
+        "x".repeat(100 * 1024)
+    );
+    let answers: Vec<(&str, Vec<u8>)> = vec![
+        ("not HTTP", b"garbage\r\n\r\n".to_vec()),
+        ("an unparsable status", b"HTTP/1.1 2x0 OK\r\n\r\n".to_vec()),
+        (
+            "a status out of range",
+            b"HTTP/1.1 1000 Big\r\nContent-Length: 0\r\n\r\n".to_vec(),
+        ),
+        (
+            "a non-numeric Content-Length",
+            b"HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\nabc".to_vec(),
+        ),
+        (
+            "two different Content-Lengths",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc".to_vec(),
+        ),
+        (
+            "a bad chunk size",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n".to_vec(),
+        ),
+        ("a 100 KiB response header", big_header.into_bytes()),
+        ("nothing at all", Vec::new()),
+    ];
+    let mut bad_origins = Vec::new();
+    for (i, (name, bytes)) in answers.iter().enumerate() {
+        let bad = BadOrigin::start(Misbehaviour::Answer(bytes.clone())).await;
+        add_hostname(&client, &tunnel, &format!("bad{i}.example.com"), &bad.url()).await;
+        bad_origins.push((name, bad));
+    }
+    let _connector = ConnectorProcess::run(&token(&tunnel), 2, &[]);
+    connections(&client, tunnel.id, 2).await;
+
+    // A slow request to the healthy origin stays in flight throughout: garbage from one origin
+    // must not take the tunnel connection down with it.
+    let slow = tokio::spawn({
+        let http = edge_http_client(&edge, HOST);
+        let url = format!("http://{HOST}:{}/slow?ms=3000", edge.addrs.http.port());
+        async move { fetch(&http, &url, "slow done").await }
+    });
+    let mut lines = Vec::new();
+    let mut wrong = Vec::new();
+    for (i, (name, _)) in bad_origins.iter().enumerate() {
+        let outcomes = burst(&edge, &format!("bad{i}.example.com"), "/", 3).await;
+        // A body cut short after a 200 head is an error the visitor sees, never a short
+        // success; a malformed head is 502.
+        let clean = outcomes
+            .iter()
+            .all(|o| o.status == Some(502) || (o.status == Some(200) && o.error.is_some()));
+        lines.push(format!("{name}: {:?}", statuses(&outcomes)));
+        if !clean {
+            wrong.push(format!("{name}: {outcomes:#?}"));
+        }
+        let healthy = burst(&edge, HOST, "/hello", 5).await;
+        assert!(
+            healthy.iter().all(|o| o.status == Some(200) && o.body_ok),
+            "after {name}: {healthy:#?}"
+        );
+    }
+    let slow = slow.await.expect("slow request");
+    println!(
+        "malformed origin answers: {} kinds x 3 requests, answered {}; 5 healthy requests after each, all 200; a slow request in flight throughout: {:?}",
+        bad_origins.len(),
+        lines.join("; "),
+        slow.status
+    );
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    assert_eq!((slow.status, slow.body_ok), (Some(200), true), "{slow:?}");
+}
+
+/// How one WebSocket session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Ending {
+    CloseFrame,
+    Eof,
+    Reset,
+}
+
+/// Opens `count` WebSocket sessions through the edge and checks each echoes.
+async fn open_sessions(
+    edge: &EdgeProcess,
+    count: usize,
+) -> Vec<websocket::WsClient<tokio::net::TcpStream>> {
+    let mut sessions = Vec::new();
+    for i in 0..count {
+        let (status, ws) = websocket::connect(edge.addrs.http, HOST, "/ws")
+            .await
+            .expect("websocket");
+        assert_eq!(status, 101);
+        let mut ws = ws.expect("upgraded");
+        let text = format!("session {i}");
+        ws.send_text(&text).await.expect("send");
+        let frame = tokio::time::timeout(Duration::from_secs(10), ws.receive())
+            .await
+            .expect("echo in time")
+            .expect("echo");
+        assert_eq!(frame.payload, text.as_bytes());
+        sessions.push(ws);
+    }
+    sessions
+}
+
+/// Waits for each session to end; panics if one is still open after `within`.
+async fn endings(
+    sessions: Vec<websocket::WsClient<tokio::net::TcpStream>>,
+    within: Duration,
+) -> Vec<(Ending, Duration)> {
+    let started = Instant::now();
+    let mut waiting = JoinSet::new();
+    for mut ws in sessions {
+        waiting.spawn(async move {
+            loop {
+                match tokio::time::timeout(within, ws.receive()).await {
+                    Err(_) => return None,
+                    Ok(Ok(frame)) if frame.opcode == 0x8 => return Some(Ending::CloseFrame),
+                    Ok(Ok(_)) => continue,
+                    Ok(Err(error)) if error.kind() == std::io::ErrorKind::UnexpectedEof => {
+                        return Some(Ending::Eof);
+                    }
+                    Ok(Err(_)) => return Some(Ending::Reset),
+                }
+            }
+        });
+    }
+    let mut ended = Vec::new();
+    while let Some(result) = waiting.join_next().await {
+        let ending = result
+            .expect("session")
+            .unwrap_or_else(|| panic!("a WebSocket session hung for {within:?}"));
+        ended.push((ending, started.elapsed()));
+    }
+    ended
+}
+
+fn tally(ended: &[(Ending, Duration)]) -> String {
+    let mut counts: HashMap<Ending, usize> = HashMap::new();
+    for (ending, _) in ended {
+        *counts.entry(*ending).or_default() += 1;
+    }
+    let slowest = ended.iter().map(|(_, d)| *d).max().unwrap_or_default();
+    format!("{counts:?}, the last after {slowest:?}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_restart_ends_websocket_sessions_cleanly_and_new_ones_work() {
+    const SESSIONS: usize = 10;
+    let mut edge = EdgeProcess::start();
+    let client = edge.client();
+    let origin = TestOrigin::start().await;
+    let tunnel = tunnel_for(&client, "ws", HOST, &origin.url()).await;
+    let _connector = ConnectorProcess::run(&token(&tunnel), 2, &[]);
+    connections(&client, tunnel.id, 2).await;
+
+    // A graceful stop (SIGTERM) and a crash (SIGKILL), each followed by a start on the same
+    // addresses and data.
+    let mut report = Vec::new();
+    for graceful in [true, false] {
+        let sessions = open_sessions(&edge, SESSIONS).await;
+        let stopping = Instant::now();
+        let waiting = tokio::spawn(endings(sessions, Duration::from_secs(30)));
+        if graceful {
+            let status = tokio::task::block_in_place(|| edge.terminate());
+            assert!(status.success(), "the edge exited with {status:?}");
+        }
+        // Kills the edge if it still runs, and starts it on the same addresses and data.
+        tokio::task::block_in_place(|| edge.restart());
+        let ended = waiting.await.expect("sessions");
+        let kind = if graceful { "SIGTERM" } else { "SIGKILL" };
+        assert_eq!(ended.len(), SESSIONS);
+        let back = Instant::now();
+        let client = edge.client();
+        connections(&client, tunnel.id, 2).await;
+        let reconnected = back.elapsed();
+        let fresh = open_sessions(&edge, SESSIONS).await;
+        report.push(format!(
+            "{kind}: {SESSIONS} open sessions ended {} (since the stop began {:?} ago); the connector was back {reconnected:?} after the restart; {SESSIONS} new sessions echoed",
+            tally(&ended),
+            stopping.elapsed()
+        ));
+        for mut ws in fresh {
+            let _ = ws.close().await;
+        }
+    }
+    println!("edge restart during WebSockets: {}", report.join("; "));
+}
