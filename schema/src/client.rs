@@ -1,6 +1,8 @@
 //! The one typed client of the edge's control API, shared by the provider and the connector.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
@@ -9,7 +11,8 @@ use serde::de::DeserializeOwned;
 
 use crate::api::{
     ApiErrorBody, Connection, EdgeInfo, EnrollmentToken, EnrollmentTokenSpec, ErrorCode, Hostname,
-    HostnameSpec, List, Policy, PolicySpec, Tunnel, TunnelSpec, TunnelTokenBody,
+    HostnameSpec, List, Policy, PolicySpec, REVISION_HEADER, Rollout, RolloutScope, Tunnel,
+    TunnelSpec, TunnelTokenBody,
 };
 use crate::ids::{PolicyId, TunnelId};
 use crate::rules::format_selector;
@@ -21,6 +24,9 @@ pub struct Client {
     http: reqwest::Client,
     endpoint: String,
     token: Secret,
+    /// The highest `Postern-Revision` a write answered with (0: none yet); shared by clones,
+    /// fresh for each [`Client::tracking_revisions`].
+    revision: Arc<AtomicU64>,
 }
 
 /// Why a call failed.
@@ -92,6 +98,22 @@ impl ClientError {
 impl Client {
     /// A client for `endpoint` (e.g. `http://127.0.0.1:7070`) with an API token.
     pub fn new(endpoint: &str, token: Secret) -> Result<Self, ClientError> {
+        Self::with_timeouts(
+            endpoint,
+            token,
+            Duration::from_secs(5),
+            Duration::from_secs(60),
+        )
+    }
+
+    /// Like [`Client::new`], with a connect timeout and a timeout for each whole call: short
+    /// ones suit best-effort questions that must not hold anything up.
+    pub fn with_timeouts(
+        endpoint: &str,
+        token: Secret,
+        connect: Duration,
+        call: Duration,
+    ) -> Result<Self, ClientError> {
         let endpoint = endpoint.trim_end_matches('/').to_string();
         if !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
             || reqwest::Url::parse(&endpoint).is_err()
@@ -99,8 +121,8 @@ impl Client {
             return Err(ClientError::InvalidEndpoint { endpoint });
         }
         let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(60))
+            .connect_timeout(connect)
+            .timeout(call)
             .build()
             .map_err(|source| ClientError::Unreachable {
                 endpoint: endpoint.clone(),
@@ -110,7 +132,24 @@ impl Client {
             http,
             endpoint,
             token,
+            revision: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// A clone (sharing connections) that records the store revision of the writes made
+    /// through it, read with [`Client::revision`]: one per operation that wants to wait for
+    /// its writes to reach the connectors.
+    pub fn tracking_revisions(&self) -> Self {
+        Self {
+            revision: Arc::new(AtomicU64::new(0)),
+            ..self.clone()
+        }
+    }
+
+    /// The highest store revision (`Postern-Revision`) a write through this client produced;
+    /// `None` before any.
+    pub fn revision(&self) -> Option<u64> {
+        Some(self.revision.load(Ordering::Relaxed)).filter(|r| *r > 0)
     }
 
     /// The endpoint this client talks to.
@@ -331,6 +370,23 @@ impl Client {
         self.call(Method::GET, "/v1/edge", None::<&()>, None).await
     }
 
+    /// `GET /v1/rollout?revision=N`: which live connections have not yet acknowledged what
+    /// their tunnel needs, within `scope`, at store revision `revision` (the edge's current
+    /// one when `None`).
+    pub async fn rollout(
+        &self,
+        revision: Option<u64>,
+        scope: &RolloutScope,
+    ) -> Result<Rollout, ClientError> {
+        self.call(
+            Method::GET,
+            &rollout_path(revision, scope),
+            None::<&()>,
+            None,
+        )
+        .await
+    }
+
     // === plumbing ===
 
     async fn call<T: DeserializeOwned>(
@@ -381,6 +437,14 @@ impl Client {
         };
         let response = request.send().await.map_err(unreachable)?;
         let status = response.status();
+        if let Some(revision) = response
+            .headers()
+            .get(REVISION_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+        {
+            self.revision.fetch_max(revision, Ordering::Relaxed);
+        }
         let bytes = response.bytes().await.map_err(unreachable)?;
         if status.is_success() {
             return Ok((status, bytes));
@@ -395,6 +459,22 @@ impl Client {
                 detail: String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned(),
             }),
         }
+    }
+}
+
+/// `/v1/rollout` with its query.
+pub fn rollout_path(revision: Option<u64>, scope: &RolloutScope) -> String {
+    let mut query = Vec::new();
+    if let Some(revision) = revision {
+        query.push(format!("revision={revision}"));
+    }
+    if let Some((key, value)) = scope.query() {
+        query.push(format!("{key}={}", encode_query(&value)));
+    }
+    if query.is_empty() {
+        "/v1/rollout".to_string()
+    } else {
+        format!("/v1/rollout?{}", query.join("&"))
     }
 }
 

@@ -40,6 +40,10 @@ const SCHEMAS: &[(&str, &str)] = &[
         "connection.schema.json",
         include_str!("../schemas/v1/connection.schema.json"),
     ),
+    (
+        "rollout.schema.json",
+        include_str!("../schemas/v1/rollout.schema.json"),
+    ),
 ];
 
 /// Where the OpenAPI document's `$ref`s to schema files start.

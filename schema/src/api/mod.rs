@@ -5,6 +5,7 @@ mod edge;
 mod error;
 mod hostname;
 mod policy;
+mod rollout;
 mod tunnel;
 
 use std::collections::BTreeMap;
@@ -15,6 +16,7 @@ pub use edge::{Connection, EdgeInfo};
 pub use error::{ApiError, ApiErrorBody, ErrorCode};
 pub use hostname::{Hostname, HostnameSpec, OriginSettings, Route, Target};
 pub use policy::{JwtSettings, Policy, PolicyMode, PolicySpec, RateLimit, RateLimitKey};
+pub use rollout::{PendingConnection, REVISION_HEADER, Rollout, RolloutScope};
 pub use tunnel::{
     EnrollmentToken, EnrollmentTokenSpec, Tunnel, TunnelSpec, TunnelToken as TunnelTokenBody,
 };
