@@ -6,6 +6,7 @@ mod error;
 mod hostnames;
 mod policies;
 mod request;
+mod rollout;
 mod tunnels;
 
 use axum::Router;
@@ -33,6 +34,7 @@ pub fn router(state: AppState) -> Router {
         .merge(tunnels::router())
         .merge(hostnames::router())
         .merge(policies::router())
+        .merge(rollout::router())
         .route("/v1/edge", get(edge_info))
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(state.clone(), require_token));
@@ -181,6 +183,16 @@ pub fn reply<T: Serialize>(status: StatusCode, body: &T, version: Option<u64>) -
     {
         response.headers_mut().insert(header::ETAG, value);
     }
+    response
+}
+
+/// Adds the `Postern-Revision` header: the store revision a write produced, which
+/// `GET /v1/rollout?revision=N` answers about.
+pub fn with_revision(mut response: Response, revision: u64) -> Response {
+    response.headers_mut().insert(
+        postern_schema::api::REVISION_HEADER,
+        HeaderValue::from(revision),
+    );
     response
 }
 

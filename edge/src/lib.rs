@@ -13,6 +13,7 @@ pub mod enrollment;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;
+pub mod rollout;
 pub mod state;
 pub mod store;
 pub mod tunnel;

@@ -3,14 +3,14 @@
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use postern_schema::api::{HostnameSpec, List};
 use postern_schema::rules::in_zone;
 use postern_schema::validate::validate;
 
 use super::request::Path;
-use super::{ApiError, AppState, JsonBody, if_match, reply};
+use super::{ApiError, AppState, JsonBody, if_match, reply, with_revision};
 use crate::catalog::hostname_from_record;
 use crate::store::{Kind, Record, Ref, Write};
 
@@ -44,10 +44,9 @@ async fn create(
     state.catalog.refresh_to(record.revision).await;
     tracing::info!(hostname = %spec.hostname, "hostname created");
     let hostname = hostname_from_record(&record, &state.settings.public_addresses)?;
-    Ok(reply(
-        StatusCode::CREATED,
-        &hostname,
-        Some(hostname.version),
+    Ok(with_revision(
+        reply(StatusCode::CREATED, &hostname, Some(hostname.version)),
+        record.revision,
     ))
 }
 
@@ -77,19 +76,25 @@ async fn replace(
     let record = state.store.replace(&name, write(&spec), expected).await?;
     state.catalog.refresh_to(record.revision).await;
     let hostname = hostname_from_record(&record, &state.settings.public_addresses)?;
-    Ok(reply(StatusCode::OK, &hostname, Some(hostname.version)))
+    Ok(with_revision(
+        reply(StatusCode::OK, &hostname, Some(hostname.version)),
+        record.revision,
+    ))
 }
 
 async fn delete(
     State(state): State<AppState>,
     Path(name): Path<String>,
     headers: HeaderMap,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Response, ApiError> {
     let expected = if_match(&headers)?;
     let deleted = state.store.delete(Kind::Hostname, &name, expected).await?;
     state.catalog.refresh_to(deleted.revision).await;
     tracing::info!(hostname = %name, "hostname deleted");
-    Ok(StatusCode::NO_CONTENT)
+    Ok(with_revision(
+        StatusCode::NO_CONTENT.into_response(),
+        deleted.revision,
+    ))
 }
 
 /// The contract, then what only the edge knows: the hostname must lie in one of its zones.

@@ -3,14 +3,14 @@
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use postern_schema::api::{List, PolicySpec};
 use postern_schema::ids::PolicyId;
 use postern_schema::validate::validate;
 
 use super::request::Path;
-use super::{ApiError, AppState, JsonBody, if_match, reply};
+use super::{ApiError, AppState, JsonBody, if_match, reply, with_revision};
 use crate::catalog::policy_from_record;
 use crate::store::{Kind, Record, Write};
 
@@ -40,7 +40,10 @@ async fn create(
     let record = state.store.create(write(id, &spec), None).await?;
     state.catalog.refresh_to(record.revision).await;
     let policy = policy_from_record(&record)?;
-    Ok(reply(StatusCode::CREATED, &policy, Some(policy.version)))
+    Ok(with_revision(
+        reply(StatusCode::CREATED, &policy, Some(policy.version)),
+        record.revision,
+    ))
 }
 
 async fn read(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
@@ -64,14 +67,17 @@ async fn replace(
         .await?;
     state.catalog.refresh_to(record.revision).await;
     let policy = policy_from_record(&record)?;
-    Ok(reply(StatusCode::OK, &policy, Some(policy.version)))
+    Ok(with_revision(
+        reply(StatusCode::OK, &policy, Some(policy.version)),
+        record.revision,
+    ))
 }
 
 async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Response, ApiError> {
     let expected = if_match(&headers)?;
     let id = parse_id(&id)?;
     let deleted = state
@@ -79,7 +85,10 @@ async fn delete(
         .delete(Kind::Policy, &id.to_string(), expected)
         .await?;
     state.catalog.refresh_to(deleted.revision).await;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(with_revision(
+        StatusCode::NO_CONTENT.into_response(),
+        deleted.revision,
+    ))
 }
 
 /// The contract, then what only the edge checks: JWT public keys must parse.

@@ -3,7 +3,7 @@
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use std::time::Duration;
 
@@ -18,7 +18,7 @@ use postern_schema::validate::validate;
 use serde::Deserialize;
 
 use super::request::{Path, Query};
-use super::{ApiError, AppState, JsonBody, if_match, reply};
+use super::{ApiError, AppState, JsonBody, if_match, reply, with_revision};
 use crate::auth::new_secret;
 use crate::catalog::tunnel_from_record;
 use crate::store::{Kind, Record, Write};
@@ -71,7 +71,10 @@ async fn create(
     tracing::info!(tunnel_id = %id, name = %spec.name, "tunnel created");
     let mut tunnel = to_api(&state, &record)?;
     tunnel.token = Some(token_for(&state, id, secret));
-    Ok(reply(StatusCode::CREATED, &tunnel, Some(tunnel.version)))
+    Ok(with_revision(
+        reply(StatusCode::CREATED, &tunnel, Some(tunnel.version)),
+        record.revision,
+    ))
 }
 
 async fn read(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
@@ -95,14 +98,17 @@ async fn replace(
         .await?;
     state.catalog.refresh_to(record.revision).await;
     let tunnel = to_api(&state, &record)?;
-    Ok(reply(StatusCode::OK, &tunnel, Some(tunnel.version)))
+    Ok(with_revision(
+        reply(StatusCode::OK, &tunnel, Some(tunnel.version)),
+        record.revision,
+    ))
 }
 
 async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Response, ApiError> {
     let expected = if_match(&headers)?;
     let id = parse_id(&id)?;
     let deleted = state
@@ -113,7 +119,10 @@ async fn delete(
     // tunnel's connections by the time the client hears back.
     state.catalog.refresh_to(deleted.revision).await;
     tracing::info!(tunnel_id = %id, "tunnel deleted");
-    Ok(StatusCode::NO_CONTENT)
+    Ok(with_revision(
+        StatusCode::NO_CONTENT.into_response(),
+        deleted.revision,
+    ))
 }
 
 async fn token(

@@ -12,6 +12,7 @@ use hyper::client::conn::http2::SendRequest;
 use hyper::{Request, Response};
 use postern_schema::api::Connection;
 use postern_schema::ids::TunnelId;
+use postern_schema::wire::HostnameConfig;
 use rand::Rng;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -34,6 +35,7 @@ pub struct Session {
     draining: AtomicBool,
     pushed_version: AtomicU64,
     seen_revision: watch::Sender<u64>,
+    applied: Mutex<Vec<HostnameConfig>>,
     close: CancellationToken,
 }
 
@@ -83,6 +85,7 @@ impl Session {
             sender,
             pushed_version: AtomicU64::new(info.config_version),
             seen_revision: watch::channel(0).0,
+            applied: Mutex::new(Vec::new()),
             info: Mutex::new(info),
             outstanding: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
@@ -146,6 +149,21 @@ impl Session {
     /// Records the version the connector acknowledged.
     pub fn set_acked_version(&self, version: u64) {
         self.with_info(|info| info.config_version = version);
+    }
+
+    /// Records the hostnames the connector acknowledged serving (a push it applied).
+    pub fn set_applied(&self, hostnames: Vec<HostnameConfig>) {
+        *self.applied.lock().unwrap_or_else(|p| p.into_inner()) = hostnames;
+    }
+
+    /// Runs `look` on the hostnames the connector last acknowledged serving.
+    pub fn with_applied<R>(&self, look: impl FnOnce(&[HostnameConfig]) -> R) -> R {
+        look(
+            self.applied
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_slice(),
+        )
     }
 
     /// The API's view of the connection.
@@ -234,6 +252,12 @@ impl Registry {
     pub fn count(&self, tunnel: TunnelId) -> u32 {
         let map = self.sessions.read().unwrap_or_else(|p| p.into_inner());
         map.get(&tunnel).map_or(0, |l| l.len() as u32)
+    }
+
+    /// Every live session, by tunnel.
+    pub fn all(&self) -> Vec<(TunnelId, Vec<Arc<Session>>)> {
+        let map = self.sessions.read().unwrap_or_else(|p| p.into_inner());
+        map.iter().map(|(id, l)| (*id, l.clone())).collect()
     }
 
     /// Connection counts of every connected tunnel.

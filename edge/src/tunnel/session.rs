@@ -374,6 +374,9 @@ async fn push_config(session: &Session, push: ConfigPush) -> Result<(), SessionE
         hostnames = push.hostnames.len(),
         "connector applied its configuration"
     );
+    if ack.applied_version >= version {
+        session.set_applied(push.hostnames);
+    }
     Ok(())
 }
 

@@ -1,0 +1,72 @@
+//! `/v1/rollout`: whether every live connector applied a write (see [`crate::rollout`]).
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::get;
+use postern_schema::api::{Rollout, RolloutScope as Scope};
+use serde::Deserialize;
+
+use super::request::Query;
+use super::{ApiError, AppState, reply};
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new().route("/v1/rollout", get(status))
+}
+
+#[derive(Deserialize)]
+struct RolloutQuery {
+    revision: Option<u64>,
+    tunnel: Option<String>,
+    hostname: Option<String>,
+    policy: Option<String>,
+}
+
+impl RolloutQuery {
+    /// At most one of `tunnel`, `hostname` and `policy` narrows the rollout.
+    fn scope(&self) -> Result<Scope, ApiError> {
+        match (&self.tunnel, &self.hostname, &self.policy) {
+            (None, None, None) => Ok(Scope::All),
+            (Some(id), None, None) => id
+                .parse()
+                .map(Scope::Tunnel)
+                .map_err(|_| ApiError::invalid("", format!("tunnel {id:?} is not a tunnel id"))),
+            (None, Some(name), None) => Ok(Scope::Hostname(name.to_ascii_lowercase())),
+            (None, None, Some(id)) => id
+                .parse()
+                .map(Scope::Policy)
+                .map_err(|_| ApiError::invalid("", format!("policy {id:?} is not a policy id"))),
+            _ => Err(ApiError::invalid(
+                "",
+                "give at most one of tunnel, hostname and policy",
+            )),
+        }
+    }
+}
+
+/// The connections still on an older configuration than revision `revision` (or the current
+/// one) needs, within the scope asked for. Until the catalog reaches `revision` the rollout is
+/// not complete and lists nothing: which configuration is needed is not known yet.
+async fn status(
+    State(state): State<AppState>,
+    Query(query): Query<RolloutQuery>,
+) -> Result<Response, ApiError> {
+    let scope = query.scope()?;
+    let snapshot = state.catalog.snapshot();
+    let revision = query.revision.unwrap_or(snapshot.revision);
+    let reached = snapshot.revision >= revision;
+    let pending = if reached {
+        crate::rollout::pending(&snapshot, &state.registry, &scope)
+    } else {
+        state.catalog.wake();
+        Vec::new()
+    };
+    let body = Rollout {
+        revision,
+        catalog_revision: snapshot.revision,
+        complete: reached && pending.is_empty(),
+        pending,
+    };
+    Ok(reply(StatusCode::OK, &body, None))
+}
