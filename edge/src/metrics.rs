@@ -1,4 +1,5 @@
-//! Prometheus counters and gauges, rendered in the text exposition format at `/metrics`.
+//! Prometheus counters, gauges and histograms, rendered in the text exposition format at
+//! `/metrics`.
 //! Label values come from declared objects (hostnames, policies, routes, tunnels) and a few
 //! fixed sets (status codes, reasons), never from free-form request data, so cardinality stays
 //! bounded.
@@ -8,6 +9,7 @@ use std::fmt::Write;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 /// Help text of every metric the edge exports, in the order they are rendered.
 const FAMILIES: &[(&str, &str, &str)] = &[
@@ -25,6 +27,24 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "postern_edge_route_requests_total",
         "counter",
         "Public requests by hostname, route (its selector, keys sorted) and status.",
+    ),
+    (
+        "postern_edge_routed_requests_total",
+        "counter",
+        "Public requests sent to a connector, by hostname, route (empty for a hostname bound to \
+         one tunnel), release (the `release` label of the tunnel that served it) and status.",
+    ),
+    (
+        "postern_edge_routed_errors_total",
+        "counter",
+        "Public requests sent to a connector that were answered with a 5xx status, by \
+         hostname, route and release.",
+    ),
+    (
+        "postern_edge_routed_request_duration_seconds",
+        "histogram",
+        "Seconds from a public request's arrival to its response head, for requests sent to \
+         a connector, by hostname, route and release.",
     ),
     (
         "postern_edge_policy_decisions_total",
@@ -71,10 +91,65 @@ pub struct Sample {
     pub value: f64,
 }
 
+/// Upper bounds, in seconds, of the buckets of every latency histogram.
+pub const LATENCY_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// A histogram over [`LATENCY_BUCKETS`]: observing is a few atomic adds, no lock.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// Observations per bucket (not cumulative); the last slot counts those above every bound.
+    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    count: AtomicU64,
+    sum_nanos: AtomicU64,
+}
+
+impl Histogram {
+    /// Counts one observation of `elapsed`.
+    pub fn observe(&self, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        let slot = LATENCY_BUCKETS
+            .iter()
+            .position(|bound| seconds <= *bound)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        if let Some(bucket) = self.buckets.get(slot) {
+            bucket.fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// How many observations were made.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Writes `<name>_bucket` (cumulative, with `le`), `<name>_sum` and `<name>_count`.
+    fn render(&self, out: &mut String, name: &str, labels: &[(&'static str, String)]) {
+        let mut cumulative = 0u64;
+        let bounds = LATENCY_BUCKETS
+            .iter()
+            .map(|b| b.to_string())
+            .chain(std::iter::once("+Inf".to_string()));
+        for (bucket, bound) in self.buckets.iter().zip(bounds) {
+            cumulative += bucket.load(Ordering::Relaxed);
+            let mut with_le = labels.to_vec();
+            with_le.push(("le", bound));
+            write_sample(out, &format!("{name}_bucket"), &with_le, cumulative as f64);
+        }
+        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        write_sample(out, &format!("{name}_sum"), labels, sum);
+        write_sample(out, &format!("{name}_count"), labels, cumulative as f64);
+    }
+}
+
 /// The edge's metrics registry.
 #[derive(Default)]
 pub struct Metrics {
     series: Mutex<BTreeMap<SeriesKey, Arc<AtomicU64>>>,
+    histograms: Mutex<BTreeMap<SeriesKey, Arc<Histogram>>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -105,6 +180,16 @@ impl Metrics {
         series.entry(key).or_default().clone()
     }
 
+    /// The histogram of one series, for callers that observe into it.
+    pub fn histogram(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Arc<Histogram> {
+        let key = (
+            name,
+            labels.iter().map(|(k, v)| (*k, (*v).to_string())).collect(),
+        );
+        let mut histograms = self.histograms.lock().unwrap_or_else(|p| p.into_inner());
+        histograms.entry(key).or_default().clone()
+    }
+
     /// The current value of one series (0 when it was never touched).
     pub fn value(&self, name: &'static str, labels: &[(&'static str, &str)]) -> u64 {
         let key: SeriesKey = (
@@ -118,12 +203,16 @@ impl Metrics {
     /// Renders every series, plus `gauges` computed at scrape time.
     pub fn render(&self, gauges: &[Sample]) -> String {
         let series = self.series.lock().unwrap_or_else(|p| p.into_inner());
+        let histograms = self.histograms.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = String::new();
         for (family, kind, help) in FAMILIES {
             let _ = writeln!(out, "# HELP {family} {help}");
             let _ = writeln!(out, "# TYPE {family} {kind}");
             for ((name, labels), value) in series.iter().filter(|((n, _), _)| n == family) {
                 write_sample(&mut out, name, labels, value.load(Ordering::Relaxed) as f64);
+            }
+            for ((name, labels), histogram) in histograms.iter().filter(|((n, _), _)| n == family) {
+                histogram.render(&mut out, name, labels);
             }
             for sample in gauges.iter().filter(|s| s.name == *family) {
                 write_sample(&mut out, sample.name, &sample.labels, sample.value);
@@ -185,5 +274,42 @@ mod tests {
         );
         assert!(text.contains("postern_edge_connectors{tunnel=\"t\"} 3\n"));
         assert!(text.contains("# TYPE postern_edge_connectors gauge\n"));
+    }
+
+    #[test]
+    fn histograms_render_cumulative_buckets_sum_and_count() {
+        let metrics = Metrics::default();
+        let labels = [
+            ("hostname", "split.example.com"),
+            ("route", "release=canary"),
+            ("release", "canary"),
+        ];
+        let histogram = metrics.histogram("postern_edge_routed_request_duration_seconds", &labels);
+        histogram.observe(Duration::from_millis(3));
+        histogram.observe(Duration::from_millis(40));
+        histogram.observe(Duration::from_secs(60));
+        assert_eq!(histogram.count(), 3);
+        let text = metrics.render(&[]);
+        let series = "postern_edge_routed_request_duration_seconds";
+        let at = "hostname=\"split.example.com\",route=\"release=canary\",release=\"canary\"";
+        for (le, count) in [
+            ("0.001", 0),
+            ("0.005", 1),
+            ("0.05", 2),
+            ("30", 2),
+            ("+Inf", 3),
+        ] {
+            let line = format!("{series}_bucket{{{at},le=\"{le}\"}} {count}\n");
+            assert!(text.contains(&line), "{line} missing in\n{text}");
+        }
+        assert!(
+            text.contains(&format!("{series}_count{{{at}}} 3\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("{series}_sum{{{at}}} 60.043\n")),
+            "{text}"
+        );
+        assert!(text.contains(&format!("# TYPE {series} histogram\n")));
     }
 }

@@ -23,7 +23,7 @@ mod tls;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, request};
@@ -229,15 +229,20 @@ where
     }
 }
 
-/// What the metrics need to know about a request once it is answered.
+/// What the metrics need to know about a request once it is answered. Every label value comes
+/// from declared objects (the hostname, its routes, the tunnel's `release` label), never from
+/// the request, so cardinality stays bounded.
 #[derive(Debug, Default)]
 struct Tally {
     hostname: Option<String>,
     route: Option<String>,
+    /// The `release` label of the tunnel the request was sent to (empty when it has none);
+    /// `None` until a connector is picked.
+    release: Option<String>,
 }
 
 impl Tally {
-    fn count(&self, metrics: &Metrics, status: StatusCode) {
+    fn count(&self, metrics: &Metrics, status: StatusCode, elapsed: Duration) {
         let hostname = self.hostname.as_deref().unwrap_or("");
         metrics.inc(
             "postern_edge_requests_total",
@@ -252,6 +257,25 @@ impl Tally {
                     ("status", status.as_str()),
                 ],
             );
+        }
+        if let Some(release) = &self.release {
+            let route = self.route.as_deref().unwrap_or("");
+            let labels = [("hostname", hostname), ("route", route), ("release", release)];
+            metrics.inc(
+                "postern_edge_routed_requests_total",
+                &[
+                    ("hostname", hostname),
+                    ("route", route),
+                    ("release", release),
+                    ("status", status.as_str()),
+                ],
+            );
+            if status.is_server_error() {
+                metrics.inc("postern_edge_routed_errors_total", &labels);
+            }
+            metrics
+                .histogram("postern_edge_routed_request_duration_seconds", &labels)
+                .observe(elapsed);
         }
     }
 }
@@ -272,6 +296,7 @@ async fn handle(
         config_version = tracing::field::Empty,
     );
     async move {
+        let started = Instant::now();
         let snapshot = state.catalog.snapshot();
         let mut tally = Tally::default();
         let response = match proxy(
@@ -287,7 +312,7 @@ async fn handle(
             Ok(response) => response,
             Err(error) => error.into_response(&request_id),
         };
-        tally.count(&state.metrics, response.status());
+        tally.count(&state.metrics, response.status(), started.elapsed());
         tracing::debug!(status = response.status().as_u16(), "answered");
         response
     }
@@ -433,6 +458,7 @@ async fn open_stream(
     let mut tried = Vec::new();
     loop {
         tally.route = pick.route.clone();
+        tally.release = Some(release_of(snapshot, pick.session.tunnel));
         let session = pick.session;
         // A hostname changed a moment ago may not have reached this connector yet.
         session.catch_up(snapshot.revision, CATCH_UP_TIMEOUT).await;
@@ -539,6 +565,16 @@ fn respond(forwarded: Forwarded, request_id: &str) -> Result<Response<ProxyBody>
         headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     }
     Ok(response)
+}
+
+/// The `release` label of `tunnel` in `snapshot`, empty when it has none.
+fn release_of(snapshot: &Snapshot, tunnel: postern_schema::ids::TunnelId) -> String {
+    snapshot
+        .tunnels
+        .get(&tunnel)
+        .and_then(|t| t.spec.labels.get("release"))
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// The host a request names, lowercase, without port or trailing dot.
