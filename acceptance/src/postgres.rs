@@ -103,10 +103,7 @@ impl PostgresServer {
 
     /// The URL the edge takes with `--store`.
     pub fn url(&self) -> String {
-        format!(
-            "postgres://{SUPERUSER}@127.0.0.1:{}/postgres",
-            self.port
-        )
+        format!("postgres://{SUPERUSER}@127.0.0.1:{}/postgres", self.port)
     }
 
     /// The port the server listens on (on 127.0.0.1).
