@@ -94,8 +94,8 @@ async fn healthz() -> Response {
 async fn edge_info(State(state): State<AppState>) -> Response {
     let info = EdgeInfo {
         zones: state.settings.zones.clone(),
-        public_addresses: state.settings.public_addresses.clone(),
-        tunnel_addresses: state.settings.tunnel_addresses.clone(),
+        public_addresses: state.cluster.public_addresses(),
+        tunnel_addresses: state.cluster.tunnel_addresses(),
         ca_cert_pem: state.ca.cert_pem().to_string(),
     };
     reply(StatusCode::OK, &info, None)

@@ -19,6 +19,9 @@ use crate::store::{Store, StoreError};
 /// The URI SAN prefix that binds a client certificate to its tunnel.
 const TUNNEL_URI_PREFIX: &str = "urn:postern:tunnel:";
 
+/// The URI SAN prefix that names an edge node in its peer certificate.
+const NODE_URI_PREFIX: &str = "urn:postern:node:";
+
 /// Where the CA lives in the store's settings.
 const SETTING: &str = "ca";
 
@@ -145,16 +148,55 @@ impl EdgeCa {
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
         Ok((cert.der().clone(), key))
     }
+
+    /// Issues the certificate and key edge node `node_id` presents to other nodes on
+    /// `postern-peer/1`, as server and as client: named [`PEER_SERVER_NAME`] and, by URI SAN,
+    /// `urn:postern:node:<node_id>`. Only a holder of the CA key (an edge node) can make one.
+    ///
+    /// [`PEER_SERVER_NAME`]: postern_schema::wire::PEER_SERVER_NAME
+    pub fn issue_node_cert(
+        &self,
+        node_id: &str,
+        lifetime: Duration,
+    ) -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>), CaError> {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        let mut params = leaf_params(lifetime)?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("edge node {node_id}"));
+        params.subject_alt_names = vec![
+            SanType::DnsName(postern_schema::wire::PEER_SERVER_NAME.try_into()?),
+            SanType::URI(format!("{NODE_URI_PREFIX}{node_id}").try_into()?),
+        ];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let cert = params.signed_by(&key, &self.issuer)?;
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        Ok((cert.der().clone(), key))
+    }
 }
 
 /// The tunnel a client certificate (already verified against the CA) is bound to.
 pub fn tunnel_of_certificate(cert: &CertificateDer<'_>) -> Option<TunnelId> {
+    uri_san(cert, TUNNEL_URI_PREFIX).and_then(|id| id.parse().ok())
+}
+
+/// The edge node a peer certificate (already verified against the CA) names; `None` for any
+/// other certificate of the CA, such as a connector's.
+pub fn node_of_certificate(cert: &CertificateDer<'_>) -> Option<String> {
+    uri_san(cert, NODE_URI_PREFIX).filter(|id| !id.is_empty())
+}
+
+/// The rest of the first URI SAN that starts with `prefix`.
+fn uri_san(cert: &CertificateDer<'_>, prefix: &str) -> Option<String> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
     let san = parsed.subject_alternative_name().ok()??;
     san.value.general_names.iter().find_map(|name| match name {
-        x509_parser::extensions::GeneralName::URI(uri) => uri
-            .strip_prefix(TUNNEL_URI_PREFIX)
-            .and_then(|id| id.parse().ok()),
+        x509_parser::extensions::GeneralName::URI(uri) => {
+            uri.strip_prefix(prefix).map(str::to_string)
+        }
         _ => None,
     })
 }

@@ -3,7 +3,8 @@
 //! proxy, the tunnel listener and DNS read snapshots; only the control API writes the store.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use postern_schema::api::{Hostname, HostnameSpec, Policy, PolicySpec, Tunnel, TunnelSpec};
@@ -35,7 +36,10 @@ pub struct Catalog {
     store: Arc<dyn Store>,
     current: watch::Sender<Arc<Snapshot>>,
     wake: Arc<Notify>,
-    public_addresses: Arc<Vec<String>>,
+    public_addresses: Arc<RwLock<Arc<Vec<String>>>>,
+    /// Set when the public addresses changed: the next reload is swapped in even at the same
+    /// revision, so hostnames answer the new addresses.
+    addresses_changed: Arc<AtomicBool>,
 }
 
 impl Catalog {
@@ -44,15 +48,41 @@ impl Catalog {
         store: Arc<dyn Store>,
         public_addresses: Vec<String>,
     ) -> Result<Self, StoreError> {
-        let public_addresses = Arc::new(public_addresses);
         let first = build_snapshot(store.as_ref(), &public_addresses).await?;
         let (current, _) = watch::channel(Arc::new(first));
         Ok(Self {
             store,
             current,
             wake: Arc::new(Notify::new()),
-            public_addresses,
+            public_addresses: Arc::new(RwLock::new(Arc::new(public_addresses))),
+            addresses_changed: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// What DNS answers for hostnames (and their `addresses`): this node's `--public-address`
+    /// values, or with several edge nodes every live node's.
+    pub fn public_addresses(&self) -> Arc<Vec<String>> {
+        self.public_addresses
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Changes the public addresses (edge nodes came or went); the snapshot is rebuilt with
+    /// them without waiting for a write.
+    pub fn set_public_addresses(&self, addresses: Vec<String>) {
+        {
+            let mut current = self
+                .public_addresses
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
+            if **current == addresses {
+                return;
+            }
+            *current = Arc::new(addresses);
+        }
+        self.addresses_changed.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
     }
 
     /// The latest snapshot.
@@ -98,10 +128,13 @@ impl Catalog {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(RESYNC_EVERY) => {}
             }
-            match build_snapshot(self.store.as_ref(), &self.public_addresses).await {
+            let readdress = self.addresses_changed.swap(false, Ordering::SeqCst);
+            match build_snapshot(self.store.as_ref(), &self.public_addresses()).await {
                 Ok(snapshot) => {
                     self.current.send_if_modified(|current| {
-                        if snapshot.revision > current.revision {
+                        if snapshot.revision > current.revision
+                            || (readdress && snapshot.revision == current.revision)
+                        {
                             *current = Arc::new(snapshot);
                             true
                         } else {
@@ -110,6 +143,9 @@ impl Catalog {
                     });
                 }
                 Err(error) => {
+                    if readdress {
+                        self.addresses_changed.store(true, Ordering::SeqCst);
+                    }
                     tracing::warn!(error = %error_chain(&error), "cannot reload the catalog; serving the last snapshot");
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }

@@ -90,6 +90,12 @@ pub struct EdgeConfig {
     )]
     pub advertise_tunnel: Vec<String>,
 
+    /// Where the other edge nodes on the shared --store reach this node's tunnel listener to
+    /// forward requests to it, HOST:PORT (default: the bound tunnel address, or the first
+    /// --advertise-tunnel when the listener is bound to a wildcard address).
+    #[arg(long, env = "POSTERN_EDGE_PEER_ADDRESS")]
+    pub peer_address: Option<String>,
+
     /// The admin API token to accept, instead of one generated on first start.
     #[arg(long, env = "POSTERN_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
@@ -125,13 +131,18 @@ impl EdgeConfig {
         if self.public_addresses.is_empty() {
             return Err("--public-address: at least one address is needed".into());
         }
-        for address in &self.advertise_tunnel {
+        let flagged = self
+            .advertise_tunnel
+            .iter()
+            .map(|a| ("--advertise-tunnel", a))
+            .chain(self.peer_address.iter().map(|a| ("--peer-address", a)));
+        for (flag, address) in flagged {
             if address
                 .rsplit_once(':')
                 .and_then(|(_, p)| p.parse::<u16>().ok())
                 .is_none()
             {
-                return Err(format!("--advertise-tunnel: {address:?} is not HOST:PORT"));
+                return Err(format!("{flag}: {address:?} is not HOST:PORT"));
             }
         }
         Ok(())

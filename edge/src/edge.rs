@@ -14,6 +14,7 @@ use crate::api;
 use crate::auth::{Auth, AuthError};
 use crate::ca::{CaError, EdgeCa};
 use crate::catalog::Catalog;
+use crate::cluster::{Cluster, ClusterError, NodeSettings};
 use crate::config::EdgeConfig;
 use crate::metrics::Metrics;
 use crate::policy::PolicyEngine;
@@ -45,6 +46,9 @@ pub enum StartError {
     /// The API tokens could not be set up.
     #[error("cannot set up the API tokens")]
     Auth(#[from] AuthError),
+    /// This node could not join the other edge nodes on the shared store.
+    #[error("cannot join the edge cluster")]
+    Cluster(#[from] ClusterError),
     /// A listener could not be bound.
     #[error("cannot listen on {address} ({what})")]
     Bind {
@@ -164,17 +168,40 @@ pub async fn start(config: EdgeConfig) -> Result<RunningEdge, StartError> {
         tasks.spawn(changes.run(move || catalog.wake(), cancel.clone()));
     }
 
+    let registry = Arc::new(Registry::default());
+    let node = NodeSettings {
+        public_addresses: settings.public_addresses.clone(),
+        tunnel_addresses: settings.tunnel_addresses.clone(),
+        peer_address: peer_address(&config, addrs.tunnel),
+    };
+    let cluster = match opened.cluster {
+        None => Cluster::standalone(node),
+        Some(backend) => {
+            Cluster::join(
+                backend,
+                node,
+                &ca,
+                registry.clone(),
+                catalog.clone(),
+                &cancel,
+                &mut tasks,
+            )
+            .await?
+        }
+    };
+
     let metrics = Arc::new(Metrics::default());
     let state = EdgeState {
         store,
         catalog,
         auth,
         ca,
-        registry: Arc::new(Registry::default()),
+        registry,
         metrics: metrics.clone(),
         policies: Arc::new(PolicyEngine::new(metrics)),
         settings,
         tunnel_settings: Arc::new(crate::tunnel::TunnelSettings::from_env()),
+        cluster,
     };
     let router = api::router(state.clone());
     let api_cancel = cancel.clone();
@@ -214,6 +241,18 @@ pub async fn start(config: EdgeConfig) -> Result<RunningEdge, StartError> {
         cancel,
         tasks,
     })
+}
+
+/// Where other edge nodes reach this one: `--peer-address`, else the bound tunnel address, or
+/// when that is a wildcard (0.0.0.0, ::), the first `--advertise-tunnel`.
+fn peer_address(config: &EdgeConfig, tunnel: SocketAddr) -> String {
+    if let Some(address) = &config.peer_address {
+        return address.clone();
+    }
+    match config.advertise_tunnel.first() {
+        Some(advertised) if tunnel.ip().is_unspecified() => advertised.clone(),
+        _ => tunnel.to_string(),
+    }
 }
 
 fn create_data_dir(path: &Path) -> Result<(), StartError> {

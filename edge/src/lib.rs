@@ -6,6 +6,7 @@ pub mod api;
 pub mod auth;
 pub mod ca;
 pub mod catalog;
+pub mod cluster;
 pub mod config;
 pub mod dns;
 pub mod edge;

@@ -5,7 +5,9 @@
 //!
 //! 1. [`find_hostname`]: the declared hostname named by `Host` (and, on HTTPS, the SNI).
 //! 2. [`apply_policies`]: the hostname's policies; refused traffic stops here.
-//! 3. [`pick_connector`]: a route by weight, then the least busy healthy connection.
+//! 3. [`pick_connector`]: a route by weight, then the least busy healthy connection; with
+//!    several edge nodes and none here, the request goes to a node that holds one instead
+//!    (`proxy/peer.rs`), which runs phases 3 to 6 for it.
 //! 4. [`open_stream`]: the visitor's request as an HTTP/2 stream on that tunnel connection.
 //! 5. [`forward`]: the response body streamed back, or the upgraded connection spliced.
 //! 6. [`respond`]: connector faults turned into the edge's statuses; headers cleaned.
@@ -17,6 +19,7 @@ mod error;
 mod forward;
 mod framing;
 mod limits;
+mod peer;
 mod route;
 mod tls;
 
@@ -44,6 +47,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 pub use error::{Fault, ProxyError};
+pub(crate) use peer::serve_forwarded;
 
 use crate::catalog::Snapshot;
 use crate::metrics::Metrics;
@@ -340,7 +344,15 @@ async fn proxy(
 
     apply_policies(state, snapshot, hostname, context, &parts)?;
 
-    let pick = pick_connector(state, snapshot, hostname, &[])?;
+    let pick = match pick_connector(state, snapshot, hostname, &[]) {
+        Ok(pick) => pick,
+        // No connection here: another edge node that holds one answers (`proxy/peer.rs`).
+        Err(ProxyError::NoConnector) if state.cluster.node_id().is_some() => {
+            return peer::forward(state, snapshot, hostname, context, parts, body, request_id)
+                .await;
+        }
+        Err(error) => return Err(error),
+    };
 
     let upgrade = forward::upgrade_of(&parts);
     let visitor_upgrade = upgrade.and_then(|_| parts.extensions.remove::<OnUpgrade>());

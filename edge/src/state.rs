@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::auth::Auth;
 use crate::ca::EdgeCa;
 use crate::catalog::Catalog;
+use crate::cluster::Cluster;
 use crate::metrics::Metrics;
 use crate::policy::PolicyEngine;
 use crate::store::Store;
@@ -15,9 +16,9 @@ use crate::tunnel::{Registry, TunnelSettings};
 pub struct EdgeSettings {
     /// DNS zones hostnames must lie in.
     pub zones: Vec<String>,
-    /// What DNS answers for hostnames.
+    /// This node's `--public-address` values (DNS answers [`Cluster::public_addresses`]).
     pub public_addresses: Vec<String>,
-    /// Tunnel addresses written into tokens.
+    /// This node's tunnel addresses (tokens list [`Cluster::tunnel_addresses`]).
     pub tunnel_addresses: Vec<String>,
 }
 
@@ -42,4 +43,7 @@ pub struct EdgeState {
     pub settings: Arc<EdgeSettings>,
     /// Settings of the tunnel listener.
     pub tunnel_settings: Arc<TunnelSettings>,
+    /// The other edge nodes on a shared store (none with the embedded store): the public and
+    /// tunnel addresses of all of them, and where each tunnel's connections are.
+    pub cluster: Cluster,
 }

@@ -2,6 +2,7 @@
 //! optimistic concurrency (`version`), unique names and referential integrity, behind the
 //! [`Store`] trait so the embedded SQLite store and a PostgreSQL store are interchangeable.
 
+pub mod cluster;
 mod postgres;
 mod sqlite;
 
@@ -12,7 +13,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::Value;
 
-pub use postgres::{CHANGES_CHANNEL, ChangeFeed, PostgresStore, check_url};
+pub use postgres::{CHANGES_CHANNEL, CLUSTER_CHANNEL, ChangeFeed, PostgresStore, check_url};
 pub use sqlite::SqliteStore;
 
 /// A store opened for the edge, and for a shared store the feed of changes that other edge
@@ -22,6 +23,17 @@ pub struct OpenedStore {
     pub store: Arc<dyn Store>,
     /// `None` for the embedded store: only this process writes it.
     pub changes: Option<ChangeFeed>,
+    /// `None` for the embedded store: one node, no members to track.
+    pub cluster: Option<ClusterBackend>,
+}
+
+/// What a shared store offers the edge nodes on it: their leases, and the feed that announces
+/// changes to them.
+pub struct ClusterBackend {
+    /// The leases.
+    pub leases: Arc<dyn cluster::ClusterStore>,
+    /// Fires when a node took or gave up its lease or changed what it advertises.
+    pub changes: ChangeFeed,
 }
 
 /// Opens the store `--store` names: a PostgreSQL URL, or when `None` the embedded store at
@@ -29,16 +41,20 @@ pub struct OpenedStore {
 pub async fn open(url: Option<&str>, embedded: &Path) -> Result<OpenedStore, StoreError> {
     match url {
         Some(url) => {
-            let store = PostgresStore::connect(url).await?;
-            let changes = store.change_feed();
+            let store = Arc::new(PostgresStore::connect(url).await?);
             Ok(OpenedStore {
-                store: Arc::new(store),
-                changes: Some(changes),
+                changes: Some(store.change_feed()),
+                cluster: Some(ClusterBackend {
+                    changes: store.cluster_feed(),
+                    leases: store.clone(),
+                }),
+                store,
             })
         }
         None => Ok(OpenedStore {
             store: Arc::new(SqliteStore::open(embedded)?),
             changes: None,
+            cluster: None,
         }),
     }
 }

@@ -6,6 +6,8 @@
 //!   runs an HTTP/2 *client* over the connection ([`session`]).
 //! - `postern-enroll/1`: an enrolment, without a client certificate: exactly one request
 //!   (tunnel id, secret, CSR) and one answer ([`enroll`]).
+//! - `postern-peer/1`: another edge node forwarding visitor requests, with several nodes on a
+//!   shared store only; both sides present node certificates ([`crate::cluster::peer`]).
 //!
 //! Anything else is closed. The protocol is described in `docs/tunnel-protocol.md`.
 
@@ -18,7 +20,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use postern_schema::wire::{ALPN_ENROLL, ALPN_TUNNEL, TUNNEL_SERVER_NAME};
+use postern_schema::wire::{ALPN_ENROLL, ALPN_PEER, ALPN_TUNNEL, TUNNEL_SERVER_NAME};
 use rustls::RootCertStore;
 use rustls::server::{Acceptor, ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
@@ -189,6 +191,7 @@ async fn accept(
     cancel: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
+    let peer_tls = state.cluster.peer_server_config();
     let handshake = async {
         let start = LazyConfigAcceptor::new(Acceptor::default(), stream).await?;
         let offered: Vec<Vec<u8>> = start
@@ -200,12 +203,18 @@ async fn accept(
             Kind::Tunnel
         } else if offered.iter().any(|p| p == ALPN_ENROLL) {
             Kind::Enroll
+        } else if offered.iter().any(|p| p == ALPN_PEER) && peer_tls.is_some() {
+            Kind::Peer
         } else {
             return Ok(None);
         };
         let config = match kind {
             Kind::Tunnel => tls.tunnel.clone(),
             Kind::Enroll => tls.enroll.clone(),
+            Kind::Peer => match peer_tls {
+                Some(config) => config,
+                None => return Ok(None),
+            },
         };
         let stream = start.into_stream(config).await?;
         Ok::<_, std::io::Error>(Some((kind, stream)))
@@ -232,6 +241,7 @@ async fn accept(
     };
     match kind {
         Kind::Enroll => enroll::serve_one(stream, peer, &state, &limiter).await,
+        Kind::Peer => crate::cluster::peer::serve(stream, peer, state, cancel).await,
         Kind::Tunnel => {
             let tunnel = stream
                 .get_ref()
@@ -254,6 +264,8 @@ async fn accept(
 
 #[derive(Debug, Clone, Copy)]
 enum Kind {
+    /// Another edge node forwarding requests (`postern-peer/1`, only with several nodes).
+    Peer,
     Tunnel,
     Enroll,
 }

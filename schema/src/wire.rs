@@ -16,6 +16,28 @@ pub const ALPN_TUNNEL: &[u8] = b"postern/1";
 /// ALPN of an enrolment connection (no client certificate; exactly one request).
 pub const ALPN_ENROLL: &[u8] = b"postern-enroll/1";
 
+/// ALPN of a connection between two edge nodes on the tunnel port: TLS 1.3 with both sides
+/// presenting a node certificate from the shared edge CA, then HTTP/2 with the forwarding node
+/// as the client. Every stream is a visitor request forwarded to a node that holds a connection.
+pub const ALPN_PEER: &[u8] = b"postern-peer/1";
+
+/// ALPN a connector offers, alone, to check that an edge address accepts connections again
+/// (before moving a connection back to it): the edge closes such a connection after the
+/// ClientHello, without answering.
+pub const ALPN_PROBE: &[u8] = b"postern-probe/1";
+
+/// The TLS server name of an edge node's certificate on `postern-peer/1`. The node itself is
+/// named by the certificate's URI SAN `urn:postern:node:<node id>`.
+pub const PEER_SERVER_NAME: &str = "peer.postern.invalid";
+
+/// Request header on a forwarded stream: the id of the node the visitor reached, which applied
+/// the hostname's policies. A node never forwards such a request again.
+pub const FORWARDED_BY_HEADER: &str = "x-postern-forwarded-by";
+
+/// Request header on a forwarded stream: the catalog revision the forwarding node routed with;
+/// the receiving node waits briefly to have caught up with it.
+pub const REVISION_HEADER: &str = "x-postern-revision";
+
 /// The TLS server name the connector expects on the edge's tunnel certificate. The edge CA is
 /// pinned, so the name only has to be one no public hostname can take (`.invalid`).
 pub const TUNNEL_SERVER_NAME: &str = "tunnel.postern.invalid";

@@ -24,13 +24,13 @@ pub(super) fn router() -> Router<AppState> {
 }
 
 async fn list(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let addresses = &state.settings.public_addresses;
+    let addresses = state.catalog.public_addresses();
     let items = state
         .store
         .list(Kind::Hostname)
         .await?
         .iter()
-        .map(|r| hostname_from_record(r, addresses))
+        .map(|r| hostname_from_record(r, &addresses))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(reply(StatusCode::OK, &List { items }, None))
 }
@@ -43,7 +43,7 @@ async fn create(
     let record = state.store.create(write(&spec), None).await?;
     state.catalog.refresh_to(record.revision).await;
     tracing::info!(hostname = %spec.hostname, "hostname created");
-    let hostname = hostname_from_record(&record, &state.settings.public_addresses)?;
+    let hostname = hostname_from_record(&record, &state.catalog.public_addresses())?;
     Ok(with_revision(
         reply(StatusCode::CREATED, &hostname, Some(hostname.version)),
         record.revision,
@@ -55,7 +55,7 @@ async fn read(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     let record = find(&state, &name).await?;
-    let hostname = hostname_from_record(&record, &state.settings.public_addresses)?;
+    let hostname = hostname_from_record(&record, &state.catalog.public_addresses())?;
     Ok(reply(StatusCode::OK, &hostname, Some(hostname.version)))
 }
 
@@ -75,7 +75,7 @@ async fn replace(
     }
     let record = state.store.replace(&name, write(&spec), expected).await?;
     state.catalog.refresh_to(record.revision).await;
-    let hostname = hostname_from_record(&record, &state.settings.public_addresses)?;
+    let hostname = hostname_from_record(&record, &state.catalog.public_addresses())?;
     Ok(with_revision(
         reply(StatusCode::OK, &hostname, Some(hostname.version)),
         record.revision,

@@ -213,13 +213,15 @@ async fn find(state: &AppState, id: &str) -> Result<Record, ApiError> {
 
 fn to_api(state: &AppState, record: &Record) -> Result<Tunnel, ApiError> {
     let mut tunnel = tunnel_from_record(record)?;
-    tunnel.connections = state.registry.count(tunnel.id);
+    // Every node's connections: a connector may be connected to any of them.
+    tunnel.connections =
+        state.registry.count(tunnel.id) + state.cluster.remote_connections(tunnel.id);
     Ok(tunnel)
 }
 
 fn token_for(state: &AppState, id: TunnelId, secret: String) -> String {
     TunnelToken {
-        edge_addresses: state.settings.tunnel_addresses.clone(),
+        edge_addresses: state.cluster.tunnel_addresses(),
         tunnel_id: id,
         secret: Secret::new(secret),
         ca_sha256: state.ca.fingerprint(),

@@ -43,8 +43,8 @@ const RCODES: [&str; 8] = [
 /// Answers DNS queries on `udp` and `tcp` until `cancel`.
 pub async fn serve(udp: UdpSocket, tcp: TcpListener, state: EdgeState, cancel: CancellationToken) {
     let addresses: Vec<IpAddr> = state
-        .settings
-        .public_addresses
+        .catalog
+        .public_addresses()
         .iter()
         .filter_map(|address| match address.parse() {
             Ok(ip) => Some(ip),
@@ -105,7 +105,9 @@ impl ZoneHandler {
         }
     }
 
-    /// The zones as the current snapshot has them.
+    /// The zones as the current snapshot has them, answering the catalog's current public
+    /// addresses (with several edge nodes they follow the nodes that come and go, and every such
+    /// change brings a new snapshot).
     fn view(&self) -> Arc<ZoneView> {
         let snapshot = self.catalog.snapshot();
         let mut cached = self.view.lock().unwrap_or_else(|p| p.into_inner());
@@ -114,7 +116,14 @@ impl ZoneHandler {
         {
             return view.clone();
         }
-        let view = Arc::new(ZoneView::build(&snapshot, &self.config));
+        let addresses: Vec<IpAddr> = self
+            .catalog
+            .public_addresses()
+            .iter()
+            .filter_map(|address| address.parse().ok())
+            .collect();
+        let config = self.config.with_addresses(&addresses);
+        let view = Arc::new(ZoneView::build(&snapshot, &config));
         *cached = Some((snapshot, view.clone()));
         view
     }

@@ -83,6 +83,16 @@ impl ZoneConfig {
         apexes.dedup_by(|a, b| a.text == b.text);
         Self {
             zones: apexes,
+            v4: Vec::new(),
+            v6: Vec::new(),
+        }
+        .with_addresses(addresses)
+    }
+
+    /// The same zones, answering `addresses`.
+    pub fn with_addresses(&self, addresses: &[IpAddr]) -> Self {
+        Self {
+            zones: self.zones.clone(),
             v4: addresses
                 .iter()
                 .filter_map(|a| match a {

@@ -34,8 +34,14 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Dump, Kind, Record, Store, StoreError, Write, check_version, now_rfc3339};
 
+mod cluster;
+
 /// The channel every committed write notifies, with the new store revision as the payload.
 pub const CHANGES_CHANNEL: &str = "postern_changes";
+
+/// The channel an edge node notifies when what it advertises changed (it took a lease, left,
+/// or gained or lost a tunnel's connections), with its node id as the payload.
+pub const CLUSTER_CHANNEL: &str = "postern_cluster";
 
 /// The advisory lock key that serializes migrations ("postern1" in ASCII).
 const MIGRATION_LOCK: i64 = 0x706f_7374_6572_6e31;
@@ -68,7 +74,8 @@ const FEED_HEARTBEAT: Duration = Duration::from_secs(10);
 const FEED_BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(2));
 
 /// The schema, applied in order; `postern_migrations` records which ran.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE postern_objects (
     kind TEXT COLLATE "C" NOT NULL,
     id TEXT COLLATE "C" NOT NULL,
@@ -105,7 +112,17 @@ CREATE TABLE postern_revision (
     revision BIGINT NOT NULL
 );
 INSERT INTO postern_revision (revision) VALUES (0);
-"#];
+"#,
+    r#"
+CREATE TABLE postern_nodes (
+    node_id TEXT COLLATE "C" PRIMARY KEY,
+    advert TEXT NOT NULL,
+    renewed_at TIMESTAMPTZ NOT NULL,
+    expires_at TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX postern_nodes_by_expiry ON postern_nodes (expires_at);
+"#,
+];
 
 const COLUMNS: &str = "kind, id, name, version, created_at, body, revision";
 
@@ -215,6 +232,15 @@ impl PostgresStore {
         ChangeFeed {
             config: self.config.clone(),
             target: self.target.clone(),
+            channel: CHANGES_CHANNEL,
+        }
+    }
+
+    /// The feed of changes to the edge nodes' leases ([`CLUSTER_CHANNEL`]).
+    pub fn cluster_feed(&self) -> ChangeFeed {
+        ChangeFeed {
+            channel: CLUSTER_CHANNEL,
+            ..self.change_feed()
         }
     }
 
@@ -840,18 +866,20 @@ impl Store for PostgresStore {
 
 // === impl ChangeFeed ===
 
-/// Follows `NOTIFY postern_changes` on a dedicated connection (a pooled one cannot hold a
-/// `LISTEN`), reconnecting with backoff when the connection drops.
+/// Follows `NOTIFY postern_changes` (or another channel) on a dedicated connection (a pooled
+/// one cannot hold a `LISTEN`), reconnecting with backoff when the connection drops.
 #[derive(Clone)]
 pub struct ChangeFeed {
     config: Config,
     target: String,
+    channel: &'static str,
 }
 
 impl fmt::Debug for ChangeFeed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ChangeFeed")
             .field("target", &self.target)
+            .field("channel", &self.channel)
             .finish()
     }
 }
@@ -878,9 +906,9 @@ impl ChangeFeed {
             let error = outcome.err();
             let error_text = error.as_ref().map(error_chain).unwrap_or_default();
             if connected || was_up {
-                tracing::warn!(store = %self.target, error = %error_text, "lost the store's change feed; reconnecting");
+                tracing::warn!(store = %self.target, channel = self.channel, error = %error_text, "lost the store's change feed; reconnecting");
             } else {
-                tracing::debug!(store = %self.target, error = %error_text, "the store's change feed is still down");
+                tracing::debug!(store = %self.target, channel = self.channel, error = %error_text, "the store's change feed is still down");
             }
             was_up = connected;
             // Jitter, so that nodes do not reconnect in lockstep.
@@ -920,13 +948,13 @@ impl ChangeFeed {
 
         tokio::time::timeout(
             OPERATION_TIMEOUT,
-            client.batch_execute(&format!("LISTEN {CHANGES_CHANNEL}")),
+            client.batch_execute(&format!("LISTEN {}", self.channel)),
         )
         .await
         .map_err(|_| PostgresError::TimedOut(OPERATION_TIMEOUT))?
         .map_err(PostgresError::Database)?;
         *connected = true;
-        tracing::info!(store = %self.target, "following the store's change feed");
+        tracing::info!(store = %self.target, channel = self.channel, "following the store's change feed");
         on_change();
 
         let mut heartbeat = tokio::time::interval(FEED_HEARTBEAT);

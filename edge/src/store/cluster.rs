@@ -1,0 +1,69 @@
+//! Edge nodes sharing a store: each node holds a lease, a row it renews with every heartbeat,
+//! carrying what it advertises (its public and tunnel addresses, where other nodes reach it)
+//! and which tunnels it holds connections for. A row whose lease ran out is not a member: a dead
+//! node drops out within one lease. Only shared stores implement [`ClusterStore`]; the embedded
+//! store serves one node and has no members to track.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use postern_schema::ids::TunnelId;
+use serde::{Deserialize, Serialize};
+
+use super::StoreError;
+
+/// What a node tells the others about itself, renewed with its lease.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeAdvert {
+    /// The node's id: random, new at every start.
+    pub node_id: String,
+    /// Where other nodes reach this node's tunnel listener (`host:port`) for forwarded requests.
+    pub peer_address: String,
+    /// What DNS may answer for hostnames, on this node's behalf (`--public-address`).
+    pub public_addresses: Vec<String>,
+    /// Where connectors reach this node (`--advertise-tunnel`, or the bound tunnel address).
+    pub tunnel_addresses: Vec<String>,
+    /// The tunnels this node holds healthy connections for, by tunnel id.
+    pub holdings: Vec<Holding>,
+}
+
+/// A tunnel a node holds connections for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Holding {
+    /// The tunnel.
+    pub tunnel_id: TunnelId,
+    /// Healthy (routable) connections of that tunnel on the node.
+    pub connections: u32,
+}
+
+/// A node whose lease is live, as the store saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeLease {
+    /// What the node advertised with its last renewal.
+    pub advert: NodeAdvert,
+    /// How long the lease has left, by the store's clock (so nodes' clocks need not agree).
+    pub remaining: Duration,
+}
+
+/// The leases of the edge nodes sharing a store.
+#[async_trait]
+pub trait ClusterStore: Send + Sync + 'static {
+    /// Takes or renews the lease of `advert.node_id` for `lease`, recording `advert`, and
+    /// returns every node whose lease is live, this one included. With `announce`, the other
+    /// nodes are told (through the store's cluster feed) to read the leases again at once,
+    /// rather than at their next heartbeat.
+    async fn heartbeat(
+        &self,
+        advert: &NodeAdvert,
+        lease: Duration,
+        announce: bool,
+    ) -> Result<Vec<NodeLease>, StoreError>;
+
+    /// Every node whose lease is live, without renewing any.
+    async fn members(&self) -> Result<Vec<NodeLease>, StoreError>;
+
+    /// Gives the lease of `node_id` up (a clean shutdown), and tells the other nodes.
+    async fn leave(&self, node_id: &str) -> Result<(), StoreError>;
+}
