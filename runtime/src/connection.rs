@@ -159,12 +159,14 @@ impl Conn {
 }
 
 /// Dials `address` and serves the connection until it ends (lost, drained by the edge, or
-/// drained because the connector is stopping).
+/// drained because the connector is stopping or `leave` fired: the supervisor moves it to
+/// another edge address). Draining tells the edge first, so no request is lost.
 pub async fn run(
     connector: Arc<Connector>,
     index: usize,
     address: &str,
     tls: Arc<rustls::ClientConfig>,
+    leave: &CancellationToken,
 ) -> Result<Outcome, ConnectionError> {
     let tcp = tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(address))
         .await
@@ -233,6 +235,13 @@ pub async fn run(
     let mut shutting_down = false;
     let mut drain_announced = false;
     let mut confirm_deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+    let leaving = async {
+        tokio::select! {
+            _ = connector.draining() => {}
+            _ = leave.cancelled() => {}
+        }
+    };
+    tokio::pin!(leaving);
     let result = loop {
         let deadline = async {
             match confirm_deadline.as_mut() {
@@ -242,7 +251,7 @@ pub async fn run(
         };
         tokio::select! {
             result = connection.as_mut() => break result,
-            _ = connector.draining(), if !drain_announced && !shutting_down => {
+            _ = &mut leaving, if !drain_announced && !shutting_down => {
                 // Tell the edge first, so it stops routing here before the GOAWAY.
                 drain_announced = true;
                 if conn.try_send_event(&Event::Draining) {

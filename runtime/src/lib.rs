@@ -12,5 +12,6 @@ pub mod metrics;
 pub mod orchestrator;
 pub mod origin;
 pub mod quick;
+pub mod rebalance;
 pub mod supervisor;
 pub mod tls;

@@ -1,5 +1,6 @@
-//! The supervisor keeps `--connections` tunnel connections up: enrol when there is no usable
-//! certificate, dial, reconnect with jittered exponential backoff, renew the certificate
+//! The supervisor keeps `--connections` tunnel connections up, spread over the token's edge
+//! addresses and moved back when a node returns ([`crate::rebalance`]): enrol when there is no
+//! usable certificate, dial, reconnect with jittered exponential backoff, renew the certificate
 //! before it expires, and on SIGTERM/SIGINT drain every connection within the grace period.
 //! A deleted tunnel stops everything: retrying cannot help.
 
@@ -23,6 +24,7 @@ use crate::identity::{EnrollError, Identity, unix_now};
 use crate::metrics::ConnectorMetrics;
 use crate::orchestrator::Orchestrator;
 use crate::origin::Origins;
+use crate::rebalance;
 
 /// First reconnect delay (before jitter).
 const BACKOFF_BASE: Duration = Duration::from_millis(100);
@@ -230,17 +232,52 @@ pub async fn run(
     result
 }
 
-/// Keeps connection `index` up until the connector drains or fails.
+/// Keeps connection `index` up until the connector drains or fails: on its home address
+/// among the token's edge addresses, or while home cannot be reached on the next one, moving
+/// back once home accepts connections again ([`rebalance`]).
 async fn keep_connected(connector: Arc<Connector>, index: usize) {
     let addresses = connector.identity.token().edge_addresses.clone();
+    let home = rebalance::home_of(index, addresses.len());
+    let probe = match rebalance::probe_config(&connector.identity.token().ca_sha256) {
+        Ok(probe) => Some(probe),
+        Err(error) => {
+            tracing::warn!(error = %error_chain(&error), "cannot probe edge addresses; connections will not move back to their own");
+            None
+        }
+    };
     let mut backoff = Backoff::new();
     let mut attempt = 0usize;
     loop {
         if connector.is_draining() || connector.failed.is_cancelled() {
             return;
         }
-        let address = &addresses[(index + attempt) % addresses.len().max(1)];
-        match try_once(&connector, index, address).await {
+        let slot = rebalance::slot_of(index, attempt, addresses.len());
+        let address = &addresses[slot];
+        let leave = CancellationToken::new();
+        let result = match (&probe, addresses.get(home)) {
+            (Some(probe), Some(home_address)) if slot != home => {
+                // Away from home: serve here, and watch for home to come back.
+                let run = try_once(&connector, index, address, &leave);
+                let watch = rebalance::wait_for_home(home_address, probe, &leave);
+                tokio::pin!(run, watch);
+                let mut watching = true;
+                loop {
+                    tokio::select! {
+                        result = &mut run => break result,
+                        _ = &mut watch, if watching => watching = false,
+                    }
+                }
+            }
+            _ => try_once(&connector, index, address, &leave).await,
+        };
+        if leave.is_cancelled() && !connector.is_draining() && !connector.failed.is_cancelled() {
+            // Drained here to move home: dial it now.
+            attempt = 0;
+            backoff.reset();
+            connector.metrics.reconnect();
+            continue;
+        }
+        match result {
             Ok(outcome) => {
                 if outcome.registered {
                     backoff.reset();
@@ -299,6 +336,7 @@ async fn try_once(
     connector: &Arc<Connector>,
     index: usize,
     address: &str,
+    leave: &CancellationToken,
 ) -> Result<connection::Outcome, Failure> {
     connector.ensure_enrolled().await.map_err(Failure::Enroll)?;
     let Some(tls) = connector.identity.tunnel_config().map_err(Failure::Tls)? else {
@@ -307,7 +345,7 @@ async fn try_once(
             address: address.to_string(),
         }));
     };
-    connection::run(connector.clone(), index, address, tls)
+    connection::run(connector.clone(), index, address, tls, leave)
         .await
         .map_err(Failure::Connection)
 }
