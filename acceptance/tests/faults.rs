@@ -515,3 +515,158 @@ async fn an_edge_restart_ends_websocket_sessions_cleanly_and_new_ones_work() {
     }
     println!("edge restart during WebSockets: {}", report.join("; "));
 }
+
+/// Ten tunnels, ten policies and thirty hostnames (each behind a policy): fifty objects.
+fn fifty_objects() -> String {
+    acceptance::provider::config(
+        r#"
+resource "postern_tunnel" "t" {
+  count  = 10
+  name   = "tunnel-${count.index}"
+  labels = { shard = "s${count.index}" }
+}
+
+resource "postern_policy" "p" {
+  count         = 10
+  name          = "policy-${count.index}"
+  allow_methods = ["GET", "POST"]
+}
+
+resource "postern_hostname" "h" {
+  count      = 30
+  hostname   = "h${count.index}.example.com"
+  service    = "http://127.0.0.1:${4000 + count.index}"
+  tunnel_id  = postern_tunnel.t[count.index % 10].id
+  policy_ids = [postern_policy.p[count.index % 10].id]
+}
+"#,
+    )
+}
+
+/// What the edge holds, by kind: (tunnels, policies, hostnames).
+fn counts(inventory: &acceptance::provider::Inventory) -> (usize, usize, usize) {
+    (
+        inventory.tunnels.len(),
+        inventory.policies.len(),
+        inventory.hostnames.len(),
+    )
+}
+
+#[test]
+fn kill_9_of_the_edge_during_an_apply_of_50_objects_then_a_second_apply_converges() {
+    use acceptance::Terraform;
+    use acceptance::provider::Inventory;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut edge = EdgeProcess::start();
+    let tf = Terraform::new(&edge);
+    tf.write("main.tf", &fifty_objects());
+    tf.init();
+
+    // Kill the edge once some, not all, objects exist, with creates in flight.
+    let (first, killed_at) = std::thread::scope(|scope| {
+        let apply = scope.spawn(|| tf.apply());
+        let client = edge.client();
+        let killed_at = runtime.block_on(eventually(
+            Duration::from_secs(120),
+            "the apply to be under way",
+            || async {
+                let inventory = Inventory::read(&client).await;
+                let (t, p, h) = counts(&inventory);
+                // The hostnames come last, ten at a time: kill with creates in flight.
+                (h >= 1).then_some((t, p, h))
+            },
+        ));
+        edge.kill();
+        (apply.join().expect("terraform"), killed_at)
+    });
+    assert_ne!(
+        first.code,
+        0,
+        "the apply survived the kill:\n{}",
+        first.all()
+    );
+    let errors = first.all().matches("Error:").count();
+    let crashes = ["panic:", "plugin crashed", "Plugin did not respond"];
+    for crash in crashes {
+        assert!(!first.all().contains(crash), "{}", first.all());
+    }
+    let acknowledged = state_ids(&tf);
+
+    // The edge comes back on its data; what it acknowledged is there.
+    edge.restart();
+    let client = edge.client();
+    let after_restart = runtime.block_on(Inventory::read(&client));
+    let (t, p, h) = counts(&after_restart);
+    let held = edge_ids(&after_restart);
+    let lost: Vec<&String> = acknowledged.difference(&held).collect();
+    assert!(lost.is_empty(), "acknowledged, then lost: {lost:?}");
+
+    // A second apply converges: everything exists once, state and edge agree.
+    let second = tf.apply().success();
+    let adopted = second.all().matches("Adopted an existing").count();
+    let inventory = runtime.block_on(Inventory::read(&client));
+    assert_eq!(counts(&inventory), (10, 10, 30), "{inventory:#?}");
+    let mut names: Vec<&str> = inventory
+        .tunnels
+        .iter()
+        .map(|t| t.spec.name.as_str())
+        .chain(inventory.policies.iter().map(|p| p.spec.name.as_str()))
+        .chain(inventory.hostnames.iter().map(|h| h.spec.hostname.as_str()))
+        .collect();
+    names.sort_unstable();
+    let total = names.len();
+    names.dedup();
+    assert_eq!(names.len(), total, "duplicates on the edge");
+    // No orphans: every object on the edge is in the state, with the id the edge gave it.
+    let state_ids = state_ids(&tf);
+    assert_eq!(state_ids.len(), 50);
+    let edge_ids = edge_ids(&inventory);
+    assert_eq!(state_ids, edge_ids, "state and edge disagree");
+    let clean = tf.plan_exit_code();
+    assert_eq!(clean.code, 0, "{}", clean.all());
+    println!(
+        "terraform apply of 50 objects, edge killed with SIGKILL once it held {} tunnels, {} policies, {} hostnames: \
+         the apply failed cleanly ({errors} errors, no provider crash) with {} objects in the state; \
+         after the restart the edge held {t} tunnels, {p} policies, {h} hostnames, every object of the state among them; \
+         the second apply succeeded ({adopted} objects created but never recorded were adopted; adoption itself: provider_errors.rs); the edge then held exactly 10 + 10 + 30 objects, \
+         no duplicates, every one in the state with the same id, and a plan after it was empty",
+        killed_at.0,
+        killed_at.1,
+        killed_at.2,
+        acknowledged.len()
+    );
+}
+
+/// The ids in the Terraform state (a hostname's id is its name).
+fn state_ids(tf: &acceptance::Terraform) -> std::collections::BTreeSet<String> {
+    let show = tf.run(&["show", "-json"]).success();
+    let state: serde_json::Value = serde_json::from_str(&show.stdout).unwrap_or_default();
+    state
+        .pointer("/values/root_module/resources")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|r| {
+            let key = if r["type"] == "postern_hostname" {
+                "hostname"
+            } else {
+                "id"
+            };
+            r["values"][key].as_str().map(str::to_owned)
+        })
+        .collect()
+}
+
+/// The ids of everything the edge holds.
+fn edge_ids(inventory: &acceptance::provider::Inventory) -> std::collections::BTreeSet<String> {
+    inventory
+        .tunnels
+        .iter()
+        .map(|t| t.id.to_string())
+        .chain(inventory.policies.iter().map(|p| p.id.to_string()))
+        .chain(inventory.hostnames.iter().map(|h| h.spec.hostname.clone()))
+        .collect()
+}
