@@ -427,7 +427,7 @@ mod postgres {
             .iter()
             .map(|row| row.get(0))
             .collect();
-        assert_eq!(versions, [1]);
+        assert_eq!(versions, [1, 2]);
     }
 
     #[tokio::test]
@@ -600,6 +600,73 @@ mod postgres {
             .await
             .expect("delete");
         next_change(&mut changes, Duration::from_secs(1)).await;
+        cancel.cancel();
+    }
+
+    fn advert(node_id: &str) -> cluster::NodeAdvert {
+        cluster::NodeAdvert {
+            node_id: node_id.into(),
+            peer_address: format!("{node_id}.internal:7844"),
+            public_addresses: vec!["127.0.0.2".into()],
+            tunnel_addresses: vec![format!("{node_id}.internal:7844")],
+            holdings: vec![cluster::Holding {
+                tunnel_id: postern_schema::ids::TunnelId::new_random(),
+                connections: 2,
+            }],
+        }
+    }
+
+    fn node_ids(leases: &[cluster::NodeLease]) -> Vec<&str> {
+        leases.iter().map(|l| l.advert.node_id.as_str()).collect()
+    }
+
+    #[tokio::test]
+    async fn node_leases_list_the_live_nodes_expire_and_can_be_given_up() {
+        use cluster::ClusterStore;
+        let (server, node_a) = fresh().await;
+        let node_b = PostgresStore::connect(&server.url()).await.expect("node b");
+        let (sender, mut announced) = mpsc::unbounded_channel();
+        let cancel = CancellationToken::new();
+        tokio::spawn(node_a.cluster_feed().run(
+            move || {
+                let _ = sender.send(());
+            },
+            cancel.clone(),
+        ));
+        // The feed reports once when it starts following.
+        next_change(&mut announced, Duration::from_secs(5)).await;
+
+        let (a, b) = (advert("a"), advert("b"));
+        let lease = Duration::from_secs(3);
+        let seen = node_a.heartbeat(&a, lease, false).await.expect("a");
+        assert_eq!(node_ids(&seen), ["a"]);
+        assert_eq!(seen[0].advert, a, "the advert round-trips");
+        assert!(seen[0].remaining > Duration::from_secs(2) && seen[0].remaining <= lease);
+
+        // A short lease, announced: the other node hears of it, then sees it run out.
+        let seen = node_b
+            .heartbeat(&b, Duration::from_millis(300), true)
+            .await
+            .expect("b");
+        assert_eq!(node_ids(&seen), ["a", "b"]);
+        next_change(&mut announced, Duration::from_secs(1)).await;
+        assert_eq!(
+            node_ids(&node_a.members().await.expect("members")),
+            ["a", "b"]
+        );
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(node_ids(&node_a.members().await.expect("members")), ["a"]);
+
+        // Renewed, then given up: gone at once, and announced.
+        node_b.heartbeat(&b, lease, false).await.expect("renew");
+        assert_eq!(
+            node_ids(&node_a.members().await.expect("members")),
+            ["a", "b"]
+        );
+        while announced.try_recv().is_ok() {}
+        node_b.leave("b").await.expect("leave");
+        next_change(&mut announced, Duration::from_secs(1)).await;
+        assert_eq!(node_ids(&node_a.members().await.expect("members")), ["a"]);
         cancel.cancel();
     }
 }
