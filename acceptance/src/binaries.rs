@@ -14,14 +14,22 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-/// The directory cargo put this test binary's profile in (`target/debug` or `target/release`).
+/// The directory cargo put this executable's profile in (`target/debug` or `target/release`).
 fn profile_dir() -> PathBuf {
-    // Test executables live in `<target>/<profile>/deps/`.
+    // Test executables live in `<target>/<profile>/deps/`, binaries (the benchmark) in
+    // `<target>/<profile>/`.
     let exe = std::env::current_exe().unwrap_or_default();
-    exe.parent()
-        .and_then(Path::parent)
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| workspace_root().join("target").join("debug"))
+    let dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    let dir = if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.parent().map(Path::to_path_buf).unwrap_or_default()
+    } else {
+        dir
+    };
+    if dir.as_os_str().is_empty() {
+        workspace_root().join("target").join("debug")
+    } else {
+        dir
+    }
 }
 
 /// The path of the workspace binary `name` (`postern-edge`, `postern`,

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod bad_origin;
+pub mod bench;
 pub mod binaries;
 pub mod connector;
 pub mod edge;
