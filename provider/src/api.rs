@@ -8,7 +8,8 @@ use std::future::Future;
 use std::time::Instant;
 
 use postern_schema::api::{
-    Connection, EdgeInfo, ErrorCode, Hostname, HostnameSpec, Policy, PolicySpec, Tunnel, TunnelSpec,
+    Connection, EdgeInfo, EnrollmentToken, EnrollmentTokenSpec, ErrorCode, Hostname, HostnameSpec,
+    Policy, PolicySpec, Rollout, RolloutScope, Tunnel, TunnelSpec,
 };
 use postern_schema::client::{Client, ClientError};
 use postern_schema::ids::{PolicyId, TunnelId};
@@ -32,6 +33,19 @@ impl EdgeApi {
     /// The endpoint the calls go to.
     pub fn endpoint(&self) -> &str {
         self.client.endpoint()
+    }
+
+    /// A handle (sharing connections) that remembers the store revision of the writes made
+    /// through it, for [`crate::rollout::wait`].
+    pub fn tracking(&self) -> Self {
+        Self {
+            client: self.client.tracking_revisions(),
+        }
+    }
+
+    /// The highest store revision a write through this handle produced.
+    pub fn revision(&self) -> Option<u64> {
+        self.client.revision()
     }
 
     // === tunnels ===
@@ -94,6 +108,17 @@ impl EdgeApi {
     pub async fn tunnel_token(&self, id: TunnelId) -> Result<Secret, ClientError> {
         let path = format!("/v1/tunnels/{id}/token");
         logged("GET", &path, 200, self.client.tunnel_token(id)).await
+    }
+
+    /// `POST /v1/tunnels/{id}/enrollment-tokens`: a single-use, short-lived connector token.
+    pub async fn create_enrollment_token(
+        &self,
+        id: TunnelId,
+        spec: &EnrollmentTokenSpec,
+    ) -> Result<EnrollmentToken, ClientError> {
+        let path = format!("/v1/tunnels/{id}/enrollment-tokens");
+        let call = self.client.create_enrollment_token(id, spec);
+        logged("POST", &path, 201, call).await
     }
 
     /// `GET /v1/tunnels/{id}/connections`.
@@ -194,6 +219,16 @@ impl EdgeApi {
     /// `GET /v1/edge`.
     pub async fn edge(&self) -> Result<EdgeInfo, ClientError> {
         logged("GET", "/v1/edge", 200, self.client.edge()).await
+    }
+
+    /// `GET /v1/rollout?revision=N&…`.
+    pub async fn rollout(
+        &self,
+        revision: Option<u64>,
+        scope: &RolloutScope,
+    ) -> Result<Rollout, ClientError> {
+        let path = postern_schema::client::rollout_path(revision, scope);
+        logged("GET", &path, 200, self.client.rollout(revision, scope)).await
     }
 }
 

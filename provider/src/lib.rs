@@ -8,6 +8,8 @@
 //!   [`postern::registry`];
 //! - [`api`] is the edge's control API as they use it, and [`contract`] the edge's
 //!   validation rules run offline;
+//! - [`rollout`] waits after each write until the connectors applied it, and [`live`]
+//!   turns the edge's live state into plan-time warnings;
 //! - [`logging`] writes the JSON log lines Terraform reads from stderr.
 
 pub mod api;
@@ -15,7 +17,9 @@ pub mod contract;
 pub mod data_sources;
 pub mod docs;
 pub mod framework;
+pub mod live;
 pub mod logging;
 pub mod postern;
 pub mod protocol;
 pub mod resources;
+pub mod rollout;

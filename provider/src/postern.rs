@@ -6,6 +6,7 @@
 //! built in [`PosternProvider::configure`].
 
 use std::fmt;
+use std::time::Duration;
 
 use postern_schema::client::Client;
 use postern_schema::secret::Secret;
@@ -15,10 +16,17 @@ use crate::framework::{
     Attribute, AttributePath, ConfigureRequest, Diagnostics, Provider, Registry, Schema, Value,
     async_trait,
 };
+use crate::live::LiveView;
+use crate::rollout::{self, parse_duration};
 
 /// The control API address used when neither the configuration nor
 /// `POSTERN_ENDPOINT` names one (the edge's default `--api-listen`).
 pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:7070";
+
+/// How long plan-time questions to the edge may take to connect, and in all: plan must not
+/// wait on an edge that is down.
+const PROBE_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const PROBE_CALL_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Every Postern type, served by one provider.
 pub fn registry() -> Registry<PosternProvider> {
@@ -43,6 +51,10 @@ pub struct ProviderData {
     /// The edge's control API, authenticated with the token (an empty one when none was
     /// given: the edge then answers 401 and the diagnostic says what to set).
     pub api: EdgeApi,
+    /// How long a write waits for every affected connector to apply it (zero: not at all).
+    pub rollout_timeout: Duration,
+    /// What plan-time checks learn from the edge (short timeouts, best effort, cached).
+    pub live: LiveView,
 }
 
 /// A secret API token; `Debug` does not print it.
@@ -88,11 +100,25 @@ impl Provider for PosternProvider {
             .optional()
             .sensitive(),
         )
+        .attribute(
+            "rollout_timeout",
+            Attribute::string(
+                "How long a create, update or delete of a hostname, tunnel or policy waits until \
+                 every connected connector of the tunnels it affects has acknowledged the new \
+                 configuration, e.g. `\"30s\"` or `\"2m\"`; on timeout the apply fails and \
+                 names the connectors still on the old version. `\"0s\"` does not wait. \
+                 Defaults to `\"30s\"`.",
+            )
+            .optional(),
+        )
     }
 
     fn validate(&self, config: &Value, diagnostics: &mut Diagnostics) {
         if let Some(endpoint) = config.get("endpoint").and_then(Value::as_str) {
             check_endpoint(endpoint, diagnostics);
+        }
+        if let Some(timeout) = config.get("rollout_timeout").and_then(Value::as_str) {
+            check_rollout_timeout(timeout, diagnostics);
         }
     }
 
@@ -101,7 +127,7 @@ impl Provider for PosternProvider {
         req: ConfigureRequest,
         diagnostics: &mut Diagnostics,
     ) -> Option<ProviderData> {
-        for name in ["endpoint", "api_token"] {
+        for name in ["endpoint", "api_token", "rollout_timeout"] {
             if req.config.get(name).is_some_and(Value::is_unknown) {
                 diagnostics.error_at(
                     AttributePath::root(name),
@@ -125,6 +151,10 @@ impl Provider for PosternProvider {
             .or_else(|| from_env("POSTERN_ENDPOINT"))
             .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned());
         check_endpoint(&endpoint, diagnostics);
+        let rollout_timeout = match req.config.get("rollout_timeout").and_then(Value::as_str) {
+            Some(text) => check_rollout_timeout(text, diagnostics),
+            None => Some(rollout::DEFAULT_TIMEOUT),
+        };
         let api_token = req
             .config
             .get("api_token")
@@ -132,10 +162,14 @@ impl Provider for PosternProvider {
             .map(str::to_owned)
             .or_else(|| from_env("POSTERN_API_TOKEN"))
             .map(ApiToken);
-        if diagnostics.has_errors() {
-            return None;
-        }
+        let rollout_timeout = rollout_timeout.filter(|_| !diagnostics.has_errors())?;
         let secret = Secret::new(api_token.as_ref().map_or("", ApiToken::expose));
+        let probe = Client::with_timeouts(
+            &endpoint,
+            secret.clone(),
+            PROBE_CONNECT_TIMEOUT,
+            PROBE_CALL_TIMEOUT,
+        );
         let client = match Client::new(&endpoint, secret) {
             Ok(client) => client,
             Err(error) => {
@@ -149,13 +183,37 @@ impl Provider for PosternProvider {
                 return None;
             }
         };
-        tracing::debug!(%endpoint, has_token = api_token.is_some(), "provider configured");
+        tracing::debug!(
+            %endpoint,
+            has_token = api_token.is_some(),
+            rollout_timeout_ms = rollout_timeout.as_millis() as u64,
+            "provider configured"
+        );
+        let live = LiveView::new(probe.ok().map(EdgeApi::new));
         Some(ProviderData {
             endpoint,
             api_token,
             stop: req.stop,
             api: EdgeApi::new(client),
+            rollout_timeout,
+            live,
         })
+    }
+}
+
+/// The parsed `rollout_timeout`; an error diagnostic on the attribute when it is not a
+/// duration.
+fn check_rollout_timeout(text: &str, diagnostics: &mut Diagnostics) -> Option<Duration> {
+    match parse_duration(text) {
+        Ok(timeout) => Some(timeout),
+        Err(message) => {
+            diagnostics.error_at(
+                AttributePath::root("rollout_timeout"),
+                "Invalid rollout_timeout",
+                format!("{message}. Use \"0s\" not to wait for connectors at all."),
+            );
+            None
+        }
     }
 }
 
@@ -198,10 +256,27 @@ mod tests {
                 &Value::object([
                     ("endpoint", Value::from(endpoint)),
                     ("api_token", Value::Null),
+                    ("rollout_timeout", Value::Null),
                 ]),
                 &mut diagnostics,
             );
             assert_eq!(!diagnostics.has_errors(), ok, "{endpoint}");
+        }
+    }
+
+    #[test]
+    fn rollout_timeout_must_be_a_duration() {
+        for (timeout, ok) in [("30s", true), ("0s", true), ("1m30s", true), ("30", false)] {
+            let mut diagnostics = Diagnostics::new();
+            PosternProvider.validate(
+                &Value::object([
+                    ("endpoint", Value::Null),
+                    ("api_token", Value::Null),
+                    ("rollout_timeout", Value::from(timeout)),
+                ]),
+                &mut diagnostics,
+            );
+            assert_eq!(!diagnostics.has_errors(), ok, "{timeout}");
         }
     }
 

@@ -15,9 +15,12 @@ use crate::api::{Operation, diagnose};
 use crate::contract::{Findings, check_labels, known_elements, known_str};
 use crate::framework::{
     Attribute, AttributePath, Attributes, CreateRequest, DeleteRequest, Diagnostic, Diagnostics,
-    Number, ReadRequest, Resource, Schema, StateResponse, Type, UpdateRequest, Value, async_trait,
+    Number, Plan, PlanRequest, ReadRequest, Resource, Schema, StateResponse, Type, UpdateRequest,
+    Value, async_trait,
 };
+use crate::live::{self, PlannedTarget};
 use crate::postern::ProviderData;
+use crate::rollout::{self, Change};
 
 /// Terraform state of a `postern_hostname`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -368,6 +371,21 @@ impl Resource<ProviderData> for HostnameResource {
         findings.report(diagnostics);
     }
 
+    /// Plan-time truth: for a hostname being created or changed, warnings about what the
+    /// edge's live state means for it (see [`crate::live`]).
+    async fn plan(&self, data: &ProviderData, req: &PlanRequest, plan: &mut Plan) {
+        if req.prior.as_ref() == Some(&plan.planned) {
+            return;
+        }
+        let Some(hostname) = plan.planned.get("hostname").and_then(Value::as_str) else {
+            return;
+        };
+        let Some(target) = planned_target(&plan.planned) else {
+            return;
+        };
+        live::check_hostname(&data.live, hostname, &target, &mut plan.diagnostics).await;
+    }
+
     async fn create(&self, data: &ProviderData, req: CreateRequest, resp: &mut StateResponse) {
         // Read the plan into the model.
         let Some(plan) = resp
@@ -386,11 +404,13 @@ impl Resource<ProviderData> for HostnameResource {
             object: Some(&spec.hostname),
             value_type: &ty,
         };
-        match data.api.create_hostname(&spec).await {
+        let api = data.api.tracking();
+        match api.create_hostname(&spec).await {
             Ok(hostname) => {
                 tracing::info!(hostname = %spec.hostname, "hostname created");
                 resp.set_state(&HostnameModel::from_hostname(&hostname, Some(&plan)));
                 resp.private = version::encode(hostname.version);
+                rollout::wait(data, &api, change(&spec.hostname), &mut resp.diagnostics).await;
             }
             Err(error) if error.code() == Some(ErrorCode::Conflict) => {
                 adopt(data, &spec, &plan, &error, op, resp).await;
@@ -441,11 +461,13 @@ impl Resource<ProviderData> for HostnameResource {
             value_type: &ty,
         };
         let if_match = version::decode(&req.planned_private);
-        match data.api.replace_hostname(&spec, if_match).await {
+        let api = data.api.tracking();
+        match api.replace_hostname(&spec, if_match).await {
             Ok(hostname) => {
                 tracing::info!(hostname = %spec.hostname, "hostname updated");
                 resp.set_state(&HostnameModel::from_hostname(&hostname, Some(&plan)));
                 resp.private = version::encode(hostname.version);
+                rollout::wait(data, &api, change(&spec.hostname), &mut resp.diagnostics).await;
             }
             Err(error) => resp.diagnostics.push(diagnose(&error, op)),
         }
@@ -463,8 +485,12 @@ impl Resource<ProviderData> for HostnameResource {
             value_type: &ty,
         };
         let if_match = version::decode(&req.private);
-        match data.api.delete_hostname(&prior.hostname, if_match).await {
-            Ok(()) => tracing::info!(hostname = %prior.hostname, "hostname deleted"),
+        let api = data.api.tracking();
+        match api.delete_hostname(&prior.hostname, if_match).await {
+            Ok(()) => {
+                tracing::info!(hostname = %prior.hostname, "hostname deleted");
+                rollout::wait(data, &api, change(&prior.hostname), diagnostics).await;
+            }
             Err(error) if error.is_not_found() => {}
             Err(error) => diagnostics.push(diagnose(&error, op)),
         }
@@ -550,6 +576,35 @@ async fn adopt(
             spec.hostname
         ),
     );
+}
+
+/// What a write of hostname `name` changes, for [`rollout::wait`].
+fn change(name: &str) -> Change {
+    Change {
+        scope: postern_schema::api::RolloutScope::Hostname(name.to_owned()),
+        subject: format!("hostname {name:?}"),
+    }
+}
+
+/// Where the planned hostname sends its requests; `None` while anything about it is unknown.
+fn planned_target(planned: &Value) -> Option<PlannedTarget> {
+    if let Some(id) = planned.get("tunnel_id").and_then(Value::as_str) {
+        return Some(PlannedTarget::Tunnel(id.to_owned()));
+    }
+    let mut routes = Vec::new();
+    for route in planned.get("routes")?.as_elements()? {
+        let mut selector = BTreeMap::new();
+        for (key, value) in route.get("selector")?.as_entries()? {
+            selector.insert(key.clone(), value.as_str()?.to_owned());
+        }
+        let weight = route
+            .get("weight")?
+            .as_number()?
+            .to_u64()
+            .and_then(|w| u32::try_from(w).ok())?;
+        routes.push((selector, weight));
+    }
+    Some(PlannedTarget::Routes(routes))
 }
 
 /// A whole number that fits `u32`.

@@ -8,6 +8,7 @@
 //! the module here, and add `Box::new(tunnel::TunnelResource)` to [`all`] (or
 //! [`ephemeral`]). `postern::tests::shipped_registry_is_valid` checks the schemas.
 
+pub mod enrollment_token;
 pub mod hostname;
 pub mod policy;
 pub mod tunnel;
@@ -16,6 +17,7 @@ mod version;
 use crate::framework::{BoxedEphemeralResource, BoxedResource};
 use crate::postern::ProviderData;
 
+pub use enrollment_token::EnrollmentTokenResource;
 pub use hostname::HostnameResource;
 pub use policy::PolicyResource;
 pub use tunnel::TunnelResource;
@@ -31,5 +33,5 @@ pub fn all() -> Vec<BoxedResource<ProviderData>> {
 
 /// Every ephemeral resource type the provider serves.
 pub fn ephemeral() -> Vec<BoxedEphemeralResource<ProviderData>> {
-    vec![]
+    vec![Box::new(EnrollmentTokenResource)]
 }

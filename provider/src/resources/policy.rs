@@ -20,6 +20,7 @@ use crate::framework::{
     Value, async_trait,
 };
 use crate::postern::ProviderData;
+use crate::rollout::{self, Change};
 
 /// Terraform state of a `postern_policy` (no `Debug`: it may hold the HS256 secret).
 #[derive(Clone, Serialize, Deserialize)]
@@ -422,11 +423,13 @@ impl Resource<ProviderData> for PolicyResource {
             object: Some(&spec.name),
             value_type: &ty,
         };
-        match data.api.create_policy(&spec).await {
+        let api = data.api.tracking();
+        match api.create_policy(&spec).await {
             Ok(policy) => {
                 tracing::info!(policy_id = %policy.id, name = %spec.name, "policy created");
                 resp.set_state(&PolicyModel::from_policy(&policy, Some(&plan)));
                 resp.private = version::encode(policy.version);
+                rollout::wait(data, &api, change(policy.id), &mut resp.diagnostics).await;
             }
             Err(error) if error.code() == Some(ErrorCode::Conflict) => {
                 adopt(data, &spec, &plan, &error, op, resp).await;
@@ -482,11 +485,13 @@ impl Resource<ProviderData> for PolicyResource {
             value_type: &ty,
         };
         let if_match = version::decode(&req.planned_private);
-        match data.api.replace_policy(id, &spec, if_match).await {
+        let api = data.api.tracking();
+        match api.replace_policy(id, &spec, if_match).await {
             Ok(policy) => {
                 tracing::info!(policy_id = %id, "policy updated");
                 resp.set_state(&PolicyModel::from_policy(&policy, Some(&plan)));
                 resp.private = version::encode(policy.version);
+                rollout::wait(data, &api, change(id), &mut resp.diagnostics).await;
             }
             Err(error) => resp.diagnostics.push(diagnose(&error, op)),
         }
@@ -507,12 +512,12 @@ impl Resource<ProviderData> for PolicyResource {
             object: Some(&id_text),
             value_type: &ty,
         };
-        match data
-            .api
-            .delete_policy(id, version::decode(&req.private))
-            .await
-        {
-            Ok(()) => tracing::info!(policy_id = %id, "policy deleted"),
+        let api = data.api.tracking();
+        match api.delete_policy(id, version::decode(&req.private)).await {
+            Ok(()) => {
+                tracing::info!(policy_id = %id, "policy deleted");
+                rollout::wait(data, &api, change(id), diagnostics).await;
+            }
             Err(error) if error.is_not_found() => {}
             Err(error) => diagnostics.push(diagnose(&error, op)),
         }
@@ -606,6 +611,14 @@ fn comparable(spec: PolicySpec) -> PolicySpec {
     let mut spec = spec.normalized();
     spec.allow_methods.sort();
     spec
+}
+
+/// What a write of policy `id` changes, for [`rollout::wait`]: the hostnames that use it.
+fn change(id: PolicyId) -> Change {
+    Change {
+        scope: postern_schema::api::RolloutScope::Policy(id),
+        subject: format!("policy {id}"),
+    }
 }
 
 /// The policy id recorded in state.

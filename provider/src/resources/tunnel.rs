@@ -1,6 +1,8 @@
 //! `postern_tunnel`: a tunnel, the identity connectors enrol as. Its `token` is the one
 //! string a connector needs; it is sensitive, known from creation on, and fetched again
-//! on import.
+//! on import, unless `store_token = false` keeps it out of state altogether (connectors
+//! then enrol with single-use tokens from the `postern_enrollment_token` ephemeral
+//! resource).
 
 use std::collections::BTreeMap;
 
@@ -13,10 +15,11 @@ use super::version;
 use crate::api::{Operation, diagnose};
 use crate::contract::{Findings, check_labels, known_str};
 use crate::framework::{
-    Attribute, AttributePath, CreateRequest, DeleteRequest, Diagnostics, ReadRequest, Resource,
-    Schema, StateResponse, Type, UpdateRequest, Value, async_trait,
+    Attribute, AttributePath, CreateRequest, DeleteRequest, Diagnostics, Plan, PlanRequest,
+    ReadRequest, Resource, Schema, StateResponse, Type, UpdateRequest, Value, async_trait,
 };
 use crate::postern::ProviderData;
+use crate::rollout::{self, Change};
 
 /// Terraform state of a `postern_tunnel` (no `Debug`: it holds the token).
 #[derive(Clone, Serialize, Deserialize)]
@@ -27,8 +30,10 @@ pub struct TunnelModel {
     pub name: String,
     /// Labels; `None` only while unknown.
     pub labels: Option<BTreeMap<String, String>>,
-    /// The connector token.
+    /// The connector token; `None` when `store_token` is false.
     pub token: Option<String>,
+    /// Whether the token is kept in state; `None` (an imported or older state) means yes.
+    pub store_token: Option<bool>,
     /// RFC 3339 creation time.
     pub created_at: Option<String>,
 }
@@ -42,13 +47,19 @@ impl TunnelModel {
         }
     }
 
-    /// The state for a tunnel as the edge returned it.
-    fn from_tunnel(tunnel: &Tunnel, token: Option<String>) -> Self {
+    /// Whether the token belongs in state.
+    fn stores_token(&self) -> bool {
+        self.store_token != Some(false)
+    }
+
+    /// The state for a tunnel as the edge returned it; `token` only when `store_token`.
+    fn from_tunnel(tunnel: &Tunnel, token: Option<String>, store_token: bool) -> Self {
         Self {
             id: Some(tunnel.id.to_string()),
             name: tunnel.spec.name.clone(),
             labels: Some(tunnel.spec.labels.clone()),
-            token,
+            token: token.filter(|_| store_token),
+            store_token: Some(store_token),
             created_at: Some(tunnel.created_at.clone()),
         }
     }
@@ -68,6 +79,7 @@ impl Resource<ProviderData> for TunnelResource {
             "A tunnel: the identity that `postern` connectors enrol as. Hostnames are served \
              by a tunnel directly (`tunnel_id`) or through label selectors (`routes`).",
         )
+        .version(1)
         .attribute(
             "id",
             Attribute::string("The tunnel's UUID, assigned by the edge.")
@@ -99,11 +111,27 @@ impl Resource<ProviderData> for TunnelResource {
             "token",
             Attribute::string(
                 "The single opaque string a connector needs (`postern tunnel run --token …`): \
-                 edge addresses, tunnel id, enrolment secret and CA fingerprint. Sensitive.",
+                 edge addresses, tunnel id, enrolment secret and CA fingerprint. Sensitive. \
+                 Null when `store_token` is false.",
             )
             .computed()
             .sensitive()
             .stable(),
+        )
+        .attribute(
+            "store_token",
+            Attribute::bool(
+                "Whether Terraform keeps the long-lived `token` in state (the default, `true`). \
+                 With `false`, `token` is null in plan and state, so a leaked state file \
+                 enrols no connector; the trade-off is that Terraform cannot hand the token \
+                 to anything. Connectors then enrol with single-use, short-lived tokens from \
+                 the `postern_enrollment_token` ephemeral resource (passed, for instance, to \
+                 a secret store's write-only attribute), or an operator reads the token with \
+                 `GET /v1/tunnels/{id}/token`.",
+            )
+            .optional()
+            .computed()
+            .default(Value::Bool(true)),
         )
         .attribute(
             "created_at",
@@ -126,8 +154,40 @@ impl Resource<ProviderData> for TunnelResource {
             &AttributePath::root("labels"),
             config.get("labels"),
         );
-        findings.schema::<TunnelSpec>(config, &self.schema().value_type());
+        // `store_token` is Terraform's business only; the edge never sees it.
+        let mut spec = config.clone();
+        spec.set_attribute("store_token", Value::Null);
+        findings.schema::<TunnelSpec>(&spec, &self.schema().value_type());
         findings.report(diagnostics);
+    }
+
+    /// With `store_token = false` the token is planned null; when it goes back to `true`
+    /// the token is fetched again ("known after apply").
+    async fn plan(&self, _data: &ProviderData, _req: &PlanRequest, plan: &mut Plan) {
+        let store = plan.planned.get("store_token").and_then(Value::as_bool);
+        let Some(token) = plan.planned.get_mut("token") else {
+            return;
+        };
+        match store {
+            Some(false) => *token = Value::Null,
+            Some(true) if token.is_null() => *token = Value::Unknown,
+            _ => {}
+        }
+    }
+
+    /// Version 0 states predate `store_token`: they kept the token.
+    fn upgrade_state(
+        &self,
+        _version: i64,
+        mut state: serde_json::Value,
+        _diagnostics: &mut Diagnostics,
+    ) -> Option<serde_json::Value> {
+        if let Some(object) = state.as_object_mut() {
+            object
+                .entry("store_token")
+                .or_insert(serde_json::Value::Bool(true));
+        }
+        Some(state)
     }
 
     async fn create(&self, data: &ProviderData, req: CreateRequest, resp: &mut StateResponse) {
@@ -143,18 +203,22 @@ impl Resource<ProviderData> for TunnelResource {
             object: Some(&spec.name),
             value_type: &ty,
         };
-        match data.api.create_tunnel(&spec).await {
+        let store = plan.stores_token();
+        let api = data.api.tracking();
+        match api.create_tunnel(&spec).await {
             Ok(tunnel) => {
                 tracing::info!(tunnel_id = %tunnel.id, name = %spec.name, "tunnel created");
                 let token = match tunnel.token.clone() {
+                    _ if !store => None,
                     Some(token) => Some(token),
                     None => fetch_token(data, tunnel.id, op, &mut resp.diagnostics).await,
                 };
-                resp.set_state(&TunnelModel::from_tunnel(&tunnel, token));
+                resp.set_state(&TunnelModel::from_tunnel(&tunnel, token, store));
                 resp.private = version::encode(tunnel.version);
+                rollout::wait(data, &api, change(tunnel.id), &mut resp.diagnostics).await;
             }
             Err(error) if error.code() == Some(ErrorCode::Conflict) => {
-                adopt(data, &spec, &error, op, resp).await;
+                adopt(data, &spec, store, &error, op, resp).await;
             }
             Err(error) => resp.diagnostics.push(diagnose(&error, op)),
         }
@@ -177,11 +241,13 @@ impl Resource<ProviderData> for TunnelResource {
         };
         match data.api.tunnel(id).await {
             Ok(tunnel) => {
+                let store = state.stores_token();
                 let token = match state.token {
+                    _ if !store => None,
                     Some(token) => Some(token),
                     None => fetch_token(data, id, op, &mut resp.diagnostics).await,
                 };
-                resp.set_state(&TunnelModel::from_tunnel(&tunnel, token));
+                resp.set_state(&TunnelModel::from_tunnel(&tunnel, token, store));
                 resp.private = version::encode(tunnel.version);
             }
             Err(error) if error.is_not_found() => {
@@ -208,11 +274,19 @@ impl Resource<ProviderData> for TunnelResource {
             value_type: &ty,
         };
         let if_match = version::decode(&req.planned_private);
-        match data.api.replace_tunnel(id, &plan.spec(), if_match).await {
+        let store = plan.stores_token();
+        let api = data.api.tracking();
+        match api.replace_tunnel(id, &plan.spec(), if_match).await {
             Ok(tunnel) => {
                 tracing::info!(tunnel_id = %id, "tunnel updated");
-                resp.set_state(&TunnelModel::from_tunnel(&tunnel, plan.token.clone()));
+                let token = match plan.token.clone() {
+                    _ if !store => None,
+                    Some(token) => Some(token),
+                    None => fetch_token(data, id, op, &mut resp.diagnostics).await,
+                };
+                resp.set_state(&TunnelModel::from_tunnel(&tunnel, token, store));
                 resp.private = version::encode(tunnel.version);
+                rollout::wait(data, &api, change(id), &mut resp.diagnostics).await;
             }
             Err(error) => resp.diagnostics.push(diagnose(&error, op)),
         }
@@ -266,7 +340,7 @@ impl Resource<ProviderData> for TunnelResource {
         match data.api.tunnel(tunnel_id).await {
             Ok(tunnel) => {
                 let token = fetch_token(data, tunnel_id, op, &mut resp.diagnostics).await;
-                resp.set_state(&TunnelModel::from_tunnel(&tunnel, token));
+                resp.set_state(&TunnelModel::from_tunnel(&tunnel, token, true));
                 resp.private = version::encode(tunnel.version);
             }
             Err(error) if error.is_not_found() => resp.diagnostics.error(
@@ -300,6 +374,7 @@ async fn fetch_token(
 async fn adopt(
     data: &ProviderData,
     spec: &TunnelSpec,
+    store_token: bool,
     conflict: &ClientError,
     op: Operation<'_>,
     resp: &mut StateResponse,
@@ -329,9 +404,12 @@ async fn adopt(
         );
         return;
     }
-    let token = fetch_token(data, tunnel.id, op, &mut resp.diagnostics).await;
+    let token = match store_token {
+        true => fetch_token(data, tunnel.id, op, &mut resp.diagnostics).await,
+        false => None,
+    };
     tracing::warn!(tunnel_id = %tunnel.id, name = %spec.name, "adopted an existing tunnel");
-    resp.set_state(&TunnelModel::from_tunnel(&tunnel, token));
+    resp.set_state(&TunnelModel::from_tunnel(&tunnel, token, store_token));
     resp.private = version::encode(tunnel.version);
     resp.diagnostics.warning(
         "Adopted an existing tunnel",
@@ -343,6 +421,15 @@ async fn adopt(
             spec.name, tunnel.id
         ),
     );
+}
+
+/// What a write of tunnel `id` changes, for [`rollout::wait`]: everything it serves (its
+/// labels decide which routed hostnames it serves).
+fn change(id: TunnelId) -> Change {
+    Change {
+        scope: postern_schema::api::RolloutScope::Tunnel(id),
+        subject: format!("tunnel {id}"),
+    }
 }
 
 /// The tunnel id recorded in state.

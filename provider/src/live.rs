@@ -1,0 +1,406 @@
+//! Plan-time truth: while planning a hostname, the provider asks the edge (best effort, short
+//! timeouts, one answer shared by the whole plan for a moment) which tunnels exist and how many
+//! connectors each has, and turns that into the warnings a reviewer needs: a hostname whose
+//! tunnel has no connector, a route that matches no tunnel or no connected connector, and the
+//! traffic split per route that results. Warnings, never errors: when the edge cannot be
+//! reached the plan goes on, and a warning says the check was skipped.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use postern_schema::api::Tunnel;
+use postern_schema::rules::{format_selector, selector_matches};
+
+use crate::api::EdgeApi;
+use crate::framework::{AttributePath, Diagnostic, Diagnostics};
+
+/// How long one answer of the edge serves every hostname of a plan.
+const FRESH_FOR: Duration = Duration::from_secs(2);
+
+/// The tunnels on the edge, or why they could not be read.
+type Fetched = Result<Arc<Vec<Tunnel>>, String>;
+
+/// The edge's live state as plan sees it: fetched on first use, then shared for
+/// [`FRESH_FOR`].
+#[derive(Clone, Debug)]
+pub struct LiveView {
+    api: Option<EdgeApi>,
+    cache: Arc<tokio::sync::Mutex<Option<(Instant, Fetched)>>>,
+}
+
+impl LiveView {
+    /// A view that asks through `api` (a client with short timeouts); `None` when no such
+    /// client could be built, and every check is then skipped.
+    pub fn new(api: Option<EdgeApi>) -> Self {
+        Self {
+            api,
+            cache: Arc::default(),
+        }
+    }
+
+    /// The tunnels with their connection counts, or why they are not known.
+    async fn tunnels(&self) -> Fetched {
+        let Some(api) = &self.api else {
+            return Err("no usable endpoint".to_string());
+        };
+        let mut cache = self.cache.lock().await;
+        if let Some((at, fetched)) = cache.as_ref()
+            && at.elapsed() < FRESH_FOR
+        {
+            return fetched.clone();
+        }
+        let fetched = api
+            .list_tunnels(None)
+            .await
+            .map(Arc::new)
+            .map_err(|e| e.to_string());
+        *cache = Some((Instant::now(), fetched.clone()));
+        fetched
+    }
+
+    /// The endpoint asked, for messages.
+    fn endpoint(&self) -> &str {
+        self.api.as_ref().map_or("(none)", EdgeApi::endpoint)
+    }
+}
+
+/// Where a planned hostname sends its requests, with every value known.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PlannedTarget {
+    /// `tunnel_id`, as written.
+    Tunnel(String),
+    /// `routes`: each selector and weight.
+    Routes(Vec<(BTreeMap<String, String>, u32)>),
+}
+
+/// Adds the plan-time warnings about hostname `hostname` going to `target`.
+pub async fn check_hostname(
+    live: &LiveView,
+    hostname: &str,
+    target: &PlannedTarget,
+    diagnostics: &mut Diagnostics,
+) {
+    match live.tunnels().await {
+        Ok(tunnels) => {
+            for diagnostic in assess(&tunnels, hostname, target) {
+                diagnostics.push(diagnostic);
+            }
+        }
+        Err(error) => diagnostics.warning(
+            "Live check skipped: the edge is unreachable",
+            format!(
+                "The provider could not ask the edge at {} which connectors are connected \
+                 ({error}), so this plan does not say whether hostname {hostname:?} will be \
+                 served. The plan itself is not affected; the check runs again at apply.",
+                live.endpoint()
+            ),
+        ),
+    }
+}
+
+/// The warnings about `hostname` going to `target`, given the edge's `tunnels`.
+pub fn assess(tunnels: &[Tunnel], hostname: &str, target: &PlannedTarget) -> Vec<Diagnostic> {
+    match target {
+        PlannedTarget::Tunnel(id) => assess_tunnel(tunnels, hostname, id),
+        PlannedTarget::Routes(routes) => assess_routes(tunnels, hostname, routes),
+    }
+}
+
+fn assess_tunnel(tunnels: &[Tunnel], hostname: &str, id: &str) -> Vec<Diagnostic> {
+    let path = AttributePath::root("tunnel_id");
+    let found = tunnels
+        .iter()
+        .find(|t| id.parse().ok() == Some(t.id) || t.id.to_string() == id);
+    match found {
+        None => vec![
+            Diagnostic::warning(
+                "The hostname's tunnel is not on the edge",
+                format!(
+                    "Requests for {hostname} are to go to tunnel {id}, which the edge does not \
+                     have (yet): unless this plan creates it, the apply will fail."
+                ),
+            )
+            .at(path),
+        ],
+        Some(tunnel) if tunnel.connections == 0 => vec![
+            Diagnostic::warning(
+                "The hostname's tunnel has no connected connector",
+                format!(
+                    "Requests for {hostname} go to tunnel {:?} ({}), which has no connected \
+                     connector: they are answered 503 until one connects \
+                     (`postern tunnel run --token …`).",
+                    tunnel.spec.name, tunnel.id
+                ),
+            )
+            .at(path),
+        ],
+        Some(_) => Vec::new(),
+    }
+}
+
+/// One route as the edge would serve it now.
+struct Served<'a> {
+    selector: String,
+    weight: u32,
+    tunnels: Vec<&'a Tunnel>,
+    connectors: u32,
+}
+
+fn assess_routes(
+    tunnels: &[Tunnel],
+    hostname: &str,
+    routes: &[(BTreeMap<String, String>, u32)],
+) -> Vec<Diagnostic> {
+    let served: Vec<Served<'_>> = routes
+        .iter()
+        .map(|(selector, weight)| {
+            let matching: Vec<&Tunnel> = tunnels
+                .iter()
+                .filter(|t| selector_matches(selector, &t.spec.labels))
+                .collect();
+            Served {
+                selector: format_selector(selector),
+                weight: *weight,
+                connectors: matching.iter().map(|t| t.connections).sum(),
+                tunnels: matching,
+            }
+        })
+        .collect();
+    let total: u64 = served.iter().map(|r| u64::from(r.weight)).sum();
+    let (shares, failing) = effective_shares(&served);
+    let percent = |weight: u64| {
+        if total == 0 {
+            "0%".to_string()
+        } else {
+            format_percent(weight as f64 * 100.0 / total as f64)
+        }
+    };
+    let mut out = Vec::new();
+    for (i, route) in served.iter().enumerate() {
+        if route.connectors > 0 {
+            continue;
+        }
+        let what = format!(
+            "routes[{i}] ({}, weight {}) of {hostname}",
+            route.selector, route.weight
+        );
+        let whereto = if served.iter().any(|r| r.connectors > 0) {
+            "fail over to the other routes".to_string()
+        } else {
+            "are answered 503: no route has a connected connector".to_string()
+        };
+        let share = percent(u64::from(route.weight));
+        let (summary, detail) = if route.tunnels.is_empty() {
+            (
+                "Route matches no tunnel",
+                format!(
+                    "{what} matches no tunnel on the edge (tunnels this plan creates are not \
+                     counted): its {share} of requests {whereto}."
+                ),
+            )
+        } else {
+            (
+                "Route has no connected connector",
+                format!(
+                    "{what} matches tunnel {}, but no connector is connected: its {share} of \
+                     requests {whereto}.",
+                    names(&route.tunnels)
+                ),
+            )
+        };
+        out.push(
+            Diagnostic::warning(summary, detail).at(AttributePath::root("routes").index(i as i64)),
+        );
+    }
+    let mut split = format!("With the connectors connected now, requests for {hostname} go:\n");
+    for (i, (route, share)) in served.iter().zip(&shares).enumerate() {
+        let serving = if route.connectors == 0 {
+            "no connected connector".to_string()
+        } else {
+            format!(
+                "{} connector connection(s) on tunnel {}",
+                route.connectors,
+                names(&route.tunnels)
+            )
+        };
+        split.push_str(&format!(
+            "  routes[{i}] {} (weight {}): {} of requests, {serving}\n",
+            route.selector,
+            route.weight,
+            percent(*share)
+        ));
+    }
+    if failing > 0 {
+        split.push_str(&format!(
+            "  answered 503 (no connector anywhere): {}\n",
+            percent(failing)
+        ));
+    }
+    out.push(Diagnostic::warning(
+        format!("Traffic split for {hostname}"),
+        split.trim_end().to_string(),
+    ));
+    out
+}
+
+/// The weight each route really serves: a request rolls a route by weight, and when that route
+/// has no connector it goes to the next one with a connector, in order of descending weight
+/// (as the edge's proxy does). Returns the share per route and the weight no route can serve.
+fn effective_shares(served: &[Served<'_>]) -> (Vec<u64>, u64) {
+    let mut shares = vec![0u64; served.len()];
+    let mut failing = 0u64;
+    for (rolled, route) in served.iter().enumerate() {
+        let mut order = vec![rolled];
+        let mut rest: Vec<usize> = (0..served.len()).filter(|i| *i != rolled).collect();
+        rest.sort_by_key(|i| std::cmp::Reverse(served[*i].weight));
+        order.extend(rest);
+        match order.into_iter().find(|i| served[*i].connectors > 0) {
+            Some(winner) => shares[winner] += u64::from(route.weight),
+            None => failing += u64::from(route.weight),
+        }
+    }
+    (shares, failing)
+}
+
+fn names(tunnels: &[&Tunnel]) -> String {
+    tunnels
+        .iter()
+        .map(|t| format!("{:?}", t.spec.name))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `90%`, `33.3%`.
+fn format_percent(value: f64) -> String {
+    let text = format!("{value:.1}");
+    format!("{}%", text.trim_end_matches(".0"))
+}
+
+#[cfg(test)]
+mod tests {
+    use postern_schema::api::TunnelSpec;
+    use postern_schema::ids::TunnelId;
+
+    use super::*;
+
+    fn tunnel(name: &str, release: &str, connections: u32) -> Tunnel {
+        Tunnel {
+            id: TunnelId::new_random(),
+            spec: TunnelSpec {
+                name: name.into(),
+                labels: BTreeMap::from([("release".to_string(), release.to_string())]),
+            },
+            version: 1,
+            created_at: String::new(),
+            connections,
+            token: None,
+        }
+    }
+
+    fn routes(pairs: &[(&str, u32)]) -> PlannedTarget {
+        PlannedTarget::Routes(
+            pairs
+                .iter()
+                .map(|(release, weight)| {
+                    (
+                        BTreeMap::from([("release".to_string(), release.to_string())]),
+                        *weight,
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    fn texts(diagnostics: &[Diagnostic]) -> Vec<String> {
+        diagnostics.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn a_route_without_connectors_is_named_and_its_share_fails_over() {
+        let tunnels = [tunnel("stable", "stable", 2), tunnel("canary", "canary", 0)];
+        let found = assess(
+            &tunnels,
+            "app.example.com",
+            &routes(&[("stable", 90), ("canary", 10)]),
+        );
+        let all = texts(&found);
+        assert_eq!(found.len(), 2, "{all:#?}");
+        assert_eq!(
+            found[0].path,
+            Some(AttributePath::root("routes").index(1)),
+            "{all:#?}"
+        );
+        assert!(
+            all[0].contains("routes[1] (release=canary, weight 10)"),
+            "{all:#?}"
+        );
+        assert!(all[0].contains("10% of requests fail over"), "{all:#?}");
+        assert!(
+            all[1].contains("routes[0] release=stable (weight 90): 100% of requests"),
+            "{all:#?}"
+        );
+        assert!(
+            all[1].contains("routes[1] release=canary (weight 10): 0% of requests"),
+            "{all:#?}"
+        );
+    }
+
+    #[test]
+    fn the_split_follows_the_weights_when_every_route_is_served() {
+        let tunnels = [
+            tunnel("a", "a", 1),
+            tunnel("b", "b", 1),
+            tunnel("c", "c", 1),
+        ];
+        let found = assess(
+            &tunnels,
+            "x.example.com",
+            &routes(&[("a", 1), ("b", 1), ("c", 1)]),
+        );
+        assert_eq!(found.len(), 1);
+        let text = found[0].to_string();
+        assert!(
+            text.contains("routes[0] release=a (weight 1): 33.3%"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn no_tunnel_and_no_connector_anywhere_say_so() {
+        let found = assess(&[], "x.example.com", &routes(&[("gone", 100)]));
+        let all = texts(&found);
+        assert!(all[0].contains("matches no tunnel"), "{all:#?}");
+        assert!(all[0].contains("answered 503"), "{all:#?}");
+        assert!(
+            all[1].contains("answered 503 (no connector anywhere): 100%"),
+            "{all:#?}"
+        );
+    }
+
+    #[test]
+    fn a_tunnel_without_connectors_is_reported_on_tunnel_id() {
+        let idle = tunnel("web", "", 0);
+        let busy = tunnel("api", "", 3);
+        let found = assess(
+            &[idle.clone(), busy.clone()],
+            "app.example.com",
+            &PlannedTarget::Tunnel(idle.id.to_string()),
+        );
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].path, Some(AttributePath::root("tunnel_id")));
+        assert!(found[0].detail.contains("503"), "{}", found[0]);
+        let found = assess(
+            &[idle, busy.clone()],
+            "app.example.com",
+            &PlannedTarget::Tunnel(busy.id.to_string()),
+        );
+        assert!(found.is_empty());
+        let found = assess(
+            &[],
+            "app.example.com",
+            &PlannedTarget::Tunnel(busy.id.to_string()),
+        );
+        assert!(found[0].summary.contains("not on the edge"));
+    }
+}

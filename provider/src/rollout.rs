@@ -1,0 +1,301 @@
+//! Applied means in effect: after a write, the provider waits until every live connector the
+//! write affects has acknowledged the new configuration (the edge's `GET /v1/rollout`), for at
+//! most the provider's `rollout_timeout`. On timeout the apply fails with a diagnostic that
+//! names the connectors still on the old version. Also the parser of that setting's durations.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use postern_schema::api::{ErrorCode, PendingConnection, Rollout, RolloutScope};
+use postern_schema::client::ClientError;
+
+use crate::api::EdgeApi;
+use crate::framework::Diagnostics;
+use crate::postern::ProviderData;
+
+/// How long a write waits for the connectors when `rollout_timeout` is not set.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The first pause between two questions to the edge; it grows to [`MAX_POLL`].
+const FIRST_POLL: Duration = Duration::from_millis(20);
+
+/// The longest pause between two questions to the edge.
+const MAX_POLL: Duration = Duration::from_millis(250);
+
+/// Parses a duration as Terraform users write them: one or more `<number><unit>` parts with
+/// units `ms`, `s`, `m` and `h` (`"30s"`, `"1m30s"`, `"500ms"`, `"0s"`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let invalid = || {
+        format!(
+            "{text:?} is not a duration: write a number and a unit (ms, s, m or h), \
+             e.g. \"30s\", \"2m\" or \"1m30s\""
+        )
+    };
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err(invalid());
+    }
+    let mut total = Duration::ZERO;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .ok_or_else(invalid)?;
+        let (number, tail) = rest.split_at(digits);
+        let number: f64 = number.parse().map_err(|_| invalid())?;
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_len);
+        let seconds = match unit {
+            "ms" => number / 1000.0,
+            "s" => number,
+            "m" => number * 60.0,
+            "h" => number * 3600.0,
+            _ => return Err(invalid()),
+        };
+        total += Duration::try_from_secs_f64(seconds).map_err(|_| invalid())?;
+        rest = tail;
+    }
+    if total > Duration::from_secs(24 * 3600) {
+        return Err(format!("{text:?} is longer than 24h"));
+    }
+    Ok(total)
+}
+
+/// What a write touched, for the rollout question and the diagnostic.
+#[derive(Clone, Debug)]
+pub struct Change {
+    /// The part of the configuration the write changed.
+    pub scope: RolloutScope,
+    /// What was written, e.g. `hostname "app.example.com"`.
+    pub subject: String,
+}
+
+/// Waits until the connectors applied the writes made through `api` (a client made with
+/// [`EdgeApi::tracking`]), at most the provider's `rollout_timeout`. On timeout adds an error
+/// naming the connectors that did not; when the edge cannot say, a warning.
+pub async fn wait(
+    data: &ProviderData,
+    api: &EdgeApi,
+    change: Change,
+    diagnostics: &mut Diagnostics,
+) {
+    let timeout = data.rollout_timeout;
+    let Some(revision) = api.revision() else {
+        return;
+    };
+    if timeout.is_zero() {
+        return;
+    }
+    let started = Instant::now();
+    let deadline = started + timeout;
+    let mut pause = FIRST_POLL;
+    let last: Result<Rollout, ClientError> = loop {
+        let answer = api.rollout(Some(revision), &change.scope).await;
+        match &answer {
+            Ok(rollout) if rollout.complete => {
+                tracing::debug!(
+                    revision,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "every connector applied the change"
+                );
+                return;
+            }
+            Err(error) if error.code() == Some(ErrorCode::NotFound) => {
+                diagnostics.warning(
+                    "Cannot confirm that connectors applied the change",
+                    format!(
+                        "The edge at {} does not answer GET /v1/rollout (an older edge?), so \
+                         Terraform cannot wait until every connector serves the new {}. Set the \
+                         provider's `rollout_timeout = \"0s\"` to skip the check.",
+                        api.endpoint(),
+                        change.subject
+                    ),
+                );
+                return;
+            }
+            _ => {}
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            break answer;
+        }
+        let nap = pause.min(deadline - now);
+        tokio::select! {
+            _ = data.stop.cancelled() => {
+                diagnostics.warning(
+                    "Stopped waiting for connectors",
+                    format!(
+                        "Terraform was interrupted while waiting for the connectors to apply the \
+                         new {}; the edge has it, but some connectors may still serve the old \
+                         configuration.",
+                        change.subject
+                    ),
+                );
+                return;
+            }
+            _ = tokio::time::sleep(nap) => {}
+        }
+        pause = (pause * 3 / 2).min(MAX_POLL);
+    };
+    match last {
+        Ok(rollout) => diagnostics.error(
+            format!(
+                "Connectors did not apply the change within {}",
+                format_duration(timeout)
+            ),
+            timeout_detail(&change, revision, &rollout, timeout),
+        ),
+        Err(error) => diagnostics.warning(
+            "Cannot confirm that connectors applied the change",
+            format!(
+                "The edge stored the new {}, but asking it whether every connector applied it \
+                 failed: {error}. Check the connectors with GET /v1/tunnels/{{id}}/connections.",
+                change.subject
+            ),
+        ),
+    }
+}
+
+/// The detail of a timeout: what was written and, per connector, where it runs and which
+/// version it is on.
+fn timeout_detail(change: &Change, revision: u64, rollout: &Rollout, timeout: Duration) -> String {
+    let mut text = format!(
+        "The edge stored the new {} (revision {revision}), but after {} ",
+        change.subject,
+        format_duration(timeout)
+    );
+    if rollout.catalog_revision < revision {
+        text.push_str(&format!(
+            "the edge's routing still serves revision {} and has not caught up with it.",
+            rollout.catalog_revision
+        ));
+    } else {
+        text.push_str(
+            "these connectors have not acknowledged it, so they may still serve the old \
+             configuration:\n",
+        );
+        for line in connector_lines(&rollout.pending) {
+            text.push_str(&format!("  - {line}\n"));
+        }
+        text.push_str(
+            "Check that they are running and can reach the edge: a stopped or frozen connector \
+             is dropped by the edge within seconds, and gets the new configuration when it \
+             connects again.",
+        );
+    }
+    text.push_str(
+        " The edge keeps the change and Terraform recorded it; GET /v1/rollout lists the \
+         connectors still pending. Raise the provider's `rollout_timeout` to wait longer, or \
+         set it to \"0s\" not to wait.",
+    );
+    text
+}
+
+/// One line per connector (its connections grouped): id, addresses, tunnel, version.
+fn connector_lines(pending: &[PendingConnection]) -> Vec<String> {
+    let mut connectors: BTreeMap<(&str, &str), Vec<&PendingConnection>> = BTreeMap::new();
+    for connection in pending {
+        connectors
+            .entry((&connection.tunnel_name, &connection.connector_id))
+            .or_default()
+            .push(connection);
+    }
+    connectors
+        .into_iter()
+        .map(|((tunnel, connector), connections)| {
+            let addresses: Vec<&str> = connections.iter().map(|c| c.address.as_str()).collect();
+            let version = connections
+                .iter()
+                .map(|c| c.config_version)
+                .min()
+                .unwrap_or_default();
+            let tunnel_id = connections
+                .first()
+                .map(|c| c.tunnel_id.to_string())
+                .unwrap_or_default();
+            format!(
+                "connector {connector} at {} (tunnel {tunnel:?}, {tunnel_id}), on configuration \
+                 version {version}",
+                addresses.join(", ")
+            )
+        })
+        .collect()
+}
+
+/// `30s`, `1.5s`, `250ms`.
+fn format_duration(duration: Duration) -> String {
+    if duration.subsec_nanos() == 0 {
+        format!("{}s", duration.as_secs())
+    } else if duration < Duration::from_secs(1) {
+        format!("{}ms", duration.as_millis())
+    } else {
+        format!("{:.1}s", duration.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use postern_schema::ids::TunnelId;
+
+    use super::*;
+
+    #[test]
+    fn durations_parse_as_terraform_users_write_them() {
+        for (text, millis) in [
+            ("30s", 30_000),
+            ("0s", 0),
+            ("500ms", 500),
+            ("1m30s", 90_000),
+            ("2m", 120_000),
+            ("1h", 3_600_000),
+            ("1.5s", 1_500),
+            (" 10s ", 10_000),
+        ] {
+            assert_eq!(
+                parse_duration(text),
+                Ok(Duration::from_millis(millis)),
+                "{text}"
+            );
+        }
+        for text in ["", "30", "s", "10x", "-1s", "1s2", "25h", "1.2.3s"] {
+            assert!(parse_duration(text).is_err(), "{text} should be refused");
+        }
+    }
+
+    #[test]
+    fn a_timeout_names_each_connector_once_with_its_addresses() {
+        let tunnel_id = TunnelId::new_random();
+        let connection = |id: &str, address: &str| PendingConnection {
+            tunnel_id,
+            tunnel_name: "web".into(),
+            connection_id: id.into(),
+            connector_id: "c-frozen".into(),
+            address: address.into(),
+            config_version: 7,
+        };
+        let rollout = Rollout {
+            revision: 9,
+            catalog_revision: 9,
+            complete: false,
+            pending: vec![
+                connection("1", "127.0.0.1:5001"),
+                connection("2", "127.0.0.1:5002"),
+            ],
+        };
+        let change = Change {
+            scope: RolloutScope::Hostname("app.example.com".into()),
+            subject: "hostname \"app.example.com\"".into(),
+        };
+        let detail = timeout_detail(&change, 9, &rollout, Duration::from_secs(2));
+        assert!(
+            detail.contains(&format!(
+                "connector c-frozen at 127.0.0.1:5001, 127.0.0.1:5002 (tunnel \"web\", \
+                 {tunnel_id}), on configuration version 7"
+            )),
+            "{detail}"
+        );
+        assert!(detail.contains("after 2s"), "{detail}");
+        assert_eq!(detail.matches("c-frozen").count(), 1, "{detail}");
+    }
+}
