@@ -8,7 +8,13 @@ use std::path::Path;
 use acceptance::binaries::workspace_root;
 use acceptance::{EdgeProcess, Terraform};
 
-const EXAMPLES: &[&str] = &["quickstart", "canary", "policies", "gitops"];
+const EXAMPLES: &[&str] = &[
+    "quickstart",
+    "canary",
+    "policies",
+    "gitops",
+    "no-secrets-in-state",
+];
 
 fn copy_module(from: &Path, to: &Path) {
     for entry in std::fs::read_dir(from).expect("example dir") {
@@ -97,4 +103,9 @@ fn policies_example_works() {
 #[test]
 fn gitops_example_works() {
     example_passes_terraform_test_and_plans_clean(EXAMPLES[3]);
+}
+
+#[test]
+fn no_secrets_in_state_example_works() {
+    example_passes_terraform_test_and_plans_clean(EXAMPLES[4]);
 }

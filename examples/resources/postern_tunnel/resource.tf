@@ -11,3 +11,10 @@ output "web_token" {
   value     = postern_tunnel.web.token
   sensitive = true
 }
+
+# Or keep the long-lived token out of state: connectors enrol with single-use tokens from
+# the postern_enrollment_token ephemeral resource instead.
+resource "postern_tunnel" "api" {
+  name        = "api"
+  store_token = false
+}
