@@ -135,6 +135,18 @@ impl ConnectorProcess {
         }
     }
 
+    /// The connector's id (what the edge lists as `connector_id` and the origin sees in
+    /// `x-postern-connector`), read from its log.
+    pub async fn connector_id(&self) -> String {
+        eventually(Duration::from_secs(10), "the connector's id", || async {
+            self.log().lines().find_map(|line| {
+                let (_, rest) = line.split_once("connector_id=")?;
+                Some(rest.split_whitespace().next()?.to_string())
+            })
+        })
+        .await
+    }
+
     /// The address of `--metrics 127.0.0.1:0`, read from its log.
     pub async fn metrics_addr(&self) -> SocketAddr {
         eventually(

@@ -1,0 +1,144 @@
+//! Applied means in effect (issue 11, must show 1): with two connectors connected, an apply that
+//! changes a hostname's `service` returns only once both acknowledged it, so the very next
+//! request goes to the new service, through either connector. With one connector frozen
+//! (SIGSTOP), the apply fails within `rollout_timeout` and the diagnostic names that connector.
+
+use std::time::{Duration, Instant};
+
+use acceptance::provider::{config, expect_clean_failure, squash, string_attr};
+use acceptance::visitor::{edge_http_client, http_url};
+use acceptance::{ConnectorProcess, EdgeProcess, Terraform, TestOrigin, eventually};
+use nix::sys::signal::Signal;
+use postern_schema::api::RolloutScope;
+use postern_schema::ids::TunnelId;
+
+const HOST: &str = "app.example.com";
+
+fn main_tf(service: &str, rollout_timeout: &str) -> String {
+    config(&format!(
+        r#"
+provider "postern" {{
+  rollout_timeout = "{rollout_timeout}"
+}}
+
+resource "postern_tunnel" "web" {{
+  name = "web"
+}}
+
+resource "postern_hostname" "app" {{
+  hostname  = "{HOST}"
+  service   = "{service}"
+  tunnel_id = postern_tunnel.web.id
+}}
+
+output "token" {{
+  value     = postern_tunnel.web.token
+  sensitive = true
+}}
+"#
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn apply_returns_once_every_connector_serves_the_change_and_names_a_frozen_one() {
+    let edge = EdgeProcess::start();
+    let client = edge.client();
+    let old = TestOrigin::start().await;
+    let new = TestOrigin::start().await;
+    let tf = Terraform::new(&edge);
+    tf.write("main.tf", &main_tf(&old.url(), "30s"));
+    tf.init();
+    tf.apply().success();
+    let tunnel: TunnelId = string_attr(&tf.resource("postern_tunnel.web"), "id")
+        .parse()
+        .expect("tunnel id");
+    let token = tf.output_raw("token");
+
+    let first = ConnectorProcess::run(&token, 2, &[]);
+    let second = ConnectorProcess::run(&token, 2, &[]);
+    eventually(
+        Duration::from_secs(20),
+        "two connectors, four connections",
+        || async { (client.tunnel_connections(tunnel).await.ok()?.len() == 4).then_some(()) },
+    )
+    .await;
+    let ids = [first.connector_id().await, second.connector_id().await];
+    let http = edge_http_client(&edge, HOST);
+    let url = http_url(&edge, HOST, "/hello");
+    let answer = http.get(&url).send().await.expect("request");
+    assert_eq!(answer.status(), 200);
+    assert_eq!(old.hits(), 1);
+
+    // The service changes: when apply returns, both connectors already serve the new one.
+    tf.write("main.tf", &main_tf(&new.url(), "30s"));
+    tf.apply().success();
+    let mut sent = 0u64;
+    while sent < 500 {
+        let answer = http.get(&url).send().await.expect("request");
+        sent += 1;
+        assert_eq!(answer.status(), 200, "request {sent} after apply");
+        assert_eq!(
+            old.hits(),
+            1,
+            "request {sent} after apply went to the old service"
+        );
+        let by_connector = new.hits_by_connector();
+        if ids.iter().all(|id| by_connector.contains_key(id)) {
+            break;
+        }
+    }
+    assert_eq!(new.hits(), sent);
+    let by_connector = new.hits_by_connector();
+    assert!(
+        ids.iter().all(|id| by_connector.contains_key(id)),
+        "both connectors serve the new service: {by_connector:?} after {sent} requests"
+    );
+    let rollout = client
+        .rollout(None, &RolloutScope::All)
+        .await
+        .expect("GET /v1/rollout");
+    assert!(
+        rollout.complete && rollout.pending.is_empty(),
+        "{rollout:?}"
+    );
+
+    // One connector frozen: the apply fails within rollout_timeout and names it, not the other.
+    tf.write("main.tf", &main_tf(&old.url(), "2s"));
+    tf.plan(&[]);
+    first.signal(Signal::SIGSTOP);
+    let started = Instant::now();
+    let apply = tf.run(&["apply", "-no-color", "tfplan"]);
+    let took = started.elapsed();
+    first.signal(Signal::SIGCONT);
+    expect_clean_failure(&apply);
+    eprintln!(
+        "apply with a frozen connector, after {took:?}:\n{}",
+        apply.stderr
+    );
+    let text = squash(&apply.all());
+    assert!(
+        text.contains("Connectors did not apply the change within 2s"),
+        "{text}"
+    );
+    assert!(text.contains(&format!("connector {}", ids[0])), "{text}");
+    assert!(text.contains(r#"(tunnel "web""#), "{text}");
+    assert!(
+        !text.contains(&ids[1]),
+        "the live connector is not blamed: {text}"
+    );
+    assert!(
+        took < Duration::from_secs(2 + 8),
+        "the apply took {took:?} with rollout_timeout 2s"
+    );
+    // The edge holds the change; the frozen connector gets it once it is back.
+    eventually(
+        Duration::from_secs(30),
+        "the thawed connector caught up",
+        || async {
+            let rollout = client.rollout(None, &RolloutScope::All).await.ok()?;
+            let connections = client.tunnel_connections(tunnel).await.ok()?;
+            (rollout.complete && connections.len() == 4).then_some(())
+        },
+    )
+    .await;
+}
