@@ -44,6 +44,20 @@ const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
 /// How long a ping may go unanswered.
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// Flow-control windows the connector grants the edge (request bodies, uploads): large
+/// enough that a bulk upload is never stalled waiting for WINDOW_UPDATEs, small enough to bound
+/// what one stream can make the connector buffer.
+const STREAM_WINDOW: u32 = 4 * 1024 * 1024;
+
+/// The connection-level window: several bulk streams at once.
+const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
+
+/// The largest DATA frame the connector accepts: fewer frames (and wake-ups) per bulk body.
+const MAX_FRAME: u32 = 64 * 1024;
+
+/// How much of a response body the connector queues per stream before waiting for the edge.
+const MAX_SEND_BUFFER: usize = 1024 * 1024;
+
 /// How long a draining connector waits for the edge to confirm it stopped routing here
 /// before it sends GOAWAY anyway.
 const DRAIN_ACK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -104,10 +118,21 @@ pub struct Outcome {
     pub edge_drain: Option<DrainReason>,
 }
 
+/// How the supervisor steers one connection.
+#[derive(Debug, Clone, Default)]
+pub struct Steering {
+    /// Fired by the supervisor: drain this connection (it moves to another edge address).
+    pub leave: CancellationToken,
+    /// Fired by the connection once the edge registered it (acknowledged a configuration).
+    pub registered: CancellationToken,
+}
+
 /// Per-connection state shared by the streams of one connection.
 struct Conn {
     connector: Arc<Connector>,
+    /// The key of this connection's event stream among the connector's connections.
     index: usize,
+    steering: Steering,
     events: Mutex<Option<mpsc::Sender<Bytes>>>,
     registered: AtomicBool,
     edge_drain: Mutex<Option<DrainReason>>,
@@ -123,6 +148,7 @@ impl Conn {
                 self.connector.add_events(self.index, events);
             }
             tracing::info!("tunnel connection registered with the edge");
+            self.steering.registered.cancel();
         }
     }
 
@@ -159,14 +185,15 @@ impl Conn {
 }
 
 /// Dials `address` and serves the connection until it ends (lost, drained by the edge, or
-/// drained because the connector is stopping or `leave` fired: the supervisor moves it to
-/// another edge address). Draining tells the edge first, so no request is lost.
+/// drained because the connector is stopping or `steering.leave` fired: the supervisor moves
+/// it to another edge address). Draining tells the edge first, so no request is lost. `index`
+/// must be unique among the connector's live connections.
 pub async fn run(
     connector: Arc<Connector>,
     index: usize,
     address: &str,
     tls: Arc<rustls::ClientConfig>,
-    leave: &CancellationToken,
+    steering: &Steering,
 ) -> Result<Outcome, ConnectionError> {
     let tcp = tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(address))
         .await
@@ -209,6 +236,7 @@ pub async fn run(
     let conn = Arc::new(Conn {
         connector: connector.clone(),
         index,
+        steering: steering.clone(),
         events: Mutex::new(None),
         registered: AtomicBool::new(false),
         edge_drain: Mutex::new(None),
@@ -227,6 +255,10 @@ pub async fn run(
         .keep_alive_interval(KEEPALIVE_INTERVAL)
         .keep_alive_timeout(KEEPALIVE_TIMEOUT)
         .max_header_list_size(wire::ACCEPTED_HEADER_LIST)
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_frame_size(MAX_FRAME)
+        .max_send_buf_size(MAX_SEND_BUFFER)
         .serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
 
@@ -238,7 +270,7 @@ pub async fn run(
     let leaving = async {
         tokio::select! {
             _ = connector.draining() => {}
-            _ = leave.cancelled() => {}
+            _ = steering.leave.cancelled() => {}
         }
     };
     tokio::pin!(leaving);

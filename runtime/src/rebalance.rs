@@ -1,8 +1,10 @@
 //! Spreading connections over the edge nodes a token names. Connection `i` belongs to address
 //! `i mod n` (its *home*; tokens list addresses sorted, so every connector spreads the same
 //! way). When its home cannot be reached it serves from the next address instead, and probes
-//! home about once a second; once home accepts connections again, the connection drains where it
-//! is (the edge stops routing to it first, so no request fails) and dials home.
+//! home about once a second; once home accepts connections again, a connection to home is
+//! dialed, and [`HANDOVER`] after the edge registered it, the one away drains (the edge stops
+//! routing to it first), so the tunnel is never without a registered connection, every node
+//! knows where it is, and no request fails.
 //!
 //! The probe is a TCP connection and a TLS ClientHello offering only ALPN `postern-probe/1`,
 //! which the edge closes without answering or counting it as a failed handshake.
@@ -14,12 +16,16 @@ use postern_schema::wire::ALPN_PROBE;
 use rand::Rng;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
-use tokio_util::sync::CancellationToken;
 
 use crate::tls::{TlsConfigError, edge_server_name};
 
 /// About how often a connection away from home probes it (jittered by a quarter).
 const PROBE_EVERY: Duration = Duration::from_secs(1);
+
+/// How long a connection back home serves before the one away from home drains: edge nodes
+/// announce the tunnels they hold at once and renew their leases every second, so by then every
+/// node knows where to forward the tunnel's requests.
+pub const HANDOVER: Duration = Duration::from_secs(1);
 
 /// Bound on one probe.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -54,15 +60,13 @@ pub async fn is_reachable(address: &str, tls: &Arc<rustls::ClientConfig>) -> boo
     true
 }
 
-/// Probes `home` about every [`PROBE_EVERY`] until it is reachable, then fires `leave`.
-/// Runs until then (the caller drops it when the connection ends first).
-pub async fn wait_for_home(home: &str, tls: &Arc<rustls::ClientConfig>, leave: &CancellationToken) {
+/// Probes `home` about every [`PROBE_EVERY`] until it is reachable.
+pub async fn wait_until_reachable(home: &str, tls: &Arc<rustls::ClientConfig>) {
     loop {
         let pause = PROBE_EVERY.mul_f64(rand::rng().random_range(0.75..1.25));
         tokio::time::sleep(pause).await;
         if is_reachable(home, tls).await {
-            tracing::info!(edge = %home, "this connection's edge node is reachable again; moving back to it");
-            leave.cancel();
+            tracing::info!(edge = %home, "this connection's own edge node is reachable again; moving back to it");
             return;
         }
     }

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use tracing::Instrument;
 
-use crate::connection::{self, ConnectionError};
+use crate::connection::{self, ConnectionError, Steering};
 use crate::identity::{EnrollError, Identity, unix_now};
 use crate::metrics::ConnectorMetrics;
 use crate::orchestrator::Orchestrator;
@@ -65,6 +65,9 @@ pub struct Connector {
     tunnel_deleted: AtomicBool,
     events: Mutex<HashMap<usize, mpsc::Sender<Bytes>>>,
     enrolling: tokio::sync::Mutex<()>,
+    /// Keys of connections' event streams: one per dial, so that a connection moving to
+    /// another edge node and its successor never share one.
+    next_key: AtomicUsize,
 }
 
 impl std::fmt::Debug for Connector {
@@ -93,6 +96,7 @@ impl Connector {
             tunnel_deleted: AtomicBool::new(false),
             events: Mutex::new(HashMap::new()),
             enrolling: tokio::sync::Mutex::new(()),
+            next_key: AtomicUsize::new(0),
         }
     }
 
@@ -252,31 +256,21 @@ async fn keep_connected(connector: Arc<Connector>, index: usize) {
             return;
         }
         let slot = rebalance::slot_of(index, attempt, addresses.len());
-        let address = &addresses[slot];
-        let leave = CancellationToken::new();
+        let mut address = addresses[slot].as_str();
         let result = match (&probe, addresses.get(home)) {
             (Some(probe), Some(home_address)) if slot != home => {
-                // Away from home: serve here, and watch for home to come back.
-                let run = try_once(&connector, index, address, &leave);
-                let watch = rebalance::wait_for_home(home_address, probe, &leave);
-                tokio::pin!(run, watch);
-                let mut watching = true;
-                loop {
-                    tokio::select! {
-                        result = &mut run => break result,
-                        _ = &mut watch, if watching => watching = false,
+                match away_from_home(&connector, address, home_address, probe).await {
+                    Away::Ended(result) => result,
+                    Away::WentHome(result) => {
+                        // The connection that ended is the one at home.
+                        address = home_address;
+                        attempt = 0;
+                        result
                     }
                 }
             }
-            _ => try_once(&connector, index, address, &leave).await,
+            _ => try_once(&connector, address, &Steering::default()).await,
         };
-        if leave.is_cancelled() && !connector.is_draining() && !connector.failed.is_cancelled() {
-            // Drained here to move home: dial it now.
-            attempt = 0;
-            backoff.reset();
-            connector.metrics.reconnect();
-            continue;
-        }
         match result {
             Ok(outcome) => {
                 if outcome.registered {
@@ -326,18 +320,104 @@ async fn keep_connected(connector: Arc<Connector>, index: usize) {
     }
 }
 
+/// How serving away from home ended.
+enum Away {
+    /// The connection away from home ended by itself (home was still unreachable).
+    Ended(Result<connection::Outcome, Failure>),
+    /// A connection at home took over (the one away drained), and has now ended too.
+    WentHome(Result<connection::Outcome, Failure>),
+}
+
+/// Serves from `address` while `home` cannot be reached. Once a probe finds home again, a
+/// connection to home is dialed, and only when the edge registered it does this one drain:
+/// the tunnel keeps a registered connection on some node throughout the move.
+async fn away_from_home(
+    connector: &Arc<Connector>,
+    address: &str,
+    home: &str,
+    probe: &Arc<rustls::ClientConfig>,
+) -> Away {
+    let steering = Steering::default();
+    let here = try_once(connector, address, &steering);
+    let moving = go_home(connector, home, probe, &steering.leave);
+    tokio::pin!(here, moving);
+    let mut here_done = false;
+    loop {
+        tokio::select! {
+            result = &mut here, if !here_done => {
+                if !steering.leave.is_cancelled() {
+                    return Away::Ended(result);
+                }
+                tracing::info!(edge = %address, "drained the connection away from home");
+                here_done = true;
+            }
+            result = &mut moving => return Away::WentHome(result),
+        }
+    }
+}
+
+/// Probes `home` until it accepts connections, dials it, and once the edge registered that
+/// connection fires `leave` (the connection away from home drains); then serves it until it
+/// ends. A dial that ends before it is registered goes back to probing.
+async fn go_home(
+    connector: &Arc<Connector>,
+    home: &str,
+    probe: &Arc<rustls::ClientConfig>,
+    leave: &CancellationToken,
+) -> Result<connection::Outcome, Failure> {
+    loop {
+        rebalance::wait_until_reachable(home, probe).await;
+        let steering = Steering::default();
+        let dial = try_once(connector, home, &steering);
+        tokio::pin!(dial);
+        tokio::select! {
+            result = &mut dial => {
+                let error = result.err().map(|e| e.describe()).unwrap_or_default();
+                tracing::debug!(edge = %home, %error, "the connection home ended before it was registered");
+                continue;
+            }
+            _ = steering.registered.cancelled() => {}
+        }
+        // Give the edge nodes time to learn that the tunnel has a connection at home before
+        // the node away from home loses its own.
+        tokio::select! {
+            result = &mut dial => {
+                let error = result.err().map(|e| e.describe()).unwrap_or_default();
+                tracing::debug!(edge = %home, %error, "the connection home ended during the handover");
+                continue;
+            }
+            _ = tokio::time::sleep(rebalance::HANDOVER) => {}
+        }
+        tracing::info!(edge = %home, "back on this connection's own edge node; draining the one away from it");
+        leave.cancel();
+        return dial.await;
+    }
+}
+
 enum Failure {
     Enroll(EnrollError),
     Connection(ConnectionError),
     Tls(crate::tls::TlsConfigError),
 }
 
+impl Failure {
+    /// The failure and its causes on one line, for logs.
+    fn describe(&self) -> String {
+        match self {
+            Failure::Enroll(error) => error_chain(error),
+            Failure::Connection(error) => error_chain(error),
+            Failure::Tls(error) => error_chain(error),
+        }
+    }
+}
+
+/// One connection to `address`, under a key of its own.
 async fn try_once(
     connector: &Arc<Connector>,
-    index: usize,
     address: &str,
-    leave: &CancellationToken,
+    steering: &Steering,
 ) -> Result<connection::Outcome, Failure> {
+    let index = connector.next_key.fetch_add(1, Ordering::Relaxed);
     connector.ensure_enrolled().await.map_err(Failure::Enroll)?;
     let Some(tls) = connector.identity.tunnel_config().map_err(Failure::Tls)? else {
         // The certificate expired between the check and now; the next attempt enrols.
@@ -345,7 +425,7 @@ async fn try_once(
             address: address.to_string(),
         }));
     };
-    connection::run(connector.clone(), index, address, tls, leave)
+    connection::run(connector.clone(), index, address, tls, steering)
         .await
         .map_err(Failure::Connection)
 }
