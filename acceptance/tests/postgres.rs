@@ -1,7 +1,9 @@
 //! Several edge nodes on one PostgreSQL database (`--store postgres://…`), as real processes on
 //! a throwaway PostgreSQL server: what one node writes, every node serves; `If-Match` holds
 //! across nodes; an outage of the database fails the API fast with 503 while the data plane
-//! keeps serving its last snapshot, and everything works again once the database is back.
+//! keeps serving its last snapshot (proxied traffic through connectors, forwarded between the
+//! nodes too), and everything works again once the database is back. The data plane across
+//! nodes (forwarding, spreading connections, a node killed) is in `cluster.rs`.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -10,7 +12,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use acceptance::{Api, ApiResponse, EdgeOptions, EdgeProcess, PostgresServer, binary};
+use acceptance::{
+    Api, ApiResponse, ConnectorProcess, EdgeOptions, EdgeProcess, PostgresServer, TestOrigin,
+    binary,
+};
+use postern_schema::token::TunnelToken;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -355,6 +361,53 @@ async fn concurrent_replaces_through_two_nodes_with_one_if_match_have_one_winner
     assert_eq!(statuses, [201, 409], "{} / {}", a.text, b.text);
 }
 
+/// What the proxied load saw.
+#[derive(Default)]
+struct TrafficCounts {
+    /// `200 hello from the origin` answers.
+    ok: AtomicUsize,
+    /// Anything else: the host and what came back.
+    failures: std::sync::Mutex<Vec<String>>,
+    stop: AtomicBool,
+}
+
+/// Visitor requests (`GET /hello`) for `host` to a node's public HTTP listener until `stop` (at
+/// most 100,000), each with a deadline.
+async fn proxied_load(http: SocketAddr, host: String, counts: Arc<TrafficCounts>) {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .resolve(&host, http)
+        .timeout(FAIL_FAST)
+        .build()
+        .expect("client");
+    let url = format!("http://{host}:{}/hello", http.port());
+    for _ in 0..100_000 {
+        if counts.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let answer = match client.get(&url).send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                Ok((status, response.text().await.unwrap_or_default()))
+            }
+            Err(error) => Err(error.to_string()),
+        };
+        match &answer {
+            Ok((200, body)) if body == "hello from the origin" => {
+                counts.ok.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {
+                counts
+                    .failures
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(format!("{host} via {http}: {answer:?}"));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
 /// What the API load saw.
 #[derive(Default)]
 struct LoadCounts {
@@ -416,6 +469,7 @@ async fn a_postgres_outage_fails_the_api_fast_keeps_the_data_plane_and_recovers(
     let node_a = start_node(&postgres, None);
     let node_b = start_node(&postgres, Some(&node_a.admin_token));
     let (api_a, api_b) = (node_a.api(), node_b.api());
+    let origin = TestOrigin::start().await;
     let tunnel = created(
         api_a.post("/v1/tunnels", &json!({"name": "web"})).await,
         "tunnel",
@@ -427,7 +481,7 @@ async fn a_postgres_outage_fails_the_api_fast_keeps_the_data_plane_and_recovers(
         api_a
             .post(
                 "/v1/hostnames",
-                &json!({"hostname": host, "service": "http://localhost:4000", "tunnel_id": tunnel_id}),
+                &json!({"hostname": host, "service": origin.url(), "tunnel_id": tunnel_id}),
             )
             .await,
         "hostname",
@@ -439,6 +493,69 @@ async fn a_postgres_outage_fails_the_api_fast_keeps_the_data_plane_and_recovers(
         })
         .await;
     }
+
+    // Real traffic through connectors: "web" has one connection on each node (its token names
+    // both); "solo" one connection on node A only, so B serves it by forwarding to A.
+    let token = tunnel["token"].as_str().expect("token");
+    let _web = ConnectorProcess::run(token, 2, &[]);
+    let solo = created(
+        api_a.post("/v1/tunnels", &json!({"name": "solo"})).await,
+        "solo tunnel",
+    )
+    .await;
+    let solo_id = solo["id"].as_str().expect("id").to_string();
+    let solo_host = "solo.example.com";
+    created(
+        api_a
+            .post(
+                "/v1/hostnames",
+                &json!({"hostname": solo_host, "service": origin.url(), "tunnel_id": solo_id}),
+            )
+            .await,
+        "solo hostname",
+    )
+    .await;
+    let solo_token = TunnelToken {
+        edge_addresses: vec![node_a.addrs.tunnel.to_string()],
+        ..TunnelToken::parse(solo["token"].as_str().expect("token")).expect("token")
+    };
+    let _solo = ConnectorProcess::run(&solo_token.encode(), 1, &[]);
+    for (api, id, count) in [
+        (&api_a, &tunnel_id, 1),
+        (&api_b, &tunnel_id, 1),
+        (&api_a, &solo_id, 1),
+    ] {
+        wait_until(
+            Duration::from_secs(20),
+            "the connectors registering",
+            || async {
+                let list = api.get(&format!("/v1/tunnels/{id}/connections")).await;
+                list.body["items"].as_array().map(Vec::len) == Some(count)
+            },
+        )
+        .await;
+    }
+    wait_until(PROPAGATION, "B learning that A holds solo", || async {
+        api_b.get(&format!("/v1/tunnels/{solo_id}")).await.body["connections"] == 1
+    })
+    .await;
+    let traffic = Arc::new(TrafficCounts::default());
+    let mut visitors = tokio::task::JoinSet::new();
+    for node in [&node_a, &node_b] {
+        for name in [host, solo_host] {
+            visitors.spawn(proxied_load(
+                node.addrs.http,
+                name.to_string(),
+                traffic.clone(),
+            ));
+        }
+    }
+    wait_until(
+        Duration::from_secs(10),
+        "proxied traffic flowing",
+        || async { traffic.ok.load(Ordering::Relaxed) >= 100 },
+    )
+    .await;
 
     // API load on both nodes, running across the outage and the recovery.
     let counts = Arc::new(LoadCounts::default());
@@ -473,14 +590,25 @@ async fn a_postgres_outage_fails_the_api_fast_keeps_the_data_plane_and_recovers(
     })
     .await;
 
-    // The processes are up, and the data plane serves the last snapshot.
+    // The processes are up, and the data plane serves the last snapshot: DNS, and proxied
+    // traffic through the connectors, forwarded between the nodes too.
     for node in [&node_a, &node_b] {
         let health = within(FAIL_FAST, "healthz", node.api().get("/healthz")).await;
         assert_eq!(health.status, 200);
         assert_eq!(dns_a(node.addrs.dns, host).await, (NOERROR, 1));
-        assert_eq!(public_status(node.addrs.http, host).await, 503);
     }
-    println!("database down for {:?}", stopped.elapsed());
+    let ok_in_outage = traffic.ok.load(Ordering::Relaxed);
+    wait_until(
+        Duration::from_secs(10),
+        "proxied traffic during the outage",
+        || async { traffic.ok.load(Ordering::Relaxed) >= ok_in_outage + 200 },
+    )
+    .await;
+    println!(
+        "database down for {:?}; proxied requests answered so far: {}",
+        stopped.elapsed(),
+        traffic.ok.load(Ordering::Relaxed)
+    );
 
     // The database comes back: the same load succeeds again, without restarting the edges.
     postgres.restart();
@@ -494,6 +622,24 @@ async fn a_postgres_outage_fails_the_api_fast_keeps_the_data_plane_and_recovers(
     .await;
     println!("the API recovered {took:?} after the restart");
     stop.store(true, Ordering::Relaxed);
+    traffic.stop.store(true, Ordering::Relaxed);
+    while let Some(visitor) = visitors.join_next().await {
+        visitor.expect("a visitor failed");
+    }
+    let failed = traffic
+        .failures
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    println!(
+        "proxied requests across the outage: {} answered, {} failed",
+        traffic.ok.load(Ordering::Relaxed),
+        failed.len()
+    );
+    assert!(
+        failed.is_empty(),
+        "proxied requests failed across the outage: {failed:?}"
+    );
     let (mut slowest_ok, mut slowest_unavailable) = (Duration::ZERO, Duration::ZERO);
     while let Some(worker) = load.join_next().await {
         let (ok, unavailable) = worker.expect("a load worker failed");
