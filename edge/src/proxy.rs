@@ -162,7 +162,9 @@ async fn serve_connection(
                 },
                 sni: None,
             };
-            let io = FramingGuard::new(FirstByteDeadline::new(stream), true);
+            // The deadline sits outside the guard, which holds a request head back until it is
+            // complete: a head trickled from the first byte on must still be whole in time.
+            let io = FirstByteDeadline::new(FramingGuard::new(stream, true));
             serve_visitor(io, context, state, cancel).await;
         }
         Some(acceptor) => {
@@ -189,7 +191,7 @@ async fn serve_connection(
             };
             // Only HTTP/1.1 needs the framing guard; HTTP/2 frames its own messages.
             let http1 = stream.get_ref().1.alpn_protocol() != Some(b"h2");
-            let io = FramingGuard::new(FirstByteDeadline::new(stream), http1);
+            let io = FirstByteDeadline::new(FramingGuard::new(stream, http1));
             serve_visitor(io, context, state, cancel).await;
         }
     }
@@ -281,11 +283,9 @@ impl Tally {
             if status.is_server_error() {
                 metrics.inc("postern_edge_routed_errors_total", &labels);
             }
-            metrics.observe(
-                "postern_edge_routed_request_duration_seconds",
-                &labels,
-                elapsed,
-            );
+            metrics
+                .histogram("postern_edge_routed_request_duration_seconds", &labels)
+                .observe(elapsed);
         }
     }
 }
@@ -296,7 +296,7 @@ async fn handle(
     context: Arc<Context>,
     request: Request<Incoming>,
 ) -> Response<ProxyBody> {
-    let request_id = new_request_id();
+    let request_id = uuid::Uuid::new_v4().to_string();
     let span = tracing::debug_span!(
         "request",
         request_id = %request_id,
@@ -328,15 +328,6 @@ async fn handle(
     }
     .instrument(span)
     .await
-}
-
-/// A random (version 4) UUID for a request, from the thread's generator: no system call on
-/// the request path, unlike `Uuid::new_v4`.
-fn new_request_id() -> String {
-    uuid::Builder::from_random_bytes(rand::random())
-        .into_uuid()
-        .hyphenated()
-        .to_string()
 }
 
 /// The phases, in order.

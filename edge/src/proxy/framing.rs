@@ -12,6 +12,10 @@
 //! connection. Body bytes are passed through as they come (reads are cut at the body's end
 //! so that the next head is always seen whole).
 //!
+//! Because a head is held back until it is whole, hyper's own header read timeout cannot see
+//! a head trickled in before hyper started reading; the proxy's first-byte deadline, outside
+//! the guard, covers that first head (`limits.rs`).
+//!
 //! Whenever the stream stops looking like what the guard understands (an upgrade, `CONNECT`,
 //! HTTP/2's preface, a head hyper will refuse anyway, a malformed chunk), the guard steps
 //! aside for the rest of the connection and hyper decides alone, as without the guard. So

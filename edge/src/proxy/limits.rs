@@ -2,8 +2,10 @@
 //! head, how large the head may be, how many streams and connections it may hold. Each limit
 //! is a constant here, applied where the proxy builds its listeners and connections.
 //!
-//! - A connection that sends nothing is closed after [`FIRST_BYTE_TIMEOUT`]
-//!   ([`FirstByteDeadline`]); TLS handshakes have their own timeout in `proxy.rs`.
+//! - A connection whose first request head is not complete [`FIRST_BYTE_TIMEOUT`] after it
+//!   was accepted (or after its TLS handshake) is closed ([`FirstByteDeadline`], outside the
+//!   framing guard, which passes a head on only once it is whole); TLS handshakes have their
+//!   own timeout in `proxy.rs`.
 //! - An HTTP/1.1 request head must arrive within [`HEADER_READ_TIMEOUT`] (slowloris), which
 //!   also closes keep-alive connections idle that long.
 //! - A request's header list may not exceed [`MAX_HEADER_LIST`] bytes, counted as HTTP/2
@@ -27,7 +29,8 @@ use hyper::body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
-/// How long a new connection may stay silent before its first byte.
+/// How long a new connection may take to deliver its first bytes (for HTTP/1.1, through the
+/// framing guard: its whole first request head).
 pub(super) const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long an HTTP/1.1 request head may take to arrive, counted from when the edge starts
