@@ -283,9 +283,11 @@ impl Tally {
             if status.is_server_error() {
                 metrics.inc("postern_edge_routed_errors_total", &labels);
             }
-            metrics
-                .histogram("postern_edge_routed_request_duration_seconds", &labels)
-                .observe(elapsed);
+            metrics.observe(
+                "postern_edge_routed_request_duration_seconds",
+                &labels,
+                elapsed,
+            );
         }
     }
 }
@@ -296,7 +298,7 @@ async fn handle(
     context: Arc<Context>,
     request: Request<Incoming>,
 ) -> Response<ProxyBody> {
-    let request_id = uuid::Uuid::new_v4().to_string();
+    let request_id = new_request_id();
     let span = tracing::debug_span!(
         "request",
         request_id = %request_id,
@@ -328,6 +330,15 @@ async fn handle(
     }
     .instrument(span)
     .await
+}
+
+/// A random (version 4) UUID for a request, from the thread's generator: no system call on
+/// the request path, unlike `Uuid::new_v4`.
+fn new_request_id() -> String {
+    uuid::Builder::from_random_bytes(rand::random())
+        .into_uuid()
+        .hyphenated()
+        .to_string()
 }
 
 /// The phases, in order.
