@@ -91,8 +91,9 @@ pub struct EdgeConfig {
     pub advertise_tunnel: Vec<String>,
 
     /// Where the other edge nodes on the shared --store reach this node's tunnel listener to
-    /// forward requests to it, HOST:PORT (default: the bound tunnel address, or the first
-    /// --advertise-tunnel when the listener is bound to a wildcard address).
+    /// forward requests to it, HOST:PORT (default: the first --advertise-tunnel, else the bound
+    /// tunnel address). Set it when the advertised address is shared by several nodes (a load
+    /// balancer): forwarding needs this very node.
     #[arg(long, env = "POSTERN_EDGE_PEER_ADDRESS")]
     pub peer_address: Option<String>,
 

@@ -243,16 +243,15 @@ pub async fn start(config: EdgeConfig) -> Result<RunningEdge, StartError> {
     })
 }
 
-/// Where other edge nodes reach this one: `--peer-address`, else the bound tunnel address, or
-/// when that is a wildcard (0.0.0.0, ::), the first `--advertise-tunnel`.
+/// Where other edge nodes reach this one: `--peer-address`, else the first
+/// `--advertise-tunnel` (where connectors reach it), else the bound tunnel address.
 fn peer_address(config: &EdgeConfig, tunnel: SocketAddr) -> String {
-    if let Some(address) = &config.peer_address {
-        return address.clone();
-    }
-    match config.advertise_tunnel.first() {
-        Some(advertised) if tunnel.ip().is_unspecified() => advertised.clone(),
-        _ => tunnel.to_string(),
-    }
+    config
+        .peer_address
+        .as_ref()
+        .or(config.advertise_tunnel.first())
+        .cloned()
+        .unwrap_or_else(|| tunnel.to_string())
 }
 
 fn create_data_dir(path: &Path) -> Result<(), StartError> {
