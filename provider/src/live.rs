@@ -219,8 +219,9 @@ fn assess_routes(
             "no connected connector".to_string()
         } else {
             format!(
-                "{} connector connection(s) on tunnel {}",
+                "{} connection{} on tunnel {}",
                 route.connectors,
+                if route.connectors == 1 { "" } else { "s" },
                 names(&route.tunnels)
             )
         };

@@ -1,0 +1,120 @@
+//! Plan-time truth (issue 11, must show 4): `terraform plan` asks the edge about the connectors
+//! that will serve a hostname and warns a reviewer: a plan that routes 10% to a selector with no
+//! connected connector names that route and shows the split that results; once the canary has
+//! a connector the split is the declared 90/10; with the edge down, plan still works and says
+//! the check was skipped.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use acceptance::provider::{config, squash};
+use acceptance::{ConnectorProcess, EdgeProcess, Terraform, eventually};
+use postern_schema::api::{Tunnel, TunnelSpec};
+use postern_schema::client::Client;
+
+const MAIN_TF: &str = r#"
+resource "postern_hostname" "shop" {
+  hostname = "shop.example.com"
+  service  = "http_status:204"
+  routes = [
+    { selector = { release = "stable" }, weight = 90 },
+    { selector = { release = "canary" }, weight = 10 },
+  ]
+}
+"#;
+
+async fn labelled(client: &Client, name: &str) -> Tunnel {
+    client
+        .create_tunnel(&TunnelSpec {
+            name: name.into(),
+            labels: BTreeMap::from([("release".to_string(), name.to_string())]),
+        })
+        .await
+        .expect("create tunnel")
+}
+
+/// `terraform plan`, which must succeed; its output with whitespace squashed.
+fn plan(tf: &Terraform) -> String {
+    let run = tf.run(&["plan", "-no-color"]);
+    assert_eq!(run.code, 0, "plan failed:\n{}", run.all());
+    squash(&run.all())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_warns_about_routes_without_connectors_and_survives_a_dead_edge() {
+    let mut edge = EdgeProcess::start();
+    let client = edge.client();
+    let stable = labelled(&client, "stable").await;
+    let canary = labelled(&client, "canary").await;
+    let _stable_connector = ConnectorProcess::run(
+        stable.token.as_deref().expect("token"),
+        1,
+        &["--hello-world"],
+    );
+    eventually(Duration::from_secs(20), "the stable connector", || async {
+        (client.tunnel_connections(stable.id).await.ok()?.len() == 1).then_some(())
+    })
+    .await;
+    let tf = Terraform::new(&edge);
+    tf.write("main.tf", &config(MAIN_TF));
+    tf.init();
+
+    // 10% to a selector whose tunnel has no connector: that route is named, and its share
+    // fails over to stable.
+    let text = plan(&tf);
+    eprintln!("plan with no canary connector:\n{text}");
+    assert!(
+        text.contains("Warning: Route has no connected connector"),
+        "{text}"
+    );
+    assert!(
+        text.contains("routes[1] (release=canary, weight 10) of shop.example.com"),
+        "{text}"
+    );
+    assert!(text.contains("its 10% of requests fail over"), "{text}");
+    assert!(
+        text.contains("Warning: Traffic split for shop.example.com"),
+        "{text}"
+    );
+    assert!(
+        text.contains("routes[0] release=stable (weight 90): 100% of requests"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "routes[1] release=canary (weight 10): 0% of requests, no connected connector"
+        ),
+        "{text}"
+    );
+
+    // With a canary connector the split is the declared one, and no route is flagged.
+    let _canary_connector = ConnectorProcess::run(
+        canary.token.as_deref().expect("token"),
+        1,
+        &["--hello-world"],
+    );
+    eventually(Duration::from_secs(20), "the canary connector", || async {
+        (client.tunnel_connections(canary.id).await.ok()?.len() == 1).then_some(())
+    })
+    .await;
+    let text = plan(&tf);
+    assert!(!text.contains("Route has no connected connector"), "{text}");
+    assert!(
+        text.contains("routes[0] release=stable (weight 90): 90% of requests"),
+        "{text}"
+    );
+    assert!(
+        text.contains("routes[1] release=canary (weight 10): 10% of requests, 1 connection on tunnel \"canary\""),
+        "{text}"
+    );
+
+    // The edge is down: plan still works, and says the check was skipped.
+    edge.kill();
+    let text = plan(&tf);
+    eprintln!("plan with the edge down:\n{text}");
+    assert!(
+        text.contains("Warning: Live check skipped: the edge is unreachable"),
+        "{text}"
+    );
+    assert!(text.contains("Plan: 1 to add"), "{text}");
+}
