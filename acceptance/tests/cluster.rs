@@ -30,6 +30,7 @@ use postern_schema::api::{HostnameSpec, PolicySpec, Tunnel, TunnelSpec};
 use postern_schema::client::Client;
 use postern_schema::ids::TunnelId;
 use postern_schema::token::TunnelToken;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::UdpSocket;
 use tokio::sync::Mutex;
 
@@ -203,6 +204,100 @@ struct Failure {
     at: Instant,
     took: Duration,
     answer: Result<(u16, String), String>,
+}
+
+/// A leaf certificate and key with `sans`, signed by the edge CA the nodes keep in the shared
+/// store (as only an edge node, which holds the CA key, could make one), and the CA certificate.
+async fn mint_from_store_ca(
+    postgres: &PostgresServer,
+    sans: Vec<rcgen::SanType>,
+) -> (
+    CertificateDer<'static>,
+    PrivateKeyDer<'static>,
+    CertificateDer<'static>,
+) {
+    let (db, connection) = tokio_postgres::connect(&postgres.url(), tokio_postgres::NoTls)
+        .await
+        .expect("connect to the store");
+    tokio::spawn(connection);
+    let stored: String = db
+        .query_one("SELECT value FROM postern_settings WHERE key = 'ca'", &[])
+        .await
+        .expect("the stored CA")
+        .get(0);
+    let stored: serde_json::Value = serde_json::from_str(&stored).expect("CA JSON");
+    let ca_pem = stored["cert_pem"].as_str().expect("cert_pem");
+    let ca_key =
+        rcgen::KeyPair::from_pem(stored["key_pem"].as_str().expect("key_pem")).expect("CA key");
+    let issuer = rcgen::Issuer::from_ca_cert_pem(ca_pem, ca_key).expect("issuer");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params = rcgen::CertificateParams::default();
+    params.subject_alt_names = sans;
+    params.extended_key_usages = vec![
+        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+    ];
+    let cert = params.signed_by(&key, &issuer).expect("sign");
+    let ca = rustls_pki_types::pem::PemObject::from_pem_slice(ca_pem.as_bytes()).expect("CA DER");
+    (
+        cert.der().clone(),
+        PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        ca,
+    )
+}
+
+/// Sends `GET http://host/hello` to `node`'s tunnel port as a forwarding edge node would
+/// (`postern-peer/1`, presenting `cert`): the status, or why there was none.
+async fn send_as_peer(
+    node: &EdgeProcess,
+    host: &str,
+    minted: &(
+        CertificateDer<'static>,
+        PrivateKeyDer<'static>,
+        CertificateDer<'static>,
+    ),
+) -> Result<u16, String> {
+    let (cert, key, ca) = (minted.0.clone(), minted.1.clone_key(), minted.2.clone());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone()).expect("root");
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("TLS 1.3")
+        .with_root_certificates(roots)
+        .with_client_auth_cert(vec![cert, ca], key)
+        .expect("client certificate");
+    config.alpn_protocols = vec![b"postern-peer/1".to_vec()];
+    let exchange = async {
+        let tcp = tokio::net::TcpStream::connect(node.addrs.tunnel)
+            .await
+            .map_err(|e| e.to_string())?;
+        let name = rustls_pki_types::ServerName::try_from("peer.postern.invalid")
+            .map_err(|e| e.to_string())?;
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut sender, connection) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tls),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        tokio::spawn(connection);
+        let request = http::Request::get(format!("http://{host}/hello"))
+            .header("x-postern-forwarded-by", "impostor")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .map_err(|e| e.to_string())?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(response.status().as_u16())
+    };
+    tokio::time::timeout(Duration::from_secs(5), exchange)
+        .await
+        .unwrap_or_else(|_| Err("no answer within 5 s".into()))
 }
 
 /// Sends `GET /hello` to `node` back to back until `stop`, recording every failure.
@@ -423,6 +518,39 @@ async fn a_tunnel_and_hostname_created_through_node_a_are_served_by_node_b_withi
     assert!(ok_hello(&answer), "{answer:?}");
     let answer = hello(&refused, &node_b, guarded).await;
     assert!(matches!(answer, Ok((403, _))), "{answer:?}");
+
+    // A forwarded request is never forwarded again: B, holding no connection for the tunnel,
+    // answers a request that arrives as forwarded with 503 instead of passing it on to A.
+    let hits = origin.hits();
+    let node_cert = mint_from_store_ca(
+        &postgres,
+        vec![
+            rcgen::SanType::DnsName("peer.postern.invalid".try_into().expect("name")),
+            rcgen::SanType::URI("urn:postern:node:impostor".try_into().expect("uri")),
+        ],
+    )
+    .await;
+    assert_eq!(send_as_peer(&node_b, host, &node_cert).await, Ok(503));
+    // A serves it from its own connection (and applies no policy: that was done before).
+    assert_eq!(send_as_peer(&node_a, guarded, &node_cert).await, Ok(200));
+    assert_eq!(
+        origin.hits(),
+        hits + 1,
+        "only A's answer reached the origin"
+    );
+    // A connector's certificate (from the same CA) cannot pass itself off as a node to skip
+    // the policies.
+    let connector_cert = mint_from_store_ca(
+        &postgres,
+        vec![rcgen::SanType::URI(
+            format!("urn:postern:tunnel:{}", tunnel.id)
+                .try_into()
+                .expect("uri"),
+        )],
+    )
+    .await;
+    let refused = send_as_peer(&node_a, guarded, &connector_cert).await;
+    assert!(refused.is_err(), "{refused:?}");
 
     // terraform apply through A, then plan through B: nothing to change.
     let mut tf = Terraform::new(&node_a);
