@@ -4,6 +4,10 @@
 //! the edge answered with a clear error (or closed the connection), that nothing ambiguous
 //! reached the origin, and that the edge still serves a normal request afterwards. Each test
 //! prints the counts it checked.
+//!
+//! Covered elsewhere: an HTTPS request whose `Host` is not its SNI name gets 421 (`tunnel.rs`,
+//! `an_https_request_for_another_host_than_its_sni_is_misdirected`); hostile requests on the
+//! control API (`hostile_api.rs`) and the DNS port (`dns.rs`, `hostile_dns.rs`).
 
 use std::time::{Duration, Instant};
 
