@@ -1,0 +1,188 @@
+//! Zero-error rollouts (issue 11, must show 3): a tunnel declared with the real terraform and
+//! served by two connectors is restarted one connector at a time (SIGTERM, wait for it to
+//! drain and exit, start it again, wait until it is back; then the other) under a steady 200
+//! requests per second for 20 seconds, one in ten of them slow enough to be in flight when a
+//! connector is told to stop. Not one request fails.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use acceptance::provider::{config, string_attr};
+use acceptance::visitor::{edge_http_client, http_url};
+use acceptance::{
+    ConnectorOptions, ConnectorProcess, EdgeProcess, Terraform, TestOrigin, eventually,
+};
+use nix::sys::signal::Signal;
+use postern_schema::client::Client;
+use postern_schema::ids::TunnelId;
+use tokio::task::JoinSet;
+
+const HOST: &str = "app.example.com";
+const RATE: u64 = 200;
+const DURATION: Duration = Duration::from_secs(20);
+
+fn main_tf(service: &str) -> String {
+    config(&format!(
+        r#"
+resource "postern_tunnel" "web" {{
+  name = "web"
+}}
+
+resource "postern_hostname" "app" {{
+  hostname  = "{HOST}"
+  service   = "{service}"
+  tunnel_id = postern_tunnel.web.id
+}}
+
+output "token" {{
+  value     = postern_tunnel.web.token
+  sensitive = true
+}}
+"#
+    ))
+}
+
+/// `postern tunnel run` with two connections, keeping its identity in `state_dir` across
+/// restarts.
+fn connector(token: &str, state_dir: &std::path::Path) -> ConnectorProcess {
+    ConnectorProcess::start(ConnectorOptions {
+        state_dir: Some(state_dir.to_path_buf()),
+        args: ["tunnel", "run", "--token", token, "--connections", "2"]
+            .map(String::from)
+            .to_vec(),
+        env: Vec::new(),
+    })
+}
+
+async fn wait_connections(client: &Client, tunnel: TunnelId, count: usize, what: &str) {
+    eventually(Duration::from_secs(30), what, || async {
+        let connections = client.tunnel_connections(tunnel).await.ok()?;
+        let live = connections.iter().filter(|c| !c.draining).count();
+        (live == count).then_some(())
+    })
+    .await;
+}
+
+/// SIGTERM, wait for a clean exit, start again, wait until all four connections are back.
+async fn restart(
+    slot: &mut ConnectorProcess,
+    token: &str,
+    state_dir: &std::path::Path,
+    client: &Client,
+    tunnel: TunnelId,
+    name: &str,
+) {
+    slot.signal(Signal::SIGTERM);
+    let status = tokio::task::block_in_place(|| slot.wait_exit(Duration::from_secs(40)));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "connector {name} did not drain and exit cleanly ({status:?}):\n{}",
+        slot.log()
+    );
+    *slot = connector(token, state_dir);
+    wait_connections(client, tunnel, 4, &format!("connector {name} back")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rolling_restart_under_steady_load_fails_no_request() {
+    let edge = EdgeProcess::start();
+    let client = edge.client();
+    let origin = TestOrigin::start().await;
+    let tf = Terraform::new(&edge);
+    tf.write("main.tf", &main_tf(&origin.url()));
+    tf.init();
+    tf.apply().success();
+    let tunnel: TunnelId = string_attr(&tf.resource("postern_tunnel.web"), "id")
+        .parse()
+        .expect("tunnel id");
+    let token = tf.output_raw("token");
+    let states = [
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    ];
+    let mut first = connector(&token, states[0].path());
+    let mut second = connector(&token, states[1].path());
+    wait_connections(&client, tunnel, 4, "two connectors, four connections").await;
+
+    // The steady load: one request every 5 ms for 20 s, each on its own task so a slow one
+    // never holds the next back; every tenth takes 300 ms at the origin.
+    let http = edge_http_client(&edge, HOST);
+    let (fast, slow) = (
+        http_url(&edge, HOST, "/hello"),
+        http_url(&edge, HOST, "/slow?ms=300"),
+    );
+    let failures: Arc<Mutex<Vec<String>>> = Arc::default();
+    let started = Instant::now();
+    let load = {
+        let failures = failures.clone();
+        tokio::spawn(async move {
+            let mut tasks = JoinSet::new();
+            let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / RATE));
+            let total = RATE * DURATION.as_secs();
+            for i in 0..total {
+                tick.tick().await;
+                let url = if i % 10 == 0 {
+                    slow.clone()
+                } else {
+                    fast.clone()
+                };
+                let (http, failures) = (http.clone(), failures.clone());
+                tasks.spawn(async move {
+                    let at = started.elapsed();
+                    let outcome = http.get(&url).send().await;
+                    let failure = match outcome {
+                        Ok(r) if r.status() == 200 => return,
+                        Ok(r) => format!(
+                            "{at:?} {url}: status {} {}",
+                            r.status(),
+                            r.text().await.unwrap_or_default()
+                        ),
+                        Err(error) => format!("{at:?} {url}: {error:?}"),
+                    };
+                    failures
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(failure);
+                });
+            }
+            while tasks.join_next().await.is_some() {}
+            total
+        })
+    };
+
+    // The rolling restart, while the load runs.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    restart(&mut first, &token, states[0].path(), &client, tunnel, "one").await;
+    tokio::time::sleep((DURATION / 2).saturating_sub(started.elapsed())).await;
+    restart(
+        &mut second,
+        &token,
+        states[1].path(),
+        &client,
+        tunnel,
+        "two",
+    )
+    .await;
+    let restarted_at = started.elapsed();
+    let sent = load.await.expect("load");
+
+    let failures = failures.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    eprintln!(
+        "rolling restart done after {restarted_at:?}; {sent} requests in {:?}, {} failed, \
+         origin saw {}",
+        started.elapsed(),
+        failures.len(),
+        origin.hits()
+    );
+    assert!(
+        restarted_at < DURATION,
+        "the restart must happen under load (took {restarted_at:?})"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {sent} requests failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert_eq!(origin.hits(), sent);
+}
