@@ -714,10 +714,17 @@ async fn the_connector_renews_its_certificate_over_the_tunnel_before_it_expires(
         (std::fs::read(&cert).ok()? != first).then_some(())
     })
     .await;
-    assert!(
-        edge.log()
-            .contains("renewed the connector's client certificate")
-    );
+    // The edge logs the renewal once the connector acknowledged it, just after it stored it.
+    eventually(
+        Duration::from_secs(2),
+        "the edge logging the renewal",
+        || async {
+            edge.log()
+                .contains("renewed the connector's client certificate")
+                .then_some(())
+        },
+    )
+    .await;
     let enrolments = connector.log().matches("enrolling with the edge").count();
     assert_eq!(
         enrolments,
