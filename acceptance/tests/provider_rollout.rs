@@ -142,3 +142,120 @@ async fn apply_returns_once_every_connector_serves_the_change_and_names_a_frozen
     )
     .await;
 }
+
+/// The store revision a write answered with.
+fn revision(response: &acceptance::ApiResponse) -> u64 {
+    response
+        .headers
+        .get("postern-revision")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no Postern-Revision on {response:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_carry_their_revision_and_rollout_names_what_is_pending() {
+    let edge = EdgeProcess::start();
+    let api = edge.api();
+    let created = api
+        .post("/v1/tunnels", &serde_json::json!({"name": "web"}))
+        .await;
+    assert_eq!(created.status, 201);
+    let first = revision(&created);
+    let tunnel = created.body["id"].as_str().expect("id").to_string();
+    let token = created.body["token"].as_str().expect("token").to_string();
+    let other = api
+        .post("/v1/tunnels", &serde_json::json!({"name": "idle"}))
+        .await;
+    let policy = api
+        .post("/v1/policies", &serde_json::json!({"name": "all"}))
+        .await;
+    let policy_id = policy.body["id"].as_str().expect("id").to_string();
+    let body = |service: &str| {
+        serde_json::json!({
+            "hostname": HOST,
+            "service": service,
+            "tunnel_id": tunnel,
+            "policy_ids": [policy_id],
+        })
+    };
+    let hostname = api.post("/v1/hostnames", &body("http_status:200")).await;
+    assert_eq!(hostname.status, 201);
+    let written = revision(&hostname);
+    assert!(written > first, "revisions grow: {first} then {written}");
+
+    // Nothing connected: complete at once; a revision the edge has not reached is not.
+    let now = api.get(&format!("/v1/rollout?revision={written}")).await;
+    assert_eq!(now.status, 200);
+    assert_eq!(now.body["complete"], true, "{}", now.text);
+    let ahead = api
+        .get(&format!("/v1/rollout?revision={}", written + 1000))
+        .await;
+    assert_eq!(ahead.body["complete"], false, "{}", ahead.text);
+    for bad in [
+        "/v1/rollout?revision=soon",
+        "/v1/rollout?tunnel=not-a-tunnel",
+        &format!("/v1/rollout?tunnel={tunnel}&hostname={HOST}"),
+    ] {
+        assert_eq!(api.get(bad).await.status, 400, "{bad}");
+    }
+
+    // A frozen connector is pending for what it serves, and only for that.
+    let connector = ConnectorProcess::run(&token, 1, &["--hello-world"]);
+    let id = connector.connector_id().await;
+    let client = edge.client();
+    let tunnel_id: TunnelId = tunnel.parse().expect("uuid");
+    eventually(Duration::from_secs(20), "the connector", || async {
+        (client.tunnel_connections(tunnel_id).await.ok()?.len() == 1).then_some(())
+    })
+    .await;
+    connector.signal(Signal::SIGSTOP);
+    let changed = api
+        .put(
+            &format!("/v1/hostnames/{HOST}"),
+            &body("http_status:204"),
+            None,
+        )
+        .await;
+    assert_eq!(changed.status, 200);
+    let at = revision(&changed);
+    for scope in [
+        String::new(),
+        format!("&hostname={HOST}"),
+        format!("&tunnel={tunnel}"),
+        format!("&policy={policy_id}"),
+    ] {
+        let rollout = api.get(&format!("/v1/rollout?revision={at}{scope}")).await;
+        assert_eq!(rollout.body["complete"], false, "{scope}: {}", rollout.text);
+        assert_eq!(
+            rollout.body["pending"][0]["connector_id"], id,
+            "{scope}: {}",
+            rollout.text
+        );
+        assert_eq!(rollout.body["pending"][0]["tunnel_name"], "web");
+    }
+    let idle = other.body["id"].as_str().expect("id");
+    let unaffected = api
+        .get(&format!("/v1/rollout?revision={at}&tunnel={idle}"))
+        .await;
+    assert_eq!(unaffected.body["complete"], true, "{}", unaffected.text);
+    let unrelated = api
+        .get(&format!(
+            "/v1/rollout?revision={at}&hostname=other.example.com"
+        ))
+        .await;
+    assert_eq!(unrelated.body["complete"], true, "{}", unrelated.text);
+    connector.signal(Signal::SIGCONT);
+    eventually(
+        Duration::from_secs(30),
+        "the thawed connector caught up",
+        || async {
+            let rollout = api.get(&format!("/v1/rollout?revision={at}")).await;
+            (rollout.body["complete"] == true).then_some(())
+        },
+    )
+    .await;
+    let deleted = api.delete(&format!("/v1/hostnames/{HOST}"), None).await;
+    assert_eq!(deleted.status, 204);
+    assert!(revision(&deleted) > at);
+}
