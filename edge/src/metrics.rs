@@ -3,12 +3,18 @@
 //! Label values come from declared objects (hostnames, policies, routes, tunnels) and a few
 //! fixed sets (status codes, reasons), never from free-form request data, so cardinality stays
 //! bounded.
+//!
+//! Counting is on every request's path, so a series already seen is found without a lock held
+//! for writing and without allocating: an index by a hash of the name and label values, read
+//! under a shared lock, points at the series' atomic cell. Only a series' first use takes the
+//! exclusive locks (and allocates its key).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 /// Help text of every metric the edge exports, in the order they are rendered.
@@ -145,11 +151,96 @@ impl Histogram {
     }
 }
 
+/// Cells of one kind (counters or histograms) by series: the ordered map renders them, the
+/// index finds a known one on the hot path.
+struct Cells<T> {
+    ordered: Mutex<BTreeMap<SeriesKey, Arc<T>>>,
+    /// By [`series_hash`]; a bucket holds every series with that hash.
+    index: RwLock<Index<T>>,
+}
+
+impl<T> Default for Cells<T> {
+    fn default() -> Self {
+        Self {
+            ordered: Mutex::default(),
+            index: RwLock::default(),
+        }
+    }
+}
+
+impl<T: Default> Cells<T> {
+    /// Runs `use_cell` on the cell of a series, creating the series on first use.
+    fn with<R>(
+        &self,
+        name: &'static str,
+        labels: &[(&'static str, &str)],
+        use_cell: impl FnOnce(&Arc<T>) -> R,
+    ) -> R {
+        let hash = series_hash(name, labels);
+        {
+            let index = self.index.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(cell) = find(&index, hash, name, labels) {
+                return use_cell(cell);
+            }
+        }
+        let key: SeriesKey = (
+            name,
+            labels.iter().map(|(k, v)| (*k, (*v).to_string())).collect(),
+        );
+        let cell = {
+            let mut ordered = self.ordered.lock().unwrap_or_else(|p| p.into_inner());
+            ordered.entry(key.clone()).or_default().clone()
+        };
+        let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
+        if find(&index, hash, name, labels).is_none() {
+            index.entry(hash).or_default().push((key, cell.clone()));
+        }
+        use_cell(&cell)
+    }
+
+    /// The cell of a series, if it was ever used.
+    fn get(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Option<Arc<T>> {
+        let index = self.index.read().unwrap_or_else(|p| p.into_inner());
+        find(&index, series_hash(name, labels), name, labels).cloned()
+    }
+}
+
+/// Cells by the hash of their series.
+type Index<T> = HashMap<u64, Vec<(SeriesKey, Arc<T>)>>;
+
+fn find<'i, T>(
+    index: &'i Index<T>,
+    hash: u64,
+    name: &str,
+    labels: &[(&'static str, &str)],
+) -> Option<&'i Arc<T>> {
+    index.get(&hash)?.iter().find_map(|((n, l), cell)| {
+        let same = *n == name
+            && l.len() == labels.len()
+            && l.iter()
+                .zip(labels)
+                .all(|((k1, v1), (k2, v2))| k1 == k2 && v1 == v2);
+        same.then_some(cell)
+    })
+}
+
+/// A hash of a series' name and labels (not keyed: label values are declared objects, not
+/// request data).
+fn series_hash(name: &str, labels: &[(&'static str, &str)]) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    name.hash(&mut hasher);
+    for (key, value) in labels {
+        key.hash(&mut hasher);
+        value.hash(&mut hasher);
+    }
+    hasher.finish()
+}
+
 /// The edge's metrics registry.
 #[derive(Default)]
 pub struct Metrics {
-    series: Mutex<BTreeMap<SeriesKey, Arc<AtomicU64>>>,
-    histograms: Mutex<BTreeMap<SeriesKey, Arc<Histogram>>>,
+    series: Cells<AtomicU64>,
+    histograms: Cells<Histogram>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -166,44 +257,46 @@ impl Metrics {
 
     /// Adds `value` to a counter.
     pub fn add(&self, name: &'static str, labels: &[(&'static str, &str)], value: u64) {
-        self.counter(name, labels)
-            .fetch_add(value, Ordering::Relaxed);
+        self.series.with(name, labels, |cell| {
+            cell.fetch_add(value, Ordering::Relaxed);
+        });
     }
 
     /// The cell of one series, for callers that update it often.
     pub fn counter(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Arc<AtomicU64> {
-        let key = (
-            name,
-            labels.iter().map(|(k, v)| (*k, (*v).to_string())).collect(),
-        );
-        let mut series = self.series.lock().unwrap_or_else(|p| p.into_inner());
-        series.entry(key).or_default().clone()
+        self.series.with(name, labels, Arc::clone)
     }
 
     /// The histogram of one series, for callers that observe into it.
     pub fn histogram(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Arc<Histogram> {
-        let key = (
-            name,
-            labels.iter().map(|(k, v)| (*k, (*v).to_string())).collect(),
-        );
-        let mut histograms = self.histograms.lock().unwrap_or_else(|p| p.into_inner());
-        histograms.entry(key).or_default().clone()
+        self.histograms.with(name, labels, Arc::clone)
+    }
+
+    /// Observes `elapsed` in the histogram of one series.
+    pub fn observe(&self, name: &'static str, labels: &[(&'static str, &str)], elapsed: Duration) {
+        self.histograms
+            .with(name, labels, |histogram| histogram.observe(elapsed));
     }
 
     /// The current value of one series (0 when it was never touched).
     pub fn value(&self, name: &'static str, labels: &[(&'static str, &str)]) -> u64 {
-        let key: SeriesKey = (
-            name,
-            labels.iter().map(|(k, v)| (*k, (*v).to_string())).collect(),
-        );
-        let series = self.series.lock().unwrap_or_else(|p| p.into_inner());
-        series.get(&key).map_or(0, |c| c.load(Ordering::Relaxed))
+        self.series
+            .get(name, labels)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
     /// Renders every series, plus `gauges` computed at scrape time.
     pub fn render(&self, gauges: &[Sample]) -> String {
-        let series = self.series.lock().unwrap_or_else(|p| p.into_inner());
-        let histograms = self.histograms.lock().unwrap_or_else(|p| p.into_inner());
+        let series = self
+            .series
+            .ordered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let histograms = self
+            .histograms
+            .ordered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let mut out = String::new();
         for (family, kind, help) in FAMILIES {
             let _ = writeln!(out, "# HELP {family} {help}");
@@ -274,6 +367,30 @@ mod tests {
         );
         assert!(text.contains("postern_edge_connectors{tunnel=\"t\"} 3\n"));
         assert!(text.contains("# TYPE postern_edge_connectors gauge\n"));
+    }
+
+    #[test]
+    fn a_series_is_one_cell_however_it_is_reached() {
+        let metrics = Metrics::default();
+        let labels = [("hostname", "a.example.com"), ("status", "200")];
+        let cell = metrics.counter("postern_edge_requests_total", &labels);
+        metrics.inc("postern_edge_requests_total", &labels);
+        metrics.add("postern_edge_requests_total", &labels, 2);
+        cell.fetch_add(1, Ordering::Relaxed);
+        assert_eq!(metrics.value("postern_edge_requests_total", &labels), 4);
+        // Same values under other names, or in another order, are other series.
+        let swapped = [("status", "200"), ("hostname", "a.example.com")];
+        assert_eq!(metrics.value("postern_edge_requests_total", &swapped), 0);
+        assert_eq!(
+            metrics.value("postern_edge_route_requests_total", &labels),
+            0
+        );
+        let text = metrics.render(&[]);
+        assert_eq!(
+            text.matches("postern_edge_requests_total{").count(),
+            1,
+            "{text}"
+        );
     }
 
     #[test]
