@@ -270,21 +270,31 @@ impl Registry {
     /// (ties broken at random, so idle connectors share the traffic), skipping `exclude`.
     pub fn pick(&self, tunnels: &[TunnelId], exclude: &[String]) -> Option<Arc<Session>> {
         let map = self.sessions.read().unwrap_or_else(|p| p.into_inner());
-        // Read each count once: they change under us as streams open and close.
-        let candidates: Vec<(&Arc<Session>, usize)> = tunnels
+        // One pass, no allocation (it runs for every request): each count is read once, as
+        // they change under us, and ties are broken by reservoir sampling (the k-th tie
+        // replaces the choice with probability 1/k), which picks uniformly among them.
+        let mut rng = rand::rng();
+        let mut chosen: Option<&Arc<Session>> = None;
+        let mut least = usize::MAX;
+        let mut ties = 0u32;
+        let candidates = tunnels
             .iter()
             .filter_map(|t| map.get(t))
             .flatten()
-            .filter(|s| s.is_healthy() && !exclude.contains(&s.id))
-            .map(|s| (s, s.outstanding()))
-            .collect();
-        let least = candidates.iter().map(|(_, n)| *n).min()?;
-        let best: Vec<&Arc<Session>> = candidates
-            .iter()
-            .filter(|(_, n)| *n == least)
-            .map(|(s, _)| *s)
-            .collect();
-        let index = rand::rng().random_range(0..best.len());
-        best.get(index).map(|s| Arc::clone(s))
+            .filter(|s| s.is_healthy() && !exclude.contains(&s.id));
+        for session in candidates {
+            let outstanding = session.outstanding();
+            if outstanding < least {
+                least = outstanding;
+                ties = 1;
+                chosen = Some(session);
+            } else if outstanding == least {
+                ties += 1;
+                if rng.random_range(0..ties) == 0 {
+                    chosen = Some(session);
+                }
+            }
+        }
+        chosen.map(Arc::clone)
     }
 }
