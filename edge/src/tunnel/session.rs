@@ -40,6 +40,20 @@ const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
 /// How long a ping may go unanswered before the connection is declared dead.
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// Flow-control windows the edge grants the connector (response bodies): large enough that a
+/// bulk download is never stalled waiting for WINDOW_UPDATEs on loopback-like links, small
+/// enough to bound what one slow visitor can make the edge buffer.
+const STREAM_WINDOW: u32 = 4 * 1024 * 1024;
+
+/// The connection-level window: several bulk streams at once.
+const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
+
+/// The largest DATA frame the edge accepts: fewer frames (and wake-ups) per bulk body.
+const MAX_FRAME: u32 = 64 * 1024;
+
+/// How much of a request body the edge queues per stream before waiting for the connector.
+const MAX_SEND_BUFFER: usize = 1024 * 1024;
+
 /// How long a control request may take.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -123,6 +137,10 @@ pub async fn run(
             .keep_alive_timeout(KEEPALIVE_TIMEOUT)
             .keep_alive_while_idle(true)
             .max_header_list_size(wire::ACCEPTED_HEADER_LIST)
+            .initial_stream_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .max_frame_size(MAX_FRAME)
+            .max_send_buf_size(MAX_SEND_BUFFER)
             .handshake::<_, TunnelBody>(TokioIo::new(stream))
             .await;
         let (sender, connection) = match handshake {
