@@ -281,23 +281,35 @@ impl Report {
             measured: added.map_or("not measured".into(), |a| format!("{a:.0} µs")),
             met: added.map(|a| a <= 50.0),
         });
+        let cold = self.median("e", "cold_idle_rss_mib", POSTERN_HTTP);
         let idle = self.find("e", "idle_rss_mib", POSTERN_HTTP).cloned();
         let peak_a = self.find("a", "peak_rss_mib", POSTERN_HTTP).map(|s| s.max);
         let growth = idle
             .as_ref()
             .and_then(|s| Some(s.samples.last()? - s.samples.first()?));
+        let growth_ok = match &idle {
+            // One repetition cannot show growth across repetitions.
+            Some(s) if s.samples.len() < 2 => None,
+            _ => growth.map(|g| g <= 2.0),
+        };
         checks.push(Check {
             number: 5,
-            goal: "edge + connector RSS ≤ 40 MiB idle, ≤ 64 MiB at peak under (a), no growth across repetitions (≤ 2 MiB)".into(),
+            goal: "edge + connector RSS ≤ 40 MiB idle (as started, and after each repetition), ≤ 64 MiB at peak under (a), no growth across repetitions (≤ 2 MiB from the first repetition's idle to the last's)".into(),
             measured: format!(
-                "idle {}; peak under (a) {}; growth first→last idle {}",
-                idle.as_ref().map_or("–".into(), |s| format!("{:.1}–{:.1} MiB", s.min, s.max)),
+                "idle as started {}, after repetitions {}; peak under (a) {}; growth {}",
+                cold.map_or("–".into(), |c| format!("{c:.1} MiB")),
+                idle.as_ref()
+                    .map_or("–".into(), |s| format!("{:.1}–{:.1} MiB", s.min, s.max)),
                 peak_a.map_or("–".into(), |p| format!("{p:.1} MiB")),
                 growth.map_or("–".into(), |g| format!("{g:+.1} MiB")),
             ),
-            met: idle.as_ref().zip(peak_a).map(|(idle, peak)| {
-                idle.max <= 40.0 && peak <= 64.0 && growth.is_some_and(|g| g <= 2.0)
-            }),
+            met: idle
+                .as_ref()
+                .zip(peak_a)
+                .zip(cold)
+                .map(|((idle, peak), cold)| {
+                    cold <= 40.0 && idle.max <= 40.0 && peak <= 64.0 && growth_ok != Some(false)
+                }),
         });
         let apply = self.ratio_of("f", "apply_s", "postern", "terraform_data");
         let plan = self.ratio_of("f", "plan_s", "postern", "terraform_data");
@@ -380,11 +392,11 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "| target | idle RSS MiB | peak RSS (a) MiB | peak RSS (all) MiB | CPU µs/req (a) | CPU µs/req (b) | CPU µs/req (c) | CPU s/GiB down | CPU s/GiB up |"
+            "| target | idle RSS MiB as started | idle RSS MiB after each repetition | peak RSS (a) MiB | peak RSS (all) MiB | CPU µs/req (a) | CPU µs/req (b) | CPU µs/req (c) | CPU s/GiB down | CPU s/GiB up |"
         );
         let _ = writeln!(
             out,
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
         );
         for target in measured.iter().filter(|t| t.name != DIRECT) {
             let t = target.name.as_str();
@@ -394,7 +406,8 @@ impl Report {
                 .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
             let _ = writeln!(
                 out,
-                "| {t} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {t} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                self.cell("e", "cold_idle_rss_mib", t, 1),
                 self.cell("e", "idle_rss_mib", t, 1),
                 self.cell("a", "peak_rss_mib", t, 1),
                 peak_all.map_or("–".into(), |p| format!("{p:.1}")),
@@ -409,7 +422,7 @@ impl Report {
             let list: Vec<String> = idle.samples.iter().map(|v| format!("{v:.1}")).collect();
             let _ = writeln!(
                 out,
-                "\nPostern idle RSS (MiB) at the start of each repetition and at the end: {}",
+                "\nPostern idle RSS (MiB) after each repetition, in order: {}",
                 list.join(", ")
             );
         }

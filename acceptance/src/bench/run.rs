@@ -196,11 +196,11 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
 
     let mut samples = Samples::default();
     let live: Vec<&Target> = targets.iter().filter(|t| t.endpoint.is_some()).collect();
-    let postern_pids = postern.as_ref().map(Postern::pids).unwrap_or_default();
+    // Before any traffic: the processes as started.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    record_idle(&mut samples, "cold_idle_rss_mib", &live);
     for rep in 0..settings.repetitions {
         eprintln!("bench: repetition {} of {}", rep + 1, settings.repetitions);
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        record_idle(&mut samples, &live);
         let order: Vec<&Target> = (0..live.len())
             .map(|i| live[(i + rep) % live.len()])
             .collect();
@@ -275,16 +275,10 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
                 }
             }
         }
-    }
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    // The last idle reading: after every repetition, to see growth.
-    if !postern_pids.is_empty() {
-        samples.push(
-            "e",
-            "idle_rss_mib",
-            POSTERN_HTTP,
-            mib(procs::total_rss(&postern_pids)),
-        );
+        // Idle again after the repetition's traffic: growth from one repetition to the next
+        // would be a leak.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        record_idle(&mut samples, "idle_rss_mib", &live);
     }
 
     let mut notes = Vec::new();
@@ -344,12 +338,12 @@ where
     (result, cpu, peak)
 }
 
-fn record_idle(samples: &mut Samples, targets: &[&Target]) {
+fn record_idle(samples: &mut Samples, metric: &str, targets: &[&Target]) {
     for target in targets.iter().filter(|t| !t.pids.is_empty()) {
         let pids: Vec<u32> = target.pids.iter().flat_map(|p| procs::tree(*p)).collect();
         samples.push(
             "e",
-            "idle_rss_mib",
+            metric,
             &target.status.name,
             mib(procs::total_rss(&pids)),
         );
