@@ -1,8 +1,8 @@
 //! Plan-time truth (issue 11, must show 4): `terraform plan` asks the edge about the connectors
 //! that will serve a hostname and warns a reviewer: a plan that routes 10% to a selector with no
 //! connected connector names that route and shows the split that results; once the canary has
-//! a connector the split is the declared 90/10; with the edge down, plan still works and says
-//! the check was skipped.
+//! a connector the split is the declared 90/10; a tunnel label change that would strand a route
+//! says so; with the edge down, plan still works and says the check was skipped.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -108,9 +108,47 @@ async fn plan_warns_about_routes_without_connectors_and_survives_a_dead_edge() {
         "{text}"
     );
 
-    // The edge is down: plan still works, and says the check was skipped.
-    edge.kill();
+    // Once the hostname exists, relabelling the canary tunnel (imported into the
+    // configuration) would strand its route: the tunnel's plan says so, with the split that
+    // would result.
+    tf.apply().success();
+    tf.write(
+        "main.tf",
+        &config(&format!(
+            r#"{MAIN_TF}
+import {{
+  to = postern_tunnel.canary
+  id = "{}"
+}}
+
+resource "postern_tunnel" "canary" {{
+  name   = "canary"
+  labels = {{ release = "beta" }}
+}}
+"#,
+            canary.id
+        )),
+    );
     let text = plan(&tf);
+    assert!(
+        text.contains(
+            "Warning: Label change leaves routes[1] (release=canary) of shop.example.com \
+             without a connected connector"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("routes[0] release=stable (weight 90): 100% of requests"),
+        "{text}"
+    );
+
+    // The edge is down: plan (of a fresh workspace: nothing to refresh) still works, and says
+    // the check was skipped.
+    let fresh = Terraform::new(&edge);
+    fresh.write("main.tf", &config(MAIN_TF));
+    fresh.init();
+    edge.kill();
+    let text = plan(&fresh);
     eprintln!("plan with the edge down:\n{text}");
     assert!(
         text.contains("Warning: Live check skipped: the edge is unreachable"),

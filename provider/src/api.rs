@@ -129,6 +129,11 @@ impl EdgeApi {
 
     // === hostnames ===
 
+    /// `GET /v1/hostnames`.
+    pub async fn list_hostnames(&self) -> Result<Vec<Hostname>, ClientError> {
+        logged("GET", "/v1/hostnames", 200, self.client.list_hostnames()).await
+    }
+
     /// `POST /v1/hostnames`.
     pub async fn create_hostname(&self, spec: &HostnameSpec) -> Result<Hostname, ClientError> {
         logged(

@@ -2,14 +2,15 @@
 //! timeouts, one answer shared by the whole plan for a moment) which tunnels exist and how many
 //! connectors each has, and turns that into the warnings a reviewer needs: a hostname whose
 //! tunnel has no connector, a route that matches no tunnel or no connected connector, and the
-//! traffic split per route that results. Warnings, never errors: when the edge cannot be
+//! traffic split per route that results (also for the hostnames whose routes select a tunnel
+//! whose labels change). Warnings, never errors: when the edge cannot be
 //! reached the plan goes on, and a warning says the check was skipped.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use postern_schema::api::Tunnel;
+use postern_schema::api::{Hostname, Tunnel};
 use postern_schema::rules::{format_selector, selector_matches};
 
 use crate::api::EdgeApi;
@@ -18,8 +19,17 @@ use crate::framework::{AttributePath, Diagnostic, Diagnostics};
 /// How long one answer of the edge serves every hostname of a plan.
 const FRESH_FOR: Duration = Duration::from_secs(2);
 
-/// The tunnels on the edge, or why they could not be read.
-type Fetched = Result<Arc<Vec<Tunnel>>, String>;
+/// What plan needs of the edge's live state.
+#[derive(Debug)]
+pub struct Live {
+    /// Every tunnel, with its connection count.
+    pub tunnels: Vec<Tunnel>,
+    /// Every hostname (read only when a check needs them).
+    pub hostnames: Option<Vec<Hostname>>,
+}
+
+/// The live state, or why it could not be read.
+type Fetched = Result<Arc<Live>, String>;
 
 /// The edge's live state as plan sees it: fetched on first use, then shared for
 /// [`FRESH_FOR`].
@@ -39,22 +49,29 @@ impl LiveView {
         }
     }
 
-    /// The tunnels with their connection counts, or why they are not known.
-    async fn tunnels(&self) -> Fetched {
+    /// The tunnels with their connection counts (and the hostnames, when `hostnames`), or
+    /// why they are not known.
+    async fn fetch(&self, hostnames: bool) -> Fetched {
         let Some(api) = &self.api else {
             return Err("no usable endpoint".to_string());
         };
         let mut cache = self.cache.lock().await;
         if let Some((at, fetched)) = cache.as_ref()
             && at.elapsed() < FRESH_FOR
+            && (!hostnames || fetched.as_ref().is_ok_and(|l| l.hostnames.is_some()))
         {
             return fetched.clone();
         }
-        let fetched = api
-            .list_tunnels(None)
-            .await
-            .map(Arc::new)
-            .map_err(|e| e.to_string());
+        let fetched = async {
+            let tunnels = api.list_tunnels(None).await?;
+            let hostnames = match hostnames {
+                true => Some(api.list_hostnames().await?),
+                false => None,
+            };
+            Ok(Arc::new(Live { tunnels, hostnames }))
+        }
+        .await
+        .map_err(|e: postern_schema::client::ClientError| e.to_string());
         *cache = Some((Instant::now(), fetched.clone()));
         fetched
     }
@@ -81,22 +98,109 @@ pub async fn check_hostname(
     target: &PlannedTarget,
     diagnostics: &mut Diagnostics,
 ) {
-    match live.tunnels().await {
-        Ok(tunnels) => {
-            for diagnostic in assess(&tunnels, hostname, target) {
+    match live.fetch(false).await {
+        Ok(state) => {
+            for diagnostic in assess(&state.tunnels, hostname, target) {
                 diagnostics.push(diagnostic);
             }
         }
-        Err(error) => diagnostics.warning(
-            "Live check skipped: the edge is unreachable",
-            format!(
-                "The provider could not ask the edge at {} which connectors are connected \
-                 ({error}), so this plan does not say whether hostname {hostname:?} will be \
-                 served. The plan itself is not affected; the check runs again at apply.",
-                live.endpoint()
-            ),
-        ),
+        Err(error) => skipped(live, &error, &format!("hostname {hostname:?}"), diagnostics),
     }
+}
+
+/// Adds the plan-time warnings about tunnel `id` (named `name`) taking the labels `labels`:
+/// for every hostname whose routes select it before or after, the traffic split that results.
+pub async fn check_tunnel_labels(
+    live: &LiveView,
+    id: &str,
+    name: &str,
+    labels: &BTreeMap<String, String>,
+    diagnostics: &mut Diagnostics,
+) {
+    match live.fetch(true).await {
+        Ok(state) => {
+            let hostnames = state.hostnames.as_deref().unwrap_or_default();
+            for diagnostic in assess_labels(&state.tunnels, hostnames, id, labels) {
+                diagnostics.push(diagnostic);
+            }
+        }
+        Err(error) => skipped(live, &error, &format!("tunnel {name:?}"), diagnostics),
+    }
+}
+
+/// The warning that the check was skipped.
+fn skipped(live: &LiveView, error: &str, subject: &str, diagnostics: &mut Diagnostics) {
+    diagnostics.warning(
+        "Live check skipped: the edge is unreachable",
+        format!(
+            "The provider could not ask the edge at {} which connectors are connected \
+             ({error}), so this plan does not say how the change to {subject} affects the \
+             traffic it serves. The plan itself is not affected; the check runs again at apply.",
+            live.endpoint()
+        ),
+    );
+}
+
+/// The warnings about tunnel `id` taking `labels`: per hostname whose routes select it before
+/// or after, the split that results, flagged when a route is left without a connector.
+pub fn assess_labels(
+    tunnels: &[Tunnel],
+    hostnames: &[Hostname],
+    id: &str,
+    labels: &BTreeMap<String, String>,
+) -> Vec<Diagnostic> {
+    let Some(before) = tunnels.iter().find(|t| t.id.to_string() == id) else {
+        return Vec::new();
+    };
+    let after: Vec<Tunnel> = tunnels
+        .iter()
+        .map(|t| {
+            let mut t = t.clone();
+            if t.id == before.id {
+                t.spec.labels = labels.clone();
+            }
+            t
+        })
+        .collect();
+    let mut out = Vec::new();
+    for hostname in hostnames {
+        let Some(routes) = &hostname.spec.routes else {
+            continue;
+        };
+        let selects = |labels: &BTreeMap<String, String>| {
+            routes.iter().any(|r| selector_matches(&r.selector, labels))
+        };
+        if !selects(&before.spec.labels) && !selects(labels) {
+            continue;
+        }
+        let routes: Vec<(BTreeMap<String, String>, u32)> = routes
+            .iter()
+            .map(|r| (r.selector.clone(), r.weight))
+            .collect();
+        let name = &hostname.spec.hostname;
+        let served = serve(&after, &routes);
+        let stranded: Vec<String> = served
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.connectors == 0)
+            .map(|(i, r)| format!("routes[{i}] ({})", r.selector))
+            .collect();
+        let summary = if stranded.is_empty() {
+            format!("Traffic split for {name} after this label change")
+        } else {
+            format!(
+                "Label change leaves {} of {name} without a connected connector",
+                stranded.join(", ")
+            )
+        };
+        let detail = split_text(
+            name,
+            &served,
+            "With these labels and the connectors connected now",
+        );
+        out.push(Diagnostic::warning(summary, detail).at(AttributePath::root("labels")));
+    }
+    out
 }
 
 /// The warnings about `hostname` going to `target`, given the edge's `tunnels`.
@@ -147,12 +251,9 @@ struct Served<'a> {
     connectors: u32,
 }
 
-fn assess_routes(
-    tunnels: &[Tunnel],
-    hostname: &str,
-    routes: &[(BTreeMap<String, String>, u32)],
-) -> Vec<Diagnostic> {
-    let served: Vec<Served<'_>> = routes
+/// How each route is served by `tunnels`.
+fn serve<'t>(tunnels: &'t [Tunnel], routes: &[(BTreeMap<String, String>, u32)]) -> Vec<Served<'t>> {
+    routes
         .iter()
         .map(|(selector, weight)| {
             let matching: Vec<&Tunnel> = tunnels
@@ -166,16 +267,57 @@ fn assess_routes(
                 tunnels: matching,
             }
         })
-        .collect();
+        .collect()
+}
+
+/// `weight` as a percentage of the routes' total weight.
+fn percent_of(served: &[Served<'_>], weight: u64) -> String {
     let total: u64 = served.iter().map(|r| u64::from(r.weight)).sum();
-    let (shares, failing) = effective_shares(&served);
-    let percent = |weight: u64| {
-        if total == 0 {
-            "0%".to_string()
+    if total == 0 {
+        "0%".to_string()
+    } else {
+        format_percent(weight as f64 * 100.0 / total as f64)
+    }
+}
+
+/// The split as lines, one per route (its effective share, what serves it), then what fails.
+fn split_text(hostname: &str, served: &[Served<'_>], given: &str) -> String {
+    let (shares, failing) = effective_shares(served);
+    let mut split = format!("{given}, requests for {hostname} go:\n");
+    for (i, (route, share)) in served.iter().zip(&shares).enumerate() {
+        let serving = if route.connectors == 0 {
+            "no connected connector".to_string()
         } else {
-            format_percent(weight as f64 * 100.0 / total as f64)
-        }
-    };
+            format!(
+                "{} connection{} on tunnel {}",
+                route.connectors,
+                if route.connectors == 1 { "" } else { "s" },
+                names(&route.tunnels)
+            )
+        };
+        split.push_str(&format!(
+            "  routes[{i}] {} (weight {}): {} of requests, {serving}\n",
+            route.selector,
+            route.weight,
+            percent_of(served, *share)
+        ));
+    }
+    if failing > 0 {
+        split.push_str(&format!(
+            "  answered 503 (no connector anywhere): {}\n",
+            percent_of(served, failing)
+        ));
+    }
+    split.trim_end().to_string()
+}
+
+fn assess_routes(
+    tunnels: &[Tunnel],
+    hostname: &str,
+    routes: &[(BTreeMap<String, String>, u32)],
+) -> Vec<Diagnostic> {
+    let served = serve(tunnels, routes);
+    let percent = |weight: u64| percent_of(&served, weight);
     let mut out = Vec::new();
     for (i, route) in served.iter().enumerate() {
         if route.connectors > 0 {
@@ -213,34 +355,9 @@ fn assess_routes(
             Diagnostic::warning(summary, detail).at(AttributePath::root("routes").index(i as i64)),
         );
     }
-    let mut split = format!("With the connectors connected now, requests for {hostname} go:\n");
-    for (i, (route, share)) in served.iter().zip(&shares).enumerate() {
-        let serving = if route.connectors == 0 {
-            "no connected connector".to_string()
-        } else {
-            format!(
-                "{} connection{} on tunnel {}",
-                route.connectors,
-                if route.connectors == 1 { "" } else { "s" },
-                names(&route.tunnels)
-            )
-        };
-        split.push_str(&format!(
-            "  routes[{i}] {} (weight {}): {} of requests, {serving}\n",
-            route.selector,
-            route.weight,
-            percent(*share)
-        ));
-    }
-    if failing > 0 {
-        split.push_str(&format!(
-            "  answered 503 (no connector anywhere): {}\n",
-            percent(failing)
-        ));
-    }
     out.push(Diagnostic::warning(
         format!("Traffic split for {hostname}"),
-        split.trim_end().to_string(),
+        split_text(hostname, &served, "With the connectors connected now"),
     ));
     out
 }
@@ -376,6 +493,56 @@ mod tests {
         assert!(
             all[1].contains("answered 503 (no connector anywhere): 100%"),
             "{all:#?}"
+        );
+    }
+
+    #[test]
+    fn a_label_change_that_strands_a_route_says_so_for_each_hostname_it_touches() {
+        let stable = tunnel("stable", "stable", 2);
+        let canary = tunnel("canary", "canary", 1);
+        let routed = |name: &str| Hostname {
+            spec: postern_schema::api::HostnameSpec {
+                hostname: name.into(),
+                service: "http_status:204".into(),
+                tunnel_id: None,
+                routes: Some(vec![
+                    postern_schema::api::Route {
+                        selector: BTreeMap::from([("release".into(), "stable".into())]),
+                        weight: 90,
+                    },
+                    postern_schema::api::Route {
+                        selector: BTreeMap::from([("release".into(), "canary".into())]),
+                        weight: 10,
+                    },
+                ]),
+                policy_ids: Vec::new(),
+                origin: None,
+            },
+            addresses: Vec::new(),
+            version: 1,
+            created_at: String::new(),
+        };
+        let mut bound = routed("bound.example.com");
+        bound.spec.routes = None;
+        bound.spec.tunnel_id = Some(canary.id);
+        let hostnames = [routed("shop.example.com"), bound];
+        let relabelled = BTreeMap::from([("release".to_string(), "beta".to_string())]);
+        let found = assess_labels(
+            &[stable, canary.clone()],
+            &hostnames,
+            &canary.id.to_string(),
+            &relabelled,
+        );
+        assert_eq!(found.len(), 1, "{:#?}", texts(&found));
+        let text = found[0].to_string();
+        assert_eq!(found[0].path, Some(AttributePath::root("labels")));
+        assert!(
+            text.contains("leaves routes[1] (release=canary) of shop.example.com without"),
+            "{text}"
+        );
+        assert!(
+            text.contains("routes[0] release=stable (weight 90): 100%"),
+            "{text}"
         );
     }
 

@@ -162,17 +162,40 @@ impl Resource<ProviderData> for TunnelResource {
     }
 
     /// With `store_token = false` the token is planned null; when it goes back to `true`
-    /// the token is fetched again ("known after apply").
-    async fn plan(&self, _data: &ProviderData, _req: &PlanRequest, plan: &mut Plan) {
+    /// the token is fetched again ("known after apply"). A label change of an existing
+    /// tunnel gets plan-time warnings about the routes it moves (see [`crate::live`]).
+    async fn plan(&self, data: &ProviderData, req: &PlanRequest, plan: &mut Plan) {
         let store = plan.planned.get("store_token").and_then(Value::as_bool);
-        let Some(token) = plan.planned.get_mut("token") else {
+        if let Some(token) = plan.planned.get_mut("token") {
+            match store {
+                Some(false) => *token = Value::Null,
+                Some(true) if token.is_null() => *token = Value::Unknown,
+                _ => {}
+            }
+        }
+        let Some(prior) = &req.prior else {
             return;
         };
-        match store {
-            Some(false) => *token = Value::Null,
-            Some(true) if token.is_null() => *token = Value::Unknown,
-            _ => {}
+        let labels = plan.planned.get("labels");
+        if labels == prior.get("labels") {
+            return;
         }
+        let (Some(id), Some(name), Some(entries)) = (
+            prior.get("id").and_then(Value::as_str),
+            plan.planned.get("name").and_then(Value::as_str),
+            labels.and_then(Value::as_entries),
+        ) else {
+            return;
+        };
+        let mut labels = BTreeMap::new();
+        for (key, value) in entries {
+            let Some(value) = value.as_str() else {
+                return;
+            };
+            labels.insert(key.clone(), value.to_owned());
+        }
+        crate::live::check_tunnel_labels(&data.live, id, name, &labels, &mut plan.diagnostics)
+            .await;
     }
 
     /// Version 0 states predate `store_token`: they kept the token.
