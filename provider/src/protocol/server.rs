@@ -117,7 +117,14 @@ pub async fn serve<P: Provider>(registry: Registry<P>) -> Result<(), ServeError>
             let incoming = tls_incoming(listener, acceptor, shutdown.clone());
             run(router, incoming, shutdown).await
         }
-        None => run(router, TcpListenerStream::new(listener), shutdown).await,
+        None => {
+            let incoming = futures::StreamExt::map(TcpListenerStream::new(listener), |accepted| {
+                accepted.inspect(|tcp| {
+                    let _ = tcp.set_nodelay(true);
+                })
+            });
+            run(router, incoming, shutdown).await
+        }
     }
 }
 
@@ -186,6 +193,9 @@ fn tls_incoming(
                     continue;
                 }
             };
+            // Without TCP_NODELAY, a response written in more than one segment waits for
+            // Terraform's delayed ACK (40 ms) after each RPC: seconds over hundreds of them.
+            let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let tx = tx.clone();
             tokio::spawn(async move {
