@@ -135,6 +135,8 @@ pub fn installed(package: Package, cache: &Path, install: bool) -> Result<PathBu
         .stderr(log_err)
         .status()
         .map_err(|e| format!("cannot run cargo install: {e}"))?;
+    // The build directory is large and of no further use.
+    let _ = std::fs::remove_dir_all(cache.join("build"));
     if !status.success() || !path.exists() {
         return Err(format!(
             "cargo install {} {} failed (see {})",

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use postern_schema::api::{HostnameSpec, TunnelSpec};
 
 use super::load::{self, Endpoint};
-use crate::{ConnectorProcess, EdgeProcess};
+use crate::{ConnectorOptions, ConnectorProcess, EdgeOptions, EdgeProcess};
 
 /// The hostname the benchmark declares.
 pub const HOSTNAME: &str = "bench.example.com";
@@ -37,10 +37,15 @@ impl Postern {
     }
 }
 
-/// Starts an edge and a connector for `origin_url` and waits until a request goes through.
-pub async fn start(origin_url: String) -> Result<Postern, String> {
+/// Starts an edge and a connector for `origin_url`, with `env` added to both processes'
+/// environment, and waits until a request goes through.
+pub async fn start(origin_url: String, env: Vec<(String, String)>) -> Result<Postern, String> {
     // The harness blocks and panics on failure: run it on a blocking thread and catch that.
-    let edge = tokio::task::spawn_blocking(EdgeProcess::start)
+    let edge_options = EdgeOptions {
+        env: env.clone(),
+        ..EdgeOptions::default()
+    };
+    let edge = tokio::task::spawn_blocking(move || EdgeProcess::start_with(edge_options))
         .await
         .map_err(|e| format!("the edge did not start: {}", panic_text(e)))?;
     let client = edge.client();
@@ -66,10 +71,22 @@ pub async fn start(origin_url: String) -> Result<Postern, String> {
         .token
         .clone()
         .ok_or("the new tunnel carries no token")?;
-    let connector =
-        tokio::task::spawn_blocking(move || ConnectorProcess::run(&token, CONNECTIONS as u16, &[]))
-            .await
-            .map_err(|e| format!("the connector did not start: {}", panic_text(e)))?;
+    let connector = tokio::task::spawn_blocking(move || {
+        ConnectorProcess::start(ConnectorOptions {
+            args: vec![
+                "tunnel".into(),
+                "run".into(),
+                "--token".into(),
+                token,
+                "--connections".into(),
+                CONNECTIONS.to_string(),
+            ],
+            env,
+            ..ConnectorOptions::default()
+        })
+    })
+    .await
+    .map_err(|e| format!("the connector did not start: {}", panic_text(e)))?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let live = client

@@ -311,14 +311,27 @@ impl Report {
                     cold <= 40.0 && idle.max <= 40.0 && peak <= 64.0 && growth_ok != Some(false)
                 }),
         });
-        let apply = self.ratio_of("f", "apply_s", "postern", "terraform_data");
-        let plan = self.ratio_of("f", "plan_s", "postern", "terraform_data");
-        checks.push(Check {
-            number: 6,
-            goal: "provider: apply of N hostnames (with their tunnels) ≤ 1.5× N terraform_data; no-change plan ≤ 1.5×".into(),
-            measured: format!("apply {} ×, plan {} ×", fmt_ratio(apply), fmt_ratio(plan)),
-            met: apply.zip(plan).map(|(a, p)| a <= 1.5 && p <= 1.5),
-        });
+        for (baseline, words) in [
+            (
+                "terraform_data",
+                "N terraform_data (the target as the issue states it)",
+            ),
+            (
+                "terraform_data_shape",
+                "the same count and shape in terraform_data (N + N referencing them by index)",
+            ),
+        ] {
+            let apply = self.ratio_of("f", "apply_s", "postern", baseline);
+            let plan = self.ratio_of("f", "plan_s", "postern", baseline);
+            checks.push(Check {
+                number: 6,
+                goal: format!(
+                    "provider: apply of N hostnames with their N tunnels ≤ 1.5× {words}; no-change plan ≤ 1.5×"
+                ),
+                measured: format!("apply {} ×, plan {} ×", fmt_ratio(apply), fmt_ratio(plan)),
+                met: apply.zip(plan).map(|(a, p)| a <= 1.5 && p <= 1.5),
+            });
+        }
         self.checks = checks;
     }
 
@@ -435,7 +448,7 @@ impl Report {
             );
             let _ = writeln!(
                 out,
-                "| command | N terraform_data | 2N terraform_data | postern (N hostnames + N tunnels) | × N terraform_data | × 2N terraform_data |"
+                "| command | N terraform_data | same shape in terraform_data (N + N referencing them) | postern (N hostnames + N tunnels) | × N terraform_data | × same shape |"
             );
             let _ = writeln!(out, "| --- | --- | --- | --- | --- | --- |");
             for (label, metric) in [("apply", "apply_s"), ("no-change plan", "plan_s")] {
@@ -443,10 +456,10 @@ impl Report {
                     out,
                     "| {label} | {} | {} | {} | {} | {} |",
                     self.cell("f", metric, "terraform_data", 2),
-                    self.cell("f", metric, "terraform_data_2n", 2),
+                    self.cell("f", metric, "terraform_data_shape", 2),
                     self.cell("f", metric, "postern", 2),
                     fmt_ratio(self.ratio_of("f", metric, "postern", "terraform_data")),
-                    fmt_ratio(self.ratio_of("f", metric, "postern", "terraform_data_2n")),
+                    fmt_ratio(self.ratio_of("f", metric, "postern", "terraform_data_shape")),
                 );
             }
             let _ = writeln!(

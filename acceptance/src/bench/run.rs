@@ -33,6 +33,8 @@ pub struct Options {
     pub install: bool,
     /// (f)'s hostname count (default: 10 quick, 200 full).
     pub hostnames: Option<usize>,
+    /// Extra environment for the edge and the connector (tuning experiments).
+    pub postern_env: Vec<(String, String)>,
 }
 
 /// A target and how to reach it.
@@ -90,7 +92,7 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
 
     let postern = if wanted(POSTERN_HTTP) || wanted("postern-https") || workload('f') {
         eprintln!("bench: starting Postern (release builds of postern-edge and postern)");
-        match postern::start(origin.url()).await {
+        match postern::start(origin.url(), options.postern_env.clone()).await {
             Ok(postern) => Some(postern),
             Err(error) => {
                 eprintln!("bench: Postern did not start: {error}");
@@ -402,8 +404,8 @@ async fn provider_workload(
             Ok(sample) => {
                 samples.push("f", "apply_s", "terraform_data", sample.data_apply);
                 samples.push("f", "plan_s", "terraform_data", sample.data_plan);
-                samples.push("f", "apply_s", "terraform_data_2n", sample.data2_apply);
-                samples.push("f", "plan_s", "terraform_data_2n", sample.data2_plan);
+                samples.push("f", "apply_s", "terraform_data_shape", sample.shape_apply);
+                samples.push("f", "plan_s", "terraform_data_shape", sample.shape_plan);
                 samples.push("f", "apply_s", "postern", sample.postern_apply);
                 samples.push("f", "plan_s", "postern", sample.postern_plan);
                 samples.push(
