@@ -38,6 +38,10 @@ struct Cli {
     /// Hostnames in the provider workload [default: 10 with --quick, 200 otherwise].
     #[arg(long)]
     hostnames: Option<usize>,
+    /// An environment variable for the edge and the connector, as KEY=VALUE (repeatable; for
+    /// tuning experiments, e.g. TOKIO_WORKER_THREADS=1).
+    #[arg(long = "postern-env", value_parser = parse_env)]
+    postern_env: Vec<(String, String)>,
     /// The JSON results file [default: <workspace>/target/bench/results.json].
     #[arg(long)]
     out: Option<PathBuf>,
@@ -54,6 +58,12 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: SocketAddr,
     },
+}
+
+fn parse_env(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("{text:?} is not KEY=VALUE"))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -79,6 +89,7 @@ fn main() -> anyhow::Result<()> {
             .unwrap_or_else(|| root.join("target").join("bench").join("peers")),
         install: !cli.no_install,
         hostnames: cli.hostnames,
+        postern_env: cli.postern_env,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
