@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use postern_schema::api::{ErrorCode, PendingConnection, Rollout, RolloutScope};
-use postern_schema::client::ClientError;
 
 use crate::api::EdgeApi;
 use crate::framework::Diagnostics;
@@ -21,6 +20,9 @@ const FIRST_POLL: Duration = Duration::from_millis(20);
 
 /// The longest pause between two questions to the edge.
 const MAX_POLL: Duration = Duration::from_millis(250);
+
+/// The least time one question to the edge is given, however close the deadline.
+const MIN_QUESTION: Duration = Duration::from_millis(500);
 
 /// Parses a duration as Terraform users write them: one or more `<number><unit>` parts with
 /// units `ms`, `s`, `m` and `h` (`"30s"`, `"1m30s"`, `"500ms"`, `"0s"`).
@@ -90,8 +92,20 @@ pub async fn wait(
     let started = Instant::now();
     let deadline = started + timeout;
     let mut pause = FIRST_POLL;
-    let last: Result<Rollout, ClientError> = loop {
-        let answer = api.rollout(Some(revision), &change.scope).await;
+    let last: Result<Rollout, String> = loop {
+        // One question may not outlast the timeout by much, even if the edge hangs.
+        let budget = deadline
+            .saturating_duration_since(Instant::now())
+            .max(MIN_QUESTION);
+        let Ok(answer) =
+            tokio::time::timeout(budget, api.rollout(Some(revision), &change.scope)).await
+        else {
+            // The budget covered the rest of the timeout: it is over.
+            break Err(format!(
+                "the edge gave no answer within {}",
+                format_duration(budget)
+            ));
+        };
         match &answer {
             Ok(rollout) if rollout.complete => {
                 tracing::debug!(
@@ -118,7 +132,7 @@ pub async fn wait(
         }
         let now = Instant::now();
         if now >= deadline {
-            break answer;
+            break answer.map_err(|e| e.to_string());
         }
         let nap = pause.min(deadline - now);
         tokio::select! {
