@@ -8,8 +8,10 @@
 //! ```
 //!
 //! Options: `--duration D` (default 60s), `--warmup D` (default 30s, included in the
-//! duration), `--workers N` (default 16), `--sample D` (RSS sample interval, default 30s).
-//! Durations are a number with `s`, `m` or `h`.
+//! duration), `--workers N` (default 16), `--sample D` (RSS sample interval, default 30s),
+//! `--only KIND` (repeatable: run only `small-get`, `post-echo`, `download`, `websocket` or
+//! `policy-denied`, to see which one a figure comes from). Durations are a number with `s`,
+//! `m` or `h`.
 //!
 //! The mix, per operation: 40% `GET /hello`; 20% `POST /echo` with 16 KiB, checked byte for
 //! byte; 10% `GET /download` of 1 MiB, checked by length; 10% a WebSocket session of five
@@ -31,12 +33,13 @@ const HOST: &str = "soak.example.com";
 const GUARDED: &str = "guarded.example.com";
 
 /// Command-line options.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Options {
     duration: Duration,
     warmup: Duration,
     workers: usize,
     sample: Duration,
+    only: Vec<Kind>,
 }
 
 fn parse_duration(text: &str) -> anyhow::Result<Duration> {
@@ -58,6 +61,7 @@ fn parse_options() -> anyhow::Result<Options> {
         warmup: Duration::from_secs(30),
         workers: 16,
         sample: Duration::from_secs(30),
+        only: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -66,12 +70,20 @@ fn parse_options() -> anyhow::Result<Options> {
             "--duration" => options.duration = parse_duration(&value()?)?,
             "--warmup" => options.warmup = parse_duration(&value()?)?,
             "--sample" => options.sample = parse_duration(&value()?)?,
+            "--only" => {
+                let name = value()?;
+                let kind = Kind::ALL
+                    .into_iter()
+                    .find(|k| k.name() == name)
+                    .with_context(|| format!("--only: no kind {name:?}"))?;
+                options.only.push(kind);
+            }
             "--workers" => {
                 options.workers = value()?.parse().context("--workers needs a number")?
             }
             "--help" | "-h" => {
                 println!(
-                    "soak [--duration 60s] [--warmup 30s] [--workers 16] [--sample 30s]: mixed traffic through a real edge and connector, then requests, errors, latency percentiles and RSS"
+                    "soak [--duration 60s] [--warmup 30s] [--workers 16] [--sample 30s] [--only KIND]: mixed traffic through a real edge and connector, then requests, errors, latency percentiles and RSS"
                 );
                 std::process::exit(0);
             }
@@ -95,6 +107,25 @@ enum Kind {
 }
 
 impl Kind {
+    const ALL: [Kind; 5] = [
+        Kind::SmallGet,
+        Kind::PostEcho,
+        Kind::Download,
+        Kind::WebSocket,
+        Kind::PolicyDenied,
+    ];
+
+    /// The name `--only` takes.
+    fn name(self) -> &'static str {
+        match self {
+            Kind::SmallGet => "small-get",
+            Kind::PostEcho => "post-echo",
+            Kind::Download => "download",
+            Kind::WebSocket => "websocket",
+            Kind::PolicyDenied => "policy-denied",
+        }
+    }
+
     /// Picks a kind for operation number `i` (a fixed interleaving of the mix).
     fn for_op(i: u64) -> Kind {
         match i % 10 {
@@ -233,8 +264,20 @@ async fn main() -> ExitCode {
 async fn soak() -> anyhow::Result<bool> {
     let options = parse_options()?;
     println!(
-        "soak: {:?} of mixed traffic by {} workers ({:?} warm-up); building and starting the edge and a connector",
-        options.duration, options.workers, options.warmup
+        "soak: {:?} of {} by {} workers ({:?} warm-up); building and starting the edge and a connector",
+        options.duration,
+        if options.only.is_empty() {
+            "mixed traffic".to_string()
+        } else {
+            options
+                .only
+                .iter()
+                .map(|k| k.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+        options.workers,
+        options.warmup
     );
     let edge = EdgeProcess::start();
     let client = edge.client();
@@ -275,12 +318,16 @@ async fn soak() -> anyhow::Result<bool> {
     let mut workers = tokio::task::JoinSet::new();
     for worker in 0..options.workers {
         let (target, stop, measuring) = (target.clone(), stop.clone(), measuring.clone());
+        let only = options.only.clone();
         workers.spawn(async move {
             let mut tally = Tally::default();
             let mut i = worker as u64;
             while !stop.load(Ordering::Relaxed) {
                 let kind = Kind::for_op(i);
                 i += 1;
+                if !only.is_empty() && !only.contains(&kind) {
+                    continue;
+                }
                 let began = Instant::now();
                 let result = match tokio::time::timeout(
                     Duration::from_secs(30),
