@@ -2,8 +2,11 @@
 //! real terraform (90/10 between `release=stable` and `release=canary`), a connector per
 //! release, 2,000 requests; then the edge's `/metrics` shows the split by route and release
 //! label (requests, errors and the latency histogram), so the canary can be judged from it.
+//! Then (issue 6, must show 5) `terraform apply` moves the weights to 50/50 while requests keep
+//! coming: none fails during the change, and the next 2,000 split 45–55%.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use acceptance::binaries::workspace_root;
@@ -58,30 +61,9 @@ async fn metrics_show_the_canary_split_by_route_and_release() {
     // The canary run.
     let http = edge_http_client(&edge, HOST);
     let url = http_url(&edge, HOST, "/hello");
-    let permits = Arc::new(Semaphore::new(32));
-    let mut requests = JoinSet::new();
-    for _ in 0..REQUESTS {
-        let permit = permits.clone().acquire_owned().await.expect("semaphore");
-        let (http, url) = (http.clone(), url.clone());
-        requests.spawn(async move {
-            let status = http.get(&url).send().await.map(|r| r.status().as_u16());
-            drop(permit);
-            status
-        });
-    }
-    while let Some(status) = requests.join_next().await {
-        assert_eq!(status.expect("task").expect("request"), 200);
-    }
+    burst(&http, &url, REQUESTS).await;
 
-    let text = reqwest::Client::new()
-        .get(format!("{}/metrics", edge.api_url()))
-        .bearer_auth(&edge.admin_token)
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics text");
+    let text = metrics(&edge).await;
     let shown: Vec<&str> = text
         .lines()
         .filter(|l| l.starts_with("postern_edge_routed_") && !l.contains("_bucket"))
@@ -136,4 +118,142 @@ async fn metrics_show_the_canary_split_by_route_and_release() {
         "the canary served {:.1}% at 90/10",
         canary_share * 100.0
     );
+
+    // Promote the canary to 50/50 with terraform while a steady load runs: the apply returns
+    // once both connectors serve the new weights, and no request fails on the way.
+    let steady = Steady::start(&http, &url);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::task::block_in_place(|| {
+        tf.run(&[
+            "apply",
+            "-auto-approve",
+            "-no-color",
+            "-var",
+            &service,
+            "-var",
+            "canary_weight=50",
+        ])
+        .success();
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (sent, failed) = steady.stop().await;
+    eprintln!("during the 90/10 -> 50/50 apply: {sent} requests, {failed} failed");
+    assert!(sent > 0, "the steady load sent nothing");
+    assert_eq!(failed, 0, "requests failed while the weights changed");
+
+    let before = routed(&metrics(&edge).await);
+    burst(&http, &url, REQUESTS).await;
+    let after = routed(&metrics(&edge).await);
+    let stable = after[0] - before[0];
+    let canary = after[1] - before[1];
+    assert_eq!(
+        stable + canary,
+        REQUESTS as f64,
+        "every request is counted once"
+    );
+    let share = canary / REQUESTS as f64;
+    eprintln!("after the apply at 50/50: canary {:.1}%", share * 100.0);
+    assert!(
+        (0.45..=0.55).contains(&share),
+        "the canary served {:.1}% at 50/50",
+        share * 100.0
+    );
+}
+
+/// `count` GETs of `url`, 32 at a time; each must answer 200.
+async fn burst(http: &reqwest::Client, url: &str, count: usize) {
+    let permits = Arc::new(Semaphore::new(32));
+    let mut requests = JoinSet::new();
+    for _ in 0..count {
+        let permit = permits.clone().acquire_owned().await.expect("semaphore");
+        let (http, url) = (http.clone(), url.to_string());
+        requests.spawn(async move {
+            let status = http.get(&url).send().await.map(|r| r.status().as_u16());
+            drop(permit);
+            status
+        });
+    }
+    while let Some(status) = requests.join_next().await {
+        assert_eq!(status.expect("task").expect("request"), 200);
+    }
+}
+
+/// The edge's `/metrics` text.
+async fn metrics(edge: &EdgeProcess) -> String {
+    reqwest::Client::new()
+        .get(format!("{}/metrics", edge.api_url()))
+        .bearer_auth(&edge.admin_token)
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text")
+}
+
+/// Requests answered 200 so far by the stable and the canary route.
+fn routed(text: &str) -> [f64; 2] {
+    ["stable", "canary"].map(|release| {
+        let route = format!("app=shop,release={release}");
+        sample(
+            text,
+            "postern_edge_routed_requests_total",
+            &[
+                ("hostname", HOST),
+                ("route", &route),
+                ("release", release),
+                ("status", "200"),
+            ],
+        )
+    })
+}
+
+/// Eight clients sending GETs back to back until stopped, counting what was sent and what did
+/// not answer 200.
+struct Steady {
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicUsize>,
+    failed: Arc<AtomicUsize>,
+    clients: JoinSet<()>,
+}
+
+impl Steady {
+    fn start(http: &reqwest::Client, url: &str) -> Steady {
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicUsize::new(0));
+        let failed = Arc::new(AtomicUsize::new(0));
+        let mut clients = JoinSet::new();
+        for _ in 0..8 {
+            let (http, url) = (http.clone(), url.to_string());
+            let (stop, sent, failed) = (stop.clone(), sent.clone(), failed.clone());
+            clients.spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let status = http.get(&url).send().await.map(|r| r.status().as_u16());
+                    sent.fetch_add(1, Ordering::Relaxed);
+                    if !matches!(status, Ok(200)) {
+                        eprintln!("failed during the change: {status:?}");
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+        Steady {
+            stop,
+            sent,
+            failed,
+            clients,
+        }
+    }
+
+    /// Stops the clients and returns (sent, failed).
+    async fn stop(mut self) -> (usize, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        while let Some(done) = self.clients.join_next().await {
+            done.expect("client task");
+        }
+        (
+            self.sent.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
+    }
 }
