@@ -8,6 +8,12 @@
 //! for writing and without allocating: an index by a hash of the name and label values, read
 //! under a shared lock, points at the series' atomic cell. Only a series' first use takes the
 //! exclusive locks (and allocates its key).
+//!
+//! Beside the counters, [`Window`]s count the same kind of series over the last minute only
+//! (requests per route, for the status page's observed split); they are read through the API's
+//! `GET /v1/status`, not rendered here.
+
+mod window;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
@@ -83,6 +89,12 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "DNS queries by response code.",
     ),
 ];
+
+pub use window::{WINDOW_SECONDS, Window};
+
+/// The [`Window`] of requests per route: by `hostname` and `route`, like
+/// `postern_edge_route_requests_total` without the status.
+pub const RECENT_ROUTE_REQUESTS: &str = "postern_edge_route_requests_recent";
 
 type SeriesKey = (&'static str, Vec<(&'static str, String)>);
 
@@ -241,6 +253,7 @@ fn series_hash(name: &str, labels: &[(&'static str, &str)]) -> u64 {
 pub struct Metrics {
     series: Cells<AtomicU64>,
     histograms: Cells<Histogram>,
+    windows: Cells<Window>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -283,6 +296,32 @@ impl Metrics {
         self.series
             .get(name, labels)
             .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    /// Every series of the counter `name` that was ever used, with its labels and value, in
+    /// label order.
+    pub fn series(&self, name: &'static str) -> Vec<(Vec<(&'static str, String)>, u64)> {
+        let ordered = self
+            .series
+            .ordered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        ordered
+            .iter()
+            .filter(|((n, _), _)| *n == name)
+            .map(|((_, labels), cell)| (labels.clone(), cell.load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    /// Counts one event now in the [`Window`] of one series.
+    pub fn count_recent(&self, name: &'static str, labels: &[(&'static str, &str)]) {
+        self.windows.with(name, labels, |window| window.add());
+    }
+
+    /// The events of the last [`WINDOW_SECONDS`] in the [`Window`] of one series (0 when it was
+    /// never touched).
+    pub fn recent(&self, name: &'static str, labels: &[(&'static str, &str)]) -> u64 {
+        self.windows.get(name, labels).map_or(0, |w| w.total())
     }
 
     /// Renders every series, plus `gauges` computed at scrape time.
@@ -391,6 +430,46 @@ mod tests {
             1,
             "{text}"
         );
+    }
+
+    #[test]
+    fn series_lists_a_family_and_windows_count_apart_from_it() {
+        let metrics = Metrics::default();
+        let decisions = "postern_edge_policy_decisions_total";
+        metrics.add(decisions, &[("policy", "b"), ("decision", "deny")], 2);
+        metrics.inc(decisions, &[("policy", "a"), ("decision", "allow")]);
+        metrics.inc("postern_edge_requests_total", &[("hostname", "x")]);
+        let listed = metrics.series(decisions);
+        assert_eq!(
+            listed,
+            vec![
+                (
+                    vec![
+                        ("policy", "a".to_string()),
+                        ("decision", "allow".to_string())
+                    ],
+                    1
+                ),
+                (
+                    vec![
+                        ("policy", "b".to_string()),
+                        ("decision", "deny".to_string())
+                    ],
+                    2
+                ),
+            ]
+        );
+        let route = [
+            ("hostname", "split.example.com"),
+            ("route", "release=canary"),
+        ];
+        assert_eq!(metrics.recent(RECENT_ROUTE_REQUESTS, &route), 0);
+        metrics.count_recent(RECENT_ROUTE_REQUESTS, &route);
+        metrics.count_recent(RECENT_ROUTE_REQUESTS, &route);
+        assert_eq!(metrics.recent(RECENT_ROUTE_REQUESTS, &route), 2);
+        // Windows are not counters: neither listed nor rendered.
+        assert!(metrics.series(RECENT_ROUTE_REQUESTS).is_empty());
+        assert!(!metrics.render(&[]).contains(RECENT_ROUTE_REQUESTS));
     }
 
     #[test]

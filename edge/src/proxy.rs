@@ -50,7 +50,7 @@ pub use error::{Fault, ProxyError};
 pub(crate) use peer::serve_forwarded;
 
 use crate::catalog::Snapshot;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RECENT_ROUTE_REQUESTS};
 use crate::policy::{Now, RequestFacts, Verdict};
 use crate::state::EdgeState;
 use crate::tunnel::registry::{StreamGuard, TunnelBody};
@@ -262,6 +262,11 @@ impl Tally {
                     ("route", route),
                     ("status", status.as_str()),
                 ],
+            );
+            // The last minute's share of each route, for the status page.
+            metrics.count_recent(
+                RECENT_ROUTE_REQUESTS,
+                &[("hostname", hostname), ("route", route)],
             );
         }
         if let Some(release) = &self.release {
