@@ -7,6 +7,7 @@ mod hostnames;
 mod policies;
 mod request;
 mod rollout;
+mod status;
 mod tunnels;
 
 use axum::Router;
@@ -35,6 +36,7 @@ pub fn router(state: AppState) -> Router {
         .merge(hostnames::router())
         .merge(policies::router())
         .merge(rollout::router())
+        .merge(status::router())
         .route("/v1/edge", get(edge_info))
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(state.clone(), require_token));

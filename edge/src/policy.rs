@@ -28,7 +28,7 @@ use crate::metrics::Metrics;
 pub use self::evaluate::{Now, Reason, RequestFacts};
 
 /// The metric family of policy decisions.
-const DECISIONS: &str = "postern_edge_policy_decisions_total";
+pub(crate) const DECISIONS: &str = "postern_edge_policy_decisions_total";
 
 /// Report-mode warnings per policy and hostname: at most one per this interval (the rest are
 /// counted and summarised in the next one).

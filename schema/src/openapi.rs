@@ -44,6 +44,10 @@ const SCHEMAS: &[(&str, &str)] = &[
         "rollout.schema.json",
         include_str!("../schemas/v1/rollout.schema.json"),
     ),
+    (
+        "status.schema.json",
+        include_str!("../schemas/v1/status.schema.json"),
+    ),
 ];
 
 /// Where the OpenAPI document's `$ref`s to schema files start.
@@ -348,6 +352,54 @@ mod tests {
         assert_eq!(
             contract.check_response("GET", "/v1/tunnels/x/token", 200, token),
             Ok(())
+        );
+    }
+
+    #[test]
+    fn the_status_types_write_what_the_document_describes() {
+        use crate::api::{Decision, DnsRecord, EdgeStatus, PolicyDecisionCount, RouteTraffic};
+
+        let status = EdgeStatus {
+            catalog_revision: 7,
+            window_seconds: 60,
+            routes: vec![RouteTraffic {
+                hostname: "split.example.com".into(),
+                index: 1,
+                route: "release=canary".into(),
+                selector: [("release".to_string(), "canary".to_string())].into(),
+                weight: 10,
+                requests: 21,
+            }],
+            decisions: vec![PolicyDecisionCount {
+                policy_id: "6f1c1d5e-0d55-4c8e-9a39-1c1e4b0b6a11".parse().expect("id"),
+                policy: "guard".into(),
+                hostname: "split.example.com".into(),
+                decision: Decision::Report,
+                reason: "method".into(),
+                count: 3,
+            }],
+            dns: vec![DnsRecord {
+                name: "split.example.com".into(),
+                record_type: "TXT".into(),
+                ttl: 30,
+                data: "\"tunnel=canary release=canary\"".into(),
+            }],
+        };
+        let body = serde_json::to_vec(&status).expect("json");
+        let contract = ApiContract::load().expect("loads");
+        assert_eq!(
+            contract.check_response("GET", "/v1/status", 200, &body),
+            Ok(())
+        );
+        let read: EdgeStatus = serde_json::from_slice(&body).expect("decodes");
+        assert_eq!(read, status);
+        let wrong = String::from_utf8(body)
+            .expect("utf-8")
+            .replace("\"report\"", "\"maybe\"");
+        assert!(
+            contract
+                .check_response("GET", "/v1/status", 200, wrong.as_bytes())
+                .is_err()
         );
     }
 

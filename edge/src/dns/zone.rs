@@ -268,6 +268,18 @@ impl ZoneView {
         answer
     }
 
+    /// Every record the zones hold, in DNS name order (the apex first, each name as an `ANY`
+    /// question lists its records): what the edge answers, for the status page.
+    pub fn records(&self) -> Vec<Record> {
+        let mut names: Vec<&String> = self.nodes.keys().collect();
+        names.sort_by(|a, b| a.rsplit('.').cmp(b.rsplit('.')));
+        names
+            .into_iter()
+            .filter_map(|name| Name::from_ascii(format!("{name}.")).ok())
+            .flat_map(|name| self.answer(&name, RecordType::ANY, DNSClass::IN).answers)
+            .collect()
+    }
+
     /// NXDOMAIN or NODATA: no answers, the zone's SOA in the authority section.
     fn negative(&self, zone: usize, rcode: ResponseCode) -> Answer {
         Answer {
@@ -305,6 +317,19 @@ impl ZoneView {
             .v6
             .iter()
             .map(move |ip| Record::from_rdata(owner.clone(), ttl, RData::AAAA(AAAA(*ip))))
+    }
+}
+
+/// The data of a record written like a zone file's RDATA (TXT strings quoted).
+pub fn record_data(record: &Record) -> String {
+    match &record.data {
+        RData::TXT(txt) => txt
+            .txt_data
+            .iter()
+            .map(|s| format!("\"{}\"", String::from_utf8_lossy(s)))
+            .collect::<Vec<_>>()
+            .join(" "),
+        other => other.to_string(),
     }
 }
 

@@ -6,6 +6,7 @@ mod error;
 mod hostname;
 mod policy;
 mod rollout;
+mod status;
 mod tunnel;
 
 use std::collections::BTreeMap;
@@ -17,6 +18,7 @@ pub use error::{ApiError, ApiErrorBody, ErrorCode};
 pub use hostname::{Hostname, HostnameSpec, OriginSettings, Route, Target};
 pub use policy::{JwtSettings, Policy, PolicyMode, PolicySpec, RateLimit, RateLimitKey};
 pub use rollout::{PendingConnection, REVISION_HEADER, Rollout, RolloutScope};
+pub use status::{Decision, DnsRecord, EdgeStatus, PolicyDecisionCount, RouteTraffic};
 pub use tunnel::{
     EnrollmentToken, EnrollmentTokenSpec, Tunnel, TunnelSpec, TunnelToken as TunnelTokenBody,
 };

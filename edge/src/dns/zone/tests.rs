@@ -90,23 +90,10 @@ fn name(text: &str) -> Name {
     Name::from_ascii(text).expect("test name")
 }
 
-/// The data of a record, written like a zone file's RDATA.
-fn rdata(record: &Record) -> String {
-    match &record.data {
-        RData::TXT(txt) => txt
-            .txt_data
-            .iter()
-            .map(|s| format!("\"{}\"", String::from_utf8_lossy(s)))
-            .collect::<Vec<_>>()
-            .join(" "),
-        other => other.to_string(),
-    }
-}
-
 fn section(records: &[Record]) -> Vec<String> {
     records
         .iter()
-        .map(|r| format!("{} {} {}", r.name, r.record_type(), rdata(r)))
+        .map(|r| format!("{} {} {}", r.name, r.record_type(), record_data(r)))
         .collect()
 }
 
@@ -318,6 +305,45 @@ fn long_label_lists_continue_in_the_next_string() {
         .flat_map(|s| s.iter().copied())
         .collect();
     assert!(String::from_utf8_lossy(&joined).starts_with("tunnel=big key-number-0="));
+}
+
+#[test]
+fn records_list_every_answer_in_name_order() {
+    let (snapshot, config) = fixture();
+    let view = ZoneView::build(&snapshot, &config);
+    let listed = section(&view.records());
+    let com = "example.com. SOA ns.example.com. hostmaster.example.com. 42 3600 600 604800 30";
+    let dev = "dev.example.com. SOA ns.dev.example.com. hostmaster.dev.example.com. 42 3600 600 604800 30";
+    let expected = [
+        com,
+        "example.com. NS ns.example.com.",
+        "deep.a.example.com. A 127.0.0.1",
+        "deep.a.example.com. AAAA ::1",
+        "deep.a.example.com. TXT \"tunnel=lonely\"",
+        "app.example.com. A 127.0.0.1",
+        "app.example.com. AAAA ::1",
+        "app.example.com. TXT \"tunnel=web app=web release=stable\"",
+        dev,
+        "dev.example.com. NS ns.dev.example.com.",
+        "api.dev.example.com. A 127.0.0.1",
+        "api.dev.example.com. AAAA ::1",
+        "api.dev.example.com. TXT \"tunnel=web app=web release=stable\"",
+        "ns.dev.example.com. A 127.0.0.1",
+        "ns.dev.example.com. AAAA ::1",
+        "nobody.example.com. A 127.0.0.1",
+        "nobody.example.com. AAAA ::1",
+        "ns.example.com. A 127.0.0.1",
+        "ns.example.com. AAAA ::1",
+        "split.example.com. A 127.0.0.1",
+        "split.example.com. AAAA ::1",
+        "split.example.com. TXT \"tunnel=canary release=canary\" \"tunnel=web app=web release=stable\"",
+    ];
+    assert_eq!(listed, expected);
+    // Each one is what a question for it answers.
+    for record in view.records() {
+        let answer = view.answer(&record.name, record.record_type(), DNSClass::IN);
+        assert!(answer.answers.contains(&record), "{record}");
+    }
 }
 
 #[test]

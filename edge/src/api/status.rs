@@ -1,0 +1,125 @@
+//! `/v1/status`: what the edge observes beside what was declared: the last minute's requests
+//! per weighted route, policy decisions, and the DNS records it answers. Read-only; the status
+//! page (`/ui`) reads it with the tunnels, hostnames and policies.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::get;
+use postern_schema::api::{
+    Decision, DnsRecord, EdgeStatus, PolicyDecisionCount, RouteTraffic, Target,
+};
+use postern_schema::rules::format_selector;
+
+use super::{AppState, reply};
+use crate::catalog::Snapshot;
+use crate::dns::zone::{ZoneConfig, ZoneView, record_data};
+use crate::metrics::{Metrics, RECENT_ROUTE_REQUESTS, WINDOW_SECONDS};
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new().route("/v1/status", get(status))
+}
+
+async fn status(State(state): State<AppState>) -> Response {
+    let snapshot = state.catalog.snapshot();
+    let body = EdgeStatus {
+        catalog_revision: snapshot.revision,
+        window_seconds: WINDOW_SECONDS,
+        routes: routes(&snapshot, &state.metrics),
+        decisions: decisions(&snapshot, &state.metrics),
+        dns: dns(&snapshot, &state),
+    };
+    reply(StatusCode::OK, &body, None)
+}
+
+/// Every route of every routed hostname, with the requests that took it in the window.
+fn routes(snapshot: &Snapshot, metrics: &Metrics) -> Vec<RouteTraffic> {
+    let mut out = Vec::new();
+    for (name, hostname) in &snapshot.hostnames {
+        let Some(Target::Routes(routes)) = hostname.spec.target() else {
+            continue;
+        };
+        for (index, route) in routes.iter().enumerate() {
+            let label = format_selector(&route.selector);
+            let requests = metrics.recent(
+                RECENT_ROUTE_REQUESTS,
+                &[("hostname", name), ("route", &label)],
+            );
+            out.push(RouteTraffic {
+                hostname: name.clone(),
+                index,
+                route: label,
+                selector: route.selector.clone(),
+                weight: route.weight,
+                requests,
+            });
+        }
+    }
+    out
+}
+
+/// The policy engine's decision counters of the policies in `snapshot`. The counters are
+/// labelled with the policy's name (unique among policies), which leads back to its id.
+fn decisions(snapshot: &Snapshot, metrics: &Metrics) -> Vec<PolicyDecisionCount> {
+    let by_name: HashMap<&str, _> = snapshot
+        .policies
+        .values()
+        .map(|p| (p.spec.name.as_str(), p.id))
+        .collect();
+    metrics
+        .series(crate::policy::DECISIONS)
+        .into_iter()
+        .filter_map(|(labels, count)| {
+            let label = |key: &str| {
+                labels
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, v)| v.as_str())
+            };
+            let policy = label("policy")?;
+            let decision = match label("decision")? {
+                "allow" => Decision::Allow,
+                "deny" => Decision::Deny,
+                "report" => Decision::Report,
+                _ => return None,
+            };
+            Some(PolicyDecisionCount {
+                policy_id: *by_name.get(policy)?,
+                policy: policy.to_string(),
+                hostname: label("hostname")?.to_string(),
+                decision,
+                reason: label("reason")?.to_string(),
+                count,
+            })
+        })
+        .collect()
+}
+
+/// The records the edge's DNS answers now: the zones of `--zone` with the catalog's public
+/// addresses, as the DNS server builds them.
+fn dns(snapshot: &Snapshot, state: &AppState) -> Vec<DnsRecord> {
+    let addresses: Vec<IpAddr> = state
+        .catalog
+        .public_addresses()
+        .iter()
+        .filter_map(|address| address.parse().ok())
+        .collect();
+    let config = ZoneConfig::new(&state.settings.zones, &addresses);
+    ZoneView::build(snapshot, &config)
+        .records()
+        .iter()
+        .map(|record| {
+            let name = record.name.to_ascii();
+            DnsRecord {
+                name: name.strip_suffix('.').unwrap_or(&name).to_string(),
+                record_type: record.record_type().to_string(),
+                ttl: record.ttl,
+                data: record_data(record),
+            }
+        })
+        .collect()
+}
