@@ -1,6 +1,6 @@
 //! The control API: REST/JSON over HTTP with bearer tokens. `router()` merges one router per
-//! resource behind the auth layer; `/healthz` needs no token. Every write is validated against
-//! the contract in `postern-schema` before it reaches the store.
+//! resource behind the auth layer; `/healthz` and the status page (`/ui`) need no token. Every
+//! write is validated against the contract in `postern-schema` before it reaches the store.
 
 mod error;
 mod hostnames;
@@ -9,6 +9,7 @@ mod request;
 mod rollout;
 mod status;
 mod tunnels;
+mod ui;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -42,6 +43,8 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(healthz))
+        // The status page holds no data; it reads the API with the token the visitor gives it.
+        .merge(ui::router())
         .merge(v1)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
