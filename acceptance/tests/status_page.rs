@@ -14,7 +14,8 @@
 //!   edge's own API and is accepted (so carried the token), while those endpoints answer 401
 //!   without it; the token is in the tab's session only; inline script is refused by the
 //!   Content-Security-Policy and the page itself breaks none of it; and when the API refuses
-//!   the token (or the session loses it) the page shows the sign-in form again.
+//!   the token (or the session loses it) the page shows the sign-in form again, as it does on
+//!   signing out.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -666,6 +667,34 @@ async fn the_status_page_reads_only_the_edge_api_with_the_bearer_token() {
         .await;
     let error = login_error(&browser).await;
     assert!(error.contains("sign in again"), "{error}");
+    assert!(!shows_data(&browser).await);
+
+    // Signing out forgets the token and the data at once.
+    sign_in(&browser, &edge.admin_token).await;
+    browser
+        .wait_for::<bool>(
+            PAGE_TIMEOUT,
+            "the data again",
+            "return document.querySelector('[data-tunnel=\"web\"]') ? true : null;",
+        )
+        .await;
+    browser
+        .client()
+        .find(Locator::Css("#sign-out"))
+        .await
+        .expect("the sign-out button")
+        .click()
+        .await
+        .expect("sign out");
+    let (login_shown, stored): (bool, Option<String>) = browser
+        .eval(
+            "return [!document.getElementById('login').hidden,
+                     sessionStorage.getItem('postern.token')];",
+            Vec::new(),
+        )
+        .await;
+    assert!(login_shown);
+    assert_eq!(stored, None);
     assert!(!shows_data(&browser).await);
     browser.close().await;
 }
