@@ -10,9 +10,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use acceptance::binaries::workspace_root;
-use acceptance::visitor::{edge_http_client, http_url};
+use acceptance::visitor::{edge_http_client, get_all_ok, http_url};
 use acceptance::{ConnectorProcess, EdgeProcess, Terraform, TestOrigin, eventually};
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 const HOST: &str = "shop.example.com";
@@ -61,9 +60,9 @@ async fn metrics_show_the_canary_split_by_route_and_release() {
     // The canary run.
     let http = edge_http_client(&edge, HOST);
     let url = http_url(&edge, HOST, "/hello");
-    burst(&http, &url, REQUESTS).await;
+    get_all_ok(&http, &url, REQUESTS, 32).await;
 
-    let text = metrics(&edge).await;
+    let text = edge.api().get("/metrics").await.text;
     let shown: Vec<&str> = text
         .lines()
         .filter(|l| l.starts_with("postern_edge_routed_") && !l.contains("_bucket"))
@@ -141,9 +140,9 @@ async fn metrics_show_the_canary_split_by_route_and_release() {
     assert!(sent > 0, "the steady load sent nothing");
     assert_eq!(failed, 0, "requests failed while the weights changed");
 
-    let before = routed(&metrics(&edge).await);
-    burst(&http, &url, REQUESTS).await;
-    let after = routed(&metrics(&edge).await);
+    let before = routed(&edge.api().get("/metrics").await.text);
+    get_all_ok(&http, &url, REQUESTS, 32).await;
+    let after = routed(&edge.api().get("/metrics").await.text);
     let stable = after[0] - before[0];
     let canary = after[1] - before[1];
     assert_eq!(
@@ -158,37 +157,6 @@ async fn metrics_show_the_canary_split_by_route_and_release() {
         "the canary served {:.1}% at 50/50",
         share * 100.0
     );
-}
-
-/// `count` GETs of `url`, 32 at a time; each must answer 200.
-async fn burst(http: &reqwest::Client, url: &str, count: usize) {
-    let permits = Arc::new(Semaphore::new(32));
-    let mut requests = JoinSet::new();
-    for _ in 0..count {
-        let permit = permits.clone().acquire_owned().await.expect("semaphore");
-        let (http, url) = (http.clone(), url.to_string());
-        requests.spawn(async move {
-            let status = http.get(&url).send().await.map(|r| r.status().as_u16());
-            drop(permit);
-            status
-        });
-    }
-    while let Some(status) = requests.join_next().await {
-        assert_eq!(status.expect("task").expect("request"), 200);
-    }
-}
-
-/// The edge's `/metrics` text.
-async fn metrics(edge: &EdgeProcess) -> String {
-    reqwest::Client::new()
-        .get(format!("{}/metrics", edge.api_url()))
-        .bearer_auth(&edge.admin_token)
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics text")
 }
 
 /// Requests answered 200 so far by the stable and the canary route.

@@ -20,18 +20,15 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use acceptance::binaries::workspace_root;
-use acceptance::visitor::http_url;
+use acceptance::visitor::{get_all_ok, http_url};
 use acceptance::{Api, Browser, ConnectorProcess, EdgeProcess, TestOrigin, eventually};
 use fantoccini::Locator;
 use postern_schema::api::{HostnameSpec, Policy, Route, Tunnel, TunnelSpec};
 use postern_schema::client::Client;
 use serde_json::{Value, json};
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 
 const HOST: &str = "split.example.com";
 const REQUESTS: u64 = 200;
@@ -316,20 +313,7 @@ async fn the_status_page_shows_tunnels_routes_and_decisions_live() {
     // 200 requests: the observed split is near 90/10, and it is what the origin saw.
     let http = visitor(&edge, "127.0.0.1");
     let url = http_url(&edge, HOST, "/hello");
-    let permits = Arc::new(Semaphore::new(16));
-    let mut requests = JoinSet::new();
-    for _ in 0..REQUESTS {
-        let permit = permits.clone().acquire_owned().await.expect("semaphore");
-        let (http, url) = (http.clone(), url.clone());
-        requests.spawn(async move {
-            let status = http.get(&url).send().await.map(|r| r.status().as_u16());
-            drop(permit);
-            status
-        });
-    }
-    while let Some(status) = requests.join_next().await {
-        assert_eq!(status.expect("task").expect("request"), 200);
-    }
+    get_all_ok(&http, &url, REQUESTS as usize, 16).await;
     let bars: Vec<Bar> = browser
         .wait_for(
             PAGE_TIMEOUT,
