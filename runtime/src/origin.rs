@@ -34,6 +34,10 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Idle pooled connections are closed after this long.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
+/// The most an origin connection buffers of what it reads (hyper grows its read buffer up to
+/// this; its default is about 400 KiB per connection).
+const ORIGIN_READ_BUFFER: usize = 64 * 1024;
+
 /// Headers that describe one connection, not the message.
 const HOP_BY_HOP: [&str; 9] = [
     "connection",
@@ -378,6 +382,7 @@ fn build_client(key: &ClientKey, roots: Arc<RootCertStore>) -> OriginClient {
         .pool_timer(TokioTimer::new())
         .timer(TokioTimer::new())
         .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .http1_max_buf_size(ORIGIN_READ_BUFFER)
         .build(connector)
 }
 
