@@ -25,6 +25,7 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// The largest head the guard holds back; beyond it, hyper refuses the head itself (431).
@@ -59,8 +60,9 @@ enum State {
 pub(super) struct FramingGuard<I> {
     io: I,
     state: State,
-    /// Bytes read from `io` and not given to hyper yet; the first `ready` are cleared.
-    held: Vec<u8>,
+    /// Bytes read from `io` and not given to hyper yet; the first `ready` are cleared. Reads
+    /// go into its spare capacity, so nothing is zeroed or moved per read.
+    held: BytesMut,
     ready: usize,
 }
 
@@ -70,7 +72,7 @@ impl<I> FramingGuard<I> {
         Self {
             io,
             state: if enabled { State::Head } else { State::Off },
-            held: Vec::new(),
+            held: BytesMut::new(),
             ready: 0,
         }
     }
@@ -185,7 +187,7 @@ impl<I: AsyncRead + Unpin> AsyncRead for FramingGuard<I> {
             if this.ready > 0 {
                 let n = this.ready.min(buf.remaining());
                 buf.put_slice(&this.held[..n]);
-                this.held.drain(..n);
+                this.held.advance(n);
                 this.ready -= n;
                 return Poll::Ready(Ok(()));
             }
@@ -212,10 +214,13 @@ impl<I: AsyncRead + Unpin> AsyncRead for FramingGuard<I> {
                 };
                 return Poll::Ready(Ok(()));
             }
-            let mut chunk = [0u8; READ_CHUNK];
-            let mut read = ReadBuf::new(&mut chunk);
-            std::task::ready!(Pin::new(&mut this.io).poll_read(cx, &mut read))?;
-            if read.filled().is_empty() {
+            this.held.reserve(READ_CHUNK);
+            let read = std::task::ready!(tokio_util::io::poll_read_buf(
+                Pin::new(&mut this.io),
+                cx,
+                &mut this.held
+            ))?;
+            if read == 0 {
                 // EOF: hand over whatever is held and let hyper judge it.
                 this.state = State::Off;
                 this.ready = this.held.len();
@@ -224,7 +229,6 @@ impl<I: AsyncRead + Unpin> AsyncRead for FramingGuard<I> {
                 }
                 continue;
             }
-            this.held.extend_from_slice(read.filled());
             this.process();
         }
     }
