@@ -28,7 +28,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, request};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -586,7 +586,7 @@ fn respond(forwarded: Forwarded, request_id: &str) -> Result<Response<ProxyBody>
     } = forwarded;
     if let Some(fault) = response
         .headers()
-        .get(ERROR_HEADER)
+        .get(HeaderName::from_static(ERROR_HEADER))
         .and_then(|v| v.to_str().ok())
         .and_then(ConnectorFault::parse)
     {

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::header::HeaderName;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -350,15 +351,15 @@ async fn handle(conn: Arc<Conn>, request: Request<Incoming>) -> Response<BoxBody
 
 /// A visitor request: routed by its authority to a declared hostname, or 404.
 async fn visitor(conn: &Conn, request: Request<Incoming>) -> Response<BoxBody> {
-    let header = |name: &str| {
+    let header = |name: HeaderName| {
         request
             .headers()
             .get(name)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
-    let request_id = header("x-request-id").unwrap_or_default();
-    let wanted_version = header(CONFIG_VERSION_HEADER)
+    let request_id = header(HeaderName::from_static("x-request-id")).unwrap_or_default();
+    let wanted_version = header(HeaderName::from_static(CONFIG_VERSION_HEADER))
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(0);
     let host = request

@@ -39,16 +39,16 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 const ORIGIN_READ_BUFFER: usize = 64 * 1024;
 
 /// Headers that describe one connection, not the message.
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "transfer-encoding",
-    "upgrade",
-    "te",
-    "http2-settings",
-    "host",
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::TE,
+    HeaderName::from_static("http2-settings"),
+    header::HOST,
 ];
 
 type OriginClient = Client<HttpsConnector<HttpConnector>, BoxBody>;
@@ -255,7 +255,9 @@ impl Origins {
             )
         })?;
         strip_hop_by_hop(&mut parts.headers);
-        parts.headers.remove(CONFIG_VERSION_HEADER);
+        parts
+            .headers
+            .remove(HeaderName::from_static(CONFIG_VERSION_HEADER));
         let host = ingress
             .origin
             .http_host_header
@@ -465,7 +467,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
     if wants_trailers {

@@ -25,16 +25,16 @@ const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1), and may not be
 /// sent on HTTP/2.
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "transfer-encoding",
-    "upgrade",
-    "te",
-    "http2-settings",
-    "host",
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::TE,
+    HeaderName::from_static("http2-settings"),
+    header::HOST,
 ];
 
 /// How a visitor asked to switch protocols.
@@ -86,7 +86,7 @@ pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
     if wants_trailers {
@@ -174,7 +174,7 @@ pub(super) fn set_config_version(request: &mut Request<TunnelBody>, version: u64
 /// request id added.
 pub(super) fn clean_response_headers(headers: &mut HeaderMap, request_id: &str) {
     strip_hop_by_hop(headers);
-    headers.remove(ERROR_HEADER);
+    headers.remove(HeaderName::from_static(ERROR_HEADER));
     strip_internal(headers);
     if let Ok(value) = HeaderValue::from_str(request_id) {
         headers.insert(REQUEST_ID, value);
