@@ -17,7 +17,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use postern_schema::api::OriginSettings;
 use postern_schema::rules::Service;
 use postern_schema::wire::{
-    CONFIG_VERSION_HEADER, CONNECTOR_HEADER, ConnectorFault, ERROR_HEADER, MAX_HEADER_LIST,
+    self, CONFIG_VERSION_HEADER, CONNECTOR_HEADER, ConnectorFault, ERROR_HEADER, MAX_HEADER_LIST,
     header_list_size,
 };
 use rustls::RootCertStore;
@@ -37,19 +37,6 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// The most an origin connection buffers of what it reads (hyper grows its read buffer up to
 /// this; its default is about 400 KiB per connection).
 const ORIGIN_READ_BUFFER: usize = 64 * 1024;
-
-/// Headers that describe one connection, not the message.
-const HOP_BY_HOP: [HeaderName; 9] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    header::TE,
-    HeaderName::from_static("http2-settings"),
-    header::HOST,
-];
 
 type OriginClient = Client<HttpsConnector<HttpConnector>, BoxBody>;
 
@@ -467,7 +454,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    for name in &HOP_BY_HOP {
+    for name in &wire::HOP_BY_HOP {
         headers.remove(name);
     }
     if wants_trailers {

@@ -10,6 +10,21 @@ use crate::api::OriginSettings;
 use crate::ids::TunnelId;
 use crate::secret::Secret;
 
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1), and may not be
+/// sent on HTTP/2: neither the edge nor the connector passes them on. (`Host` is here too: each
+/// hop sets its own, from `:authority` or the origin's settings.)
+pub const HOP_BY_HOP: [http::HeaderName; 9] = [
+    http::header::CONNECTION,
+    http::HeaderName::from_static("keep-alive"),
+    http::HeaderName::from_static("proxy-connection"),
+    http::header::PROXY_AUTHENTICATE,
+    http::header::TRANSFER_ENCODING,
+    http::header::UPGRADE,
+    http::header::TE,
+    http::HeaderName::from_static("http2-settings"),
+    http::header::HOST,
+];
+
 /// ALPN of an authenticated tunnel connection (TLS 1.3, client certificate required).
 pub const ALPN_TUNNEL: &[u8] = b"postern/1";
 

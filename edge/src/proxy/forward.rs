@@ -13,7 +13,7 @@ use http::{Method, Request, Uri, Version, request};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::body::{Body, Frame, SizeHint};
-use postern_schema::wire::{CONFIG_VERSION_HEADER, ERROR_HEADER};
+use postern_schema::wire::{self, CONFIG_VERSION_HEADER, ERROR_HEADER};
 
 use crate::tunnel::registry::{StreamGuard, TunnelBody};
 
@@ -22,20 +22,6 @@ pub(super) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id"
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-
-/// Headers that describe one connection, not the message (RFC 9110 §7.6.1), and may not be
-/// sent on HTTP/2.
-const HOP_BY_HOP: [HeaderName; 9] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    header::TE,
-    HeaderName::from_static("http2-settings"),
-    header::HOST,
-];
 
 /// How a visitor asked to switch protocols.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,7 +72,7 @@ pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    for name in &HOP_BY_HOP {
+    for name in &wire::HOP_BY_HOP {
         headers.remove(name);
     }
     if wants_trailers {
