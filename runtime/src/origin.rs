@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::Client;
+use hyper_rustls::{FixedServerNameResolver, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use postern_schema::api::OriginSettings;
 use postern_schema::rules::Service;
 use postern_schema::wire::{
@@ -25,22 +25,21 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use tracing::Instrument;
 
-use crate::body::{self, BoxBody};
+use crate::body::{self, BoxBody, BoxError};
 use crate::orchestrator::Ingress;
+
+mod pool;
+
+use pool::Pool;
 
 /// How long to wait for a connection to the origin when the hostname does not say.
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Idle pooled connections are closed after this long.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// The most an origin connection buffers of what it reads (hyper grows its read buffer up to
 /// this; its default is about 400 KiB per connection).
 const ORIGIN_READ_BUFFER: usize = 64 * 1024;
 
-type OriginClient = Client<HttpsConnector<HttpConnector>, BoxBody>;
-
-/// Which pooled client an origin uses: one per distinct way of connecting.
+/// Which pool an origin uses: one per distinct way of connecting.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct ClientKey {
     no_tls_verify: bool,
@@ -50,7 +49,7 @@ struct ClientKey {
 
 /// Pooled clients to origins, shared by every tunnel connection of the connector.
 pub struct Origins {
-    clients: Mutex<HashMap<ClientKey, OriginClient>>,
+    pools: Mutex<HashMap<ClientKey, Arc<Pool>>>,
     roots: Arc<RootCertStore>,
     response_timeout: Duration,
     connector_id: HeaderValue,
@@ -85,7 +84,7 @@ impl Origins {
             }
         }
         Self {
-            clients: Mutex::new(HashMap::new()),
+            pools: Mutex::new(HashMap::new()),
             roots: Arc::new(roots),
             response_timeout,
             connector_id: HeaderValue::from_str(connector_id)
@@ -111,13 +110,13 @@ impl Origins {
                     authority,
                     path_prefix,
                 };
-                let client = self.client(&ingress.origin);
+                let pool = self.pool(&ingress.origin);
                 let extended_connect = request.method() == Method::CONNECT
                     && request.extensions().get::<hyper::ext::Protocol>().is_some();
                 if extended_connect {
-                    self.upgrade(&client, ingress, &target, request).await
+                    self.upgrade(&pool, ingress, &target, request).await
                 } else {
-                    self.forward(&client, ingress, &target, request).await
+                    self.forward(&pool, ingress, &target, request).await
                 }
             }
         }
@@ -126,7 +125,7 @@ impl Origins {
     /// An ordinary request: forwarded, response streamed back.
     async fn forward(
         &self,
-        client: &OriginClient,
+        pool: &Arc<Pool>,
         ingress: &Ingress,
         target: &Target<'_>,
         request: Request<Incoming>,
@@ -138,20 +137,23 @@ impl Origins {
                 Err(response) => return *response,
             };
         *outgoing.version_mut() = Version::HTTP_11;
-        let response = match self.send(client, outgoing).await {
+        let response = match self.answer(pool.send(outgoing)).await {
             Ok(response) => response,
             Err(response) => return response,
         };
-        let (mut parts, incoming) = response.into_parts();
+        let (mut parts, pooled) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
-        Response::from_parts(parts, body::incoming(incoming))
+        let body = pooled
+            .map_err(|e| Box::new(e) as BoxError)
+            .boxed_unsync();
+        Response::from_parts(parts, body)
     }
 
     /// An extended CONNECT (WebSocket over HTTP/2): an HTTP/1.1 upgrade to the origin, and
     /// once it switches protocols, 200 to the edge and the two streams spliced.
     async fn upgrade(
         &self,
-        client: &OriginClient,
+        pool: &Pool,
         ingress: &Ingress,
         target: &Target<'_>,
         mut request: Request<Incoming>,
@@ -187,7 +189,7 @@ impl Origins {
                 }
             }
         }
-        let mut response = match self.send(client, outgoing).await {
+        let mut response = match self.answer(pool.send_upgrade(outgoing)).await {
             Ok(response) => response,
             Err(response) => return response,
         };
@@ -262,14 +264,13 @@ impl Origins {
         Ok(request)
     }
 
-    /// Sends to the origin, waiting at most the response timeout for the head; failures are
+    /// Waits at most the response timeout for the origin's response head; failures are
     /// answered as 502 (unreachable) or 504 (too slow).
-    async fn send(
+    async fn answer<B>(
         &self,
-        client: &OriginClient,
-        request: Request<BoxBody>,
-    ) -> Result<Response<Incoming>, Response<BoxBody>> {
-        match tokio::time::timeout(self.response_timeout, client.request(request)).await {
+        sent: impl Future<Output = Result<Response<B>, BoxError>>,
+    ) -> Result<Response<B>, Response<BoxBody>> {
+        match tokio::time::timeout(self.response_timeout, sent).await {
             Ok(Ok(response)) if header_list_size(response.headers()) > MAX_HEADER_LIST => {
                 // The edge would refuse this head, and HTTP/2 would take the whole tunnel
                 // connection down with it.
@@ -285,12 +286,12 @@ impl Origins {
             }
             Ok(Ok(response)) => Ok(response),
             Ok(Err(error)) => {
-                let kind = if caused_by_timeout(&error) {
+                let kind = if caused_by_timeout(&*error) {
                     ConnectorFault::OriginTimeout
                 } else {
                     ConnectorFault::OriginUnreachable
                 };
-                tracing::info!(error = %error_chain(&error), fault = kind.as_str(), "origin request failed");
+                tracing::info!(error = %error_chain(&*error), fault = kind.as_str(), "origin request failed");
                 Err(fault(kind, "the origin could not be reached"))
             }
             Err(_) => {
@@ -306,18 +307,20 @@ impl Origins {
         }
     }
 
-    /// The pooled client for these origin settings.
-    fn client(&self, origin: &OriginSettings) -> OriginClient {
+    /// The connection pool for these origin settings.
+    fn pool(&self, origin: &OriginSettings) -> Arc<Pool> {
         let key = ClientKey {
             no_tls_verify: origin.no_tls_verify.unwrap_or(false),
             server_name: origin.origin_server_name.clone(),
             connect_timeout_ms: origin.connect_timeout_ms,
         };
-        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        clients
-            .entry(key.clone())
-            .or_insert_with(|| build_client(&key, self.roots.clone()))
-            .clone()
+        let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(pool) = pools.get(&key) {
+            return Arc::clone(pool);
+        }
+        let pool = Arc::new(build_pool(&key, self.roots.clone()));
+        pools.insert(key, Arc::clone(&pool));
+        pool
     }
 }
 
@@ -328,7 +331,7 @@ struct Target<'a> {
     path_prefix: &'a str,
 }
 
-fn build_client(key: &ClientKey, roots: Arc<RootCertStore>) -> OriginClient {
+fn build_pool(key: &ClientKey, roots: Arc<RootCertStore>) -> Pool {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
@@ -366,13 +369,10 @@ fn build_client(key: &ClientKey, roots: Arc<RootCertStore>) -> OriginClient {
             Err(_) => tracing::warn!(server_name = %name, "ignored an invalid origin_server_name"),
         }
     }
-    let connector = connector.enable_http1().wrap_connector(http);
-    Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-        .http1_max_buf_size(ORIGIN_READ_BUFFER)
-        .build(connector)
+    Pool::new(
+        connector.enable_http1().wrap_connector(http),
+        ORIGIN_READ_BUFFER,
+    )
 }
 
 /// `no_tls_verify`: accepts any origin certificate (signatures are still checked).
