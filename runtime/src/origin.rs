@@ -143,9 +143,7 @@ impl Origins {
         };
         let (mut parts, pooled) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
-        let body = pooled
-            .map_err(|e| Box::new(e) as BoxError)
-            .boxed_unsync();
+        let body = pooled.map_err(|e| Box::new(e) as BoxError).boxed_unsync();
         Response::from_parts(parts, body)
     }
 

@@ -295,9 +295,7 @@ mod tests {
                 counter.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(async move {
                     let service = service_fn(|_request| async {
-                        Ok::<_, std::convert::Infallible>(Response::new(crate::body::full(
-                            "hello",
-                        )))
+                        Ok::<_, std::convert::Infallible>(Response::new(crate::body::full("hello")))
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .keep_alive(!close)
