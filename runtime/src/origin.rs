@@ -316,7 +316,7 @@ impl Origins {
         if let Some(pool) = pools.get(&key) {
             return Arc::clone(pool);
         }
-        let pool = Arc::new(build_pool(&key, self.roots.clone()));
+        let pool = build_pool(&key, self.roots.clone());
         pools.insert(key, Arc::clone(&pool));
         pool
     }
@@ -329,7 +329,7 @@ struct Target<'a> {
     path_prefix: &'a str,
 }
 
-fn build_pool(key: &ClientKey, roots: Arc<RootCertStore>) -> Pool {
+fn build_pool(key: &ClientKey, roots: Arc<RootCertStore>) -> Arc<Pool> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);

@@ -5,8 +5,9 @@
 //! comes back the same way, two task hand-offs per request (each may wake the other core).
 //! Here the tunnel stream's task polls the connection itself while it waits for the
 //! response head and while it reads the response body, and puts it back in the pool once
-//! the body has ended. An idle connection is polled by nobody: one the origin has closed is
-//! noticed (and dropped) when it is next taken, or when it has been idle too long.
+//! the body has ended. An idle connection is polled by nobody between requests: one the
+//! origin has closed is noticed (and dropped) when it is next taken, or by a sweep every
+//! [`SWEEP_INTERVAL`], which also closes those idle for longer than [`IDLE_TIMEOUT`].
 
 use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;
@@ -30,6 +31,9 @@ use crate::body::{BoxBody, BoxError};
 
 /// Idle connections are closed after this long.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// How often idle connections are looked at (closed by the origin, or idle too long).
+const SWEEP_INTERVAL: Duration = Duration::from_secs(15);
 
 /// The most idle connections kept per origin; the oldest go first.
 const MAX_IDLE_PER_ORIGIN: usize = 256;
@@ -71,13 +75,40 @@ pub(super) struct Pool {
 
 impl Pool {
     /// A pool that connects with `connector`; each connection buffers at most `read_buffer`
-    /// bytes of what it reads.
-    pub(super) fn new(connector: HttpsConnector<HttpConnector>, read_buffer: usize) -> Self {
-        Self {
+    /// bytes of what it reads. Its idle connections are swept until the pool is dropped.
+    pub(super) fn new(connector: HttpsConnector<HttpConnector>, read_buffer: usize) -> Arc<Self> {
+        let pool = Arc::new(Self {
             connector,
             read_buffer,
             idle: Mutex::new(HashMap::new()),
+        });
+        let weak = Arc::downgrade(&pool);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(SWEEP_INTERVAL);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                match weak.upgrade() {
+                    Some(pool) => pool.sweep(),
+                    None => break,
+                }
+            }
+        });
+        pool
+    }
+
+    /// Closes idle connections the origin has closed or that were idle too long.
+    fn sweep(&self) {
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        for conns in idle.values_mut() {
+            conns.retain_mut(|conn| {
+                conn.idle_since.elapsed() < IDLE_TIMEOUT && conn.ready_now(&mut cx)
+            });
         }
+        idle.retain(|_, conns| !conns.is_empty());
     }
 
     /// Sends `request` (absolute URI) on a pooled connection, or a new one, and waits for
@@ -283,8 +314,12 @@ mod tests {
     use super::*;
     use crate::origin::{ClientKey, build_pool};
 
+    /// How long the test origin keeps a connection when it closes them.
+    const ORIGIN_KEEP_ALIVE: Duration = Duration::from_millis(100);
+
     /// An origin on loopback that answers `hello` and counts the connections it accepted;
-    /// with `close`, it ends each connection after one response.
+    /// with `close`, it closes each connection [`ORIGIN_KEEP_ALIVE`] after accepting it,
+    /// without announcing it in a response (as an origin's keep-alive timeout does).
     async fn origin(close: bool) -> (String, Arc<AtomicUsize>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address");
@@ -297,10 +332,13 @@ mod tests {
                     let service = service_fn(|_request| async {
                         Ok::<_, std::convert::Infallible>(Response::new(crate::body::full("hello")))
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .keep_alive(!close)
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let serve = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service);
+                    if close {
+                        let _ = tokio::time::timeout(ORIGIN_KEEP_ALIVE, serve).await;
+                    } else {
+                        let _ = serve.await;
+                    }
                 });
             }
         });
@@ -313,7 +351,7 @@ mod tests {
             server_name: None,
             connect_timeout_ms: Some(2_000),
         };
-        Arc::new(build_pool(&key, Arc::new(rustls::RootCertStore::empty())))
+        build_pool(&key, Arc::new(rustls::RootCertStore::empty()))
     }
 
     async fn get(pool: &Arc<Pool>, url: &str) -> String {
@@ -353,10 +391,28 @@ mod tests {
         let pool = pool();
         for _ in 0..3 {
             assert_eq!(get(&pool, &url).await, "hello");
-            // Let the origin's FIN arrive, as it would between real requests.
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(ORIGIN_KEEP_ALIVE * 2).await;
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn the_sweep_drops_idle_connections_the_origin_closed() {
+        let (url, _) = origin(true).await;
+        let pool = pool();
+        assert_eq!(get(&pool, &url).await, "hello");
+        tokio::time::sleep(ORIGIN_KEEP_ALIVE * 2).await;
+        let idle = |pool: &Pool| {
+            pool.idle
+                .lock()
+                .expect("lock")
+                .values()
+                .map(VecDeque::len)
+                .sum::<usize>()
+        };
+        assert_eq!(idle(&pool), 1, "the connection is back in the pool");
+        pool.sweep();
+        assert_eq!(idle(&pool), 0, "the sweep found it closed");
     }
 
     #[tokio::test]
