@@ -282,12 +282,10 @@ impl Body for PooledBody {
             polled = Pin::new(&mut this.body).poll_frame(cx);
         }
         match &polled {
-            // Readers stop at the last frame when the body says it has ended (HTTP/2 sends
-            // END_STREAM with it), so the connection goes back then, not only at `None`.
-            Poll::Ready(None) | Poll::Ready(Some(Ok(_))) if this.body.is_end_stream() => {
-                this.checkin();
-            }
             Poll::Ready(None) => this.checkin(),
+            // Readers stop at the last frame when the body says it has ended (HTTP/2 sends
+            // END_STREAM with it), so the connection goes back then too.
+            Poll::Ready(Some(Ok(_))) if this.body.is_end_stream() => this.checkin(),
             Poll::Ready(Some(Err(_))) => this.conn = None,
             _ => {}
         }
