@@ -47,7 +47,7 @@ struct ClientKey {
     connect_timeout_ms: Option<u32>,
 }
 
-/// Pooled clients to origins, shared by every tunnel connection of the connector.
+/// Connection pools to origins, shared by every tunnel connection of the connector.
 pub struct Origins {
     pools: Mutex<HashMap<ClientKey, Arc<Pool>>>,
     roots: Arc<RootCertStore>,
