@@ -188,6 +188,19 @@ impl<T: Default> Cells<T> {
         labels: &[(&'static str, &str)],
         use_cell: impl FnOnce(&Arc<T>) -> R,
     ) -> R {
+        self.with_init(name, labels, T::default, use_cell)
+    }
+}
+
+impl<T> Cells<T> {
+    /// Runs `use_cell` on the cell of a series, creating it with `init` on first use.
+    fn with_init<R>(
+        &self,
+        name: &'static str,
+        labels: &[(&'static str, &str)],
+        init: impl FnOnce() -> T,
+        use_cell: impl FnOnce(&Arc<T>) -> R,
+    ) -> R {
         let hash = series_hash(name, labels);
         {
             let index = self.index.read().unwrap_or_else(|p| p.into_inner());
@@ -201,7 +214,10 @@ impl<T: Default> Cells<T> {
         );
         let cell = {
             let mut ordered = self.ordered.lock().unwrap_or_else(|p| p.into_inner());
-            ordered.entry(key.clone()).or_default().clone()
+            ordered
+                .entry(key.clone())
+                .or_insert_with(|| Arc::new(init()))
+                .clone()
         };
         let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
         if find(&index, hash, name, labels).is_none() {
@@ -254,6 +270,46 @@ pub struct Metrics {
     series: Cells<AtomicU64>,
     histograms: Cells<Histogram>,
     windows: Cells<Window>,
+    /// The cells of public requests by hostname, route, release and status (not rendered).
+    requests: Cells<RequestCells>,
+}
+
+/// What the edge knows of a public request once it is answered.
+#[derive(Debug, Clone, Copy)]
+pub struct PublicRequest<'a> {
+    /// The hostname it was for (empty when it had none the edge serves).
+    pub hostname: &'a str,
+    /// The selector of the route it took, when its hostname has routes.
+    pub route: Option<&'a str>,
+    /// The `release` label of the tunnel it was sent to (empty when it has none); `None`
+    /// when it was not sent to a connector.
+    pub release: Option<&'a str>,
+    /// The status it was answered with.
+    pub status: http::StatusCode,
+}
+
+/// Pseudo-series name of [`RequestCells`] in their index.
+const REQUEST_CELLS: &str = "public_request_cells";
+
+/// Every cell a public request of one hostname, route, release and status updates, so that
+/// counting it is one lookup, not one per series.
+struct RequestCells {
+    /// `postern_edge_requests_total`.
+    requests: Arc<AtomicU64>,
+    /// `postern_edge_route_requests_total` and the route's [`RECENT_ROUTE_REQUESTS`] window.
+    route: Option<(Arc<AtomicU64>, Arc<Window>)>,
+    /// Set when the request was sent to a connector.
+    routed: Option<RoutedCells>,
+}
+
+/// The cells of a public request sent to a connector.
+struct RoutedCells {
+    /// `postern_edge_routed_requests_total`.
+    requests: Arc<AtomicU64>,
+    /// `postern_edge_routed_errors_total`, for a 5xx status only.
+    errors: Option<Arc<AtomicU64>>,
+    /// `postern_edge_routed_request_duration_seconds`.
+    duration: Arc<Histogram>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -263,6 +319,100 @@ impl std::fmt::Debug for Metrics {
 }
 
 impl Metrics {
+    /// Counts a public request in every series it belongs to: by hostname and status; by
+    /// route (and in the route's window of the last minute); by route and release, with its
+    /// duration, when it was sent to a connector.
+    pub fn count_request(&self, request: &PublicRequest<'_>, elapsed: Duration) {
+        let mut labels = [
+            ("hostname", request.hostname),
+            ("status", request.status.as_str()),
+            ("", ""),
+            ("", ""),
+        ];
+        let mut used = 2;
+        for (key, value) in [("route", request.route), ("release", request.release)] {
+            if let Some(value) = value {
+                labels[used] = (key, value);
+                used += 1;
+            }
+        }
+        let labels = labels.get(..used).unwrap_or_default();
+        self.requests.with_init(
+            REQUEST_CELLS,
+            labels,
+            || self.request_cells(request),
+            |cells| {
+                cells.requests.fetch_add(1, Ordering::Relaxed);
+                if let Some((counter, window)) = &cells.route {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    window.add();
+                }
+                if let Some(routed) = &cells.routed {
+                    routed.requests.fetch_add(1, Ordering::Relaxed);
+                    if let Some(errors) = &routed.errors {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    routed.duration.observe(elapsed);
+                }
+            },
+        );
+    }
+
+    fn request_cells(&self, request: &PublicRequest<'_>) -> RequestCells {
+        let PublicRequest {
+            hostname,
+            route,
+            release,
+            status,
+        } = *request;
+        let status = status.as_str();
+        let route_cells = route.map(|route| {
+            (
+                self.counter(
+                    "postern_edge_route_requests_total",
+                    &[("hostname", hostname), ("route", route), ("status", status)],
+                ),
+                self.windows.with(
+                    RECENT_ROUTE_REQUESTS,
+                    &[("hostname", hostname), ("route", route)],
+                    Arc::clone,
+                ),
+            )
+        });
+        let routed = release.map(|release| {
+            let route = route.unwrap_or("");
+            let labels = [
+                ("hostname", hostname),
+                ("route", route),
+                ("release", release),
+            ];
+            RoutedCells {
+                requests: self.counter(
+                    "postern_edge_routed_requests_total",
+                    &[
+                        ("hostname", hostname),
+                        ("route", route),
+                        ("release", release),
+                        ("status", status),
+                    ],
+                ),
+                errors: request
+                    .status
+                    .is_server_error()
+                    .then(|| self.counter("postern_edge_routed_errors_total", &labels)),
+                duration: self.histogram("postern_edge_routed_request_duration_seconds", &labels),
+            }
+        });
+        RequestCells {
+            requests: self.counter(
+                "postern_edge_requests_total",
+                &[("hostname", hostname), ("status", status)],
+            ),
+            route: route_cells,
+            routed,
+        }
+    }
+
     /// Adds 1 to a counter.
     pub fn inc(&self, name: &'static str, labels: &[(&'static str, &str)]) {
         self.add(name, labels, 1);
@@ -376,6 +526,79 @@ fn write_sample(out: &mut String, name: &str, labels: &[(&'static str, String)],
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_public_request_is_counted_in_each_series_it_belongs_to() {
+        let metrics = Metrics::default();
+        let canary = PublicRequest {
+            hostname: "split.example.com",
+            route: Some("release=canary"),
+            release: Some("canary"),
+            status: http::StatusCode::OK,
+        };
+        let failed = PublicRequest {
+            status: http::StatusCode::BAD_GATEWAY,
+            ..canary
+        };
+        let unrouted = PublicRequest {
+            hostname: "",
+            route: None,
+            release: None,
+            status: http::StatusCode::NOT_FOUND,
+        };
+        for _ in 0..3 {
+            metrics.count_request(&canary, Duration::from_millis(2));
+        }
+        metrics.count_request(&failed, Duration::from_millis(40));
+        metrics.count_request(&unrouted, Duration::ZERO);
+
+        let host = ("hostname", "split.example.com");
+        let route = ("route", "release=canary");
+        let release = ("release", "canary");
+        let value = |name, labels: &[(&'static str, &str)]| metrics.value(name, labels);
+        assert_eq!(
+            value("postern_edge_requests_total", &[host, ("status", "200")]),
+            3
+        );
+        assert_eq!(
+            value("postern_edge_requests_total", &[host, ("status", "502")]),
+            1
+        );
+        assert_eq!(
+            value(
+                "postern_edge_requests_total",
+                &[("hostname", ""), ("status", "404")]
+            ),
+            1
+        );
+        assert_eq!(
+            value(
+                "postern_edge_route_requests_total",
+                &[host, route, ("status", "200")]
+            ),
+            3
+        );
+        assert_eq!(
+            value(
+                "postern_edge_routed_requests_total",
+                &[host, route, release, ("status", "502")]
+            ),
+            1
+        );
+        assert_eq!(
+            value("postern_edge_routed_errors_total", &[host, route, release]),
+            1
+        );
+        assert_eq!(metrics.recent(RECENT_ROUTE_REQUESTS, &[host, route]), 4);
+        let durations = metrics.histogram(
+            "postern_edge_routed_request_duration_seconds",
+            &[host, route, release],
+        );
+        assert_eq!(durations.count(), 4);
+        // Only the series a request belongs to exist: no route or routed series for the 404.
+        assert_eq!(metrics.series("postern_edge_route_requests_total").len(), 2);
+        assert_eq!(metrics.series("postern_edge_routed_errors_total").len(), 1);
+    }
 
     #[test]
     fn counters_render_in_text_format() {

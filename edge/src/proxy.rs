@@ -50,7 +50,7 @@ pub use error::{Fault, ProxyError};
 pub(crate) use peer::serve_forwarded;
 
 use crate::catalog::Snapshot;
-use crate::metrics::{Metrics, RECENT_ROUTE_REQUESTS};
+use crate::metrics::{Metrics, PublicRequest};
 use crate::policy::{Now, RequestFacts, Verdict};
 use crate::state::EdgeState;
 use crate::tunnel::registry::{StreamGuard, TunnelBody};
@@ -249,51 +249,13 @@ struct Tally {
 
 impl Tally {
     fn count(&self, metrics: &Metrics, status: StatusCode, elapsed: Duration) {
-        let hostname = self.hostname.as_deref().unwrap_or("");
-        metrics.inc(
-            "postern_edge_requests_total",
-            &[("hostname", hostname), ("status", status.as_str())],
-        );
-        if let Some(route) = &self.route {
-            metrics.inc(
-                "postern_edge_route_requests_total",
-                &[
-                    ("hostname", hostname),
-                    ("route", route),
-                    ("status", status.as_str()),
-                ],
-            );
-            // The last minute's share of each route, for the status page.
-            metrics.count_recent(
-                RECENT_ROUTE_REQUESTS,
-                &[("hostname", hostname), ("route", route)],
-            );
-        }
-        if let Some(release) = &self.release {
-            let route = self.route.as_deref().unwrap_or("");
-            let labels = [
-                ("hostname", hostname),
-                ("route", route),
-                ("release", release),
-            ];
-            metrics.inc(
-                "postern_edge_routed_requests_total",
-                &[
-                    ("hostname", hostname),
-                    ("route", route),
-                    ("release", release),
-                    ("status", status.as_str()),
-                ],
-            );
-            if status.is_server_error() {
-                metrics.inc("postern_edge_routed_errors_total", &labels);
-            }
-            metrics.observe(
-                "postern_edge_routed_request_duration_seconds",
-                &labels,
-                elapsed,
-            );
-        }
+        let request = PublicRequest {
+            hostname: self.hostname.as_deref().unwrap_or(""),
+            route: self.route.as_deref(),
+            release: self.release.as_deref(),
+            status,
+        };
+        metrics.count_request(&request, elapsed);
     }
 }
 
