@@ -312,13 +312,13 @@ mod tests {
     use super::*;
     use crate::origin::{ClientKey, build_pool};
 
-    /// How long the test origin keeps a connection when it closes them.
-    const ORIGIN_KEEP_ALIVE: Duration = Duration::from_millis(100);
+    /// How long the tests wait for an origin's close to arrive.
+    const CLOSE_SETTLES: Duration = Duration::from_millis(50);
 
     /// An origin on loopback that answers `hello` and counts the connections it accepted;
-    /// with `close`, it closes each connection [`ORIGIN_KEEP_ALIVE`] after accepting it,
-    /// without announcing it in a response (as an origin's keep-alive timeout does).
-    async fn origin(close: bool) -> (String, Arc<AtomicUsize>) {
+    /// with `close`, it closes each connection that long after its first response, without
+    /// announcing it in the response (as an origin's keep-alive timeout does).
+    async fn origin(close: Option<Duration>) -> (String, Arc<AtomicUsize>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address");
         let accepted = Arc::new(AtomicUsize::new(0));
@@ -327,20 +327,38 @@ mod tests {
             while let Ok((stream, _)) = listener.accept().await {
                 counter.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(async move {
+                    if let Some(after) = close {
+                        answer_once_and_close(stream, after).await;
+                        return;
+                    }
                     let service = service_fn(|_request| async {
                         Ok::<_, std::convert::Infallible>(Response::new(crate::body::full("hello")))
                     });
-                    let serve = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service);
-                    if close {
-                        let _ = tokio::time::timeout(ORIGIN_KEEP_ALIVE, serve).await;
-                    } else {
-                        let _ = serve.await;
-                    }
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
                 });
             }
         });
         (format!("http://{address}/path?q=1"), accepted)
+    }
+
+    /// Reads one request head, answers `hello` (keep-alive, as far as the client knows) and
+    /// closes `after` later.
+    async fn answer_once_and_close(mut stream: tokio::net::TcpStream, after: Duration) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut head = Vec::new();
+        let mut buffer = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => head.extend_from_slice(&buffer[..n]),
+            }
+        }
+        let _ = stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello")
+            .await;
+        tokio::time::sleep(after).await;
     }
 
     fn pool() -> Arc<Pool> {
@@ -375,7 +393,7 @@ mod tests {
 
     #[tokio::test]
     async fn sequential_requests_reuse_one_connection() {
-        let (url, accepted) = origin(false).await;
+        let (url, accepted) = origin(None).await;
         let pool = pool();
         for _ in 0..5 {
             assert_eq!(get(&pool, &url).await, "hello");
@@ -385,21 +403,20 @@ mod tests {
 
     #[tokio::test]
     async fn connections_the_origin_closed_are_not_reused() {
-        let (url, accepted) = origin(true).await;
+        let (url, accepted) = origin(Some(Duration::ZERO)).await;
         let pool = pool();
         for _ in 0..3 {
             assert_eq!(get(&pool, &url).await, "hello");
-            tokio::time::sleep(ORIGIN_KEEP_ALIVE * 2).await;
+            tokio::time::sleep(CLOSE_SETTLES).await;
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 3);
     }
 
     #[tokio::test]
     async fn the_sweep_drops_idle_connections_the_origin_closed() {
-        let (url, _) = origin(true).await;
+        let (url, _) = origin(Some(CLOSE_SETTLES)).await;
         let pool = pool();
         assert_eq!(get(&pool, &url).await, "hello");
-        tokio::time::sleep(ORIGIN_KEEP_ALIVE * 2).await;
         let idle = |pool: &Pool| {
             pool.idle
                 .lock()
@@ -409,13 +426,14 @@ mod tests {
                 .sum::<usize>()
         };
         assert_eq!(idle(&pool), 1, "the connection is back in the pool");
+        tokio::time::sleep(CLOSE_SETTLES * 3).await;
         pool.sweep();
         assert_eq!(idle(&pool), 0, "the sweep found it closed");
     }
 
     #[tokio::test]
     async fn a_body_dropped_before_its_end_closes_its_connection() {
-        let (url, accepted) = origin(false).await;
+        let (url, accepted) = origin(None).await;
         let pool = pool();
         let request = Request::get(url.as_str())
             .header(http::header::HOST, "origin.test")
