@@ -153,11 +153,9 @@ impl Pool {
         mut request: Request<BoxBody>,
     ) -> Result<Response<Incoming>, BoxError> {
         let key = key_of(request.uri())?;
-        let io = self.dial(&key).await?;
-        let (mut sender, driver) = http1::Builder::new()
-            .max_buf_size(self.read_buffer)
-            .handshake(io)
-            .await?;
+        let Conn {
+            mut sender, driver, ..
+        } = self.connect(&key).await?;
         tokio::spawn(async move {
             if let Err(error) = driver.with_upgrades().await {
                 tracing::debug!(%error, "origin connection for an upgrade ended");
@@ -196,8 +194,14 @@ impl Pool {
         conns.push_back(conn);
     }
 
+    /// A new connection to `key`, TLS and HTTP/1.1 handshakes done.
     async fn connect(&self, key: &Key) -> Result<Conn, BoxError> {
-        let io = self.dial(key).await?;
+        let uri = Uri::builder()
+            .scheme(key.scheme.clone())
+            .authority(key.authority.clone())
+            .path_and_query("/")
+            .build()?;
+        let io = self.connector.clone().oneshot(uri).await?;
         let (sender, driver) = http1::Builder::new()
             .max_buf_size(self.read_buffer)
             .handshake(io)
@@ -207,15 +211,6 @@ impl Pool {
             driver,
             idle_since: Instant::now(),
         })
-    }
-
-    async fn dial(&self, key: &Key) -> Result<Io, BoxError> {
-        let uri = Uri::builder()
-            .scheme(key.scheme.clone())
-            .authority(key.authority.clone())
-            .path_and_query("/")
-            .build()?;
-        self.connector.clone().oneshot(uri).await
     }
 }
 
