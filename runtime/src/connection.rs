@@ -248,7 +248,9 @@ pub async fn run(
         let conn = conn.clone();
         service_fn(move |request| {
             let conn = conn.clone();
-            async move { Ok::<_, Infallible>(handle(conn, request).await) }
+            // Boxed: hyper moves the stream's future (and so this one) by value while it
+            // spawns it; a pointer is cheaper to move than the whole request state machine.
+            Box::pin(async move { Ok::<_, Infallible>(handle(conn, request).await) })
         })
     };
     let connection = http2::Builder::new(TokioExecutor::new())
