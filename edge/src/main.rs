@@ -24,6 +24,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(config: EdgeConfig) -> anyhow::Result<()> {
+    postern_heap::spawn_trimmer();
     let edge = postern_edge::start(config)
         .await
         .map_err(|e| anyhow::Error::new(e).context("the edge could not start"))?;

@@ -53,6 +53,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    postern_heap::spawn_trimmer();
     match cli.command {
         Some(Command::Tunnel {
             command: TunnelCommand::Run(args),

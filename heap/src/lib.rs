@@ -1,0 +1,181 @@
+//! Gives heap memory back to the operating system after a burst of traffic.
+//!
+//! glibc's allocator keeps what a burst freed (bodies in flight, per-connection buffers) in
+//! its arenas for reuse; it only hands back the free space at the very top of each arena, so
+//! a process that served a burst stays at its high-water mark long after the memory is free.
+//! [`spawn_trimmer`] watches the process's CPU time and, once a busy period is followed by a
+//! quiet second, asks glibc to return every free page (`malloc_trim`); once more a few seconds
+//! later, for what the end of the burst freed after that. The Go runtime that other tunnels
+//! are built on does the like with its background scavenger.
+//!
+//! Off Linux with glibc there is nothing to do, and nothing is started.
+
+use std::time::Duration;
+
+/// How often the process's CPU time is looked at.
+const TICK: Duration = Duration::from_secs(1);
+
+/// CPU time (in clock ticks, normally 10 ms each) in one [`TICK`] that counts as busy.
+const BUSY_TICKS: u64 = 2;
+
+/// The quiet ticks after a burst at which the heap is trimmed: the first, and a later one for
+/// what was freed after it (connections closing once their visitors are gone).
+const TRIM_AT_QUIET_TICKS: [u32; 2] = [1, 5];
+
+/// Asks the allocator to return its free pages to the operating system; true when it did.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+pub fn release_free_memory() -> bool {
+    // SAFETY: `malloc_trim` takes no pointers and has no preconditions; it walks and locks
+    // glibc's own arenas and advises the kernel that their free pages are unused.
+    unsafe { libc::malloc_trim(0) != 0 }
+}
+
+/// Asks the allocator to return its free pages to the operating system; true when it did.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn release_free_memory() -> bool {
+    false
+}
+
+/// Starts the task that trims the heap once a burst of work is over (on the current tokio
+/// runtime). Returns `None` where trimming means nothing (not Linux with glibc) or the
+/// process's CPU time cannot be read.
+pub fn spawn_trimmer() -> Option<tokio::task::JoinHandle<()>> {
+    if !cfg!(all(target_os = "linux", target_env = "gnu")) {
+        return None;
+    }
+    let first = cpu_ticks()?;
+    Some(tokio::spawn(async move {
+        let mut bursts = Bursts::new(first);
+        let mut ticks = tokio::time::interval(TICK);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            let Some(now) = cpu_ticks() else { return };
+            if bursts.ended(now) {
+                let released = tokio::task::spawn_blocking(release_free_memory)
+                    .await
+                    .unwrap_or(false);
+                tracing::debug!(released, "returned the heap a burst freed");
+            }
+        }
+    }))
+}
+
+/// User plus system CPU time of this process so far, in clock ticks (`/proc/self/stat`).
+fn cpu_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    parse_cpu_ticks(&stat)
+}
+
+/// `utime` and `stime`, the 14th and 15th fields; the command name (2nd field, in
+/// parentheses) may itself hold spaces and parentheses, so fields are counted after its end.
+fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after_name.split_ascii_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some(user + system)
+}
+
+/// Tells, tick by tick, when to trim after a busy period.
+#[derive(Debug)]
+struct Bursts {
+    last: u64,
+    /// Quiet ticks since the last busy one; `None` before the first burst.
+    quiet: Option<u32>,
+}
+
+impl Bursts {
+    fn new(cpu_ticks: u64) -> Self {
+        Self {
+            last: cpu_ticks,
+            quiet: None,
+        }
+    }
+
+    /// Given the CPU time now, one tick after the last call: true at the quiet ticks of
+    /// [`TRIM_AT_QUIET_TICKS`] after a busy one.
+    fn ended(&mut self, cpu_ticks: u64) -> bool {
+        let used = cpu_ticks.saturating_sub(self.last);
+        self.last = cpu_ticks;
+        if used >= BUSY_TICKS {
+            self.quiet = Some(0);
+            return false;
+        }
+        let Some(quiet) = self.quiet.as_mut() else {
+            return false;
+        };
+        *quiet = quiet.saturating_add(1);
+        TRIM_AT_QUIET_TICKS.contains(quiet)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_time_is_read_after_a_command_name_with_spaces_and_parentheses() {
+        let stat = "4242 (tokio (rt) worker) S 1 4242 4242 0 -1 4194560 900 0 0 0 \
+                    123 45 0 0 20 0 4 0 100 0 0";
+        assert_eq!(parse_cpu_ticks(stat), Some(168));
+        assert_eq!(parse_cpu_ticks("4242 (postern) S 1 2"), None);
+        assert_eq!(parse_cpu_ticks("garbage"), None);
+        assert!(cpu_ticks().is_some(), "this process's own stat is readable");
+    }
+
+    #[test]
+    fn the_heap_is_trimmed_when_a_burst_ends_and_once_more_a_little_later() {
+        let mut bursts = Bursts::new(100);
+        let trims = |bursts: &mut Bursts, cpu: &[u64]| -> Vec<bool> {
+            cpu.iter().map(|&c| bursts.ended(c)).collect()
+        };
+        assert_eq!(
+            trims(&mut bursts, &[100, 101, 101]),
+            [false; 3],
+            "quiet from the start: nothing to give back"
+        );
+        assert_eq!(
+            trims(&mut bursts, &[150, 190, 191, 191, 192, 192, 192, 192, 193]),
+            [false, false, true, false, false, false, true, false, false],
+            "busy, busy, then trims at the first and fifth quiet ticks, and no more"
+        );
+        assert_eq!(
+            trims(&mut bursts, &[260, 260, 300, 300]),
+            [false, true, false, true],
+            "a second burst, and one that starts again before the later trim"
+        );
+    }
+
+    /// Resident memory of this process, in KiB.
+    fn rss_kib() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").expect("status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[test]
+    fn freed_memory_below_a_live_block_goes_back_to_the_system() {
+        // 64 MiB in small blocks (from the heap, not mapped one by one), then everything freed
+        // but the last block, which keeps the free space off the top of the heap where glibc
+        // would return it by itself.
+        const BLOCKS: usize = 16 * 1024;
+        let mut blocks: Vec<Vec<u8>> = (0..BLOCKS).map(|i| vec![i as u8; 4096]).collect();
+        let last = blocks.pop().expect("blocks");
+        drop(blocks);
+        let before = rss_kib();
+        release_free_memory();
+        let after = rss_kib();
+        assert!(
+            before.saturating_sub(after) >= 32 * 1024,
+            "RSS {before} KiB before the trim, {after} KiB after"
+        );
+        drop(last);
+    }
+}
