@@ -286,38 +286,58 @@ fn check(dns: &DnsUnderTest, bytes: &[u8]) {
     }
 }
 
-/// Does a name in the question section use a compression pointer into the 12-byte header?
+/// Does a name in the question section use a compression pointer into the 12-byte header,
+/// directly or through other pointers (a pointer to bytes that are themselves a pointer)?
 fn question_points_into_header(bytes: &[u8]) -> bool {
     let questions = bytes
         .get(4..6)
         .map_or(0, |c| u16::from_be_bytes([c[0], c[1]]));
     let mut at = 12;
     for _ in 0..questions {
-        loop {
-            let Some(&len) = bytes.get(at) else {
-                return false;
-            };
-            match len {
-                0 => {
-                    at += 1;
-                    break;
-                }
-                l if l & 0xc0 == 0xc0 => {
-                    let Some(&low) = bytes.get(at + 1) else {
-                        return false;
-                    };
-                    if (usize::from(l & 0x3f) << 8 | usize::from(low)) < 12 {
-                        return true;
-                    }
-                    at += 2;
-                    break;
-                }
-                l => at += 1 + usize::from(l & 0x3f),
-            }
+        match name_points_into_header(bytes, at) {
+            Walk::IntoHeader => return true,
+            Walk::Unreadable => return false,
+            Walk::EndsAt(end) => at = end + 4,
         }
-        at += 4;
     }
     false
+}
+
+/// Where walking the name at `start` leads.
+enum Walk {
+    IntoHeader,
+    Unreadable,
+    /// The name is fine; the question's type follows at this offset.
+    EndsAt(usize),
+}
+
+fn name_points_into_header(bytes: &[u8], start: usize) -> Walk {
+    // Enough hops for any name a decoder accepts; a loop of pointers ends here too.
+    const MAX_HOPS: usize = 64;
+    let mut at = start;
+    let mut end = None;
+    for _ in 0..MAX_HOPS * 64 {
+        let Some(&len) = bytes.get(at) else {
+            return Walk::Unreadable;
+        };
+        match len {
+            0 => return Walk::EndsAt(end.unwrap_or(at + 1)),
+            l if l & 0xc0 == 0xc0 => {
+                let Some(&low) = bytes.get(at + 1) else {
+                    return Walk::Unreadable;
+                };
+                let target = usize::from(l & 0x3f) << 8 | usize::from(low);
+                if target < 12 {
+                    return Walk::IntoHeader;
+                }
+                end.get_or_insert(at + 2);
+                at = target;
+            }
+            l if l & 0xc0 != 0 => return Walk::Unreadable,
+            l => at += 1 + usize::from(l),
+        }
+    }
+    Walk::Unreadable
 }
 
 /// A well-formed query with one question gets an answer that keeps to the zones.
