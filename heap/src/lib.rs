@@ -4,23 +4,26 @@
 //! its arenas for reuse; it only hands back the free space at the very top of each arena, so
 //! a process that served a burst stays at its high-water mark long after the memory is free.
 //! [`spawn_trimmer`] watches the process's CPU time and, once a busy period is followed by a
-//! quiet second, asks glibc to return every free page (`malloc_trim`); once more a few seconds
-//! later, for what the end of the burst freed after that. The Go runtime that other tunnels
+//! quiet quarter second, asks glibc to return every free page (`malloc_trim`); once more a few
+//! seconds later, for what the end of the burst freed after that. The Go runtime that other tunnels
 //! are built on does the like with its background scavenger.
 //!
 //! Off Linux with glibc there is nothing to do, and nothing is started.
 
 use std::time::Duration;
 
-/// How often the process's CPU time is looked at.
-const TICK: Duration = Duration::from_secs(1);
+/// How often the process's CPU time is looked at (a read of `/proc/self/stat`, some
+/// microseconds).
+const TICK: Duration = Duration::from_millis(250);
 
-/// CPU time (in clock ticks, normally 10 ms each) in one [`TICK`] that counts as busy.
+/// CPU time (in clock ticks, normally 10 ms each) in one [`TICK`] that counts as busy: 8% of
+/// a core.
 const BUSY_TICKS: u64 = 2;
 
-/// The quiet ticks after a burst at which the heap is trimmed: the first, and a later one for
-/// what was freed after it (connections closing once their visitors are gone).
-const TRIM_AT_QUIET_TICKS: [u32; 2] = [1, 5];
+/// The quiet ticks after a burst at which the heap is trimmed: the first (a quarter second
+/// after the work stopped), and one four seconds later for what was freed after it
+/// (connections closing once their visitors are gone).
+const TRIM_AT_QUIET_TICKS: [u32; 2] = [1, 17];
 
 /// Asks the allocator to return its free pages to the operating system; true when it did.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -138,9 +141,16 @@ mod tests {
             "quiet from the start: nothing to give back"
         );
         assert_eq!(
-            trims(&mut bursts, &[150, 190, 191, 191, 192, 192, 192, 192, 193]),
-            [false, false, true, false, false, false, true, false, false],
-            "busy, busy, then trims at the first and fifth quiet ticks, and no more"
+            trims(&mut bursts, &[150, 190, 191]),
+            [false, false, true],
+            "busy, busy, then a trim at the first quiet tick"
+        );
+        let quiet: Vec<bool> = (0..30).map(|_| bursts.ended(191)).collect();
+        let later: Vec<usize> = (0..30).filter(|&i| quiet[i]).collect();
+        assert_eq!(
+            later,
+            [15],
+            "one more at the seventeenth quiet tick, and no more"
         );
         assert_eq!(
             trims(&mut bursts, &[260, 260, 300, 300]),
