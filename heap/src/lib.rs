@@ -4,9 +4,9 @@
 //! its arenas for reuse; it only hands back the free space at the very top of each arena, so
 //! a process that served a burst stays at its high-water mark long after the memory is free.
 //! [`spawn_trimmer`] watches the process's CPU time and, once a busy period is followed by a
-//! quiet quarter second, asks glibc to return every free page (`malloc_trim`); once more a few
-//! seconds later, for what the end of the burst freed after that. The Go runtime that other tunnels
-//! are built on does the like with its background scavenger.
+//! quiet quarter second, asks glibc to return every free page (`malloc_trim`); once more a
+//! few seconds later, for what the end of the burst freed after that. The Go runtime that
+//! other tunnels are built on does the like with its background scavenger.
 //!
 //! Off Linux with glibc there is nothing to do, and nothing is started.
 
