@@ -312,11 +312,12 @@ enum Walk {
 }
 
 fn name_points_into_header(bytes: &[u8], start: usize) -> Walk {
-    // Enough hops for any name a decoder accepts; a loop of pointers ends here too.
-    const MAX_HOPS: usize = 64;
+    // Labels and pointer hops together: far more than any name a decoder accepts (at most
+    // 127 labels), and a loop of pointers ends here too.
+    const MAX_STEPS: usize = 4096;
     let mut at = start;
     let mut end = None;
-    for _ in 0..MAX_HOPS * 64 {
+    for _ in 0..MAX_STEPS {
         let Some(&len) = bytes.get(at) else {
             return Walk::Unreadable;
         };
