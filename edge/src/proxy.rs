@@ -34,7 +34,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use postern_schema::api::Hostname;
 use postern_schema::wire::{ConnectorFault, ERROR_HEADER};
@@ -156,10 +156,7 @@ async fn serve_connection(
     match tls {
         None => {
             let context = Context {
-                visitor: Visitor {
-                    peer,
-                    scheme: "http",
-                },
+                visitor: Visitor::new(peer, "http"),
                 sni: None,
             };
             // The deadline sits outside the guard, which holds a request head back until it is
@@ -183,10 +180,7 @@ async fn serve_connection(
                 .server_name()
                 .map(str::to_ascii_lowercase);
             let context = Context {
-                visitor: Visitor {
-                    peer,
-                    scheme: "https",
-                },
+                visitor: Visitor::new(peer, "https"),
                 sni,
             };
             // Only HTTP/1.1 needs the framing guard; HTTP/2 frames its own messages.
@@ -208,7 +202,7 @@ where
         let context = context.clone();
         async move { Ok::<_, Infallible>(handle(state, context, request).await) }
     });
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(postern_heap::BoxingExecutor);
     builder
         .http1()
         .timer(TokioTimer::new())

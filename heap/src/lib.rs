@@ -1,4 +1,5 @@
-//! Gives heap memory back to the operating system after a burst of traffic.
+//! How the edge and the connector use the heap: memory a burst of traffic freed goes back to
+//! the operating system, and hyper's large futures are spawned boxed ([`BoxingExecutor`]).
 //!
 //! glibc's allocator keeps what a burst freed (bodies in flight, per-connection buffers) in
 //! its arenas for reuse; it only hands back the free space at the very top of each arena, so
@@ -8,9 +9,13 @@
 //! few seconds later, for what the end of the burst freed after that. The Go runtime that
 //! other tunnels are built on does the like with its background scavenger.
 //!
-//! Off Linux with glibc there is nothing to do, and nothing is started.
+//! Off Linux with glibc, trimming has nothing to do and nothing is started.
+
+mod executor;
 
 use std::time::Duration;
+
+pub use executor::BoxingExecutor;
 
 /// How often the process's CPU time is looked at (a read of `/proc/self/stat`, some
 /// microseconds).

@@ -16,7 +16,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::server::conn::http2;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use postern_schema::wire::{
     self, ALPN_TUNNEL, CERTIFICATE_PATH, CONFIG_PATH, CONFIG_VERSION_HEADER, CONTROL_AUTHORITY,
     CertificateGrant, ConfigAck, ConfigPush, ConnectorFault, DRAIN_PATH, Drain, DrainReason,
@@ -253,7 +253,7 @@ pub async fn run(
             Box::pin(async move { Ok::<_, Infallible>(handle(conn, request).await) })
         })
     };
-    let connection = http2::Builder::new(TokioExecutor::new())
+    let connection = http2::Builder::new(postern_heap::BoxingExecutor)
         .timer(TokioTimer::new())
         .enable_connect_protocol()
         .keep_alive_interval(KEEPALIVE_INTERVAL)

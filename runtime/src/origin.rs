@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -17,8 +17,8 @@ use hyper_util::rt::TokioIo;
 use postern_schema::api::OriginSettings;
 use postern_schema::rules::Service;
 use postern_schema::wire::{
-    self, CONFIG_VERSION_HEADER, CONNECTOR_HEADER, ConnectorFault, ERROR_HEADER, MAX_HEADER_LIST,
-    header_list_size,
+    CONFIG_VERSION_HEADER, CONNECTOR_HEADER, ConnectorFault, ERROR_HEADER, MAX_HEADER_LIST,
+    header_list_size, strip_hop_by_hop,
 };
 use rustls::RootCertStore;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -432,32 +432,6 @@ pub fn fault(kind: ConnectorFault, message: &str) -> Response<BoxBody> {
         HeaderValue::from_static(kind.as_str()),
     );
     response
-}
-
-/// Removes hop-by-hop headers (and those `Connection` names); keeps `TE: trailers`.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
-    let wants_trailers = headers
-        .get_all(header::TE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
-    for name in named {
-        headers.remove(name);
-    }
-    for name in &wire::HOP_BY_HOP {
-        headers.remove(name);
-    }
-    if wants_trailers {
-        headers.insert(header::TE, HeaderValue::from_static("trailers"));
-    }
 }
 
 fn caused_by_timeout(error: &(dyn std::error::Error + 'static)) -> bool {

@@ -25,6 +25,48 @@ pub const HOP_BY_HOP: [http::HeaderName; 9] = [
     http::header::HOST,
 ];
 
+/// Removes hop-by-hop headers, including those the `Connection` header names; keeps
+/// `TE: trailers`, which HTTP/2 allows and gRPC needs.
+pub fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
+    use http::header::{CONNECTION, HeaderName, HeaderValue, TE};
+    // It runs on every request and response at both ends: one pass over the names present (a
+    // handful) finds what to remove, instead of a hashed lookup for every hop-by-hop name.
+    let hops = HOP_BY_HOP;
+    let mut present = hops.each_ref().map(|_| false);
+    for name in headers.keys() {
+        if let Some(index) = hops.iter().position(|hop| hop == name) {
+            present[index] = true;
+        }
+    }
+    if !present.contains(&true) {
+        return;
+    }
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .collect();
+    let wants_trailers = headers
+        .get_all(TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
+    for name in named {
+        headers.remove(name);
+    }
+    for (name, present) in hops.iter().zip(present) {
+        if present {
+            headers.remove(name);
+        }
+    }
+    if wants_trailers {
+        headers.insert(TE, HeaderValue::from_static("trailers"));
+    }
+}
+
 /// ALPN of an authenticated tunnel connection (TLS 1.3, client certificate required).
 pub const ALPN_TUNNEL: &[u8] = b"postern/1";
 
@@ -385,6 +427,38 @@ pub fn decode_der(text: &str, field: &'static str) -> Result<Vec<u8>, WireError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_go_and_te_trailers_stays() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            "connection",
+            http::HeaderValue::from_static("close, x-secret"),
+        );
+        headers.insert("x-secret", http::HeaderValue::from_static("1"));
+        headers.insert("keep-alive", http::HeaderValue::from_static("timeout=5"));
+        headers.insert("te", http::HeaderValue::from_static("trailers, deflate"));
+        headers.insert("host", http::HeaderValue::from_static("a.example.com"));
+        headers.insert("accept", http::HeaderValue::from_static("*/*"));
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(headers.len(), 2, "{headers:?}");
+        assert_eq!(headers["te"], "trailers");
+        assert_eq!(headers["accept"], "*/*");
+    }
+
+    #[test]
+    fn headers_without_hop_by_hop_ones_are_left_alone() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("content-length", http::HeaderValue::from_static("100"));
+        headers.insert("x-custom", http::HeaderValue::from_static("1"));
+        let before = headers.clone();
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(headers, before);
+        headers.insert("te", http::HeaderValue::from_static("gzip"));
+        headers.insert("upgrade", http::HeaderValue::from_static("h2c"));
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(headers, before, "TE without trailers and Upgrade go");
+    }
 
     fn round_trip<T>(message: &T)
     where

@@ -20,7 +20,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use postern_schema::wire::{self, ALPN_PEER, PEER_SERVER_NAME};
 use rustls::RootCertStore;
 use rustls::client::ResolvesClientCert;
@@ -427,18 +427,19 @@ async fn dial(
             address: address.to_string(),
         });
     }
-    let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .keep_alive_interval(KEEPALIVE_INTERVAL)
-        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
-        .keep_alive_while_idle(true)
-        .max_header_list_size(wire::ACCEPTED_HEADER_LIST)
-        .handshake::<_, TunnelBody>(TokioIo::new(stream))
-        .await
-        .map_err(|source| PeerError::Http2 {
-            node_id: node_id.to_string(),
-            source,
-        })?;
+    let (sender, connection) =
+        hyper::client::conn::http2::Builder::new(postern_heap::BoxingExecutor)
+            .timer(TokioTimer::new())
+            .keep_alive_interval(KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+            .keep_alive_while_idle(true)
+            .max_header_list_size(wire::ACCEPTED_HEADER_LIST)
+            .handshake::<_, TunnelBody>(TokioIo::new(stream))
+            .await
+            .map_err(|source| PeerError::Http2 {
+                node_id: node_id.to_string(),
+                source,
+            })?;
     let span = tracing::debug_span!("peer_link", node_id = %node_id, peer_addr = %address);
     tokio::spawn(
         async move {
@@ -483,7 +484,7 @@ pub async fn serve(
                 Ok::<_, Infallible>(crate::proxy::serve_forwarded(state, &from, request).await)
             }
         });
-        let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        let connection = hyper::server::conn::http2::Builder::new(postern_heap::BoxingExecutor)
             .timer(TokioTimer::new())
             .enable_connect_protocol()
             .keep_alive_interval(KEEPALIVE_INTERVAL)

@@ -13,7 +13,7 @@ use http::{Method, Request, Uri, Version, request};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::body::{Body, Frame, SizeHint};
-use postern_schema::wire::{self, CONFIG_VERSION_HEADER, ERROR_HEADER};
+use postern_schema::wire::{CONFIG_VERSION_HEADER, ERROR_HEADER, strip_hop_by_hop};
 
 use crate::tunnel::registry::{StreamGuard, TunnelBody};
 
@@ -53,33 +53,6 @@ pub(super) fn upgrade_of(parts: &request::Parts) -> Option<Upgrade> {
         .then_some(Upgrade::Http1WebSocket)
 }
 
-/// Removes hop-by-hop headers, including those the `Connection` header names; keeps
-/// `TE: trailers`, which HTTP/2 allows and gRPC needs.
-pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
-        .collect();
-    let wants_trailers = headers
-        .get_all(header::TE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
-    for name in named {
-        headers.remove(name);
-    }
-    for name in &wire::HOP_BY_HOP {
-        headers.remove(name);
-    }
-    if wants_trailers {
-        headers.insert(header::TE, HeaderValue::from_static("trailers"));
-    }
-}
-
 /// Removes every `x-postern-*` header: only the edge and the connector may set them.
 pub(super) fn strip_internal(headers: &mut HeaderMap) {
     let internal: Vec<HeaderName> = headers
@@ -99,6 +72,23 @@ pub(super) struct Visitor {
     pub peer: SocketAddr,
     /// `http` or `https`.
     pub scheme: &'static str,
+    /// The visitor's IP as `X-Forwarded-For` lists it, formatted once per connection.
+    forwarded_ip: HeaderValue,
+}
+
+impl Visitor {
+    /// A visitor connected from `peer` over `scheme` (`http` or `https`).
+    pub(super) fn new(peer: SocketAddr, scheme: &'static str) -> Self {
+        let ip = peer.ip().to_canonical().to_string();
+        // An IP address is always a valid header value; the fallback is never taken.
+        let forwarded_ip =
+            HeaderValue::try_from(ip).unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        Self {
+            peer,
+            scheme,
+            forwarded_ip,
+        }
+    }
 }
 
 /// Turns the visitor's request head into the head of a tunnel stream for `host`.
@@ -123,11 +113,15 @@ pub(super) fn tunnel_request(
         .unwrap_or_default();
     strip_hop_by_hop(&mut parts.headers);
     strip_internal(&mut parts.headers);
-    append_forwarded_for(&mut parts.headers, visitor.peer);
+    append_forwarded_for(&mut parts.headers, visitor);
     parts
         .headers
         .insert(X_FORWARDED_PROTO, HeaderValue::from_static(visitor.scheme));
-    if let Ok(value) = HeaderValue::from_str(request_id) {
+    if let Ok(mut value) = HeaderValue::from_str(request_id) {
+        // Unique to the request: in HPACK's table it would only push out headers that repeat
+        // (each request would add one entry and evict another, at both ends), so it is sent
+        // as a never-indexed literal.
+        value.set_sensitive(true);
         parts.headers.insert(REQUEST_ID, value);
     }
     let mut request = Request::new(body);
@@ -167,20 +161,24 @@ pub(super) fn clean_response_headers(headers: &mut HeaderMap, request_id: &str) 
     }
 }
 
-fn append_forwarded_for(headers: &mut HeaderMap, peer: SocketAddr) {
-    let ip = peer.ip().to_canonical().to_string();
-    let value = match headers
+fn append_forwarded_for(headers: &mut HeaderMap, visitor: &Visitor) {
+    let ip = &visitor.forwarded_ip;
+    let previous = headers
         .get(&X_FORWARDED_FOR)
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
-        .filter(|v| !v.is_empty())
-    {
-        Some(previous) => format!("{previous}, {ip}"),
-        None => ip,
+        .filter(|v| !v.is_empty());
+    let value = match previous {
+        Some(previous) => {
+            let appended = format!("{previous}, {}", ip.to_str().unwrap_or_default());
+            match HeaderValue::try_from(appended) {
+                Ok(value) => value,
+                Err(_) => return,
+            }
+        }
+        None => ip.clone(),
     };
-    if let Ok(value) = HeaderValue::from_str(&value) {
-        headers.insert(X_FORWARDED_FOR, value);
-    }
+    headers.insert(X_FORWARDED_FOR, value);
 }
 
 /// A body from the tunnel that keeps its stream counted as outstanding until it ends.
@@ -238,21 +236,6 @@ mod tests {
     }
 
     #[test]
-    fn hop_by_hop_headers_go_and_te_trailers_stays() {
-        let mut headers = HeaderMap::new();
-        headers.insert("connection", HeaderValue::from_static("close, x-secret"));
-        headers.insert("x-secret", HeaderValue::from_static("1"));
-        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        headers.insert("te", HeaderValue::from_static("trailers, deflate"));
-        headers.insert("host", HeaderValue::from_static("a.example.com"));
-        headers.insert("accept", HeaderValue::from_static("*/*"));
-        strip_hop_by_hop(&mut headers);
-        assert_eq!(headers.len(), 2, "{headers:?}");
-        assert_eq!(headers["te"], "trailers");
-        assert_eq!(headers["accept"], "*/*");
-    }
-
-    #[test]
     fn tunnel_requests_carry_forwarding_headers_and_no_internal_ones() {
         let head = parts(
             Request::post("/upload?x=1")
@@ -261,10 +244,7 @@ mod tests {
                 .header("x-postern-config-version", "999")
                 .header("x-request-id", "visitor-chosen"),
         );
-        let visitor = Visitor {
-            peer: "127.0.0.2:5000".parse().expect("addr"),
-            scheme: "https",
-        };
+        let visitor = Visitor::new("127.0.0.2:5000".parse().expect("addr"), "https");
         let body = crate::tunnel::session::full_body(Bytes::new());
         let request = tunnel_request(head, body, "app.example.com", &visitor, "r-1", None);
         assert_eq!(request.method(), Method::POST);
@@ -273,8 +253,32 @@ mod tests {
         assert_eq!(headers["x-forwarded-for"], "10.1.1.1, 127.0.0.2");
         assert_eq!(headers["x-forwarded-proto"], "https");
         assert_eq!(headers["x-request-id"], "r-1");
+        assert!(
+            headers["x-request-id"].is_sensitive(),
+            "the request id must go as a never-indexed HPACK literal"
+        );
         assert!(headers.get("x-postern-config-version").is_none());
         assert!(headers.get("host").is_none());
+    }
+
+    #[test]
+    fn forwarded_for_names_the_visitor_once_per_hop() {
+        let visitor = Visitor::new("[::ffff:10.0.0.7]:443".parse().expect("addr"), "http");
+        for _ in 0..2 {
+            let head = parts(Request::get("/").header("host", "a.example.com"));
+            let body = crate::tunnel::session::full_body(Bytes::new());
+            let request = tunnel_request(head, body, "a.example.com", &visitor, "r", None);
+            assert_eq!(request.headers()["x-forwarded-for"], "10.0.0.7");
+        }
+        let visitor = Visitor::new("[2001:db8::1]:443".parse().expect("addr"), "https");
+        let head = parts(
+            Request::get("/")
+                .header("x-forwarded-for", " ")
+                .header("host", "a.example.com"),
+        );
+        let body = crate::tunnel::session::full_body(Bytes::new());
+        let request = tunnel_request(head, body, "a.example.com", &visitor, "r", None);
+        assert_eq!(request.headers()["x-forwarded-for"], "2001:db8::1");
     }
 
     #[test]
@@ -287,10 +291,7 @@ mod tests {
         );
         let upgrade = upgrade_of(&head);
         assert_eq!(upgrade, Some(Upgrade::Http1WebSocket));
-        let visitor = Visitor {
-            peer: "127.0.0.1:1".parse().expect("addr"),
-            scheme: "http",
-        };
+        let visitor = Visitor::new("127.0.0.1:1".parse().expect("addr"), "http");
         let body = crate::tunnel::session::full_body(Bytes::new());
         let request = tunnel_request(head, body, "a.example.com", &visitor, "r", upgrade);
         assert_eq!(request.method(), Method::CONNECT);

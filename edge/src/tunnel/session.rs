@@ -14,7 +14,7 @@ use http::{Request, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::client::conn::http2::{self, SendRequest};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use postern_schema::api::Connection;
 use postern_schema::ids::TunnelId;
 use postern_schema::wire::{
@@ -132,7 +132,7 @@ pub async fn run(
         config_version = tracing::field::Empty,
     );
     async move {
-        let handshake = http2::Builder::new(TokioExecutor::new())
+        let handshake = http2::Builder::new(postern_heap::BoxingExecutor)
             .timer(TokioTimer::new())
             .keep_alive_interval(KEEPALIVE_INTERVAL)
             .keep_alive_timeout(KEEPALIVE_TIMEOUT)

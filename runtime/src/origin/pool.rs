@@ -73,7 +73,10 @@ impl Conn {
 pub(super) struct Pool {
     connector: HttpsConnector<HttpConnector>,
     read_buffer: usize,
-    idle: Mutex<HashMap<Key, VecDeque<Box<Conn>>>>,
+    /// By origin. FNV, not SipHash: keys come from the declared origins, not from visitors,
+    /// and `Authority` hashes byte by byte (lowercased), which SipHash makes costly on every
+    /// checkout and checkin.
+    idle: Mutex<HashMap<Key, VecDeque<Box<Conn>>, fnv::FnvBuildHasher>>,
 }
 
 impl Pool {
@@ -83,7 +86,7 @@ impl Pool {
         let pool = Arc::new(Self {
             connector,
             read_buffer,
-            idle: Mutex::new(HashMap::new()),
+            idle: Mutex::new(HashMap::default()),
         });
         let weak = Arc::downgrade(&pool);
         tokio::spawn(async move {

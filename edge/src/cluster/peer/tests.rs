@@ -44,7 +44,7 @@ async fn echo_node(ca: &Arc<EdgeCa>, node_id: &str) -> SocketAddr {
                         Ok::<_, Infallible>(Response::new(crate::tunnel::session::full_body(from)))
                     }
                 });
-                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                let _ = hyper::server::conn::http2::Builder::new(postern_heap::BoxingExecutor)
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
             });
