@@ -1,5 +1,6 @@
 //! How the edge and the connector use the heap: memory a burst of traffic freed goes back to
-//! the operating system, and hyper's large futures are spawned boxed ([`BoxingExecutor`]).
+//! the operating system once the burst is over (and glibc is kept from doing so in the middle
+//! of one), and hyper's large futures are spawned boxed ([`BoxingExecutor`]).
 //!
 //! glibc's allocator keeps what a burst freed (bodies in flight, per-connection buffers) in
 //! its arenas for reuse; it only hands back the free space at the very top of each arena, so
@@ -47,7 +48,7 @@ pub fn release_free_memory() -> bool {
 
 /// How much free memory may sit at the top of one of glibc's arenas before glibc returns it on
 /// its own, while the trimmer is running (glibc's default is 128 KiB).
-const TRIM_THRESHOLD: usize = 32 * 1024 * 1024;
+const TRIM_THRESHOLD: libc::c_int = 32 * 1024 * 1024;
 
 /// Leaves returning memory to the trimmer: glibc gives back the top of an arena by itself only
 /// when more than [`TRIM_THRESHOLD`] is free there.
@@ -60,10 +61,9 @@ const TRIM_THRESHOLD: usize = 32 * 1024 * 1024;
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
 fn defer_automatic_trim() -> bool {
-    let threshold = libc::c_int::try_from(TRIM_THRESHOLD).unwrap_or(libc::c_int::MAX);
     // SAFETY: `mallopt` takes no pointers and has no preconditions; it sets one parameter of
     // glibc's allocator under the allocator's own lock, and any value is valid for this one.
-    unsafe { libc::mallopt(libc::M_TRIM_THRESHOLD, threshold) == 1 }
+    unsafe { libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1 }
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
