@@ -187,7 +187,12 @@ async fn terraform_style_launch_serves_schema_and_shuts_down() {
     );
     assert!(provider.attributes[0].sensitive, "api_token is sensitive");
     assert!(schema.diagnostics.is_empty());
-    assert!(schema.server_capabilities.is_some_and(|c| c.plan_destroy));
+    let capabilities = schema.server_capabilities.expect("server capabilities");
+    assert!(capabilities.plan_destroy);
+    assert!(
+        capabilities.get_provider_schema_optional,
+        "Terraform may reuse the schema in the provider's later processes of a run"
+    );
 
     GrpcControllerClient::new(channel)
         .shutdown(Empty {})

@@ -801,10 +801,14 @@ impl<P: Provider> ProviderRpc for ProviderService<P> {
     }
 }
 
+/// What this provider tells Terraform it can do. `get_provider_schema_optional`: every call is
+/// served from the registry the process starts with, so Terraform may reuse the schema it got
+/// from the first of a run's provider processes (it starts three for a `plan`) instead of
+/// asking each one again.
 fn capabilities() -> tf::ServerCapabilities {
     tf::ServerCapabilities {
         plan_destroy: true,
-        get_provider_schema_optional: false,
+        get_provider_schema_optional: true,
         move_resource_state: false,
     }
 }
