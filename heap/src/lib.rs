@@ -7,8 +7,10 @@
 //! a process that served a burst stays at its high-water mark long after the memory is free.
 //! [`spawn_trimmer`] watches the process's CPU time and, once a busy period is followed by a
 //! quiet quarter second, asks glibc to return every free page (`malloc_trim`); once more a
-//! few seconds later, for what the end of the burst freed after that. The Go runtime that
-//! other tunnels are built on does the like with its background scavenger.
+//! few seconds later, for what the end of the burst freed after that; never twice within two
+//! seconds, so traffic that pauses often is not trimmed at every pause and faulted back in at
+//! the next burst. The Go runtime that other tunnels are built on does the like with its
+//! background scavenger.
 //!
 //! Off Linux with glibc, trimming has nothing to do and nothing is started.
 
@@ -30,6 +32,12 @@ const BUSY_TICKS: u64 = 2;
 /// after the work stopped), and one four seconds later for what was freed after it
 /// (connections closing once their visitors are gone).
 const TRIM_AT_QUIET_TICKS: [u32; 2] = [1, 17];
+
+/// The fewest ticks between two trims: two seconds. Traffic that pauses every few hundred
+/// milliseconds would otherwise have its heap trimmed at every pause and faulted back in at
+/// the next burst; a trim that falls due sooner waits, and happens at the first quiet tick
+/// after the floor (if the process is still quiet then).
+const TICKS_BETWEEN_TRIMS: u32 = 8;
 
 /// Asks the allocator to return its free pages to the operating system; true when it did.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -123,6 +131,10 @@ struct Bursts {
     last: u64,
     /// Quiet ticks since the last busy one; `None` before the first burst.
     quiet: Option<u32>,
+    /// Trims done since the last busy tick (indexes [`TRIM_AT_QUIET_TICKS`]).
+    trims: usize,
+    /// Ticks since the last trim.
+    since_trim: u32,
 }
 
 impl Bursts {
@@ -130,23 +142,36 @@ impl Bursts {
         Self {
             last: cpu_ticks,
             quiet: None,
+            trims: 0,
+            since_trim: u32::MAX,
         }
     }
 
     /// Given the CPU time now, one tick after the last call: true at the quiet ticks of
-    /// [`TRIM_AT_QUIET_TICKS`] after a busy one.
+    /// [`TRIM_AT_QUIET_TICKS`] after a busy one, or as soon after them as
+    /// [`TICKS_BETWEEN_TRIMS`] allows.
     fn ended(&mut self, cpu_ticks: u64) -> bool {
         let used = cpu_ticks.saturating_sub(self.last);
         self.last = cpu_ticks;
+        self.since_trim = self.since_trim.saturating_add(1);
         if used >= BUSY_TICKS {
             self.quiet = Some(0);
+            self.trims = 0;
             return false;
         }
         let Some(quiet) = self.quiet.as_mut() else {
             return false;
         };
         *quiet = quiet.saturating_add(1);
-        TRIM_AT_QUIET_TICKS.contains(quiet)
+        let due = TRIM_AT_QUIET_TICKS
+            .get(self.trims)
+            .is_some_and(|&at| *quiet >= at);
+        if !due || self.since_trim < TICKS_BETWEEN_TRIMS {
+            return false;
+        }
+        self.trims += 1;
+        self.since_trim = 0;
+        true
     }
 }
 
@@ -197,9 +222,38 @@ mod tests {
             "one more at the seventeenth quiet tick, and no more"
         );
         assert_eq!(
-            trims(&mut bursts, &[260, 260, 300, 300]),
-            [false, true, false, true],
-            "a second burst, and one that starts again before the later trim"
+            trims(&mut bursts, &[260, 260]),
+            [false, true],
+            "a second burst, long after the last trim: trimmed at once"
+        );
+        assert_eq!(
+            trims(&mut bursts, &[300, 300, 300, 300, 300, 300, 300, 300, 300]),
+            [false, false, false, false, false, false, false, true, false],
+            "a third burst half a second after that trim: its trim waits for the two-second floor"
+        );
+    }
+
+    #[test]
+    fn traffic_that_pauses_often_is_trimmed_at_most_every_two_seconds() {
+        let mut bursts = Bursts::new(0);
+        let mut cpu = 0;
+        let mut trimmed_at = Vec::new();
+        // Busy for one tick, quiet for one, for ten seconds.
+        for tick in 0..40u32 {
+            if tick % 2 == 0 {
+                cpu += 10;
+            }
+            if bursts.ended(cpu) {
+                trimmed_at.push(tick);
+            }
+        }
+        assert_eq!(trimmed_at, [1, 9, 17, 25, 33]);
+        // Then quiet: the trim four seconds after the last burst still comes.
+        let quiet: Vec<u32> = (40..80u32).filter(|_| bursts.ended(cpu)).collect();
+        assert_eq!(
+            quiet,
+            [41, 55],
+            "the first quiet tick past the floor, then the later trim"
         );
     }
 
