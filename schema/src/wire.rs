@@ -13,7 +13,7 @@ use crate::secret::Secret;
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1), and may not be
 /// sent on HTTP/2: neither the edge nor the connector passes them on. (`Host` is here too: each
 /// hop sets its own, from `:authority` or the origin's settings.)
-pub const HOP_BY_HOP: [http::HeaderName; 9] = [
+pub static HOP_BY_HOP: [http::HeaderName; 9] = [
     http::header::CONNECTION,
     http::HeaderName::from_static("keep-alive"),
     http::HeaderName::from_static("proxy-connection"),
@@ -31,7 +31,7 @@ pub fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
     use http::header::{CONNECTION, HeaderName, HeaderValue, TE};
     // It runs on every request and response at both ends: one pass over the names present (a
     // handful) finds what to remove, instead of a hashed lookup for every hop-by-hop name.
-    let hops = HOP_BY_HOP;
+    let hops = &HOP_BY_HOP;
     let mut present = hops.each_ref().map(|_| false);
     for name in headers.keys() {
         if let Some(index) = hops.iter().position(|hop| hop == name) {

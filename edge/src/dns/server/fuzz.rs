@@ -294,7 +294,7 @@ fn question_points_into_header(bytes: &[u8]) -> bool {
         .map_or(0, |c| u16::from_be_bytes([c[0], c[1]]));
     let mut at = 12;
     for _ in 0..questions {
-        match name_points_into_header(bytes, at) {
+        match walk_name(bytes, at) {
             Walk::IntoHeader => return true,
             Walk::Unreadable => return false,
             Walk::EndsAt(end) => at = end + 4,
@@ -311,7 +311,9 @@ enum Walk {
     EndsAt(usize),
 }
 
-fn name_points_into_header(bytes: &[u8], start: usize) -> Walk {
+/// Follows the name at `start`, labels and pointers, to where it ends or first points into the
+/// header.
+fn walk_name(bytes: &[u8], start: usize) -> Walk {
     // Labels and pointer hops together: far more than any name a decoder accepts (at most
     // 127 labels), and a loop of pointers ends here too.
     const MAX_STEPS: usize = 4096;
