@@ -88,10 +88,11 @@ fn defer_automatic_trim() -> bool {
     false
 }
 
-/// Starts the task that trims the heap once a burst of work is over, and every ten seconds of
-/// work without a pause (on the current tokio runtime), and from then on keeps glibc from trimming in the middle of one
-/// ([`TRIM_THRESHOLD`]). Returns `None` where trimming means nothing (not Linux with glibc) or
-/// the process's CPU time cannot be read; glibc's settings are then left alone.
+/// Starts the task that trims the heap once a burst of work is over and every ten seconds of
+/// work without a pause (on the current tokio runtime), and from then on keeps glibc from
+/// trimming in the middle of a burst ([`TRIM_THRESHOLD`]). Returns `None` where trimming means
+/// nothing (not Linux with glibc) or the process's CPU time cannot be read; glibc's settings
+/// are then left alone.
 pub fn spawn_trimmer() -> Option<tokio::task::JoinHandle<()>> {
     if !cfg!(all(target_os = "linux", target_env = "gnu")) {
         return None;
