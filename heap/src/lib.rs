@@ -167,16 +167,24 @@ impl Bursts {
         let used = cpu_ticks.saturating_sub(self.last);
         self.last = cpu_ticks;
         self.since_trim = self.since_trim.saturating_add(1);
-        if used >= BUSY_TICKS {
+        let trim = if used >= BUSY_TICKS {
             self.quiet = Some(0);
             self.trims = 0;
             self.busy_run += 1;
-            if self.busy_run < TRIM_EVERY_BUSY_TICKS {
-                return false;
-            }
-            return self.trimmed();
+            self.busy_run >= TRIM_EVERY_BUSY_TICKS
+        } else {
+            self.busy_run = 0;
+            self.quiet_trim_due()
+        };
+        if trim {
+            self.since_trim = 0;
+            self.busy_run = 0;
         }
-        self.busy_run = 0;
+        trim
+    }
+
+    /// On a quiet tick: whether the next of [`TRIM_AT_QUIET_TICKS`] is due and the floor allows it.
+    fn quiet_trim_due(&mut self) -> bool {
         let Some(quiet) = self.quiet.as_mut() else {
             return false;
         };
@@ -188,13 +196,6 @@ impl Bursts {
             return false;
         }
         self.trims += 1;
-        self.trimmed()
-    }
-
-    /// Notes a trim made now.
-    fn trimmed(&mut self) -> bool {
-        self.since_trim = 0;
-        self.busy_run = 0;
         true
     }
 }
