@@ -8,6 +8,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use postern_schema::api::{Hostname, HostnameSpec, Policy, PolicySpec, Tunnel, TunnelSpec};
+use postern_schema::error_chain;
 use postern_schema::ids::{PolicyId, TunnelId};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
@@ -225,16 +226,4 @@ pub fn hostname_from_record(record: &Record, addresses: &[String]) -> Result<Hos
         version: record.version,
         created_at: record.created_at.clone(),
     })
-}
-
-/// An error and its causes on one line, for logs.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

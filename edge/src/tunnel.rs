@@ -138,7 +138,7 @@ pub async fn serve(listener: TcpListener, state: EdgeState, cancel: Cancellation
     let tls = match TunnelTls::new(&state) {
         Ok(tls) => Arc::new(tls),
         Err(error) => {
-            tracing::error!(error = %crate::catalog::error_chain(&error), "the tunnel listener cannot start");
+            tracing::error!(error = %postern_schema::error_chain(&error), "the tunnel listener cannot start");
             cancel.cancelled().await;
             return;
         }

@@ -12,6 +12,7 @@ use postern_schema::api::{
     Policy, PolicySpec, Rollout, RolloutScope, Tunnel, TunnelSpec,
 };
 use postern_schema::client::{Client, ClientError};
+use postern_schema::error_chain;
 use postern_schema::ids::{PolicyId, TunnelId};
 use postern_schema::secret::Secret;
 
@@ -426,21 +427,6 @@ pub fn diagnose(error: &ClientError, op: Operation<'_>) -> Diagnostic {
             }
         }
     }
-}
-
-/// An error and its causes, `: `-separated (the transport's own words).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use postern_schema::wire::{
     self, ALPN_TUNNEL, CERTIFICATE_PATH, CONFIG_PATH, CONFIG_VERSION_HEADER, CONTROL_AUTHORITY,
     CertificateGrant, ConfigAck, ConfigPush, ConnectorFault, DRAIN_PATH, Drain, DrainReason,
-    EVENTS_PATH, Event, HELLO_PATH, Hello, HelloAnswer,
+    EVENTS_PATH, Event, HELLO_PATH, Hello, HelloAnswer, tuning,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -37,28 +37,6 @@ use crate::tls::edge_server_name;
 
 /// How long dialing the edge may take.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How often the connector pings an idle edge; with the timeout below, a dead edge is
-/// noticed within about five seconds.
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
-
-/// How long a ping may go unanswered.
-const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// The flow-control window the connector grants the edge (request bodies) per stream.
-/// 1 MiB is several times a fast link's bandwidth-delay product, so bulk bodies never wait
-/// for WINDOW_UPDATEs, and it bounds what one stream can make the connector buffer. On loopback
-/// it moved bulk bodies faster than 4 MiB did (less memory touched per stream).
-const STREAM_WINDOW: u32 = 1024 * 1024;
-
-/// The connection-level window: several bulk streams at once.
-const CONNECTION_WINDOW: u32 = 4 * 1024 * 1024;
-
-/// The largest DATA frame the connector accepts: fewer frames (and wake-ups) per bulk body.
-const MAX_FRAME: u32 = 64 * 1024;
-
-/// How much of a response body the connector queues per stream before waiting for the edge.
-const MAX_SEND_BUFFER: usize = 1024 * 1024;
 
 /// How long a draining connector waits for the edge to confirm it stopped routing here
 /// before it sends GOAWAY anyway.
@@ -256,13 +234,13 @@ pub async fn run(
     let connection = http2::Builder::new(postern_heap::BoxingExecutor)
         .timer(TokioTimer::new())
         .enable_connect_protocol()
-        .keep_alive_interval(KEEPALIVE_INTERVAL)
-        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+        .keep_alive_interval(tuning::KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(tuning::KEEPALIVE_TIMEOUT)
         .max_header_list_size(wire::ACCEPTED_HEADER_LIST)
-        .initial_stream_window_size(STREAM_WINDOW)
-        .initial_connection_window_size(CONNECTION_WINDOW)
-        .max_frame_size(MAX_FRAME)
-        .max_send_buf_size(MAX_SEND_BUFFER)
+        .initial_stream_window_size(tuning::STREAM_WINDOW)
+        .initial_connection_window_size(tuning::CONNECTION_WINDOW)
+        .max_frame_size(tuning::MAX_FRAME)
+        .max_send_buf_size(tuning::MAX_SEND_BUFFER)
         .serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
 

@@ -15,6 +15,7 @@ use hyper_rustls::{FixedServerNameResolver, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
 use postern_schema::api::OriginSettings;
+use postern_schema::error_chain;
 use postern_schema::rules::Service;
 use postern_schema::wire::{
     CONFIG_VERSION_HEADER, CONNECTOR_HEADER, ConnectorFault, ERROR_HEADER, MAX_HEADER_LIST,
@@ -445,17 +446,6 @@ fn caused_by_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
         current = error.source();
     }
     false
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use postern_schema::error_chain;
 use postern_schema::ids::TunnelId;
 use postern_schema::wire::{self, Event};
 use rand::Rng;
@@ -500,17 +501,6 @@ impl Backoff {
         self.attempt = self.attempt.saturating_add(1);
         ceiling.mul_f64(rand::rng().random_range(0.5..=1.0))
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -70,8 +70,43 @@ impl fmt::Display for ContractError {
 
 impl std::error::Error for ContractError {}
 
+/// An error and its causes on one line, `: `-separated, for logs and diagnostics. A cause whose
+/// text the line already holds (some errors print their source themselves) is not repeated.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// Appends an escaped reference token to a JSON pointer.
 pub(crate) fn push_pointer(pointer: &str, token: &str) -> String {
     let escaped = token.replace('~', "~0").replace('/', "~1");
     format!("{pointer}/{escaped}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Outer(#[source] Middle);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("middle: inner")]
+    struct Middle(#[source] std::io::Error);
+
+    #[test]
+    fn the_chain_names_each_cause_once() {
+        let error = Outer(Middle(std::io::Error::other("inner")));
+        assert_eq!(error_chain(&error), "outer: middle: inner");
+    }
 }

@@ -14,4 +14,4 @@ pub mod token;
 pub mod validate;
 pub mod wire;
 
-pub use error::{ContractError, Violation};
+pub use error::{ContractError, Violation, error_chain};

@@ -6,8 +6,8 @@ use axum::response::{IntoResponse, Response};
 use postern_schema::ContractError;
 use postern_schema::api::{ApiErrorBody, ErrorCode};
 
-use crate::catalog::error_chain;
 use crate::store::StoreError;
+use postern_schema::error_chain;
 
 /// A failed API request.
 #[derive(Debug)]

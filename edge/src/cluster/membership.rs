@@ -18,7 +18,9 @@ use postern_schema::ids::TunnelId;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::catalog::{Catalog, error_chain};
+use postern_schema::error_chain;
+
+use crate::catalog::Catalog;
 use crate::store::cluster::{ClusterStore, Holding, NodeAdvert, NodeLease};
 use crate::tunnel::Registry;
 

@@ -35,9 +35,9 @@ use tracing::Instrument;
 
 use super::ClusterError;
 use crate::ca::{EdgeCa, node_of_certificate};
-use crate::catalog::error_chain;
 use crate::state::EdgeState;
 use crate::tunnel::registry::TunnelBody;
+use postern_schema::error_chain;
 
 /// How long a node certificate is valid.
 const NODE_CERT_LIFETIME: Duration = Duration::from_secs(24 * 3600);

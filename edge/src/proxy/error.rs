@@ -130,7 +130,7 @@ impl ProxyError {
                 tracing::debug!(error = %self, status = status.as_u16(), "request refused")
             }
             Fault::Tunnel | Fault::Origin => {
-                tracing::info!(error = %crate::catalog::error_chain(&self), status = status.as_u16(), "request failed")
+                tracing::info!(error = %postern_schema::error_chain(&self), status = status.as_u16(), "request failed")
             }
         }
         let body = format!(

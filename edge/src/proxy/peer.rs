@@ -77,7 +77,7 @@ pub(super) async fn forward(
             }
             Err(failure) => match failure.request {
                 Some(returned) => {
-                    tracing::debug!(node_id = node, error = %crate::catalog::error_chain(&failure.error), "cannot forward to an edge node; trying another");
+                    tracing::debug!(node_id = node, error = %postern_schema::error_chain(&failure.error), "cannot forward to an edge node; trying another");
                     request = returned;
                 }
                 None => {

@@ -32,6 +32,8 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, Config, IsolationLevel, NoTls, Row};
 use tokio_util::sync::CancellationToken;
 
+use postern_schema::error_chain;
+
 use super::{Dump, Kind, Record, Store, StoreError, Write, check_version, now_rfc3339};
 
 mod cluster;
@@ -904,7 +906,7 @@ impl ChangeFeed {
                 pause = FEED_BACKOFF.0;
             }
             let error = outcome.err();
-            let error_text = error.as_ref().map(error_chain).unwrap_or_default();
+            let error_text = error.as_ref().map(|e| error_chain(e)).unwrap_or_default();
             if connected || was_up {
                 tracing::warn!(store = %self.target, channel = self.channel, error = %error_text, "lost the store's change feed; reconnecting");
             } else {
@@ -980,18 +982,6 @@ impl ChangeFeed {
             }
         }
     }
-}
-
-/// An error and its causes on one line, for logs.
-fn error_chain(error: &PostgresError) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Aborts a task when dropped.

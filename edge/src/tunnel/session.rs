@@ -20,7 +20,7 @@ use postern_schema::ids::TunnelId;
 use postern_schema::wire::{
     self, CERTIFICATE_PATH, CONFIG_PATH, CONTROL_AUTHORITY, CertificateGrant, ConfigAck,
     ConfigPush, DRAIN_PATH, Drain, DrainReason, EVENTS_PATH, Event, HELLO_PATH, Hello, HelloAnswer,
-    WireError,
+    WireError, tuning,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -33,27 +33,6 @@ use tracing::Instrument;
 use super::config::{PushState, hostnames_for};
 use super::registry::{BoxError, Session, TunnelBody};
 use crate::state::EdgeState;
-
-/// How often the edge pings an idle connector.
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
-
-/// How long a ping may go unanswered before the connection is declared dead.
-const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// The flow-control window the edge grants the connector (response bodies) per stream.
-/// 1 MiB is several times a fast link's bandwidth-delay product, so bulk bodies never wait
-/// for WINDOW_UPDATEs, and it bounds what one stream can make the edge buffer. On loopback
-/// it moved bulk bodies faster than 4 MiB did (less memory touched per stream).
-const STREAM_WINDOW: u32 = 1024 * 1024;
-
-/// The connection-level window: several bulk streams at once.
-const CONNECTION_WINDOW: u32 = 4 * 1024 * 1024;
-
-/// The largest DATA frame the edge accepts: fewer frames (and wake-ups) per bulk body.
-const MAX_FRAME: u32 = 64 * 1024;
-
-/// How much of a request body the edge queues per stream before waiting for the connector.
-const MAX_SEND_BUFFER: usize = 1024 * 1024;
 
 /// How long a control request may take.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -134,21 +113,21 @@ pub async fn run(
     async move {
         let handshake = http2::Builder::new(postern_heap::BoxingExecutor)
             .timer(TokioTimer::new())
-            .keep_alive_interval(KEEPALIVE_INTERVAL)
-            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+            .keep_alive_interval(tuning::KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(tuning::KEEPALIVE_TIMEOUT)
             .keep_alive_while_idle(true)
             .max_header_list_size(wire::ACCEPTED_HEADER_LIST)
-            .initial_stream_window_size(STREAM_WINDOW)
-            .initial_connection_window_size(CONNECTION_WINDOW)
-            .max_frame_size(MAX_FRAME)
-            .max_send_buf_size(MAX_SEND_BUFFER)
+            .initial_stream_window_size(tuning::STREAM_WINDOW)
+            .initial_connection_window_size(tuning::CONNECTION_WINDOW)
+            .max_frame_size(tuning::MAX_FRAME)
+            .max_send_buf_size(tuning::MAX_SEND_BUFFER)
             .handshake::<_, TunnelBody>(TokioIo::new(stream))
             .await;
         let (sender, connection) = match handshake {
             Ok(pair) => pair,
             Err(error) => {
                 let error = SessionError::Handshake(error);
-                tracing::info!(error = %crate::catalog::error_chain(&error), "tunnel session failed");
+                tracing::info!(error = %postern_schema::error_chain(&error), "tunnel session failed");
                 return;
             }
         };
@@ -182,7 +161,7 @@ pub async fn run(
             ended,
         };
         if let Err(error) = live.serve(&state, &cancel).await {
-            tracing::info!(error = %crate::catalog::error_chain(&error), "tunnel session failed");
+            tracing::info!(error = %postern_schema::error_chain(&error), "tunnel session failed");
             state.metrics.inc(
                 "postern_edge_tunnel_sessions_total",
                 &[("outcome", "failed")],
@@ -335,7 +314,7 @@ impl Live {
                         tokio::spawn(async move {
                             let drain = Drain { reason: DrainReason::ConnectorDraining };
                             if let Err(error) = control::<_, serde_json::Value>(&sender, DRAIN_PATH, &drain).await {
-                                tracing::debug!(error = %crate::catalog::error_chain(&error), "drain acknowledgement failed");
+                                tracing::debug!(error = %postern_schema::error_chain(&error), "drain acknowledgement failed");
                             }
                         }.in_current_span());
                     }
@@ -374,7 +353,7 @@ impl Live {
         match tokio::time::timeout(timeout, call).await {
             Ok(Ok(_)) => {}
             Ok(Err(error)) => {
-                tracing::debug!(error = %crate::catalog::error_chain(&error), "drain notice failed")
+                tracing::debug!(error = %postern_schema::error_chain(&error), "drain notice failed")
             }
             Err(_) => tracing::debug!("drain notice timed out"),
         }
@@ -435,7 +414,7 @@ async fn renew(
     match control::<_, serde_json::Value>(&sender, CERTIFICATE_PATH, &grant).await {
         Ok(_) => tracing::info!("renewed the connector's client certificate"),
         Err(error) => {
-            tracing::warn!(error = %crate::catalog::error_chain(&error), "cannot deliver the renewed certificate")
+            tracing::warn!(error = %postern_schema::error_chain(&error), "cannot deliver the renewed certificate")
         }
     }
 }
