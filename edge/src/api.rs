@@ -3,6 +3,8 @@
 //! write is validated against the contract in `postern-schema` before it reaches the store.
 
 mod error;
+#[cfg(test)]
+mod fuzz;
 mod hostnames;
 mod policies;
 mod request;
@@ -22,16 +24,16 @@ use postern_schema::api::EdgeInfo;
 use serde::Serialize;
 use serde_json::Value;
 
-pub use error::ApiError;
+pub(crate) use error::ApiError;
 
 use crate::metrics::Sample;
-pub use crate::state::{EdgeSettings, EdgeState as AppState};
+pub(crate) use crate::state::EdgeState as AppState;
 
 /// Largest request body the API reads.
 const MAX_BODY: usize = 1024 * 1024;
 
 /// The control API's router.
-pub fn router(state: AppState) -> Router {
+pub(crate) fn router(state: AppState) -> Router {
     let v1 = Router::new()
         .merge(tunnels::router())
         .merge(hostnames::router())
@@ -139,7 +141,7 @@ async fn method_not_allowed() -> ApiError {
 // === request and response helpers ===
 
 /// A JSON request body: `application/json`, at most [`MAX_BODY`] bytes, well-formed.
-pub struct JsonBody(pub Value);
+pub(crate) struct JsonBody(pub Value);
 
 impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = ApiError;
@@ -164,7 +166,7 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
 }
 
 /// Parses an `If-Match` header: `"3"`, `3`, `W/"3"`, or `*` (no condition).
-pub fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+pub(crate) fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     let Some(value) = headers.get(header::IF_MATCH) else {
         return Ok(None);
     };
@@ -181,7 +183,7 @@ pub fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
 }
 
 /// A JSON answer, with an `ETag` when the object has a version.
-pub fn reply<T: Serialize>(status: StatusCode, body: &T, version: Option<u64>) -> Response {
+pub(crate) fn reply<T: Serialize>(status: StatusCode, body: &T, version: Option<u64>) -> Response {
     let mut response = (status, axum::Json(body)).into_response();
     if let Some(version) = version
         && let Ok(value) = HeaderValue::from_str(&format!("\"{version}\""))
@@ -193,7 +195,7 @@ pub fn reply<T: Serialize>(status: StatusCode, body: &T, version: Option<u64>) -
 
 /// Adds the `Postern-Revision` header: the store revision a write produced, which
 /// `GET /v1/rollout?revision=N` answers about.
-pub fn with_revision(mut response: Response, revision: u64) -> Response {
+pub(crate) fn with_revision(mut response: Response, revision: u64) -> Response {
     response.headers_mut().insert(
         postern_schema::api::REVISION_HEADER,
         HeaderValue::from(revision),

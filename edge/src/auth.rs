@@ -14,11 +14,11 @@ use subtle::ConstantTimeEq;
 use crate::store::{Store, StoreError};
 
 /// The file under `--data-dir` that holds the admin token made on first start.
-pub const ADMIN_TOKEN_FILE: &str = "admin-token";
+pub(crate) const ADMIN_TOKEN_FILE: &str = "admin-token";
 
 /// Why the tokens could not be set up.
 #[derive(Debug, thiserror::Error)]
-pub enum AuthError {
+pub(crate) enum AuthError {
     /// The store failed.
     #[error("cannot read or write API tokens")]
     Store(#[from] StoreError),
@@ -42,7 +42,7 @@ const MINTED_SETTING: &str = "admin-token-minted-by";
 
 /// The API tokens the edge accepts.
 #[derive(Clone)]
-pub struct Auth {
+pub(crate) struct Auth {
     hashes: Arc<RwLock<Vec<[u8; 32]>>>,
     store: Option<Arc<dyn Store>>,
     last_reload: Arc<RwLock<Instant>>,
@@ -60,7 +60,7 @@ impl Auth {
     /// token is accepted from now on; otherwise, when the store has no token yet, a new admin
     /// token is made and written to `<data_dir>/admin-token` with mode 0600. Edge nodes sharing
     /// a store agree on who mints it, so nodes starting together make one token, not several.
-    pub async fn set_up(
+    pub(crate) async fn set_up(
         store: Arc<dyn Store>,
         data_dir: &Path,
         admin_token: Option<&Secret>,
@@ -95,7 +95,7 @@ impl Auth {
     /// Does `token` belong to an accepted API token? Constant time in the token's contents.
     /// An unknown token makes the edge re-read the stored hashes, at most every
     /// [`RELOAD_AT_MOST_EVERY`], so tokens added through another edge node are accepted too.
-    pub async fn verify(&self, token: &str) -> bool {
+    pub(crate) async fn verify(&self, token: &str) -> bool {
         let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         if self.knows(&presented) {
             return true;
@@ -156,19 +156,19 @@ async fn mint_is_ours(store: &dyn Store) -> Result<bool, StoreError> {
 }
 
 /// A new random API token: `pst_` and 32 random bytes, base64url.
-pub fn new_token() -> Secret {
+pub(crate) fn new_token() -> Secret {
     let bytes: [u8; 32] = rand::random();
     Secret::new(format!("pst_{}", URL_SAFE_NO_PAD.encode(bytes)))
 }
 
 /// A new random secret of 32 bytes, base64url (tunnel enrolment secrets).
-pub fn new_secret() -> String {
+pub(crate) fn new_secret() -> String {
     let bytes: [u8; 32] = rand::random();
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// Constant-time comparison of two secrets.
-pub fn secrets_equal(a: &str, b: &str) -> bool {
+pub(crate) fn secrets_equal(a: &str, b: &str) -> bool {
     let a: [u8; 32] = Sha256::digest(a.as_bytes()).into();
     let b: [u8; 32] = Sha256::digest(b.as_bytes()).into();
     a.ct_eq(&b).into()
@@ -193,7 +193,7 @@ fn parse_hash(text: &str) -> Option<[u8; 32]> {
 }
 
 /// Writes a file only its owner can read.
-pub fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);

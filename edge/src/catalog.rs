@@ -20,20 +20,20 @@ const RESYNC_EVERY: Duration = Duration::from_secs(10);
 
 /// Everything the data plane needs, at one store revision.
 #[derive(Debug, Default)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     /// The store revision this snapshot reflects.
-    pub revision: u64,
+    pub(crate) revision: u64,
     /// Tunnels by id.
-    pub tunnels: BTreeMap<TunnelId, Tunnel>,
+    pub(crate) tunnels: BTreeMap<TunnelId, Tunnel>,
     /// Hostnames by name.
-    pub hostnames: BTreeMap<String, Hostname>,
+    pub(crate) hostnames: BTreeMap<String, Hostname>,
     /// Policies by id.
-    pub policies: BTreeMap<PolicyId, Policy>,
+    pub(crate) policies: BTreeMap<PolicyId, Policy>,
 }
 
 /// The current snapshot and the means to refresh it.
 #[derive(Clone)]
-pub struct Catalog {
+pub(crate) struct Catalog {
     store: Arc<dyn Store>,
     current: watch::Sender<Arc<Snapshot>>,
     wake: Arc<Notify>,
@@ -45,7 +45,7 @@ pub struct Catalog {
 
 impl Catalog {
     /// Loads the first snapshot.
-    pub async fn load(
+    pub(crate) async fn load(
         store: Arc<dyn Store>,
         public_addresses: Vec<String>,
     ) -> Result<Self, StoreError> {
@@ -62,7 +62,7 @@ impl Catalog {
 
     /// What DNS answers for hostnames (and their `addresses`): this node's `--public-address`
     /// values, or with several edge nodes every live node's.
-    pub fn public_addresses(&self) -> Arc<Vec<String>> {
+    pub(crate) fn public_addresses(&self) -> Arc<Vec<String>> {
         self.public_addresses
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -71,7 +71,7 @@ impl Catalog {
 
     /// Changes the public addresses (edge nodes came or went); the snapshot is rebuilt with
     /// them without waiting for a write.
-    pub fn set_public_addresses(&self, addresses: Vec<String>) {
+    pub(crate) fn set_public_addresses(&self, addresses: Vec<String>) {
         {
             let mut current = self
                 .public_addresses
@@ -87,23 +87,23 @@ impl Catalog {
     }
 
     /// The latest snapshot.
-    pub fn snapshot(&self) -> Arc<Snapshot> {
+    pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
         self.current.borrow().clone()
     }
 
     /// A receiver that sees every new snapshot.
-    pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
+    pub(crate) fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
         self.current.subscribe()
     }
 
     /// Asks for a reload without waiting for it (a change notification from elsewhere).
-    pub fn wake(&self) {
+    pub(crate) fn wake(&self) {
         self.wake.notify_one();
     }
 
     /// Waits until the snapshot reflects at least store revision `revision` (the revision of a
     /// write just made), so that what the API acknowledged is what the data plane serves.
-    pub async fn refresh_to(&self, revision: u64) {
+    pub(crate) async fn refresh_to(&self, revision: u64) {
         if self.current.borrow().revision >= revision {
             return;
         }
@@ -122,7 +122,7 @@ impl Catalog {
     }
 
     /// Reloads on every wake-up and every [`RESYNC_EVERY`], until `cancel`.
-    pub async fn run(self, cancel: CancellationToken) {
+    pub(crate) async fn run(self, cancel: CancellationToken) {
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
@@ -188,7 +188,7 @@ fn body<T: serde::de::DeserializeOwned>(record: &Record) -> Result<T, StoreError
 }
 
 /// A stored tunnel record as the API object (no connection count, no token).
-pub fn tunnel_from_record(record: &Record) -> Result<Tunnel, StoreError> {
+pub(crate) fn tunnel_from_record(record: &Record) -> Result<Tunnel, StoreError> {
     let spec: TunnelSpec = body(record)?;
     Ok(Tunnel {
         id: record
@@ -204,7 +204,7 @@ pub fn tunnel_from_record(record: &Record) -> Result<Tunnel, StoreError> {
 }
 
 /// A stored policy record as the API object.
-pub fn policy_from_record(record: &Record) -> Result<Policy, StoreError> {
+pub(crate) fn policy_from_record(record: &Record) -> Result<Policy, StoreError> {
     let spec: PolicySpec = body(record)?;
     Ok(Policy {
         id: record
@@ -218,7 +218,10 @@ pub fn policy_from_record(record: &Record) -> Result<Policy, StoreError> {
 }
 
 /// A stored hostname record as the API object, answering `addresses`.
-pub fn hostname_from_record(record: &Record, addresses: &[String]) -> Result<Hostname, StoreError> {
+pub(crate) fn hostname_from_record(
+    record: &Record,
+    addresses: &[String],
+) -> Result<Hostname, StoreError> {
     let spec: HostnameSpec = body(record)?;
     Ok(Hostname {
         spec,

@@ -1,14 +1,14 @@
 //! Several edge nodes on one shared store, seen from one of them: which nodes are alive and
 //! what they advertise ([`membership`], from heartbeat-renewed leases in the store), which of
-//! them hold connections for which tunnel, and the mTLS links over which a request is forwarded
-//! to a node that holds a connection for its tunnel ([`peer`]). `docs/cluster.md` tells the
-//! whole design.
+//! them hold connections for which tunnel, and the outgoing mTLS links over which a request is
+//! forwarded to a node that holds a connection for its tunnel ([`links`]). The receiving side
+//! of a link is the proxy's. `docs/cluster.md` tells the whole design.
 //!
 //! With the embedded store the edge is one node: [`Cluster::standalone`] answers with the
 //! node's own settings, holds no view, and runs nothing.
 
-pub mod membership;
-pub mod peer;
+mod links;
+mod membership;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -23,43 +23,34 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::ca::{CaError, EdgeCa};
+use crate::body::BoxBody;
+use crate::ca::EdgeCa;
 use crate::catalog::Catalog;
 use crate::store::ClusterBackend;
 use crate::store::cluster::NodeAdvert;
 use crate::tunnel::Registry;
-use crate::tunnel::registry::TunnelBody;
-use membership::{Heartbeat, LEASE, Member, View};
-use peer::{PeerLinks, SendFailure};
+use links::PeerLinks;
+use membership::{Heartbeat, LEASE, View};
 
-/// Why this node could not join the cluster.
-#[derive(Debug, thiserror::Error)]
-pub enum ClusterError {
-    /// The node certificate could not be issued.
-    #[error("cannot issue this node's certificate")]
-    Certificate(#[from] CaError),
-    /// rustls refused a configuration.
-    #[error("cannot configure TLS between edge nodes")]
-    Tls(#[from] rustls::Error),
-    /// The peer certificate verifier could not be built.
-    #[error("cannot configure certificate verification between edge nodes")]
-    Verifier(#[from] rustls::server::VerifierBuilderError),
-}
+pub(crate) use links::{
+    ClusterError, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT, PeerError, SendFailure,
+};
+pub(crate) use membership::Member;
 
 /// What this node advertises.
 #[derive(Debug, Clone)]
-pub struct NodeSettings {
+pub(crate) struct NodeSettings {
     /// `--public-address` values.
-    pub public_addresses: Vec<String>,
+    pub(crate) public_addresses: Vec<String>,
     /// `--advertise-tunnel` values, or the bound tunnel address.
-    pub tunnel_addresses: Vec<String>,
+    pub(crate) tunnel_addresses: Vec<String>,
     /// Where other nodes reach this node's tunnel listener.
-    pub peer_address: String,
+    pub(crate) peer_address: String,
 }
 
 /// This node's place among the edge nodes; cheap to clone.
 #[derive(Clone)]
-pub struct Cluster {
+pub(crate) struct Cluster {
     own: Arc<NodeAdvert>,
     joined: Option<Arc<Joined>>,
 }
@@ -83,7 +74,7 @@ struct Joined {
 
 impl Cluster {
     /// The only node (embedded store): its own addresses, nothing to forward to.
-    pub fn standalone(settings: NodeSettings) -> Self {
+    pub(crate) fn standalone(settings: NodeSettings) -> Self {
         Self {
             own: Arc::new(advert(String::new(), settings)),
             joined: None,
@@ -94,7 +85,7 @@ impl Cluster {
     /// takes a lease (once, before returning, so the node knows the others when it reports
     /// ready), and spawns into `tasks` the heartbeat and the follower of the cluster feed, both
     /// running until `cancel` (the heartbeat then gives the lease up).
-    pub async fn join(
+    pub(crate) async fn join(
         backend: ClusterBackend,
         settings: NodeSettings,
         ca: &Arc<EdgeCa>,
@@ -104,9 +95,9 @@ impl Cluster {
         tasks: &mut JoinSet<()>,
     ) -> Result<Self, ClusterError> {
         let own = advert(uuid::Uuid::new_v4().to_string(), settings);
-        let identity = Arc::new(peer::NodeIdentity::new(ca.clone(), own.node_id.clone())?);
-        let server_tls = peer::server_config(&identity, ca)?;
-        let links = PeerLinks::new(peer::client_config(&identity, ca)?);
+        let identity = Arc::new(links::NodeIdentity::new(ca.clone(), own.node_id.clone())?);
+        let server_tls = links::server_config(&identity, ca)?;
+        let links = PeerLinks::new(links::client_config(&identity, ca)?);
         let (view_tx, view) = watch::channel(Arc::new(View::alone(&own)));
         let others_changed = Arc::new(Notify::new());
         let mut heartbeat = Heartbeat {
@@ -137,13 +128,13 @@ impl Cluster {
     }
 
     /// This node's id; `None` when it is the only node.
-    pub fn node_id(&self) -> Option<&str> {
+    pub(crate) fn node_id(&self) -> Option<&str> {
         self.joined.as_ref().map(|_| self.own.node_id.as_str())
     }
 
     /// What DNS answers for hostnames. Alone: this node's `--public-address` values as given;
     /// in a cluster every live node's, sorted.
-    pub fn public_addresses(&self) -> Vec<String> {
+    pub(crate) fn public_addresses(&self) -> Vec<String> {
         match &self.joined {
             None => self.own.public_addresses.clone(),
             Some(joined) => joined
@@ -155,7 +146,7 @@ impl Cluster {
 
     /// The tunnel addresses tokens list. Alone: this node's; in a cluster every live node's,
     /// sorted, so a token taken from any node names every node.
-    pub fn tunnel_addresses(&self) -> Vec<String> {
+    pub(crate) fn tunnel_addresses(&self) -> Vec<String> {
         match &self.joined {
             None => self.own.tunnel_addresses.clone(),
             Some(joined) => joined
@@ -166,7 +157,7 @@ impl Cluster {
     }
 
     /// Healthy connections `tunnel` has on the other live nodes.
-    pub fn remote_connections(&self, tunnel: TunnelId) -> u32 {
+    pub(crate) fn remote_connections(&self, tunnel: TunnelId) -> u32 {
         match &self.joined {
             None => 0,
             Some(joined) => {
@@ -180,7 +171,7 @@ impl Cluster {
 
     /// The other live nodes holding a healthy connection for one of `tunnels`, in random order,
     /// leaving out nodes a dial just failed to reach.
-    pub fn holders(&self, tunnels: &[TunnelId]) -> Vec<Member> {
+    pub(crate) fn holders(&self, tunnels: &[TunnelId]) -> Vec<Member> {
         let Some(joined) = &self.joined else {
             return Vec::new();
         };
@@ -200,16 +191,16 @@ impl Cluster {
 
     /// The TLS configuration of `postern-peer/1` on the tunnel listener; `None` when alone
     /// (the listener then refuses that ALPN like any unknown one).
-    pub fn peer_server_config(&self) -> Option<Arc<rustls::ServerConfig>> {
+    pub(crate) fn peer_server_config(&self) -> Option<Arc<rustls::ServerConfig>> {
         self.joined.as_ref().map(|j| j.server_tls.clone())
     }
 
     /// Sends a visitor request (already past this node's policies, in tunnel form) to `member`.
     /// A node that cannot be reached is left out of [`Cluster::holders`] for one lease.
-    pub async fn forward(
+    pub(crate) async fn forward(
         &self,
         member: &Member,
-        request: Request<TunnelBody>,
+        request: Request<BoxBody>,
     ) -> Result<Response<Incoming>, SendFailure> {
         let Some(joined) = &self.joined else {
             return Err(SendFailure::alone(request));
@@ -227,7 +218,7 @@ impl Cluster {
     }
 
     /// Leaves `node_id` out of [`Cluster::holders`] for `period`.
-    pub fn suspect(&self, node_id: &str, period: Duration) {
+    pub(crate) fn suspect(&self, node_id: &str, period: Duration) {
         if let Some(joined) = &self.joined {
             tracing::info!(
                 node_id,

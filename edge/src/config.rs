@@ -19,7 +19,7 @@ pub struct EdgeConfig {
         env = "POSTERN_EDGE_API_LISTEN",
         default_value = "127.0.0.1:7070"
     )]
-    pub api_listen: SocketAddr,
+    pub(crate) api_listen: SocketAddr,
 
     /// Tunnel listener: connectors dial in here (TLS 1.3, client certificate required).
     #[arg(
@@ -27,7 +27,7 @@ pub struct EdgeConfig {
         env = "POSTERN_EDGE_TUNNEL_LISTEN",
         default_value = "127.0.0.1:7844"
     )]
-    pub tunnel_listen: SocketAddr,
+    pub(crate) tunnel_listen: SocketAddr,
 
     /// Public HTTP listener for visitors, routed by Host.
     #[arg(
@@ -35,7 +35,7 @@ pub struct EdgeConfig {
         env = "POSTERN_EDGE_HTTP_LISTEN",
         default_value = "127.0.0.1:8080"
     )]
-    pub http_listen: SocketAddr,
+    pub(crate) http_listen: SocketAddr,
 
     /// Public HTTPS listener for visitors, routed by SNI and Host.
     #[arg(
@@ -43,7 +43,7 @@ pub struct EdgeConfig {
         env = "POSTERN_EDGE_HTTPS_LISTEN",
         default_value = "127.0.0.1:8443"
     )]
-    pub https_listen: SocketAddr,
+    pub(crate) https_listen: SocketAddr,
 
     /// Authoritative DNS for the edge's zones, UDP and TCP on the same port.
     #[arg(
@@ -51,18 +51,18 @@ pub struct EdgeConfig {
         env = "POSTERN_EDGE_DNS_LISTEN",
         default_value = "127.0.0.1:5353"
     )]
-    pub dns_listen: SocketAddr,
+    pub(crate) dns_listen: SocketAddr,
 
     /// Where the embedded store and the admin token live.
     #[arg(long, env = "POSTERN_EDGE_DATA_DIR", default_value = "./postern-data")]
-    pub data_dir: PathBuf,
+    pub(crate) data_dir: PathBuf,
 
     /// The store shared by several edge nodes: a PostgreSQL URL,
     /// postgres://USER:PASSWORD@HOST:PORT/DATABASE. Without it, the embedded store under
     /// --data-dir (one node). Nodes on one database share tunnels, hostnames, policies, the CA
     /// and API tokens; each keeps its own data dir for its admin-token file.
     #[arg(long, env = "POSTERN_EDGE_STORE", hide_env_values = true)]
-    pub store: Option<String>,
+    pub(crate) store: Option<String>,
 
     /// A DNS zone the edge serves hostnames in (repeatable; comma-separated in the env var).
     #[arg(
@@ -71,7 +71,7 @@ pub struct EdgeConfig {
         value_delimiter = ',',
         default_value = "example.com"
     )]
-    pub zones: Vec<String>,
+    pub(crate) zones: Vec<String>,
 
     /// An address DNS answers for hostnames (repeatable).
     #[arg(
@@ -80,7 +80,7 @@ pub struct EdgeConfig {
         value_delimiter = ',',
         default_value = "127.0.0.1"
     )]
-    pub public_addresses: Vec<IpAddr>,
+    pub(crate) public_addresses: Vec<IpAddr>,
 
     /// A tunnel address written into tokens, HOST:PORT (repeatable; default: the bound tunnel address).
     #[arg(
@@ -88,18 +88,18 @@ pub struct EdgeConfig {
         env = "POSTERN_EDGE_ADVERTISE_TUNNEL",
         value_delimiter = ','
     )]
-    pub advertise_tunnel: Vec<String>,
+    pub(crate) advertise_tunnel: Vec<String>,
 
     /// Where the other edge nodes on the shared --store reach this node's tunnel listener to
     /// forward requests to it, HOST:PORT (default: the first --advertise-tunnel, else the bound
     /// tunnel address). Set it when the advertised address is shared by several nodes (a load
     /// balancer): forwarding needs this very node.
     #[arg(long, env = "POSTERN_EDGE_PEER_ADDRESS")]
-    pub peer_address: Option<String>,
+    pub(crate) peer_address: Option<String>,
 
     /// The admin API token to accept, instead of one generated on first start.
     #[arg(long, env = "POSTERN_ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: Option<String>,
+    pub(crate) admin_token: Option<String>,
 
     /// Log format: text or json.
     #[arg(long, env = "POSTERN_EDGE_LOG_FORMAT", default_value = "text")]
@@ -117,7 +117,7 @@ pub enum LogFormat {
 
 impl EdgeConfig {
     /// The admin token from the environment, as a secret.
-    pub fn admin_token(&self) -> Option<Secret> {
+    pub(crate) fn admin_token(&self) -> Option<Secret> {
         self.admin_token.clone().map(Secret::new)
     }
 
@@ -148,4 +148,17 @@ impl EdgeConfig {
         }
         Ok(())
     }
+}
+
+/// What the edge serves, as far as the API tells clients: the flags, resolved at start.
+#[derive(Debug, Clone)]
+pub(crate) struct EdgeSettings {
+    /// DNS zones hostnames must lie in.
+    pub(crate) zones: Vec<String>,
+    /// This node's `--public-address` values (DNS answers every node's, see
+    /// `Cluster::public_addresses`).
+    pub(crate) public_addresses: Vec<String>,
+    /// This node's tunnel addresses (tokens list every node's, see
+    /// `Cluster::tunnel_addresses`).
+    pub(crate) tunnel_addresses: Vec<String>,
 }

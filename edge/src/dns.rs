@@ -2,6 +2,7 @@
 //! `zone` decides what a question's answer is, `server` speaks the wire.
 
 mod server;
-pub mod zone;
+mod zone;
 
-pub use server::serve;
+pub(crate) use server::serve;
+pub(crate) use zone::{ZoneConfig, ZoneView, record_data};

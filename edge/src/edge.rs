@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -15,19 +16,28 @@ use crate::auth::{Auth, AuthError};
 use crate::ca::{CaError, EdgeCa};
 use crate::catalog::Catalog;
 use crate::cluster::{Cluster, ClusterError, NodeSettings};
-use crate::config::EdgeConfig;
+use crate::config::{EdgeConfig, EdgeSettings};
 use crate::metrics::Metrics;
 use crate::policy::PolicyEngine;
-use crate::state::{EdgeSettings, EdgeState};
+use crate::proxy::{self, Proxy};
+use crate::state::EdgeState;
 use crate::store::{Store, StoreError};
-use crate::tunnel::Registry;
+use crate::tunnel::{self, PeerPort, Registry, TunnelContext, TunnelSettings};
+
+/// How many accepted links from other nodes may wait for the proxy to take them.
+const PEER_BACKLOG: usize = 64;
 
 /// The embedded store's file under `--data-dir`.
-pub const STORE_FILE: &str = "postern.db";
+pub(crate) const STORE_FILE: &str = "postern.db";
 
-/// Why the edge could not start.
+/// Why the edge could not start; its sources say what failed.
 #[derive(Debug, thiserror::Error)]
-pub enum StartError {
+#[error(transparent)]
+pub struct StartError(#[from] Failure);
+
+/// What failed at start.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
     /// The data directory could not be created.
     #[error("cannot create the data directory {path}")]
     DataDir {
@@ -116,6 +126,10 @@ struct Listeners {
 
 /// Starts the edge described by `config`.
 pub async fn start(config: EdgeConfig) -> Result<RunningEdge, StartError> {
+    Ok(start_edge(config).await?)
+}
+
+async fn start_edge(config: EdgeConfig) -> Result<RunningEdge, Failure> {
     create_data_dir(&config.data_dir)?;
     let opened =
         crate::store::open(config.store.as_deref(), &config.data_dir.join(STORE_FILE)).await?;
@@ -137,7 +151,7 @@ pub async fn start(config: EdgeConfig) -> Result<RunningEdge, StartError> {
         dns: listeners
             .dns_udp
             .local_addr()
-            .map_err(|source| StartError::Bind {
+            .map_err(|source| Failure::Bind {
                 what: "dns",
                 address: config.dns_listen,
                 source,
@@ -191,19 +205,18 @@ pub async fn start(config: EdgeConfig) -> Result<RunningEdge, StartError> {
     };
 
     let metrics = Arc::new(Metrics::default());
+    let policies = Arc::new(PolicyEngine::new(metrics.clone()));
     let state = EdgeState {
-        store,
-        catalog,
+        store: store.clone(),
+        catalog: catalog.clone(),
         auth,
-        ca,
-        registry,
+        ca: ca.clone(),
+        registry: registry.clone(),
         metrics: metrics.clone(),
-        policies: Arc::new(PolicyEngine::new(metrics)),
-        settings,
-        tunnel_settings: Arc::new(crate::tunnel::TunnelSettings::from_env()),
-        cluster,
+        settings: settings.clone(),
+        cluster: cluster.clone(),
     };
-    let router = api::router(state.clone());
+    let router = api::router(state);
     let api_cancel = cancel.clone();
     tasks.spawn(async move {
         let served = axum::serve(listeners.api, router)
@@ -213,27 +226,62 @@ pub async fn start(config: EdgeConfig) -> Result<RunningEdge, StartError> {
             tracing::error!(%error, "the control API stopped");
         }
     });
-    tasks.spawn(crate::tunnel::serve(
+
+    let proxy = Arc::new(Proxy {
+        catalog: catalog.clone(),
+        registry: registry.clone(),
+        policies,
+        metrics: metrics.clone(),
+        cluster: cluster.clone(),
+    });
+    // Links from other nodes arrive on the tunnel port; the proxy answers their requests.
+    let peers = match cluster.peer_server_config() {
+        None => None,
+        Some(tls) => {
+            let (connections, accepted) = mpsc::channel(PEER_BACKLOG);
+            tasks.spawn(proxy::serve_links(accepted, proxy.clone(), cancel.clone()));
+            Some(PeerPort { tls, connections })
+        }
+    };
+    let tunnels = TunnelContext {
+        store,
+        catalog: catalog.clone(),
+        ca: ca.clone(),
+        registry,
+        metrics: metrics.clone(),
+        settings: Arc::new(TunnelSettings::from_env()),
+    };
+    tasks.spawn(tunnel::serve(
         listeners.tunnel,
-        state.clone(),
+        tunnels,
+        peers,
         cancel.clone(),
     ));
-    tasks.spawn(crate::proxy::serve_http(
+    tasks.spawn(proxy::serve_http(
         listeners.http,
-        state.clone(),
+        proxy.clone(),
         cancel.clone(),
     ));
-    tasks.spawn(crate::proxy::serve_https(
+    tasks.spawn(proxy::serve_https(
         listeners.https,
-        state.clone(),
+        proxy,
+        ca,
+        settings.public_addresses.clone(),
         cancel.clone(),
     ));
-    tasks.spawn(crate::dns::serve(
-        listeners.dns_udp,
-        listeners.dns_tcp,
-        state.clone(),
-        cancel.clone(),
-    ));
+    let zones = settings.zones.clone();
+    let dns_cancel = cancel.clone();
+    tasks.spawn(async move {
+        crate::dns::serve(
+            listeners.dns_udp,
+            listeners.dns_tcp,
+            catalog,
+            &zones,
+            metrics,
+            dns_cancel,
+        )
+        .await
+    });
 
     tracing::info!(api = %addrs.api, http = %addrs.http, https = %addrs.https, tunnel = %addrs.tunnel, dns = %addrs.dns, "edge listening");
     Ok(RunningEdge {
@@ -254,8 +302,8 @@ fn peer_address(config: &EdgeConfig, tunnel: SocketAddr) -> String {
         .unwrap_or_else(|| tunnel.to_string())
 }
 
-fn create_data_dir(path: &Path) -> Result<(), StartError> {
-    let fail = |source| StartError::DataDir {
+fn create_data_dir(path: &Path) -> Result<(), Failure> {
+    let fail = |source| Failure::DataDir {
         path: path.display().to_string(),
         source,
     };
@@ -268,10 +316,10 @@ fn create_data_dir(path: &Path) -> Result<(), StartError> {
     Ok(())
 }
 
-async fn bind_tcp(what: &'static str, address: SocketAddr) -> Result<TcpListener, StartError> {
+async fn bind_tcp(what: &'static str, address: SocketAddr) -> Result<TcpListener, Failure> {
     TcpListener::bind(address)
         .await
-        .map_err(|source| StartError::Bind {
+        .map_err(|source| Failure::Bind {
             what,
             address,
             source,
@@ -282,15 +330,15 @@ fn local_addr(
     listener: &TcpListener,
     address: SocketAddr,
     what: &'static str,
-) -> Result<SocketAddr, StartError> {
-    listener.local_addr().map_err(|source| StartError::Bind {
+) -> Result<SocketAddr, Failure> {
+    listener.local_addr().map_err(|source| Failure::Bind {
         what,
         address,
         source,
     })
 }
 
-async fn bind(config: &EdgeConfig) -> Result<Listeners, StartError> {
+async fn bind(config: &EdgeConfig) -> Result<Listeners, Failure> {
     let api = bind_tcp("api", config.api_listen).await?;
     let tunnel = bind_tcp("tunnel", config.tunnel_listen).await?;
     let http = bind_tcp("http", config.http_listen).await?;
@@ -308,17 +356,17 @@ async fn bind(config: &EdgeConfig) -> Result<Listeners, StartError> {
 
 /// Binds UDP and TCP on one port. With port 0 the UDP port is picked first; if TCP cannot have
 /// the same number, try again with another.
-async fn bind_dns(address: SocketAddr) -> Result<(UdpSocket, TcpListener), StartError> {
+async fn bind_dns(address: SocketAddr) -> Result<(UdpSocket, TcpListener), Failure> {
     let mut last_error = None;
     for _ in 0..20 {
         let udp = UdpSocket::bind(address)
             .await
-            .map_err(|source| StartError::Bind {
+            .map_err(|source| Failure::Bind {
                 what: "dns (udp)",
                 address,
                 source,
             })?;
-        let bound = udp.local_addr().map_err(|source| StartError::Bind {
+        let bound = udp.local_addr().map_err(|source| Failure::Bind {
             what: "dns (udp)",
             address,
             source,
@@ -327,7 +375,7 @@ async fn bind_dns(address: SocketAddr) -> Result<(UdpSocket, TcpListener), Start
             Ok(tcp) => return Ok((udp, tcp)),
             Err(error) if address.port() == 0 => last_error = Some(error),
             Err(source) => {
-                return Err(StartError::Bind {
+                return Err(Failure::Bind {
                     what: "dns (tcp)",
                     address,
                     source,
@@ -335,7 +383,7 @@ async fn bind_dns(address: SocketAddr) -> Result<(UdpSocket, TcpListener), Start
             }
         }
     }
-    Err(StartError::Bind {
+    Err(Failure::Bind {
         what: "dns (tcp)",
         address,
         source: last_error.unwrap_or_else(|| std::io::Error::other("no free port")),

@@ -13,7 +13,7 @@ use crate::auth::new_secret;
 use crate::store::{Store, StoreError};
 
 /// What starts the secret of a single-use token (long-lived tunnel secrets never do).
-pub const ONE_TIME_PREFIX: &str = "once_";
+pub(crate) const ONE_TIME_PREFIX: &str = "once_";
 
 #[derive(Serialize, Deserialize)]
 struct Grant {
@@ -22,7 +22,7 @@ struct Grant {
 }
 
 /// Is `secret` the secret of a single-use token?
-pub fn is_one_time(secret: &str) -> bool {
+pub(crate) fn is_one_time(secret: &str) -> bool {
     secret.starts_with(ONE_TIME_PREFIX)
 }
 
@@ -42,7 +42,7 @@ fn unix_now() -> u64 {
 
 /// Mints a single-use secret for `tunnel`, usable for `ttl`; returns it with its expiry (Unix
 /// seconds).
-pub async fn mint(
+pub(crate) async fn mint(
     store: &dyn Store,
     tunnel: TunnelId,
     ttl: Duration,
@@ -60,7 +60,11 @@ pub async fn mint(
 }
 
 /// Uses a single-use secret for `tunnel`: `true` exactly once, while it has not expired.
-pub async fn redeem(store: &dyn Store, tunnel: TunnelId, secret: &str) -> Result<bool, StoreError> {
+pub(crate) async fn redeem(
+    store: &dyn Store,
+    tunnel: TunnelId,
+    secret: &str,
+) -> Result<bool, StoreError> {
     let Some(value) = store.take_setting(&key(secret)).await? else {
         return Ok(false);
     };

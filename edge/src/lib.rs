@@ -1,23 +1,27 @@
 //! `postern-edge`: the only public part of Postern. It keeps the tunnels, hostnames and policies
 //! (control API and store), issues certificates (CA), accepts connectors (tunnel listener),
 //! serves visitors (public proxy, after policies and routing) and answers DNS for its zones.
+//!
+//! The library is the binary's: [`start`] an edge from an [`EdgeConfig`] and hold the
+//! [`RunningEdge`] until it should stop. `docs/architecture.md` draws the modules and which
+//! may use which.
 
-pub mod api;
-pub mod auth;
-pub mod ca;
-pub mod catalog;
-pub mod cluster;
-pub mod config;
-pub mod dns;
-pub mod edge;
-pub mod enrollment;
-pub mod metrics;
-pub mod policy;
-pub mod proxy;
-pub mod rollout;
-pub mod state;
-pub mod store;
-pub mod tunnel;
+mod api;
+mod auth;
+mod body;
+mod ca;
+mod catalog;
+mod cluster;
+mod config;
+mod dns;
+mod edge;
+mod enrollment;
+mod metrics;
+mod policy;
+mod proxy;
+mod state;
+mod store;
+mod tunnel;
 
-pub use config::EdgeConfig;
-pub use edge::{BoundAddrs, RunningEdge, start};
+pub use config::{EdgeConfig, LogFormat};
+pub use edge::{BoundAddrs, RunningEdge, StartError, start};

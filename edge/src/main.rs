@@ -5,8 +5,7 @@ use std::io::Write;
 
 use anyhow::Context;
 use clap::Parser;
-use postern_edge::EdgeConfig;
-use postern_edge::config::LogFormat;
+use postern_edge::{EdgeConfig, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> anyhow::Result<()> {

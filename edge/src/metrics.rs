@@ -90,33 +90,33 @@ const FAMILIES: &[(&str, &str, &str)] = &[
     ),
 ];
 
-pub use window::{WINDOW_SECONDS, Window};
+pub(crate) use window::{WINDOW_SECONDS, Window};
 
 /// The [`Window`] of requests per route: by `hostname` and `route`, like
 /// `postern_edge_route_requests_total` without the status.
-pub const RECENT_ROUTE_REQUESTS: &str = "postern_edge_route_requests_recent";
+pub(crate) const RECENT_ROUTE_REQUESTS: &str = "postern_edge_route_requests_recent";
 
 type SeriesKey = (&'static str, Vec<(&'static str, String)>);
 
 /// A value computed at scrape time (a gauge), with its labels.
 #[derive(Debug, Clone)]
-pub struct Sample {
+pub(crate) struct Sample {
     /// The metric family.
-    pub name: &'static str,
+    pub(crate) name: &'static str,
     /// Label names and values.
-    pub labels: Vec<(&'static str, String)>,
+    pub(crate) labels: Vec<(&'static str, String)>,
     /// The value.
-    pub value: f64,
+    pub(crate) value: f64,
 }
 
 /// Upper bounds, in seconds, of the buckets of every latency histogram.
-pub const LATENCY_BUCKETS: [f64; 14] = [
+pub(crate) const LATENCY_BUCKETS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
 /// A histogram over [`LATENCY_BUCKETS`]: observing is a few atomic adds, no lock.
 #[derive(Debug, Default)]
-pub struct Histogram {
+pub(crate) struct Histogram {
     /// Observations per bucket (not cumulative); the last slot counts those above every bound.
     buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
     count: AtomicU64,
@@ -125,7 +125,7 @@ pub struct Histogram {
 
 impl Histogram {
     /// Counts one observation of `elapsed`.
-    pub fn observe(&self, elapsed: Duration) {
+    pub(crate) fn observe(&self, elapsed: Duration) {
         let seconds = elapsed.as_secs_f64();
         let slot = LATENCY_BUCKETS
             .iter()
@@ -140,7 +140,8 @@ impl Histogram {
     }
 
     /// How many observations were made.
-    pub fn count(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn count(&self) -> u64 {
         self.count.load(Ordering::Relaxed)
     }
 
@@ -267,7 +268,7 @@ fn series_hash(name: &str, labels: &[(&'static str, &str)]) -> u64 {
 
 /// The edge's metrics registry.
 #[derive(Default)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     series: Cells<AtomicU64>,
     histograms: Cells<Histogram>,
     windows: Cells<Window>,
@@ -277,16 +278,16 @@ pub struct Metrics {
 
 /// What the edge knows of a public request once it is answered.
 #[derive(Debug, Clone, Copy)]
-pub struct PublicRequest<'a> {
+pub(crate) struct PublicRequest<'a> {
     /// The hostname it was for (empty when it had none the edge serves).
-    pub hostname: &'a str,
+    pub(crate) hostname: &'a str,
     /// The selector of the route it took, when its hostname has routes.
-    pub route: Option<&'a str>,
+    pub(crate) route: Option<&'a str>,
     /// The `release` label of the tunnel it was sent to (empty when it has none); `None`
     /// when it was not sent to a connector.
-    pub release: Option<&'a str>,
+    pub(crate) release: Option<&'a str>,
     /// The status it was answered with.
-    pub status: http::StatusCode,
+    pub(crate) status: http::StatusCode,
 }
 
 /// Pseudo-series name of [`RequestCells`] in their index.
@@ -323,7 +324,7 @@ impl Metrics {
     /// Counts a public request in every series it belongs to: by hostname and status; by
     /// route (and in the route's window of the last minute); by route and release, with its
     /// duration, when it was sent to a connector.
-    pub fn count_request(&self, request: &PublicRequest<'_>, elapsed: Duration) {
+    pub(crate) fn count_request(&self, request: &PublicRequest<'_>, elapsed: Duration) {
         let mut labels = [
             ("hostname", request.hostname),
             ("status", request.status.as_str()),
@@ -415,35 +416,38 @@ impl Metrics {
     }
 
     /// Adds 1 to a counter.
-    pub fn inc(&self, name: &'static str, labels: &[(&'static str, &str)]) {
+    pub(crate) fn inc(&self, name: &'static str, labels: &[(&'static str, &str)]) {
         self.add(name, labels, 1);
     }
 
     /// Adds `value` to a counter.
-    pub fn add(&self, name: &'static str, labels: &[(&'static str, &str)], value: u64) {
+    pub(crate) fn add(&self, name: &'static str, labels: &[(&'static str, &str)], value: u64) {
         self.series.with(name, labels, |cell| {
             cell.fetch_add(value, Ordering::Relaxed);
         });
     }
 
     /// The cell of one series, for callers that update it often.
-    pub fn counter(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Arc<AtomicU64> {
+    pub(crate) fn counter(
+        &self,
+        name: &'static str,
+        labels: &[(&'static str, &str)],
+    ) -> Arc<AtomicU64> {
         self.series.with(name, labels, Arc::clone)
     }
 
     /// The histogram of one series, for callers that observe into it.
-    pub fn histogram(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Arc<Histogram> {
+    pub(crate) fn histogram(
+        &self,
+        name: &'static str,
+        labels: &[(&'static str, &str)],
+    ) -> Arc<Histogram> {
         self.histograms.with(name, labels, Arc::clone)
     }
 
-    /// Observes `elapsed` in the histogram of one series.
-    pub fn observe(&self, name: &'static str, labels: &[(&'static str, &str)], elapsed: Duration) {
-        self.histograms
-            .with(name, labels, |histogram| histogram.observe(elapsed));
-    }
-
     /// The current value of one series (0 when it was never touched).
-    pub fn value(&self, name: &'static str, labels: &[(&'static str, &str)]) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn value(&self, name: &'static str, labels: &[(&'static str, &str)]) -> u64 {
         self.series
             .get(name, labels)
             .map_or(0, |c| c.load(Ordering::Relaxed))
@@ -451,7 +455,7 @@ impl Metrics {
 
     /// Every series of the counter `name` that was ever used, with its labels and value, in
     /// label order.
-    pub fn series(&self, name: &'static str) -> Vec<(Vec<(&'static str, String)>, u64)> {
+    pub(crate) fn series(&self, name: &'static str) -> Vec<(Vec<(&'static str, String)>, u64)> {
         let ordered = self
             .series
             .ordered
@@ -465,18 +469,19 @@ impl Metrics {
     }
 
     /// Counts one event now in the [`Window`] of one series.
-    pub fn count_recent(&self, name: &'static str, labels: &[(&'static str, &str)]) {
+    #[cfg(test)]
+    pub(crate) fn count_recent(&self, name: &'static str, labels: &[(&'static str, &str)]) {
         self.windows.with(name, labels, |window| window.add());
     }
 
     /// The events of the last [`WINDOW_SECONDS`] in the [`Window`] of one series (0 when it was
     /// never touched).
-    pub fn recent(&self, name: &'static str, labels: &[(&'static str, &str)]) -> u64 {
+    pub(crate) fn recent(&self, name: &'static str, labels: &[(&'static str, &str)]) -> u64 {
         self.windows.get(name, labels).map_or(0, |w| w.total())
     }
 
     /// Renders every series, plus `gauges` computed at scrape time.
-    pub fn render(&self, gauges: &[Sample]) -> String {
+    pub(crate) fn render(&self, gauges: &[Sample]) -> String {
         let series = self
             .series
             .ordered

@@ -25,7 +25,7 @@ use self::evaluate::{Block, Outcome, evaluate};
 use crate::catalog::Snapshot;
 use crate::metrics::Metrics;
 
-pub use self::evaluate::{Now, Reason, RequestFacts};
+pub(crate) use self::evaluate::{Now, Reason, RequestFacts};
 
 /// The metric family of policy decisions.
 pub(crate) const DECISIONS: &str = "postern_edge_policy_decisions_total";
@@ -36,7 +36,7 @@ const REPORT_LOG_EVERY: Duration = Duration::from_secs(1);
 
 /// What the proxy does with a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Forward it.
     Allow,
     /// Answer it at the edge.
@@ -45,24 +45,24 @@ pub enum Verdict {
 
 /// A request refused by a policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Denial {
+pub(crate) struct Denial {
     /// Why.
-    pub reason: Reason,
+    pub(crate) reason: Reason,
     /// The name of the policy that refused it.
-    pub policy: Arc<str>,
+    pub(crate) policy: Arc<str>,
     /// For [`Reason::RateLimit`]: the `Retry-After` value, whole seconds, at least 1.
-    pub retry_after_secs: Option<u64>,
+    pub(crate) retry_after_secs: Option<u64>,
 }
 
 impl Denial {
     /// 403 (ip, method, path), 401 (JWT missing or invalid) or 429 (rate limit).
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         self.reason.status()
     }
 
     /// Adds what the status needs: `WWW-Authenticate: Bearer` for a missing token,
     /// `WWW-Authenticate: Bearer error="invalid_token"` for a bad one, `Retry-After` for 429.
-    pub fn add_headers(&self, headers: &mut HeaderMap) {
+    pub(crate) fn add_headers(&self, headers: &mut HeaderMap) {
         match self.reason {
             Reason::JwtMissing => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -85,7 +85,7 @@ impl Denial {
 /// Evaluates hostnames' policies against requests. Compiles each policy once per version and
 /// keeps rate-limit buckets across catalog snapshots. Cheap to share (`Arc`); no lock is held
 /// while a request is evaluated.
-pub struct PolicyEngine {
+pub(crate) struct PolicyEngine {
     metrics: Arc<Metrics>,
     compiled: RwLock<HashMap<PolicyId, Arc<Entry>>>,
     /// The catalog revision the cache was last pruned at.
@@ -121,7 +121,7 @@ struct ReportLog {
 
 impl PolicyEngine {
     /// An engine that counts decisions in `metrics`.
-    pub fn new(metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(metrics: Arc<Metrics>) -> Self {
         Self {
             metrics,
             compiled: RwLock::new(HashMap::new()),
@@ -134,7 +134,7 @@ impl PolicyEngine {
     ///
     /// On [`Verdict::Deny`], answer with [`Denial::status`] and the headers of
     /// [`Denial::add_headers`], and do not forward the request.
-    pub fn check(
+    pub(crate) fn check(
         &self,
         snapshot: &Snapshot,
         hostname: &Hostname,

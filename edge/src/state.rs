@@ -1,4 +1,4 @@
-//! `EdgeState`: what the control API, the tunnel listener, the proxy and DNS share.
+//! `EdgeState`: what the control API reads and writes.
 
 use std::sync::Arc;
 
@@ -6,44 +6,29 @@ use crate::auth::Auth;
 use crate::ca::EdgeCa;
 use crate::catalog::Catalog;
 use crate::cluster::Cluster;
+use crate::config::EdgeSettings;
 use crate::metrics::Metrics;
-use crate::policy::PolicyEngine;
 use crate::store::Store;
-use crate::tunnel::{Registry, TunnelSettings};
-
-/// What the edge serves, as far as the API tells clients.
-#[derive(Debug, Clone)]
-pub struct EdgeSettings {
-    /// DNS zones hostnames must lie in.
-    pub zones: Vec<String>,
-    /// This node's `--public-address` values (DNS answers [`Cluster::public_addresses`]).
-    pub public_addresses: Vec<String>,
-    /// This node's tunnel addresses (tokens list [`Cluster::tunnel_addresses`]).
-    pub tunnel_addresses: Vec<String>,
-}
+use crate::tunnel::Registry;
 
 /// Everything the edge's subsystems share; cheap to clone.
 #[derive(Clone)]
-pub struct EdgeState {
+pub(crate) struct EdgeState {
     /// The durable state.
-    pub store: Arc<dyn Store>,
+    pub(crate) store: Arc<dyn Store>,
     /// The snapshot the data plane serves.
-    pub catalog: Catalog,
+    pub(crate) catalog: Catalog,
     /// Accepted API tokens.
-    pub auth: Auth,
+    pub(crate) auth: Auth,
     /// The edge CA.
-    pub ca: Arc<EdgeCa>,
+    pub(crate) ca: Arc<EdgeCa>,
     /// Live connections.
-    pub registry: Arc<Registry>,
+    pub(crate) registry: Arc<Registry>,
     /// Metrics.
-    pub metrics: Arc<Metrics>,
-    /// Edge policies: the proxy checks every request with `policies.check(..)`.
-    pub policies: Arc<PolicyEngine>,
+    pub(crate) metrics: Arc<Metrics>,
     /// Zones and addresses.
-    pub settings: Arc<EdgeSettings>,
-    /// Settings of the tunnel listener.
-    pub tunnel_settings: Arc<TunnelSettings>,
+    pub(crate) settings: Arc<EdgeSettings>,
     /// The other edge nodes on a shared store (none with the embedded store): the public and
     /// tunnel addresses of all of them, and where each tunnel's connections are.
-    pub cluster: Cluster,
+    pub(crate) cluster: Cluster,
 }

@@ -11,7 +11,7 @@ use postern_schema::error_chain;
 
 /// A failed API request.
 #[derive(Debug)]
-pub struct ApiError {
+pub(crate) struct ApiError {
     status: StatusCode,
     body: ApiErrorBody,
 }
@@ -32,24 +32,24 @@ impl ApiError {
     }
 
     /// 400: the body breaks the contract at `pointer`.
-    pub fn invalid(pointer: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn invalid(pointer: impl Into<String>, message: impl Into<String>) -> Self {
         let mut error = Self::new(StatusCode::BAD_REQUEST, ErrorCode::Invalid, message);
         error.body.error.path = Some(pointer.into());
         error
     }
 
     /// 401.
-    pub fn unauthorized(message: &str) -> Self {
+    pub(crate) fn unauthorized(message: &str) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message)
     }
 
     /// 404.
-    pub fn not_found(message: impl Into<String>) -> Self {
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, message)
     }
 
     /// 405.
-    pub fn method_not_allowed() -> Self {
+    pub(crate) fn method_not_allowed() -> Self {
         Self::new(
             StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::MethodNotAllowed,
@@ -58,7 +58,7 @@ impl ApiError {
     }
 
     /// 412.
-    pub fn precondition_failed(message: impl Into<String>) -> Self {
+    pub(crate) fn precondition_failed(message: impl Into<String>) -> Self {
         Self::new(
             StatusCode::PRECONDITION_FAILED,
             ErrorCode::PreconditionFailed,
@@ -67,7 +67,7 @@ impl ApiError {
     }
 
     /// 413.
-    pub fn payload_too_large(limit: usize) -> Self {
+    pub(crate) fn payload_too_large(limit: usize) -> Self {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::PayloadTooLarge,
@@ -76,7 +76,7 @@ impl ApiError {
     }
 
     /// 415.
-    pub fn unsupported_media_type() -> Self {
+    pub(crate) fn unsupported_media_type() -> Self {
         Self::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::UnsupportedMediaType,
@@ -85,7 +85,7 @@ impl ApiError {
     }
 
     /// 500: the details are logged, not returned.
-    pub fn internal() -> Self {
+    pub(crate) fn internal() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             ErrorCode::Internal,

@@ -57,7 +57,7 @@ async fn status(
     let revision = query.revision.unwrap_or(snapshot.revision);
     let reached = snapshot.revision >= revision;
     let pending = if reached {
-        crate::rollout::pending(&snapshot, &state.registry, &scope)
+        crate::tunnel::pending(&snapshot, &state.registry, &scope)
     } else {
         state.catalog.wake();
         Vec::new()

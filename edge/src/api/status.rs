@@ -17,7 +17,7 @@ use postern_schema::rules::format_selector;
 
 use super::{AppState, reply};
 use crate::catalog::Snapshot;
-use crate::dns::zone::{ZoneConfig, ZoneView, record_data};
+use crate::dns::{ZoneConfig, ZoneView, record_data};
 use crate::metrics::{Metrics, RECENT_ROUTE_REQUESTS, WINDOW_SECONDS};
 
 pub(super) fn router() -> Router<AppState> {

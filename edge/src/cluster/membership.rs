@@ -25,27 +25,27 @@ use crate::store::cluster::{ClusterStore, Holding, NodeAdvert, NodeLease};
 use crate::tunnel::Registry;
 
 /// How often a node renews its lease.
-pub const HEARTBEAT: Duration = Duration::from_secs(1);
+pub(crate) const HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// How long a lease lasts without renewal: a dead node's entries expire this long after its
 /// last heartbeat at the latest.
-pub const LEASE: Duration = Duration::from_secs(3);
+pub(crate) const LEASE: Duration = Duration::from_secs(3);
 
 /// How often the node looks at its own connections for a change worth announcing at once.
 const HOLDINGS_POLL: Duration = Duration::from_millis(100);
 
 /// A live node, as this node sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Member {
+pub(crate) struct Member {
     /// Its advert.
-    pub advert: NodeAdvert,
+    pub(crate) advert: NodeAdvert,
     /// When its lease runs out, by the local clock.
-    pub deadline: Instant,
+    pub(crate) deadline: Instant,
 }
 
 impl Member {
     /// Healthy connections this member holds for `tunnel`.
-    pub fn connections(&self, tunnel: TunnelId) -> u32 {
+    pub(crate) fn connections(&self, tunnel: TunnelId) -> u32 {
         self.advert
             .holdings
             .iter()
@@ -57,17 +57,17 @@ impl Member {
 
 /// The live nodes at one moment.
 #[derive(Debug, Clone)]
-pub struct View {
+pub(crate) struct View {
     /// Every node whose lease was live when last read, this one included, by node id.
-    pub members: BTreeMap<String, Member>,
+    pub(crate) members: BTreeMap<String, Member>,
     /// Whether the last heartbeat reached the store. When it did not, leases are not expired
     /// by the local clock: nobody could have renewed them.
-    pub store_reachable: bool,
+    pub(crate) store_reachable: bool,
 }
 
 impl View {
     /// A view holding only this node.
-    pub fn alone(own: &NodeAdvert) -> Self {
+    pub(crate) fn alone(own: &NodeAdvert) -> Self {
         let mut members = BTreeMap::new();
         members.insert(
             own.node_id.clone(),
@@ -84,7 +84,11 @@ impl View {
 
     /// The view the store answered with at `now`. `previous` is kept in part after an outage:
     /// members it has that the store does not are kept until one lease from now.
-    pub fn from_leases(leases: Vec<NodeLease>, now: Instant, previous: Option<&View>) -> Self {
+    pub(crate) fn from_leases(
+        leases: Vec<NodeLease>,
+        now: Instant,
+        previous: Option<&View>,
+    ) -> Self {
         let mut members: BTreeMap<String, Member> = leases
             .into_iter()
             .map(|lease| {
@@ -112,7 +116,7 @@ impl View {
     }
 
     /// The members whose lease is live at `now` (all of them while the store is unreachable).
-    pub fn live(&self, now: Instant) -> impl Iterator<Item = &Member> {
+    pub(crate) fn live(&self, now: Instant) -> impl Iterator<Item = &Member> {
         let expire = self.store_reachable;
         self.members
             .values()
@@ -121,13 +125,13 @@ impl View {
 
     /// Every live node's public addresses, and `own`'s, sorted and without repeats: what DNS
     /// answers, the same on every node.
-    pub fn public_addresses(&self, own: &NodeAdvert, now: Instant) -> Vec<String> {
+    pub(crate) fn public_addresses(&self, own: &NodeAdvert, now: Instant) -> Vec<String> {
         self.union(own, now, |a| &a.public_addresses)
     }
 
     /// Every live node's tunnel addresses, and `own`'s, sorted and without repeats: what
     /// tokens list, the same on every node.
-    pub fn tunnel_addresses(&self, own: &NodeAdvert, now: Instant) -> Vec<String> {
+    pub(crate) fn tunnel_addresses(&self, own: &NodeAdvert, now: Instant) -> Vec<String> {
         self.union(own, now, |a| &a.tunnel_addresses)
     }
 
@@ -145,7 +149,7 @@ impl View {
     }
 
     /// The live nodes other than `own_id` that hold a healthy connection for one of `tunnels`.
-    pub fn holders(&self, tunnels: &[TunnelId], own_id: &str, now: Instant) -> Vec<Member> {
+    pub(crate) fn holders(&self, tunnels: &[TunnelId], own_id: &str, now: Instant) -> Vec<Member> {
         self.live(now)
             .filter(|m| m.advert.node_id != own_id)
             .filter(|m| {
@@ -159,7 +163,7 @@ impl View {
     }
 
     /// Healthy connections of `tunnel` on live nodes other than `own_id`.
-    pub fn remote_connections(&self, tunnel: TunnelId, own_id: &str, now: Instant) -> u32 {
+    pub(crate) fn remote_connections(&self, tunnel: TunnelId, own_id: &str, now: Instant) -> u32 {
         self.live(now)
             .filter(|m| m.advert.node_id != own_id)
             .map(|m| m.connections(tunnel))
@@ -168,7 +172,7 @@ impl View {
 }
 
 /// The tunnels this node holds healthy connections for, sorted by tunnel id.
-pub fn holdings_of(registry: &Registry) -> Vec<Holding> {
+pub(crate) fn holdings_of(registry: &Registry) -> Vec<Holding> {
     let mut holdings: Vec<Holding> = registry
         .counts()
         .into_iter()

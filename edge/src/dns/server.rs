@@ -24,7 +24,6 @@ use tokio_util::sync::CancellationToken;
 use super::zone::{ZoneConfig, ZoneView};
 use crate::catalog::{Catalog, Snapshot};
 use crate::metrics::Metrics;
-use crate::state::EdgeState;
 
 /// A TCP connection that sends no query for this long is closed.
 const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -40,10 +39,16 @@ const RCODES: [&str; 8] = [
     "noerror", "formerr", "servfail", "nxdomain", "notimp", "refused", "badvers", "other",
 ];
 
-/// Answers DNS queries on `udp` and `tcp` until `cancel`.
-pub async fn serve(udp: UdpSocket, tcp: TcpListener, state: EdgeState, cancel: CancellationToken) {
-    let addresses: Vec<IpAddr> = state
-        .catalog
+/// Answers DNS queries for `zones` on `udp` and `tcp` until `cancel`.
+pub(crate) async fn serve(
+    udp: UdpSocket,
+    tcp: TcpListener,
+    catalog: Catalog,
+    zones: &[String],
+    metrics: Arc<Metrics>,
+    cancel: CancellationToken,
+) {
+    let addresses: Vec<IpAddr> = catalog
         .public_addresses()
         .iter()
         .filter_map(|address| match address.parse() {
@@ -54,9 +59,9 @@ pub async fn serve(udp: UdpSocket, tcp: TcpListener, state: EdgeState, cancel: C
             }
         })
         .collect();
-    let config = ZoneConfig::new(&state.settings.zones, &addresses);
-    let handler = ZoneHandler::new(state.catalog.clone(), config, state.metrics.clone());
-    tracing::info!(addr = ?udp.local_addr().ok(), zones = ?state.settings.zones, "DNS listening (UDP and TCP)");
+    let config = ZoneConfig::new(zones, &addresses);
+    let handler = ZoneHandler::new(catalog, config, metrics);
+    tracing::info!(addr = ?udp.local_addr().ok(), ?zones, "DNS listening (UDP and TCP)");
     run(udp, tcp, handler, cancel).await;
 }
 

@@ -25,18 +25,18 @@ use postern_schema::rules;
 use crate::catalog::Snapshot;
 
 /// TTL of hostname records: short, because hostnames come and go with `terraform apply`.
-pub const RECORD_TTL: u32 = 30;
+pub(crate) const RECORD_TTL: u32 = 30;
 /// TTL of the apex's `SOA` and `NS` and of the name server's address.
-pub const ZONE_TTL: u32 = 300;
+pub(crate) const ZONE_TTL: u32 = 300;
 /// How long resolvers may cache NXDOMAIN and NODATA (the SOA `minimum`, RFC 2308).
-pub const NEGATIVE_TTL: u32 = 30;
+pub(crate) const NEGATIVE_TTL: u32 = 30;
 
 /// The longest character-string a TXT record can hold.
 const MAX_TXT_STRING: usize = 255;
 
 /// What the edge serves DNS for: its zones and the addresses its names resolve to.
 #[derive(Debug, Clone)]
-pub struct ZoneConfig {
+pub(crate) struct ZoneConfig {
     zones: Vec<ZoneApex>,
     v4: Vec<Ipv4Addr>,
     v6: Vec<Ipv6Addr>,
@@ -54,7 +54,7 @@ struct ZoneApex {
 impl ZoneConfig {
     /// Zones are lowercase domain names (checked at start-up); entries that are not valid DNS
     /// names are left out with an error log.
-    pub fn new(zones: &[String], addresses: &[IpAddr]) -> Self {
+    pub(crate) fn new(zones: &[String], addresses: &[IpAddr]) -> Self {
         let mut apexes: Vec<ZoneApex> = zones
             .iter()
             .filter_map(|zone| {
@@ -90,7 +90,7 @@ impl ZoneConfig {
     }
 
     /// The same zones, answering `addresses`.
-    pub fn with_addresses(&self, addresses: &[IpAddr]) -> Self {
+    pub(crate) fn with_addresses(&self, addresses: &[IpAddr]) -> Self {
         Self {
             zones: self.zones.clone(),
             v4: addresses
@@ -131,7 +131,7 @@ struct Node {
 
 /// Every name of every zone at one catalog revision.
 #[derive(Debug)]
-pub struct ZoneView {
+pub(crate) struct ZoneView {
     config: ZoneConfig,
     serial: u32,
     nodes: HashMap<String, Node>,
@@ -139,17 +139,17 @@ pub struct ZoneView {
 
 /// The answer to one question.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Answer {
+pub(crate) struct Answer {
     /// NOERROR, NXDOMAIN or REFUSED.
-    pub rcode: ResponseCode,
+    pub(crate) rcode: ResponseCode,
     /// Set for every name inside a zone.
-    pub authoritative: bool,
+    pub(crate) authoritative: bool,
     /// The answer section.
-    pub answers: Vec<Record>,
+    pub(crate) answers: Vec<Record>,
     /// The authority section: the zone's SOA for NXDOMAIN and NODATA.
-    pub authorities: Vec<Record>,
+    pub(crate) authorities: Vec<Record>,
     /// The additional section: the name server's addresses with an NS answer.
-    pub additionals: Vec<Record>,
+    pub(crate) additionals: Vec<Record>,
 }
 
 impl Answer {
@@ -167,7 +167,7 @@ impl Answer {
 impl ZoneView {
     /// Indexes `snapshot`'s hostnames under `config`'s zones. Hostnames in no zone (a zone
     /// removed from the flags since) are left out.
-    pub fn build(snapshot: &Snapshot, config: &ZoneConfig) -> Self {
+    pub(crate) fn build(snapshot: &Snapshot, config: &ZoneConfig) -> Self {
         let mut nodes: HashMap<String, Node> = HashMap::new();
         for (index, zone) in config.zones.iter().enumerate() {
             nodes.entry(zone.text.clone()).or_default().apex_of = Some(index);
@@ -207,7 +207,7 @@ impl ZoneView {
     }
 
     /// Answers one question. Names compare case-insensitively.
-    pub fn answer(&self, qname: &Name, qtype: RecordType, qclass: DNSClass) -> Answer {
+    pub(crate) fn answer(&self, qname: &Name, qtype: RecordType, qclass: DNSClass) -> Answer {
         let owner = qname.to_lowercase();
         let text = owner.to_ascii();
         let key = text.strip_suffix('.').unwrap_or(&text);
@@ -270,7 +270,7 @@ impl ZoneView {
 
     /// Every record the zones hold, in DNS name order (the apex first, each name as an `ANY`
     /// question lists its records): what the edge answers, for the status page.
-    pub fn records(&self) -> Vec<Record> {
+    pub(crate) fn records(&self) -> Vec<Record> {
         let mut names: Vec<&String> = self.nodes.keys().collect();
         names.sort_by(|a, b| a.rsplit('.').cmp(b.rsplit('.')));
         names
@@ -321,7 +321,7 @@ impl ZoneView {
 }
 
 /// The data of a record written like a zone file's RDATA (TXT strings quoted).
-pub fn record_data(record: &Record) -> String {
+pub(crate) fn record_data(record: &Record) -> String {
     match &record.data {
         RData::TXT(txt) => txt
             .txt_data

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 /// How many seconds a [`Window`] covers: the current second and the 59 before it.
-pub const WINDOW_SECONDS: u64 = 60;
+pub(crate) const WINDOW_SECONDS: u64 = 60;
 
 /// Bits of a bucket word that hold the count; the rest hold the second.
 const COUNT_BITS: u32 = 24;
@@ -17,7 +17,7 @@ const MAX_COUNT: u64 = (1 << COUNT_BITS) - 1;
 
 /// Events over the last [`WINDOW_SECONDS`] seconds.
 #[derive(Debug)]
-pub struct Window {
+pub(crate) struct Window {
     buckets: [AtomicU64; WINDOW_SECONDS as usize],
 }
 
@@ -31,17 +31,17 @@ impl Default for Window {
 
 impl Window {
     /// Counts one event now.
-    pub fn add(&self) {
+    pub(crate) fn add(&self) {
         self.add_at(now_second());
     }
 
     /// The events of the last [`WINDOW_SECONDS`] seconds, this one included.
-    pub fn total(&self) -> u64 {
+    pub(crate) fn total(&self) -> u64 {
         self.total_at(now_second())
     }
 
     /// Counts one event at `second` (on the clock of [`now_second`]).
-    pub fn add_at(&self, second: u64) {
+    pub(crate) fn add_at(&self, second: u64) {
         let bucket = &self.buckets[(second % WINDOW_SECONDS) as usize];
         // The closure returns `None` only for an event a full window older than what the bucket
         // holds, which no reader would count anyway.
@@ -56,7 +56,7 @@ impl Window {
     }
 
     /// The events counted at `now` and the [`WINDOW_SECONDS`]` - 1` seconds before it.
-    pub fn total_at(&self, now: u64) -> u64 {
+    pub(crate) fn total_at(&self, now: u64) -> u64 {
         self.buckets
             .iter()
             .map(|bucket| unpack(bucket.load(Ordering::Relaxed)))

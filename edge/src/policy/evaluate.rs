@@ -17,31 +17,31 @@ use super::jwt::JwtRejection;
 
 /// What the policy engine needs to know about one request.
 #[derive(Debug, Clone, Copy)]
-pub struct RequestFacts<'a> {
+pub(crate) struct RequestFacts<'a> {
     /// The visitor's address (the TCP peer; IPv4-mapped IPv6 addresses count as IPv4).
-    pub client_ip: IpAddr,
+    pub(crate) client_ip: IpAddr,
     /// The method, e.g. `GET`.
-    pub method: &'a str,
+    pub(crate) method: &'a str,
     /// The request path without the query string, e.g. `/api/users`.
-    pub path: &'a str,
+    pub(crate) path: &'a str,
     /// The raw `Authorization` header, if any.
-    pub authorization: Option<&'a [u8]>,
+    pub(crate) authorization: Option<&'a [u8]>,
     /// When the request arrived.
-    pub now: Now,
+    pub(crate) now: Now,
 }
 
 /// A moment, on both clocks the checks need.
 #[derive(Debug, Clone, Copy)]
-pub struct Now {
+pub(crate) struct Now {
     /// For token buckets.
-    pub monotonic: Instant,
+    pub(crate) monotonic: Instant,
     /// Since the Unix epoch, for JWT `exp` and `nbf`.
-    pub unix: Duration,
+    pub(crate) unix: Duration,
 }
 
 impl Now {
     /// Reads both clocks.
-    pub fn read() -> Self {
+    pub(crate) fn read() -> Self {
         Self {
             monotonic: Instant::now(),
             unix: std::time::SystemTime::now()
@@ -54,7 +54,7 @@ impl Now {
 /// Why a policy refuses a request. The `reason` label of `postern_edge_policy_decisions_total`
 /// is [`Reason::as_str`], or `allow`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Reason {
+pub(crate) enum Reason {
     /// The client address is denied, or not allowed (403).
     Ip,
     /// The method is not allowed (403).
@@ -71,7 +71,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in metric-label order.
-    pub const ALL: [Reason; 6] = [
+    pub(crate) const ALL: [Reason; 6] = [
         Reason::Ip,
         Reason::Method,
         Reason::Path,
@@ -81,7 +81,7 @@ impl Reason {
     ];
 
     /// The metric label value.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Ip => "ip",
             Self::Method => "method",
@@ -93,7 +93,7 @@ impl Reason {
     }
 
     /// The HTTP status a request refused for this reason gets.
-    pub fn status(self) -> http::StatusCode {
+    pub(crate) fn status(self) -> http::StatusCode {
         match self {
             Self::Ip | Self::Method | Self::Path => http::StatusCode::FORBIDDEN,
             Self::JwtMissing | Self::JwtInvalid => http::StatusCode::UNAUTHORIZED,

@@ -4,12 +4,13 @@
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use postern_schema::wire::ConnectorFault;
 
-use super::ProxyBody;
-use crate::tunnel::session::full_body;
+use super::forward::REQUEST_ID;
+use super::limits::MAX_HEADER_LIST;
+use crate::body::{self, BoxBody};
 
 /// Who caused a failed request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fault {
+pub(crate) enum Fault {
     /// The visitor (4xx).
     Client,
     /// The tunnel or the connector (502, 503).
@@ -20,7 +21,7 @@ pub enum Fault {
 
 /// Why a visitor request was answered by the edge itself.
 #[derive(Debug, thiserror::Error)]
-pub enum ProxyError {
+pub(crate) enum ProxyError {
     /// The request names no host.
     #[error("the request has no Host")]
     MissingHost,
@@ -65,7 +66,7 @@ pub enum ProxyError {
 
 impl ProxyError {
     /// Who is at fault.
-    pub fn fault(&self) -> Fault {
+    pub(crate) fn fault(&self) -> Fault {
         match self {
             ProxyError::MissingHost
             | ProxyError::HeadersTooLarge
@@ -80,7 +81,7 @@ impl ProxyError {
     }
 
     /// The status the visitor gets.
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             ProxyError::MissingHost | ProxyError::VisitorBody(_) => StatusCode::BAD_REQUEST,
             ProxyError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -98,10 +99,9 @@ impl ProxyError {
     fn explanation(&self) -> String {
         match self {
             ProxyError::MissingHost => "the request names no host".into(),
-            ProxyError::HeadersTooLarge => format!(
-                "the request headers exceed {} KiB",
-                super::limits::MAX_HEADER_LIST / 1024
-            ),
+            ProxyError::HeadersTooLarge => {
+                format!("the request headers exceed {} KiB", MAX_HEADER_LIST / 1024)
+            }
             ProxyError::VisitorBody(_) => "the request body was malformed or cut short".into(),
             ProxyError::UnknownHostname => "no such hostname on this edge".into(),
             ProxyError::Misdirected { .. } => {
@@ -123,7 +123,7 @@ impl ProxyError {
     }
 
     /// The edge's error page for this failure.
-    pub fn into_response(self, request_id: &str) -> Response<ProxyBody> {
+    pub(crate) fn into_response(self, request_id: &str) -> Response<BoxBody> {
         let status = self.status();
         match self.fault() {
             Fault::Client => {
@@ -139,7 +139,7 @@ impl ProxyError {
             status.canonical_reason().unwrap_or(""),
             self.explanation()
         );
-        let mut response = Response::new(full_body(body));
+        let mut response = Response::new(body::full(body));
         *response.status_mut() = status;
         let headers = response.headers_mut();
         headers.insert(
@@ -147,7 +147,7 @@ impl ProxyError {
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
         if let Ok(value) = HeaderValue::from_str(request_id) {
-            headers.insert(super::forward::REQUEST_ID, value);
+            headers.insert(REQUEST_ID, value);
         }
         if let ProxyError::Rejected { headers: extra, .. } = self {
             for (name, value) in extra.iter() {

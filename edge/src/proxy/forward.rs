@@ -1,21 +1,14 @@
 //! Rewriting between the visitor's HTTP and the tunnel's HTTP/2: hop-by-hop headers out,
-//! `X-Forwarded-For`, `X-Forwarded-Proto` and the request id in, WebSocket upgrades turned
-//! into extended CONNECT (RFC 8441), and response bodies that keep their connection counted
-//! as busy until they end.
+//! `X-Forwarded-For`, `X-Forwarded-Proto` and the request id in, and WebSocket upgrades turned
+//! into extended CONNECT (RFC 8441).
 
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
-use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Uri, Version, request};
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
-use hyper::body::{Body, Frame, SizeHint};
 use postern_schema::wire::{CONFIG_VERSION_HEADER, ERROR_HEADER, strip_hop_by_hop};
 
-use crate::tunnel::registry::{StreamGuard, TunnelBody};
+use crate::body::BoxBody;
 
 /// The request id header, set by the edge on the request and the response.
 pub(super) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -69,9 +62,9 @@ pub(super) fn strip_internal(headers: &mut HeaderMap) {
 #[derive(Debug, Clone)]
 pub(super) struct Visitor {
     /// The visitor's address.
-    pub peer: SocketAddr,
+    pub(super) peer: SocketAddr,
     /// `http` or `https`.
-    pub scheme: &'static str,
+    pub(super) scheme: &'static str,
     /// The visitor's IP as `X-Forwarded-For` lists it, formatted once per connection.
     forwarded_ip: HeaderValue,
 }
@@ -94,12 +87,12 @@ impl Visitor {
 /// Turns the visitor's request head into the head of a tunnel stream for `host`.
 pub(super) fn tunnel_request(
     mut parts: request::Parts,
-    body: TunnelBody,
+    body: BoxBody,
     host: &str,
     visitor: &Visitor,
     request_id: &str,
     upgrade: Option<Upgrade>,
-) -> Request<TunnelBody> {
+) -> Request<BoxBody> {
     let path = parts
         .uri
         .path_and_query()
@@ -143,7 +136,7 @@ pub(super) fn tunnel_request(
 }
 
 /// Sets the config version header of a tunnel request (per connection, so again on retry).
-pub(super) fn set_config_version(request: &mut Request<TunnelBody>, version: u64) {
+pub(super) fn set_config_version(request: &mut Request<BoxBody>, version: u64) {
     request.headers_mut().insert(
         HeaderName::from_static(CONFIG_VERSION_HEADER),
         HeaderValue::from(version),
@@ -181,52 +174,6 @@ fn append_forwarded_for(headers: &mut HeaderMap, visitor: &Visitor) {
     headers.insert(X_FORWARDED_FOR, value);
 }
 
-/// A body from the tunnel that keeps its stream counted as outstanding until it ends.
-pub(super) struct Tracked {
-    inner: Incoming,
-    guard: Option<StreamGuard>,
-}
-
-impl Tracked {
-    /// Wraps `inner`; `guard` is released at the end of the body (or when it is dropped).
-    pub(super) fn new(inner: Incoming, guard: StreamGuard) -> Self {
-        Self {
-            inner,
-            guard: Some(guard),
-        }
-    }
-
-    /// As the body type of a response.
-    pub(super) fn boxed(self) -> TunnelBody {
-        BodyExt::map_err(self, |e| Box::new(e) as _).boxed_unsync()
-    }
-}
-
-impl Body for Tracked {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
-            this.guard.take();
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,7 +192,7 @@ mod tests {
                 .header("x-request-id", "visitor-chosen"),
         );
         let visitor = Visitor::new("127.0.0.2:5000".parse().expect("addr"), "https");
-        let body = crate::tunnel::session::full_body(Bytes::new());
+        let body = crate::body::empty();
         let request = tunnel_request(head, body, "app.example.com", &visitor, "r-1", None);
         assert_eq!(request.method(), Method::POST);
         assert_eq!(request.uri(), "https://app.example.com/upload?x=1");
@@ -266,7 +213,7 @@ mod tests {
         let visitor = Visitor::new("[::ffff:10.0.0.7]:443".parse().expect("addr"), "http");
         for _ in 0..2 {
             let head = parts(Request::get("/").header("host", "a.example.com"));
-            let body = crate::tunnel::session::full_body(Bytes::new());
+            let body = crate::body::empty();
             let request = tunnel_request(head, body, "a.example.com", &visitor, "r", None);
             assert_eq!(request.headers()["x-forwarded-for"], "10.0.0.7");
         }
@@ -276,7 +223,7 @@ mod tests {
                 .header("x-forwarded-for", " ")
                 .header("host", "a.example.com"),
         );
-        let body = crate::tunnel::session::full_body(Bytes::new());
+        let body = crate::body::empty();
         let request = tunnel_request(head, body, "a.example.com", &visitor, "r", None);
         assert_eq!(request.headers()["x-forwarded-for"], "2001:db8::1");
     }
@@ -292,7 +239,7 @@ mod tests {
         let upgrade = upgrade_of(&head);
         assert_eq!(upgrade, Some(Upgrade::Http1WebSocket));
         let visitor = Visitor::new("127.0.0.1:1".parse().expect("addr"), "http");
-        let body = crate::tunnel::session::full_body(Bytes::new());
+        let body = crate::body::empty();
         let request = tunnel_request(head, body, "a.example.com", &visitor, "r", upgrade);
         assert_eq!(request.method(), Method::CONNECT);
         assert_eq!(

@@ -5,7 +5,7 @@
 //! - A connection whose first request head is not complete [`FIRST_BYTE_TIMEOUT`] after it
 //!   was accepted (or after its TLS handshake) is closed ([`FirstByteDeadline`], outside the
 //!   framing guard, which passes a head on only once it is whole); TLS handshakes have their
-//!   own timeout in `proxy.rs`.
+//!   own timeout in `proxy/listener.rs`.
 //! - An HTTP/1.1 request head must arrive within [`HEADER_READ_TIMEOUT`] (slowloris), which
 //!   also closes keep-alive connections idle that long.
 //! - A request's header list may not exceed [`MAX_HEADER_LIST`] bytes, counted as HTTP/2
@@ -19,13 +19,9 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
-use hyper::body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
@@ -134,67 +130,10 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for FirstByteDeadline<I> {
     }
 }
 
-/// A visitor's request body that remembers whether it failed (a malformed chunk, a cut
-/// connection), so that the failure is answered as the visitor's (400), not the tunnel's.
-pub(super) struct Watched<B> {
-    body: B,
-    failed: Arc<AtomicBool>,
-}
-
-/// Set once the watched body failed.
-#[derive(Debug, Clone, Default)]
-pub(super) struct BodyFailed(Arc<AtomicBool>);
-
-impl BodyFailed {
-    pub(super) fn get(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
-/// Wraps `body`; the flag tells whether it failed.
-pub(super) fn watch<B>(body: B) -> (Watched<B>, BodyFailed) {
-    let failed = BodyFailed::default();
-    (
-        Watched {
-            body,
-            failed: failed.0.clone(),
-        },
-        failed,
-    )
-}
-
-impl<B> Body for Watched<B>
-where
-    B: Body<Data = Bytes> + Unpin,
-{
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let polled = Pin::new(&mut self.body).poll_frame(cx);
-        if let Poll::Ready(Some(Err(_))) = &polled {
-            self.failed.store(true, Ordering::Relaxed);
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use http::{HeaderMap, HeaderValue};
-    use http_body_util::BodyExt;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[test]
@@ -222,17 +161,5 @@ mod tests {
         tokio::time::sleep(timeout * 3).await;
         client.write_all(b"E").await.expect("write");
         assert_eq!(talking.read(&mut byte).await.expect("read"), 1);
-    }
-
-    #[tokio::test]
-    async fn a_failed_body_is_remembered() {
-        let failing = http_body_util::StreamBody::new(futures::stream::iter([
-            Ok(Frame::data(Bytes::from_static(b"a"))),
-            Err("malformed chunk"),
-        ]));
-        let (body, failed) = watch(failing);
-        assert!(!failed.get());
-        assert!(body.collect().await.is_err());
-        assert!(failed.get());
     }
 }

@@ -8,9 +8,8 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio_rustls::TlsAcceptor;
 
-use super::certs::CertCache;
+use crate::ca::{CertCache, EdgeCa};
 use crate::catalog::Catalog;
-use crate::state::EdgeState;
 
 /// Picks the certificate for a TLS connection by its server name.
 struct SniResolver {
@@ -39,14 +38,20 @@ impl ResolvesServerCert for SniResolver {
     }
 }
 
-/// The HTTPS listener's acceptor (HTTP/2 and HTTP/1.1 by ALPN).
-pub(super) fn acceptor(state: &EdgeState) -> Result<TlsAcceptor, rustls::Error> {
+/// The HTTPS listener's acceptor (HTTP/2 and HTTP/1.1 by ALPN): certificates from `ca` for
+/// the hostnames `catalog` declares; other names get one for `localhost` and
+/// `public_addresses`.
+pub(super) fn acceptor(
+    catalog: Catalog,
+    ca: Arc<EdgeCa>,
+    public_addresses: &[String],
+) -> Result<TlsAcceptor, rustls::Error> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut fallback_names = vec!["localhost".to_string()];
-    fallback_names.extend(state.settings.public_addresses.iter().cloned());
+    fallback_names.extend(public_addresses.iter().cloned());
     let resolver = SniResolver {
-        catalog: state.catalog.clone(),
-        cache: CertCache::new(state.ca.clone(), provider.clone()),
+        catalog,
+        cache: CertCache::new(ca, provider.clone()),
         fallback_names,
     };
     let mut config = rustls::ServerConfig::builder_with_provider(provider)

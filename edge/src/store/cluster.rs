@@ -10,46 +10,46 @@ use async_trait::async_trait;
 use postern_schema::ids::TunnelId;
 use serde::{Deserialize, Serialize};
 
-use super::StoreError;
+use super::record::StoreError;
 
 /// What a node tells the others about itself, renewed with its lease.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct NodeAdvert {
+pub(crate) struct NodeAdvert {
     /// The node's id: random, new at every start.
-    pub node_id: String,
+    pub(crate) node_id: String,
     /// Where other nodes reach this node's tunnel listener (`host:port`) for forwarded requests.
-    pub peer_address: String,
+    pub(crate) peer_address: String,
     /// What DNS may answer for hostnames, on this node's behalf (`--public-address`).
-    pub public_addresses: Vec<String>,
+    pub(crate) public_addresses: Vec<String>,
     /// Where connectors reach this node (`--advertise-tunnel`, or the bound tunnel address).
-    pub tunnel_addresses: Vec<String>,
+    pub(crate) tunnel_addresses: Vec<String>,
     /// The tunnels this node holds healthy connections for, by tunnel id.
-    pub holdings: Vec<Holding>,
+    pub(crate) holdings: Vec<Holding>,
 }
 
 /// A tunnel a node holds connections for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Holding {
+pub(crate) struct Holding {
     /// The tunnel.
-    pub tunnel_id: TunnelId,
+    pub(crate) tunnel_id: TunnelId,
     /// Healthy (routable) connections of that tunnel on the node.
-    pub connections: u32,
+    pub(crate) connections: u32,
 }
 
 /// A node whose lease is live, as the store saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeLease {
+pub(crate) struct NodeLease {
     /// What the node advertised with its last renewal.
-    pub advert: NodeAdvert,
+    pub(crate) advert: NodeAdvert,
     /// How long the lease has left, by the store's clock (so nodes' clocks need not agree).
-    pub remaining: Duration,
+    pub(crate) remaining: Duration,
 }
 
 /// The leases of the edge nodes sharing a store.
 #[async_trait]
-pub trait ClusterStore: Send + Sync + 'static {
+pub(crate) trait ClusterStore: Send + Sync + 'static {
     /// Takes or renews the lease of `advert.node_id` for `lease`, recording `advert`, and
     /// returns every node whose lease is live, this one included. With `announce`, the other
     /// nodes are told (through the store's cluster feed) to read the leases again at once,

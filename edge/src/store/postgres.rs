@@ -26,24 +26,21 @@ use deadpool_postgres::{
 };
 use futures::StreamExt;
 use futures::future::BoxFuture;
+use postern_schema::error_chain;
 use tokio::sync::mpsc;
 use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, Config, IsolationLevel, NoTls, Row};
 use tokio_util::sync::CancellationToken;
 
-use postern_schema::error_chain;
-
-use super::{Dump, Kind, Record, Store, StoreError, Write, check_version, now_rfc3339};
+use super::cluster::{ClusterStore, NodeAdvert, NodeLease};
+use super::record::{Dump, Kind, Record, Store, StoreError, Write, check_version, now_rfc3339};
+use cluster::CLUSTER_CHANNEL;
 
 mod cluster;
 
 /// The channel every committed write notifies, with the new store revision as the payload.
-pub const CHANGES_CHANNEL: &str = "postern_changes";
-
-/// The channel an edge node notifies when what it advertises changed (it took a lease, left,
-/// or gained or lost a tunnel's connections), with its node id as the payload.
-pub const CLUSTER_CHANNEL: &str = "postern_cluster";
+const CHANGES_CHANNEL: &str = "postern_changes";
 
 /// The advisory lock key that serializes migrations ("postern1" in ASCII).
 const MIGRATION_LOCK: i64 = 0x706f_7374_6572_6e31;
@@ -165,7 +162,7 @@ impl From<tokio_postgres::Error> for StoreError {
 
 /// Checks a `--store` value without connecting: a `postgres://` or `postgresql://` URL that
 /// `tokio-postgres` understands.
-pub fn check_url(url: &str) -> Result<(), String> {
+pub(crate) fn check_url(url: &str) -> Result<(), String> {
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         return Err("expected a postgres://user:password@host:port/database URL".into());
     }
@@ -182,7 +179,7 @@ pub fn check_url(url: &str) -> Result<(), String> {
 
 /// The PostgreSQL store.
 #[derive(Clone)]
-pub struct PostgresStore {
+pub(crate) struct PostgresStore {
     pool: Pool,
     config: Config,
     target: String,
@@ -200,7 +197,7 @@ impl PostgresStore {
     /// Connects to the database at `url` and applies pending migrations. Fails with
     /// `Unavailable` when the database cannot be reached and with `Corrupt` when a newer edge
     /// migrated it further than this one knows.
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+    pub(crate) async fn connect(url: &str) -> Result<Self, StoreError> {
         let config = session_config(url)?;
         let target = describe(&config);
         let connect_bound = connect_bound(&config);
@@ -230,7 +227,7 @@ impl PostgresStore {
     }
 
     /// The feed of changes written to this database by any node.
-    pub fn change_feed(&self) -> ChangeFeed {
+    pub(crate) fn change_feed(&self) -> ChangeFeed {
         ChangeFeed {
             config: self.config.clone(),
             target: self.target.clone(),
@@ -239,7 +236,7 @@ impl PostgresStore {
     }
 
     /// The feed of changes to the edge nodes' leases ([`CLUSTER_CHANNEL`]).
-    pub fn cluster_feed(&self) -> ChangeFeed {
+    pub(crate) fn cluster_feed(&self) -> ChangeFeed {
         ChangeFeed {
             channel: CLUSTER_CHANNEL,
             ..self.change_feed()
@@ -871,7 +868,7 @@ impl Store for PostgresStore {
 /// Follows `NOTIFY postern_changes` (or another channel) on a dedicated connection (a pooled
 /// one cannot hold a `LISTEN`), reconnecting with backoff when the connection drops.
 #[derive(Clone)]
-pub struct ChangeFeed {
+pub(crate) struct ChangeFeed {
     config: Config,
     target: String,
     channel: &'static str,
@@ -889,7 +886,7 @@ impl fmt::Debug for ChangeFeed {
 impl ChangeFeed {
     /// Calls `on_change` for every committed write (by any node) until `cancel`, and once after
     /// each (re)connection, since writes made while the feed was down were not heard.
-    pub async fn run(
+    pub(crate) async fn run(
         self,
         on_change: impl Fn() + Send + Sync + 'static,
         cancel: CancellationToken,
@@ -990,6 +987,33 @@ struct AbortOnDrop(tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+#[async_trait]
+impl ClusterStore for PostgresStore {
+    async fn heartbeat(
+        &self,
+        advert: &NodeAdvert,
+        lease: Duration,
+        announce: bool,
+    ) -> Result<Vec<NodeLease>, StoreError> {
+        let text = serde_json::to_string(advert)
+            .map_err(|e| StoreError::Corrupt(format!("a node's advert: {e}")))?;
+        let node_id = advert.node_id.clone();
+        let lease = lease.as_secs_f64();
+        self.run(move |c| Box::pin(cluster::heartbeat(c, text, node_id, lease, announce)))
+            .await
+    }
+
+    async fn members(&self) -> Result<Vec<NodeLease>, StoreError> {
+        self.run(|c| Box::pin(cluster::members(c))).await
+    }
+
+    async fn leave(&self, node_id: &str) -> Result<(), StoreError> {
+        let node_id = node_id.to_string();
+        self.run(move |c| Box::pin(cluster::leave(c, node_id)))
+            .await
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
-use super::{Dump, Kind, Record, Store, StoreError, Write, check_version, now_rfc3339};
+use super::record::{Dump, Kind, Record, Store, StoreError, Write, check_version, now_rfc3339};
 
 /// The schema, applied in order; `PRAGMA user_version` records how many ran.
 const MIGRATIONS: &[&str] = &[r#"
@@ -45,13 +45,13 @@ INSERT INTO settings (key, value) VALUES ('revision', '0');
 
 /// The embedded store.
 #[derive(Clone)]
-pub struct SqliteStore {
+pub(crate) struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the store file and applies pending migrations.
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
+    pub(crate) fn open(path: &Path) -> Result<Self, StoreError> {
         let mut conn = Connection::open(path).map_err(unavailable)?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",

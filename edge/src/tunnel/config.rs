@@ -11,7 +11,7 @@ use crate::catalog::Snapshot;
 
 /// The hostnames `tunnel` serves in `snapshot`, ordered by name; `None` when the tunnel does
 /// not exist (deleted).
-pub fn hostnames_for(snapshot: &Snapshot, tunnel: TunnelId) -> Option<Vec<HostnameConfig>> {
+pub(crate) fn hostnames_for(snapshot: &Snapshot, tunnel: TunnelId) -> Option<Vec<HostnameConfig>> {
     let labels = &snapshot.tunnels.get(&tunnel)?.spec.labels;
     Some(
         snapshot
@@ -28,7 +28,7 @@ pub fn hostnames_for(snapshot: &Snapshot, tunnel: TunnelId) -> Option<Vec<Hostna
 }
 
 /// Does a tunnel with this id and these labels serve `hostname`?
-pub fn serves(hostname: &HostnameSpec, tunnel: TunnelId, labels: &Labels) -> bool {
+pub(crate) fn serves(hostname: &HostnameSpec, tunnel: TunnelId, labels: &Labels) -> bool {
     match hostname.target() {
         Some(Target::Tunnel(id)) => id == tunnel,
         Some(Target::Routes(routes)) => routes
@@ -41,14 +41,14 @@ pub fn serves(hostname: &HostnameSpec, tunnel: TunnelId, labels: &Labels) -> boo
 /// Tracks what was pushed on one connection, so only changes are pushed, each with a newer
 /// version.
 #[derive(Debug, Default)]
-pub struct PushState {
+pub(crate) struct PushState {
     last: Option<ConfigPush>,
 }
 
 impl PushState {
     /// The push to send for `snapshot`, if the tunnel's hostnames changed since the last one
     /// (or nothing was pushed yet). The version is the snapshot's revision.
-    pub fn next(
+    pub(crate) fn next(
         &mut self,
         snapshot: &Snapshot,
         hostnames: Vec<HostnameConfig>,

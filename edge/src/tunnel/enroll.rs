@@ -12,8 +12,8 @@ use postern_schema::wire::{
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use super::context::TunnelContext;
 use crate::auth::secrets_equal;
-use crate::state::EdgeState;
 use crate::store::Kind;
 
 /// How long an enrolment client may take to send its request.
@@ -30,13 +30,13 @@ const MAX_TRACKED: usize = 10_000;
 
 /// A token bucket per source address.
 #[derive(Debug, Default)]
-pub struct Limiter {
+pub(crate) struct Limiter {
     buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
 }
 
 impl Limiter {
     /// Takes one attempt from `ip`'s bucket; `false` when it is empty.
-    pub fn allow(&self, ip: IpAddr) -> bool {
+    pub(crate) fn allow(&self, ip: IpAddr) -> bool {
         self.allow_at(ip, Instant::now())
     }
 
@@ -62,13 +62,17 @@ impl Limiter {
 }
 
 /// Serves the one enrolment request of `stream`.
-pub async fn serve_one<S>(mut stream: S, peer: SocketAddr, state: &EdgeState, limiter: &Limiter)
-where
+pub(crate) async fn serve_one<S>(
+    mut stream: S,
+    peer: SocketAddr,
+    context: &TunnelContext,
+    limiter: &Limiter,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let answer = if limiter.allow(peer.ip()) {
         match tokio::time::timeout(REQUEST_TIMEOUT, read_request(&mut stream)).await {
-            Ok(Ok(request)) => decide(request, state).await,
+            Ok(Ok(request)) => decide(request, context).await,
             Ok(Err(message)) => refuse(RefusalReason::BadRequest, message),
             Err(_) => refuse(RefusalReason::BadRequest, "no request within 10 s".into()),
         }
@@ -88,7 +92,7 @@ where
             RefusalReason::Internal => "internal",
         },
     };
-    state
+    context
         .metrics
         .inc("postern_edge_enrollments_total", &[("outcome", outcome)]);
     let _ = stream.write_all(&encode_frame(&answer)).await;
@@ -110,11 +114,11 @@ async fn read_request<S: AsyncRead + Unpin>(stream: &mut S) -> Result<EnrollRequ
     wire::from_json(&body).map_err(|e| format!("the request is malformed: {e}"))
 }
 
-async fn decide(request: EnrollRequest, state: &EdgeState) -> EnrollAnswer {
+async fn decide(request: EnrollRequest, context: &TunnelContext) -> EnrollAnswer {
     let tunnel = request.tunnel_id;
     let span = tracing::info_span!("enroll", tunnel_id = %tunnel);
     let _enter = span.enter();
-    if !state.catalog.snapshot().tunnels.contains_key(&tunnel) {
+    if !context.catalog.snapshot().tunnels.contains_key(&tunnel) {
         tracing::info!("enrolment refused: the tunnel does not exist");
         return refuse(
             RefusalReason::UnknownTunnel,
@@ -122,7 +126,8 @@ async fn decide(request: EnrollRequest, state: &EdgeState) -> EnrollAnswer {
         );
     }
     if crate::enrollment::is_one_time(request.secret.expose()) {
-        match crate::enrollment::redeem(state.store.as_ref(), tunnel, request.secret.expose()).await
+        match crate::enrollment::redeem(context.store.as_ref(), tunnel, request.secret.expose())
+            .await
         {
             Ok(true) => {}
             Ok(false) => {
@@ -141,7 +146,11 @@ async fn decide(request: EnrollRequest, state: &EdgeState) -> EnrollAnswer {
             }
         }
     } else {
-        let secret = match state.store.secret(Kind::Tunnel, &tunnel.to_string()).await {
+        let secret = match context
+            .store
+            .secret(Kind::Tunnel, &tunnel.to_string())
+            .await
+        {
             Ok(Some(secret)) => secret,
             Ok(None) => {
                 return refuse(
@@ -170,15 +179,15 @@ async fn decide(request: EnrollRequest, state: &EdgeState) -> EnrollAnswer {
         Ok(csr) => csr,
         Err(error) => return refuse(RefusalReason::BadRequest, error.to_string()),
     };
-    match state
+    match context
         .ca
-        .sign_tunnel_csr(&csr, tunnel, state.tunnel_settings.client_cert_lifetime)
+        .sign_tunnel_csr(&csr, tunnel, context.settings.client_cert_lifetime)
     {
         Ok(cert) => {
             tracing::info!("connector enrolled");
             EnrollAnswer::Granted {
                 cert_der: encode_der(cert.as_ref()),
-                ca_der: encode_der(state.ca.cert_der().as_ref()),
+                ca_der: encode_der(context.ca.cert_der().as_ref()),
             }
         }
         Err(error) => refuse(

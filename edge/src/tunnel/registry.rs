@@ -5,8 +5,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use bytes::Bytes;
-use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
 use hyper::{Request, Response};
@@ -17,19 +15,15 @@ use rand::Rng;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-/// Any error a body may carry.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// The body type of every stream the edge opens on a tunnel.
-pub type TunnelBody = UnsyncBoxBody<Bytes, BoxError>;
+use crate::body::BoxBody;
 
 /// One live, registered tunnel connection.
-pub struct Session {
+pub(crate) struct Session {
     /// The edge's id for the connection.
-    pub id: String,
+    pub(crate) id: String,
     /// The tunnel its certificate is bound to.
-    pub tunnel: TunnelId,
-    sender: SendRequest<TunnelBody>,
+    pub(crate) tunnel: TunnelId,
+    sender: SendRequest<BoxBody>,
     info: Mutex<Connection>,
     outstanding: AtomicUsize,
     draining: AtomicBool,
@@ -52,16 +46,16 @@ impl std::fmt::Debug for Session {
 
 /// Why a stream could not be opened on a session.
 #[derive(Debug)]
-pub struct SendFailure {
+pub(crate) struct SendFailure {
     /// The request, when it never left the edge (safe to send elsewhere).
-    pub request: Option<Request<TunnelBody>>,
+    pub(crate) request: Option<Request<BoxBody>>,
     /// What hyper said.
-    pub error: hyper::Error,
+    pub(crate) error: hyper::Error,
 }
 
 /// Counts one outstanding stream on a session until dropped.
 #[derive(Debug)]
-pub struct StreamGuard {
+pub(crate) struct StreamGuard {
     session: Arc<Session>,
 }
 
@@ -73,9 +67,9 @@ impl Drop for StreamGuard {
 
 impl Session {
     /// A session over `sender`, described by `info`; `close` ends the connection.
-    pub fn new(
+    pub(crate) fn new(
         tunnel: TunnelId,
-        sender: SendRequest<TunnelBody>,
+        sender: SendRequest<BoxBody>,
         info: Connection,
         close: CancellationToken,
     ) -> Self {
@@ -94,38 +88,38 @@ impl Session {
     }
 
     /// Can new visitor streams go here?
-    pub fn is_healthy(&self) -> bool {
+    pub(crate) fn is_healthy(&self) -> bool {
         !self.is_draining() && !self.sender.is_closed() && !self.close.is_cancelled()
     }
 
     /// Has the connector (or the edge) asked to stop routing here?
-    pub fn is_draining(&self) -> bool {
+    pub(crate) fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
     }
 
     /// Stops routing new streams here.
-    pub fn set_draining(&self) {
+    pub(crate) fn set_draining(&self) {
         self.draining.store(true, Ordering::Relaxed);
         self.with_info(|info| info.draining = true);
     }
 
     /// Visitor streams in flight.
-    pub fn outstanding(&self) -> usize {
+    pub(crate) fn outstanding(&self) -> usize {
         self.outstanding.load(Ordering::Relaxed)
     }
 
     /// The last config version pushed (or being pushed) to the connector.
-    pub fn pushed_version(&self) -> u64 {
+    pub(crate) fn pushed_version(&self) -> u64 {
         self.pushed_version.load(Ordering::Relaxed)
     }
 
     /// Records a push about to be sent.
-    pub fn set_pushed_version(&self, version: u64) {
+    pub(crate) fn set_pushed_version(&self, version: u64) {
         self.pushed_version.store(version, Ordering::Relaxed);
     }
 
     /// Records that the session has pushed whatever catalog revision `revision` changed for it.
-    pub fn set_seen_revision(&self, revision: u64) {
+    pub(crate) fn set_seen_revision(&self, revision: u64) {
         self.seen_revision.send_if_modified(|seen| {
             let newer = revision > *seen;
             if newer {
@@ -138,7 +132,7 @@ impl Session {
     /// Waits (at most `timeout`) until the session has pushed the configuration of catalog
     /// revision `revision`, so a request routed with that revision finds its hostname at the
     /// connector.
-    pub async fn catch_up(&self, revision: u64, timeout: std::time::Duration) {
+    pub(crate) async fn catch_up(&self, revision: u64, timeout: std::time::Duration) {
         if *self.seen_revision.borrow() >= revision {
             return;
         }
@@ -147,17 +141,17 @@ impl Session {
     }
 
     /// Records the version the connector acknowledged.
-    pub fn set_acked_version(&self, version: u64) {
+    pub(crate) fn set_acked_version(&self, version: u64) {
         self.with_info(|info| info.config_version = version);
     }
 
     /// Records the hostnames the connector acknowledged serving (a push it applied).
-    pub fn set_applied(&self, hostnames: Vec<HostnameConfig>) {
+    pub(crate) fn set_applied(&self, hostnames: Vec<HostnameConfig>) {
         *self.applied.lock().unwrap_or_else(|p| p.into_inner()) = hostnames;
     }
 
     /// Runs `look` on the hostnames the connector last acknowledged serving.
-    pub fn with_applied<R>(&self, look: impl FnOnce(&[HostnameConfig]) -> R) -> R {
+    pub(crate) fn with_applied<R>(&self, look: impl FnOnce(&[HostnameConfig]) -> R) -> R {
         look(
             self.applied
                 .lock()
@@ -167,17 +161,12 @@ impl Session {
     }
 
     /// The API's view of the connection.
-    pub fn connection(&self) -> Connection {
+    pub(crate) fn connection(&self) -> Connection {
         self.info.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Ends the connection.
-    pub fn close(&self) {
-        self.close.cancel();
-    }
-
     /// Counts a stream as outstanding until the guard is dropped.
-    pub fn begin_stream(self: &Arc<Self>) -> StreamGuard {
+    pub(crate) fn begin_stream(self: &Arc<Self>) -> StreamGuard {
         self.outstanding.fetch_add(1, Ordering::Relaxed);
         StreamGuard {
             session: self.clone(),
@@ -185,9 +174,9 @@ impl Session {
     }
 
     /// Opens a stream for `request` and waits for the response head.
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
-        request: Request<TunnelBody>,
+        request: Request<BoxBody>,
     ) -> Result<Response<Incoming>, SendFailure> {
         let mut sender = self.sender.clone();
         sender
@@ -200,7 +189,7 @@ impl Session {
     }
 
     /// A clone of the h2 handle, for control requests.
-    pub fn sender(&self) -> SendRequest<TunnelBody> {
+    pub(crate) fn sender(&self) -> SendRequest<BoxBody> {
         self.sender.clone()
     }
 
@@ -212,19 +201,19 @@ impl Session {
 
 /// Live sessions, by tunnel.
 #[derive(Debug, Default)]
-pub struct Registry {
+pub(crate) struct Registry {
     sessions: RwLock<HashMap<TunnelId, Vec<Arc<Session>>>>,
 }
 
 impl Registry {
     /// Registers a session: from now on the proxy may route to it.
-    pub fn add(&self, session: Arc<Session>) {
+    pub(crate) fn add(&self, session: Arc<Session>) {
         let mut map = self.sessions.write().unwrap_or_else(|p| p.into_inner());
         map.entry(session.tunnel).or_default().push(session);
     }
 
     /// Forgets a session.
-    pub fn remove(&self, tunnel: TunnelId, session_id: &str) {
+    pub(crate) fn remove(&self, tunnel: TunnelId, session_id: &str) {
         let mut map = self.sessions.write().unwrap_or_else(|p| p.into_inner());
         if let Some(list) = map.get_mut(&tunnel) {
             list.retain(|s| s.id != session_id);
@@ -235,13 +224,13 @@ impl Registry {
     }
 
     /// The live sessions of `tunnel`.
-    pub fn sessions(&self, tunnel: TunnelId) -> Vec<Arc<Session>> {
+    pub(crate) fn sessions(&self, tunnel: TunnelId) -> Vec<Arc<Session>> {
         let map = self.sessions.read().unwrap_or_else(|p| p.into_inner());
         map.get(&tunnel).cloned().unwrap_or_default()
     }
 
     /// The live connections of `tunnel`, as the API shows them.
-    pub fn connections(&self, tunnel: TunnelId) -> Vec<Connection> {
+    pub(crate) fn connections(&self, tunnel: TunnelId) -> Vec<Connection> {
         self.sessions(tunnel)
             .iter()
             .map(|s| s.connection())
@@ -249,26 +238,26 @@ impl Registry {
     }
 
     /// How many connections `tunnel` has.
-    pub fn count(&self, tunnel: TunnelId) -> u32 {
+    pub(crate) fn count(&self, tunnel: TunnelId) -> u32 {
         let map = self.sessions.read().unwrap_or_else(|p| p.into_inner());
         map.get(&tunnel).map_or(0, |l| l.len() as u32)
     }
 
     /// Every live session, by tunnel.
-    pub fn all(&self) -> Vec<(TunnelId, Vec<Arc<Session>>)> {
+    pub(crate) fn all(&self) -> Vec<(TunnelId, Vec<Arc<Session>>)> {
         let map = self.sessions.read().unwrap_or_else(|p| p.into_inner());
         map.iter().map(|(id, l)| (*id, l.clone())).collect()
     }
 
     /// Connection counts of every connected tunnel.
-    pub fn counts(&self) -> Vec<(TunnelId, u32)> {
+    pub(crate) fn counts(&self) -> Vec<(TunnelId, u32)> {
         let map = self.sessions.read().unwrap_or_else(|p| p.into_inner());
         map.iter().map(|(id, l)| (*id, l.len() as u32)).collect()
     }
 
     /// The healthy session with the fewest outstanding streams among `tunnels`' sessions
     /// (ties broken at random, so idle connectors share the traffic), skipping `exclude`.
-    pub fn pick(&self, tunnels: &[TunnelId], exclude: &[String]) -> Option<Arc<Session>> {
+    pub(crate) fn pick(&self, tunnels: &[TunnelId], exclude: &[String]) -> Option<Arc<Session>> {
         let map = self.sessions.read().unwrap_or_else(|p| p.into_inner());
         // One pass, no allocation (it runs for every request): each count is read once, as
         // they change under us, and ties are broken by reservoir sampling (the k-th tie

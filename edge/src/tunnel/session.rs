@@ -9,13 +9,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use http::{Request, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::client::conn::http2::{self, SendRequest};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use postern_schema::api::Connection;
+use postern_schema::error_chain;
 use postern_schema::ids::TunnelId;
 use postern_schema::wire::{
     self, CERTIFICATE_PATH, CONFIG_PATH, CONTROL_AUTHORITY, CertificateGrant, ConfigAck,
@@ -31,8 +32,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::config::{PushState, hostnames_for};
-use super::registry::{BoxError, Session, TunnelBody};
-use crate::state::EdgeState;
+use super::context::TunnelContext;
+use super::registry::Session;
+use crate::body::{self, BoxBody, BoxError};
+use crate::catalog::Snapshot;
 
 /// How long a control request may take.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -47,7 +50,7 @@ const SHUTDOWN_DRAIN: Duration = Duration::from_secs(8);
 
 /// Why a session failed.
 #[derive(Debug, thiserror::Error)]
-pub enum SessionError {
+pub(crate) enum SessionError {
     /// The HTTP/2 handshake over the TLS connection failed.
     #[error("the HTTP/2 handshake failed")]
     Handshake(#[source] hyper::Error),
@@ -95,11 +98,11 @@ pub enum SessionError {
 }
 
 /// Runs the session of one authenticated connection of `tunnel` until it ends.
-pub async fn run(
+pub(crate) async fn run(
     stream: TlsStream<TcpStream>,
     peer: SocketAddr,
     tunnel: TunnelId,
-    state: EdgeState,
+    context: TunnelContext,
     cancel: CancellationToken,
 ) {
     let connection_id = uuid::Uuid::new_v4().to_string();
@@ -121,13 +124,13 @@ pub async fn run(
             .initial_connection_window_size(tuning::CONNECTION_WINDOW)
             .max_frame_size(tuning::MAX_FRAME)
             .max_send_buf_size(tuning::MAX_SEND_BUFFER)
-            .handshake::<_, TunnelBody>(TokioIo::new(stream))
+            .handshake::<_, BoxBody>(TokioIo::new(stream))
             .await;
         let (sender, connection) = match handshake {
             Ok(pair) => pair,
             Err(error) => {
                 let error = SessionError::Handshake(error);
-                tracing::info!(error = %postern_schema::error_chain(&error), "tunnel session failed");
+                tracing::info!(error = %error_chain(&error), "tunnel session failed");
                 return;
             }
         };
@@ -160,9 +163,9 @@ pub async fn run(
             close: close.clone(),
             ended,
         };
-        if let Err(error) = live.serve(&state, &cancel).await {
-            tracing::info!(error = %postern_schema::error_chain(&error), "tunnel session failed");
-            state.metrics.inc(
+        if let Err(error) = live.serve(&context, &cancel).await {
+            tracing::info!(error = %error_chain(&error), "tunnel session failed");
+            context.metrics.inc(
                 "postern_edge_tunnel_sessions_total",
                 &[("outcome", "failed")],
             );
@@ -178,7 +181,7 @@ struct Live {
     tunnel: TunnelId,
     peer: SocketAddr,
     connection_id: String,
-    sender: SendRequest<TunnelBody>,
+    sender: SendRequest<BoxBody>,
     close: CancellationToken,
     ended: CancellationToken,
 }
@@ -186,11 +189,11 @@ struct Live {
 impl Live {
     async fn serve(
         self,
-        state: &EdgeState,
+        context: &TunnelContext,
         cancel: &CancellationToken,
     ) -> Result<(), SessionError> {
         // Subscribe before reading, so no catalog change slips between the two.
-        let mut snapshots = state.catalog.subscribe();
+        let mut snapshots = context.catalog.subscribe();
         let snapshot = snapshots.borrow_and_update().clone();
         let (Some(record), Some(hostnames)) = (
             snapshot.tunnels.get(&self.tunnel),
@@ -198,7 +201,7 @@ impl Live {
         ) else {
             // A valid certificate of a deleted tunnel: say why, then close.
             tracing::info!("refused a connector whose tunnel was deleted");
-            state.metrics.inc(
+            context.metrics.inc(
                 "postern_edge_tunnel_sessions_total",
                 &[("outcome", "revoked")],
             );
@@ -240,8 +243,8 @@ impl Live {
             push_config(&session, push).await?;
         }
         session.set_seen_revision(snapshot.revision);
-        state.registry.add(session.clone());
-        state.metrics.inc(
+        context.registry.add(session.clone());
+        context.metrics.inc(
             "postern_edge_tunnel_sessions_total",
             &[("outcome", "accepted")],
         );
@@ -249,7 +252,7 @@ impl Live {
 
         let result = self
             .watch(
-                state,
+                context,
                 cancel,
                 &session,
                 &mut pushes,
@@ -257,7 +260,7 @@ impl Live {
                 &mut events,
             )
             .await;
-        state.registry.remove(self.tunnel, &session.id);
+        context.registry.remove(self.tunnel, &session.id);
         result
     }
 
@@ -265,11 +268,11 @@ impl Live {
     /// connector's events, and edge shutdown.
     async fn watch(
         &self,
-        state: &EdgeState,
+        context: &TunnelContext,
         cancel: &CancellationToken,
         session: &Arc<Session>,
         pushes: &mut PushState,
-        snapshots: &mut tokio::sync::watch::Receiver<Arc<crate::catalog::Snapshot>>,
+        snapshots: &mut tokio::sync::watch::Receiver<Arc<Snapshot>>,
         events: &mut mpsc::Receiver<Event>,
     ) -> Result<(), SessionError> {
         let mut events_open = true;
@@ -293,7 +296,7 @@ impl Live {
                     match hostnames_for(&snapshot, self.tunnel) {
                         None => {
                             // Revocation: stop routing at once, tell the connector, close.
-                            state.registry.remove(self.tunnel, &session.id);
+                            context.registry.remove(self.tunnel, &session.id);
                             tracing::info!("tunnel deleted: closing its connection");
                             self.notify_drain(DrainReason::TunnelDeleted, REVOKE_NOTICE_TIMEOUT).await;
                             return Ok(());
@@ -314,12 +317,12 @@ impl Live {
                         tokio::spawn(async move {
                             let drain = Drain { reason: DrainReason::ConnectorDraining };
                             if let Err(error) = control::<_, serde_json::Value>(&sender, DRAIN_PATH, &drain).await {
-                                tracing::debug!(error = %postern_schema::error_chain(&error), "drain acknowledgement failed");
+                                tracing::debug!(error = %error_chain(&error), "drain acknowledgement failed");
                             }
                         }.in_current_span());
                     }
                     Some(Event::Renew { csr_der }) => {
-                        tokio::spawn(renew(state.clone(), self.tunnel, self.sender.clone(), csr_der).in_current_span());
+                        tokio::spawn(renew(context.clone(), self.tunnel, self.sender.clone(), csr_der).in_current_span());
                     }
                     None => events_open = false,
                 },
@@ -353,7 +356,7 @@ impl Live {
         match tokio::time::timeout(timeout, call).await {
             Ok(Ok(_)) => {}
             Ok(Err(error)) => {
-                tracing::debug!(error = %postern_schema::error_chain(&error), "drain notice failed")
+                tracing::debug!(error = %error_chain(&error), "drain notice failed")
             }
             Err(_) => tracing::debug!("drain notice timed out"),
         }
@@ -381,12 +384,12 @@ async fn push_config(session: &Session, push: ConfigPush) -> Result<(), SessionE
 /// Signs a renewal CSR for the session's tunnel (if it still exists) and hands the
 /// certificate to the connector.
 async fn renew(
-    state: EdgeState,
+    context: TunnelContext,
     tunnel: TunnelId,
-    sender: SendRequest<TunnelBody>,
+    sender: SendRequest<BoxBody>,
     csr_der: String,
 ) {
-    if !state.catalog.snapshot().tunnels.contains_key(&tunnel) {
+    if !context.catalog.snapshot().tunnels.contains_key(&tunnel) {
         return;
     }
     let csr = match wire::decode_der(&csr_der, "csr_der") {
@@ -396,25 +399,24 @@ async fn renew(
             return;
         }
     };
-    let cert =
-        match state
-            .ca
-            .sign_tunnel_csr(&csr, tunnel, state.tunnel_settings.client_cert_lifetime)
-        {
-            Ok(cert) => cert,
-            Err(error) => {
-                tracing::warn!(%error, "cannot sign the renewal request");
-                return;
-            }
-        };
+    let cert = match context
+        .ca
+        .sign_tunnel_csr(&csr, tunnel, context.settings.client_cert_lifetime)
+    {
+        Ok(cert) => cert,
+        Err(error) => {
+            tracing::warn!(%error, "cannot sign the renewal request");
+            return;
+        }
+    };
     let grant = CertificateGrant {
         cert_der: wire::encode_der(cert.as_ref()),
-        ca_der: wire::encode_der(state.ca.cert_der().as_ref()),
+        ca_der: wire::encode_der(context.ca.cert_der().as_ref()),
     };
     match control::<_, serde_json::Value>(&sender, CERTIFICATE_PATH, &grant).await {
         Ok(_) => tracing::info!("renewed the connector's client certificate"),
         Err(error) => {
-            tracing::warn!(error = %postern_schema::error_chain(&error), "cannot deliver the renewed certificate")
+            tracing::warn!(error = %error_chain(&error), "cannot deliver the renewed certificate")
         }
     }
 }
@@ -447,8 +449,8 @@ async fn read_events(mut body: Incoming, events: mpsc::Sender<Event>) {
 }
 
 /// A control request: `POST https://_postern/.postern/...` with a JSON body.
-fn control_request<T: Serialize>(path: &'static str, body: &T) -> Request<TunnelBody> {
-    let mut request = Request::new(full_body(wire::to_json(body)));
+fn control_request<T: Serialize>(path: &'static str, body: &T) -> Request<BoxBody> {
+    let mut request = Request::new(body::full(wire::to_json(body)));
     *request.method_mut() = http::Method::POST;
     *request.uri_mut() = http::Uri::builder()
         .scheme("https")
@@ -465,7 +467,7 @@ fn control_request<T: Serialize>(path: &'static str, body: &T) -> Request<Tunnel
 
 /// Sends a control request and decodes the answer.
 async fn control<Req: Serialize, Ans: DeserializeOwned>(
-    sender: &SendRequest<TunnelBody>,
+    sender: &SendRequest<BoxBody>,
     path: &'static str,
     body: &Req,
 ) -> Result<Ans, SessionError> {
@@ -493,13 +495,6 @@ async fn control<Req: Serialize, Ans: DeserializeOwned>(
     tokio::time::timeout(CONTROL_TIMEOUT, call)
         .await
         .map_err(|_| SessionError::Timeout { path })?
-}
-
-/// A whole body.
-pub fn full_body(bytes: impl Into<Bytes>) -> TunnelBody {
-    Full::new(bytes.into())
-        .map_err(|never| match never {})
-        .boxed_unsync()
 }
 
 fn now_rfc3339() -> String {

@@ -4,12 +4,14 @@
 
 use std::time::Duration;
 
-use async_trait::async_trait;
 use deadpool_postgres::ClientWrapper;
 
-use super::{CLUSTER_CHANNEL, PostgresStore};
-use crate::store::StoreError;
-use crate::store::cluster::{ClusterStore, NodeAdvert, NodeLease};
+use crate::store::cluster::{NodeAdvert, NodeLease};
+use crate::store::record::StoreError;
+
+/// The channel an edge node notifies when what it advertises changed (it took a lease, left,
+/// or gained or lost a tunnel's connections), with its node id as the payload.
+pub(super) const CLUSTER_CHANNEL: &str = "postern_cluster";
 
 /// Rows of nodes dead for this long are deleted by any node's heartbeat.
 const FORGET_AFTER: &str = "10 minutes";
@@ -33,7 +35,7 @@ fn parse_rows(rows: &[tokio_postgres::Row]) -> Result<Vec<NodeLease>, StoreError
         .collect()
 }
 
-async fn heartbeat(
+pub(super) async fn heartbeat(
     client: &mut ClientWrapper,
     advert: String,
     node_id: String,
@@ -66,13 +68,13 @@ async fn heartbeat(
     parse_rows(&rows)
 }
 
-async fn members(client: &mut ClientWrapper) -> Result<Vec<NodeLease>, StoreError> {
+pub(super) async fn members(client: &mut ClientWrapper) -> Result<Vec<NodeLease>, StoreError> {
     let live = client.prepare_cached(LIVE_NODES).await?;
     let rows = client.query(&live, &[]).await?;
     parse_rows(&rows)
 }
 
-async fn leave(client: &mut ClientWrapper, node_id: String) -> Result<(), StoreError> {
+pub(super) async fn leave(client: &mut ClientWrapper, node_id: String) -> Result<(), StoreError> {
     let tx = client.transaction().await?;
     tx.execute("DELETE FROM postern_nodes WHERE node_id = $1", &[&node_id])
         .await?;
@@ -80,30 +82,4 @@ async fn leave(client: &mut ClientWrapper, node_id: String) -> Result<(), StoreE
         .await?;
     tx.commit().await?;
     Ok(())
-}
-
-#[async_trait]
-impl ClusterStore for PostgresStore {
-    async fn heartbeat(
-        &self,
-        advert: &NodeAdvert,
-        lease: Duration,
-        announce: bool,
-    ) -> Result<Vec<NodeLease>, StoreError> {
-        let text = serde_json::to_string(advert)
-            .map_err(|e| StoreError::Corrupt(format!("a node's advert: {e}")))?;
-        let node_id = advert.node_id.clone();
-        let lease = lease.as_secs_f64();
-        self.run(move |c| Box::pin(heartbeat(c, text, node_id, lease, announce)))
-            .await
-    }
-
-    async fn members(&self) -> Result<Vec<NodeLease>, StoreError> {
-        self.run(|c| Box::pin(members(c))).await
-    }
-
-    async fn leave(&self, node_id: &str) -> Result<(), StoreError> {
-        let node_id = node_id.to_string();
-        self.run(move |c| Box::pin(leave(c, node_id))).await
-    }
 }

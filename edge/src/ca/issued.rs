@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use rustls::crypto::CryptoProvider;
 use rustls::sign::CertifiedKey;
 
-use crate::ca::EdgeCa;
+use super::authority::EdgeCa;
 
 /// How long an issued server certificate is valid.
 const LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -21,7 +21,7 @@ const RENEW_AFTER: Duration = Duration::from_secs(20 * 24 * 3600);
 const MAX_ENTRIES: usize = 10_000;
 
 /// Issued certificates by name.
-pub struct CertCache {
+pub(crate) struct CertCache {
     ca: Arc<EdgeCa>,
     provider: Arc<CryptoProvider>,
     entries: Mutex<HashMap<String, Entry>>,
@@ -40,7 +40,7 @@ impl std::fmt::Debug for CertCache {
 
 impl CertCache {
     /// An empty cache issuing from `ca`.
-    pub fn new(ca: Arc<EdgeCa>, provider: Arc<CryptoProvider>) -> Self {
+    pub(crate) fn new(ca: Arc<EdgeCa>, provider: Arc<CryptoProvider>) -> Self {
         Self {
             ca,
             provider,
@@ -50,7 +50,7 @@ impl CertCache {
 
     /// The certificate (chain: leaf, CA) and key for `names[0]`, covering every name in
     /// `names`; issued now when missing or due. A failed renewal keeps serving the old one.
-    pub fn get(&self, names: &[String]) -> Option<Arc<CertifiedKey>> {
+    pub(crate) fn get(&self, names: &[String]) -> Option<Arc<CertifiedKey>> {
         let first = names.first()?;
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(entry) = entries.get(first)
@@ -77,12 +77,6 @@ impl CertCache {
                 entries.get(first).map(|e| e.key.clone())
             }
         }
-    }
-
-    /// Drops cached certificates whose name `keep` refuses (deleted hostnames).
-    pub fn retain(&self, keep: impl Fn(&str) -> bool) {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries.retain(|name, _| keep(name));
     }
 
     fn issue(&self, names: &[String]) -> Result<Arc<CertifiedKey>, String> {

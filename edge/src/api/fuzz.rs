@@ -11,12 +11,12 @@ use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
+use super::{ApiError, JsonBody};
 use axum::body::Body;
 use axum::extract::FromRequest;
 use axum::http::{Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
-use postern_edge::api::{ApiError, JsonBody};
 use postern_fuzzing::json::{JsonGen, Shape, perturb};
 use postern_fuzzing::{Fuzz, read_corpus};
 use postern_schema::api::{ApiErrorBody, HostnameSpec, PolicySpec, TunnelSpec};

@@ -2,11 +2,16 @@
 
 use std::net::SocketAddr;
 
+use std::convert::Infallible;
+
 use http_body_util::BodyExt;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use super::*;
+use crate::body;
 use crate::ca::tunnel_of_certificate;
 use crate::store::SqliteStore;
 
@@ -40,9 +45,7 @@ async fn echo_node(ca: &Arc<EdgeCa>, node_id: &str) -> SocketAddr {
                     .unwrap_or_else(|| "no node".into());
                 let service = service_fn(move |_request: Request<Incoming>| {
                     let from = from.clone();
-                    async move {
-                        Ok::<_, Infallible>(Response::new(crate::tunnel::session::full_body(from)))
-                    }
+                    async move { Ok::<_, Infallible>(Response::new(body::full(from))) }
                 });
                 let _ = hyper::server::conn::http2::Builder::new(postern_heap::BoxingExecutor)
                     .serve_connection(TokioIo::new(stream), service)
@@ -53,8 +56,8 @@ async fn echo_node(ca: &Arc<EdgeCa>, node_id: &str) -> SocketAddr {
     address
 }
 
-fn request() -> Request<TunnelBody> {
-    let mut request = Request::new(crate::tunnel::session::full_body(""));
+fn request() -> Request<BoxBody> {
+    let mut request = Request::new(body::full(""));
     *request.uri_mut() = "http://app.example.com/".parse().expect("uri");
     request
 }

@@ -7,15 +7,19 @@
 use postern_schema::api::{PendingConnection, RolloutScope as Scope};
 use postern_schema::wire::HostnameConfig;
 
+use super::config::hostnames_for;
+use super::registry::Registry;
 use crate::catalog::Snapshot;
-use crate::tunnel::Registry;
-use crate::tunnel::config::hostnames_for;
 
 /// The live connections that may receive new requests (neither draining nor closed) whose
 /// acknowledged configuration differs, within `scope`, from what `snapshot` gives their
 /// tunnel; ordered by tunnel name, then connector. Connections of deleted tunnels are left
 /// out: they are being closed.
-pub fn pending(snapshot: &Snapshot, registry: &Registry, scope: &Scope) -> Vec<PendingConnection> {
+pub(crate) fn pending(
+    snapshot: &Snapshot,
+    registry: &Registry,
+    scope: &Scope,
+) -> Vec<PendingConnection> {
     let names: Option<Vec<&str>> = match scope {
         Scope::All | Scope::Tunnel(_) => None,
         Scope::Hostname(name) => Some(vec![name.as_str()]),

@@ -4,23 +4,22 @@
 //! TLS 1.3, both sides presenting a node certificate (a connector's certificate, also from the
 //! CA, names no node and is refused), then HTTP/2 with the forwarding node as the client. Every
 //! stream is one visitor request the forwarding node already checked against the hostname's
-//! policies; the receiving node answers it from a connection of its own
-//! ([`crate::proxy::serve_forwarded`]) and never forwards it again.
+//! policies; the receiving node's proxy answers it from a connection of its own and never
+//! forwards it again.
 //!
-//! [`PeerLinks`] keeps one HTTP/2 connection per node, dialed on first use and again after it
-//! closed; [`serve`] is the receiving side.
+//! This file holds the node's identity (its certificate and both TLS configurations) and the
+//! dialing side: [`PeerLinks`] keeps one HTTP/2 connection per node, dialed on first use and
+//! again after it closed.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
-use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use postern_schema::error_chain;
 use postern_schema::wire::{self, ALPN_PEER, PEER_SERVER_NAME};
 use rustls::RootCertStore;
 use rustls::client::ResolvesClientCert;
@@ -30,14 +29,10 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
-use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::ClusterError;
-use crate::ca::{EdgeCa, node_of_certificate};
-use crate::state::EdgeState;
-use crate::tunnel::registry::TunnelBody;
-use postern_schema::error_chain;
+use crate::body::BoxBody;
+use crate::ca::{CaError, EdgeCa, node_of_certificate};
 
 /// How long a node certificate is valid.
 const NODE_CERT_LIFETIME: Duration = Duration::from_secs(24 * 3600);
@@ -50,19 +45,27 @@ const NODE_CERT_RENEW_AFTER: Duration = Duration::from_secs(16 * 3600);
 const DIAL_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Pings on an idle link, and how long one may go unanswered: a dead node's link is noticed
-/// within about five seconds even without a request on it.
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
-const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(3);
+/// within about five seconds even without a request on it. The receiving side uses the same.
+pub(crate) const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
+pub(crate) const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Concurrent forwarded requests on one link.
-const MAX_CONCURRENT_STREAMS: u32 = 10_000;
-
-/// How long shutdown waits for forwarded requests in flight.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Why this node could not join the cluster: its certificate or the TLS of its links.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ClusterError {
+    /// The node certificate could not be issued.
+    #[error("cannot issue this node's certificate")]
+    Certificate(#[from] CaError),
+    /// rustls refused a configuration.
+    #[error("cannot configure TLS between edge nodes")]
+    Tls(#[from] rustls::Error),
+    /// The peer certificate verifier could not be built.
+    #[error("cannot configure certificate verification between edge nodes")]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
+}
 
 /// Why a request could not be forwarded to another node.
 #[derive(Debug, thiserror::Error)]
-pub enum PeerError {
+pub(crate) enum PeerError {
     /// There is no other node (the embedded store).
     #[error("this edge is the only node")]
     Alone,
@@ -117,7 +120,7 @@ pub enum PeerError {
 
 impl PeerError {
     /// Whether the node could not be reached at all (as opposed to a stream failing).
-    pub fn is_unreachable(&self) -> bool {
+    pub(crate) fn is_unreachable(&self) -> bool {
         matches!(
             self,
             PeerError::Unreachable { .. }
@@ -130,15 +133,15 @@ impl PeerError {
 
 /// A request that could not be forwarded.
 #[derive(Debug)]
-pub struct SendFailure {
+pub(crate) struct SendFailure {
     /// The request, when it never left this node (safe to send elsewhere).
-    pub request: Option<Request<TunnelBody>>,
+    pub(crate) request: Option<Request<BoxBody>>,
     /// Why.
-    pub error: PeerError,
+    pub(crate) error: PeerError,
 }
 
 impl SendFailure {
-    pub(super) fn alone(request: Request<TunnelBody>) -> Self {
+    pub(super) fn alone(request: Request<BoxBody>) -> Self {
         Self {
             request: Some(request),
             error: PeerError::Alone,
@@ -270,7 +273,7 @@ pub(super) struct PeerLinks {
 /// The link to one node; the async mutex makes concurrent requests share one dial.
 struct Link {
     address: String,
-    sender: tokio::sync::Mutex<Option<SendRequest<TunnelBody>>>,
+    sender: tokio::sync::Mutex<Option<SendRequest<BoxBody>>>,
 }
 
 impl PeerLinks {
@@ -287,7 +290,7 @@ impl PeerLinks {
         &self,
         node_id: &str,
         address: &str,
-        mut request: Request<TunnelBody>,
+        mut request: Request<BoxBody>,
     ) -> Result<Response<Incoming>, SendFailure> {
         let link = self.link(node_id, address);
         for attempt in 0..2 {
@@ -368,7 +371,7 @@ impl Link {
         node_id: &str,
         tls: &TlsConnector,
         redial: bool,
-    ) -> Result<SendRequest<TunnelBody>, PeerError> {
+    ) -> Result<SendRequest<BoxBody>, PeerError> {
         let mut current = self.sender.lock().await;
         if !redial
             && let Some(sender) = current.as_ref()
@@ -394,7 +397,7 @@ async fn dial(
     node_id: &str,
     address: &str,
     tls: &TlsConnector,
-) -> Result<SendRequest<TunnelBody>, PeerError> {
+) -> Result<SendRequest<BoxBody>, PeerError> {
     let tcp = TcpStream::connect(address)
         .await
         .map_err(|source| PeerError::Unreachable {
@@ -434,7 +437,7 @@ async fn dial(
             .keep_alive_timeout(KEEPALIVE_TIMEOUT)
             .keep_alive_while_idle(true)
             .max_header_list_size(wire::ACCEPTED_HEADER_LIST)
-            .handshake::<_, TunnelBody>(TokioIo::new(stream))
+            .handshake::<_, BoxBody>(TokioIo::new(stream))
             .await
             .map_err(|source| PeerError::Http2 {
                 node_id: node_id.to_string(),
@@ -451,62 +454,6 @@ async fn dial(
     );
     tracing::debug!(node_id, address, "linked to an edge node");
     Ok(sender)
-}
-
-// === the receiving side ===
-
-/// Serves one `postern-peer/1` connection (TLS done, client certificate verified against the
-/// CA) until it ends or `cancel`: every stream is a request forwarded by that node.
-pub async fn serve(
-    stream: tokio_rustls::server::TlsStream<TcpStream>,
-    peer: SocketAddr,
-    state: EdgeState,
-    cancel: CancellationToken,
-) {
-    let from = stream
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|chain| chain.first())
-        .and_then(node_of_certificate);
-    let Some(from) = from else {
-        tracing::warn!(peer_addr = %peer, "refused a peer connection whose certificate names no edge node");
-        return;
-    };
-    let span = tracing::info_span!("peer_conn", node_id = %from, peer_addr = %peer);
-    async move {
-        tracing::debug!("an edge node linked to this one");
-        let from = Arc::new(from);
-        let service = service_fn(move |request| {
-            let state = state.clone();
-            let from = from.clone();
-            async move {
-                Ok::<_, Infallible>(crate::proxy::serve_forwarded(state, &from, request).await)
-            }
-        });
-        let connection = hyper::server::conn::http2::Builder::new(postern_heap::BoxingExecutor)
-            .timer(TokioTimer::new())
-            .enable_connect_protocol()
-            .keep_alive_interval(KEEPALIVE_INTERVAL)
-            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
-            .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
-            .max_header_list_size(wire::ACCEPTED_HEADER_LIST)
-            .serve_connection(TokioIo::new(stream), service);
-        tokio::pin!(connection);
-        tokio::select! {
-            result = connection.as_mut() => {
-                if let Err(error) = result {
-                    tracing::debug!(%error, "peer connection ended with an error");
-                }
-            }
-            _ = cancel.cancelled() => {
-                connection.as_mut().graceful_shutdown();
-                let _ = tokio::time::timeout(SHUTDOWN_GRACE, connection).await;
-            }
-        }
-    }
-    .instrument(span)
-    .await;
 }
 
 #[cfg(test)]

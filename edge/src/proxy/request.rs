@@ -1,0 +1,595 @@
+//! One visitor request, phase by phase, top-down in this file:
+//!
+//! 1. [`find_hostname`]: the declared hostname named by `Host` (and, on HTTPS, the SNI).
+//! 2. [`apply_policies`]: the hostname's policies; refused traffic stops here.
+//! 3. [`pick_destination`]: a route by weight, then the least busy healthy connection of this
+//!    node; with several edge nodes and none here, the nodes that hold one.
+//! 4. [`open_stream`]: the request as an HTTP/2 stream on that tunnel connection, or on the
+//!    link to one of those nodes.
+//! 5. [`forward_response`]: the response body streamed back, or the upgraded connection
+//!    spliced.
+//! 6. [`respond`]: connector faults turned into the edge's statuses; headers cleaned.
+//!
+//! A visitor's request ([`handle`]) runs every phase. A request another node forwarded
+//! ([`handle_forwarded`]) was checked there: it runs phases 1 and 3 to 6, only ever on this
+//! node's own connections. Failures are [`ProxyError`]s, turned into statuses in one place
+//! (`error.rs`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, request};
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use postern_schema::api::Hostname;
+use postern_schema::ids::TunnelId;
+use postern_schema::wire::{ConnectorFault, ERROR_HEADER};
+use tracing::Instrument;
+
+use super::error::ProxyError;
+use super::forward::{self, Upgrade, Visitor};
+use super::limits;
+use super::nodes::{self, Forwarded};
+use super::route::{self, Pick};
+use crate::body::{self, BodyFailed, BoxBody, Guarded};
+use crate::catalog::{Catalog, Snapshot};
+use crate::cluster::{Cluster, Member, PeerError};
+use crate::metrics::{Metrics, PublicRequest};
+use crate::policy::{Now, PolicyEngine, RequestFacts, Verdict};
+use crate::tunnel::{Registry, StreamGuard};
+
+/// How long a request waits for its connection to push the configuration it was routed with.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How many connections (or nodes) one request may be offered to when they close under it.
+const MAX_ATTEMPTS: usize = 3;
+
+/// What the request path reads; shared by every connection of the public listeners and of
+/// the links from other nodes.
+pub(crate) struct Proxy {
+    /// Hostnames, tunnels and policies.
+    pub(crate) catalog: Catalog,
+    /// This node's live tunnel connections.
+    pub(crate) registry: Arc<Registry>,
+    /// The hostnames' policies, with their counters.
+    pub(crate) policies: Arc<PolicyEngine>,
+    /// Request counters.
+    pub(crate) metrics: Arc<Metrics>,
+    /// The other edge nodes, to forward to when no connection here serves a hostname.
+    pub(crate) cluster: Cluster,
+}
+
+/// What the proxy knows about a visitor's connection.
+#[derive(Debug)]
+pub(super) struct Context {
+    pub(super) visitor: Visitor,
+    /// The TLS server name, on HTTPS.
+    pub(super) sni: Option<String>,
+}
+
+/// What the metrics need to know about a request once it is answered. Every label value comes
+/// from declared objects (the hostname, its routes, the tunnel's `release` label), never from
+/// the request, so cardinality stays bounded.
+#[derive(Debug, Default)]
+struct Tally {
+    hostname: Option<String>,
+    route: Option<String>,
+    /// The `release` label of the tunnel the request was sent to (empty when it has none);
+    /// `None` until a connector is picked.
+    release: Option<String>,
+}
+
+impl Tally {
+    fn count(&self, metrics: &Metrics, status: StatusCode, elapsed: Duration) {
+        let request = PublicRequest {
+            hostname: self.hostname.as_deref().unwrap_or(""),
+            route: self.route.as_deref(),
+            release: self.release.as_deref(),
+            status,
+        };
+        metrics.count_request(&request, elapsed);
+    }
+}
+
+// === the two ways in ===
+
+/// One visitor request, start to finish.
+pub(super) async fn handle(
+    proxy: Arc<Proxy>,
+    context: Arc<Context>,
+    request: Request<Incoming>,
+) -> Response<BoxBody> {
+    let request_id = new_request_id();
+    let span = tracing::debug_span!(
+        "request",
+        request_id = %request_id,
+        peer_addr = %context.visitor.peer,
+        hostname = tracing::field::Empty,
+        tunnel_id = tracing::field::Empty,
+        config_version = tracing::field::Empty,
+    );
+    async move {
+        let started = Instant::now();
+        let snapshot = proxy.catalog.snapshot();
+        let mut tally = Tally::default();
+        let answered = proxy_visitor(
+            &proxy,
+            &snapshot,
+            &context,
+            request,
+            &request_id,
+            &mut tally,
+        )
+        .await;
+        let response = answered.unwrap_or_else(|error| error.into_response(&request_id));
+        tally.count(&proxy.metrics, response.status(), started.elapsed());
+        tracing::debug!(status = response.status().as_u16(), "answered");
+        response
+    }
+    .instrument(span)
+    .await
+}
+
+/// A request another node forwarded (node `from`): its policies were applied there, so here
+/// it only finds the hostname, picks a connection of this node's own and opens the stream.
+/// Never forwarded again: without a connection here it is 503.
+pub(super) async fn handle_forwarded(
+    proxy: Arc<Proxy>,
+    from: Arc<str>,
+    request: Request<Incoming>,
+) -> Response<BoxBody> {
+    let forwarded = Forwarded::read(request.headers());
+    let span = tracing::debug_span!(
+        "forwarded",
+        request_id = %forwarded.request_id,
+        node_id = %from,
+        hostname = tracing::field::Empty,
+        tunnel_id = tracing::field::Empty,
+        config_version = tracing::field::Empty,
+    );
+    async move {
+        if let Some(revision) = forwarded.revision {
+            // A hostname created a moment ago through the other node may not be here yet.
+            let _ =
+                tokio::time::timeout(CATCH_UP_TIMEOUT, proxy.catalog.refresh_to(revision)).await;
+        }
+        let snapshot = proxy.catalog.snapshot();
+        let request_id = forwarded.request_id;
+        let answered = answer_forwarded(&proxy, &snapshot, request, &request_id).await;
+        let response = answered.unwrap_or_else(|error| error.into_response(&request_id));
+        tracing::debug!(
+            status = response.status().as_u16(),
+            "answered a forwarded request"
+        );
+        response
+    }
+    .instrument(span)
+    .await
+}
+
+/// A random (version 4) UUID for a request, from the thread's generator: no system call on
+/// the request path, unlike `Uuid::new_v4`.
+fn new_request_id() -> String {
+    uuid::Builder::from_random_bytes(rand::random())
+        .into_uuid()
+        .hyphenated()
+        .to_string()
+}
+
+/// Every phase, in order, for a visitor's request.
+async fn proxy_visitor(
+    proxy: &Proxy,
+    snapshot: &Snapshot,
+    context: &Context,
+    request: Request<Incoming>,
+    request_id: &str,
+    tally: &mut Tally,
+) -> Result<Response<BoxBody>, ProxyError> {
+    let (mut parts, body) = request.into_parts();
+    if limits::header_list_size(&parts.headers) > limits::MAX_HEADER_LIST {
+        return Err(ProxyError::HeadersTooLarge);
+    }
+    let hostname = find_hostname(snapshot, context.sni.as_deref(), &parts)?;
+    let host = hostname.spec.hostname.as_str();
+    tally.hostname = Some(host.to_string());
+    tracing::Span::current().record("hostname", host);
+
+    apply_policies(proxy, snapshot, hostname, context, &parts)?;
+
+    let destination = pick_destination(proxy, snapshot, hostname, Reach::AnyNode)?;
+
+    let upgrade = forward::upgrade_of(&parts);
+    let visitor_upgrade = upgrade.and_then(|_| parts.extensions.remove::<OnUpgrade>());
+    let (body, body_failed) = body::watch(body);
+    let mut request = forward::tunnel_request(
+        parts,
+        body::boxed(body),
+        host,
+        &context.visitor,
+        request_id,
+        upgrade,
+    );
+    if let (Destination::Nodes(_), Some(node_id)) = (&destination, proxy.cluster.node_id()) {
+        nodes::mark_forwarded(&mut request, node_id, snapshot.revision);
+    }
+    let stream = open_stream(proxy, snapshot, hostname, destination, request, tally)
+        .await
+        .map_err(|error| error.blame_visitor_body(&body_failed))?;
+
+    respond(
+        forward_response(stream, upgrade, visitor_upgrade),
+        request_id,
+    )
+}
+
+/// Phases 1 and 3 to 6 for a forwarded request, already in tunnel form.
+async fn answer_forwarded(
+    proxy: &Proxy,
+    snapshot: &Snapshot,
+    request: Request<Incoming>,
+    request_id: &str,
+) -> Result<Response<BoxBody>, ProxyError> {
+    let (mut parts, body) = request.into_parts();
+    nodes::unmark(&mut parts.headers);
+    let hostname = find_hostname(snapshot, None, &parts)?;
+    tracing::Span::current().record("hostname", hostname.spec.hostname.as_str());
+
+    let destination = pick_destination(proxy, snapshot, hostname, Reach::ThisNode)?;
+
+    let upgrade = forward::upgrade_of(&parts);
+    let link_upgrade = upgrade.and_then(|_| parts.extensions.remove::<OnUpgrade>());
+    let (body, body_failed) = body::watch(body);
+    let request = Request::from_parts(parts, body::boxed(body));
+    let mut tally = Tally::default();
+    let stream = open_stream(proxy, snapshot, hostname, destination, request, &mut tally)
+        .await
+        .map_err(|error| error.blame_visitor_body(&body_failed))?;
+    respond(forward_response(stream, upgrade, link_upgrade), request_id)
+}
+
+// === the phases ===
+
+/// Phase 1: the declared hostname this request is for, by its `Host` (the URI authority on
+/// HTTP/2 and absolute-form requests). On HTTPS the host must be the SNI name the connection
+/// was opened for (421 otherwise); an undeclared host is 404.
+fn find_hostname<'s>(
+    snapshot: &'s Snapshot,
+    sni: Option<&str>,
+    parts: &request::Parts,
+) -> Result<&'s Hostname, ProxyError> {
+    let host = request_host(parts).ok_or(ProxyError::MissingHost)?;
+    if let Some(sni) = sni
+        && sni != host
+    {
+        return Err(ProxyError::Misdirected {
+            sni: sni.to_string(),
+            host,
+        });
+    }
+    snapshot
+        .hostnames
+        .get(&host)
+        .ok_or(ProxyError::UnknownHostname)
+}
+
+/// Phase 2: the hostname's policies, applied in order; the first deny wins. Runs before any
+/// connector is picked, so refused traffic never reaches a tunnel. A refusal is
+/// [`ProxyError::Rejected`] with its status and headers (`WWW-Authenticate`, `Retry-After`).
+/// Policies in `report` mode let the request through; the engine counts and logs them.
+fn apply_policies(
+    proxy: &Proxy,
+    snapshot: &Snapshot,
+    hostname: &Hostname,
+    context: &Context,
+    parts: &request::Parts,
+) -> Result<(), ProxyError> {
+    if hostname.spec.policy_ids.is_empty() {
+        return Ok(());
+    }
+    let facts = RequestFacts {
+        client_ip: context.visitor.peer.ip(),
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        authorization: parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes),
+        now: Now::read(),
+    };
+    match proxy.policies.check(snapshot, hostname, &facts) {
+        Verdict::Allow => Ok(()),
+        Verdict::Deny(denial) => {
+            let mut headers = http::HeaderMap::new();
+            denial.add_headers(&mut headers);
+            Err(ProxyError::Rejected {
+                status: denial.status(),
+                headers,
+                message: format!(
+                    "refused by policy {} ({})",
+                    denial.policy,
+                    denial.reason.as_str()
+                ),
+            })
+        }
+    }
+}
+
+/// Where phase 3 may look for a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    /// This node's connections, else another node's (a visitor's request).
+    AnyNode,
+    /// This node's connections only (a request another node forwarded).
+    ThisNode,
+}
+
+/// Where a request goes.
+#[derive(Debug)]
+enum Destination {
+    /// A tunnel connection of this node.
+    Connection(Pick),
+    /// Other edge nodes that hold a connection for the hostname, in the order to try them.
+    Nodes(Vec<Member>),
+}
+
+/// Phase 3: a healthy connection for the hostname: its tunnel's, or for weighted routes a
+/// route by weight (failing over to the others) and a tunnel whose labels match; the least
+/// busy connection wins. With none here, and when `reach` allows, the other nodes that hold
+/// one. None anywhere is 503 at once.
+fn pick_destination(
+    proxy: &Proxy,
+    snapshot: &Snapshot,
+    hostname: &Hostname,
+    reach: Reach,
+) -> Result<Destination, ProxyError> {
+    if let Some(pick) = route::pick(snapshot, &hostname.spec, &proxy.registry, &[]) {
+        return Ok(Destination::Connection(pick));
+    }
+    if reach == Reach::ThisNode || proxy.cluster.node_id().is_none() {
+        return Err(ProxyError::NoConnector);
+    }
+    let holders = nodes::holders_for(&proxy.cluster, snapshot, &hostname.spec);
+    if holders.is_empty() {
+        return Err(ProxyError::NoConnector);
+    }
+    Ok(Destination::Nodes(holders))
+}
+
+/// A stream opened for the request: its response head, and for a tunnel connection of this
+/// node the guard that counts it as outstanding.
+struct Stream {
+    response: Response<Incoming>,
+    guard: Option<StreamGuard>,
+}
+
+/// Phase 4: sends the request to its destination and waits for the response head. A
+/// connection (or node) that closed before the request left the edge is skipped for another
+/// (at most [`MAX_ATTEMPTS`] in all); any other failure is 502.
+async fn open_stream(
+    proxy: &Proxy,
+    snapshot: &Snapshot,
+    hostname: &Hostname,
+    destination: Destination,
+    request: Request<BoxBody>,
+    tally: &mut Tally,
+) -> Result<Stream, ProxyError> {
+    match destination {
+        Destination::Connection(pick) => {
+            open_on_connection(proxy, snapshot, hostname, pick, request, tally).await
+        }
+        Destination::Nodes(holders) => open_on_node(&proxy.cluster, &holders, request).await,
+    }
+}
+
+/// Phase 4 on this node's tunnel connections.
+async fn open_on_connection(
+    proxy: &Proxy,
+    snapshot: &Snapshot,
+    hostname: &Hostname,
+    mut pick: Pick,
+    mut request: Request<BoxBody>,
+    tally: &mut Tally,
+) -> Result<Stream, ProxyError> {
+    let mut tried = Vec::new();
+    loop {
+        tally.route = pick.route.clone();
+        tally.release = Some(release_of(snapshot, pick.session.tunnel));
+        let session = pick.session;
+        // A hostname changed a moment ago may not have reached this connector yet.
+        session.catch_up(snapshot.revision, CATCH_UP_TIMEOUT).await;
+        let version = session.pushed_version();
+        let span = tracing::Span::current();
+        span.record("tunnel_id", tracing::field::display(session.tunnel));
+        span.record("config_version", version);
+        forward::set_config_version(&mut request, version);
+        let guard = session.begin_stream();
+        match session.send(request).await {
+            Ok(response) => {
+                return Ok(Stream {
+                    response,
+                    guard: Some(guard),
+                });
+            }
+            Err(failure) => {
+                tried.push(session.id.clone());
+                match failure.request {
+                    Some(returned) if tried.len() < MAX_ATTEMPTS => {
+                        tracing::debug!(
+                            "the connection closed before the stream opened; trying another"
+                        );
+                        request = returned;
+                        pick = route::pick(snapshot, &hostname.spec, &proxy.registry, &tried)
+                            .ok_or(ProxyError::NoConnector)?;
+                    }
+                    _ => return Err(ProxyError::Tunnel(failure.error)),
+                }
+            }
+        }
+    }
+}
+
+/// Phase 4 on the link to another node that holds a connection: a node that cannot be
+/// reached before the request left is skipped for the next holder; once the request left, a
+/// failure is 502 like a broken tunnel stream.
+async fn open_on_node(
+    cluster: &Cluster,
+    holders: &[Member],
+    mut request: Request<BoxBody>,
+) -> Result<Stream, ProxyError> {
+    for member in holders.iter().take(MAX_ATTEMPTS) {
+        let node_id = member.advert.node_id.as_str();
+        match cluster.forward(member, request).await {
+            Ok(response) => {
+                tracing::debug!(node_id, "forwarded to the edge node holding a connection");
+                return Ok(Stream {
+                    response,
+                    guard: None,
+                });
+            }
+            Err(failure) => match failure.request {
+                Some(returned) => {
+                    tracing::debug!(node_id, error = %postern_schema::error_chain(&failure.error), "cannot forward to an edge node; trying another");
+                    request = returned;
+                }
+                None => {
+                    return Err(match failure.error {
+                        PeerError::Http2 { source, .. } => ProxyError::Tunnel(source),
+                        _ => ProxyError::NoConnector,
+                    });
+                }
+            },
+        }
+    }
+    Err(ProxyError::NoConnector)
+}
+
+/// A response ready for the visitor, and whether it switches protocols.
+struct Answer {
+    response: Response<BoxBody>,
+    switching: Option<Upgrade>,
+}
+
+/// Phase 5: the response, its body streamed as it arrives (a tunnel stream stays counted
+/// until the body ends). For an accepted upgrade, the visitor's connection and the stream
+/// are spliced in the background.
+fn forward_response(
+    stream: Stream,
+    upgrade: Option<Upgrade>,
+    visitor_upgrade: Option<OnUpgrade>,
+) -> Answer {
+    let Stream {
+        mut response,
+        guard,
+    } = stream;
+    match (upgrade, visitor_upgrade) {
+        (Some(kind), Some(visitor)) if response.status() == StatusCode::OK => {
+            let tunnel = hyper::upgrade::on(&mut response);
+            tokio::spawn(body::splice(visitor, tunnel, guard).in_current_span());
+            let (mut parts, _) = response.into_parts();
+            if kind == Upgrade::Http1WebSocket {
+                parts.status = StatusCode::SWITCHING_PROTOCOLS;
+            }
+            Answer {
+                response: Response::from_parts(parts, body::empty()),
+                switching: Some(kind),
+            }
+        }
+        _ => Answer {
+            response: response.map(|body| Guarded::new(body, guard).boxed()),
+            switching: None,
+        },
+    }
+}
+
+/// Phase 6: a failure the connector reported (in `x-postern-error`) becomes the edge's own
+/// answer (404, 502 or 504); otherwise the response goes out with hop-by-hop and internal
+/// headers removed and the request id added.
+fn respond(answer: Answer, request_id: &str) -> Result<Response<BoxBody>, ProxyError> {
+    let Answer {
+        mut response,
+        switching,
+    } = answer;
+    if let Some(fault) = response
+        .headers()
+        .get(HeaderName::from_static(ERROR_HEADER))
+        .and_then(|v| v.to_str().ok())
+        .and_then(ConnectorFault::parse)
+    {
+        return Err(ProxyError::Connector(fault));
+    }
+    forward::clean_response_headers(response.headers_mut(), request_id);
+    if switching == Some(Upgrade::Http1WebSocket) {
+        let headers = response.headers_mut();
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    }
+    Ok(response)
+}
+
+impl ProxyError {
+    /// A stream that failed while the visitor's body had broken off or was malformed is the
+    /// visitor's fault (400), not the tunnel's.
+    fn blame_visitor_body(self, body_failed: &BodyFailed) -> Self {
+        match self {
+            ProxyError::Tunnel(error) if body_failed.get() => ProxyError::VisitorBody(error),
+            other => other,
+        }
+    }
+}
+
+/// The `release` label of `tunnel` in `snapshot`, empty when it has none.
+fn release_of(snapshot: &Snapshot, tunnel: TunnelId) -> String {
+    snapshot
+        .tunnels
+        .get(&tunnel)
+        .and_then(|t| t.spec.labels.get("release"))
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The host a request names, lowercase, without port or trailing dot.
+fn request_host(parts: &request::Parts) -> Option<String> {
+    let host = match parts.uri.authority() {
+        Some(authority) => authority.host().to_string(),
+        None => {
+            let value = parts.headers.get(header::HOST)?.to_str().ok()?;
+            value
+                .trim()
+                .parse::<http::uri::Authority>()
+                .ok()?
+                .host()
+                .to_string()
+        }
+    };
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    (!host.is_empty()).then_some(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(build: http::request::Builder) -> request::Parts {
+        build.body(()).expect("valid").into_parts().0
+    }
+
+    #[test]
+    fn the_host_comes_from_the_authority_or_the_host_header() {
+        assert_eq!(
+            request_host(&parts(
+                Request::get("/").header("host", "App.Example.com:8080")
+            )),
+            Some("app.example.com".into())
+        );
+        assert_eq!(
+            request_host(&parts(Request::get("https://a.example.com./x"))),
+            Some("a.example.com".into())
+        );
+        assert_eq!(request_host(&parts(Request::get("/"))), None);
+        assert_eq!(
+            request_host(&parts(Request::get("/").header("host", "bad host"))),
+            None
+        );
+    }
+}
