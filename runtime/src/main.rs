@@ -9,12 +9,11 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::Parser;
 use postern_runtime::config::{Cli, Command, CommonArgs, LogFormat, QuickArgs, TunnelCommand};
-use postern_runtime::identity::Identity;
 use postern_runtime::metrics::ConnectorMetrics;
-use postern_runtime::orchestrator::Orchestrator;
-use postern_runtime::origin::Origins;
-use postern_runtime::supervisor::{self, Connector, RunError, RunOptions};
-use postern_runtime::{config, hello_world, metrics, quick};
+use postern_runtime::supervisor::{self, RunError, RunOptions};
+use postern_runtime::{
+    Connector, Identity, Orchestrator, Origins, config, hello_world, metrics, quick,
+};
 use postern_schema::client::Client;
 use postern_schema::secret::Secret;
 use postern_schema::token::TunnelToken;
@@ -75,6 +74,7 @@ async fn run_connector(
     let signals = Signals::install()?;
     let state_dir = state_dir(common)?;
     let tunnel_id = token.tunnel_id;
+    let edges = token.edge_addresses.clone();
     let identity = Identity::open(&state_dir, token)
         .with_context(|| format!("opening the state directory {}", state_dir.display()))?;
     let cancel = CancellationToken::new();
@@ -116,7 +116,7 @@ async fn run_connector(
     tracing::info!(
         %connector_id,
         tunnel_id = %tunnel_id,
-        edges = ?connector.identity.token().edge_addresses,
+        ?edges,
         connections = common.connections,
         "connector starting"
     );
