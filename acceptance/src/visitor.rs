@@ -44,24 +44,6 @@ pub fn http_client() -> reqwest::Client {
         .expect("http client")
 }
 
-/// Sends `count` GETs of `url`, `concurrency` at a time, and asserts that each answers 200.
-pub async fn get_all_ok(http: &reqwest::Client, url: &str, count: usize, concurrency: usize) {
-    let permits = Arc::new(tokio::sync::Semaphore::new(concurrency));
-    let mut requests = tokio::task::JoinSet::new();
-    for _ in 0..count {
-        let permit = permits.clone().acquire_owned().await.expect("semaphore");
-        let (http, url) = (http.clone(), url.to_string());
-        requests.spawn(async move {
-            let status = http.get(&url).send().await.map(|r| r.status().as_u16());
-            drop(permit);
-            status
-        });
-    }
-    while let Some(status) = requests.join_next().await {
-        assert_eq!(status.expect("task").expect("request"), 200, "GET {url}");
-    }
-}
-
 /// `http://hostname:PORT` resolved to the edge's HTTP listener.
 pub fn http_url(edge: &EdgeProcess, hostname: &str, path: &str) -> String {
     format!("http://{hostname}:{}{path}", edge.addrs.http.port())

@@ -6,7 +6,7 @@
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use acceptance::{ConnectorProcess, EdgeProcess, TestOrigin, eventually};
+use acceptance::{ConnectorProcess, EdgeProcess, Load, TestOrigin, eventually};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use postern_schema::api::{HostnameSpec, Policy, Tunnel, TunnelSpec};
 use postern_schema::client::Client;
@@ -286,46 +286,22 @@ async fn jwt_policies_accept_only_valid_tokens() {
 /// Sends `count` GETs from `visitor` at once; returns (passed, limited) and checks that every
 /// 429 carries a Retry-After of whole seconds.
 async fn burst(visitor: &Visitor, count: usize) -> (usize, usize) {
-    let requests = (0..count).map(|_| {
-        let request = visitor.http.get(format!("{}/hello", visitor.base)).send();
-        async move { request.await.expect("request") }
-    });
-    let responses = futures_util_join_all(requests).await;
-    let mut passed = 0;
-    let mut limited = 0;
-    for response in responses {
-        match response.status().as_u16() {
-            200 => passed += 1,
-            429 => {
-                let retry = response
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<u64>().ok());
-                assert!(
-                    retry.is_some_and(|s| s >= 1),
-                    "429 without a valid Retry-After"
-                );
-                limited += 1;
-            }
-            other => panic!("unexpected status {other}"),
-        }
+    let report = Load::get(&visitor.http, &format!("{}/hello", visitor.base))
+        .requests(count)
+        .concurrency(count)
+        .run()
+        .await;
+    for failure in &report.failures {
+        assert_eq!(failure.status, Some(429), "unexpected answer: {failure}");
+        let retry = failure
+            .header("retry-after")
+            .and_then(|v| v.parse::<u64>().ok());
+        assert!(
+            retry.is_some_and(|s| s >= 1),
+            "429 without a valid Retry-After"
+        );
     }
-    (passed, limited)
-}
-
-async fn futures_util_join_all<F: std::future::Future + Send + 'static>(
-    futures: impl Iterator<Item = F>,
-) -> Vec<F::Output>
-where
-    F::Output: Send + 'static,
-{
-    let handles: Vec<_> = futures.map(tokio::spawn).collect();
-    let mut out = Vec::with_capacity(handles.len());
-    for handle in handles {
-        out.push(handle.await.expect("task"));
-    }
-    out
+    (report.ok, report.count(429))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

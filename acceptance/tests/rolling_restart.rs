@@ -4,18 +4,16 @@
 //! requests per second for 20 seconds, one in ten of them slow enough to be in flight when a
 //! connector is told to stop. Not one request fails.
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use acceptance::provider::{config, string_attr};
 use acceptance::visitor::{edge_http_client, http_url};
 use acceptance::{
-    ConnectorOptions, ConnectorProcess, EdgeProcess, Terraform, TestOrigin, eventually,
+    ConnectorOptions, ConnectorProcess, EdgeProcess, Load, Terraform, TestOrigin, eventually,
 };
 use nix::sys::signal::Signal;
 use postern_schema::client::Client;
 use postern_schema::ids::TunnelId;
-use tokio::task::JoinSet;
 
 const HOST: &str = "app.example.com";
 const RATE: u64 = 200;
@@ -111,44 +109,17 @@ async fn a_rolling_restart_under_steady_load_fails_no_request() {
         http_url(&edge, HOST, "/hello"),
         http_url(&edge, HOST, "/slow?ms=300"),
     );
-    let failures: Arc<Mutex<Vec<String>>> = Arc::default();
     let started = Instant::now();
-    let load = {
-        let failures = failures.clone();
-        tokio::spawn(async move {
-            let mut tasks = JoinSet::new();
-            let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / RATE));
-            let total = RATE * DURATION.as_secs();
-            for i in 0..total {
-                tick.tick().await;
-                let url = if i % 10 == 0 {
-                    slow.clone()
-                } else {
-                    fast.clone()
-                };
-                let (http, failures) = (http.clone(), failures.clone());
-                tasks.spawn(async move {
-                    let at = started.elapsed();
-                    let outcome = http.get(&url).send().await;
-                    let failure = match outcome {
-                        Ok(r) if r.status() == 200 => return,
-                        Ok(r) => format!(
-                            "{at:?} {url}: status {} {}",
-                            r.status(),
-                            r.text().await.unwrap_or_default()
-                        ),
-                        Err(error) => format!("{at:?} {url}: {error:?}"),
-                    };
-                    failures
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push(failure);
-                });
-            }
-            while tasks.join_next().await.is_some() {}
-            total
-        })
-    };
+    let load = Load::get_each(&http, move |i| {
+        if i % 10 == 0 {
+            slow.clone()
+        } else {
+            fast.clone()
+        }
+    })
+    .per_second(RATE)
+    .requests(RATE as usize * DURATION.as_secs() as usize)
+    .start();
 
     // The rolling restart, while the load runs.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -164,14 +135,14 @@ async fn a_rolling_restart_under_steady_load_fails_no_request() {
     )
     .await;
     let restarted_at = started.elapsed();
-    let sent = load.await.expect("load");
+    let report = load.finish().await;
 
-    let failures = failures.lock().unwrap_or_else(|p| p.into_inner()).clone();
     eprintln!(
-        "rolling restart done after {restarted_at:?}; {sent} requests in {:?}, {} failed, \
+        "rolling restart done after {restarted_at:?}; {} requests in {:?}, {} failed, \
          origin saw {}",
+        report.sent,
         started.elapsed(),
-        failures.len(),
+        report.failures.len(),
         origin.hits()
     );
     assert!(
@@ -179,10 +150,11 @@ async fn a_rolling_restart_under_steady_load_fails_no_request() {
         "the restart must happen under load (took {restarted_at:?})"
     );
     assert!(
-        failures.is_empty(),
-        "{} of {sent} requests failed:\n{}",
-        failures.len(),
-        failures.join("\n")
+        report.failures.is_empty(),
+        "{} of {} requests failed:\n{}",
+        report.failures.len(),
+        report.sent,
+        report.describe_failures()
     );
-    assert_eq!(origin.hits(), sent);
+    assert_eq!(origin.hits(), report.sent as u64);
 }

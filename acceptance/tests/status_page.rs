@@ -23,8 +23,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use acceptance::binaries::workspace_root;
-use acceptance::visitor::{get_all_ok, http_url};
-use acceptance::{Api, Browser, ConnectorProcess, EdgeProcess, TestOrigin, eventually};
+use acceptance::visitor::http_url;
+use acceptance::{Api, Browser, ConnectorProcess, EdgeProcess, Load, TestOrigin, eventually};
 use fantoccini::Locator;
 use postern_schema::api::{HostnameSpec, Policy, Route, Tunnel, TunnelSpec};
 use postern_schema::client::Client;
@@ -313,7 +313,12 @@ async fn the_status_page_shows_tunnels_routes_and_decisions_live() {
     // 200 requests: the observed split is near 90/10, and it is what the origin saw.
     let http = visitor(&edge, "127.0.0.1");
     let url = http_url(&edge, HOST, "/hello");
-    get_all_ok(&http, &url, REQUESTS as usize, 16).await;
+    Load::get(&http, &url)
+        .requests(REQUESTS as usize)
+        .concurrency(16)
+        .run()
+        .await
+        .expect_all_ok();
     let bars: Vec<Bar> = browser
         .wait_for(
             PAGE_TIMEOUT,
