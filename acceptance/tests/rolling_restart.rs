@@ -6,7 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use acceptance::provider::{config, string_attr};
+use acceptance::fixture::tf_config;
+use acceptance::provider::string_attr;
 use acceptance::visitor::{edge_http_client, http_url};
 use acceptance::{
     ConnectorOptions, ConnectorProcess, EdgeProcess, Load, Terraform, TestOrigin, eventually,
@@ -19,25 +20,12 @@ const HOST: &str = "app.example.com";
 const RATE: u64 = 200;
 const DURATION: Duration = Duration::from_secs(20);
 
+/// The tunnel "web" serving [`HOST`] from `service`, with its token as an output.
 fn main_tf(service: &str) -> String {
-    config(&format!(
-        r#"
-resource "postern_tunnel" "web" {{
-  name = "web"
-}}
-
-resource "postern_hostname" "app" {{
-  hostname  = "{HOST}"
-  service   = "{service}"
-  tunnel_id = postern_tunnel.web.id
-}}
-
-output "token" {{
-  value     = postern_tunnel.web.token
-  sensitive = true
-}}
-"#
-    ))
+    tf_config(
+        &["tunnel/web.tf", "hostname/app.tf", "tunnel/web_token.tf"],
+        &[("host", HOST), ("service", service)],
+    )
 }
 
 /// `postern tunnel run` with two connections, keeping its identity in `state_dir` across
