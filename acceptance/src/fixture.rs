@@ -1,9 +1,9 @@
 //! Set-ups many tests share: Terraform configurations made of the files under
-//! `acceptance/testdata/` (one folder per type, `{placeholder}`s for what differs), a tunnel with a
-//! hostname served by it, waiting for a tunnel's connections, and reading a connector's id from
-//! its log.
+//! `acceptance/testdata/` (one folder per type, `{placeholder}`s for what differs), tunnels
+//! (labelled, or with a hostname served by them, or served by a running connector), waiting for
+//! a tunnel's connections, and reading a connector's id from its log.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
@@ -12,6 +12,8 @@ use postern_schema::client::Client;
 use postern_schema::ids::TunnelId;
 
 use crate::connector::{ConnectorProcess, eventually};
+use crate::edge::EdgeProcess;
+use crate::origin::TestOrigin;
 use crate::provider::config;
 
 /// A whole Terraform configuration: the `required_providers` block, then the fixture `files`
@@ -73,17 +75,55 @@ fn fill<'v>(
     out
 }
 
-/// Creates a tunnel and a hostname served by it; returns the tunnel (with its token).
-pub async fn tunnel_for(client: &Client, name: &str, hostname: &str, service: &str) -> Tunnel {
-    let tunnel = client
+/// Creates a tunnel named `name` with `labels`; returns it (with its token).
+pub async fn create_tunnel(client: &Client, name: &str, labels: &[(&str, &str)]) -> Tunnel {
+    client
         .create_tunnel(&TunnelSpec {
             name: name.into(),
-            labels: BTreeMap::new(),
+            labels: labels
+                .iter()
+                .map(|(key, value)| (key.to_string(), value.to_string()))
+                .collect(),
         })
         .await
-        .expect("create tunnel");
+        .expect("create tunnel")
+}
+
+/// Creates a tunnel and a hostname served by it; returns the tunnel (with its token).
+pub async fn tunnel_for(client: &Client, name: &str, hostname: &str, service: &str) -> Tunnel {
+    let tunnel = create_tunnel(client, name, &[]).await;
     add_hostname(client, &tunnel, hostname, service).await;
     tunnel
+}
+
+/// An edge serving one hostname from a test origin through one real connector (two
+/// connections), all running.
+pub struct Served {
+    /// The edge.
+    pub edge: EdgeProcess,
+    /// The origin behind the hostname.
+    pub origin: TestOrigin,
+    /// The tunnel (named `app`) that serves it.
+    pub tunnel: Tunnel,
+    /// The connector, connected twice.
+    pub connector: ConnectorProcess,
+}
+
+/// Starts an edge, an origin and a connector serving `hostname`; returns once both of the
+/// connector's connections are registered.
+pub async fn served(hostname: &str) -> Served {
+    let edge = EdgeProcess::start();
+    let client = edge.client();
+    let origin = TestOrigin::start().await;
+    let tunnel = tunnel_for(&client, "app", hostname, &origin.url()).await;
+    let connector = ConnectorProcess::run(&token(&tunnel), 2, &[]);
+    connections(&client, tunnel.id, 2).await;
+    Served {
+        edge,
+        origin,
+        tunnel,
+        connector,
+    }
 }
 
 /// Adds a hostname served by `tunnel`.
@@ -111,8 +151,19 @@ pub fn token(tunnel: &Tunnel) -> String {
 
 /// Waits (at most 20 s) until `tunnel` has exactly `count` registered connections.
 pub async fn connections(client: &Client, tunnel: TunnelId, count: usize) -> Vec<Connection> {
+    connections_within(client, tunnel, count, Duration::from_secs(20)).await
+}
+
+/// Waits at most `within` until `tunnel` has exactly `count` registered connections (draining
+/// ones included); returns them.
+pub async fn connections_within(
+    client: &Client,
+    tunnel: TunnelId,
+    count: usize,
+    within: Duration,
+) -> Vec<Connection> {
     eventually(
-        Duration::from_secs(20),
+        within,
         &format!("{count} registered connections"),
         || async {
             let list = client.tunnel_connections(tunnel).await.ok()?;
@@ -120,6 +171,20 @@ pub async fn connections(client: &Client, tunnel: TunnelId, count: usize) -> Vec
         },
     )
     .await
+}
+
+/// Waits at most `within` until the node `client` talks to holds exactly `count` connections
+/// of `tunnel` that are not draining.
+pub async fn live_connections(client: &Client, tunnel: TunnelId, count: usize, within: Duration) {
+    eventually(
+        within,
+        &format!("{count} live connections on {}", client.endpoint()),
+        || async {
+            let list = client.tunnel_connections(tunnel).await.ok()?;
+            (list.iter().filter(|c| !c.draining).count() == count).then_some(())
+        },
+    )
+    .await;
 }
 
 /// The connector id a connector process logged at start.

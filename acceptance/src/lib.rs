@@ -13,9 +13,11 @@ pub mod fixture;
 pub mod load;
 pub mod origin;
 pub mod postgres;
+pub mod process;
 pub mod provider;
 pub mod raw;
 pub mod terraform;
+pub mod tunnel_dial;
 pub mod visitor;
 pub mod websocket;
 

@@ -44,6 +44,26 @@ pub fn http_client() -> reqwest::Client {
         .expect("http client")
 }
 
+/// `GET http://<addr><path>` with `Host: hostname` (no port, as a browser sends it when DNS
+/// points `hostname` at the edge): the status and the body (empty if it broke off).
+pub async fn get_with_host(
+    http: &reqwest::Client,
+    addr: SocketAddr,
+    hostname: &str,
+    path: &str,
+) -> (u16, String) {
+    let response = http
+        .get(format!("http://{addr}{path}"))
+        .header("host", hostname)
+        .send()
+        .await
+        .expect("get");
+    (
+        response.status().as_u16(),
+        response.text().await.unwrap_or_default(),
+    )
+}
+
 /// `http://hostname:PORT` resolved to the edge's HTTP listener.
 pub fn http_url(edge: &EdgeProcess, hostname: &str, path: &str) -> String {
     format!("http://{hostname}:{}{path}", edge.addrs.http.port())
@@ -178,41 +198,4 @@ impl Drop for TcpRelay {
             connection.abort();
         }
     }
-}
-
-/// Peak resident memory of a process, in bytes (`VmHWM`).
-pub fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| {
-            rest.trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<u64>()
-                .ok()
-        })
-        .map_or(0, |kb| kb * 1024)
-}
-
-/// Current resident memory of a process, in bytes (`VmRSS`).
-pub fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| {
-            rest.trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<u64>()
-                .ok()
-        })
-        .map_or(0, |kb| kb * 1024)
-}
-
-/// How many file descriptors a process has open (0 if it cannot be read).
-pub fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |dir| dir.count())
 }

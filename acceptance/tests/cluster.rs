@@ -11,11 +11,11 @@
 //! `a_postgres_outage_fails_the_api_fast_keeps_the_data_plane_and_recovers`) and the store
 //! suite on both stores (`edge/src/store/tests.rs`).
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use acceptance::fixture::{create_tunnel, live_connections};
 use acceptance::load::{Outcome, Running, stop_all};
 use acceptance::provider::config;
 use acceptance::visitor::{edge_http_client, http_url};
@@ -26,7 +26,7 @@ use acceptance::{
 use hickory_proto::op::Message;
 use hickory_proto::op::Query;
 use hickory_proto::rr::{Name, RData, RecordType};
-use postern_schema::api::{HostnameSpec, PolicySpec, Tunnel, TunnelSpec};
+use postern_schema::api::{HostnameSpec, PolicySpec, Tunnel};
 use postern_schema::client::Client;
 use postern_schema::ids::TunnelId;
 use postern_schema::token::TunnelToken;
@@ -89,16 +89,6 @@ async fn wait_for_members(nodes: &[&EdgeProcess], public: &[&str], within: Durat
     started.elapsed()
 }
 
-async fn create_tunnel(client: &Client, name: &str) -> Tunnel {
-    client
-        .create_tunnel(&TunnelSpec {
-            name: name.into(),
-            labels: BTreeMap::new(),
-        })
-        .await
-        .expect("create tunnel")
-}
-
 fn hostname(host: &str, service: &str, tunnel: TunnelId, policy_ids: Vec<String>) -> HostnameSpec {
     HostnameSpec {
         hostname: host.into(),
@@ -121,19 +111,6 @@ fn token(tunnel: &Tunnel) -> TunnelToken {
             .expect("a new tunnel carries its token"),
     )
     .expect("a valid token")
-}
-
-/// Waits until `client`'s node holds exactly `count` connections of `tunnel` itself.
-async fn local_connections(client: &Client, tunnel: TunnelId, count: usize, within: Duration) {
-    eventually(
-        within,
-        &format!("{count} connections on {}", client.endpoint()),
-        || async {
-            let list = client.tunnel_connections(tunnel).await.ok()?;
-            (list.iter().filter(|c| !c.draining).count() == count).then_some(())
-        },
-    )
-    .await;
 }
 
 /// `GET http://host/hello` through `node`'s public HTTP listener, from `source` when given:
@@ -341,7 +318,7 @@ async fn a_tunnel_and_hostname_created_through_node_a_are_served_by_node_b_withi
     both.sort();
     assert_eq!(client_b.edge().await.expect("edge").tunnel_addresses, both);
     let origin = TestOrigin::start().await;
-    let tunnel = create_tunnel(&client_a, "web").await;
+    let tunnel = create_tunnel(&client_a, "web", &[]).await;
     let full = token(&tunnel);
     assert_eq!(full.edge_addresses, both);
     let from_b = client_b
@@ -356,7 +333,7 @@ async fn a_tunnel_and_hostname_created_through_node_a_are_served_by_node_b_withi
         ..full
     };
     let _connector = ConnectorProcess::run(&only_a.encode(), 2, &[]);
-    local_connections(&client_a, tunnel.id, 2, Duration::from_secs(20)).await;
+    live_connections(&client_a, tunnel.id, 2, Duration::from_secs(20)).await;
     let started = Instant::now();
     eventually(PROPAGATION, "B counting A's connections", || async {
         let seen = client_b.tunnel(tunnel.id).await.ok()?;
@@ -567,19 +544,19 @@ async fn a_connector_on_both_nodes_outlives_one_killed_and_moves_back_when_it_re
     let origin = TestOrigin::start().await;
 
     // "web": a connector with two connections, spread over the token's two addresses.
-    let web = create_tunnel(&client_a, "web").await;
+    let web = create_tunnel(&client_a, "web", &[]).await;
     let host = "app.example.com";
     client_a
         .create_hostname(&hostname(host, &origin.url(), web.id, Vec::new()))
         .await
         .expect("create hostname");
     let connector = ConnectorProcess::run(web.token.as_deref().expect("token"), 2, &[]);
-    local_connections(&client_a, web.id, 1, Duration::from_secs(20)).await;
-    local_connections(&client_b, web.id, 1, Duration::from_secs(20)).await;
+    live_connections(&client_a, web.id, 1, Duration::from_secs(20)).await;
+    live_connections(&client_b, web.id, 1, Duration::from_secs(20)).await;
 
     // "solo": one connection, at home on A (its token lists A first), B as the fallback. B
     // serves it by forwarding to A until A dies.
-    let solo = create_tunnel(&client_a, "solo").await;
+    let solo = create_tunnel(&client_a, "solo", &[]).await;
     let solo_host = "solo.example.com";
     client_a
         .create_hostname(&hostname(solo_host, &origin.url(), solo.id, Vec::new()))
@@ -593,7 +570,7 @@ async fn a_connector_on_both_nodes_outlives_one_killed_and_moves_back_when_it_re
         ..token(&solo)
     };
     let solo_connector = ConnectorProcess::run(&solo_token.encode(), 1, &[]);
-    local_connections(&client_a, solo.id, 1, Duration::from_secs(20)).await;
+    live_connections(&client_a, solo.id, 1, Duration::from_secs(20)).await;
     eventually(PROPAGATION, "B counting A's solo connection", || async {
         let seen = client_b.tunnel(solo.id).await.ok()?;
         (seen.connections == 1).then_some(())
@@ -621,8 +598,8 @@ async fn a_connector_on_both_nodes_outlives_one_killed_and_moves_back_when_it_re
     let noticed = killed.elapsed();
     println!("B noticed A's death {noticed:?} after the SIGKILL (lease 3 s, heartbeat 1 s)");
     // The connections that were on A are on B now.
-    local_connections(&client_b, web.id, 2, Duration::from_secs(20)).await;
-    local_connections(&client_b, solo.id, 1, Duration::from_secs(20)).await;
+    live_connections(&client_b, web.id, 2, Duration::from_secs(20)).await;
+    live_connections(&client_b, solo.id, 1, Duration::from_secs(20)).await;
     let (ok_web, ok_solo) = (load.ok(), solo_load.ok());
     eventually(Duration::from_secs(10), "load after the notice", || async {
         (load.ok() >= ok_web + 100 && solo_load.ok() >= ok_solo + 100).then_some(())
@@ -685,10 +662,10 @@ async fn a_connector_on_both_nodes_outlives_one_killed_and_moves_back_when_it_re
         Duration::from_secs(10),
     )
     .await;
-    local_connections(&client_a, web.id, 1, Duration::from_secs(20)).await;
-    local_connections(&client_b, web.id, 1, Duration::from_secs(20)).await;
-    local_connections(&client_a, solo.id, 1, Duration::from_secs(20)).await;
-    local_connections(&client_b, solo.id, 0, Duration::from_secs(20)).await;
+    live_connections(&client_a, web.id, 1, Duration::from_secs(20)).await;
+    live_connections(&client_b, web.id, 1, Duration::from_secs(20)).await;
+    live_connections(&client_a, solo.id, 1, Duration::from_secs(20)).await;
+    live_connections(&client_b, solo.id, 0, Duration::from_secs(20)).await;
     println!(
         "connections back on A (web one on each node, solo on A) {:?} after A was ready again",
         restarted.elapsed()

@@ -8,10 +8,10 @@ use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::process::Command;
 
-use acceptance::fixture::tf_config;
+use acceptance::fixture::{create_tunnel, tf_config};
 use acceptance::provider::{Inventory, expect_clean_failure, squash, string_attr};
 use acceptance::{EdgeProcess, Terraform, binary};
-use postern_schema::api::{PolicyMode, PolicySpec, TunnelSpec};
+use postern_schema::api::{PolicyMode, PolicySpec};
 
 /// The tunnel "web" labelled `release = <release>`.
 fn tunnel_tf(release: &str) -> String {
@@ -156,13 +156,7 @@ async fn leftovers_are_adopted_only_when_identical() {
     let edge = EdgeProcess::start();
     let client = edge.client();
     // What an interrupted apply left behind: exactly the planned tunnel.
-    let leftover = client
-        .create_tunnel(&TunnelSpec {
-            name: "web".into(),
-            labels: BTreeMap::from([("release".into(), "stable".into())]),
-        })
-        .await
-        .expect("tunnel");
+    let leftover = create_tunnel(&client, "web", &[("release", "stable")]).await;
     // And a policy of the same name as the configuration's, but different.
     let other = client
         .create_policy(&PolicySpec {

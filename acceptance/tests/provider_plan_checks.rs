@@ -4,14 +4,11 @@
 //! a connector the split is the declared 90/10; a tunnel label change that would strand a route
 //! says so; with the edge down, plan still works and says the check was skipped.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use acceptance::fixture::tf_config;
+use acceptance::fixture::{create_tunnel, tf_config};
 use acceptance::provider::squash;
 use acceptance::{ConnectorProcess, EdgeProcess, Terraform, eventually};
-use postern_schema::api::{Tunnel, TunnelSpec};
-use postern_schema::client::Client;
 
 /// The hostname "shop", 90/10 between `release=stable` and `release=canary`.
 fn main_tf() -> String {
@@ -25,16 +22,6 @@ fn main_tf() -> String {
     )
 }
 
-async fn labelled(client: &Client, name: &str) -> Tunnel {
-    client
-        .create_tunnel(&TunnelSpec {
-            name: name.into(),
-            labels: BTreeMap::from([("release".to_string(), name.to_string())]),
-        })
-        .await
-        .expect("create tunnel")
-}
-
 /// `terraform plan`, which must succeed; its output with whitespace squashed.
 fn plan(tf: &Terraform) -> String {
     let run = tf.run(&["plan", "-no-color"]);
@@ -46,8 +33,8 @@ fn plan(tf: &Terraform) -> String {
 async fn plan_warns_about_routes_without_connectors_and_survives_a_dead_edge() {
     let mut edge = EdgeProcess::start();
     let client = edge.client();
-    let stable = labelled(&client, "stable").await;
-    let canary = labelled(&client, "canary").await;
+    let stable = create_tunnel(&client, "stable", &[("release", "stable")]).await;
+    let canary = create_tunnel(&client, "canary", &[("release", "canary")]).await;
     let _stable_connector = ConnectorProcess::run(
         stable.token.as_deref().expect("token"),
         1,

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use acceptance::fixture::tf_config;
-use acceptance::provider::{expect_clean_failure, squash, string_attr};
+use acceptance::provider::{expect_clean_failure, squash, tunnel_id};
 use acceptance::visitor::{edge_http_client, http_url};
 use acceptance::{ConnectorProcess, EdgeProcess, Terraform, TestOrigin, eventually};
 use nix::sys::signal::Signal;
@@ -43,9 +43,7 @@ async fn apply_returns_once_every_connector_serves_the_change_and_names_a_frozen
     tf.write("main.tf", &main_tf(&old.url(), "30s"));
     tf.init();
     tf.apply().success();
-    let tunnel: TunnelId = string_attr(&tf.resource("postern_tunnel.web"), "id")
-        .parse()
-        .expect("tunnel id");
+    let tunnel = tunnel_id(&tf, "postern_tunnel.web");
     let token = tf.output_raw("token");
 
     let first = ConnectorProcess::run(&token, 2, &[]);

@@ -6,12 +6,10 @@
 
 use std::time::{Duration, Instant};
 
-use acceptance::fixture::tf_config;
-use acceptance::provider::string_attr;
+use acceptance::fixture::{live_connections, tf_config};
+use acceptance::provider::tunnel_id;
 use acceptance::visitor::{edge_http_client, http_url};
-use acceptance::{
-    ConnectorOptions, ConnectorProcess, EdgeProcess, Load, Terraform, TestOrigin, eventually,
-};
+use acceptance::{ConnectorOptions, ConnectorProcess, EdgeProcess, Load, Terraform, TestOrigin};
 use nix::sys::signal::Signal;
 use postern_schema::client::Client;
 use postern_schema::ids::TunnelId;
@@ -40,15 +38,6 @@ fn connector(token: &str, state_dir: &std::path::Path) -> ConnectorProcess {
     })
 }
 
-async fn wait_connections(client: &Client, tunnel: TunnelId, count: usize, what: &str) {
-    eventually(Duration::from_secs(30), what, || async {
-        let connections = client.tunnel_connections(tunnel).await.ok()?;
-        let live = connections.iter().filter(|c| !c.draining).count();
-        (live == count).then_some(())
-    })
-    .await;
-}
-
 /// SIGTERM, wait for a clean exit, start again, wait until all four connections are back.
 async fn restart(
     slot: &mut ConnectorProcess,
@@ -66,7 +55,7 @@ async fn restart(
         slot.log()
     );
     *slot = connector(token, state_dir);
-    wait_connections(client, tunnel, 4, &format!("connector {name} back")).await;
+    live_connections(client, tunnel, 4, Duration::from_secs(30)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -78,9 +67,7 @@ async fn a_rolling_restart_under_steady_load_fails_no_request() {
     tf.write("main.tf", &main_tf(&origin.url()));
     tf.init();
     tf.apply().success();
-    let tunnel: TunnelId = string_attr(&tf.resource("postern_tunnel.web"), "id")
-        .parse()
-        .expect("tunnel id");
+    let tunnel = tunnel_id(&tf, "postern_tunnel.web");
     let token = tf.output_raw("token");
     let states = [
         tempfile::tempdir().expect("dir"),
@@ -88,7 +75,7 @@ async fn a_rolling_restart_under_steady_load_fails_no_request() {
     ];
     let mut first = connector(&token, states[0].path());
     let mut second = connector(&token, states[1].path());
-    wait_connections(&client, tunnel, 4, "two connectors, four connections").await;
+    live_connections(&client, tunnel, 4, Duration::from_secs(30)).await;
 
     // The steady load: one request every 5 ms for 20 s, each on its own task so a slow one
     // never holds the next back; every tenth takes 300 ms at the origin.

@@ -5,25 +5,14 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use acceptance::fixture::connector_id;
+use acceptance::fixture::{connector_id, create_tunnel};
 use acceptance::load::Report;
 use acceptance::visitor::{edge_http_client, http_url};
 use acceptance::{ConnectorProcess, EdgeProcess, Load, TestOrigin, eventually};
 use nix::sys::signal::Signal;
-use postern_schema::api::{HostnameSpec, Route, Tunnel, TunnelSpec};
-use postern_schema::client::Client;
+use postern_schema::api::{HostnameSpec, Route};
 
 const HOST: &str = "split.example.com";
-
-async fn labelled(client: &Client, name: &str, release: &str) -> Tunnel {
-    client
-        .create_tunnel(&TunnelSpec {
-            name: name.into(),
-            labels: BTreeMap::from([("release".to_string(), release.to_string())]),
-        })
-        .await
-        .expect("create tunnel")
-}
 
 /// 2,000 GETs of `url`, 32 at a time.
 fn load(http: &reqwest::Client, url: &str) -> Load {
@@ -49,22 +38,6 @@ fn routes(stable: u32, canary: u32) -> Vec<Route> {
     vec![route("stable", stable), route("canary", canary)]
 }
 
-/// One counter of the edge's `/metrics`.
-async fn metric(edge: &EdgeProcess, series: &str) -> u64 {
-    let text = reqwest::Client::new()
-        .get(format!("{}/metrics", edge.api_url()))
-        .bearer_auth(&edge.admin_token)
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.trim().parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
-}
-
 /// The edge's log lines that report a problem, for failure messages.
 fn problems(edge: &EdgeProcess) -> Vec<String> {
     edge.log()
@@ -79,8 +52,8 @@ async fn weighted_routes_split_fail_over_and_follow_weight_changes() {
     let edge = EdgeProcess::start();
     let client = edge.client();
     let origin = TestOrigin::start().await;
-    let stable = labelled(&client, "stable", "stable").await;
-    let canary = labelled(&client, "canary", "canary").await;
+    let stable = create_tunnel(&client, "stable", &[("release", "stable")]).await;
+    let canary = create_tunnel(&client, "canary", &[("release", "canary")]).await;
     let mut spec = HostnameSpec {
         hostname: HOST.into(),
         service: origin.url(),
@@ -113,7 +86,7 @@ async fn weighted_routes_split_fail_over_and_follow_weight_changes() {
     let report = load(&http, &url).run().await;
     expect_all_ok(&report, &edge);
     let seen = served(&report, &origin, &canary_id);
-    let counted = metric(&edge, &canary_series).await;
+    let counted = edge.metric(&canary_series).await;
     assert!((140..=260).contains(&seen), "canary served {seen} of 2000");
     assert_eq!(counted, seen as u64, "the edge's route counter disagrees");
 

@@ -3,10 +3,13 @@
 
 use std::time::{Duration, Instant};
 
-use acceptance::fixture::{add_hostname, connections, connector_id, token, tunnel_for};
+use acceptance::fixture::{
+    add_hostname, connections, connections_within, connector_id, token, tunnel_for,
+};
 use acceptance::origin::{PatternBody, hex, pattern_sha256};
+use acceptance::process::peak_rss;
 use acceptance::visitor::{
-    TcpRelay, edge_http_client, http_url, https_client, https_url, peak_rss, stream_request,
+    TcpRelay, edge_http_client, get_with_host, http_url, https_client, https_url, stream_request,
 };
 use acceptance::{
     ConnectorProcess, EdgeOptions, EdgeProcess, Load, TestOrigin, eventually, websocket,
@@ -190,15 +193,7 @@ async fn a_hostname_is_served_through_the_tunnel_byte_for_byte() {
         .expect_all_ok();
 
     // The edge counts requests by hostname and status, and connectors by tunnel.
-    let text = plain
-        .get(format!("{}/metrics", edge.api_url()))
-        .bearer_auth(&edge.admin_token)
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = edge.api().get("/metrics").await.text;
     assert!(
         text.contains("postern_edge_requests_total{hostname=\"app.example.com\",status=\"200\"}"),
         "{text}"
@@ -746,22 +741,7 @@ async fn https_origins_honour_their_origin_settings() {
         .no_proxy()
         .build()
         .expect("client");
-    let fetch = |host: &'static str, path: &'static str| {
-        let plain = plain.clone();
-        let url = format!("http://{}{path}", edge.addrs.http);
-        async move {
-            let response = plain
-                .get(url)
-                .header("host", host)
-                .send()
-                .await
-                .expect("get");
-            (
-                response.status().as_u16(),
-                response.text().await.unwrap_or_default(),
-            )
-        }
-    };
+    let fetch = |host, path| get_with_host(&plain, edge.addrs.http, host, path);
     // Verified against --origin-ca under origin_server_name, with the Host it asks for.
     let (status, body) = fetch("verified.example.com", "/headers").await;
     assert_eq!(status, 200, "{body}");
@@ -823,19 +803,8 @@ async fn a_frozen_connector_is_noticed_within_seconds() {
     // SIGSTOP: the sockets stay open, only the keep-alive pings go unanswered.
     connector.signal(Signal::SIGSTOP);
     let frozen = Instant::now();
-    eventually(
-        Duration::from_secs(8),
-        "the edge to drop the frozen connector",
-        || async {
-            client
-                .tunnel_connections(tunnel.id)
-                .await
-                .ok()?
-                .is_empty()
-                .then_some(())
-        },
-    )
-    .await;
+    // The edge drops the frozen connector.
+    connections_within(&client, tunnel.id, 0, Duration::from_secs(8)).await;
     assert!(frozen.elapsed() < Duration::from_secs(8));
     let http = edge_http_client(&edge, host);
     assert_eq!(
