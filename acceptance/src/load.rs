@@ -484,3 +484,69 @@ impl fmt::Display for Report {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::connector::eventually;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_load_counts_statuses_and_keeps_what_failed() {
+        let origin = TestOrigin::start().await;
+        let http = reqwest::Client::new();
+        let base = origin.url();
+        let report = Load::get_each(&http, move |i| {
+            if i % 5 == 0 {
+                format!("{base}/nowhere")
+            } else {
+                format!("{base}/hello")
+            }
+        })
+        .requests(20)
+        .concurrency(4)
+        .expect_body("hello from the origin")
+        .keep_outcomes()
+        .run()
+        .await;
+        assert_eq!((report.sent, report.ok), (20, 16), "{report}");
+        assert_eq!((report.count(200), report.count(404)), (16, 4));
+        let failed: Vec<usize> = report.failures.iter().map(|o| o.index).collect();
+        assert_eq!(failed.len(), 4);
+        assert!(failed.iter().all(|i| i % 5 == 0), "{failed:?}");
+        assert_eq!(report.outcomes.len(), 20);
+        assert!(
+            report
+                .outcomes
+                .iter()
+                .enumerate()
+                .all(|(i, o)| o.index == i)
+        );
+        assert_eq!(origin.hits(), 20);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_paced_load_spreads_its_requests_and_a_started_one_stops() {
+        let origin = TestOrigin::start().await;
+        let http = reqwest::Client::new();
+        let url = format!("{}/hello", origin.url());
+        let started = Instant::now();
+        let report = Load::get(&http, &url)
+            .per_second(100)
+            .requests(11)
+            .run()
+            .await;
+        report.expect_all_ok();
+        assert!(started.elapsed() >= Duration::from_millis(100));
+
+        let running = Load::get(&http, &url).concurrency(2).start();
+        eventually(Duration::from_secs(10), "some answers", || async {
+            (running.ok() >= 10).then_some(())
+        })
+        .await;
+        let report = running.stop().await;
+        assert!(report.sent >= 10 && report.sent < MAX_REQUESTS, "{report}");
+        assert_eq!(report.ok, report.sent);
+    }
+}
