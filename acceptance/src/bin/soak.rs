@@ -24,7 +24,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use acceptance::fixture::{connections, token, tunnel_for};
-use acceptance::visitor::{edge_http_client, rss};
+use acceptance::process::rss;
+use acceptance::visitor::edge_http_client;
 use acceptance::{ConnectorProcess, EdgeProcess, TestOrigin, websocket};
 use anyhow::{Context, bail};
 use postern_schema::api::{HostnameSpec, PolicySpec};
