@@ -21,15 +21,17 @@ use tracing_subscriber::layer::{Context, Layer, SubscriberExt as _};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
-/// This crate's tracing target prefix; everything else (h2, tonic, ...) is capped at WARN.
-const OWN_TARGET: &str = "terraform_provider_postern";
+/// The tracing target prefixes logged at the level Terraform asked for: this crate's, and
+/// the shared contract's (its API client logs each call to the edge). Everything else (h2,
+/// tonic, ...) is capped at WARN.
+const OWN_TARGETS: [&str; 2] = ["terraform_provider_postern", "postern_schema"];
 
 /// Installs the JSON stderr logger (level from `TF_LOG_PROVIDER`, else `TF_LOG`, else
 /// info) and the panic hook. Call once, first thing in `main`.
 pub fn install() {
     let level = level_from_env(|key| std::env::var(key).ok());
     let filter = Targets::new()
-        .with_target(OWN_TARGET, level)
+        .with_targets(OWN_TARGETS.map(|target| (target, level)))
         .with_default(level.min(LevelFilter::WARN));
     // Another subscriber (a test harness) may already be installed; keep it.
     let _ = tracing_subscriber::registry()

@@ -12,10 +12,10 @@ use std::path::PathBuf;
 use postern_fuzzing::{Fuzz, Rng};
 use rmpv::Value as Mp;
 use terraform_provider_postern::framework::Type;
-use terraform_provider_postern::postern::registry;
 use terraform_provider_postern::protocol::codec::{
     ExtraAttributes, decode_json, decode_msgpack, encode_msgpack,
 };
+use terraform_provider_postern::registry;
 
 const JSON: u8 = 0x80;
 const IGNORE_EXTRA: u8 = 0x40;
