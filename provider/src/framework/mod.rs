@@ -73,6 +73,7 @@
 mod data_source;
 mod diagnostics;
 mod ephemeral;
+mod json;
 mod model;
 mod number;
 pub mod plan;
@@ -89,6 +90,7 @@ pub use diagnostics::{AttributePath, Diagnostic, Diagnostics, PathStep, Severity
 pub use ephemeral::{
     CloseRequest, EphemeralResource, OpenRequest, OpenResponse, RenewRequest, RenewResponse,
 };
+pub use json::{ExtraAttributes, decode_json};
 pub use number::{Number, NumberError};
 pub use provider::{ConfigureRequest, Provider};
 pub use registry::{BoxedDataSource, BoxedEphemeralResource, BoxedResource, Registry};

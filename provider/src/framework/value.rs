@@ -1,11 +1,8 @@
-//! Dynamic Terraform values: null, unknown (at any depth) and every cty type, plus the
-//! serde bridge that lets a resource read and write them as typed models.
+//! Dynamic Terraform values: null, unknown (at any depth) and every cty type. Reading
+//! them from JSON is [`json`](super::json)'s, and as typed models [`model`](super::model)'s.
 
 use std::collections::BTreeMap;
 use std::fmt;
-
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use super::diagnostics::{AttributePath, Diagnostic, PathStep};
 use super::number::Number;
@@ -79,6 +76,17 @@ pub enum ValueError {
         /// Why.
         message: String,
     },
+    /// Anything else wrong with a value at a place (a bad dynamic value or type spec).
+    #[error("{path}: {message}")]
+    Invalid {
+        /// Where.
+        path: AttributePath,
+        /// What.
+        message: String,
+    },
+    /// The bytes are not JSON, or nest too deeply.
+    #[error("invalid JSON: {0}")]
+    Json(String),
     /// serde could not turn a model into JSON or JSON into a model.
     #[error("{0}")]
     Serde(String),
@@ -91,8 +99,9 @@ impl ValueError {
             ValueError::TypeMismatch { path, .. }
             | ValueError::UnexpectedAttribute { path, .. }
             | ValueError::TupleLength { path, .. }
-            | ValueError::InvalidNumber { path, .. } => Some(path),
-            ValueError::Serde(_) => None,
+            | ValueError::InvalidNumber { path, .. }
+            | ValueError::Invalid { path, .. } => Some(path),
+            ValueError::Json(_) | ValueError::Serde(_) => None,
         }
     }
 }
@@ -500,30 +509,6 @@ impl Value {
             Value::Dynamic(_, inner) => inner.to_json(),
         }
     }
-
-    /// Reads plain JSON as a value of type `ty`. Object attributes missing from the
-    /// JSON become null; attributes the type does not declare are an error. In a
-    /// `dynamic` slot the type is taken from the JSON (arrays become tuples, objects
-    /// become objects). A JSON string is accepted where a number is expected, so models
-    /// may carry exact decimals as strings.
-    pub fn from_json(json: &serde_json::Value, ty: &Type) -> Result<Value, ValueError> {
-        from_json_at(json, ty, &mut AttributePath::new())
-    }
-
-    /// Decodes the value into a serde model. Object attributes map to fields by name;
-    /// unknowns and nulls read as `None`, so a field for a computed attribute should be
-    /// an `Option`; numbers reach a [`Number`] field exactly (and `i64`, `f64`, ...
-    /// fields as usual); enums read from strings.
-    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, ValueError> {
-        T::deserialize(super::model::ValueDeserializer(self))
-    }
-
-    /// Encodes a serde model as a value of type `ty` (through [`Value::from_json`]):
-    /// fields the model leaves out become null.
-    pub fn encode<T: Serialize + ?Sized>(model: &T, ty: &Type) -> Result<Value, ValueError> {
-        let json = serde_json::to_value(model).map_err(|e| ValueError::Serde(e.to_string()))?;
-        Value::from_json(&json, ty)
-    }
 }
 
 fn first_type<'a>(mut values: impl Iterator<Item = &'a Value>) -> Type {
@@ -539,142 +524,6 @@ fn number_to_json(n: &Number) -> serde_json::Value {
     }
     serde_json::Number::from_f64(n.to_f64())
         .map_or(serde_json::Value::Null, serde_json::Value::Number)
-}
-
-fn from_json_at(
-    json: &serde_json::Value,
-    ty: &Type,
-    path: &mut AttributePath,
-) -> Result<Value, ValueError> {
-    use serde_json::Value as J;
-    let mismatch = |path: &AttributePath| ValueError::TypeMismatch {
-        path: path.clone(),
-        expected: ty.to_string(),
-        found: json_kind(json).to_owned(),
-    };
-    match (json, ty) {
-        (J::Null, _) => Ok(Value::Null),
-        (_, Type::Dynamic) => from_json_at(json, &infer_json_type(json), path),
-        (J::Bool(b), Type::Bool) => Ok(Value::Bool(*b)),
-        (J::String(s), Type::String) => Ok(Value::String(s.clone())),
-        (J::Number(n), Type::Number) => {
-            json_number(n)
-                .map(Value::Number)
-                .ok_or_else(|| ValueError::InvalidNumber {
-                    path: path.clone(),
-                    message: format!("{n} is not a finite number"),
-                })
-        }
-        (J::String(s), Type::Number) => {
-            Number::parse(s)
-                .map(Value::Number)
-                .map_err(|e| ValueError::InvalidNumber {
-                    path: path.clone(),
-                    message: e.to_string(),
-                })
-        }
-        (J::Array(items), Type::List(e) | Type::Set(e)) => {
-            let mut out = Vec::with_capacity(items.len());
-            for (i, item) in items.iter().enumerate() {
-                path.push(PathStep::Index(i as i64));
-                out.push(from_json_at(item, e, path)?);
-                path.pop();
-            }
-            Ok(if matches!(ty, Type::Set(_)) {
-                Value::set(out)
-            } else {
-                Value::List(out)
-            })
-        }
-        (J::Array(items), Type::Tuple(types)) => {
-            if items.len() != types.len() {
-                return Err(ValueError::TupleLength {
-                    path: path.clone(),
-                    expected: types.len(),
-                    found: items.len(),
-                });
-            }
-            let mut out = Vec::with_capacity(items.len());
-            for (i, (item, t)) in items.iter().zip(types).enumerate() {
-                path.push(PathStep::Index(i as i64));
-                out.push(from_json_at(item, t, path)?);
-                path.pop();
-            }
-            Ok(Value::Tuple(out))
-        }
-        (J::Object(entries), Type::Map(e)) => {
-            let mut out = BTreeMap::new();
-            for (k, item) in entries {
-                path.push(PathStep::Key(k.clone()));
-                out.insert(k.clone(), from_json_at(item, e, path)?);
-                path.pop();
-            }
-            Ok(Value::Map(out))
-        }
-        (J::Object(entries), Type::Object(attrs)) => {
-            if let Some(name) = entries.keys().find(|k| !attrs.contains_key(*k)) {
-                return Err(ValueError::UnexpectedAttribute {
-                    path: path.clone(),
-                    name: name.clone(),
-                });
-            }
-            let mut out = BTreeMap::new();
-            for (name, t) in attrs {
-                let value = match entries.get(name) {
-                    Some(item) => {
-                        path.push(PathStep::Attribute(name.clone()));
-                        let value = from_json_at(item, t, path)?;
-                        path.pop();
-                        value
-                    }
-                    None => Value::Null,
-                };
-                out.insert(name.clone(), value);
-            }
-            Ok(Value::Object(out))
-        }
-        _ => Err(mismatch(path)),
-    }
-}
-
-fn json_number(n: &serde_json::Number) -> Option<Number> {
-    if let Some(i) = n.as_i64() {
-        return Some(Number::from(i));
-    }
-    if let Some(u) = n.as_u64() {
-        return Some(Number::from(u));
-    }
-    n.as_f64().and_then(Number::from_f64_shortest)
-}
-
-/// The type cty gives plain JSON: arrays are tuples, objects are objects.
-fn infer_json_type(json: &serde_json::Value) -> Type {
-    use serde_json::Value as J;
-    match json {
-        J::Null => Type::Dynamic,
-        J::Bool(_) => Type::Bool,
-        J::Number(_) => Type::Number,
-        J::String(_) => Type::String,
-        J::Array(items) => Type::Tuple(items.iter().map(infer_json_type).collect()),
-        J::Object(entries) => Type::Object(
-            entries
-                .iter()
-                .map(|(k, v)| (k.clone(), infer_json_type(v)))
-                .collect(),
-        ),
-    }
-}
-
-fn json_kind(json: &serde_json::Value) -> &'static str {
-    use serde_json::Value as J;
-    match json {
-        J::Null => "null",
-        J::Bool(_) => "bool",
-        J::Number(_) => "number",
-        J::String(_) => "string",
-        J::Array(_) => "array",
-        J::Object(_) => "object",
-    }
 }
 
 impl PartialEq for Value {
@@ -746,7 +595,7 @@ impl<T: Into<Value>> From<Option<T>> for Value {
 
 #[cfg(test)]
 mod tests {
-    use serde::Deserialize;
+    use serde::{Deserialize, Serialize};
     use serde_json::json;
 
     use super::*;
@@ -819,17 +668,6 @@ mod tests {
         );
         let json = value.to_json();
         assert_eq!(json["id"], json!(null));
-    }
-
-    #[test]
-    fn from_json_reports_paths() {
-        let err = Value::from_json(&json!({"labels": {"a": 3}}), &model_type());
-        assert_eq!(
-            err.map_err(|e| e.path().cloned()),
-            Err(Some(AttributePath::root("labels").key("a")))
-        );
-        let err = Value::from_json(&json!({"nope": 1}), &model_type());
-        assert!(matches!(err, Err(ValueError::UnexpectedAttribute { .. })));
     }
 
     #[test]

@@ -21,7 +21,7 @@ use tonic::transport::server::Router;
 use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 
-use super::codec::{self, ExtraAttributes};
+use super::codec::{self, CodecError};
 use super::convert;
 use super::handshake::{HandshakeError, HandshakeLine, Launch, ServerIdentity};
 use super::proto::health::health_check_response::ServingStatus;
@@ -33,7 +33,8 @@ use super::proto::plugin::{Empty, StdioData};
 use super::proto::tfplugin6 as tf;
 use super::proto::tfplugin6::provider_server::{Provider as ProviderRpc, ProviderServer};
 use crate::framework::{
-    Diagnostic, Diagnostics, Kind, Provider, Registry, Runtime, StoredState, Type, Value,
+    Diagnostic, Diagnostics, ExtraAttributes, Kind, Provider, Registry, Runtime, StoredState, Type,
+    Value, decode_json,
 };
 
 /// Largest gRPC message accepted or sent (terraform-plugin-go's limit; Terraform's own
@@ -433,7 +434,10 @@ impl<P: Provider> ProviderRpc for ProviderService<P> {
             } else if req.version == schema.schema_version() {
                 // Same shape: read it exactly, tolerating attributes since removed.
                 diagnostics
-                    .check(codec::decode_json(&raw.json, &ty, ExtraAttributes::Ignore))
+                    .check(
+                        decode_json(&raw.json, &ty, ExtraAttributes::Ignore)
+                            .map_err(CodecError::from),
+                    )
                     .map(StoredState::Current)
             } else {
                 diagnostics
