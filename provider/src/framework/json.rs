@@ -1,12 +1,14 @@
-//! The one reader of values from JSON, against the type they must have, as cty reads
-//! Terraform's JSON: `DynamicValue.json` and stored state (from bytes, with
-//! [`decode_json`]), a state an upgrade hook rewrote and a model serialized by serde (from
-//! a `serde_json::Value`, with [`Value::from_json`]).
+//! The one reader of values from JSON, against the type they must have, as cty reads it:
+//! Terraform's JSON (`DynamicValue.json` and stored state, from bytes, with
+//! [`decode_json`]) and plain JSON (a model serialized by serde, or a state an upgrade
+//! hook rewrote, from a `serde_json::Value`, with [`Value::from_json`]).
 //!
 //! - numbers are read from their text, exactly (a JSON string is accepted too, so models
 //!   may carry exact decimals as strings);
 //! - object attributes missing from the JSON are null;
-//! - a `dynamic` slot holds `{"value": ..., "type": ...}`, the type as Terraform spells it.
+//! - in Terraform's JSON a `dynamic` slot holds `{"value": ..., "type": ...}`; in plain
+//!   JSON it holds the value itself, whose type is implied from it (arrays are tuples,
+//!   objects are objects), as cty's `ImpliedType` does.
 
 use std::collections::BTreeMap;
 
@@ -29,24 +31,37 @@ pub enum ExtraAttributes {
     Ignore,
 }
 
-/// Decodes JSON bytes as a value of type `ty`, reading numbers exactly from their text.
+/// How a `dynamic` slot is spelled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Dynamic {
+    /// `{"value": ..., "type": ...}` (Terraform's JSON).
+    Wrapped,
+    /// The value alone, its type implied (plain JSON).
+    Implied,
+}
+
+/// Decodes Terraform's JSON as a value of type `ty`, reading numbers exactly from their
+/// text.
 pub fn decode_json(bytes: &[u8], ty: &Type, extra: ExtraAttributes) -> Result<Value, ValueError> {
     let raw: &RawValue =
         serde_json::from_slice(bytes).map_err(|e| ValueError::Json(e.to_string()))?;
     let json = Json::parse(raw, 0)?;
-    read(&json, ty, extra, &mut AttributePath::new())
+    let reader = Reader {
+        extra,
+        dynamic: Dynamic::Wrapped,
+    };
+    reader.read(&json, ty, &mut AttributePath::new())
 }
 
 impl Value {
-    /// Reads a JSON value as a value of type `ty` (see the module documentation);
+    /// Reads plain JSON as a value of type `ty` (see the module documentation);
     /// attributes the type does not declare are an error.
-    pub fn from_json(json: &serde_json::Value, ty: &Type) -> Result<Value, ValueError> {
-        read(
-            &Json::from_serde(json, 0)?,
-            ty,
-            ExtraAttributes::Reject,
-            &mut AttributePath::new(),
-        )
+    pub(crate) fn from_json(json: &serde_json::Value, ty: &Type) -> Result<Value, ValueError> {
+        let reader = Reader {
+            extra: ExtraAttributes::Reject,
+            dynamic: Dynamic::Implied,
+        };
+        reader.read(&Json::from_serde(json, 0)?, ty, &mut AttributePath::new())
     }
 }
 
@@ -122,6 +137,23 @@ impl Json {
         })
     }
 
+    /// The type cty implies for plain JSON: arrays are tuples, objects are objects.
+    fn implied_type(&self) -> Type {
+        match self {
+            Json::Null => Type::Dynamic,
+            Json::Bool(_) => Type::Bool,
+            Json::Number(_) => Type::Number,
+            Json::String(_) => Type::String,
+            Json::Array(items) => Type::Tuple(items.iter().map(Json::implied_type).collect()),
+            Json::Object(entries) => Type::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.implied_type()))
+                    .collect(),
+            ),
+        }
+    }
+
     fn kind(&self) -> &'static str {
         match self {
             Json::Null => "null",
@@ -134,101 +166,107 @@ impl Json {
     }
 }
 
-fn read(
-    json: &Json,
-    ty: &Type,
+/// Reads a JSON tree against a type.
+struct Reader {
     extra: ExtraAttributes,
-    path: &mut AttributePath,
-) -> Result<Value, ValueError> {
-    let mismatch = |path: &AttributePath| ValueError::TypeMismatch {
-        path: path.clone(),
-        expected: ty.to_string(),
-        found: json.kind().to_owned(),
-    };
-    match (json, ty) {
-        (Json::Null, _) => Ok(Value::Null),
-        (Json::Object(parts), Type::Dynamic) => {
-            let (Some(type_json), Some(inner)) = (parts.get("type"), parts.get("value")) else {
-                return Err(not_dynamic(path));
-            };
-            let concrete = read_type(type_json, path)?;
-            let value = read(inner, &concrete, extra, path)?;
-            if concrete == Type::Dynamic {
-                return Ok(value);
+    dynamic: Dynamic,
+}
+
+impl Reader {
+    fn read(&self, json: &Json, ty: &Type, path: &mut AttributePath) -> Result<Value, ValueError> {
+        let mismatch = |path: &AttributePath| ValueError::TypeMismatch {
+            path: path.clone(),
+            expected: ty.to_string(),
+            found: json.kind().to_owned(),
+        };
+        match (json, ty) {
+            (Json::Null, _) => Ok(Value::Null),
+            (_, Type::Dynamic) if self.dynamic == Dynamic::Implied => {
+                self.read(json, &json.implied_type(), path)
             }
-            Ok(Value::Dynamic(Box::new(concrete), Box::new(value)))
-        }
-        (_, Type::Dynamic) => Err(not_dynamic(path)),
-        (Json::Bool(b), Type::Bool) => Ok(Value::Bool(*b)),
-        (Json::String(s), Type::String) => Ok(Value::String(s.clone())),
-        (Json::Number(text) | Json::String(text), Type::Number) => Number::parse(text)
-            .map(Value::Number)
-            .map_err(|e| ValueError::InvalidNumber {
-                path: path.clone(),
-                message: e.to_string(),
-            }),
-        (Json::Array(items), Type::List(element) | Type::Set(element)) => {
-            let mut out = Vec::with_capacity(items.len());
-            for (i, item) in items.iter().enumerate() {
-                path.push(PathStep::Index(i as i64));
-                out.push(read(item, element, extra, path)?);
-                path.pop();
-            }
-            Ok(match ty {
-                Type::Set(_) => Value::set(out),
-                _ => Value::List(out),
-            })
-        }
-        (Json::Array(items), Type::Tuple(types)) => {
-            if items.len() != types.len() {
-                return Err(ValueError::TupleLength {
-                    path: path.clone(),
-                    expected: types.len(),
-                    found: items.len(),
-                });
-            }
-            let mut out = Vec::with_capacity(items.len());
-            for (i, (item, t)) in items.iter().zip(types).enumerate() {
-                path.push(PathStep::Index(i as i64));
-                out.push(read(item, t, extra, path)?);
-                path.pop();
-            }
-            Ok(Value::Tuple(out))
-        }
-        (Json::Object(entries), Type::Map(element)) => {
-            let mut out = BTreeMap::new();
-            for (key, item) in entries {
-                path.push(PathStep::Key(key.clone()));
-                out.insert(key.clone(), read(item, element, extra, path)?);
-                path.pop();
-            }
-            Ok(Value::Map(out))
-        }
-        (Json::Object(entries), Type::Object(attributes)) => {
-            if extra == ExtraAttributes::Reject
-                && let Some(name) = entries.keys().find(|k| !attributes.contains_key(*k))
-            {
-                return Err(ValueError::UnexpectedAttribute {
-                    path: path.clone(),
-                    name: name.clone(),
-                });
-            }
-            let mut out = BTreeMap::new();
-            for (name, attr_type) in attributes {
-                let value = match entries.get(name) {
-                    Some(item) => {
-                        path.push(PathStep::Attribute(name.clone()));
-                        let value = read(item, attr_type, extra, path)?;
-                        path.pop();
-                        value
-                    }
-                    None => Value::Null,
+            (Json::Object(parts), Type::Dynamic) => {
+                let (Some(type_json), Some(inner)) = (parts.get("type"), parts.get("value")) else {
+                    return Err(not_dynamic(path));
                 };
-                out.insert(name.clone(), value);
+                let concrete = read_type(type_json, path)?;
+                let value = self.read(inner, &concrete, path)?;
+                if concrete == Type::Dynamic {
+                    return Ok(value);
+                }
+                Ok(Value::Dynamic(Box::new(concrete), Box::new(value)))
             }
-            Ok(Value::Object(out))
+            (_, Type::Dynamic) => Err(not_dynamic(path)),
+            (Json::Bool(b), Type::Bool) => Ok(Value::Bool(*b)),
+            (Json::String(s), Type::String) => Ok(Value::String(s.clone())),
+            (Json::Number(text) | Json::String(text), Type::Number) => Number::parse(text)
+                .map(Value::Number)
+                .map_err(|e| ValueError::InvalidNumber {
+                    path: path.clone(),
+                    message: e.to_string(),
+                }),
+            (Json::Array(items), Type::List(element) | Type::Set(element)) => {
+                let mut out = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
+                    path.push(PathStep::Index(i as i64));
+                    out.push(self.read(item, element, path)?);
+                    path.pop();
+                }
+                Ok(match ty {
+                    Type::Set(_) => Value::set(out),
+                    _ => Value::List(out),
+                })
+            }
+            (Json::Array(items), Type::Tuple(types)) => {
+                if items.len() != types.len() {
+                    return Err(ValueError::TupleLength {
+                        path: path.clone(),
+                        expected: types.len(),
+                        found: items.len(),
+                    });
+                }
+                let mut out = Vec::with_capacity(items.len());
+                for (i, (item, t)) in items.iter().zip(types).enumerate() {
+                    path.push(PathStep::Index(i as i64));
+                    out.push(self.read(item, t, path)?);
+                    path.pop();
+                }
+                Ok(Value::Tuple(out))
+            }
+            (Json::Object(entries), Type::Map(element)) => {
+                let mut out = BTreeMap::new();
+                for (key, item) in entries {
+                    path.push(PathStep::Key(key.clone()));
+                    out.insert(key.clone(), self.read(item, element, path)?);
+                    path.pop();
+                }
+                Ok(Value::Map(out))
+            }
+            (Json::Object(entries), Type::Object(attributes)) => {
+                if self.extra == ExtraAttributes::Reject
+                    && let Some(name) = entries.keys().find(|k| !attributes.contains_key(*k))
+                {
+                    return Err(ValueError::UnexpectedAttribute {
+                        path: path.clone(),
+                        name: name.clone(),
+                    });
+                }
+                let mut out = BTreeMap::new();
+                for (name, attr_type) in attributes {
+                    let value = match entries.get(name) {
+                        Some(item) => {
+                            path.push(PathStep::Attribute(name.clone()));
+                            let value = self.read(item, attr_type, path)?;
+                            path.pop();
+                            value
+                        }
+                        None => Value::Null,
+                    };
+                    out.insert(name.clone(), value);
+                }
+                Ok(Value::Object(out))
+            }
+            _ => Err(mismatch(path)),
         }
-        _ => Err(mismatch(path)),
     }
 }
 
@@ -310,6 +348,27 @@ mod tests {
         assert_eq!(
             Value::from_json(&parsed, &ty).map(|v| v.get("exact").cloned()),
             Ok(Some(num("0.30000000000000000001")))
+        );
+    }
+
+    #[test]
+    fn plain_json_implies_the_type_of_a_dynamic_slot() {
+        let ty = Type::object([("extra", Type::Dynamic)]);
+        let value = Value::from_json(&json!({"extra": {"n": 1.5, "list": ["x", true]}}), &ty);
+        let want = Value::object([(
+            "extra",
+            Value::object([
+                ("n", num("1.5")),
+                (
+                    "list",
+                    Value::Tuple(vec![Value::from("x"), Value::Bool(true)]),
+                ),
+            ]),
+        )]);
+        assert_eq!(value, Ok(want));
+        assert!(
+            decode_json(br#"{"extra": {"n": 1.5}}"#, &ty, ExtraAttributes::Reject).is_err(),
+            "Terraform's JSON wraps a dynamic value with its type"
         );
     }
 

@@ -28,7 +28,7 @@ impl Value {
 
     /// Encodes a serde model as a value of type `ty` (through [`Value::from_json`]):
     /// fields the model leaves out become null.
-    pub fn encode<T: Serialize + ?Sized>(model: &T, ty: &Type) -> Result<Value, ValueError> {
+    pub(crate) fn encode<T: Serialize + ?Sized>(model: &T, ty: &Type) -> Result<Value, ValueError> {
         let json = serde_json::to_value(model).map_err(|e| ValueError::Serde(e.to_string()))?;
         Value::from_json(&json, ty)
     }

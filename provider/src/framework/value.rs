@@ -94,7 +94,7 @@ pub enum ValueError {
 
 impl ValueError {
     /// The attribute the error is about, if known.
-    pub fn path(&self) -> Option<&AttributePath> {
+    pub(crate) fn path(&self) -> Option<&AttributePath> {
         match self {
             ValueError::TypeMismatch { path, .. }
             | ValueError::UnexpectedAttribute { path, .. }
@@ -123,19 +123,14 @@ impl From<ValueError> for Diagnostic {
 }
 
 impl Value {
-    /// A string value.
-    pub fn string(value: impl Into<String>) -> Self {
-        Value::String(value.into())
-    }
-
     /// A number value.
-    pub fn number(value: impl Into<Number>) -> Self {
+    pub(crate) fn number(value: impl Into<Number>) -> Self {
         Value::Number(value.into())
     }
 
     /// A set value; duplicate elements are removed. Elements that are not wholly known are
     /// all kept, as cty keeps them: two unknowns may turn out different.
-    pub fn set(elements: impl IntoIterator<Item = Value>) -> Self {
+    pub(crate) fn set(elements: impl IntoIterator<Item = Value>) -> Self {
         let mut out: Vec<Value> = Vec::new();
         for element in elements {
             if !element.is_wholly_known() || !out.contains(&element) {
@@ -167,7 +162,7 @@ impl Value {
     }
 
     /// Whether this is null.
-    pub fn is_null(&self) -> bool {
+    pub(crate) fn is_null(&self) -> bool {
         match self {
             Value::Null => true,
             Value::Dynamic(_, inner) => inner.is_null(),
@@ -176,7 +171,7 @@ impl Value {
     }
 
     /// Whether this is unknown (at the top; see [`Value::is_wholly_known`]).
-    pub fn is_unknown(&self) -> bool {
+    pub(crate) fn is_unknown(&self) -> bool {
         match self {
             Value::Unknown => true,
             Value::Dynamic(_, inner) => inner.is_unknown(),
@@ -185,7 +180,7 @@ impl Value {
     }
 
     /// Whether this value and everything inside it is known.
-    pub fn is_wholly_known(&self) -> bool {
+    pub(crate) fn is_wholly_known(&self) -> bool {
         match self {
             Value::Unknown => false,
             Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => true,
@@ -198,7 +193,7 @@ impl Value {
     }
 
     /// Paths of every unknown inside this value.
-    pub fn unknown_paths(&self) -> Vec<AttributePath> {
+    pub(crate) fn unknown_paths(&self) -> Vec<AttributePath> {
         let mut out = Vec::new();
         self.collect_unknowns(&mut AttributePath::new(), &mut out);
         out
@@ -240,7 +235,7 @@ impl Value {
     }
 
     /// The value with every unknown, at any depth, replaced by null.
-    pub fn unknowns_to_null(&self) -> Value {
+    pub(crate) fn unknowns_to_null(&self) -> Value {
         match self {
             Value::Unknown => Value::Null,
             Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => self.clone(),
@@ -274,7 +269,7 @@ impl Value {
     }
 
     /// A mutable attribute of an object.
-    pub fn get_mut(&mut self, name: &str) -> Option<&mut Value> {
+    pub(crate) fn get_mut(&mut self, name: &str) -> Option<&mut Value> {
         match self {
             Value::Object(m) | Value::Map(m) => m.get_mut(name),
             Value::Dynamic(_, inner) => inner.get_mut(name),
@@ -296,19 +291,10 @@ impl Value {
     }
 
     /// The value at a path, if it exists.
-    pub fn at(&self, path: &AttributePath) -> Option<&Value> {
+    pub(crate) fn at(&self, path: &AttributePath) -> Option<&Value> {
         let mut current = self;
         for step in path.steps() {
             current = current.step(step)?;
-        }
-        Some(current)
-    }
-
-    /// The mutable value at a path, if it exists.
-    pub fn at_mut(&mut self, path: &AttributePath) -> Option<&mut Value> {
-        let mut current = self;
-        for step in path.steps() {
-            current = current.step_mut(step)?;
         }
         Some(current)
     }
@@ -325,18 +311,6 @@ impl Value {
         }
     }
 
-    fn step_mut(&mut self, step: &PathStep) -> Option<&mut Value> {
-        match (self, step) {
-            (Value::Dynamic(_, inner), _) => inner.step_mut(step),
-            (Value::Object(m), PathStep::Attribute(name)) => m.get_mut(name),
-            (Value::Map(m), PathStep::Key(key)) => m.get_mut(key),
-            (Value::List(v) | Value::Tuple(v), PathStep::Index(i)) => {
-                v.get_mut(usize::try_from(*i).ok()?)
-            }
-            _ => None,
-        }
-    }
-
     /// The string inside, if this is a known string.
     pub fn as_str(&self) -> Option<&str> {
         match self {
@@ -347,7 +321,7 @@ impl Value {
     }
 
     /// The bool inside, if this is a known bool.
-    pub fn as_bool(&self) -> Option<bool> {
+    pub(crate) fn as_bool(&self) -> Option<bool> {
         match self {
             Value::Bool(b) => Some(*b),
             Value::Dynamic(_, inner) => inner.as_bool(),
@@ -365,7 +339,7 @@ impl Value {
     }
 
     /// The elements of a list, set or tuple.
-    pub fn as_elements(&self) -> Option<&[Value]> {
+    pub(crate) fn as_elements(&self) -> Option<&[Value]> {
         match self {
             Value::List(v) | Value::Set(v) | Value::Tuple(v) => Some(v),
             Value::Dynamic(_, inner) => inner.as_elements(),
@@ -374,7 +348,7 @@ impl Value {
     }
 
     /// The entries of a map or object.
-    pub fn as_entries(&self) -> Option<&BTreeMap<String, Value>> {
+    pub(crate) fn as_entries(&self) -> Option<&BTreeMap<String, Value>> {
         match self {
             Value::Map(m) | Value::Object(m) => Some(m),
             Value::Dynamic(_, inner) => inner.as_entries(),
@@ -385,7 +359,7 @@ impl Value {
     /// The type this value would have on its own, used for values in `dynamic` slots:
     /// collections take the type of their first element (`dynamic` when empty), null
     /// and unknown are `dynamic`.
-    pub fn infer_type(&self) -> Type {
+    pub(crate) fn infer_type(&self) -> Type {
         match self {
             Value::Null | Value::Unknown => Type::Dynamic,
             Value::Bool(_) => Type::Bool,
@@ -473,7 +447,7 @@ impl Value {
     }
 
     /// A short name for the value's kind, for error messages.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Value::Null => "null",
             Value::Unknown => "unknown",
@@ -493,7 +467,7 @@ impl Value {
     /// numbers become JSON integers when they are integers within 64 bits and JSON
     /// floats otherwise (nearest `f64`: a model that needs more precision should read
     /// [`Value::as_number`] instead).
-    pub fn to_json(&self) -> serde_json::Value {
+    pub(crate) fn to_json(&self) -> serde_json::Value {
         use serde_json::Value as J;
         match self {
             Value::Null | Value::Unknown => J::Null,

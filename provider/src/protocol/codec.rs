@@ -75,7 +75,7 @@ impl CodecError {
     }
 
     /// The attribute the error is about, if any.
-    pub fn path(&self) -> Option<&AttributePath> {
+    pub(crate) fn path(&self) -> Option<&AttributePath> {
         match self {
             CodecError::TypeMismatch { path, .. }
             | CodecError::UnexpectedAttribute { path, .. }
@@ -326,7 +326,7 @@ fn msgpack_key(key: &Mp, path: &AttributePath) -> Result<String, CodecError> {
 /// What a refined unknown (ext type 12) tells about the value. Refinements are only
 /// informative for a provider; they are parsed (to log them) and otherwise ignored.
 #[derive(Debug, Default, PartialEq)]
-pub struct Refinements {
+pub(crate) struct Refinements {
     /// `Some(false)`: the value will not be null.
     pub nullable: Option<bool>,
     /// The string will start with this.
@@ -338,7 +338,7 @@ pub struct Refinements {
 }
 
 /// Parses the refinements of an unknown; malformed or unfamiliar payloads are ignored.
-pub fn read_refinements(code: i8, payload: &[u8]) -> Refinements {
+pub(crate) fn read_refinements(code: i8, payload: &[u8]) -> Refinements {
     let mut out = Refinements::default();
     if code != 12 || payload.len() <= 1 {
         return out;

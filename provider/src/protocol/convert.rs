@@ -17,7 +17,7 @@ pub(crate) fn schema(schema: &Schema) -> tf::Schema {
             block_types: Vec::new(),
             description: schema.description().to_owned(),
             description_kind: tf::StringKind::Markdown.into(),
-            deprecated: schema.is_deprecated(),
+            deprecated: false,
         }),
     }
 }
@@ -36,8 +36,6 @@ fn attribute(name: &str, attr: &Attribute) -> tf::schema::Attribute {
             let nesting = match nesting {
                 Nesting::Single => tf::schema::object::NestingMode::Single,
                 Nesting::List => tf::schema::object::NestingMode::List,
-                Nesting::Set => tf::schema::object::NestingMode::Set,
-                Nesting::Map => tf::schema::object::NestingMode::Map,
             };
             #[allow(deprecated)] // min_items / max_items: unused by Terraform, left 0.
             let object = tf::schema::Object {
@@ -59,7 +57,7 @@ fn attribute(name: &str, attr: &Attribute) -> tf::schema::Attribute {
         computed: attr.is_computed(),
         sensitive: attr.is_sensitive(),
         description_kind: tf::StringKind::Markdown.into(),
-        deprecated: attr.is_deprecated(),
+        deprecated: false,
         write_only: attr.is_write_only(),
     }
 }

@@ -39,7 +39,7 @@ use crate::framework::{
 
 /// Largest gRPC message accepted or sent (terraform-plugin-go's limit; Terraform's own
 /// client accepts up to 2 GiB).
-pub const MAX_MESSAGE_SIZE: usize = 256 << 20;
+pub(crate) const MAX_MESSAGE_SIZE: usize = 256 << 20;
 
 /// How long in-flight RPCs get to finish after Shutdown. Terraform kills the process
 /// 2 s after asking.
@@ -131,7 +131,7 @@ pub async fn serve<P: Provider>(registry: Registry<P>) -> Result<(), ServeError>
 
 /// The gRPC services of a plugin serving `runtime`; cancelling `shutdown` is what the
 /// GRPCController/Shutdown RPC does.
-pub fn router<P: Provider>(runtime: Arc<Runtime<P>>, shutdown: CancellationToken) -> Router {
+pub(crate) fn router<P: Provider>(runtime: Arc<Runtime<P>>, shutdown: CancellationToken) -> Router {
     let provider = ProviderServer::new(ProviderService::new(runtime))
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE);
