@@ -5,8 +5,10 @@
 //! in private state; import by id; and after each write, the wait until the connectors
 //! applied it.
 //!
-//! A resource says what differs in an [`EdgeObject`] (its model, spec, API calls and id)
-//! and hands its lifecycle methods to the functions here.
+//! A resource implements [`EdgeObject`]: its schema and checks, as a
+//! [`Resource`] would, plus what differs between the edge's objects (model, spec, id, the
+//! API calls); it is then a `Resource<ProviderData>` whose lifecycle is the one written
+//! here.
 
 use std::fmt::Display;
 use std::str::FromStr;
@@ -21,11 +23,13 @@ use super::provider_data::ProviderData;
 use super::rollout::{self, Change};
 use super::version;
 use crate::framework::{
-    AttributePath, CreateRequest, DeleteRequest, Diagnostic, Diagnostics, ReadRequest, Resource,
-    StateResponse, UpdateRequest, async_trait,
+    AttributePath, CreateRequest, DeleteRequest, Diagnostic, Diagnostics, Plan, PlanRequest,
+    ReadRequest, Resource, Schema, StateResponse, UpdateRequest, Value, async_trait,
 };
 
-/// One kind of object on the edge, as a Terraform resource manages it.
+/// One kind of object on the edge, as a Terraform resource manages it. The first methods
+/// are [`Resource`]'s, with the same meaning; the rest say how the object is written,
+/// named and read on the edge.
 #[async_trait]
 pub(crate) trait EdgeObject: Send + Sync + 'static {
     /// The Terraform state (`TunnelModel`).
@@ -44,6 +48,28 @@ pub(crate) trait EdgeObject: Send + Sync + 'static {
     const NAME_ATTRIBUTE: &'static str;
     /// Whether a delete waits until the connectors applied it.
     const WAITS_AFTER_DELETE: bool = true;
+
+    /// [`Resource::type_name`].
+    fn type_name(&self) -> &'static str;
+
+    /// [`Resource::schema`].
+    fn schema(&self) -> Schema;
+
+    /// [`Resource::validate`].
+    fn validate(&self, _config: &Value, _diagnostics: &mut Diagnostics) {}
+
+    /// [`Resource::plan`].
+    async fn plan(&self, _data: &ProviderData, _req: &PlanRequest, _plan: &mut Plan) {}
+
+    /// [`Resource::upgrade_state`].
+    fn upgrade_state(
+        &self,
+        _version: i64,
+        state: serde_json::Value,
+        _diagnostics: &mut Diagnostics,
+    ) -> Option<serde_json::Value> {
+        Some(state)
+    }
 
     /// What the provider writes for `model`; a value the edge could not take becomes a
     /// diagnostic on its attribute.
@@ -125,9 +151,58 @@ pub(crate) trait EdgeObject: Send + Sync + 'static {
     ) -> Self::Model;
 }
 
+/// Every edge object is a resource, with the lifecycle below.
+#[async_trait]
+impl<R: EdgeObject> Resource<ProviderData> for R {
+    fn type_name(&self) -> &'static str {
+        EdgeObject::type_name(self)
+    }
+
+    fn schema(&self) -> Schema {
+        EdgeObject::schema(self)
+    }
+
+    fn validate(&self, config: &Value, diagnostics: &mut Diagnostics) {
+        EdgeObject::validate(self, config, diagnostics);
+    }
+
+    async fn plan(&self, data: &ProviderData, req: &PlanRequest, plan: &mut Plan) {
+        EdgeObject::plan(self, data, req, plan).await;
+    }
+
+    fn upgrade_state(
+        &self,
+        version: i64,
+        state: serde_json::Value,
+        diagnostics: &mut Diagnostics,
+    ) -> Option<serde_json::Value> {
+        EdgeObject::upgrade_state(self, version, state, diagnostics)
+    }
+
+    async fn create(&self, data: &ProviderData, req: CreateRequest, resp: &mut StateResponse) {
+        create(self, data, req, resp).await;
+    }
+
+    async fn read(&self, data: &ProviderData, req: ReadRequest, resp: &mut StateResponse) {
+        read(self, data, req, resp).await;
+    }
+
+    async fn update(&self, data: &ProviderData, req: UpdateRequest, resp: &mut StateResponse) {
+        update(self, data, req, resp).await;
+    }
+
+    async fn delete(&self, data: &ProviderData, req: DeleteRequest, diagnostics: &mut Diagnostics) {
+        delete(self, data, req, diagnostics).await;
+    }
+
+    async fn import(&self, data: &ProviderData, id: &str, resp: &mut StateResponse) {
+        import(self, data, id, resp).await;
+    }
+}
+
 /// [`Resource::create`]: `POST`, then wait for the connectors. A 409 adopts the object in
 /// the way when it is exactly what was planned.
-pub(crate) async fn create<R: EdgeObject>(
+async fn create<R: EdgeObject>(
     r: &R,
     data: &ProviderData,
     req: CreateRequest,
@@ -164,7 +239,7 @@ pub(crate) async fn create<R: EdgeObject>(
 }
 
 /// [`Resource::read`]: `GET`; an object deleted outside Terraform leaves the state.
-pub(crate) async fn read<R: EdgeObject>(
+async fn read<R: EdgeObject>(
     r: &R,
     data: &ProviderData,
     req: ReadRequest,
@@ -195,7 +270,7 @@ pub(crate) async fn read<R: EdgeObject>(
 }
 
 /// [`Resource::update`]: `PUT` with `If-Match`, then wait for the connectors.
-pub(crate) async fn update<R: EdgeObject>(
+async fn update<R: EdgeObject>(
     r: &R,
     data: &ProviderData,
     req: UpdateRequest,
@@ -233,7 +308,7 @@ pub(crate) async fn update<R: EdgeObject>(
 
 /// [`Resource::delete`]: `DELETE` with `If-Match`, then (unless the kind says not to) wait
 /// for the connectors. An object already gone is not an error.
-pub(crate) async fn delete<R: EdgeObject + Resource<ProviderData>>(
+async fn delete<R: EdgeObject>(
     r: &R,
     data: &ProviderData,
     req: DeleteRequest,
@@ -245,7 +320,7 @@ pub(crate) async fn delete<R: EdgeObject + Resource<ProviderData>>(
     let Some(id) = state_id::<R>(&prior, diagnostics) else {
         return;
     };
-    let ty = r.schema().value_type();
+    let ty = EdgeObject::schema(r).value_type();
     let id_text = id.to_string();
     let op = Operation {
         action: "deleting",
@@ -268,7 +343,7 @@ pub(crate) async fn delete<R: EdgeObject + Resource<ProviderData>>(
 }
 
 /// [`Resource::import`]: `GET` by the id the user gave; Terraform reads it again next.
-pub(crate) async fn import<R: EdgeObject>(
+async fn import<R: EdgeObject>(
     r: &R,
     data: &ProviderData,
     id_text: &str,

@@ -74,6 +74,13 @@ impl CodecError {
         }
     }
 
+    fn tuple_length(path: &AttributePath, expected: usize, found: usize) -> Self {
+        CodecError::invalid(
+            path,
+            format!("a tuple of {expected} elements is required, found {found}"),
+        )
+    }
+
     /// The attribute the error is about, if any.
     pub(crate) fn path(&self) -> Option<&AttributePath> {
         match self {
@@ -104,10 +111,7 @@ impl From<ValueError> for CodecError {
                 path,
                 expected,
                 found,
-            } => CodecError::Invalid {
-                path,
-                message: format!("a tuple of {expected} elements is required, found {found}"),
-            },
+            } => CodecError::tuple_length(&path, expected, found),
             ValueError::InvalidNumber { path, message } | ValueError::Invalid { path, message } => {
                 CodecError::Invalid { path, message }
             }
@@ -254,14 +258,7 @@ fn from_msgpack(mp: &Mp, ty: &Type, path: &mut AttributePath) -> Result<Value, C
         }
         (Mp::Array(items), Type::Tuple(types)) => {
             if items.len() != types.len() {
-                return Err(CodecError::invalid(
-                    path,
-                    format!(
-                        "a tuple of {} elements is required, found {}",
-                        types.len(),
-                        items.len()
-                    ),
-                ));
+                return Err(CodecError::tuple_length(path, types.len(), items.len()));
             }
             let mut out = Vec::with_capacity(items.len());
             for (i, (item, t)) in items.iter().zip(types).enumerate() {
@@ -394,14 +391,7 @@ fn to_msgpack(value: &Value, ty: &Type, path: &mut AttributePath) -> Result<Mp, 
         }
         (Value::List(items) | Value::Tuple(items), Type::Tuple(types)) => {
             if items.len() != types.len() {
-                return Err(CodecError::invalid(
-                    path,
-                    format!(
-                        "a tuple of {} elements is required, found {}",
-                        types.len(),
-                        items.len()
-                    ),
-                ));
+                return Err(CodecError::tuple_length(path, types.len(), items.len()));
             }
             sequence_msgpack(items.iter(), |i| &types[i], path)
         }

@@ -11,13 +11,12 @@ use postern_schema::rules;
 use serde::{Deserialize, Serialize};
 
 use crate::framework::{
-    Attribute, AttributePath, Attributes, CreateRequest, DeleteRequest, Diagnostic, Diagnostics,
-    Number, Plan, PlanRequest, ReadRequest, Resource, Schema, StateResponse, Type, UpdateRequest,
-    Value, async_trait,
+    Attribute, AttributePath, Attributes, Diagnostic, Diagnostics, Number, Plan, PlanRequest,
+    Schema, Type, Value, async_trait,
 };
 use crate::postern::api_error::Operation;
 use crate::postern::contract::{Findings, check_labels, known_elements, known_str};
-use crate::postern::lifecycle::{self, EdgeObject};
+use crate::postern::lifecycle::EdgeObject;
 use crate::postern::live::{self, PlannedTarget};
 use crate::postern::provider_data::ProviderData;
 
@@ -187,8 +186,17 @@ impl HostnameModel {
 /// The `postern_hostname` resource.
 pub(crate) struct HostnameResource;
 
+/// A hostname is its own id.
 #[async_trait]
-impl Resource<ProviderData> for HostnameResource {
+impl EdgeObject for HostnameResource {
+    type Model = HostnameModel;
+    type Spec = HostnameSpec;
+    type Object = Hostname;
+    type Id = String;
+
+    const KIND: &'static str = "hostname";
+    const NAME_ATTRIBUTE: &'static str = "hostname";
+
     fn type_name(&self) -> &'static str {
         "postern_hostname"
     }
@@ -384,38 +392,6 @@ impl Resource<ProviderData> for HostnameResource {
         };
         live::check_hostname(&data.live, hostname, &target, &mut plan.diagnostics).await;
     }
-
-    async fn create(&self, data: &ProviderData, req: CreateRequest, resp: &mut StateResponse) {
-        lifecycle::create(self, data, req, resp).await;
-    }
-
-    async fn read(&self, data: &ProviderData, req: ReadRequest, resp: &mut StateResponse) {
-        lifecycle::read(self, data, req, resp).await;
-    }
-
-    async fn update(&self, data: &ProviderData, req: UpdateRequest, resp: &mut StateResponse) {
-        lifecycle::update(self, data, req, resp).await;
-    }
-
-    async fn delete(&self, data: &ProviderData, req: DeleteRequest, diagnostics: &mut Diagnostics) {
-        lifecycle::delete(self, data, req, diagnostics).await;
-    }
-
-    async fn import(&self, data: &ProviderData, id: &str, resp: &mut StateResponse) {
-        lifecycle::import(self, data, id, resp).await;
-    }
-}
-
-/// A hostname is its own id.
-#[async_trait]
-impl EdgeObject for HostnameResource {
-    type Model = HostnameModel;
-    type Spec = HostnameSpec;
-    type Object = Hostname;
-    type Id = String;
-
-    const KIND: &'static str = "hostname";
-    const NAME_ATTRIBUTE: &'static str = "hostname";
 
     fn spec(&self, model: &HostnameModel) -> Result<HostnameSpec, Diagnostic> {
         model.spec()

@@ -3,8 +3,8 @@
 //! type.
 //!
 //! To add one: write `src/resources/<type>.rs` with a struct implementing
-//! [`Resource<ProviderData>`](crate::framework::Resource) (an object of the edge's API
-//! through [`lifecycle`](crate::postern::lifecycle)), or
+//! [`EdgeObject`](crate::postern::lifecycle::EdgeObject) (an object of the edge's API,
+//! which makes it a `Resource<ProviderData>` with the shared lifecycle), or
 //! [`EphemeralResource<ProviderData>`](crate::framework::EphemeralResource), declare the
 //! module here, and register it in [`registry`](crate::provider::registry).
 

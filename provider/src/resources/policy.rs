@@ -12,13 +12,12 @@ use postern_schema::rules;
 use serde::{Deserialize, Serialize};
 
 use crate::framework::{
-    Attribute, AttributePath, Attributes, CreateRequest, DeleteRequest, Diagnostic, Diagnostics,
-    Number, Plan, PlanRequest, ReadRequest, Resource, Schema, StateResponse, Type, UpdateRequest,
-    Value, async_trait,
+    Attribute, AttributePath, Attributes, Diagnostic, Diagnostics, Number, Plan, PlanRequest,
+    Schema, Type, Value, async_trait,
 };
 use crate::postern::api_error::Operation;
 use crate::postern::contract::{Findings, known_elements, known_str};
-use crate::postern::lifecycle::{self, EdgeObject};
+use crate::postern::lifecycle::EdgeObject;
 use crate::postern::provider_data::ProviderData;
 
 /// Terraform state of a `postern_policy` (no `Debug`: it may hold the HS256 secret).
@@ -179,7 +178,15 @@ impl PolicyModel {
 pub(crate) struct PolicyResource;
 
 #[async_trait]
-impl Resource<ProviderData> for PolicyResource {
+impl EdgeObject for PolicyResource {
+    type Model = PolicyModel;
+    type Spec = PolicySpec;
+    type Object = Policy;
+    type Id = PolicyId;
+
+    const KIND: &'static str = "policy";
+    const NAME_ATTRIBUTE: &'static str = "name";
+
     fn type_name(&self) -> &'static str {
         "postern_policy"
     }
@@ -406,37 +413,6 @@ impl Resource<ProviderData> for PolicyResource {
         .default_burst();
         rate_limit.set_attribute("burst", Value::number(burst));
     }
-
-    async fn create(&self, data: &ProviderData, req: CreateRequest, resp: &mut StateResponse) {
-        lifecycle::create(self, data, req, resp).await;
-    }
-
-    async fn read(&self, data: &ProviderData, req: ReadRequest, resp: &mut StateResponse) {
-        lifecycle::read(self, data, req, resp).await;
-    }
-
-    async fn update(&self, data: &ProviderData, req: UpdateRequest, resp: &mut StateResponse) {
-        lifecycle::update(self, data, req, resp).await;
-    }
-
-    async fn delete(&self, data: &ProviderData, req: DeleteRequest, diagnostics: &mut Diagnostics) {
-        lifecycle::delete(self, data, req, diagnostics).await;
-    }
-
-    async fn import(&self, data: &ProviderData, id: &str, resp: &mut StateResponse) {
-        lifecycle::import(self, data, id, resp).await;
-    }
-}
-
-#[async_trait]
-impl EdgeObject for PolicyResource {
-    type Model = PolicyModel;
-    type Spec = PolicySpec;
-    type Object = Policy;
-    type Id = PolicyId;
-
-    const KIND: &'static str = "policy";
-    const NAME_ATTRIBUTE: &'static str = "name";
 
     fn spec(&self, model: &PolicyModel) -> Result<PolicySpec, Diagnostic> {
         model.spec()

@@ -12,13 +12,12 @@ use postern_schema::ids::TunnelId;
 use serde::{Deserialize, Serialize};
 
 use crate::framework::{
-    Attribute, AttributePath, CreateRequest, DeleteRequest, Diagnostic, Diagnostics, Plan,
-    PlanRequest, ReadRequest, Resource, Schema, StateResponse, Type, UpdateRequest, Value,
+    Attribute, AttributePath, Diagnostic, Diagnostics, Plan, PlanRequest, Schema, Type, Value,
     async_trait,
 };
 use crate::postern::api_error::{Operation, diagnose};
 use crate::postern::contract::{Findings, check_labels, known_str};
-use crate::postern::lifecycle::{self, EdgeObject};
+use crate::postern::lifecycle::EdgeObject;
 use crate::postern::live;
 use crate::postern::provider_data::ProviderData;
 
@@ -70,7 +69,17 @@ impl TunnelModel {
 pub(crate) struct TunnelResource;
 
 #[async_trait]
-impl Resource<ProviderData> for TunnelResource {
+impl EdgeObject for TunnelResource {
+    type Model = TunnelModel;
+    type Spec = TunnelSpec;
+    type Object = Tunnel;
+    type Id = TunnelId;
+
+    const KIND: &'static str = "tunnel";
+    const NAME_ATTRIBUTE: &'static str = "name";
+    /// Deleting a tunnel drops its connectors: there is nothing left to apply.
+    const WAITS_AFTER_DELETE: bool = false;
+
     fn type_name(&self) -> &'static str {
         "postern_tunnel"
     }
@@ -212,39 +221,6 @@ impl Resource<ProviderData> for TunnelResource {
         }
         Some(state)
     }
-
-    async fn create(&self, data: &ProviderData, req: CreateRequest, resp: &mut StateResponse) {
-        lifecycle::create(self, data, req, resp).await;
-    }
-
-    async fn read(&self, data: &ProviderData, req: ReadRequest, resp: &mut StateResponse) {
-        lifecycle::read(self, data, req, resp).await;
-    }
-
-    async fn update(&self, data: &ProviderData, req: UpdateRequest, resp: &mut StateResponse) {
-        lifecycle::update(self, data, req, resp).await;
-    }
-
-    async fn delete(&self, data: &ProviderData, req: DeleteRequest, diagnostics: &mut Diagnostics) {
-        lifecycle::delete(self, data, req, diagnostics).await;
-    }
-
-    async fn import(&self, data: &ProviderData, id: &str, resp: &mut StateResponse) {
-        lifecycle::import(self, data, id, resp).await;
-    }
-}
-
-#[async_trait]
-impl EdgeObject for TunnelResource {
-    type Model = TunnelModel;
-    type Spec = TunnelSpec;
-    type Object = Tunnel;
-    type Id = TunnelId;
-
-    const KIND: &'static str = "tunnel";
-    const NAME_ATTRIBUTE: &'static str = "name";
-    /// Deleting a tunnel drops its connectors: there is nothing left to apply.
-    const WAITS_AFTER_DELETE: bool = false;
 
     fn spec(&self, model: &TunnelModel) -> Result<TunnelSpec, Diagnostic> {
         Ok(model.spec())
