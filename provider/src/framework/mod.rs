@@ -9,7 +9,9 @@
 //! into a serde model with [`Value::decode`]), writes state with
 //! [`StateResponse::set_state`], and reports problems as [`Diagnostics`]. It is added
 //! to a [`Registry`]. The framework knows no provider built on it: nothing here uses
-//! another module of the crate.
+//! another module of the crate. (Postern's own managed resources implement `Resource`
+//! through `postern::lifecycle::EdgeObject`, which writes their lifecycle once; the
+//! example below is the trait itself.)
 //!
 //! ```ignore
 //! use serde::{Deserialize, Serialize};

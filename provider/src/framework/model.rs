@@ -131,7 +131,7 @@ impl<'de> Deserializer<'de> for ValueDeserializer<'de> {
 
 impl Serialize for Number {
     /// An integer within 64 bits as a number; anything else as its exact decimal string
-    /// (which [`Value::encode`] reads back exactly into a `number` attribute).
+    /// (which `Value::encode` reads back exactly into a `number` attribute).
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         if let Some(i) = self.to_i64() {
             serializer.serialize_i64(i)

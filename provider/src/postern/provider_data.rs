@@ -9,7 +9,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::live::LiveView;
 
-/// The configured provider, as its types see it.
+/// The configured provider, as its types see it. `pub` only because it is the public
+/// `PosternProvider`'s `Provider::Data`; outside the crate it cannot be named.
 #[derive(Clone, Debug)]
 pub struct ProviderData {
     /// The edge's control API, authenticated with the token (an empty one when none was
