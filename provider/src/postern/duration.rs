@@ -1,42 +1,14 @@
 //! Durations as Terraform users write them (`"30s"`, `"1m30s"`): the provider's
-//! `rollout_timeout` and an enrolment token's `ttl`. The one place the provider parses them.
+//! `rollout_timeout` and an enrolment token's `ttl`, in the grammar every part of Postern
+//! shares. The one place the provider parses them.
 
 use std::time::Duration;
 
-/// Parses a duration as Terraform users write them: one or more `<number><unit>` parts with
-/// units `ms`, `s`, `m` and `h` (`"30s"`, `"1m30s"`, `"500ms"`, `"0s"`).
+/// Parses a duration as Terraform users write them, in the grammar the edge, the connector
+/// and the tools share (`postern_schema::duration`: one or more `<number><unit>` parts with
+/// units `ms`, `s`, `m` and `h`, e.g. `"30s"`, `"1m30s"`, `"500ms"`, `"0s"`), at most 24 hours.
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    let invalid = || {
-        format!(
-            "{text:?} is not a duration: write a number and a unit (ms, s, m or h), \
-             e.g. \"30s\", \"2m\" or \"1m30s\""
-        )
-    };
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return Err(invalid());
-    }
-    let mut total = Duration::ZERO;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit() && c != '.')
-            .ok_or_else(invalid)?;
-        let (number, tail) = rest.split_at(digits);
-        let number: f64 = number.parse().map_err(|_| invalid())?;
-        let unit_len = tail
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(tail.len());
-        let (unit, tail) = tail.split_at(unit_len);
-        let seconds = match unit {
-            "ms" => number / 1000.0,
-            "s" => number,
-            "m" => number * 60.0,
-            "h" => number * 3600.0,
-            _ => return Err(invalid()),
-        };
-        total += Duration::try_from_secs_f64(seconds).map_err(|_| invalid())?;
-        rest = tail;
-    }
+    let total = postern_schema::duration::parse(text).map_err(|e| e.to_string())?;
     if total > Duration::from_secs(24 * 3600) {
         return Err(format!("{text:?} is longer than 24h"));
     }
