@@ -1,70 +1,18 @@
-//! The control API's OpenAPI 3.1 document (`schema/openapi.json`) and the JSON Schemas it
-//! references, embedded; and the checks tests use to hold every answer of the edge to it.
+//! The control API's OpenAPI 3.1 document (`schema/openapi.json`), embedded, and the checks
+//! tests use to hold every answer of the edge to it. The JSON Schemas it references are
+//! [`crate::validate`]'s; this module uses that one and never the other way round.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value, json};
 
-use crate::validate::schema_violations;
+use crate::validate::{SCHEMAS, schema_violations};
 
 /// The OpenAPI document.
 pub const OPENAPI: &str = include_str!("../openapi.json");
 
-/// The schema files, by file name.
-const SCHEMAS: &[(&str, &str)] = &[
-    (
-        "tunnel.schema.json",
-        include_str!("../schemas/v1/tunnel.schema.json"),
-    ),
-    (
-        "policy.schema.json",
-        include_str!("../schemas/v1/policy.schema.json"),
-    ),
-    (
-        "hostname.schema.json",
-        include_str!("../schemas/v1/hostname.schema.json"),
-    ),
-    (
-        "error.schema.json",
-        include_str!("../schemas/v1/error.schema.json"),
-    ),
-    (
-        "edge.schema.json",
-        include_str!("../schemas/v1/edge.schema.json"),
-    ),
-    (
-        "enrollment.schema.json",
-        include_str!("../schemas/v1/enrollment.schema.json"),
-    ),
-    (
-        "connection.schema.json",
-        include_str!("../schemas/v1/connection.schema.json"),
-    ),
-    (
-        "rollout.schema.json",
-        include_str!("../schemas/v1/rollout.schema.json"),
-    ),
-    (
-        "status.schema.json",
-        include_str!("../schemas/v1/status.schema.json"),
-    ),
-];
-
 /// Where the OpenAPI document's `$ref`s to schema files start.
 const SCHEMA_DIR: &str = "schemas/v1/";
-
-/// The text of an embedded schema file such as `tunnel.schema.json`.
-pub fn schema_source(file: &str) -> Option<&'static str> {
-    SCHEMAS
-        .iter()
-        .find(|(name, _)| *name == file)
-        .map(|(_, text)| *text)
-}
-
-/// The names of every embedded schema file.
-pub fn schema_files() -> impl Iterator<Item = &'static str> {
-    SCHEMAS.iter().map(|(name, _)| *name)
-}
 
 /// The OpenAPI document with its schema files, ready to check answers against.
 pub struct ApiContract {
@@ -88,7 +36,8 @@ impl ApiContract {
 
     /// Problems that make the document not a valid OpenAPI 3.1 description of our API: version,
     /// info, path templates and their parameters, operations and responses, unique operation ids,
-    /// `$ref`s that resolve, and schemas that compile. Empty when it is valid.
+    /// `$ref`s that resolve, schemas and patterns that compile, links that name an operation and
+    /// its parameters, and well-formed `x-postern-rules`. Empty when it is valid.
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         let doc = &self.document;
@@ -107,37 +56,57 @@ impl ApiContract {
             problems.push("paths must be an object".into());
             return problems;
         };
-        let mut operation_ids = BTreeSet::new();
+        let mut operation_ids = BTreeMap::new();
+        for (template, item) in paths {
+            for (method, operation) in operations(item) {
+                if let Some(id) = operation["operationId"].as_str()
+                    && operation_ids.insert(id, (template, item, operation)).is_some()
+                {
+                    problems.push(format!("{method} {template}: duplicate operationId {id}"));
+                }
+            }
+        }
         for (template, item) in paths {
             if !template.starts_with('/') {
                 problems.push(format!("path {template} must start with /"));
             }
-            let wanted: BTreeSet<&str> = template
+            for method in item.as_object().into_iter().flatten().map(|(k, _)| k) {
+                if method != "parameters" && !METHODS.contains(&method.as_str()) {
+                    problems.push(format!("{template}: unexpected key {method}"));
+                }
+            }
+            let wanted: BTreeSet<String> = template
                 .split('/')
                 .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+                .map(str::to_string)
                 .collect();
-            let shared = declared_path_params(item);
-            for (method, operation) in item.as_object().into_iter().flatten() {
-                if !["get", "put", "post", "delete", "patch", "head", "options"]
-                    .contains(&method.as_str())
-                {
-                    if method != "parameters" {
-                        problems.push(format!("{template}: unexpected key {method}"));
-                    }
-                    continue;
-                }
+            for (method, operation) in operations(item) {
                 let at = format!("{} {template}", method.to_uppercase());
-                let mut declared = shared.clone();
-                declared.extend(declared_path_params(operation));
-                if declared != wanted.iter().map(|s| s.to_string()).collect() {
+                let parameters = match self.parameters(item, operation) {
+                    Ok(parameters) => parameters,
+                    Err(e) => {
+                        problems.push(format!("{at}: {e}"));
+                        continue;
+                    }
+                };
+                let declared: BTreeSet<String> = parameters
+                    .iter()
+                    .filter(|p| p["in"] == "path")
+                    .filter_map(|p| p["name"].as_str().map(str::to_string))
+                    .collect();
+                if declared != wanted {
                     problems.push(format!(
                         "{at}: path parameters {declared:?} do not match the template"
                     ));
                 }
-                match operation["operationId"].as_str() {
-                    Some(id) if operation_ids.insert(id.to_string()) => {}
-                    Some(id) => problems.push(format!("{at}: duplicate operationId {id}")),
-                    None => problems.push(format!("{at}: missing operationId")),
+                for parameter in &parameters {
+                    let name = parameter["name"].as_str().unwrap_or_default();
+                    if let Err(e) = self.compile(&parameter["schema"]) {
+                        problems.push(format!("{at} parameter {name}: {e}"));
+                    }
+                }
+                if operation["operationId"].as_str().is_none() {
+                    problems.push(format!("{at}: missing operationId"));
                 }
                 let Some(responses) = operation["responses"].as_object().filter(|r| !r.is_empty())
                 else {
@@ -145,21 +114,50 @@ impl ApiContract {
                     continue;
                 };
                 for (status, response) in responses {
+                    let at = format!("{at} {status}");
                     let valid_status = status == "default"
                         || (status.len() == 3
                             && status
                                 .parse::<u16>()
                                 .is_ok_and(|s| (100..=599).contains(&s)));
                     if !valid_status {
-                        problems.push(format!("{at}: bad status {status}"));
+                        problems.push(format!("{at}: bad status"));
                     }
+                    let response = match self.resolve(response) {
+                        Ok(response) => response,
+                        Err(e) => {
+                            problems.push(format!("{at}: {e}"));
+                            continue;
+                        }
+                    };
                     if !response["description"].is_string() {
-                        problems.push(format!("{at} {status}: a response needs a description"));
+                        problems.push(format!("{at}: a response needs a description"));
                     }
                     if let Some(schema) = response.pointer("/content/application~1json/schema")
                         && let Err(e) = self.compile(schema)
                     {
-                        problems.push(format!("{at} {status}: {e}"));
+                        problems.push(format!("{at}: {e}"));
+                    }
+                    for (name, header) in response["headers"].as_object().into_iter().flatten() {
+                        if let Err(e) = self.compile(&header["schema"]) {
+                            problems.push(format!("{at} header {name}: {e}"));
+                        }
+                    }
+                    for (name, link) in response["links"].as_object().into_iter().flatten() {
+                        problems.extend(
+                            link_problems(link, &operation_ids, |item, op| {
+                                self.parameters(item, op)
+                            })
+                            .into_iter()
+                            .map(|e| format!("{at} link {name}: {e}")),
+                        );
+                    }
+                    if let Some(rules) = response.get("x-postern-rules") {
+                        problems.extend(
+                            rule_problems(rules, &parameters)
+                                .into_iter()
+                                .map(|e| format!("{at} x-postern-rules: {e}")),
+                        );
                     }
                 }
                 if let Some(schema) =
@@ -192,6 +190,7 @@ impl ApiContract {
                 "{method} {path}: status {status} is not documented"
             ));
         }
+        let response = self.resolve(response)?;
         let Some(schema) = response.pointer("/content/application~1json/schema") else {
             return Ok(());
         };
@@ -206,6 +205,32 @@ impl ApiContract {
                 "{method} {path} {status}: body does not match openapi.json: {violations:?}\nbody: {value}"
             ))
         }
+    }
+
+    /// Follows a local `$ref` (`#/components/…`) to what it names; anything else is itself.
+    fn resolve<'a>(&'a self, value: &'a Value) -> Result<&'a Value, String> {
+        match value.get("$ref").and_then(Value::as_str) {
+            Some(target) => target
+                .strip_prefix('#')
+                .and_then(|pointer| self.document.pointer(pointer))
+                .ok_or_else(|| format!("$ref {target} does not resolve")),
+            None => Ok(value),
+        }
+    }
+
+    /// The parameters of an operation: its path item's, then its own, references resolved.
+    fn parameters<'a>(
+        &'a self,
+        item: &'a Value,
+        operation: &'a Value,
+    ) -> Result<Vec<&'a Value>, String> {
+        item["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .chain(operation["parameters"].as_array().into_iter().flatten())
+            .map(|parameter| self.resolve(parameter))
+            .collect()
     }
 
     fn operation(&self, method: &str, path: &str) -> Option<&Value> {
@@ -286,14 +311,80 @@ impl ApiContract {
     }
 }
 
-fn declared_path_params(item: &Value) -> BTreeSet<String> {
-    item["parameters"]
-        .as_array()
+/// The HTTP methods an OpenAPI path item may hold.
+const METHODS: [&str; 7] = ["get", "put", "post", "delete", "patch", "head", "options"];
+
+/// The operations of a path item, by method.
+fn operations(item: &Value) -> impl Iterator<Item = (&str, &Value)> {
+    item.as_object()
         .into_iter()
         .flatten()
-        .filter(|p| p["in"] == "path")
-        .filter_map(|p| p["name"].as_str().map(str::to_string))
+        .filter(|(method, _)| METHODS.contains(&method.as_str()))
+        .map(|(method, operation)| (method.as_str(), operation))
+}
+
+/// What is wrong with one link: it must name an operation, and each parameter it sets must be
+/// one of that operation's (`name`, or `in.name` such as `header.If-Match`).
+fn link_problems<'a>(
+    link: &Value,
+    operation_ids: &BTreeMap<&str, (&String, &'a Value, &'a Value)>,
+    parameters: impl Fn(&'a Value, &'a Value) -> Result<Vec<&'a Value>, String>,
+) -> Vec<String> {
+    let Some(id) = link["operationId"].as_str() else {
+        return vec!["a link needs an operationId".into()];
+    };
+    let Some((_, item, operation)) = operation_ids.get(id) else {
+        return vec![format!("operationId {id} names no operation")];
+    };
+    let known = match parameters(item, operation) {
+        Ok(known) => known,
+        Err(e) => return vec![e],
+    };
+    link["parameters"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(name, _)| name)
+        .filter(|name| {
+            !known.iter().any(|p| {
+                let plain = p["name"].as_str().unwrap_or_default();
+                let located = format!("{}.{plain}", p["in"].as_str().unwrap_or_default());
+                **name == plain || **name == located
+            })
+        })
+        .map(|name| format!("{id} has no parameter {name}"))
         .collect()
+}
+
+/// What is wrong with an `x-postern-rules` list: the 400s that answer rules no schema can say.
+/// Each entry has a `rule` sentence and either a `pointer` (a JSON pointer into the request
+/// body, `*` standing for any one reference token) or `exclusive` (query parameters of the
+/// operation of which at most one may be given).
+fn rule_problems(rules: &Value, parameters: &[&Value]) -> Vec<String> {
+    let Some(rules) = rules.as_array().filter(|r| !r.is_empty()) else {
+        return vec!["must be a non-empty array".into()];
+    };
+    let mut problems = Vec::new();
+    for rule in rules {
+        if !rule["rule"].as_str().is_some_and(|r| !r.is_empty()) {
+            problems.push(format!("{rule}: needs a rule sentence"));
+        }
+        match (rule.get("pointer"), rule.get("exclusive")) {
+            (Some(pointer), None) if pointer.as_str().is_some_and(|p| p.starts_with('/')) => {}
+            (None, Some(names)) => {
+                for name in names.as_array().into_iter().flatten() {
+                    let known = parameters
+                        .iter()
+                        .any(|p| p["in"] == "query" && p["name"] == *name);
+                    if !known {
+                        problems.push(format!("{name} is not a query parameter"));
+                    }
+                }
+            }
+            _ => problems.push(format!("{rule}: needs a pointer or an exclusive list")),
+        }
+    }
+    problems
 }
 
 fn template_matches(template: &str, path: &str) -> bool {
@@ -405,7 +496,7 @@ mod tests {
 
     #[test]
     fn every_schema_file_compiles() {
-        for file in schema_files() {
+        for file in crate::validate::schema_files() {
             crate::validate::compile_file(file);
         }
     }
