@@ -36,8 +36,11 @@ fn schemathesis() -> PathBuf {
     if let Some(path) = std::env::var_os("POSTERN_SCHEMATHESIS") {
         return PathBuf::from(path);
     }
-    let venv = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| workspace_root().join("target"), PathBuf::from)
+    // A relative CARGO_TARGET_DIR is relative to the workspace (`join` keeps an absolute one).
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| "target".into(), PathBuf::from);
+    let venv = workspace_root()
+        .join(target)
         .join("schemathesis/bin/schemathesis");
     if venv.is_file() {
         venv

@@ -60,7 +60,9 @@ impl ApiContract {
         for (template, item) in paths {
             for (method, operation) in operations(item) {
                 if let Some(id) = operation["operationId"].as_str()
-                    && operation_ids.insert(id, (template, item, operation)).is_some()
+                    && operation_ids
+                        .insert(id, (template, item, operation))
+                        .is_some()
                 {
                     problems.push(format!("{method} {template}: duplicate operationId {id}"));
                 }
@@ -205,6 +207,31 @@ impl ApiContract {
                 "{method} {path} {status}: body does not match openapi.json: {violations:?}\nbody: {value}"
             ))
         }
+    }
+
+    /// Whether the document lets operation `operation_id` take `value` for its string parameter
+    /// `name` (as in `If-Match` or `selector`): what the edge's own parser of that parameter
+    /// must accept, no more and no less.
+    pub fn accepts_parameter(
+        &self,
+        operation_id: &str,
+        name: &str,
+        value: &str,
+    ) -> Result<bool, String> {
+        let (item, operation) = self.document["paths"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .flat_map(|(_, item)| operations(item).map(move |(_, op)| (item, op)))
+            .find(|(_, op)| op["operationId"] == operation_id)
+            .ok_or_else(|| format!("no operation {operation_id}"))?;
+        let parameter = self
+            .parameters(item, operation)?
+            .into_iter()
+            .find(|p| p["name"] == name)
+            .ok_or_else(|| format!("{operation_id} has no parameter {name}"))?;
+        let validator = self.compile(&parameter["schema"])?;
+        Ok(validator.is_valid(&Value::String(value.to_string())))
     }
 
     /// Follows a local `$ref` (`#/components/…`) to what it names; anything else is itself.
@@ -366,7 +393,7 @@ fn rule_problems(rules: &Value, parameters: &[&Value]) -> Vec<String> {
     };
     let mut problems = Vec::new();
     for rule in rules {
-        if !rule["rule"].as_str().is_some_and(|r| !r.is_empty()) {
+        if rule["rule"].as_str().is_none_or(str::is_empty) {
             problems.push(format!("{rule}: needs a rule sentence"));
         }
         match (rule.get("pointer"), rule.get("exclusive")) {
@@ -499,5 +526,158 @@ mod tests {
         for file in crate::validate::schema_files() {
             crate::validate::compile_file(file);
         }
+    }
+
+    /// A label key prefix of `len` characters: DNS labels of at most 63, joined by dots.
+    fn prefix(len: usize) -> String {
+        let mut out = String::new();
+        while out.len() < len {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            let room = (len - out.len()).min(63);
+            out.push_str(&"p".repeat(room));
+        }
+        out
+    }
+
+    /// The document with `edit` applied, and its problems.
+    fn problems_after(edit: impl FnOnce(&mut Value)) -> Vec<String> {
+        let mut contract = ApiContract::load().expect("loads");
+        edit(&mut contract.document);
+        contract.problems()
+    }
+
+    #[test]
+    fn broken_links_references_and_rules_are_problems() {
+        let create = "/paths/~1v1~1tunnels/post/responses/201/links/GetTunnel";
+        let found = problems_after(|doc| {
+            doc.pointer_mut(create).expect("link")["operationId"] = json!("nothing");
+        });
+        assert!(
+            found
+                .iter()
+                .any(|p| p.contains("nothing names no operation")),
+            "{found:?}"
+        );
+        let found = problems_after(|doc| {
+            doc.pointer_mut(create).expect("link")["parameters"] = json!({"header.Nope": "x"});
+        });
+        assert!(
+            found.iter().any(|p| p.contains("no parameter header.Nope")),
+            "{found:?}"
+        );
+        let found = problems_after(|doc| {
+            doc.pointer_mut("/paths/~1v1~1tunnels~1{id}/get/responses/404")
+                .expect("404")["$ref"] = json!("#/components/responses/Nope");
+        });
+        assert!(
+            found.iter().any(|p| p.contains("does not resolve")),
+            "{found:?}"
+        );
+        let found = problems_after(|doc| {
+            doc.pointer_mut("/paths/~1v1~1rollout/get/responses/400/x-postern-rules/0")
+                .expect("rule")["exclusive"] = json!(["tunnel", "nope"]);
+        });
+        assert!(
+            found.iter().any(|p| p.contains("is not a query parameter")),
+            "{found:?}"
+        );
+        let found = problems_after(|doc| {
+            doc.pointer_mut("/components/parameters/IfMatch/schema")
+                .expect("schema")["pattern"] = json!("(");
+        });
+        assert!(
+            found.iter().any(|p| p.contains("parameter If-Match")),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn parameters_are_judged_by_their_schema() {
+        let contract = ApiContract::load().expect("loads");
+        let selector = |s: &str| contract.accepts_parameter("listTunnels", "selector", s);
+        assert_eq!(selector("release=canary,app.io/tier="), Ok(true));
+        assert_eq!(selector(""), Ok(true));
+        assert_eq!(selector("release=canary, app=web"), Ok(false));
+        assert_eq!(selector(&format!("{}/k=v", prefix(253))), Ok(true));
+        assert_eq!(selector(&format!("{}/k=v", prefix(254))), Ok(false));
+        assert!(
+            contract
+                .accepts_parameter("nothing", "selector", "")
+                .is_err()
+        );
+        assert!(
+            contract
+                .accepts_parameter("listTunnels", "nope", "")
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn the_selector_parameter_is_what_the_selector_rule_takes() {
+        let contract = ApiContract::load().expect("loads");
+        let long = format!("{}/k=v", prefix(253));
+        let longer = format!("{}/k=v", prefix(254));
+        let table = [
+            "",
+            "a=b",
+            "a=",
+            "a=b,c=d",
+            "x.io/a=b",
+            "A_b.c-D=v1.2_3",
+            long.as_str(),
+            longer.as_str(),
+            " a=b",
+            "a=b ",
+            "a = b",
+            "a=b,",
+            ",a=b",
+            "a=b,,c=d",
+            "a",
+            "=b",
+            "a=b=c",
+            "a=-b",
+            "-a=b",
+            "Bad/a=b",
+            "a/b/c=d",
+            "a/=b",
+            "/a=b",
+            "ü=b",
+            "a=b\n",
+        ];
+        for text in table {
+            let documented = contract.accepts_parameter("listTunnels", "selector", text);
+            let parsed = crate::rules::parse_selector(text).is_ok();
+            assert_eq!(documented, Ok(parsed), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn every_declared_refusal_points_into_the_request_body() {
+        let contract = ApiContract::load().expect("loads");
+        assert_eq!(contract.problems(), Vec::<String>::new());
+        let mut pointers = Vec::new();
+        for (_, item) in contract.document["paths"].as_object().into_iter().flatten() {
+            for (_, operation) in operations(item) {
+                let rules = &operation["responses"]["400"]["x-postern-rules"];
+                for rule in rules.as_array().into_iter().flatten() {
+                    if let Some(pointer) = rule["pointer"].as_str() {
+                        pointers.push(pointer.to_string());
+                    }
+                }
+            }
+        }
+        pointers.sort();
+        pointers.dedup();
+        assert_eq!(
+            pointers,
+            [
+                "/hostname",
+                "/jwt/public_keys_pem/*",
+                "/policy_ids/*",
+                "/tunnel_id"
+            ]
+        );
     }
 }

@@ -145,7 +145,11 @@ pub fn schema_violations(validator: &Validator, value: &Value) -> Vec<Violation>
                 }
                 // Point at the first item that repeats an earlier one.
                 ValidationErrorKind::UniqueItems => {
-                    let items = error.instance().as_array().map(Vec::as_slice).unwrap_or_default();
+                    let items = error
+                        .instance()
+                        .as_array()
+                        .map(Vec::as_slice)
+                        .unwrap_or_default();
                     let repeated = (1..items.len()).find(|&i| items[..i].contains(&items[i]));
                     match repeated {
                         Some(i) => Violation::new(

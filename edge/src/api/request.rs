@@ -322,9 +322,8 @@ mod tests {
                 header::IF_MATCH,
                 axum::http::HeaderValue::from_bytes(value).expect("header value"),
             );
-            if_match(&headers).map_err(|error| {
-                axum::response::IntoResponse::into_response(error).status()
-            })
+            if_match(&headers)
+                .map_err(|error| axum::response::IntoResponse::into_response(error).status())
         };
         assert_eq!(if_match(&HeaderMap::new()).ok(), Some(None));
         let table: [(&[u8], Option<u64>); 6] = [
@@ -338,7 +337,14 @@ mod tests {
         for (value, want) in table {
             assert_eq!(parse(value), Ok(want), "{value:?}");
         }
-        for bad in [
+        // Exactly the shape openapi.json gives If-Match.
+        let contract = postern_schema::openapi::ApiContract::load().expect("openapi.json");
+        for (value, _) in table {
+            let text = std::str::from_utf8(value).expect("UTF-8");
+            let documented = contract.accepts_parameter("replaceTunnel", "If-Match", text);
+            assert_eq!(documented, Ok(true), "{text:?}");
+        }
+        let bad_values = [
             &b""[..],
             b"\"",
             b"\"\"",
@@ -353,7 +359,12 @@ mod tests {
             b"**",
             b"99999999999999999999",
             b"\xff",
-        ] {
+        ];
+        for bad in bad_values {
+            if let Ok(text) = std::str::from_utf8(bad) {
+                let documented = contract.accepts_parameter("deleteTunnel", "If-Match", text);
+                assert_eq!(documented, Ok(false), "{text:?}");
+            }
             assert_eq!(
                 parse(bad),
                 Err(axum::http::StatusCode::BAD_REQUEST),
