@@ -161,12 +161,31 @@ pub fn schema_violations(validator: &Validator, value: &Value) -> Vec<Violation>
                 }
                 _ => {
                     let message = rule_message(error.schema_path().as_str(), error.instance())
+                        .or_else(|| described_pattern(&error))
                         .unwrap_or_else(|| error.masked().to_string());
                     Violation::new(at, message)
                 }
             }
         })
         .collect()
+}
+
+/// For a `pattern` that a named definition (`$defs/<def>`) holds and no rule words: the
+/// definition's description, in place of a message that quotes the regular expression.
+fn described_pattern(error: &jsonschema::ValidationError<'_>) -> Option<String> {
+    if !matches!(error.kind(), ValidationErrorKind::Pattern { .. }) {
+        return None;
+    }
+    let location = error.absolute_keyword_location()?.as_str();
+    let (uri, fragment) = location.split_once('#')?;
+    let file = uri.rsplit('/').next()?;
+    let def = fragment.strip_prefix("/$defs/")?.split('/').next()?;
+    let schema: Value = serde_json::from_str(schema_source(file)?).ok()?;
+    let description = schema["$defs"][def]["description"].as_str()?;
+    Some(format!(
+        "not a valid {}: {description}",
+        def.replace('_', " ")
+    ))
 }
 
 /// The message of the rule that a schema keyword at `keyword_path` (its canonical location,

@@ -537,6 +537,17 @@ fn schema_refusals_are_worded_as_the_rules_word_them() {
             "{body}: {got:?} does not say {wanted:?}"
         );
     }
+    // Where the rule takes what the pattern refuses, the definition's description speaks
+    // rather than the regular expression.
+    assert!(rules::parse_service("http://host:00080").is_ok());
+    let got = message(
+        json!({"hostname": "a.example.com", "service": "http://host:00080", "tunnel_id": TUNNEL}),
+        "hostname",
+    );
+    assert!(
+        got.starts_with("not a valid service: The origin"),
+        "{got:?}"
+    );
 }
 
 #[test]
