@@ -19,7 +19,7 @@ use tokio::process::Command;
 
 /// Examples per operation and phase: enough to reach every rule of the document, small enough
 /// for about two minutes on two cores.
-const MAX_EXAMPLES: u32 = 50;
+const MAX_EXAMPLES: u32 = 60;
 
 /// A fixed seed: a failure found once is found again by the same run.
 const SEED: u64 = 20_261_207;
