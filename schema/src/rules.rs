@@ -1,6 +1,9 @@
-//! The semantic rules of the contract that JSON Schema cannot say. Each check is a pure function
-//! of one value and returns a lowercase message on failure, so the edge, the provider's offline
-//! validation and the connector share exactly the same rules.
+//! The rules of the contract as functions. The schemas under `schemas/v1` say most of them again
+//! as patterns (what a pattern allows, its rule allows: `validate`'s tests hold them together);
+//! the functions word each refusal for people and parse what the edge needs (CIDRs, services,
+//! selectors). Each check is a pure function of one value and returns a lowercase message on
+//! failure, so the edge, the provider's offline validation and the connector share exactly the
+//! same rules.
 
 use std::net::IpAddr;
 

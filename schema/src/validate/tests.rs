@@ -559,3 +559,24 @@ fn validation_does_not_use_the_openapi_module() {
         "validate.rs uses crate::openapi"
     );
 }
+
+#[test]
+fn every_example_in_the_schemas_is_valid() {
+    let mut seen = 0;
+    for file in schema_files() {
+        let schema: serde_json::Value =
+            serde_json::from_str(schema_source(file).expect("embedded")).expect("JSON");
+        for (def, body) in schema["$defs"].as_object().into_iter().flatten() {
+            let validator = compile_def(file, def);
+            for example in body["examples"].as_array().into_iter().flatten() {
+                let violations = schema_violations(&validator, example);
+                assert!(
+                    violations.is_empty(),
+                    "{file} {def}: {example}: {violations:?}"
+                );
+                seen += 1;
+            }
+        }
+    }
+    assert!(seen > 0, "no examples found");
+}
