@@ -9,7 +9,7 @@
 //! `scripts/test` installs it into a virtualenv under `target/`. Without it the test fails and
 //! says how to install it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -18,7 +18,7 @@ use acceptance::binaries::workspace_root;
 use tokio::process::Command;
 
 /// Examples per operation and phase: enough to reach every rule of the document, small enough
-/// for about two minutes on two cores.
+/// for about a minute on two cores (three when they are busy).
 const MAX_EXAMPLES: u32 = 60;
 
 /// A fixed seed: a failure found once is found again by the same run.
@@ -50,7 +50,7 @@ fn schemathesis() -> PathBuf {
 }
 
 /// The tool's major version; panics, saying how to install it, when it does not run.
-async fn major_version(tool: &PathBuf) -> u32 {
+async fn major_version(tool: &Path) -> u32 {
     let install = "python3 -m venv target/schemathesis && \
          target/schemathesis/bin/pip install -r acceptance/schemathesis/requirements.txt \
          (scripts/test does this)";
@@ -79,7 +79,7 @@ async fn major_version(tool: &PathBuf) -> u32 {
 }
 
 /// How many operations `schema/openapi.json` describes.
-fn operation_count(root: &std::path::Path) -> usize {
+fn operation_count(root: &Path) -> usize {
     let text = std::fs::read_to_string(root.join("schema/openapi.json")).expect("openapi.json");
     let document: serde_json::Value = serde_json::from_str(&text).expect("openapi.json is JSON");
     document["paths"]
