@@ -399,7 +399,8 @@ async fn hostile_requests_get_a_clear_4xx_from_the_api_or_from_hyper() {
     let answer = exchange(addr, long_token.as_bytes()).await;
     assert_eq!(answer.status, 401, "{answer:?}");
 
-    // A malformed If-Match and a malformed query string: the contract's 412 and 400.
+    // A malformed If-Match and a malformed query string: the contract's 400 (a malformed
+    // condition is not a stale version).
     let mut if_match = head(
         &edge,
         "DELETE",
@@ -409,7 +410,12 @@ async fn hostile_requests_get_a_clear_4xx_from_the_api_or_from_hyper() {
     let at = find(&if_match, b"If-Match: \"").expect("header") + 11;
     if_match.splice(at..at, b"\xff\"\r\n".iter().copied());
     let answer = exchange(addr, &if_match).await;
-    assert_eq!(answer.status, 412, "{answer:?}");
+    assert_eq!(answer.status, 400, "{answer:?}");
+    check_contract(
+        "DELETE",
+        "/v1/tunnels/00000000-0000-4000-8000-000000000000",
+        &answer,
+    );
     for query in [
         "?selector=a=b&selector=c=d",
         "?selector=%ff%00",

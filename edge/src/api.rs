@@ -16,7 +16,7 @@ mod ui;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -163,23 +163,6 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
         let value: Value = request::parse_json(&bytes)?;
         Ok(JsonBody(value))
     }
-}
-
-/// Parses an `If-Match` header: `"3"`, `3`, `W/"3"`, or `*` (no condition).
-pub(crate) fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
-    let Some(value) = headers.get(header::IF_MATCH) else {
-        return Ok(None);
-    };
-    let text = value.to_str().unwrap_or_default().trim();
-    if text == "*" {
-        return Ok(None);
-    }
-    let bare = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
-    bare.parse::<u64>().map(Some).map_err(|_| {
-        ApiError::precondition_failed(
-            "If-Match must carry an object version, as in the ETag header (for example \"3\")",
-        )
-    })
 }
 
 /// A JSON answer, with an `ETag` when the object has a version.

@@ -1,70 +1,18 @@
-//! The control API's OpenAPI 3.1 document (`schema/openapi.json`) and the JSON Schemas it
-//! references, embedded; and the checks tests use to hold every answer of the edge to it.
+//! The control API's OpenAPI 3.1 document (`schema/openapi.json`), embedded, and the checks
+//! tests use to hold every answer of the edge to it. The JSON Schemas it references are
+//! [`crate::validate`]'s; this module uses that one and never the other way round.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value, json};
 
-use crate::validate::schema_violations;
+use crate::validate::{SCHEMAS, schema_violations};
 
 /// The OpenAPI document.
 pub const OPENAPI: &str = include_str!("../openapi.json");
 
-/// The schema files, by file name.
-const SCHEMAS: &[(&str, &str)] = &[
-    (
-        "tunnel.schema.json",
-        include_str!("../schemas/v1/tunnel.schema.json"),
-    ),
-    (
-        "policy.schema.json",
-        include_str!("../schemas/v1/policy.schema.json"),
-    ),
-    (
-        "hostname.schema.json",
-        include_str!("../schemas/v1/hostname.schema.json"),
-    ),
-    (
-        "error.schema.json",
-        include_str!("../schemas/v1/error.schema.json"),
-    ),
-    (
-        "edge.schema.json",
-        include_str!("../schemas/v1/edge.schema.json"),
-    ),
-    (
-        "enrollment.schema.json",
-        include_str!("../schemas/v1/enrollment.schema.json"),
-    ),
-    (
-        "connection.schema.json",
-        include_str!("../schemas/v1/connection.schema.json"),
-    ),
-    (
-        "rollout.schema.json",
-        include_str!("../schemas/v1/rollout.schema.json"),
-    ),
-    (
-        "status.schema.json",
-        include_str!("../schemas/v1/status.schema.json"),
-    ),
-];
-
 /// Where the OpenAPI document's `$ref`s to schema files start.
 const SCHEMA_DIR: &str = "schemas/v1/";
-
-/// The text of an embedded schema file such as `tunnel.schema.json`.
-pub fn schema_source(file: &str) -> Option<&'static str> {
-    SCHEMAS
-        .iter()
-        .find(|(name, _)| *name == file)
-        .map(|(_, text)| *text)
-}
-
-/// The names of every embedded schema file.
-pub fn schema_files() -> impl Iterator<Item = &'static str> {
-    SCHEMAS.iter().map(|(name, _)| *name)
-}
 
 /// The OpenAPI document with its schema files, ready to check answers against.
 pub struct ApiContract {
@@ -88,7 +36,8 @@ impl ApiContract {
 
     /// Problems that make the document not a valid OpenAPI 3.1 description of our API: version,
     /// info, path templates and their parameters, operations and responses, unique operation ids,
-    /// `$ref`s that resolve, and schemas that compile. Empty when it is valid.
+    /// `$ref`s that resolve, schemas and patterns that compile, links that name an operation and
+    /// its parameters, and well-formed `x-postern-rules`. Empty when it is valid.
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         let doc = &self.document;
@@ -107,37 +56,59 @@ impl ApiContract {
             problems.push("paths must be an object".into());
             return problems;
         };
-        let mut operation_ids = BTreeSet::new();
+        let mut operation_ids = BTreeMap::new();
+        for (template, item) in paths {
+            for (method, operation) in operations(item) {
+                if let Some(id) = operation["operationId"].as_str()
+                    && operation_ids
+                        .insert(id, (template, item, operation))
+                        .is_some()
+                {
+                    problems.push(format!("{method} {template}: duplicate operationId {id}"));
+                }
+            }
+        }
         for (template, item) in paths {
             if !template.starts_with('/') {
                 problems.push(format!("path {template} must start with /"));
             }
-            let wanted: BTreeSet<&str> = template
+            for method in item.as_object().into_iter().flatten().map(|(k, _)| k) {
+                if method != "parameters" && !METHODS.contains(&method.as_str()) {
+                    problems.push(format!("{template}: unexpected key {method}"));
+                }
+            }
+            let wanted: BTreeSet<String> = template
                 .split('/')
                 .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+                .map(str::to_string)
                 .collect();
-            let shared = declared_path_params(item);
-            for (method, operation) in item.as_object().into_iter().flatten() {
-                if !["get", "put", "post", "delete", "patch", "head", "options"]
-                    .contains(&method.as_str())
-                {
-                    if method != "parameters" {
-                        problems.push(format!("{template}: unexpected key {method}"));
-                    }
-                    continue;
-                }
+            for (method, operation) in operations(item) {
                 let at = format!("{} {template}", method.to_uppercase());
-                let mut declared = shared.clone();
-                declared.extend(declared_path_params(operation));
-                if declared != wanted.iter().map(|s| s.to_string()).collect() {
+                let parameters = match self.parameters(item, operation) {
+                    Ok(parameters) => parameters,
+                    Err(e) => {
+                        problems.push(format!("{at}: {e}"));
+                        continue;
+                    }
+                };
+                let declared: BTreeSet<String> = parameters
+                    .iter()
+                    .filter(|p| p["in"] == "path")
+                    .filter_map(|p| p["name"].as_str().map(str::to_string))
+                    .collect();
+                if declared != wanted {
                     problems.push(format!(
                         "{at}: path parameters {declared:?} do not match the template"
                     ));
                 }
-                match operation["operationId"].as_str() {
-                    Some(id) if operation_ids.insert(id.to_string()) => {}
-                    Some(id) => problems.push(format!("{at}: duplicate operationId {id}")),
-                    None => problems.push(format!("{at}: missing operationId")),
+                for parameter in &parameters {
+                    let name = parameter["name"].as_str().unwrap_or_default();
+                    if let Err(e) = self.compile(&parameter["schema"]) {
+                        problems.push(format!("{at} parameter {name}: {e}"));
+                    }
+                }
+                if operation["operationId"].as_str().is_none() {
+                    problems.push(format!("{at}: missing operationId"));
                 }
                 let Some(responses) = operation["responses"].as_object().filter(|r| !r.is_empty())
                 else {
@@ -145,21 +116,50 @@ impl ApiContract {
                     continue;
                 };
                 for (status, response) in responses {
+                    let at = format!("{at} {status}");
                     let valid_status = status == "default"
                         || (status.len() == 3
                             && status
                                 .parse::<u16>()
                                 .is_ok_and(|s| (100..=599).contains(&s)));
                     if !valid_status {
-                        problems.push(format!("{at}: bad status {status}"));
+                        problems.push(format!("{at}: bad status"));
                     }
+                    let response = match self.resolve(response) {
+                        Ok(response) => response,
+                        Err(e) => {
+                            problems.push(format!("{at}: {e}"));
+                            continue;
+                        }
+                    };
                     if !response["description"].is_string() {
-                        problems.push(format!("{at} {status}: a response needs a description"));
+                        problems.push(format!("{at}: a response needs a description"));
                     }
                     if let Some(schema) = response.pointer("/content/application~1json/schema")
                         && let Err(e) = self.compile(schema)
                     {
-                        problems.push(format!("{at} {status}: {e}"));
+                        problems.push(format!("{at}: {e}"));
+                    }
+                    for (name, header) in response["headers"].as_object().into_iter().flatten() {
+                        if let Err(e) = self.compile(&header["schema"]) {
+                            problems.push(format!("{at} header {name}: {e}"));
+                        }
+                    }
+                    for (name, link) in response["links"].as_object().into_iter().flatten() {
+                        problems.extend(
+                            link_problems(link, &operation_ids, |item, op| {
+                                self.parameters(item, op)
+                            })
+                            .into_iter()
+                            .map(|e| format!("{at} link {name}: {e}")),
+                        );
+                    }
+                    if let Some(rules) = response.get("x-postern-rules") {
+                        problems.extend(
+                            rule_problems(rules, &parameters)
+                                .into_iter()
+                                .map(|e| format!("{at} x-postern-rules: {e}")),
+                        );
                     }
                 }
                 if let Some(schema) =
@@ -192,6 +192,7 @@ impl ApiContract {
                 "{method} {path}: status {status} is not documented"
             ));
         }
+        let response = self.resolve(response)?;
         let Some(schema) = response.pointer("/content/application~1json/schema") else {
             return Ok(());
         };
@@ -206,6 +207,57 @@ impl ApiContract {
                 "{method} {path} {status}: body does not match openapi.json: {violations:?}\nbody: {value}"
             ))
         }
+    }
+
+    /// Whether the document lets operation `operation_id` take `value` for its string parameter
+    /// `name` (as in `If-Match` or `selector`): what the edge's own parser of that parameter
+    /// must accept, no more and no less.
+    pub fn accepts_parameter(
+        &self,
+        operation_id: &str,
+        name: &str,
+        value: &str,
+    ) -> Result<bool, String> {
+        let (item, operation) = self.document["paths"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .flat_map(|(_, item)| operations(item).map(move |(_, op)| (item, op)))
+            .find(|(_, op)| op["operationId"] == operation_id)
+            .ok_or_else(|| format!("no operation {operation_id}"))?;
+        let parameter = self
+            .parameters(item, operation)?
+            .into_iter()
+            .find(|p| p["name"] == name)
+            .ok_or_else(|| format!("{operation_id} has no parameter {name}"))?;
+        let validator = self.compile(&parameter["schema"])?;
+        Ok(validator.is_valid(&Value::String(value.to_string())))
+    }
+
+    /// Follows a local `$ref` (`#/components/…`) to what it names; anything else is itself.
+    fn resolve<'a>(&'a self, value: &'a Value) -> Result<&'a Value, String> {
+        match value.get("$ref").and_then(Value::as_str) {
+            Some(target) => target
+                .strip_prefix('#')
+                .and_then(|pointer| self.document.pointer(pointer))
+                .ok_or_else(|| format!("$ref {target} does not resolve")),
+            None => Ok(value),
+        }
+    }
+
+    /// The parameters of an operation: its path item's, then its own, references resolved.
+    fn parameters<'a>(
+        &'a self,
+        item: &'a Value,
+        operation: &'a Value,
+    ) -> Result<Vec<&'a Value>, String> {
+        item["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .chain(operation["parameters"].as_array().into_iter().flatten())
+            .map(|parameter| self.resolve(parameter))
+            .collect()
     }
 
     fn operation(&self, method: &str, path: &str) -> Option<&Value> {
@@ -286,14 +338,80 @@ impl ApiContract {
     }
 }
 
-fn declared_path_params(item: &Value) -> BTreeSet<String> {
-    item["parameters"]
-        .as_array()
+/// The HTTP methods an OpenAPI path item may hold.
+const METHODS: [&str; 7] = ["get", "put", "post", "delete", "patch", "head", "options"];
+
+/// The operations of a path item, by method.
+fn operations(item: &Value) -> impl Iterator<Item = (&str, &Value)> {
+    item.as_object()
         .into_iter()
         .flatten()
-        .filter(|p| p["in"] == "path")
-        .filter_map(|p| p["name"].as_str().map(str::to_string))
+        .filter(|(method, _)| METHODS.contains(&method.as_str()))
+        .map(|(method, operation)| (method.as_str(), operation))
+}
+
+/// What is wrong with one link: it must name an operation, and each parameter it sets must be
+/// one of that operation's (`name`, or `in.name` such as `header.If-Match`).
+fn link_problems<'a>(
+    link: &Value,
+    operation_ids: &BTreeMap<&str, (&String, &'a Value, &'a Value)>,
+    parameters: impl Fn(&'a Value, &'a Value) -> Result<Vec<&'a Value>, String>,
+) -> Vec<String> {
+    let Some(id) = link["operationId"].as_str() else {
+        return vec!["a link needs an operationId".into()];
+    };
+    let Some((_, item, operation)) = operation_ids.get(id) else {
+        return vec![format!("operationId {id} names no operation")];
+    };
+    let known = match parameters(item, operation) {
+        Ok(known) => known,
+        Err(e) => return vec![e],
+    };
+    link["parameters"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(name, _)| name)
+        .filter(|name| {
+            !known.iter().any(|p| {
+                let plain = p["name"].as_str().unwrap_or_default();
+                let located = format!("{}.{plain}", p["in"].as_str().unwrap_or_default());
+                **name == plain || **name == located
+            })
+        })
+        .map(|name| format!("{id} has no parameter {name}"))
         .collect()
+}
+
+/// What is wrong with an `x-postern-rules` list: the 400s that answer rules no schema can say.
+/// Each entry has a `rule` sentence and either a `pointer` (a JSON pointer into the request
+/// body, `*` standing for any one reference token) or `exclusive` (query parameters of the
+/// operation of which at most one may be given).
+fn rule_problems(rules: &Value, parameters: &[&Value]) -> Vec<String> {
+    let Some(rules) = rules.as_array().filter(|r| !r.is_empty()) else {
+        return vec!["must be a non-empty array".into()];
+    };
+    let mut problems = Vec::new();
+    for rule in rules {
+        if rule["rule"].as_str().is_none_or(str::is_empty) {
+            problems.push(format!("{rule}: needs a rule sentence"));
+        }
+        match (rule.get("pointer"), rule.get("exclusive")) {
+            (Some(pointer), None) if pointer.as_str().is_some_and(|p| p.starts_with('/')) => {}
+            (None, Some(names)) => {
+                for name in names.as_array().into_iter().flatten() {
+                    let known = parameters
+                        .iter()
+                        .any(|p| p["in"] == "query" && p["name"] == *name);
+                    if !known {
+                        problems.push(format!("{name} is not a query parameter"));
+                    }
+                }
+            }
+            _ => problems.push(format!("{rule}: needs a pointer or an exclusive list")),
+        }
+    }
+    problems
 }
 
 fn template_matches(template: &str, path: &str) -> bool {
@@ -405,8 +523,161 @@ mod tests {
 
     #[test]
     fn every_schema_file_compiles() {
-        for file in schema_files() {
+        for file in crate::validate::schema_files() {
             crate::validate::compile_file(file);
         }
+    }
+
+    /// A label key prefix of `len` characters: DNS labels of at most 63, joined by dots.
+    fn prefix(len: usize) -> String {
+        let mut out = String::new();
+        while out.len() < len {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            let room = (len - out.len()).min(63);
+            out.push_str(&"p".repeat(room));
+        }
+        out
+    }
+
+    /// The document with `edit` applied, and its problems.
+    fn problems_after(edit: impl FnOnce(&mut Value)) -> Vec<String> {
+        let mut contract = ApiContract::load().expect("loads");
+        edit(&mut contract.document);
+        contract.problems()
+    }
+
+    #[test]
+    fn broken_links_references_and_rules_are_problems() {
+        let create = "/paths/~1v1~1tunnels/post/responses/201/links/GetTunnel";
+        let found = problems_after(|doc| {
+            doc.pointer_mut(create).expect("link")["operationId"] = json!("nothing");
+        });
+        assert!(
+            found
+                .iter()
+                .any(|p| p.contains("nothing names no operation")),
+            "{found:?}"
+        );
+        let found = problems_after(|doc| {
+            doc.pointer_mut(create).expect("link")["parameters"] = json!({"header.Nope": "x"});
+        });
+        assert!(
+            found.iter().any(|p| p.contains("no parameter header.Nope")),
+            "{found:?}"
+        );
+        let found = problems_after(|doc| {
+            doc.pointer_mut("/paths/~1v1~1tunnels~1{id}/get/responses/404")
+                .expect("404")["$ref"] = json!("#/components/responses/Nope");
+        });
+        assert!(
+            found.iter().any(|p| p.contains("does not resolve")),
+            "{found:?}"
+        );
+        let found = problems_after(|doc| {
+            doc.pointer_mut("/paths/~1v1~1rollout/get/responses/400/x-postern-rules/0")
+                .expect("rule")["exclusive"] = json!(["tunnel", "nope"]);
+        });
+        assert!(
+            found.iter().any(|p| p.contains("is not a query parameter")),
+            "{found:?}"
+        );
+        let found = problems_after(|doc| {
+            doc.pointer_mut("/components/parameters/IfMatch/schema")
+                .expect("schema")["pattern"] = json!("(");
+        });
+        assert!(
+            found.iter().any(|p| p.contains("parameter If-Match")),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn parameters_are_judged_by_their_schema() {
+        let contract = ApiContract::load().expect("loads");
+        let selector = |s: &str| contract.accepts_parameter("listTunnels", "selector", s);
+        assert_eq!(selector("release=canary,app.io/tier="), Ok(true));
+        assert_eq!(selector(""), Ok(true));
+        assert_eq!(selector("release=canary, app=web"), Ok(false));
+        assert_eq!(selector(&format!("{}/k=v", prefix(253))), Ok(true));
+        assert_eq!(selector(&format!("{}/k=v", prefix(254))), Ok(false));
+        assert!(
+            contract
+                .accepts_parameter("nothing", "selector", "")
+                .is_err()
+        );
+        assert!(
+            contract
+                .accepts_parameter("listTunnels", "nope", "")
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn the_selector_parameter_is_what_the_selector_rule_takes() {
+        let contract = ApiContract::load().expect("loads");
+        let long = format!("{}/k=v", prefix(253));
+        let longer = format!("{}/k=v", prefix(254));
+        let table = [
+            "",
+            "a=b",
+            "a=",
+            "a=b,c=d",
+            "x.io/a=b",
+            "A_b.c-D=v1.2_3",
+            long.as_str(),
+            longer.as_str(),
+            " a=b",
+            "a=b ",
+            "a = b",
+            "a=b,",
+            ",a=b",
+            "a=b,,c=d",
+            "a",
+            "=b",
+            "a=b=c",
+            "a=-b",
+            "-a=b",
+            "Bad/a=b",
+            "a/b/c=d",
+            "a/=b",
+            "/a=b",
+            "ü=b",
+            "a=b\n",
+        ];
+        for text in table {
+            let documented = contract.accepts_parameter("listTunnels", "selector", text);
+            let parsed = crate::rules::parse_selector(text).is_ok();
+            assert_eq!(documented, Ok(parsed), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn every_declared_refusal_points_into_the_request_body() {
+        let contract = ApiContract::load().expect("loads");
+        assert_eq!(contract.problems(), Vec::<String>::new());
+        let mut pointers = Vec::new();
+        for (_, item) in contract.document["paths"].as_object().into_iter().flatten() {
+            for (_, operation) in operations(item) {
+                let rules = &operation["responses"]["400"]["x-postern-rules"];
+                for rule in rules.as_array().into_iter().flatten() {
+                    if let Some(pointer) = rule["pointer"].as_str() {
+                        pointers.push(pointer.to_string());
+                    }
+                }
+            }
+        }
+        pointers.sort();
+        pointers.dedup();
+        assert_eq!(
+            pointers,
+            [
+                "/hostname",
+                "/jwt/public_keys_pem/*",
+                "/policy_ids/*",
+                "/tunnel_id"
+            ]
+        );
     }
 }

@@ -1,6 +1,9 @@
-//! The semantic rules of the contract that JSON Schema cannot say. Each check is a pure function
-//! of one value and returns a lowercase message on failure, so the edge, the provider's offline
-//! validation and the connector share exactly the same rules.
+//! The rules of the contract as functions. The schemas under `schemas/v1` say most of them again
+//! as patterns (what a pattern allows, its rule allows: `validate`'s tests hold them together);
+//! the functions word each refusal for people and parse what the edge needs (CIDRs, services,
+//! selectors). Each check is a pure function of one value and returns a lowercase message on
+//! failure, so the edge, the provider's offline validation and the connector share exactly the
+//! same rules.
 
 use std::net::IpAddr;
 
@@ -258,14 +261,18 @@ pub fn check_public_key_pem(pem: &str) -> Result<(), String> {
     }
 }
 
-/// Parses a label selector written `k=v,k2=v2` (as in `?selector=`).
+/// Parses a label selector written `k=v,k2=v2` (as in `?selector=`): terms separated by commas,
+/// each a label key, `=` and a label value (which may be empty), nothing else; the empty
+/// selector matches every tunnel. A key given twice keeps its last value.
 pub fn parse_selector(text: &str) -> Result<std::collections::BTreeMap<String, String>, String> {
     let mut selector = std::collections::BTreeMap::new();
-    for term in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+    if text.is_empty() {
+        return Ok(selector);
+    }
+    for term in text.split(',') {
         let (key, value) = term
             .split_once('=')
             .ok_or_else(|| format!("selector term {term:?} must be key=value"))?;
-        let (key, value) = (key.trim(), value.trim());
         check_label_key(key)?;
         check_label_value(value)?;
         selector.insert(key.to_string(), value.to_string());
@@ -442,9 +449,25 @@ mod tests {
 
     #[test]
     fn selectors_round_trip() {
-        let selector = parse_selector("release=canary, app=web").expect("valid");
+        let selector = parse_selector("release=canary,app=web").expect("valid");
         assert_eq!(format_selector(&selector), "app=web,release=canary");
-        assert!(parse_selector("release").is_err());
-        assert!(parse_selector("Bad Key=x").is_err());
+        assert_eq!(parse_selector("").map(|s| s.len()), Ok(0));
+        assert_eq!(
+            parse_selector("x.io/tier=").map(|s| s["x.io/tier"].clone()),
+            Ok(String::new())
+        );
+        for bad in [
+            "release",
+            "Bad Key=x",
+            "release=canary, app=web",
+            " release=canary",
+            "a=b,",
+            ",a=b",
+            "a=b,,c=d",
+            "a=b=c",
+            "=b",
+        ] {
+            assert!(parse_selector(bad).is_err(), "{bad}");
+        }
     }
 }

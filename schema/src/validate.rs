@@ -1,5 +1,7 @@
-//! Validation of request bodies: the JSON Schema of each object (compiled once), then the
-//! semantic rules of [`crate::rules`]. Parse, don't validate: what passes comes out typed.
+//! Validation of request bodies: the embedded JSON Schema files (`schemas/v1`), the schema of
+//! each object (compiled once), then the semantic rules of [`crate::rules`]. Parse, don't
+//! validate: what passes comes out typed. (`crate::openapi` builds on this module, never the
+//! reverse.)
 
 use std::collections::BTreeSet;
 use std::sync::LazyLock;
@@ -11,9 +13,61 @@ use serde_json::{Value, json};
 
 use crate::api::{EnrollmentTokenSpec, HostnameSpec, Labels, PolicySpec, TunnelSpec};
 use crate::error::push_pointer;
-use crate::openapi::schema_source;
 use crate::rules;
 use crate::{ContractError, Violation};
+
+/// The schema files under `schemas/v1`, by file name.
+pub(crate) const SCHEMAS: &[(&str, &str)] = &[
+    (
+        "tunnel.schema.json",
+        include_str!("../schemas/v1/tunnel.schema.json"),
+    ),
+    (
+        "policy.schema.json",
+        include_str!("../schemas/v1/policy.schema.json"),
+    ),
+    (
+        "hostname.schema.json",
+        include_str!("../schemas/v1/hostname.schema.json"),
+    ),
+    (
+        "error.schema.json",
+        include_str!("../schemas/v1/error.schema.json"),
+    ),
+    (
+        "edge.schema.json",
+        include_str!("../schemas/v1/edge.schema.json"),
+    ),
+    (
+        "enrollment.schema.json",
+        include_str!("../schemas/v1/enrollment.schema.json"),
+    ),
+    (
+        "connection.schema.json",
+        include_str!("../schemas/v1/connection.schema.json"),
+    ),
+    (
+        "rollout.schema.json",
+        include_str!("../schemas/v1/rollout.schema.json"),
+    ),
+    (
+        "status.schema.json",
+        include_str!("../schemas/v1/status.schema.json"),
+    ),
+];
+
+/// The text of an embedded schema file such as `tunnel.schema.json`.
+pub fn schema_source(file: &str) -> Option<&'static str> {
+    SCHEMAS
+        .iter()
+        .find(|(name, _)| *name == file)
+        .map(|(_, text)| *text)
+}
+
+/// The names of every embedded schema file.
+pub fn schema_files() -> impl Iterator<Item = &'static str> {
+    SCHEMAS.iter().map(|(name, _)| *name)
+}
 
 /// A writable API object: a JSON Schema and the rules it cannot say.
 pub trait Contract: DeserializeOwned {
@@ -64,28 +118,105 @@ fn integral_floats_as_integers(value: &mut Value) {
     }
 }
 
-/// The JSON Schema violations of `value`, each located at the field it is about.
+/// The JSON Schema violations of `value`, each located at the field it is about and, where a
+/// rule of [`crate::rules`] says the same thing, worded as that rule words it.
 pub fn schema_violations(validator: &Validator, value: &Value) -> Vec<Violation> {
     validator
         .iter_errors(value)
         .map(|error| {
             let at = error.instance_path().as_str().to_string();
             match error.kind() {
+                // The error of a property name is about the name: point at its member.
+                ValidationErrorKind::PropertyNames { error: inner } => {
+                    let name = inner.instance().as_str().unwrap_or_default();
+                    let message = rule_message(inner.schema_path().as_str(), inner.instance())
+                        .unwrap_or_else(|| inner.masked().to_string());
+                    Violation::new(push_pointer(&at, name), message)
+                }
                 ValidationErrorKind::Required { property } => {
                     let name = property.as_str().unwrap_or_default();
-                    Violation::new(
-                        push_pointer(&at, name),
-                        format!("missing required field {name:?}"),
-                    )
+                    let message = rule_message(error.schema_path().as_str(), error.instance())
+                        .unwrap_or_else(|| format!("missing required field {name:?}"));
+                    Violation::new(push_pointer(&at, name), message)
                 }
                 ValidationErrorKind::AdditionalProperties { unexpected } => {
                     let name = unexpected.first().map(String::as_str).unwrap_or_default();
                     Violation::new(push_pointer(&at, name), format!("unknown field {name:?}"))
                 }
-                _ => Violation::new(at, error.masked().to_string()),
+                // Point at the first item that repeats an earlier one.
+                ValidationErrorKind::UniqueItems => {
+                    let items = error
+                        .instance()
+                        .as_array()
+                        .map(Vec::as_slice)
+                        .unwrap_or_default();
+                    let repeated = (1..items.len()).find(|&i| items[..i].contains(&items[i]));
+                    match repeated {
+                        Some(i) => Violation::new(
+                            push_pointer(&at, &i.to_string()),
+                            format!("{} is listed twice", items[i]),
+                        ),
+                        None => Violation::new(at, error.masked().to_string()),
+                    }
+                }
+                _ => {
+                    let message = rule_message(error.schema_path().as_str(), error.instance())
+                        .or_else(|| described_pattern(&error))
+                        .unwrap_or_else(|| error.masked().to_string());
+                    Violation::new(at, message)
+                }
             }
         })
         .collect()
+}
+
+/// For a `pattern` that a named definition (`$defs/<def>`) holds and no rule words: the
+/// definition's description, in place of a message that quotes the regular expression.
+fn described_pattern(error: &jsonschema::ValidationError<'_>) -> Option<String> {
+    if !matches!(error.kind(), ValidationErrorKind::Pattern { .. }) {
+        return None;
+    }
+    let location = error.absolute_keyword_location()?.as_str();
+    let (uri, fragment) = location.split_once('#')?;
+    let file = uri.rsplit('/').next()?;
+    let def = fragment.strip_prefix("/$defs/")?.split('/').next()?;
+    let schema: Value = serde_json::from_str(schema_source(file)?).ok()?;
+    let description = schema["$defs"][def]["description"].as_str()?;
+    Some(format!(
+        "not a valid {}: {description}",
+        def.replace('_', " ")
+    ))
+}
+
+/// The message of the rule that a schema keyword at `keyword_path` (its canonical location,
+/// `/$defs/<def>/<keyword>…`) stands for, when that rule refuses `instance` too: the rules word
+/// their refusals for people, the schema's own messages quote regular expressions.
+fn rule_message(keyword_path: &str, instance: &Value) -> Option<String> {
+    let (def, keyword) = keyword_path.strip_prefix("/$defs/")?.split_once('/')?;
+    let text = instance.as_str();
+    let verdict = match (def, keyword) {
+        ("name", _) => rules::check_name(text?),
+        ("label_key", _) => rules::check_label_key(text?),
+        ("label_value", _) => rules::check_label_value(text?),
+        ("hostname", _) => rules::check_fqdn(text?),
+        ("service", _) => rules::parse_service(text?).map(drop),
+        ("cidr", _) => rules::parse_cidr(text?).map(drop),
+        ("method", _) => rules::check_method(text?),
+        ("path_pattern", _) => rules::check_path_pattern(text?),
+        ("public_key_pem", _) => rules::check_public_key_pem(text?),
+        ("host_header", _) => {
+            Err("http_host_header must be a host name, optionally with a port".to_string())
+        }
+        ("jwt", "anyOf") => Err(
+            "set hs256_secret or public_keys_pem: without a key no token can be verified".into(),
+        ),
+        ("spec", "dependentSchemas/tunnel_id/properties/routes") => {
+            Err("set exactly one of tunnel_id and routes, not both".into())
+        }
+        ("spec", "then/required") => Err("set exactly one of tunnel_id and routes".into()),
+        _ => return None,
+    };
+    verdict.err()
 }
 
 /// Compiles the validator of `$defs/<def>` of one embedded schema file.

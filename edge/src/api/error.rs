@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use postern_schema::ContractError;
 use postern_schema::api::{ApiErrorBody, ErrorCode};
 
-use crate::store::StoreError;
+use crate::store::{Kind, StoreError};
 use postern_schema::error_chain;
 
 /// A failed API request.
@@ -105,9 +105,14 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match &error {
             StoreError::NotFound { .. } => Self::not_found(error.to_string()),
-            StoreError::NameTaken { .. } => {
+            StoreError::NameTaken { kind, .. } => {
                 let mut e = Self::new(StatusCode::CONFLICT, ErrorCode::Conflict, error.to_string());
-                e.body.error.path = Some("/name".into());
+                // A hostname's name is its `hostname` field; the others have a `name`.
+                let field = match kind {
+                    Kind::Hostname => "/hostname",
+                    Kind::Tunnel | Kind::Policy => "/name",
+                };
+                e.body.error.path = Some(field.into());
                 e
             }
             StoreError::MissingRef { reference } => {

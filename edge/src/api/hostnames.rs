@@ -9,8 +9,8 @@ use postern_schema::api::{HostnameSpec, List};
 use postern_schema::rules::in_zone;
 use postern_schema::validate::validate;
 
-use super::request::Path;
-use super::{ApiError, AppState, JsonBody, if_match, reply, with_revision};
+use super::request::{Path, if_match};
+use super::{ApiError, AppState, JsonBody, reply, with_revision};
 use crate::catalog::hostname_from_record;
 use crate::store::{Kind, Record, Ref, Write};
 

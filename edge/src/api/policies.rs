@@ -9,8 +9,8 @@ use postern_schema::api::{List, PolicySpec};
 use postern_schema::ids::PolicyId;
 use postern_schema::validate::validate;
 
-use super::request::Path;
-use super::{ApiError, AppState, JsonBody, if_match, reply, with_revision};
+use super::request::{Path, if_match};
+use super::{ApiError, AppState, JsonBody, reply, with_revision};
 use crate::catalog::policy_from_record;
 use crate::store::{Kind, Record, Write};
 

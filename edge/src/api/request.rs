@@ -1,6 +1,7 @@
 //! Reading a request the way the contract wants: JSON bodies whose objects name each member
-//! once, path parameters and query strings whose failures are [`ApiError`]s (axum's own
-//! rejections are plain text, and every answer of the API carries the contract's error body).
+//! once, path parameters, query strings and `If-Match` headers whose failures are [`ApiError`]s
+//! (axum's own rejections are plain text, and every answer of the API carries the contract's
+//! error body).
 
 use std::cell::RefCell;
 use std::fmt;
@@ -9,6 +10,7 @@ use std::time::Duration;
 use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
 use http_body_util::BodyExt;
 use serde::de::{DeserializeOwned, DeserializeSeed, Error as _, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
@@ -212,6 +214,42 @@ where
     }
 }
 
+/// The most digits a version in `If-Match` may have: every such number fits a `u64`.
+const MAX_VERSION_DIGITS: usize = 19;
+
+/// Parses an `If-Match` header as openapi.json describes it: `*` (no condition), the `ETag` as
+/// sent (`"3"`), its weak form (`W/"3"`) or the bare version (`3`), at most 19 digits. Anything
+/// else is a 400: a malformed condition is the client's mistake, not a stale version (412).
+pub(crate) fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let malformed = || {
+        ApiError::invalid(
+            "",
+            "If-Match must be *, or an object version as in the ETag header (for example \"3\")",
+        )
+    };
+    let text = value.to_str().map_err(|_| malformed())?;
+    if text == "*" {
+        return Ok(None);
+    }
+    let tag = text.strip_prefix("W/").unwrap_or(text);
+    let digits = match tag.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        Some(digits) => digits,
+        // A bare version, but not a weak one: `W/3` is no entity tag.
+        None if tag.len() == text.len() => text,
+        None => return Err(malformed()),
+    };
+    if digits.is_empty()
+        || digits.len() > MAX_VERSION_DIGITS
+        || !digits.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(malformed());
+    }
+    digits.parse().map(Some).map_err(|_| malformed())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,5 +312,64 @@ mod tests {
         }
         let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
         assert!(is_bad_request(deep.as_bytes()));
+    }
+
+    #[test]
+    fn if_match_takes_the_etag_forms_and_refuses_the_rest() {
+        let parse = |value: &[u8]| {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                header::IF_MATCH,
+                axum::http::HeaderValue::from_bytes(value).expect("header value"),
+            );
+            if_match(&headers)
+                .map_err(|error| axum::response::IntoResponse::into_response(error).status())
+        };
+        assert_eq!(if_match(&HeaderMap::new()).ok(), Some(None));
+        let table: [(&[u8], Option<u64>); 6] = [
+            (b"*", None),
+            (b"\"3\"", Some(3)),
+            (b"W/\"3\"", Some(3)),
+            (b"3", Some(3)),
+            (b"0007", Some(7)),
+            (b"9999999999999999999", Some(9_999_999_999_999_999_999)),
+        ];
+        for (value, want) in table {
+            assert_eq!(parse(value), Ok(want), "{value:?}");
+        }
+        // Exactly the shape openapi.json gives If-Match.
+        let contract = postern_schema::openapi::ApiContract::load().expect("openapi.json");
+        for (value, _) in table {
+            let text = std::str::from_utf8(value).expect("UTF-8");
+            let documented = contract.accepts_parameter("replaceTunnel", "If-Match", text);
+            assert_eq!(documented, Ok(true), "{text:?}");
+        }
+        let bad_values = [
+            &b""[..],
+            b"\"",
+            b"\"\"",
+            b"\"3",
+            b"3\"",
+            b"W/3",
+            b"w/\"3\"",
+            b"+3",
+            b"-1",
+            b"3.0",
+            b"\"3\", \"4\"",
+            b"**",
+            b"99999999999999999999",
+            b"\xff",
+        ];
+        for bad in bad_values {
+            if let Ok(text) = std::str::from_utf8(bad) {
+                let documented = contract.accepts_parameter("deleteTunnel", "If-Match", text);
+                assert_eq!(documented, Ok(false), "{text:?}");
+            }
+            assert_eq!(
+                parse(bad),
+                Err(axum::http::StatusCode::BAD_REQUEST),
+                "{bad:?}"
+            );
+        }
     }
 }

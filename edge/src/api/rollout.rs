@@ -28,21 +28,27 @@ impl RolloutQuery {
     fn scope(&self) -> Result<Scope, ApiError> {
         match (&self.tunnel, &self.hostname, &self.policy) {
             (None, None, None) => Ok(Scope::All),
-            (Some(id), None, None) => id
-                .parse()
+            (Some(id), None, None) => hyphenated(id)
+                .and_then(|id| id.parse().ok())
                 .map(Scope::Tunnel)
-                .map_err(|_| ApiError::invalid("", format!("tunnel {id:?} is not a tunnel id"))),
+                .ok_or_else(|| ApiError::invalid("", format!("tunnel {id:?} is not a tunnel id"))),
             (None, Some(name), None) => Ok(Scope::Hostname(name.to_ascii_lowercase())),
-            (None, None, Some(id)) => id
-                .parse()
+            (None, None, Some(id)) => hyphenated(id)
+                .and_then(|id| id.parse().ok())
                 .map(Scope::Policy)
-                .map_err(|_| ApiError::invalid("", format!("policy {id:?} is not a policy id"))),
+                .ok_or_else(|| ApiError::invalid("", format!("policy {id:?} is not a policy id"))),
             _ => Err(ApiError::invalid(
                 "",
                 "give at most one of tunnel, hostname and policy",
             )),
         }
     }
+}
+
+/// An id in the one form openapi.json's `format: uuid` names (8-4-4-4-12 hex digits); the
+/// other spellings a UUID parser takes (braced, URN, without hyphens) are refused.
+fn hyphenated(id: &str) -> Option<&str> {
+    (id.len() == 36).then_some(id)
 }
 
 /// The connections still on an older configuration than revision `revision` (or the current

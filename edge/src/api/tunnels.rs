@@ -17,8 +17,8 @@ use postern_schema::token::TunnelToken;
 use postern_schema::validate::validate;
 use serde::Deserialize;
 
-use super::request::{Path, Query};
-use super::{ApiError, AppState, JsonBody, if_match, reply, with_revision};
+use super::request::{Path, Query, if_match};
+use super::{ApiError, AppState, JsonBody, reply, with_revision};
 use crate::auth::new_secret;
 use crate::catalog::tunnel_from_record;
 use crate::store::{Kind, Record, Write};
