@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::api;
+use crate::api::{self, ApiState};
 use crate::auth::{Auth, AuthError};
 use crate::ca::{CaError, EdgeCa};
 use crate::catalog::Catalog;
@@ -20,7 +20,6 @@ use crate::config::{EdgeConfig, EdgeSettings};
 use crate::metrics::Metrics;
 use crate::policy::PolicyEngine;
 use crate::proxy::{self, Proxy};
-use crate::state::EdgeState;
 use crate::store::{Store, StoreError};
 use crate::tunnel::{self, PeerPort, Registry, TunnelContext, TunnelSettings};
 
@@ -206,7 +205,7 @@ async fn start_edge(config: EdgeConfig) -> Result<RunningEdge, Failure> {
 
     let metrics = Arc::new(Metrics::default());
     let policies = Arc::new(PolicyEngine::new(metrics.clone()));
-    let state = EdgeState {
+    let state = ApiState {
         store: store.clone(),
         catalog: catalog.clone(),
         auth,

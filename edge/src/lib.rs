@@ -19,7 +19,6 @@ mod enrollment;
 mod metrics;
 mod policy;
 mod proxy;
-mod state;
 mod store;
 mod tunnel;
 

@@ -11,7 +11,8 @@ use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use super::{ApiError, JsonBody};
+use super::error::ApiError;
+use super::request::JsonBody;
 use axum::body::Body;
 use axum::extract::FromRequest;
 use axum::http::{Request, StatusCode, header};

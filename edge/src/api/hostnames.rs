@@ -9,12 +9,16 @@ use postern_schema::api::{HostnameSpec, List};
 use postern_schema::rules::in_zone;
 use postern_schema::validate::validate;
 
+use super::error::ApiError;
+use super::reply::reply;
+use super::reply::with_revision;
+use super::request::JsonBody;
 use super::request::{Path, if_match};
-use super::{ApiError, AppState, JsonBody, reply, with_revision};
+use super::state::ApiState;
 use crate::catalog::hostname_from_record;
 use crate::store::{Kind, Record, Ref, Write};
 
-pub(super) fn router() -> Router<AppState> {
+pub(super) fn router() -> Router<ApiState> {
     Router::new()
         .route("/v1/hostnames", get(list).post(create))
         .route(
@@ -23,7 +27,7 @@ pub(super) fn router() -> Router<AppState> {
         )
 }
 
-async fn list(State(state): State<AppState>) -> Result<Response, ApiError> {
+async fn list(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let addresses = state.catalog.public_addresses();
     let items = state
         .store
@@ -36,7 +40,7 @@ async fn list(State(state): State<AppState>) -> Result<Response, ApiError> {
 }
 
 async fn create(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let spec = checked_spec(&state, &body)?;
@@ -51,7 +55,7 @@ async fn create(
 }
 
 async fn read(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     let record = find(&state, &name).await?;
@@ -60,7 +64,7 @@ async fn read(
 }
 
 async fn replace(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(name): Path<String>,
     headers: HeaderMap,
     JsonBody(body): JsonBody,
@@ -83,7 +87,7 @@ async fn replace(
 }
 
 async fn delete(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -98,7 +102,7 @@ async fn delete(
 }
 
 /// The contract, then what only the edge knows: the hostname must lie in one of its zones.
-fn checked_spec(state: &AppState, body: &serde_json::Value) -> Result<HostnameSpec, ApiError> {
+fn checked_spec(state: &ApiState, body: &serde_json::Value) -> Result<HostnameSpec, ApiError> {
     let spec: HostnameSpec = validate(body)?;
     let zones = &state.settings.zones;
     if !zones.iter().any(|zone| in_zone(&spec.hostname, zone)) {
@@ -139,7 +143,7 @@ fn write(spec: &HostnameSpec) -> Write {
     }
 }
 
-async fn find(state: &AppState, name: &str) -> Result<Record, ApiError> {
+async fn find(state: &ApiState, name: &str) -> Result<Record, ApiError> {
     state
         .store
         .get(Kind::Hostname, name)

@@ -9,18 +9,22 @@ use postern_schema::api::{List, PolicySpec};
 use postern_schema::ids::PolicyId;
 use postern_schema::validate::validate;
 
+use super::error::ApiError;
+use super::reply::reply;
+use super::reply::with_revision;
+use super::request::JsonBody;
 use super::request::{Path, if_match};
-use super::{ApiError, AppState, JsonBody, reply, with_revision};
+use super::state::ApiState;
 use crate::catalog::policy_from_record;
 use crate::store::{Kind, Record, Write};
 
-pub(super) fn router() -> Router<AppState> {
+pub(super) fn router() -> Router<ApiState> {
     Router::new()
         .route("/v1/policies", get(list).post(create))
         .route("/v1/policies/{id}", get(read).put(replace).delete(delete))
 }
 
-async fn list(State(state): State<AppState>) -> Result<Response, ApiError> {
+async fn list(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let items = state
         .store
         .list(Kind::Policy)
@@ -32,7 +36,7 @@ async fn list(State(state): State<AppState>) -> Result<Response, ApiError> {
 }
 
 async fn create(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let spec = checked_spec(&body)?;
@@ -46,14 +50,14 @@ async fn create(
     ))
 }
 
-async fn read(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn read(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let record = find(&state, &id).await?;
     let policy = policy_from_record(&record)?;
     Ok(reply(StatusCode::OK, &policy, Some(policy.version)))
 }
 
 async fn replace(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<String>,
     headers: HeaderMap,
     JsonBody(body): JsonBody,
@@ -74,7 +78,7 @@ async fn replace(
 }
 
 async fn delete(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -125,7 +129,7 @@ fn parse_id(id: &str) -> Result<PolicyId, ApiError> {
         .map_err(|_| ApiError::not_found(format!("policy {id} does not exist")))
 }
 
-async fn find(state: &AppState, id: &str) -> Result<Record, ApiError> {
+async fn find(state: &ApiState, id: &str) -> Result<Record, ApiError> {
     let id = parse_id(id)?;
     state
         .store

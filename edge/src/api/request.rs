@@ -8,14 +8,14 @@ use std::fmt;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes, HttpBody};
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use http_body_util::BodyExt;
 use serde::de::{DeserializeOwned, DeserializeSeed, Error as _, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
-use super::ApiError;
+use super::error::ApiError;
 
 /// How much of a body over the limit is still read (and dropped) before the 413 is sent.
 const DRAIN_BYTES: usize = 8 * 1024 * 1024;
@@ -248,6 +248,39 @@ pub(crate) fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
         return Err(malformed());
     }
     digits.parse().map(Some).map_err(|_| malformed())
+}
+
+/// Largest request body the API reads.
+const MAX_BODY: usize = 1024 * 1024;
+
+/// A JSON request body: `application/json`, at most [`MAX_BODY`] bytes, well-formed.
+pub(crate) struct JsonBody(pub Value);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| {
+                let v = v.trim();
+                v.eq_ignore_ascii_case("application/json") || v.ends_with("+json")
+            });
+        if !is_json {
+            return Err(ApiError::unsupported_media_type());
+        }
+        let bytes = read_body(request.into_body()).await?;
+        let value: Value = parse_json(&bytes)?;
+        Ok(JsonBody(value))
+    }
+}
+
+/// Reads a whole request body, at most [`MAX_BODY`] bytes (see [`read_limited`]).
+pub(crate) async fn read_body(body: axum::body::Body) -> Result<Bytes, ApiError> {
+    read_limited(body, MAX_BODY).await
 }
 
 #[cfg(test)]

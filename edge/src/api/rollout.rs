@@ -8,10 +8,12 @@ use axum::routing::get;
 use postern_schema::api::{Rollout, RolloutScope as Scope};
 use serde::Deserialize;
 
+use super::error::ApiError;
+use super::reply::reply;
 use super::request::Query;
-use super::{ApiError, AppState, reply};
+use super::state::ApiState;
 
-pub(super) fn router() -> Router<AppState> {
+pub(super) fn router() -> Router<ApiState> {
     Router::new().route("/v1/rollout", get(status))
 }
 
@@ -55,7 +57,7 @@ fn hyphenated(id: &str) -> Option<&str> {
 /// one) needs, within the scope asked for. Until the catalog reaches `revision` the rollout is
 /// not complete and lists nothing: which configuration is needed is not known yet.
 async fn status(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Query(query): Query<RolloutQuery>,
 ) -> Result<Response, ApiError> {
     let scope = query.scope()?;

@@ -15,16 +15,17 @@ use postern_schema::api::{
 };
 use postern_schema::rules::format_selector;
 
-use super::{AppState, reply};
+use super::reply::reply;
+use super::state::ApiState;
 use crate::catalog::Snapshot;
 use crate::dns::{ZoneConfig, ZoneView, record_data};
 use crate::metrics::{Metrics, RECENT_ROUTE_REQUESTS, WINDOW_SECONDS};
 
-pub(super) fn router() -> Router<AppState> {
+pub(super) fn router() -> Router<ApiState> {
     Router::new().route("/v1/status", get(status))
 }
 
-async fn status(State(state): State<AppState>) -> Response {
+async fn status(State(state): State<ApiState>) -> Response {
     let snapshot = state.catalog.snapshot();
     let body = EdgeStatus {
         catalog_revision: snapshot.revision,
@@ -101,7 +102,7 @@ fn decisions(snapshot: &Snapshot, metrics: &Metrics) -> Vec<PolicyDecisionCount>
 
 /// The records the edge's DNS answers now: the zones of `--zone` with the catalog's public
 /// addresses, as the DNS server builds them.
-fn dns(snapshot: &Snapshot, state: &AppState) -> Vec<DnsRecord> {
+fn dns(snapshot: &Snapshot, state: &ApiState) -> Vec<DnsRecord> {
     let addresses: Vec<IpAddr> = state
         .catalog
         .public_addresses()

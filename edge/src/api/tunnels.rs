@@ -17,13 +17,17 @@ use postern_schema::token::TunnelToken;
 use postern_schema::validate::validate;
 use serde::Deserialize;
 
+use super::error::ApiError;
+use super::reply::reply;
+use super::reply::with_revision;
+use super::request::JsonBody;
 use super::request::{Path, Query, if_match};
-use super::{ApiError, AppState, JsonBody, reply, with_revision};
+use super::state::ApiState;
 use crate::auth::new_secret;
 use crate::catalog::tunnel_from_record;
 use crate::store::{Kind, Record, Write};
 
-pub(super) fn router() -> Router<AppState> {
+pub(super) fn router() -> Router<ApiState> {
     Router::new()
         .route("/v1/tunnels", get(list).post(create))
         .route("/v1/tunnels/{id}", get(read).put(replace).delete(delete))
@@ -41,7 +45,7 @@ struct ListQuery {
 }
 
 async fn list(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Query(query): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
     let selector = parse_selector(query.selector.as_deref().unwrap_or(""))
@@ -57,7 +61,7 @@ async fn list(
 }
 
 async fn create(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let spec: TunnelSpec = validate(&body)?;
@@ -77,14 +81,14 @@ async fn create(
     ))
 }
 
-async fn read(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn read(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let record = find(&state, &id).await?;
     let tunnel = to_api(&state, &record)?;
     Ok(reply(StatusCode::OK, &tunnel, Some(tunnel.version)))
 }
 
 async fn replace(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<String>,
     headers: HeaderMap,
     JsonBody(body): JsonBody,
@@ -105,7 +109,7 @@ async fn replace(
 }
 
 async fn delete(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -126,7 +130,7 @@ async fn delete(
 }
 
 async fn token(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let record = find(&state, &id).await?;
@@ -143,7 +147,7 @@ async fn token(
 }
 
 async fn connections(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let record = find(&state, &id).await?;
@@ -154,7 +158,7 @@ async fn connections(
 
 /// A single-use, short-lived token for one connector of the tunnel; only a hash is stored.
 async fn enrollment_token(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<String>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
@@ -202,7 +206,7 @@ fn parse_id(id: &str) -> Result<TunnelId, ApiError> {
         .map_err(|_| ApiError::not_found(format!("tunnel {id} does not exist")))
 }
 
-async fn find(state: &AppState, id: &str) -> Result<Record, ApiError> {
+async fn find(state: &ApiState, id: &str) -> Result<Record, ApiError> {
     let id = parse_id(id)?;
     state
         .store
@@ -211,7 +215,7 @@ async fn find(state: &AppState, id: &str) -> Result<Record, ApiError> {
         .ok_or_else(|| ApiError::not_found(format!("tunnel {id} does not exist")))
 }
 
-fn to_api(state: &AppState, record: &Record) -> Result<Tunnel, ApiError> {
+fn to_api(state: &ApiState, record: &Record) -> Result<Tunnel, ApiError> {
     let mut tunnel = tunnel_from_record(record)?;
     // Every node's connections: a connector may be connected to any of them.
     tunnel.connections =
@@ -219,7 +223,7 @@ fn to_api(state: &AppState, record: &Record) -> Result<Tunnel, ApiError> {
     Ok(tunnel)
 }
 
-fn token_for(state: &AppState, id: TunnelId, secret: String) -> String {
+fn token_for(state: &ApiState, id: TunnelId, secret: String) -> String {
     TunnelToken {
         edge_addresses: state.cluster.tunnel_addresses(),
         tunnel_id: id,

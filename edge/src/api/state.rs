@@ -1,4 +1,4 @@
-//! `EdgeState`: what the control API reads and writes.
+//! `ApiState`: what the control API reads and writes.
 
 use std::sync::Arc;
 
@@ -13,7 +13,7 @@ use crate::tunnel::Registry;
 
 /// Everything the edge's subsystems share; cheap to clone.
 #[derive(Clone)]
-pub(crate) struct EdgeState {
+pub(crate) struct ApiState {
     /// The durable state.
     pub(crate) store: Arc<dyn Store>,
     /// The snapshot the data plane serves.

@@ -1,0 +1,123 @@
+//! The control API's router: one router per resource merged behind the token check, the
+//! endpoints without a resource of their own (`/healthz`, `/v1/edge`, `/metrics`), and the
+//! answers for unknown paths and methods.
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use postern_schema::api::EdgeInfo;
+
+use super::error::ApiError;
+use super::reply::reply;
+use super::state::ApiState;
+use super::{hostnames, policies, rollout, status, tunnels, ui};
+use crate::metrics::Sample;
+
+/// The control API's router.
+pub(crate) fn router(state: ApiState) -> Router {
+    let v1 = Router::new()
+        .merge(tunnels::router())
+        .merge(hostnames::router())
+        .merge(policies::router())
+        .merge(rollout::router())
+        .merge(status::router())
+        .route("/v1/edge", get(edge_info))
+        .route("/metrics", get(metrics))
+        .layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/healthz", get(healthz))
+        // The status page holds no data; it reads the API with the token the visitor gives it.
+        .merge(ui::router())
+        .merge(v1)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
+        .with_state(state)
+}
+
+// === middleware ===
+
+/// Rejects requests without a valid bearer token (401, `WWW-Authenticate: Bearer`).
+async fn require_token(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let token = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    match token {
+        Some(token) if state.auth.verify(token).await => next.run(request).await,
+        Some(_) => ApiError::unauthorized("the API token is not valid").into_response(),
+        None => ApiError::unauthorized("an API token is required: Authorization: Bearer <token>")
+            .into_response(),
+    }
+}
+
+/// Counts API requests by method and status.
+async fn count_requests(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    state.metrics.inc(
+        "postern_edge_api_requests_total",
+        &[
+            ("method", method.as_str()),
+            ("status", response.status().as_str()),
+        ],
+    );
+    response
+}
+
+// === small handlers ===
+
+async fn healthz() -> Response {
+    reply(StatusCode::OK, &serde_json::json!({"status": "ok"}), None)
+}
+
+async fn edge_info(State(state): State<ApiState>) -> Response {
+    let info = EdgeInfo {
+        zones: state.settings.zones.clone(),
+        public_addresses: state.cluster.public_addresses(),
+        tunnel_addresses: state.cluster.tunnel_addresses(),
+        ca_cert_pem: state.ca.cert_pem().to_string(),
+    };
+    reply(StatusCode::OK, &info, None)
+}
+
+async fn metrics(State(state): State<ApiState>) -> Response {
+    let snapshot = state.catalog.snapshot();
+    let gauges: Vec<_> = snapshot
+        .tunnels
+        .values()
+        .map(|tunnel| Sample {
+            name: "postern_edge_connectors",
+            labels: vec![
+                ("tunnel", tunnel.spec.name.clone()),
+                ("tunnel_id", tunnel.id.to_string()),
+            ],
+            value: f64::from(state.registry.count(tunnel.id)),
+        })
+        .collect();
+    let mut response = state.metrics.render(&gauges).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint; see schema/openapi.json")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::method_not_allowed()
+}
