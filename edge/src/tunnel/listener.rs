@@ -32,6 +32,7 @@ use tracing::Instrument;
 use super::context::TunnelContext;
 use super::{enroll, session};
 use crate::ca::{CertCache, tunnel_of_certificate};
+use crate::workers::MovableStream;
 
 /// How long a client may take to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -44,7 +45,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub(crate) struct PeerConnection {
     /// The TLS stream.
-    pub(crate) stream: TlsStream<TcpStream>,
+    pub(crate) stream: TlsStream<MovableStream>,
     /// Where it comes from.
     pub(crate) peer: SocketAddr,
 }
@@ -159,6 +160,7 @@ pub(crate) async fn serve(
                 context.clone(),
                 peers.clone(),
                 limiter.clone(),
+                tracker.clone(),
                 cancel.clone(),
             )
             .instrument(span),
@@ -175,7 +177,10 @@ pub(crate) async fn serve(
 }
 
 /// Finishes the TLS handshake with the configuration the client's ALPN asks for, then hands
-/// the connection to enrolment or to a session.
+/// the connection to enrolment, to a session (on the worker [`Registry::place`] picks), or
+/// to the proxy (a link from another node).
+///
+/// [`Registry::place`]: super::registry::Registry::place
 async fn accept(
     stream: TcpStream,
     peer: SocketAddr,
@@ -183,9 +188,11 @@ async fn accept(
     context: TunnelContext,
     peers: Option<PeerPort>,
     limiter: Arc<enroll::Limiter>,
+    tracker: TaskTracker,
     cancel: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
+    let stream = MovableStream::new(stream);
     let peer_tls = peers.as_ref().map(|p| p.tls.clone());
     let handshake = async {
         let start = LazyConfigAcceptor::new(Acceptor::default(), stream).await?;
@@ -259,7 +266,24 @@ async fn accept(
                 );
                 return;
             };
-            session::run(stream, peer, tunnel, context, cancel).await;
+            // The session lives on the worker with the fewest of this tunnel's connections.
+            let placement =
+                context
+                    .registry
+                    .place(tunnel, context.workers.len(), crate::workers::current());
+            let Some(worker) = context.workers.get(placement.worker).cloned() else {
+                session::run(stream, peer, tunnel, context, placement, cancel).await;
+                return;
+            };
+            let mut stream = stream;
+            let run = async move {
+                if let Err(error) = stream.get_mut().0.rehome() {
+                    tracing::warn!(%error, "cannot move a tunnel connection to its worker");
+                    return;
+                }
+                session::run(stream, peer, tunnel, context, placement, cancel).await;
+            };
+            tracker.spawn_on(run.in_current_span(), &worker);
         }
     }
 }
