@@ -120,6 +120,15 @@ impl EdgeProcess {
         Api::new(&self.api_url(), Some(&self.admin_token))
     }
 
+    /// The value of one series of `GET /metrics` (`name{labels}` as the edge writes it), or 0
+    /// when the edge shows no such series.
+    pub async fn metric(&self, series: &str) -> u64 {
+        let text = self.api().get("/metrics").await.text;
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.trim().parse::<f64>().ok())
+            .map_or(0, |v| v as u64)
+    }
+
     /// The data directory.
     pub fn data_dir(&self) -> &Path {
         &self.data_dir

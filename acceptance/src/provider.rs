@@ -4,6 +4,7 @@
 
 use postern_schema::api::{Hostname, Policy, Tunnel};
 use postern_schema::client::Client;
+use postern_schema::ids::TunnelId;
 use serde_json::Value;
 
 use crate::terraform::{REQUIRED_PROVIDERS, Run, Terraform};
@@ -116,6 +117,13 @@ pub fn string_attr(values: &Value, name: &str) -> String {
         .as_str()
         .unwrap_or_else(|| panic!("{name} is not a string in {values}"))
         .to_owned()
+}
+
+/// The id of the tunnel at `address` (`postern_tunnel.web`) in the state of `tf`.
+pub fn tunnel_id(tf: &Terraform, address: &str) -> TunnelId {
+    string_attr(&tf.resource(address), "id")
+        .parse()
+        .unwrap_or_else(|e| panic!("{address} has no tunnel id: {e}"))
 }
 
 /// Panics unless the run failed without crashing the provider.

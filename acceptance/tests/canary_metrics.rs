@@ -5,14 +5,11 @@
 //! Then (issue 6, must show 5) `terraform apply` moves the weights to 50/50 while requests keep
 //! coming: none fails during the change, and the next 2,000 split 45–55%.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use acceptance::binaries::workspace_root;
-use acceptance::visitor::{edge_http_client, get_all_ok, http_url};
-use acceptance::{ConnectorProcess, EdgeProcess, Terraform, TestOrigin, eventually};
-use tokio::task::JoinSet;
+use acceptance::visitor::{edge_http_client, http_url};
+use acceptance::{ConnectorProcess, EdgeProcess, Load, Terraform, TestOrigin, eventually};
 
 const HOST: &str = "shop.example.com";
 const REQUESTS: usize = 2000;
@@ -62,7 +59,8 @@ async fn metrics_show_the_canary_split_by_route_and_release() {
     // The canary run.
     let http = edge_http_client(&edge, HOST);
     let url = http_url(&edge, HOST, "/hello");
-    get_all_ok(&http, &url, REQUESTS, 32).await;
+    let requests = || Load::get(&http, &url).requests(REQUESTS).concurrency(32);
+    requests().run().await.expect_all_ok();
 
     let text = edge.api().get("/metrics").await.text;
     let shown: Vec<&str> = text
@@ -110,9 +108,10 @@ async fn metrics_show_the_canary_split_by_route_and_release() {
         canary_share * 100.0
     );
 
-    // Promote the canary to 50/50 with terraform while a steady load runs: the apply returns
-    // once both connectors serve the new weights, and no request fails on the way.
-    let steady = Steady::start(&http, &url);
+    // Promote the canary to 50/50 with terraform while a steady load runs (eight clients back
+    // to back): the apply returns once both connectors serve the new weights, and no request
+    // fails on the way.
+    let steady = Load::get(&http, &url).concurrency(8).start();
     tokio::time::sleep(Duration::from_millis(500)).await;
     tokio::task::block_in_place(|| {
         tf.run(&[
@@ -127,13 +126,18 @@ async fn metrics_show_the_canary_split_by_route_and_release() {
         .success();
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (sent, failed) = steady.stop().await;
-    eprintln!("during the 90/10 -> 50/50 apply: {sent} requests, {failed} failed");
-    assert!(sent > 0, "the steady load sent nothing");
-    assert_eq!(failed, 0, "requests failed while the weights changed");
+    let steady = steady.stop().await;
+    eprintln!("during the 90/10 -> 50/50 apply: {steady}");
+    assert!(steady.sent > 0, "the steady load sent nothing");
+    assert_eq!(
+        steady.failures.len(),
+        0,
+        "requests failed while the weights changed:\n{}",
+        steady.describe_failures()
+    );
 
     let before = routed(&edge.api().get("/metrics").await.text);
-    get_all_ok(&http, &url, REQUESTS, 32).await;
+    requests().run().await.expect_all_ok();
     let after = routed(&edge.api().get("/metrics").await.text);
     let stable = after[0] - before[0];
     let canary = after[1] - before[1];
@@ -166,54 +170,4 @@ fn routed(text: &str) -> [f64; 2] {
             ],
         )
     })
-}
-
-/// Eight clients sending GETs back to back until stopped, counting what was sent and what did
-/// not answer 200.
-struct Steady {
-    stop: Arc<AtomicBool>,
-    sent: Arc<AtomicUsize>,
-    failed: Arc<AtomicUsize>,
-    clients: JoinSet<()>,
-}
-
-impl Steady {
-    fn start(http: &reqwest::Client, url: &str) -> Steady {
-        let stop = Arc::new(AtomicBool::new(false));
-        let sent = Arc::new(AtomicUsize::new(0));
-        let failed = Arc::new(AtomicUsize::new(0));
-        let mut clients = JoinSet::new();
-        for _ in 0..8 {
-            let (http, url) = (http.clone(), url.to_string());
-            let (stop, sent, failed) = (stop.clone(), sent.clone(), failed.clone());
-            clients.spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    let status = http.get(&url).send().await.map(|r| r.status().as_u16());
-                    sent.fetch_add(1, Ordering::Relaxed);
-                    if !matches!(status, Ok(200)) {
-                        eprintln!("failed during the change: {status:?}");
-                        failed.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            });
-        }
-        Steady {
-            stop,
-            sent,
-            failed,
-            clients,
-        }
-    }
-
-    /// Stops the clients and returns (sent, failed).
-    async fn stop(mut self) -> (usize, usize) {
-        self.stop.store(true, Ordering::Relaxed);
-        while let Some(done) = self.clients.join_next().await {
-            done.expect("client task");
-        }
-        (
-            self.sent.load(Ordering::Relaxed),
-            self.failed.load(Ordering::Relaxed),
-        )
-    }
 }

@@ -11,22 +11,22 @@
 //! `a_postgres_outage_fails_the_api_fast_keeps_the_data_plane_and_recovers`) and the store
 //! suite on both stores (`edge/src/store/tests.rs`).
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use acceptance::fixture::{create_tunnel, live_connections};
+use acceptance::load::{Outcome, Running, stop_all};
 use acceptance::provider::config;
 use acceptance::visitor::{edge_http_client, http_url};
 use acceptance::{
-    ConnectorProcess, EdgeOptions, EdgeProcess, PostgresServer, Terraform, TestOrigin, eventually,
-    websocket,
+    ConnectorProcess, EdgeOptions, EdgeProcess, Load, PostgresServer, Terraform, TestOrigin,
+    eventually, websocket,
 };
 use hickory_proto::op::Message;
 use hickory_proto::op::Query;
 use hickory_proto::rr::{Name, RData, RecordType};
-use postern_schema::api::{HostnameSpec, PolicySpec, Tunnel, TunnelSpec};
+use postern_schema::api::{HostnameSpec, PolicySpec, Tunnel};
 use postern_schema::client::Client;
 use postern_schema::ids::TunnelId;
 use postern_schema::token::TunnelToken;
@@ -89,16 +89,6 @@ async fn wait_for_members(nodes: &[&EdgeProcess], public: &[&str], within: Durat
     started.elapsed()
 }
 
-async fn create_tunnel(client: &Client, name: &str) -> Tunnel {
-    client
-        .create_tunnel(&TunnelSpec {
-            name: name.into(),
-            labels: BTreeMap::new(),
-        })
-        .await
-        .expect("create tunnel")
-}
-
 fn hostname(host: &str, service: &str, tunnel: TunnelId, policy_ids: Vec<String>) -> HostnameSpec {
     HostnameSpec {
         hostname: host.into(),
@@ -121,19 +111,6 @@ fn token(tunnel: &Tunnel) -> TunnelToken {
             .expect("a new tunnel carries its token"),
     )
     .expect("a valid token")
-}
-
-/// Waits until `client`'s node holds exactly `count` connections of `tunnel` itself.
-async fn local_connections(client: &Client, tunnel: TunnelId, count: usize, within: Duration) {
-    eventually(
-        within,
-        &format!("{count} connections on {}", client.endpoint()),
-        || async {
-            let list = client.tunnel_connections(tunnel).await.ok()?;
-            (list.iter().filter(|c| !c.draining).count() == count).then_some(())
-        },
-    )
-    .await;
 }
 
 /// `GET http://host/hello` through `node`'s public HTTP listener, from `source` when given:
@@ -196,14 +173,6 @@ async fn dns_addresses(dns: SocketAddr, name: &str) -> Vec<String> {
         }
     }
     panic!("no DNS answer for {name}");
-}
-
-/// A failed request: when it started, how long it took, and what came back.
-#[derive(Debug, Clone)]
-struct Failure {
-    at: Instant,
-    took: Duration,
-    answer: Result<(u16, String), String>,
 }
 
 /// A leaf certificate and key with `sans`, signed by the edge CA the nodes keep in the shared
@@ -300,70 +269,33 @@ async fn send_as_peer(
         .unwrap_or_else(|_| Err("no answer within 5 s".into()))
 }
 
-/// Sends `GET /hello` to `node` back to back until `stop`, recording every failure.
-struct Load {
-    ok: AtomicU64,
-    failures: std::sync::Mutex<Vec<Failure>>,
-    stop: AtomicBool,
+/// `GET /hello` for `host` to `node`, back to back until stopped (answers checked, a short
+/// pause after a failure).
+fn steady_load(node: &EdgeProcess, host: &str) -> Running {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .resolve(host, node.addrs.http)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    Load::get(&client, &http_url(node, host, "/hello"))
+        .expect_body("hello from the origin")
+        .pause_after_failure(Duration::from_millis(5))
+        .start()
 }
 
-impl Load {
-    fn new() -> Arc<Self> {
-        Arc::new(Self {
-            ok: AtomicU64::new(0),
-            failures: std::sync::Mutex::new(Vec::new()),
-            stop: AtomicBool::new(false),
-        })
-    }
-
-    async fn run(self: Arc<Self>, node_http: SocketAddr, host: String) {
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .resolve(&host, node_http)
-            .timeout(Duration::from_secs(10))
-            .build()
-            .expect("client");
-        let url = format!("http://{host}:{}/hello", node_http.port());
-        // Bounded: at most 100,000 requests, however long the test takes.
-        for _ in 0..100_000 {
-            if self.stop.load(Ordering::Relaxed) {
-                return;
-            }
-            let at = Instant::now();
-            let answer = match client.get(&url).send().await {
-                Ok(response) => {
-                    let status = response.status().as_u16();
-                    let body = response.text().await.unwrap_or_default();
-                    Ok((status, body))
-                }
-                Err(error) => Err(error.to_string()),
-            };
-            if ok_hello(&answer) {
-                self.ok.fetch_add(1, Ordering::Relaxed);
-            } else {
-                self.failures
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(Failure {
-                        at,
-                        took: at.elapsed(),
-                        answer,
-                    });
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        }
-    }
-
-    fn ok(&self) -> u64 {
-        self.ok.load(Ordering::Relaxed)
-    }
-
-    fn failures(&self) -> Vec<Failure> {
-        self.failures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
+/// Ten `GET /hello` for `host` to `node`, one after the other; panics unless each is answered
+/// by the origin.
+async fn ten_hellos(node: &EdgeProcess, host: &str) {
+    Load::get(
+        &edge_http_client(node, host),
+        &http_url(node, host, "/hello"),
+    )
+    .requests(10)
+    .expect_body("hello from the origin")
+    .run()
+    .await
+    .expect_all_ok();
 }
 
 // === tests ===
@@ -386,7 +318,7 @@ async fn a_tunnel_and_hostname_created_through_node_a_are_served_by_node_b_withi
     both.sort();
     assert_eq!(client_b.edge().await.expect("edge").tunnel_addresses, both);
     let origin = TestOrigin::start().await;
-    let tunnel = create_tunnel(&client_a, "web").await;
+    let tunnel = create_tunnel(&client_a, "web", &[]).await;
     let full = token(&tunnel);
     assert_eq!(full.edge_addresses, both);
     let from_b = client_b
@@ -401,7 +333,7 @@ async fn a_tunnel_and_hostname_created_through_node_a_are_served_by_node_b_withi
         ..full
     };
     let _connector = ConnectorProcess::run(&only_a.encode(), 2, &[]);
-    local_connections(&client_a, tunnel.id, 2, Duration::from_secs(20)).await;
+    live_connections(&client_a, tunnel.id, 2, Duration::from_secs(20)).await;
     let started = Instant::now();
     eventually(PROPAGATION, "B counting A's connections", || async {
         let seen = client_b.tunnel(tunnel.id).await.ok()?;
@@ -612,19 +544,19 @@ async fn a_connector_on_both_nodes_outlives_one_killed_and_moves_back_when_it_re
     let origin = TestOrigin::start().await;
 
     // "web": a connector with two connections, spread over the token's two addresses.
-    let web = create_tunnel(&client_a, "web").await;
+    let web = create_tunnel(&client_a, "web", &[]).await;
     let host = "app.example.com";
     client_a
         .create_hostname(&hostname(host, &origin.url(), web.id, Vec::new()))
         .await
         .expect("create hostname");
     let connector = ConnectorProcess::run(web.token.as_deref().expect("token"), 2, &[]);
-    local_connections(&client_a, web.id, 1, Duration::from_secs(20)).await;
-    local_connections(&client_b, web.id, 1, Duration::from_secs(20)).await;
+    live_connections(&client_a, web.id, 1, Duration::from_secs(20)).await;
+    live_connections(&client_b, web.id, 1, Duration::from_secs(20)).await;
 
     // "solo": one connection, at home on A (its token lists A first), B as the fallback. B
     // serves it by forwarding to A until A dies.
-    let solo = create_tunnel(&client_a, "solo").await;
+    let solo = create_tunnel(&client_a, "solo", &[]).await;
     let solo_host = "solo.example.com";
     client_a
         .create_hostname(&hostname(solo_host, &origin.url(), solo.id, Vec::new()))
@@ -638,7 +570,7 @@ async fn a_connector_on_both_nodes_outlives_one_killed_and_moves_back_when_it_re
         ..token(&solo)
     };
     let solo_connector = ConnectorProcess::run(&solo_token.encode(), 1, &[]);
-    local_connections(&client_a, solo.id, 1, Duration::from_secs(20)).await;
+    live_connections(&client_a, solo.id, 1, Duration::from_secs(20)).await;
     eventually(PROPAGATION, "B counting A's solo connection", || async {
         let seen = client_b.tunnel(solo.id).await.ok()?;
         (seen.connections == 1).then_some(())
@@ -647,29 +579,13 @@ async fn a_connector_on_both_nodes_outlives_one_killed_and_moves_back_when_it_re
 
     for node in [&node_a, &node_b] {
         for name in [host, solo_host] {
-            let visitor = edge_http_client(node, name);
-            for _ in 0..10 {
-                let answer = hello(&visitor, node, name).await;
-                assert!(
-                    ok_hello(&answer),
-                    "{name} via {}: {answer:?}",
-                    node.api_url()
-                );
-            }
+            ten_hellos(node, name).await;
         }
     }
 
     // Steady load on B for both hostnames, across A's death and return.
-    let load = Load::new();
-    let solo_load = Load::new();
-    let workers = [
-        tokio::spawn(load.clone().run(node_b.addrs.http, host.to_string())),
-        tokio::spawn(
-            solo_load
-                .clone()
-                .run(node_b.addrs.http, solo_host.to_string()),
-        ),
-    ];
+    let load = steady_load(&node_b, host);
+    let solo_load = steady_load(&node_b, solo_host);
     eventually(Duration::from_secs(10), "load flowing", || async {
         (load.ok() >= 50 && solo_load.ok() >= 50).then_some(())
     })
@@ -682,18 +598,18 @@ async fn a_connector_on_both_nodes_outlives_one_killed_and_moves_back_when_it_re
     let noticed = killed.elapsed();
     println!("B noticed A's death {noticed:?} after the SIGKILL (lease 3 s, heartbeat 1 s)");
     // The connections that were on A are on B now.
-    local_connections(&client_b, web.id, 2, Duration::from_secs(20)).await;
-    local_connections(&client_b, solo.id, 1, Duration::from_secs(20)).await;
+    live_connections(&client_b, web.id, 2, Duration::from_secs(20)).await;
+    live_connections(&client_b, solo.id, 1, Duration::from_secs(20)).await;
     let (ok_web, ok_solo) = (load.ok(), solo_load.ok());
     eventually(Duration::from_secs(10), "load after the notice", || async {
         (load.ok() >= ok_web + 100 && solo_load.ok() >= ok_solo + 100).then_some(())
     })
     .await;
 
-    let after = |failures: &[Failure]| -> Vec<Failure> {
+    let after = |failures: &[Outcome]| -> Vec<Outcome> {
         failures
             .iter()
-            .filter(|f| f.at.duration_since(killed) >= noticed)
+            .filter(|f| f.started.duration_since(killed) >= noticed)
             .cloned()
             .collect()
     };
@@ -706,7 +622,7 @@ async fn a_connector_on_both_nodes_outlives_one_killed_and_moves_back_when_it_re
     );
     let window = solo_failures
         .last()
-        .map(|f| f.at.duration_since(killed))
+        .map(|f| f.started.duration_since(killed))
         .unwrap_or_default();
     let slowest = solo_failures
         .iter()
@@ -718,10 +634,7 @@ async fn a_connector_on_both_nodes_outlives_one_killed_and_moves_back_when_it_re
          in the first {window:?} after the SIGKILL (slowest failure {slowest:?}): {:?}",
         solo_load.ok(),
         solo_failures.len(),
-        solo_failures
-            .iter()
-            .map(|f| f.answer.as_ref().map(|(status, _)| *status))
-            .collect::<Vec<_>>()
+        solo_failures.iter().map(|f| f.status).collect::<Vec<_>>()
     );
     assert!(
         web_failures.is_empty(),
@@ -734,7 +647,7 @@ async fn a_connector_on_both_nodes_outlives_one_killed_and_moves_back_when_it_re
     );
     for failure in &solo_failures {
         assert!(
-            matches!(failure.answer, Ok((502 | 503, _))) && failure.took < Duration::from_secs(2),
+            matches!(failure.status, Some(502 | 503)) && failure.took < Duration::from_secs(2),
             "a failure in the window is a quick 502 (in flight on the link to A) or 503 (A \
              unreachable, the connector not yet on B), never a hang: {failure:?}"
         );
@@ -749,10 +662,10 @@ async fn a_connector_on_both_nodes_outlives_one_killed_and_moves_back_when_it_re
         Duration::from_secs(10),
     )
     .await;
-    local_connections(&client_a, web.id, 1, Duration::from_secs(20)).await;
-    local_connections(&client_b, web.id, 1, Duration::from_secs(20)).await;
-    local_connections(&client_a, solo.id, 1, Duration::from_secs(20)).await;
-    local_connections(&client_b, solo.id, 0, Duration::from_secs(20)).await;
+    live_connections(&client_a, web.id, 1, Duration::from_secs(20)).await;
+    live_connections(&client_b, web.id, 1, Duration::from_secs(20)).await;
+    live_connections(&client_a, solo.id, 1, Duration::from_secs(20)).await;
+    live_connections(&client_b, solo.id, 0, Duration::from_secs(20)).await;
     println!(
         "connections back on A (web one on each node, solo on A) {:?} after A was ready again",
         restarted.elapsed()
@@ -762,16 +675,11 @@ async fn a_connector_on_both_nodes_outlives_one_killed_and_moves_back_when_it_re
         (load.ok() >= ok_web + 100 && solo_load.ok() >= ok_solo + 100).then_some(())
     })
     .await;
-    load.stop.store(true, Ordering::Relaxed);
-    solo_load.stop.store(true, Ordering::Relaxed);
-    for worker in workers {
-        worker.await.expect("load worker");
-    }
-    let moved_failures: Vec<Failure> = load
-        .failures()
+    let moved_failures: Vec<Outcome> = stop_all([load, solo_load])
+        .await
         .into_iter()
-        .chain(solo_load.failures())
-        .filter(|f| f.at >= restarted)
+        .flat_map(|report| report.failures)
+        .filter(|f| f.started >= restarted)
         .collect();
     println!(
         "requests to B while the connections moved back: {} failed",
@@ -785,11 +693,7 @@ async fn a_connector_on_both_nodes_outlives_one_killed_and_moves_back_when_it_re
     );
     // And A serves again, from its own connections.
     for name in [host, solo_host] {
-        let visitor = edge_http_client(&node_a, name);
-        for _ in 0..10 {
-            let answer = hello(&visitor, &node_a, name).await;
-            assert!(ok_hello(&answer), "{answer:?}");
-        }
+        ten_hellos(&node_a, name).await;
     }
     assert!(
         solo_connector.log().contains("moving back to it"),

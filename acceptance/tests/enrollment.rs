@@ -4,21 +4,16 @@
 
 use std::time::Duration;
 
+use acceptance::fixture::{connections_within, create_tunnel};
 use acceptance::{ConnectorOptions, ConnectorProcess, EdgeProcess, eventually};
-use postern_schema::api::{EnrollmentTokenSpec, TunnelSpec};
+use postern_schema::api::EnrollmentTokenSpec;
 use postern_schema::token::TunnelToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_single_use_token_enrols_exactly_one_connector() {
     let edge = EdgeProcess::start();
     let client = edge.client();
-    let tunnel = client
-        .create_tunnel(&TunnelSpec {
-            name: "once".into(),
-            labels: Default::default(),
-        })
-        .await
-        .expect("tunnel");
+    let tunnel = create_tunnel(&client, "once", &[]).await;
     let minted = client
         .create_enrollment_token(
             tunnel.id,
@@ -93,19 +88,7 @@ async fn a_single_use_token_enrols_exactly_one_connector() {
 
     // The first connector restarts with the same state dir: it keeps its certificate.
     first.kill();
-    eventually(
-        Duration::from_secs(10),
-        "the first connector gone",
-        || async {
-            client
-                .tunnel_connections(tunnel.id)
-                .await
-                .ok()?
-                .is_empty()
-                .then_some(())
-        },
-    )
-    .await;
+    connections_within(&client, tunnel.id, 0, Duration::from_secs(10)).await;
     let _again = ConnectorProcess::start(ConnectorOptions {
         state_dir: Some(state.path().to_path_buf()),
         args: args(&minted.token),

@@ -4,14 +4,13 @@
 //! failed, and why each allowed failure was allowed.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use acceptance::bad_origin::{BadOrigin, Misbehaviour};
 use acceptance::fixture::{add_hostname, connections, connector_id, token, tunnel_for};
+use acceptance::load::Outcome;
 use acceptance::visitor::edge_http_client;
-use acceptance::{ConnectorProcess, EdgeProcess, TestOrigin, eventually, websocket};
+use acceptance::{ConnectorProcess, EdgeProcess, Load, TestOrigin, eventually, websocket};
 use tokio::task::JoinSet;
 
 const HOST: &str = "app.example.com";
@@ -19,55 +18,8 @@ const HOST: &str = "app.example.com";
 /// How long any single request may take before the test calls it a hang.
 const HANG: Duration = Duration::from_secs(15);
 
-/// What became of one request.
-#[derive(Debug, Clone)]
-struct Outcome {
-    started: Instant,
-    ended: Instant,
-    status: Option<u16>,
-    body_ok: bool,
-    request_id: Option<String>,
-    error: Option<String>,
-}
-
-/// Sends `GET url` and reads the whole body, expecting `expected` on 200.
-async fn fetch(http: &reqwest::Client, url: &str, expected: &str) -> Outcome {
-    let started = Instant::now();
-    let result = tokio::time::timeout(HANG, async {
-        let response = http.get(url).send().await?;
-        let status = response.status().as_u16();
-        let request_id = response
-            .headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let body = response.text().await;
-        Ok::<_, reqwest::Error>((status, request_id, body))
-    })
-    .await;
-    let ended = Instant::now();
-    match result {
-        Err(_) => panic!("GET {url} hung for {HANG:?}"),
-        Ok(Err(error)) => Outcome {
-            started,
-            ended,
-            status: None,
-            body_ok: false,
-            request_id: None,
-            error: Some(error.to_string()),
-        },
-        Ok(Ok((status, request_id, body))) => Outcome {
-            started,
-            ended,
-            status: Some(status),
-            body_ok: body
-                .as_deref()
-                .is_ok_and(|b| status != 200 || b == expected),
-            request_id,
-            error: body.err().map(|e| e.to_string()),
-        },
-    }
-}
+/// What the origin answers to `GET /hello` ([`HOST`]).
+const HELLO: &str = "hello from the origin";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_of_a_connector_fails_only_the_requests_in_flight_on_it() {
@@ -84,32 +36,23 @@ async fn kill_9_of_a_connector_fails_only_the_requests_in_flight_on_it() {
     let http = edge_http_client(&edge, HOST);
 
     // A quarter of the requests take 200 ms at the origin, so some are always in flight.
-    let next = Arc::new(AtomicUsize::new(0));
-    let done = Arc::new(AtomicUsize::new(0));
-    let mut workers = JoinSet::new();
-    for _ in 0..WORKERS {
-        let (http, next, done) = (http.clone(), next.clone(), done.clone());
-        let port = edge.addrs.http.port();
-        workers.spawn(async move {
-            let mut outcomes = Vec::new();
-            loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                if i >= TOTAL {
-                    return outcomes;
-                }
-                let (path, expected) = if i % 4 == 0 {
-                    (format!("/slow?ms=200&i={i}"), "slow done")
-                } else {
-                    (format!("/hello?i={i}"), "hello from the origin")
-                };
-                let url = format!("http://{HOST}:{port}{path}");
-                outcomes.push(fetch(&http, &url, expected).await);
-                done.fetch_add(1, Ordering::SeqCst);
-            }
-        });
-    }
+    let port = edge.addrs.http.port();
+    let slow = |i: usize| i.is_multiple_of(4);
+    let expected = |i| if slow(i) { "slow done" } else { HELLO };
+    let load = Load::get_each(&http, move |i| {
+        if slow(i) {
+            format!("http://{HOST}:{port}/slow?ms=200&i={i}")
+        } else {
+            format!("http://{HOST}:{port}/hello?i={i}")
+        }
+    })
+    .requests(TOTAL)
+    .concurrency(WORKERS)
+    .deadline(HANG)
+    .keep_outcomes()
+    .start();
     eventually(Duration::from_secs(60), "300 requests done", || async {
-        (done.load(Ordering::SeqCst) >= 300).then_some(())
+        (load.done() >= 300).then_some(())
     })
     .await;
     let killed = Instant::now();
@@ -117,10 +60,7 @@ async fn kill_9_of_a_connector_fails_only_the_requests_in_flight_on_it() {
     let noticed = connections(&client, tunnel.id, 2).await;
     let noticed_at = Instant::now();
     assert!(noticed.iter().all(|c| c.connector_id == survivor_id));
-    let mut outcomes = Vec::new();
-    while let Some(result) = workers.join_next().await {
-        outcomes.extend(result.expect("worker"));
-    }
+    let outcomes = load.finish().await.outcomes;
     assert_eq!(outcomes.len(), TOTAL);
 
     // Which connector forwarded each request the origin saw.
@@ -131,21 +71,21 @@ async fn kill_9_of_a_connector_fails_only_the_requests_in_flight_on_it() {
         .collect();
     let in_flight_at_kill = outcomes
         .iter()
-        .filter(|o| o.started < killed && o.ended > killed)
+        .filter(|o| o.started < killed && o.ended() > killed)
         .count();
     let mut succeeded = 0;
     let (mut failed_at_origin, mut failed_before_origin) = (0, 0);
     let mut unexplained = Vec::new();
     for outcome in &outcomes {
-        if outcome.status == Some(200) && outcome.body_ok {
+        if outcome.ok && outcome.body == expected(outcome.index) {
             succeeded += 1;
             continue;
         }
         // Allowed: a clean 502 for a request that was in flight when the connector died (it
         // started before the edge had dropped the dead connections and ended after the kill),
         // and that the origin either never saw or saw through the killed connector.
-        let in_flight = outcome.started < noticed_at && outcome.ended > killed;
-        let seen_via = outcome.request_id.as_ref().and_then(|id| via.get(id));
+        let in_flight = outcome.started < noticed_at && outcome.ended() > killed;
+        let seen_via = outcome.request_id().and_then(|id| via.get(id));
         let through_doomed = match seen_via {
             None => {
                 failed_before_origin += 1;
@@ -198,20 +138,21 @@ async fn with_bad_origin(
     connector
 }
 
-/// Sends `count` requests for `host` at once; returns their outcomes.
+/// Sends `count` requests for `host` at once (each expecting [`HELLO`] if it gets a 200);
+/// returns their outcomes.
 async fn burst(edge: &EdgeProcess, host: &str, path: &str, count: usize) -> Vec<Outcome> {
-    let http = edge_http_client(edge, host);
-    let mut requests = JoinSet::new();
-    for i in 0..count {
-        let http = http.clone();
-        let url = format!("http://{host}:{}{path}?i={i}", edge.addrs.http.port());
-        requests.spawn(async move { fetch(&http, &url, "hello from the origin").await });
-    }
-    let mut outcomes = Vec::new();
-    while let Some(result) = requests.join_next().await {
-        outcomes.push(result.expect("request"));
-    }
-    outcomes
+    let base = format!("http://{host}:{}{path}", edge.addrs.http.port());
+    Load::get_each(&edge_http_client(edge, host), move |i| {
+        format!("{base}?i={i}")
+    })
+    .requests(count)
+    .concurrency(count)
+    .expect_body(HELLO)
+    .deadline(HANG)
+    .keep_outcomes()
+    .run()
+    .await
+    .outcomes
 }
 
 fn statuses(outcomes: &[Outcome]) -> Vec<Option<u16>> {
@@ -234,39 +175,24 @@ async fn an_origin_that_hangs_gets_504_within_the_timeout_while_others_are_serve
     )
     .await;
 
-    let stuck = tokio::spawn({
-        let edge_http = edge.addrs.http.port();
-        let http = edge_http_client(&edge, "hang.example.com");
-        async move {
-            let mut requests = JoinSet::new();
-            for i in 0..10 {
-                let http = http.clone();
-                let url = format!("http://hang.example.com:{edge_http}/?i={i}");
-                requests.spawn(async move { fetch(&http, &url, "").await });
-            }
-            let mut outcomes = Vec::new();
-            while let Some(result) = requests.join_next().await {
-                outcomes.push(result.expect("request"));
-            }
-            outcomes
-        }
-    });
+    let edge_http = edge.addrs.http.port();
+    let stuck = Load::get_each(&edge_http_client(&edge, "hang.example.com"), move |i| {
+        format!("http://hang.example.com:{edge_http}/?i={i}")
+    })
+    .requests(10)
+    .concurrency(10)
+    .deadline(HANG)
+    .keep_outcomes()
+    .start();
     // While they hang, others are served.
     let mut served = Vec::new();
     while served.len() < 100 {
         served.extend(burst(&edge, HOST, "/hello", 10).await);
     }
-    let stuck = stuck.await.expect("hanging requests");
-    let ok = served
-        .iter()
-        .filter(|o| o.status == Some(200) && o.body_ok)
-        .count();
-    let slowest_ok = served
-        .iter()
-        .map(|o| o.ended - o.started)
-        .max()
-        .unwrap_or_default();
-    let times: Vec<Duration> = stuck.iter().map(|o| o.ended - o.started).collect();
+    let stuck = stuck.finish().await.outcomes;
+    let ok = served.iter().filter(|o| o.ok).count();
+    let slowest_ok = served.iter().map(|o| o.took).max().unwrap_or_default();
+    let times: Vec<Duration> = stuck.iter().map(|o| o.took).collect();
     println!(
         "hanging origin: 10 requests sent to it, {} answered 504 after {:?}..{:?} (origin timeout 2 s), {} connections reached it; \
          {} requests to a healthy hostname meanwhile, {ok} succeeded, slowest {slowest_ok:?}",
@@ -315,7 +241,7 @@ async fn an_origin_that_resets_connections_gets_502() {
         assert_eq!(statuses(&outcomes), vec![Some(502); 10], "{outcomes:#?}");
         let healthy = burst(&edge, HOST, "/hello", 10).await;
         sent += healthy.len();
-        assert!(healthy.iter().all(|o| o.status == Some(200) && o.body_ok));
+        assert!(healthy.iter().all(|o| o.ok));
     }
     println!(
         "resetting origins: {sent} requests sent, 20 to resetting origins all 502, 20 to a healthy one all 200"
@@ -365,11 +291,15 @@ async fn an_origin_that_answers_garbage_gets_502() {
 
     // A slow request to the healthy origin stays in flight throughout: garbage from one origin
     // must not take the tunnel connection down with it.
-    let slow = tokio::spawn({
-        let http = edge_http_client(&edge, HOST);
-        let url = format!("http://{HOST}:{}/slow?ms=3000", edge.addrs.http.port());
-        async move { fetch(&http, &url, "slow done").await }
-    });
+    let slow = Load::get(
+        &edge_http_client(&edge, HOST),
+        &format!("http://{HOST}:{}/slow?ms=3000", edge.addrs.http.port()),
+    )
+    .requests(1)
+    .expect_body("slow done")
+    .deadline(HANG)
+    .keep_outcomes()
+    .start();
     let mut lines = Vec::new();
     let mut wrong = Vec::new();
     for (i, (name, _)) in bad_origins.iter().enumerate() {
@@ -384,12 +314,9 @@ async fn an_origin_that_answers_garbage_gets_502() {
             wrong.push(format!("{name}: {outcomes:#?}"));
         }
         let healthy = burst(&edge, HOST, "/hello", 5).await;
-        assert!(
-            healthy.iter().all(|o| o.status == Some(200) && o.body_ok),
-            "after {name}: {healthy:#?}"
-        );
+        assert!(healthy.iter().all(|o| o.ok), "after {name}: {healthy:#?}");
     }
-    let slow = slow.await.expect("slow request");
+    let slow = slow.finish().await.outcomes.remove(0);
     println!(
         "malformed origin answers: {} kinds x 3 requests, answered {}; 5 healthy requests after each, all 200; a slow request in flight throughout: {:?}",
         bad_origins.len(),
@@ -397,7 +324,7 @@ async fn an_origin_that_answers_garbage_gets_502() {
         slow.status
     );
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
-    assert_eq!((slow.status, slow.body_ok), (Some(200), true), "{slow:?}");
+    assert_eq!((slow.status, slow.ok), (Some(200), true), "{slow:?}");
 }
 
 /// How one WebSocket session ended.

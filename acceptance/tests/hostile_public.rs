@@ -11,9 +11,8 @@
 
 use std::time::{Duration, Instant};
 
-use acceptance::fixture::{connections, token, tunnel_for};
+use acceptance::fixture::{Served, served};
 use acceptance::raw::{self, frame_type};
-use acceptance::{ConnectorProcess, EdgeProcess, TestOrigin};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -26,50 +25,32 @@ async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
     LOCK.lock().await
 }
 
-/// An edge serving [`HOST`] through one connector to a test origin.
-struct Served {
-    edge: EdgeProcess,
-    origin: TestOrigin,
-    _connector: ConnectorProcess,
+/// A normal request on a fresh connection: 200 from the origin, within 5 s.
+async fn still_serves(served: &Served) -> Duration {
+    let started = Instant::now();
+    let mut stream = TcpStream::connect(served.edge.addrs.http)
+        .await
+        .expect("connect");
+    let request = format!("GET /hello HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n");
+    let answer = raw::exchange(&mut stream, request.as_bytes(), Duration::from_secs(5)).await;
+    assert_eq!(answer.status, Some(200), "{answer:?}");
+    assert!(answer.text.ends_with("hello from the origin"), "{answer:?}");
+    started.elapsed()
 }
 
-async fn served() -> Served {
-    let edge = EdgeProcess::start();
-    let client = edge.client();
-    let origin = TestOrigin::start().await;
-    let tunnel = tunnel_for(&client, "app", HOST, &origin.url()).await;
-    let connector = ConnectorProcess::run(&token(&tunnel), 2, &[]);
-    connections(&client, tunnel.id, 2).await;
-    Served {
-        edge,
-        origin,
-        _connector: connector,
-    }
-}
-
-impl Served {
-    /// A normal request on a fresh connection: 200 from the origin, within 5 s.
-    async fn still_serves(&self) -> Duration {
-        let started = Instant::now();
-        let mut stream = TcpStream::connect(self.edge.addrs.http)
-            .await
-            .expect("connect");
-        let request = format!("GET /hello HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n");
-        let answer = raw::exchange(&mut stream, request.as_bytes(), Duration::from_secs(5)).await;
-        assert_eq!(answer.status, Some(200), "{answer:?}");
-        assert!(answer.text.ends_with("hello from the origin"), "{answer:?}");
-        started.elapsed()
-    }
-
-    /// Paths the origin received, in order.
-    fn origin_paths(&self) -> Vec<String> {
-        self.origin.requests().into_iter().map(|r| r.path).collect()
-    }
+/// Paths the origin received, in order.
+fn origin_paths(served: &Served) -> Vec<String> {
+    served
+        .origin
+        .requests()
+        .into_iter()
+        .map(|r| r.path)
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_smuggling_attempts_get_400_and_a_closed_connection() {
-    let served = served().await;
+    let served = served(HOST).await;
     // Each attempt carries a second request in what the edge should not take for a body; the
     // origin must never see `/hello?smuggled`.
     let smuggled = format!("GET /hello?smuggled HTTP/1.1\r\nHost: {HOST}\r\n\r\n");
@@ -201,11 +182,11 @@ async fn request_smuggling_attempts_get_400_and_a_closed_connection() {
     }
     assert!(wrong.is_empty(), "not refused:\n{}", wrong.join("\n"));
     assert!(
-        !served.origin_paths().iter().any(|p| p.contains("smuggled")),
+        !origin_paths(&served).iter().any(|p| p.contains("smuggled")),
         "a smuggled request reached the origin: {:?}",
-        served.origin_paths()
+        origin_paths(&served)
     );
-    let took = served.still_serves().await;
+    let took = still_serves(&served).await;
     println!(
         "smuggling: {} attempts sent, {refused} answered 400 with the connection closed, 0 smuggled requests reached the origin \
          ({heads_forwarded} heads of requests with a bad chunk reached it before the chunk did, their bodies cut, none answered); \
@@ -216,7 +197,7 @@ async fn request_smuggling_attempts_get_400_and_a_closed_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_headers_get_431() {
-    let served = served().await;
+    let served = served(HOST).await;
     let addr = served.edge.addrs.http;
     let big = "x".repeat(100 * 1024);
     let many: String = (0..200).map(|i| format!("X-Header-{i}: {i}\r\n")).collect();
@@ -309,7 +290,7 @@ async fn oversized_headers_get_431() {
         Some(200),
         "a request in flight meanwhile: {slow:?}"
     );
-    let took = served.still_serves().await;
+    let took = still_serves(&served).await;
     println!(
         "oversized headers: {} HTTP/1.1 requests and 1 HTTP/2 request over the limit sent, all refused with 431, none forwarded; a 30 KiB header under the limit forwarded (200) with a slow request in flight on the same tunnel unharmed (200); a normal request afterwards took {took:?}",
         cases.len()
@@ -401,7 +382,7 @@ const SLACK: Duration = Duration::from_secs(4);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slowloris_connections_are_closed_after_the_header_timeout_while_others_are_served() {
     let _serial = serial().await;
-    let served = served().await;
+    let served = served(HOST).await;
     let limit = HEADER_TIMEOUT + SLACK + Duration::from_secs(6);
     let head = format!(
         "GET /hello HTTP/1.1\r\nHost: {HOST}\r\nX-Slow: {}",
@@ -461,7 +442,7 @@ async fn slowloris_connections_are_closed_after_the_header_timeout_while_others_
     // Meanwhile, normal requests every 500 ms.
     let mut normal = Vec::new();
     while normal.len() < 24 {
-        normal.push(served.still_serves().await);
+        normal.push(still_serves(&served).await);
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let mut closed = Vec::new();
@@ -498,17 +479,17 @@ fn raise_nofile() -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_idle_connections_cost_bounded_memory_and_others_are_served() {
     let _serial = serial().await;
-    use acceptance::visitor::{open_fds, rss};
+    use acceptance::process::{open_fds, rss};
     const IDLE: usize = 10_000;
     let limit = raise_nofile();
     assert!(
         limit as usize > IDLE + 1_000,
         "RLIMIT_NOFILE {limit} is too low for {IDLE} connections"
     );
-    let served = served().await;
+    let served = served(HOST).await;
     let pid = served.edge.pid();
     // Warm up the paths a connection takes, then measure.
-    served.still_serves().await;
+    still_serves(&served).await;
     let (rss_before, fds_before) = (rss(pid), open_fds(pid));
 
     // Half are idle HTTP/2 connections (preface and SETTINGS sent, no stream): the edge keeps
@@ -561,7 +542,7 @@ async fn ten_thousand_idle_connections_cost_bounded_memory_and_others_are_served
     let per_connection = rss_during.saturating_sub(rss_before) / held as u64;
     let mut latencies = Vec::new();
     for _ in 0..20 {
-        latencies.push(served.still_serves().await);
+        latencies.push(still_serves(&served).await);
     }
 
     // The edge closes the HTTP/1.1 ones by itself and keeps the HTTP/2 ones.
@@ -602,7 +583,7 @@ async fn ten_thousand_idle_connections_cost_bounded_memory_and_others_are_served
         "{per_connection} bytes per idle connection"
     );
     assert!(slowest < Duration::from_secs(2), "slowest {slowest:?}");
-    served.still_serves().await;
+    still_serves(&served).await;
 }
 
 /// Opens an HTTP/2 (prior knowledge) connection to the plain listener and reads the edge's
@@ -628,7 +609,7 @@ async fn h2_connect(served: &Served) -> (TcpStream, raw::H2Frame) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_abuse_is_limited_and_others_are_served() {
-    let served = served().await;
+    let served = served(HOST).await;
 
     // The edge announces its limits.
     let (mut stream, settings) = h2_connect(&served).await;
@@ -660,8 +641,7 @@ async fn http2_abuse_is_limited_and_others_are_served() {
             _ => {}
         }
     }
-    let slow_at_origin = served
-        .origin_paths()
+    let slow_at_origin = origin_paths(&served)
         .iter()
         .filter(|p| p.starts_with("/slow"))
         .count();
@@ -721,7 +701,7 @@ async fn http2_abuse_is_limited_and_others_are_served() {
     let (sent, (frames, goaway, eof)) = tokio::join!(writer, reader);
     let took = started.elapsed();
     let forwarded = served.origin.hits() - hits_before;
-    let after = served.still_serves().await;
+    let after = still_serves(&served).await;
     println!(
         "HTTP/2 rapid reset: {sent} of {attempts} streams opened and cancelled in {took:?}; the edge sent {frames} frames, GOAWAY {goaway:?}, closed {eof}; {forwarded} reached the origin; a normal request afterwards took {after:?}"
     );

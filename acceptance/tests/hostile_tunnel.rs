@@ -7,81 +7,54 @@
 //! Covered elsewhere: no certificate, a foreign CA, and tunnel A's certificate for tunnel B's
 //! hostnames (`tunnel_auth.rs`); random datagrams and TCP garbage on the DNS port (`dns.rs`).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use acceptance::fixture::{connections, token, tunnel_for};
+use acceptance::TestOrigin;
+use acceptance::fixture::{Served, served, tunnel_for};
 use acceptance::raw::{self, frame_type};
+use acceptance::tunnel_dial::dial;
 use acceptance::visitor::edge_http_client;
-use acceptance::{ConnectorProcess, EdgeProcess, TestOrigin};
 use postern_schema::ids::TunnelId;
 use postern_schema::wire;
 use rcgen::{
     CertificateParams, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const HOST: &str = "app.example.com";
 
-/// An edge serving [`HOST`] through one real connector (two connections).
-struct Served {
-    edge: EdgeProcess,
-    tunnel: TunnelId,
-    _origin: TestOrigin,
-    _connector: ConnectorProcess,
+/// The real connector still serves, and it alone is registered.
+async fn still_serves(served: &Served) {
+    let http = edge_http_client(&served.edge, HOST);
+    let url = format!("http://{HOST}:{}/hello", served.edge.addrs.http.port());
+    let response = http.get(url).send().await.expect("request");
+    assert_eq!(response.status(), 200);
+    let list = served
+        .edge
+        .client()
+        .tunnel_connections(served.tunnel.id)
+        .await
+        .expect("connections");
+    assert_eq!(list.len(), 2, "{list:?}");
 }
 
-async fn served() -> Served {
-    let edge = EdgeProcess::start();
-    let client = edge.client();
-    let origin = TestOrigin::start().await;
-    let tunnel = tunnel_for(&client, "app", HOST, &origin.url()).await;
-    let connector = ConnectorProcess::run(&token(&tunnel), 2, &[]);
-    connections(&client, tunnel.id, 2).await;
-    Served {
-        edge,
-        tunnel: tunnel.id,
-        _origin: origin,
-        _connector: connector,
-    }
-}
-
-impl Served {
-    /// The real connector still serves, and it alone is registered.
-    async fn still_serves(&self) {
-        let http = edge_http_client(&self.edge, HOST);
-        let url = format!("http://{HOST}:{}/hello", self.edge.addrs.http.port());
-        let response = http.get(url).send().await.expect("request");
-        assert_eq!(response.status(), 200);
-        let list = self
-            .edge
-            .client()
-            .tunnel_connections(self.tunnel)
-            .await
-            .expect("connections");
-        assert_eq!(list.len(), 2, "{list:?}");
-    }
-
-    /// The edge's CA, read from its store (the `settings` row `ca`).
-    fn ca(&self) -> Issuer<'static, KeyPair> {
-        let db = rusqlite::Connection::open_with_flags(
-            self.edge.data_dir().join("postern.db"),
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )
-        .expect("open the store");
-        let stored: String = db
-            .query_row("SELECT value FROM settings WHERE key = 'ca'", [], |row| {
-                row.get(0)
-            })
-            .expect("the CA setting");
-        let stored: serde_json::Value = serde_json::from_str(&stored).expect("CA JSON");
-        let key = KeyPair::from_pem(stored["key_pem"].as_str().expect("key_pem")).expect("key");
-        Issuer::from_ca_cert_pem(stored["cert_pem"].as_str().expect("cert_pem"), key)
-            .expect("issuer")
-    }
+/// The edge's CA, read from its store (the `settings` row `ca`).
+fn ca(served: &Served) -> Issuer<'static, KeyPair> {
+    let db = rusqlite::Connection::open_with_flags(
+        served.edge.data_dir().join("postern.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("open the store");
+    let stored: String = db
+        .query_row("SELECT value FROM settings WHERE key = 'ca'", [], |row| {
+            row.get(0)
+        })
+        .expect("the CA setting");
+    let stored: serde_json::Value = serde_json::from_str(&stored).expect("CA JSON");
+    let key = KeyPair::from_pem(stored["key_pem"].as_str().expect("key_pem")).expect("key");
+    Issuer::from_ca_cert_pem(stored["cert_pem"].as_str().expect("cert_pem"), key).expect("issuer")
 }
 
 /// How a crafted client certificate differs from a good one.
@@ -140,71 +113,6 @@ fn identity(
     )
 }
 
-/// Trusts any server: these tests attack the edge, they do not need to authenticate it.
-#[derive(Debug)]
-struct AnyServer;
-
-impl ServerCertVerifier for AnyServer {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &rustls::DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-    fn verify_tls13_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &rustls::DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        rustls::crypto::aws_lc_rs::default_provider()
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-/// A TLS 1.3 connection to the tunnel listener offering `alpn`, with or without a client
-/// certificate.
-async fn dial(
-    addr: std::net::SocketAddr,
-    alpn: &[u8],
-    identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
-) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(std::io::Error::other)?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyServer));
-    let mut config = match identity {
-        Some((chain, key)) => builder
-            .with_client_auth_cert(chain, key)
-            .map_err(std::io::Error::other)?,
-        None => builder.with_no_client_auth(),
-    };
-    config.alpn_protocols = vec![alpn.to_vec()];
-    let tcp = TcpStream::connect(addr).await?;
-    let name = ServerName::try_from(wire::TUNNEL_SERVER_NAME).map_err(std::io::Error::other)?;
-    tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await
-}
-
 /// Reads (and discards) until the peer closes; how long that took, or `None` after `wait`.
 async fn closed_within<S: AsyncRead + Unpin>(stream: &mut S, wait: Duration) -> Option<Duration> {
     let started = Instant::now();
@@ -245,7 +153,7 @@ const DROP_WITHIN: Duration = Duration::from_secs(14);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_bytes_on_the_tunnel_port_are_dropped_and_connectors_keep_serving() {
-    let served = served().await;
+    let served = served(HOST).await;
     let addr = served.edge.addrs.tunnel;
     let mut noise = Noise(0x9e37_79b9_7f4a_7c15);
     let mut tasks = tokio::task::JoinSet::new();
@@ -264,10 +172,10 @@ async fn random_bytes_on_the_tunnel_port_are_dropped_and_connectors_keep_serving
     }
     // Inside TLS: on the enrolment ALPN (no certificate needed) and after a valid client
     // certificate on the tunnel ALPN, random bytes instead of the protocol.
-    let ca = served.ca();
+    let ca = ca(&served);
     for i in 0..20usize {
         let bytes = noise.bytes([3, 100, 5_000, 70_000][i % 4]);
-        let identity = (i % 2 == 1).then(|| identity(&ca, served.tunnel, Flaw::None));
+        let identity = (i % 2 == 1).then(|| identity(&ca, served.tunnel.id, Flaw::None));
         tasks.spawn(async move {
             let (kind, alpn) = match identity {
                 None => ("TLS enrolment", wire::ALPN_ENROLL),
@@ -287,7 +195,7 @@ async fn random_bytes_on_the_tunnel_port_are_dropped_and_connectors_keep_serving
         entry.0 += 1;
         entry.1 = entry.1.max(took);
     }
-    served.still_serves().await;
+    still_serves(&served).await;
     let log = served.edge.log();
     assert!(!log.contains("panicked"), "{log}");
     println!(
@@ -298,8 +206,8 @@ async fn random_bytes_on_the_tunnel_port_are_dropped_and_connectors_keep_serving
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_http2_from_a_valid_certificate_is_dropped_and_logged() {
-    let served = served().await;
-    let ca = served.ca();
+    let served = served(HOST).await;
+    let ca = ca(&served);
     let settings = raw::h2_frame(frame_type::SETTINGS, 0, 0, &[]);
     let with = |frames: &[Vec<u8>]| {
         let mut bytes = settings.clone();
@@ -366,7 +274,7 @@ async fn malformed_http2_from_a_valid_certificate_is_dropped_and_logged() {
         let mut stream = dial(
             served.edge.addrs.tunnel,
             wire::ALPN_TUNNEL,
-            Some(identity(&ca, served.tunnel, Flaw::None)),
+            Some(identity(&ca, served.tunnel.id, Flaw::None)),
         )
         .await
         .expect("TLS with a valid certificate");
@@ -387,7 +295,7 @@ async fn malformed_http2_from_a_valid_certificate_is_dropped_and_logged() {
             },
         )
         .await;
-        served.still_serves().await;
+        still_serves(&served).await;
         lines.push(format!(
             "{name}: dropped after {took:?} (GOAWAY {goaway:?}, {frames} frames from the edge)"
         ));
@@ -426,8 +334,8 @@ async fn drain_frames<S: AsyncRead + Unpin>(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_valid_unexpired_certificates_of_live_tunnels_are_served() {
-    let served = served().await;
-    let ca = served.ca();
+    let served = served(HOST).await;
+    let ca = ca(&served);
     let addr = served.edge.addrs.tunnel;
 
     // A control: a certificate crafted with the edge's CA, valid in every way, is served (the
@@ -435,7 +343,7 @@ async fn only_valid_unexpired_certificates_of_live_tunnels_are_served() {
     let mut good = dial(
         addr,
         wire::ALPN_TUNNEL,
-        Some(identity(&ca, served.tunnel, Flaw::None)),
+        Some(identity(&ca, served.tunnel.id, Flaw::None)),
     )
     .await
     .expect("TLS");
@@ -454,7 +362,7 @@ async fn only_valid_unexpired_certificates_of_live_tunnels_are_served() {
         let refused = match dial(
             addr,
             wire::ALPN_TUNNEL,
-            Some(identity(&ca, served.tunnel, flaw)),
+            Some(identity(&ca, served.tunnel.id, flaw)),
         )
         .await
         {
@@ -476,7 +384,7 @@ async fn only_valid_unexpired_certificates_of_live_tunnels_are_served() {
     let mut stream = dial(
         addr,
         wire::ALPN_TUNNEL,
-        Some(identity(&ca, served.tunnel, Flaw::NoTunnel)),
+        Some(identity(&ca, served.tunnel.id, Flaw::NoTunnel)),
     )
     .await
     .expect("TLS");
@@ -520,7 +428,7 @@ async fn only_valid_unexpired_certificates_of_live_tunnels_are_served() {
     );
     lines.push(format!("of a deleted tunnel: closed after {took:?}"));
 
-    served.still_serves().await;
+    still_serves(&served).await;
     println!(
         "tunnel certificates: a valid one crafted with the edge CA is served; {}; the real connector kept serving",
         lines.join("; ")

@@ -6,9 +6,10 @@
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use acceptance::{ConnectorProcess, EdgeProcess, TestOrigin, eventually};
+use acceptance::fixture::create_tunnel;
+use acceptance::{ConnectorProcess, EdgeProcess, Load, TestOrigin, eventually};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use postern_schema::api::{HostnameSpec, Policy, Tunnel, TunnelSpec};
+use postern_schema::api::{HostnameSpec, Policy, Tunnel};
 use postern_schema::client::Client;
 use serde_json::{Value, json};
 
@@ -26,13 +27,7 @@ impl Stage {
         let edge = EdgeProcess::start();
         let client = edge.client();
         let origin = TestOrigin::start().await;
-        let tunnel = client
-            .create_tunnel(&TunnelSpec {
-                name: "api".into(),
-                labels: Default::default(),
-            })
-            .await
-            .expect("tunnel");
+        let tunnel = create_tunnel(&client, "api", &[]).await;
         let connector = ConnectorProcess::run(tunnel.token.as_deref().expect("token"), 1, &[]);
         eventually(Duration::from_secs(20), "the connector", || async {
             (!client.tunnel_connections(tunnel.id).await.ok()?.is_empty()).then_some(())
@@ -84,14 +79,6 @@ impl Stage {
             http,
             base: format!("http://{hostname}:{}", self.edge.addrs.http.port()),
         }
-    }
-
-    /// One series of the edge's `/metrics` (0 when absent).
-    async fn metric(&self, series: &str) -> u64 {
-        let text = self.edge.api().get("/metrics").await.text;
-        text.lines()
-            .find_map(|line| line.strip_prefix(series)?.trim().parse::<f64>().ok())
-            .map_or(0, |v| v as u64)
     }
 }
 
@@ -165,7 +152,7 @@ async fn ip_method_and_path_rules_stop_requests_before_the_tunnel() {
     );
 
     let denied = "postern_edge_policy_decisions_total{policy=\"read-only\",hostname=\"rules.example.com\",decision=\"deny\",reason=\"method\"}";
-    assert_eq!(stage.metric(denied).await, 2);
+    assert_eq!(stage.edge.metric(denied).await, 2);
 }
 
 fn unix_now() -> u64 {
@@ -286,46 +273,22 @@ async fn jwt_policies_accept_only_valid_tokens() {
 /// Sends `count` GETs from `visitor` at once; returns (passed, limited) and checks that every
 /// 429 carries a Retry-After of whole seconds.
 async fn burst(visitor: &Visitor, count: usize) -> (usize, usize) {
-    let requests = (0..count).map(|_| {
-        let request = visitor.http.get(format!("{}/hello", visitor.base)).send();
-        async move { request.await.expect("request") }
-    });
-    let responses = futures_util_join_all(requests).await;
-    let mut passed = 0;
-    let mut limited = 0;
-    for response in responses {
-        match response.status().as_u16() {
-            200 => passed += 1,
-            429 => {
-                let retry = response
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<u64>().ok());
-                assert!(
-                    retry.is_some_and(|s| s >= 1),
-                    "429 without a valid Retry-After"
-                );
-                limited += 1;
-            }
-            other => panic!("unexpected status {other}"),
-        }
+    let report = Load::get(&visitor.http, &format!("{}/hello", visitor.base))
+        .requests(count)
+        .concurrency(count)
+        .run()
+        .await;
+    for failure in &report.failures {
+        assert_eq!(failure.status, Some(429), "unexpected answer: {failure}");
+        let retry = failure
+            .header("retry-after")
+            .and_then(|v| v.parse::<u64>().ok());
+        assert!(
+            retry.is_some_and(|s| s >= 1),
+            "429 without a valid Retry-After"
+        );
     }
-    (passed, limited)
-}
-
-async fn futures_util_join_all<F: std::future::Future + Send + 'static>(
-    futures: impl Iterator<Item = F>,
-) -> Vec<F::Output>
-where
-    F::Output: Send + 'static,
-{
-    let handles: Vec<_> = futures.map(tokio::spawn).collect();
-    let mut out = Vec::with_capacity(handles.len());
-    for handle in handles {
-        out.push(handle.await.expect("task"));
-    }
-    out
+    (report.ok, report.count(429))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -383,7 +346,7 @@ async fn report_mode_blocks_nothing_and_counts_what_it_would_block() {
         "report mode must let everything through"
     );
     let would_block = "postern_edge_policy_decisions_total{policy=\"trial\",hostname=\"trial.example.com\",decision=\"report\",reason=\"ip\"}";
-    assert_eq!(stage.metric(would_block).await, 5);
+    assert_eq!(stage.edge.metric(would_block).await, 5);
     assert!(
         stage.edge.log().contains("trial"),
         "report mode should log what it would block"

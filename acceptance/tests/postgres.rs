@@ -12,8 +12,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use acceptance::load::{Running, stop_all};
 use acceptance::{
-    Api, ApiResponse, ConnectorProcess, EdgeOptions, EdgeProcess, PostgresServer, TestOrigin,
+    Api, ApiResponse, ConnectorProcess, EdgeOptions, EdgeProcess, Load, PostgresServer, TestOrigin,
     binary,
 };
 use postern_schema::token::TunnelToken;
@@ -361,51 +362,20 @@ async fn concurrent_replaces_through_two_nodes_with_one_if_match_have_one_winner
     assert_eq!(statuses, [201, 409], "{} / {}", a.text, b.text);
 }
 
-/// What the proxied load saw.
-#[derive(Default)]
-struct TrafficCounts {
-    /// `200 hello from the origin` answers.
-    ok: AtomicUsize,
-    /// Anything else: the host and what came back.
-    failures: std::sync::Mutex<Vec<String>>,
-    stop: AtomicBool,
-}
-
-/// Visitor requests (`GET /hello`) for `host` to a node's public HTTP listener until `stop` (at
-/// most 100,000), each with a deadline.
-async fn proxied_load(http: SocketAddr, host: String, counts: Arc<TrafficCounts>) {
+/// Visitor requests (`GET /hello`) for `host` to `node`'s public HTTP listener, back to back
+/// until stopped, each with a deadline.
+fn proxied_load(node: &EdgeProcess, host: &str) -> Running {
     let client = reqwest::Client::builder()
         .no_proxy()
-        .resolve(&host, http)
+        .resolve(host, node.addrs.http)
         .timeout(FAIL_FAST)
         .build()
         .expect("client");
-    let url = format!("http://{host}:{}/hello", http.port());
-    for _ in 0..100_000 {
-        if counts.stop.load(Ordering::Relaxed) {
-            return;
-        }
-        let answer = match client.get(&url).send().await {
-            Ok(response) => {
-                let status = response.status().as_u16();
-                Ok((status, response.text().await.unwrap_or_default()))
-            }
-            Err(error) => Err(error.to_string()),
-        };
-        match &answer {
-            Ok((200, body)) if body == "hello from the origin" => {
-                counts.ok.fetch_add(1, Ordering::Relaxed);
-            }
-            _ => {
-                counts
-                    .failures
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(format!("{host} via {http}: {answer:?}"));
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    }
+    let url = format!("http://{host}:{}/hello", node.addrs.http.port());
+    Load::get(&client, &url)
+        .expect_body("hello from the origin")
+        .pause_after_failure(Duration::from_millis(20))
+        .start()
 }
 
 /// What the API load saw.
@@ -539,21 +509,17 @@ async fn a_postgres_outage_fails_the_api_fast_keeps_the_data_plane_and_recovers(
         api_b.get(&format!("/v1/tunnels/{solo_id}")).await.body["connections"] == 1
     })
     .await;
-    let traffic = Arc::new(TrafficCounts::default());
-    let mut visitors = tokio::task::JoinSet::new();
+    let mut traffic = Vec::new();
     for node in [&node_a, &node_b] {
         for name in [host, solo_host] {
-            visitors.spawn(proxied_load(
-                node.addrs.http,
-                name.to_string(),
-                traffic.clone(),
-            ));
+            traffic.push(proxied_load(node, name));
         }
     }
+    let proxied_ok = |traffic: &[Running]| traffic.iter().map(Running::ok).sum::<usize>();
     wait_until(
         Duration::from_secs(10),
         "proxied traffic flowing",
-        || async { traffic.ok.load(Ordering::Relaxed) >= 100 },
+        || async { proxied_ok(&traffic) >= 100 },
     )
     .await;
 
@@ -597,17 +563,17 @@ async fn a_postgres_outage_fails_the_api_fast_keeps_the_data_plane_and_recovers(
         assert_eq!(health.status, 200);
         assert_eq!(dns_a(node.addrs.dns, host).await, (NOERROR, 1));
     }
-    let ok_in_outage = traffic.ok.load(Ordering::Relaxed);
+    let ok_in_outage = proxied_ok(&traffic);
     wait_until(
         Duration::from_secs(10),
         "proxied traffic during the outage",
-        || async { traffic.ok.load(Ordering::Relaxed) >= ok_in_outage + 200 },
+        || async { proxied_ok(&traffic) >= ok_in_outage + 200 },
     )
     .await;
     println!(
         "database down for {:?}; proxied requests answered so far: {}",
         stopped.elapsed(),
-        traffic.ok.load(Ordering::Relaxed)
+        proxied_ok(&traffic)
     );
 
     // The database comes back: the same load succeeds again, without restarting the edges.
@@ -622,23 +588,20 @@ async fn a_postgres_outage_fails_the_api_fast_keeps_the_data_plane_and_recovers(
     .await;
     println!("the API recovered {took:?} after the restart");
     stop.store(true, Ordering::Relaxed);
-    traffic.stop.store(true, Ordering::Relaxed);
-    while let Some(visitor) = visitors.join_next().await {
-        visitor.expect("a visitor failed");
-    }
-    let failed = traffic
-        .failures
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
+    let traffic = stop_all(traffic).await;
+    let failed: Vec<String> = traffic
+        .iter()
+        .flat_map(|report| report.failures.iter().map(ToString::to_string))
+        .collect();
     println!(
         "proxied requests across the outage: {} answered, {} failed",
-        traffic.ok.load(Ordering::Relaxed),
+        traffic.iter().map(|report| report.ok).sum::<usize>(),
         failed.len()
     );
     assert!(
         failed.is_empty(),
-        "proxied requests failed across the outage: {failed:?}"
+        "proxied requests failed across the outage:\n{}",
+        failed.join("\n")
     );
     let (mut slowest_ok, mut slowest_unavailable) = (Duration::ZERO, Duration::ZERO);
     while let Some(worker) = load.join_next().await {

@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 
+use acceptance::fixture::create_tunnel;
 use acceptance::provider::config;
 use acceptance::{EdgeProcess, Terraform};
-use postern_schema::api::TunnelSpec;
 use serde_json::{Value, json};
 
 const MAIN_TF: &str = r#"
@@ -43,13 +43,7 @@ async fn data_sources_look_up_tunnels_and_the_edge() {
         ("b-canary", "canary"),
         ("a-canary", "canary"),
     ] {
-        let tunnel = client
-            .create_tunnel(&TunnelSpec {
-                name: name.into(),
-                labels: BTreeMap::from([("release".into(), release.into())]),
-            })
-            .await
-            .expect("tunnel");
+        let tunnel = create_tunnel(&client, name, &[("release", release)]).await;
         ids.insert(name, tunnel);
     }
     let tf = Terraform::new(&edge);

@@ -2,25 +2,25 @@
 //! deleted through the API is planned for creation again, and `-refresh-only` reports
 //! both; applying restores what the configuration says.
 
-use acceptance::provider::{Inventory, config};
+use acceptance::fixture::tf_config;
+use acceptance::provider::Inventory;
 use acceptance::{EdgeProcess, Terraform};
 
-const MAIN_TF: &str = r#"
-resource "postern_tunnel" "web" {
-  name   = "web"
-  labels = { release = "stable" }
-}
-
+/// The tunnel "web" serving two hostnames, one behind a rate-limiting policy.
+fn main_tf() -> String {
+    let mut config = tf_config(
+        &["tunnel/web_labelled.tf", "hostname/app_guarded.tf"],
+        &[
+            ("labels", r#"{ release = "stable" }"#),
+            ("host", "app.example.com"),
+            ("service", "http://127.0.0.1:4000"),
+        ],
+    );
+    config.push_str(
+        r#"
 resource "postern_policy" "api" {
   name       = "api"
   rate_limit = { requests_per_second = 10 }
-}
-
-resource "postern_hostname" "app" {
-  hostname   = "app.example.com"
-  service    = "http://127.0.0.1:4000"
-  tunnel_id  = postern_tunnel.web.id
-  policy_ids = [postern_policy.api.id]
 }
 
 resource "postern_hostname" "docs" {
@@ -28,14 +28,17 @@ resource "postern_hostname" "docs" {
   service   = "http://127.0.0.1:4001"
   tunnel_id = postern_tunnel.web.id
 }
-"#;
+"#,
+    );
+    config
+}
 
 #[tokio::test]
 async fn changes_made_outside_terraform_are_detected_and_undone() {
     let edge = EdgeProcess::start();
     let client = edge.client();
     let tf = Terraform::new(&edge);
-    tf.write("main.tf", &config(MAIN_TF));
+    tf.write("main.tf", &main_tf());
     tf.init();
     tf.apply().success();
 

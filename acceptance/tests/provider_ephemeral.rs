@@ -6,9 +6,8 @@
 
 use std::time::Duration;
 
-use acceptance::provider::{config, string_attr};
+use acceptance::provider::{config, tunnel_id};
 use acceptance::{ConnectorProcess, EdgeProcess, Terraform, eventually};
-use postern_schema::ids::TunnelId;
 use postern_schema::token::TunnelToken;
 
 /// Every connector token starts with this.
@@ -65,9 +64,7 @@ async fn an_ephemeral_token_enrols_once_and_is_never_written_down() {
     let apply = tf.apply().success();
     let first_token = tf.read("enrolment-token");
     assert!(first_token.starts_with(TOKEN_PREFIX), "{}", apply.all());
-    let tunnel: TunnelId = string_attr(&tf.resource("postern_tunnel.web"), "id")
-        .parse()
-        .expect("tunnel id");
+    let tunnel = tunnel_id(&tf, "postern_tunnel.web");
     let parsed = TunnelToken::parse(&first_token).expect("a connector token");
     assert_eq!(parsed.tunnel_id, tunnel);
     assert!(

@@ -8,16 +8,18 @@ use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::process::Command;
 
-use acceptance::provider::{Inventory, config, expect_clean_failure, squash, string_attr};
+use acceptance::fixture::{create_tunnel, tf_config};
+use acceptance::provider::{Inventory, expect_clean_failure, squash, string_attr};
 use acceptance::{EdgeProcess, Terraform, binary};
-use postern_schema::api::{PolicyMode, PolicySpec, TunnelSpec};
+use postern_schema::api::{PolicyMode, PolicySpec};
 
-const TUNNEL_TF: &str = r#"
-resource "postern_tunnel" "web" {
-  name   = "web"
-  labels = { release = "stable" }
+/// The tunnel "web" labelled `release = <release>`.
+fn tunnel_tf(release: &str) -> String {
+    tf_config(
+        &["tunnel/web_labelled.tf"],
+        &[("labels", &format!(r#"{{ release = "{release}" }}"#))],
+    )
 }
-"#;
 
 /// A loopback port nothing listens on.
 fn closed_port() -> u16 {
@@ -29,7 +31,7 @@ fn closed_port() -> u16 {
 fn unreachable_edge_and_wrong_token_are_diagnostics() {
     let edge = EdgeProcess::start();
     let mut tf = Terraform::new(&edge);
-    tf.write("main.tf", &config(TUNNEL_TF));
+    tf.write("main.tf", &tunnel_tf("stable"));
     tf.init();
 
     let endpoint = format!("http://127.0.0.1:{}", closed_port());
@@ -60,15 +62,12 @@ async fn a_change_between_plan_and_apply_is_refused_with_advice() {
     let edge = EdgeProcess::start();
     let client = edge.client();
     let tf = Terraform::new(&edge);
-    tf.write("main.tf", &config(TUNNEL_TF));
+    tf.write("main.tf", &tunnel_tf("stable"));
     tf.init();
     tf.apply().success();
 
     // Plan a label change and save the plan.
-    tf.write(
-        "main.tf",
-        &config(&TUNNEL_TF.replace(r#"release = "stable""#, r#"release = "canary""#)),
-    );
+    tf.write("main.tf", &tunnel_tf("canary"));
     let plan = tf.plan(&[]);
     assert_eq!(plan.actions("postern_tunnel.web"), ["update"]);
 
@@ -110,15 +109,14 @@ async fn a_failed_apply_keeps_what_it_created() {
     let tf = Terraform::new(&edge);
     // Valid offline, refused by the edge: the hostname lies outside its zones.
     let main_tf = |host: &str| {
-        config(&format!(
-            r#"{TUNNEL_TF}
-resource "postern_hostname" "app" {{
-  hostname  = "{host}"
-  service   = "http://127.0.0.1:4000"
-  tunnel_id = postern_tunnel.web.id
-}}
-"#
-        ))
+        tf_config(
+            &["tunnel/web_labelled.tf", "hostname/app.tf"],
+            &[
+                ("labels", r#"{ release = "stable" }"#),
+                ("host", host),
+                ("service", "http://127.0.0.1:4000"),
+            ],
+        )
     };
     tf.write("main.tf", &main_tf("app.elsewhere.test"));
     tf.init();
@@ -158,13 +156,7 @@ async fn leftovers_are_adopted_only_when_identical() {
     let edge = EdgeProcess::start();
     let client = edge.client();
     // What an interrupted apply left behind: exactly the planned tunnel.
-    let leftover = client
-        .create_tunnel(&TunnelSpec {
-            name: "web".into(),
-            labels: BTreeMap::from([("release".into(), "stable".into())]),
-        })
-        .await
-        .expect("tunnel");
+    let leftover = create_tunnel(&client, "web", &[("release", "stable")]).await;
     // And a policy of the same name as the configuration's, but different.
     let other = client
         .create_policy(&PolicySpec {
@@ -181,7 +173,7 @@ async fn leftovers_are_adopted_only_when_identical() {
         .expect("policy");
 
     let tf = Terraform::new(&edge);
-    tf.write("main.tf", &config(TUNNEL_TF));
+    tf.write("main.tf", &tunnel_tf("stable"));
     tf.init();
     let run = tf.apply().success();
     let text = squash(&run.all());
@@ -198,9 +190,10 @@ async fn leftovers_are_adopted_only_when_identical() {
 
     tf.write(
         "main.tf",
-        &config(&format!(
-            "{TUNNEL_TF}\nresource \"postern_policy\" \"api\" {{\n  name = \"api\"\n}}\n"
-        )),
+        &format!(
+            "{}\nresource \"postern_policy\" \"api\" {{\n  name = \"api\"\n}}\n",
+            tunnel_tf("stable")
+        ),
     );
     let run = tf.apply();
     expect_clean_failure(&run);

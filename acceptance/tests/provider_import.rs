@@ -4,11 +4,10 @@
 
 use std::collections::BTreeMap;
 
+use acceptance::fixture::create_tunnel;
 use acceptance::provider::{config, string_attr};
 use acceptance::{EdgeProcess, Terraform};
-use postern_schema::api::{
-    HostnameSpec, OriginSettings, PolicyMode, PolicySpec, RateLimit, Route, TunnelSpec,
-};
+use postern_schema::api::{HostnameSpec, OriginSettings, PolicyMode, PolicySpec, RateLimit, Route};
 use postern_schema::client::Client;
 use postern_schema::ids::{PolicyId, TunnelId};
 
@@ -21,13 +20,7 @@ struct Objects {
 }
 
 async fn make_objects(client: &Client) -> Objects {
-    let tunnel = client
-        .create_tunnel(&TunnelSpec {
-            name: "web".into(),
-            labels: BTreeMap::from([("release".into(), "stable".into())]),
-        })
-        .await
-        .expect("tunnel");
+    let tunnel = create_tunnel(client, "web", &[("release", "stable")]).await;
     let policy = client
         .create_policy(&PolicySpec {
             name: "api".into(),
@@ -113,6 +106,19 @@ resource "postern_hostname" "canary" {
 }
 "#,
     )
+}
+
+/// Plans the four imports and nothing else, then applies that plan.
+fn apply_the_four_imports(tf: &Terraform) {
+    let plan = tf.plan(&[]);
+    assert!(plan.changes().is_empty(), "{}", plan.text);
+    assert!(
+        plan.text
+            .contains("Plan: 4 to import, 0 to add, 0 to change, 0 to destroy."),
+        "{}",
+        plan.text
+    );
+    tf.run(&["apply", "-no-color", "tfplan"]).success();
 }
 
 fn import_blocks(objects: &Objects) -> String {
@@ -203,15 +209,7 @@ async fn import_blocks_bring_objects_under_management() {
     tf.write("imports.tf", &import_blocks(&objects));
     tf.init();
 
-    let plan = tf.plan(&[]);
-    assert!(plan.changes().is_empty(), "{}", plan.text);
-    assert!(
-        plan.text
-            .contains("Plan: 4 to import, 0 to add, 0 to change, 0 to destroy."),
-        "{}",
-        plan.text
-    );
-    tf.run(&["apply", "-no-color", "tfplan"]).success();
+    apply_the_four_imports(&tf);
     assert_eq!(
         string_attr(&tf.resource("postern_tunnel.web"), "token"),
         objects.token
@@ -244,15 +242,7 @@ async fn generated_configuration_plans_clean() {
     assert!(!generated.contains("created_at"), "{generated}");
 
     // The generated configuration plans nothing but the imports, then nothing at all.
-    let plan = tf.plan(&[]);
-    assert!(plan.changes().is_empty(), "{}", plan.text);
-    assert!(
-        plan.text
-            .contains("Plan: 4 to import, 0 to add, 0 to change, 0 to destroy."),
-        "{}",
-        plan.text
-    );
-    tf.run(&["apply", "-no-color", "tfplan"]).success();
+    apply_the_four_imports(&tf);
     let clean = tf.plan_exit_code();
     assert_eq!(clean.code, 0, "{}", clean.all());
 }

@@ -3,7 +3,8 @@
 //! in place (labels, a rate limit, a service), replacement when `hostname` changes, and
 //! `destroy` leaving the edge empty.
 
-use acceptance::provider::{Inventory, config, string_attr};
+use acceptance::fixture::tf_config;
+use acceptance::provider::{Inventory, string_attr};
 use acceptance::{EdgeProcess, Terraform};
 
 /// What the steps change.
@@ -15,8 +16,16 @@ struct Settings {
 }
 
 fn main_tf(s: &Settings) -> String {
-    config(&format!(
-        r#"
+    let split = tf_config(
+        &["hostname/split.tf"],
+        &[
+            ("name", "canary"),
+            ("host", "canary.example.com"),
+            ("service", "http://127.0.0.1:4001"),
+        ],
+    );
+    format!(
+        r#"{split}
 resource "postern_policy" "api" {{
   name          = "api"
   allow_ips     = ["10.0.0.0/8"]
@@ -40,21 +49,12 @@ resource "postern_hostname" "app" {{
   tunnel_id  = postern_tunnel.stable.id
   policy_ids = [postern_policy.api.id]
 }}
-
-resource "postern_hostname" "canary" {{
-  hostname = "canary.example.com"
-  service  = "http://127.0.0.1:4001"
-  routes = [
-    {{ selector = {{ release = "stable" }}, weight = 90 }},
-    {{ selector = {{ release = "canary" }}, weight = 10 }},
-  ]
-}}
 "#,
         rps = s.rps,
         labels = s.stable_labels,
         host = s.app_host,
         service = s.service,
-    ))
+    )
 }
 
 const ALL: [&str; 5] = [

@@ -2,11 +2,9 @@
 //! its level: a debug line per API call (method, path, status), info for lifecycle, warn
 //! for a handled problem; never a token.
 
-use std::collections::BTreeMap;
-
+use acceptance::fixture::create_tunnel;
 use acceptance::provider::{config, string_attr};
 use acceptance::{EdgeProcess, Terraform};
-use postern_schema::api::TunnelSpec;
 
 const PROVIDER: &str = "provider.terraform-provider-postern_v0.1.0:";
 
@@ -14,13 +12,7 @@ const PROVIDER: &str = "provider.terraform-provider-postern_v0.1.0:";
 async fn provider_log_lines_appear_at_their_levels() {
     let edge = EdgeProcess::start();
     // A leftover tunnel, so adoption logs a warning.
-    edge.client()
-        .create_tunnel(&TunnelSpec {
-            name: "old".into(),
-            labels: BTreeMap::new(),
-        })
-        .await
-        .expect("tunnel");
+    create_tunnel(&edge.client(), "old", &[]).await;
     let mut tf = Terraform::new(&edge);
     tf.write(
         "main.tf",

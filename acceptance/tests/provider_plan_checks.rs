@@ -4,33 +4,22 @@
 //! a connector the split is the declared 90/10; a tunnel label change that would strand a route
 //! says so; with the edge down, plan still works and says the check was skipped.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use acceptance::provider::{config, squash};
+use acceptance::fixture::{create_tunnel, tf_config};
+use acceptance::provider::squash;
 use acceptance::{ConnectorProcess, EdgeProcess, Terraform, eventually};
-use postern_schema::api::{Tunnel, TunnelSpec};
-use postern_schema::client::Client;
 
-const MAIN_TF: &str = r#"
-resource "postern_hostname" "shop" {
-  hostname = "shop.example.com"
-  service  = "http_status:204"
-  routes = [
-    { selector = { release = "stable" }, weight = 90 },
-    { selector = { release = "canary" }, weight = 10 },
-  ]
-}
-"#;
-
-async fn labelled(client: &Client, name: &str) -> Tunnel {
-    client
-        .create_tunnel(&TunnelSpec {
-            name: name.into(),
-            labels: BTreeMap::from([("release".to_string(), name.to_string())]),
-        })
-        .await
-        .expect("create tunnel")
+/// The hostname "shop", 90/10 between `release=stable` and `release=canary`.
+fn main_tf() -> String {
+    tf_config(
+        &["hostname/split.tf"],
+        &[
+            ("name", "shop"),
+            ("host", "shop.example.com"),
+            ("service", "http_status:204"),
+        ],
+    )
 }
 
 /// `terraform plan`, which must succeed; its output with whitespace squashed.
@@ -44,8 +33,8 @@ fn plan(tf: &Terraform) -> String {
 async fn plan_warns_about_routes_without_connectors_and_survives_a_dead_edge() {
     let mut edge = EdgeProcess::start();
     let client = edge.client();
-    let stable = labelled(&client, "stable").await;
-    let canary = labelled(&client, "canary").await;
+    let stable = create_tunnel(&client, "stable", &[("release", "stable")]).await;
+    let canary = create_tunnel(&client, "canary", &[("release", "canary")]).await;
     let _stable_connector = ConnectorProcess::run(
         stable.token.as_deref().expect("token"),
         1,
@@ -56,7 +45,7 @@ async fn plan_warns_about_routes_without_connectors_and_survives_a_dead_edge() {
     })
     .await;
     let tf = Terraform::new(&edge);
-    tf.write("main.tf", &config(MAIN_TF));
+    tf.write("main.tf", &main_tf());
     tf.init();
 
     // 10% to a selector whose tunnel has no connector: that route is named, and its share
@@ -114,8 +103,8 @@ async fn plan_warns_about_routes_without_connectors_and_survives_a_dead_edge() {
     tf.apply().success();
     tf.write(
         "main.tf",
-        &config(&format!(
-            r#"{MAIN_TF}
+        &format!(
+            r#"{}
 import {{
   to = postern_tunnel.canary
   id = "{}"
@@ -126,8 +115,9 @@ resource "postern_tunnel" "canary" {{
   labels = {{ release = "beta" }}
 }}
 "#,
+            main_tf(),
             canary.id
-        )),
+        ),
     );
     let text = plan(&tf);
     assert!(
@@ -145,7 +135,7 @@ resource "postern_tunnel" "canary" {{
     // The edge is down: plan (of a fresh workspace: nothing to refresh) still works, and says
     // the check was skipped.
     let fresh = Terraform::new(&edge);
-    fresh.write("main.tf", &config(MAIN_TF));
+    fresh.write("main.tf", &main_tf());
     fresh.init();
     edge.kill();
     let text = plan(&fresh);

@@ -5,7 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use acceptance::provider::{config, expect_clean_failure, squash, string_attr};
+use acceptance::fixture::tf_config;
+use acceptance::provider::{expect_clean_failure, squash, tunnel_id};
 use acceptance::visitor::{edge_http_client, http_url};
 use acceptance::{ConnectorProcess, EdgeProcess, Terraform, TestOrigin, eventually};
 use nix::sys::signal::Signal;
@@ -14,29 +15,22 @@ use postern_schema::ids::TunnelId;
 
 const HOST: &str = "app.example.com";
 
+/// The tunnel "web" serving [`HOST`] from `service`, with its token as an output, and the
+/// provider's `rollout_timeout`.
 fn main_tf(service: &str, rollout_timeout: &str) -> String {
-    config(&format!(
-        r#"
-provider "postern" {{
-  rollout_timeout = "{rollout_timeout}"
-}}
-
-resource "postern_tunnel" "web" {{
-  name = "web"
-}}
-
-resource "postern_hostname" "app" {{
-  hostname  = "{HOST}"
-  service   = "{service}"
-  tunnel_id = postern_tunnel.web.id
-}}
-
-output "token" {{
-  value     = postern_tunnel.web.token
-  sensitive = true
-}}
-"#
-    ))
+    tf_config(
+        &[
+            "provider/rollout_timeout.tf",
+            "tunnel/web.tf",
+            "hostname/app.tf",
+            "tunnel/web_token.tf",
+        ],
+        &[
+            ("rollout_timeout", rollout_timeout),
+            ("host", HOST),
+            ("service", service),
+        ],
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -49,9 +43,7 @@ async fn apply_returns_once_every_connector_serves_the_change_and_names_a_frozen
     tf.write("main.tf", &main_tf(&old.url(), "30s"));
     tf.init();
     tf.apply().success();
-    let tunnel: TunnelId = string_attr(&tf.resource("postern_tunnel.web"), "id")
-        .parse()
-        .expect("tunnel id");
+    let tunnel = tunnel_id(&tf, "postern_tunnel.web");
     let token = tf.output_raw("token");
 
     let first = ConnectorProcess::run(&token, 2, &[]);

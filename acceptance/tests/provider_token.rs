@@ -4,39 +4,39 @@
 
 use std::time::Duration;
 
-use acceptance::provider::{config, pem_sha256, string_attr};
+use acceptance::fixture::tf_config;
+use acceptance::provider::{pem_sha256, string_attr};
 use acceptance::{ConnectorProcess, EdgeProcess, Terraform, eventually};
 use postern_schema::ids::TunnelId;
 use postern_schema::token::TunnelToken;
 
+/// The tunnel "web" (with `labels`) serving a hostname, its token and its connection count
+/// as outputs.
 fn main_tf(labels: &str) -> String {
-    config(&format!(
+    let mut config = tf_config(
+        &[
+            "tunnel/web_labelled.tf",
+            "hostname/app.tf",
+            "tunnel/web_token.tf",
+        ],
+        &[
+            ("labels", labels),
+            ("host", "app.example.com"),
+            ("service", "http_status:204"),
+        ],
+    );
+    config.push_str(
         r#"
-resource "postern_tunnel" "web" {{
-  name   = "web"
-  labels = {labels}
-}}
-
-resource "postern_hostname" "app" {{
-  hostname  = "app.example.com"
-  service   = "http_status:204"
-  tunnel_id = postern_tunnel.web.id
-}}
-
-data "postern_tunnels" "all" {{
+data "postern_tunnels" "all" {
   depends_on = [postern_tunnel.web]
-}}
+}
 
-output "token" {{
-  value     = postern_tunnel.web.token
-  sensitive = true
-}}
-
-output "connections" {{
+output "connections" {
   value = data.postern_tunnels.all.tunnels[0].connections
-}}
-"#
-    ))
+}
+"#,
+    );
+    config
 }
 
 #[tokio::test]

@@ -2,6 +2,7 @@
 //! with the edge's own rules and reports each problem on the exact attribute. The same
 //! bodies sent to a real edge afterwards are refused at the same place.
 
+use acceptance::fixture::tf_config;
 use acceptance::provider::{config, line_of, validate};
 use acceptance::{EdgeProcess, Terraform};
 use serde_json::json;
@@ -148,12 +149,20 @@ async fn validate_reports_bad_values_on_the_exact_attribute_without_an_edge() {
     // A correct configuration validates, still with no edge.
     tf.write(
         "main.tf",
-        &config(
+        &format!(
+            "{}{}",
+            tf_config(
+                &["tunnel/web_labelled.tf", "hostname/app_guarded.tf"],
+                &[
+                    (
+                        "labels",
+                        r#"{ release = "stable", "example.com/tier" = "web" }"#
+                    ),
+                    ("host", "app.example.com"),
+                    ("service", "http_status:204"),
+                ],
+            ),
             r#"
-resource "postern_tunnel" "web" {
-  name   = "web"
-  labels = { release = "stable", "example.com/tier" = "web" }
-}
 resource "postern_policy" "api" {
   name          = "api"
   allow_ips     = ["10.0.0.0/8", "192.0.2.1"]
@@ -161,13 +170,7 @@ resource "postern_policy" "api" {
   allow_paths   = ["/api/**"]
   rate_limit    = { requests_per_second = 0.5 }
 }
-resource "postern_hostname" "app" {
-  hostname   = "app.example.com"
-  service    = "http_status:204"
-  tunnel_id  = postern_tunnel.web.id
-  policy_ids = [postern_policy.api.id]
-}
-"#,
+"#
         ),
     );
     let (code, diagnostics) = validate(&tf);

@@ -4,42 +4,26 @@
 //! requests per second for 20 seconds, one in ten of them slow enough to be in flight when a
 //! connector is told to stop. Not one request fails.
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use acceptance::provider::{config, string_attr};
+use acceptance::fixture::{live_connections, tf_config};
+use acceptance::provider::tunnel_id;
 use acceptance::visitor::{edge_http_client, http_url};
-use acceptance::{
-    ConnectorOptions, ConnectorProcess, EdgeProcess, Terraform, TestOrigin, eventually,
-};
+use acceptance::{ConnectorOptions, ConnectorProcess, EdgeProcess, Load, Terraform, TestOrigin};
 use nix::sys::signal::Signal;
 use postern_schema::client::Client;
 use postern_schema::ids::TunnelId;
-use tokio::task::JoinSet;
 
 const HOST: &str = "app.example.com";
 const RATE: u64 = 200;
 const DURATION: Duration = Duration::from_secs(20);
 
+/// The tunnel "web" serving [`HOST`] from `service`, with its token as an output.
 fn main_tf(service: &str) -> String {
-    config(&format!(
-        r#"
-resource "postern_tunnel" "web" {{
-  name = "web"
-}}
-
-resource "postern_hostname" "app" {{
-  hostname  = "{HOST}"
-  service   = "{service}"
-  tunnel_id = postern_tunnel.web.id
-}}
-
-output "token" {{
-  value     = postern_tunnel.web.token
-  sensitive = true
-}}
-"#
-    ))
+    tf_config(
+        &["tunnel/web.tf", "hostname/app.tf", "tunnel/web_token.tf"],
+        &[("host", HOST), ("service", service)],
+    )
 }
 
 /// `postern tunnel run` with two connections, keeping its identity in `state_dir` across
@@ -52,15 +36,6 @@ fn connector(token: &str, state_dir: &std::path::Path) -> ConnectorProcess {
             .to_vec(),
         env: Vec::new(),
     })
-}
-
-async fn wait_connections(client: &Client, tunnel: TunnelId, count: usize, what: &str) {
-    eventually(Duration::from_secs(30), what, || async {
-        let connections = client.tunnel_connections(tunnel).await.ok()?;
-        let live = connections.iter().filter(|c| !c.draining).count();
-        (live == count).then_some(())
-    })
-    .await;
 }
 
 /// SIGTERM, wait for a clean exit, start again, wait until all four connections are back.
@@ -80,7 +55,7 @@ async fn restart(
         slot.log()
     );
     *slot = connector(token, state_dir);
-    wait_connections(client, tunnel, 4, &format!("connector {name} back")).await;
+    live_connections(client, tunnel, 4, Duration::from_secs(30)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -92,9 +67,7 @@ async fn a_rolling_restart_under_steady_load_fails_no_request() {
     tf.write("main.tf", &main_tf(&origin.url()));
     tf.init();
     tf.apply().success();
-    let tunnel: TunnelId = string_attr(&tf.resource("postern_tunnel.web"), "id")
-        .parse()
-        .expect("tunnel id");
+    let tunnel = tunnel_id(&tf, "postern_tunnel.web");
     let token = tf.output_raw("token");
     let states = [
         tempfile::tempdir().expect("dir"),
@@ -102,7 +75,7 @@ async fn a_rolling_restart_under_steady_load_fails_no_request() {
     ];
     let mut first = connector(&token, states[0].path());
     let mut second = connector(&token, states[1].path());
-    wait_connections(&client, tunnel, 4, "two connectors, four connections").await;
+    live_connections(&client, tunnel, 4, Duration::from_secs(30)).await;
 
     // The steady load: one request every 5 ms for 20 s, each on its own task so a slow one
     // never holds the next back; every tenth takes 300 ms at the origin.
@@ -111,44 +84,17 @@ async fn a_rolling_restart_under_steady_load_fails_no_request() {
         http_url(&edge, HOST, "/hello"),
         http_url(&edge, HOST, "/slow?ms=300"),
     );
-    let failures: Arc<Mutex<Vec<String>>> = Arc::default();
     let started = Instant::now();
-    let load = {
-        let failures = failures.clone();
-        tokio::spawn(async move {
-            let mut tasks = JoinSet::new();
-            let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / RATE));
-            let total = RATE * DURATION.as_secs();
-            for i in 0..total {
-                tick.tick().await;
-                let url = if i % 10 == 0 {
-                    slow.clone()
-                } else {
-                    fast.clone()
-                };
-                let (http, failures) = (http.clone(), failures.clone());
-                tasks.spawn(async move {
-                    let at = started.elapsed();
-                    let outcome = http.get(&url).send().await;
-                    let failure = match outcome {
-                        Ok(r) if r.status() == 200 => return,
-                        Ok(r) => format!(
-                            "{at:?} {url}: status {} {}",
-                            r.status(),
-                            r.text().await.unwrap_or_default()
-                        ),
-                        Err(error) => format!("{at:?} {url}: {error:?}"),
-                    };
-                    failures
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push(failure);
-                });
-            }
-            while tasks.join_next().await.is_some() {}
-            total
-        })
-    };
+    let load = Load::get_each(&http, move |i| {
+        if i % 10 == 0 {
+            slow.clone()
+        } else {
+            fast.clone()
+        }
+    })
+    .per_second(RATE)
+    .requests(RATE as usize * DURATION.as_secs() as usize)
+    .start();
 
     // The rolling restart, while the load runs.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -164,14 +110,14 @@ async fn a_rolling_restart_under_steady_load_fails_no_request() {
     )
     .await;
     let restarted_at = started.elapsed();
-    let sent = load.await.expect("load");
+    let report = load.finish().await;
 
-    let failures = failures.lock().unwrap_or_else(|p| p.into_inner()).clone();
     eprintln!(
-        "rolling restart done after {restarted_at:?}; {sent} requests in {:?}, {} failed, \
+        "rolling restart done after {restarted_at:?}; {} requests in {:?}, {} failed, \
          origin saw {}",
+        report.sent,
         started.elapsed(),
-        failures.len(),
+        report.failures.len(),
         origin.hits()
     );
     assert!(
@@ -179,10 +125,11 @@ async fn a_rolling_restart_under_steady_load_fails_no_request() {
         "the restart must happen under load (took {restarted_at:?})"
     );
     assert!(
-        failures.is_empty(),
-        "{} of {sent} requests failed:\n{}",
-        failures.len(),
-        failures.join("\n")
+        report.failures.is_empty(),
+        "{} of {} requests failed:\n{}",
+        report.failures.len(),
+        report.sent,
+        report.describe_failures()
     );
-    assert_eq!(origin.hits(), sent);
+    assert_eq!(origin.hits(), report.sent as u64);
 }

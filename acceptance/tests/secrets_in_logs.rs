@@ -7,14 +7,13 @@
 //! API tokens are compared in constant time: `edge/src/auth.rs` hashes both sides and compares
 //! with `subtle` (unit-tested there); this file shows they are not logged.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use acceptance::fixture::connections;
+use acceptance::fixture::{connections, create_tunnel};
 use acceptance::visitor::edge_http_client;
 use acceptance::{ConnectorOptions, ConnectorProcess, EdgeOptions, EdgeProcess, TestOrigin};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use postern_schema::api::{EnrollmentTokenSpec, HostnameSpec, Policy, TunnelSpec};
+use postern_schema::api::{EnrollmentTokenSpec, HostnameSpec, Policy};
 use postern_schema::token::TunnelToken;
 use serde_json::json;
 
@@ -52,13 +51,7 @@ async fn no_secret_appears_in_any_log_at_trace_level() {
         .await;
     assert_eq!(response.status, 201, "{}", response.text);
     let policy: Policy = serde_json::from_value(response.body).expect("policy");
-    let tunnel = client
-        .create_tunnel(&TunnelSpec {
-            name: "secretive".into(),
-            labels: BTreeMap::new(),
-        })
-        .await
-        .expect("tunnel");
+    let tunnel = create_tunnel(&client, "secretive", &[]).await;
     client
         .create_hostname(&HostnameSpec {
             hostname: HOST.into(),

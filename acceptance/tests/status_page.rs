@@ -23,11 +23,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use acceptance::binaries::workspace_root;
-use acceptance::visitor::{get_all_ok, http_url};
-use acceptance::{Api, Browser, ConnectorProcess, EdgeProcess, TestOrigin, eventually};
+use acceptance::fixture::create_tunnel;
+use acceptance::visitor::http_url;
+use acceptance::{Api, Browser, ConnectorProcess, EdgeProcess, Load, TestOrigin, eventually};
 use fantoccini::Locator;
-use postern_schema::api::{HostnameSpec, Policy, Route, Tunnel, TunnelSpec};
-use postern_schema::client::Client;
+use postern_schema::api::{HostnameSpec, Policy, Route};
 use serde_json::{Value, json};
 
 const HOST: &str = "split.example.com";
@@ -43,19 +43,6 @@ fn artifacts_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"))
         .join("test-artifacts")
-}
-
-async fn labelled(client: &Client, name: &str, labels: &[(&str, &str)]) -> Tunnel {
-    client
-        .create_tunnel(&TunnelSpec {
-            name: name.into(),
-            labels: labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        })
-        .await
-        .expect("create tunnel")
 }
 
 async fn policy(api: &Api, body: Value) -> Policy {
@@ -203,9 +190,9 @@ async fn the_status_page_shows_tunnels_routes_and_decisions_live() {
     let client = edge.client();
     let api = edge.api();
     let origin = TestOrigin::start().await;
-    let stable = labelled(&client, "stable", &[("release", "stable"), ("app", "shop")]).await;
-    let canary = labelled(&client, "canary", &[("release", "canary"), ("app", "shop")]).await;
-    let staging = labelled(&client, "staging", &[("release", "staging")]).await;
+    let stable = create_tunnel(&client, "stable", &[("release", "stable"), ("app", "shop")]).await;
+    let canary = create_tunnel(&client, "canary", &[("release", "canary"), ("app", "shop")]).await;
+    let staging = create_tunnel(&client, "staging", &[("release", "staging")]).await;
     let guard = policy(
         &api,
         json!({"name": "guard", "deny_ips": [format!("{DENIED_SOURCE}/32")]}),
@@ -313,7 +300,12 @@ async fn the_status_page_shows_tunnels_routes_and_decisions_live() {
     // 200 requests: the observed split is near 90/10, and it is what the origin saw.
     let http = visitor(&edge, "127.0.0.1");
     let url = http_url(&edge, HOST, "/hello");
-    get_all_ok(&http, &url, REQUESTS as usize, 16).await;
+    Load::get(&http, &url)
+        .requests(REQUESTS as usize)
+        .concurrency(16)
+        .run()
+        .await
+        .expect_all_ok();
     let bars: Vec<Bar> = browser
         .wait_for(
             PAGE_TIMEOUT,
@@ -448,7 +440,7 @@ const PAGE_REQUESTS: &str = "
 async fn the_status_page_reads_only_the_edge_api_with_the_bearer_token() {
     let edge = EdgeProcess::start();
     let client = edge.client();
-    let web = labelled(&client, "web", &[("release", "stable")]).await;
+    let web = create_tunnel(&client, "web", &[("release", "stable")]).await;
     let base = edge.api_url();
 
     // The page and its assets: no token needed, no data in them, strict headers.

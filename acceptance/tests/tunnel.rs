@@ -1,23 +1,25 @@
 //! The tunnel, end to end (issue 5's "must show"): the real `postern-edge` and `postern`
 //! binaries, real origins, real TLS and HTTP/2, on loopback with port 0.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use acceptance::origin::{PatternBody, hex, pattern_sha256};
-use acceptance::visitor::{
-    TcpRelay, edge_http_client, http_url, https_client, https_url, peak_rss, stream_request,
+use acceptance::fixture::{
+    add_hostname, connections, connections_within, connector_id, token, tunnel_for,
 };
-use acceptance::{ConnectorProcess, EdgeOptions, EdgeProcess, TestOrigin, eventually, websocket};
+use acceptance::origin::{PatternBody, hex, pattern_sha256};
+use acceptance::process::peak_rss;
+use acceptance::visitor::{
+    TcpRelay, edge_http_client, get_with_host, http_url, https_client, https_url, stream_request,
+};
+use acceptance::{
+    ConnectorProcess, EdgeOptions, EdgeProcess, Load, TestOrigin, eventually, websocket,
+};
 use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Empty};
 use nix::sys::signal::Signal;
-use postern_schema::api::{Connection, HostnameSpec, Tunnel, TunnelSpec};
-use postern_schema::client::Client;
-use postern_schema::ids::TunnelId;
+use postern_schema::api::HostnameSpec;
 use sha2::{Digest, Sha256};
-use tokio::task::JoinSet;
 
 const MIB: u64 = 1024 * 1024;
 
@@ -27,65 +29,6 @@ const MIB: u64 = 1024 * 1024;
 async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
     static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     LOCK.lock().await
-}
-
-/// Creates a tunnel and a hostname served by it; returns the tunnel (with its token).
-async fn tunnel_for(client: &Client, name: &str, hostname: &str, service: &str) -> Tunnel {
-    let tunnel = client
-        .create_tunnel(&TunnelSpec {
-            name: name.into(),
-            labels: BTreeMap::new(),
-        })
-        .await
-        .expect("create tunnel");
-    add_hostname(client, &tunnel, hostname, service).await;
-    tunnel
-}
-
-async fn add_hostname(client: &Client, tunnel: &Tunnel, hostname: &str, service: &str) {
-    client
-        .create_hostname(&HostnameSpec {
-            hostname: hostname.into(),
-            service: service.into(),
-            tunnel_id: Some(tunnel.id),
-            routes: None,
-            policy_ids: Vec::new(),
-            origin: None,
-        })
-        .await
-        .expect("create hostname");
-}
-
-fn token(tunnel: &Tunnel) -> String {
-    tunnel
-        .token
-        .clone()
-        .expect("a new tunnel carries its token")
-}
-
-/// Waits until `tunnel` has exactly `count` registered connections; returns them.
-async fn connections(client: &Client, tunnel: TunnelId, count: usize) -> Vec<Connection> {
-    eventually(
-        Duration::from_secs(20),
-        &format!("{count} registered connections"),
-        || async {
-            let list = client.tunnel_connections(tunnel).await.ok()?;
-            (list.len() == count).then_some(list)
-        },
-    )
-    .await
-}
-
-/// The connector id a connector process logged at start.
-fn connector_id(connector: &ConnectorProcess) -> String {
-    connector
-        .log()
-        .lines()
-        .find_map(|line| {
-            let (_, rest) = line.split_once("connector_id=")?;
-            Some(rest.split_whitespace().next()?.to_string())
-        })
-        .expect("the connector logs its id")
 }
 
 async fn get_text(client: &reqwest::Client, url: &str) -> (u16, String) {
@@ -240,27 +183,17 @@ async fn a_hostname_is_served_through_the_tunnel_byte_for_byte() {
     ws.close().await.expect("close");
 
     // 200 concurrent requests all succeed.
-    let mut requests = JoinSet::new();
-    for i in 0..200 {
-        let http = http.clone();
-        let url = http_url(&edge, host, &format!("/hello?i={i}"));
-        requests.spawn(async move { get_text(&http, &url).await });
-    }
-    while let Some(result) = requests.join_next().await {
-        let (status, body) = result.expect("task");
-        assert_eq!((status, body.as_str()), (200, "hello from the origin"));
-    }
+    let hello = http_url(&edge, host, "/hello");
+    Load::get_each(&http, move |i| format!("{hello}?i={i}"))
+        .requests(200)
+        .concurrency(200)
+        .expect_body("hello from the origin")
+        .run()
+        .await
+        .expect_all_ok();
 
     // The edge counts requests by hostname and status, and connectors by tunnel.
-    let text = plain
-        .get(format!("{}/metrics", edge.api_url()))
-        .bearer_auth(&edge.admin_token)
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = edge.api().get("/metrics").await.text;
     assert!(
         text.contains("postern_edge_requests_total{hostname=\"app.example.com\",status=\"200\"}"),
         "{text}"
@@ -808,22 +741,7 @@ async fn https_origins_honour_their_origin_settings() {
         .no_proxy()
         .build()
         .expect("client");
-    let fetch = |host: &'static str, path: &'static str| {
-        let plain = plain.clone();
-        let url = format!("http://{}{path}", edge.addrs.http);
-        async move {
-            let response = plain
-                .get(url)
-                .header("host", host)
-                .send()
-                .await
-                .expect("get");
-            (
-                response.status().as_u16(),
-                response.text().await.unwrap_or_default(),
-            )
-        }
-    };
+    let fetch = |host, path| get_with_host(&plain, edge.addrs.http, host, path);
     // Verified against --origin-ca under origin_server_name, with the Host it asks for.
     let (status, body) = fetch("verified.example.com", "/headers").await;
     assert_eq!(status, 200, "{body}");
@@ -885,19 +803,8 @@ async fn a_frozen_connector_is_noticed_within_seconds() {
     // SIGSTOP: the sockets stay open, only the keep-alive pings go unanswered.
     connector.signal(Signal::SIGSTOP);
     let frozen = Instant::now();
-    eventually(
-        Duration::from_secs(8),
-        "the edge to drop the frozen connector",
-        || async {
-            client
-                .tunnel_connections(tunnel.id)
-                .await
-                .ok()?
-                .is_empty()
-                .then_some(())
-        },
-    )
-    .await;
+    // The edge drops the frozen connector.
+    connections_within(&client, tunnel.id, 0, Duration::from_secs(8)).await;
     assert!(frozen.elapsed() < Duration::from_secs(8));
     let http = edge_http_client(&edge, host);
     assert_eq!(

@@ -3,14 +3,15 @@
 //! tunnel B's hostname; and a connector never proxies a hostname not declared for its tunnel
 //! (shown against a stand-in edge the connector trusts, which asks it for other hostnames).
 
-use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use acceptance::visitor::edge_http_client;
-use acceptance::{ConnectorProcess, EdgeProcess, TestOrigin, eventually};
+use acceptance::fixture::{connections, tunnel_for};
+use acceptance::tunnel_dial::dial;
+use acceptance::visitor::{edge_http_client, get_with_host};
+use acceptance::{ConnectorProcess, EdgeProcess, TestOrigin};
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::combinators::UnsyncBoxBody;
@@ -18,8 +19,7 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use postern_schema::api::{HostnameSpec, OriginSettings, Tunnel, TunnelSpec};
-use postern_schema::client::Client;
+use postern_schema::api::OriginSettings;
 use postern_schema::ids::TunnelId;
 use postern_schema::secret::Secret;
 use postern_schema::token::TunnelToken;
@@ -30,8 +30,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DnType,
     ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, SanType,
 };
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -45,110 +44,12 @@ fn full(bytes: impl Into<Bytes>) -> Body {
         .boxed_unsync()
 }
 
-async fn tunnel_for(client: &Client, name: &str, hostname: &str, service: &str) -> Tunnel {
-    let tunnel = client
-        .create_tunnel(&TunnelSpec {
-            name: name.into(),
-            labels: BTreeMap::new(),
-        })
-        .await
-        .expect("create tunnel");
-    client
-        .create_hostname(&HostnameSpec {
-            hostname: hostname.into(),
-            service: service.into(),
-            tunnel_id: Some(tunnel.id),
-            routes: None,
-            policy_ids: Vec::new(),
-            origin: None,
-        })
-        .await
-        .expect("create hostname");
-    tunnel
-}
-
-async fn wait_connections(client: &Client, tunnel: TunnelId, count: usize) {
-    eventually(
-        Duration::from_secs(20),
-        &format!("{count} connections"),
-        || async {
-            let list = client.tunnel_connections(tunnel).await.ok()?;
-            (list.len() == count).then_some(())
-        },
-    )
-    .await;
-}
-
-/// Trusts any server: these tests attack the edge, they do not need to authenticate it.
-#[derive(Debug)]
-struct AnyServer;
-
-impl ServerCertVerifier for AnyServer {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &rustls::DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-    fn verify_tls13_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &rustls::DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        rustls::crypto::aws_lc_rs::default_provider()
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-/// A TLS connection to the tunnel listener offering `postern/1`, with or without a client
-/// certificate.
-async fn dial_tunnel(
-    addr: SocketAddr,
-    identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
-) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(std::io::Error::other)?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyServer));
-    let mut config = match identity {
-        Some((chain, key)) => builder
-            .with_client_auth_cert(chain, key)
-            .map_err(std::io::Error::other)?,
-        None => builder.with_no_client_auth(),
-    };
-    config.alpn_protocols = vec![wire::ALPN_TUNNEL.to_vec()];
-    let tcp = TcpStream::connect(addr).await?;
-    let name = ServerName::try_from(wire::TUNNEL_SERVER_NAME).map_err(std::io::Error::other)?;
-    tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await
-}
-
 /// Does the edge refuse this connection? (TLS 1.3 clients learn it on their first read.)
 async fn refused(
     addr: SocketAddr,
     identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
 ) -> bool {
-    let Ok(mut stream) = dial_tunnel(addr, identity).await else {
+    let Ok(mut stream) = dial(addr, wire::ALPN_TUNNEL, identity).await else {
         return true;
     };
     let mut byte = [0u8; 1];
@@ -272,29 +173,14 @@ async fn the_edge_serves_nothing_without_the_right_certificate() {
         "served with a foreign CA's certificate"
     );
     let http = edge_http_client(&edge, "a.example.com");
-    let status = |host: &'static str| {
-        let http = http.clone();
-        let url = format!("http://{}/hello", edge.addrs.http);
-        async move {
-            let response = http
-                .get(url)
-                .header("host", host)
-                .send()
-                .await
-                .expect("get");
-            (
-                response.status().as_u16(),
-                response.text().await.unwrap_or_default(),
-            )
-        }
-    };
+    let status = |host| get_with_host(&http, edge.addrs.http, host, "/hello");
     assert_eq!(status("a.example.com").await.0, 503);
 
     // Tunnel A's own certificate, from a real enrolment.
     let mut real = ConnectorProcess::run(alpha.token.as_deref().expect("token"), 1, &[]);
-    wait_connections(&client, alpha.id, 1).await;
+    connections(&client, alpha.id, 1).await;
     real.kill();
-    wait_connections(&client, alpha.id, 0).await;
+    connections(&client, alpha.id, 0).await;
     let dir = real.state_dir().join("tunnels").join(alpha.id.to_string());
     let cert = std::fs::read(dir.join("cert.pem")).expect("cert.pem");
     let key = std::fs::read(dir.join("key.pem")).expect("key.pem");
@@ -306,11 +192,11 @@ async fn the_edge_serves_nothing_without_the_right_certificate() {
 
     // An impostor with A's certificate is A, and only A: it is never given B's traffic.
     let seen = Arc::new(Mutex::new(Seen::default()));
-    let stream = dial_tunnel(edge.addrs.tunnel, Some(identity))
+    let stream = dial(edge.addrs.tunnel, wire::ALPN_TUNNEL, Some(identity))
         .await
         .expect("dial");
     tokio::spawn(impostor(stream, seen.clone()));
-    wait_connections(&client, alpha.id, 1).await;
+    connections(&client, alpha.id, 1).await;
     assert_eq!(status("a.example.com").await, (200, "impostor".to_string()));
     let (code, body) = status("b.example.com").await;
     assert_eq!(code, 503, "{body}");

@@ -147,9 +147,6 @@ fn write_attributes(page: &mut String, attributes: &Attributes, anchor: &str) {
             if attribute.is_write_only() {
                 tags.push("Write-only".into());
             }
-            if attribute.is_deprecated() {
-                tags.push("Deprecated".into());
-            }
             let mut line = format!(
                 "- `{name}` ({}) {}",
                 tags.join(", "),
@@ -203,8 +200,6 @@ fn type_label(attribute: &Attribute) -> String {
         AttributeKind::Typed(ty) => type_name(ty),
         AttributeKind::Nested(Nesting::Single, _) => "Attributes".into(),
         AttributeKind::Nested(Nesting::List, _) => "Attributes List".into(),
-        AttributeKind::Nested(Nesting::Set, _) => "Attributes Set".into(),
-        AttributeKind::Nested(Nesting::Map, _) => "Attributes Map".into(),
     }
 }
 

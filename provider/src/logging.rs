@@ -21,15 +21,17 @@ use tracing_subscriber::layer::{Context, Layer, SubscriberExt as _};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
-/// This crate's tracing target prefix; everything else (h2, tonic, ...) is capped at WARN.
-const OWN_TARGET: &str = "terraform_provider_postern";
+/// The tracing target prefixes logged at the level Terraform asked for: this crate's, and
+/// the shared contract's (its API client logs each call to the edge). Everything else (h2,
+/// tonic, ...) is capped at WARN.
+const OWN_TARGETS: [&str; 2] = ["terraform_provider_postern", "postern_schema"];
 
 /// Installs the JSON stderr logger (level from `TF_LOG_PROVIDER`, else `TF_LOG`, else
 /// info) and the panic hook. Call once, first thing in `main`.
 pub fn install() {
     let level = level_from_env(|key| std::env::var(key).ok());
     let filter = Targets::new()
-        .with_target(OWN_TARGET, level)
+        .with_targets(OWN_TARGETS.map(|target| (target, level)))
         .with_default(level.min(LevelFilter::WARN));
     // Another subscriber (a test harness) may already be installed; keep it.
     let _ = tracing_subscriber::registry()
@@ -40,7 +42,7 @@ pub fn install() {
 
 /// The level Terraform asked for: `TF_LOG_PROVIDER`, falling back to `TF_LOG`
 /// (`JSON` means trace). Unset or unrecognised: info.
-pub fn level_from_env(lookup: impl Fn(&str) -> Option<String>) -> LevelFilter {
+pub(crate) fn level_from_env(lookup: impl Fn(&str) -> Option<String>) -> LevelFilter {
     let value = lookup("TF_LOG_PROVIDER")
         .filter(|v| !v.trim().is_empty())
         .or_else(|| lookup("TF_LOG"))
@@ -57,7 +59,7 @@ pub fn level_from_env(lookup: impl Fn(&str) -> Option<String>) -> LevelFilter {
 
 /// Makes a panic print `panic: <message>`, where it happened, and a backtrace on
 /// stderr, which Terraform shows as "The plugin crashed!".
-pub fn install_panic_hook() {
+pub(crate) fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
         let payload = info.payload();
         let message = payload
@@ -77,13 +79,13 @@ pub fn install_panic_hook() {
 }
 
 /// A tracing layer writing one hclog JSON object per event.
-pub struct HclogLayer<W> {
+pub(crate) struct HclogLayer<W> {
     make_writer: W,
 }
 
 impl<W> HclogLayer<W> {
     /// A layer writing to what `make_writer` makes (stderr in the plugin).
-    pub fn new(make_writer: W) -> Self {
+    pub(crate) fn new(make_writer: W) -> Self {
         Self { make_writer }
     }
 }
@@ -165,7 +167,7 @@ fn level_name(level: Level) -> &'static str {
 }
 
 /// Now, as `2006-01-02T15:04:05.000000Z` (UTC, exactly six fractional digits).
-pub fn timestamp_now() -> String {
+pub(crate) fn timestamp_now() -> String {
     format_timestamp(time::OffsetDateTime::now_utc())
 }
 

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use terraform_provider_postern::protocol::handshake::{HandshakeError, RUN_BY_HAND_MESSAGE};
 use terraform_provider_postern::protocol::{self, ServeError};
-use terraform_provider_postern::{logging, postern};
+use terraform_provider_postern::{logging, registry};
 
 fn main() -> ExitCode {
     logging::install();
@@ -32,7 +32,7 @@ fn run() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(protocol::serve(postern::registry()))?;
+    runtime.block_on(protocol::serve(registry()))?;
     // Do not wait for detached tasks (a stuck TLS handshake, a slow request).
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     Ok(())

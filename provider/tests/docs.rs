@@ -6,10 +6,8 @@ use std::path::Path;
 #[test]
 fn committed_docs_are_current() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let files = terraform_provider_postern::docs::generate(
-        &terraform_provider_postern::postern::registry(),
-        &root,
-    );
+    let files =
+        terraform_provider_postern::docs::generate(&terraform_provider_postern::registry(), &root);
     assert!(
         files.len() >= 7,
         "expected index, 3 resources and 3 data sources"
@@ -30,10 +28,8 @@ fn committed_docs_are_current() {
 #[test]
 fn every_page_has_an_example_and_every_resource_page_an_import_section() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let files = terraform_provider_postern::docs::generate(
-        &terraform_provider_postern::postern::registry(),
-        &root,
-    );
+    let files =
+        terraform_provider_postern::docs::generate(&terraform_provider_postern::registry(), &root);
     for (path, text) in &files {
         let path = path.display().to_string();
         assert!(text.contains("## Example Usage"), "{path} has no example");

@@ -11,11 +11,9 @@ use std::path::PathBuf;
 
 use postern_fuzzing::{Fuzz, Rng};
 use rmpv::Value as Mp;
-use terraform_provider_postern::framework::Type;
-use terraform_provider_postern::postern::registry;
-use terraform_provider_postern::protocol::codec::{
-    ExtraAttributes, decode_json, decode_msgpack, encode_msgpack,
-};
+use terraform_provider_postern::framework::{ExtraAttributes, Type, Value, decode_json};
+use terraform_provider_postern::protocol::codec::{decode_msgpack, encode_msgpack};
+use terraform_provider_postern::registry;
 
 const JSON: u8 = 0x80;
 const IGNORE_EXTRA: u8 = 0x40;
@@ -108,17 +106,17 @@ fn check(types: &[Type], bytes: &[u8]) {
         return;
     };
     let ty = &types[usize::from(selector & TYPE_BITS) % types.len()];
-    let decoded = if selector & JSON != 0 {
+    let decoded: Option<Value> = if selector & JSON != 0 {
         let extra = if selector & IGNORE_EXTRA != 0 {
             ExtraAttributes::Ignore
         } else {
             ExtraAttributes::Reject
         };
-        decode_json(payload, ty, extra)
+        decode_json(payload, ty, extra).ok()
     } else {
-        decode_msgpack(payload, ty)
+        decode_msgpack(payload, ty).ok()
     };
-    let Ok(value) = decoded else {
+    let Some(value) = decoded else {
         return;
     };
     if let Err(error) = value.check_type(ty) {

@@ -11,36 +11,36 @@ use hyper::body::{Body, Frame, Incoming};
 use tokio::sync::mpsc;
 
 /// Any error a body may carry.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A streaming body.
-pub type BoxBody = UnsyncBoxBody<Bytes, BoxError>;
+pub(crate) type BoxBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// A whole body.
-pub fn full(bytes: impl Into<Bytes>) -> BoxBody {
+pub(crate) fn full(bytes: impl Into<Bytes>) -> BoxBody {
     Full::new(bytes.into())
         .map_err(|never| match never {})
         .boxed_unsync()
 }
 
 /// An empty body.
-pub fn empty() -> BoxBody {
+pub(crate) fn empty() -> BoxBody {
     full(Bytes::new())
 }
 
 /// A body received from hyper, boxed.
-pub fn incoming(body: Incoming) -> BoxBody {
+pub(crate) fn incoming(body: Incoming) -> BoxBody {
     body.map_err(|e| Box::new(e) as BoxError).boxed_unsync()
 }
 
 /// A body whose chunks come from a channel; it ends when every sender is dropped.
-pub struct ChannelBody {
+pub(crate) struct ChannelBody {
     receiver: mpsc::Receiver<Bytes>,
 }
 
 impl ChannelBody {
     /// A body and the sender that feeds it.
-    pub fn new(capacity: usize) -> (mpsc::Sender<Bytes>, Self) {
+    pub(crate) fn new(capacity: usize) -> (mpsc::Sender<Bytes>, Self) {
         let (sender, receiver) = mpsc::channel(capacity);
         (sender, Self { receiver })
     }

@@ -29,7 +29,7 @@ const CERT_FILE: &str = "cert.pem";
 const CA_FILE: &str = "ca.pem";
 
 /// How long one enrolment attempt may take.
-const ENROLL_TIMEOUT: Duration = Duration::from_secs(15);
+const ENROL_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A certificate is treated as expired this long before its end (or a quarter of its
 /// lifetime, if that is shorter).
@@ -63,7 +63,7 @@ pub enum IdentityError {
 
 /// Why enrolment failed.
 #[derive(Debug, thiserror::Error)]
-pub enum EnrollError {
+pub enum EnrolError {
     /// The edge could not be reached.
     #[error("cannot reach the edge at {address}")]
     Unreachable {
@@ -109,17 +109,17 @@ pub enum EnrollError {
     NoAddress,
 }
 
-impl EnrollError {
+impl EnrolError {
     /// Will retrying never help?
-    pub fn is_permanent(&self) -> bool {
-        matches!(self, EnrollError::Refused { reason, .. } if reason.is_permanent())
+    pub(crate) fn is_permanent(&self) -> bool {
+        matches!(self, EnrolError::Refused { reason, .. } if reason.is_permanent())
     }
 
     /// Was the tunnel deleted?
-    pub fn is_unknown_tunnel(&self) -> bool {
+    pub(crate) fn is_unknown_tunnel(&self) -> bool {
         matches!(
             self,
-            EnrollError::Refused {
+            EnrolError::Refused {
                 reason: RefusalReason::UnknownTunnel,
                 ..
             }
@@ -127,24 +127,22 @@ impl EnrollError {
     }
 }
 
-/// A client certificate and the CA that signed it, with its validity (Unix seconds).
+/// A client certificate signed by the pinned CA, with its validity (Unix seconds).
 #[derive(Debug, Clone)]
-pub struct Credentials {
+pub(crate) struct Credentials {
     /// The client certificate.
-    pub cert: CertificateDer<'static>,
-    /// The edge CA.
-    pub ca: CertificateDer<'static>,
+    pub(crate) cert: CertificateDer<'static>,
     /// Start of validity.
-    pub not_before: i64,
+    pub(crate) not_before: i64,
     /// End of validity.
-    pub not_after: i64,
+    pub(crate) not_after: i64,
     /// When this connector got it (or loaded it from disk).
-    pub received_at: i64,
+    pub(crate) received_at: i64,
 }
 
 impl Credentials {
     /// Usable for a new connection at `now` (Unix seconds)?
-    pub fn is_valid_at(&self, now: i64) -> bool {
+    pub(crate) fn is_valid_at(&self, now: i64) -> bool {
         let start = self.received_at.max(self.not_before);
         let margin = EXPIRY_MARGIN.min((self.not_after - start) / 4);
         now + margin < self.not_after
@@ -152,7 +150,7 @@ impl Credentials {
 
     /// When to ask for a new certificate: two thirds of the way from when it was received
     /// (the edge backdates `not_before` for clock skew) to its end.
-    pub fn renew_at(&self) -> i64 {
+    pub(crate) fn renew_at(&self) -> i64 {
         let start = self.received_at.max(self.not_before);
         start + (self.not_after - start) * 2 / 3
     }
@@ -202,29 +200,26 @@ impl Identity {
         Ok(identity)
     }
 
-    /// The directory holding this tunnel's files.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// The token.
-    pub fn token(&self) -> &TunnelToken {
+    pub(crate) fn token(&self) -> &TunnelToken {
         &self.token
     }
 
     /// The current certificate, if it is still usable for new connections.
-    pub fn credentials(&self) -> Option<Arc<Credentials>> {
+    pub(crate) fn credentials(&self) -> Option<Arc<Credentials>> {
         let current = self.current.read().unwrap_or_else(|p| p.into_inner());
         current.clone().filter(|c| c.is_valid_at(unix_now()))
     }
 
     /// Forgets the current certificate (the edge refused it), so the next connection enrols.
-    pub fn invalidate(&self) {
+    pub(crate) fn invalidate(&self) {
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     /// TLS for a tunnel connection with the current certificate; `None` without one.
-    pub fn tunnel_config(&self) -> Result<Option<Arc<rustls::ClientConfig>>, TlsConfigError> {
+    pub(crate) fn tunnel_config(
+        &self,
+    ) -> Result<Option<Arc<rustls::ClientConfig>>, TlsConfigError> {
         let Some(credentials) = self.credentials() else {
             return Ok(None);
         };
@@ -233,7 +228,7 @@ impl Identity {
     }
 
     /// A certificate signing request for the connector's key.
-    pub fn csr_der(&self) -> Result<Vec<u8>, IdentityError> {
+    pub(crate) fn csr_der(&self) -> Result<Vec<u8>, IdentityError> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         let mut name = DistinguishedName::new();
         name.push(DnType::CommonName, "postern connector");
@@ -242,25 +237,25 @@ impl Identity {
     }
 
     /// Enrols with the token at the first edge address that answers.
-    pub async fn enroll(&self) -> Result<(), EnrollError> {
-        let connector = TlsConnector::from(tls::enroll_config(&self.token.ca_sha256)?);
+    pub(crate) async fn enrol(&self) -> Result<(), EnrolError> {
+        let connector = TlsConnector::from(tls::enrol_config(&self.token.ca_sha256)?);
         let mut last = None;
         for address in &self.token.edge_addresses {
-            match self.enroll_at(&connector, address).await {
+            match self.enrol_at(&connector, address).await {
                 Ok(()) => return Ok(()),
                 Err(error) if error.is_permanent() => return Err(error),
                 Err(error) => last = Some(error),
             }
         }
-        Err(last.unwrap_or(EnrollError::NoAddress))
+        Err(last.unwrap_or(EnrolError::NoAddress))
     }
 
-    async fn enroll_at(&self, connector: &TlsConnector, address: &str) -> Result<(), EnrollError> {
+    async fn enrol_at(&self, connector: &TlsConnector, address: &str) -> Result<(), EnrolError> {
         let exchange = async {
             let tcp =
                 TcpStream::connect(address)
                     .await
-                    .map_err(|source| EnrollError::Unreachable {
+                    .map_err(|source| EnrolError::Unreachable {
                         address: address.to_string(),
                         source,
                     })?;
@@ -268,7 +263,7 @@ impl Identity {
                 connector
                     .connect(edge_server_name(), tcp)
                     .await
-                    .map_err(|source| EnrollError::Tls {
+                    .map_err(|source| EnrolError::Tls {
                         address: address.to_string(),
                         source,
                     })?;
@@ -277,7 +272,7 @@ impl Identity {
                 secret: self.token.secret.clone(),
                 csr_der: encode_der(&self.csr_der()?),
             };
-            let protocol = |detail: String| EnrollError::Protocol {
+            let protocol = |detail: String| EnrolError::Protocol {
                 address: address.to_string(),
                 detail,
             };
@@ -307,13 +302,13 @@ impl Identity {
                     Ok(())
                 }
                 EnrollAnswer::Refused { reason, message } => {
-                    Err(EnrollError::Refused { reason, message })
+                    Err(EnrolError::Refused { reason, message })
                 }
             }
         };
-        tokio::time::timeout(ENROLL_TIMEOUT, exchange)
+        tokio::time::timeout(ENROL_TIMEOUT, exchange)
             .await
-            .map_err(|_| EnrollError::Unreachable {
+            .map_err(|_| EnrolError::Unreachable {
                 address: address.to_string(),
                 source: std::io::Error::new(std::io::ErrorKind::TimedOut, "enrolment timed out"),
             })?
@@ -321,7 +316,7 @@ impl Identity {
 
     /// Takes a certificate from the edge (enrolment or renewal): it must be for this key and
     /// signed by the pinned CA; then it is stored and used for new connections.
-    pub fn accept(&self, cert_der: &[u8], ca_der: &[u8]) -> Result<(), IdentityError> {
+    pub(crate) fn accept(&self, cert_der: &[u8], ca_der: &[u8]) -> Result<(), IdentityError> {
         let credentials = self.check(cert_der, ca_der)?;
         write_file(
             &self.dir.join(CERT_FILE),
@@ -340,13 +335,13 @@ impl Identity {
     }
 
     /// When the current certificate should be renewed (Unix seconds), if there is one.
-    pub fn renew_at(&self) -> Option<i64> {
+    pub(crate) fn renew_at(&self) -> Option<i64> {
         let current = self.current.read().unwrap_or_else(|p| p.into_inner());
         current.as_ref().map(|c| c.renew_at())
     }
 
     /// Sees every certificate stored from now on.
-    pub fn watch_renewals(&self) -> watch::Receiver<u64> {
+    pub(crate) fn watch_renewals(&self) -> watch::Receiver<u64> {
         self.generation.subscribe()
     }
 
@@ -365,7 +360,6 @@ impl Identity {
         }
         Ok(Credentials {
             cert: CertificateDer::from(cert_der.to_vec()),
-            ca: CertificateDer::from(ca_der.to_vec()),
             not_before: cert.validity().not_before.timestamp(),
             not_after: cert.validity().not_after.timestamp(),
             received_at: unix_now(),
@@ -380,7 +374,7 @@ impl Identity {
 }
 
 /// Seconds since the Unix epoch.
-pub fn unix_now() -> i64 {
+pub(crate) fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
@@ -522,7 +516,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let token = token();
         let first = Identity::open(dir.path(), token.clone()).expect("opens");
-        let key_path = first.dir().join(KEY_FILE);
+        let key_path = first.dir.join(KEY_FILE);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -550,7 +544,6 @@ mod tests {
     fn renewal_is_due_two_thirds_into_validity() {
         let credentials = Credentials {
             cert: CertificateDer::from(Vec::new()),
-            ca: CertificateDer::from(Vec::new()),
             not_before: 0,
             not_after: 3000,
             received_at: 0,

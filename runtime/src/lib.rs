@@ -2,16 +2,28 @@
 //! `--connections` mutually authenticated HTTP/2 connections open (serving as the HTTP/2
 //! *server* on them), applies the configuration the edge pushes, and forwards visitor
 //! requests to local origins.
+//!
+//! The API is what the `postern` binary needs to assemble a connector process: the command
+//! line ([`config`]), the parts of a [`Connector`], the [`supervisor`] that runs it, the
+//! metrics listener ([`metrics`]), the built-in origin ([`hello_world`]) and quick mode
+//! ([`quick`]). Everything else is private machinery.
 
-pub mod body;
 pub mod config;
-pub mod connection;
 pub mod hello_world;
-pub mod identity;
 pub mod metrics;
-pub mod orchestrator;
-pub mod origin;
 pub mod quick;
-pub mod rebalance;
 pub mod supervisor;
-pub mod tls;
+
+mod body;
+mod connection;
+mod connector;
+mod identity;
+mod orchestrator;
+mod origin;
+mod rebalance;
+mod tls;
+
+pub use connector::Connector;
+pub use identity::Identity;
+pub use orchestrator::Orchestrator;
+pub use origin::Origins;

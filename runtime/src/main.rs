@@ -7,32 +7,37 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use clap::Parser;
-use postern_runtime::config::{Cli, Command, CommonArgs, LogFormat, QuickArgs, TunnelCommand};
-use postern_runtime::identity::Identity;
+use postern_runtime::config::{
+    Cli, CliError, Command, CommonArgs, LogFormat, QuickArgs, TunnelCommand,
+};
 use postern_runtime::metrics::ConnectorMetrics;
-use postern_runtime::orchestrator::Orchestrator;
-use postern_runtime::origin::Origins;
-use postern_runtime::supervisor::{self, Connector, RunError, RunOptions};
-use postern_runtime::{config, hello_world, metrics, quick};
+use postern_runtime::supervisor::{self, RunError, RunOptions};
+use postern_runtime::{
+    Connector, Identity, Orchestrator, Origins, config, hello_world, metrics, quick,
+};
 use postern_schema::client::Client;
+use postern_schema::error_chain;
 use postern_schema::secret::Secret;
 use postern_schema::token::TunnelToken;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
+/// Exit code on bad usage (clap's, for a bad flag; ours, for a bad config file).
+const EXIT_USAGE: u8 = 2;
+
 /// Exit code when the tunnel was deleted on the edge.
 const EXIT_TUNNEL_DELETED: u8 = 3;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let log_format = match &cli.command {
-        Some(Command::Tunnel {
-            command: TunnelCommand::Run(args),
-        }) => args.common.log_format,
-        None => cli.quick.common.log_format,
+    let cli = match config::parse_args(std::env::args_os()) {
+        Ok(cli) => cli,
+        Err(CliError::Usage(error)) => error.exit(),
+        Err(CliError::ConfigFile(error)) => {
+            eprintln!("error: {}", error_chain(&error));
+            return ExitCode::from(EXIT_USAGE);
+        }
     };
-    init_tracing(log_format);
+    init_tracing(cli.common());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -75,6 +80,7 @@ async fn run_connector(
     let signals = Signals::install()?;
     let state_dir = state_dir(common)?;
     let tunnel_id = token.tunnel_id;
+    let edges = token.edge_addresses.clone();
     let identity = Identity::open(&state_dir, token)
         .with_context(|| format!("opening the state directory {}", state_dir.display()))?;
     let cancel = CancellationToken::new();
@@ -116,7 +122,7 @@ async fn run_connector(
     tracing::info!(
         %connector_id,
         tunnel_id = %tunnel_id,
-        edges = ?connector.identity.token().edge_addresses,
+        ?edges,
         connections = common.connections,
         "connector starting"
     );
@@ -143,7 +149,7 @@ async fn run_quick(args: QuickArgs) -> anyhow::Result<ExitCode> {
         eprintln!(
             "error: nothing to do.\n\n  postern tunnel run --token TOKEN            run a declared tunnel\n  postern --hostname NAME URL|--hello-world   create a tunnel for NAME and serve URL\n\nSee postern --help."
         );
-        return Ok(ExitCode::from(2));
+        return Ok(ExitCode::from(EXIT_USAGE));
     };
     postern_schema::rules::check_fqdn(&hostname)
         .map_err(|message| anyhow::anyhow!("--hostname: {message}"))?;
@@ -242,13 +248,20 @@ impl Signals {
     }
 }
 
-fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("POSTERN_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+/// Logs to stderr in `--log-format`, filtered by `--log-level` (or its variable or the config
+/// file); without one, by `POSTERN_LOG`, as before `--log-level` existed; else at info.
+fn init_tracing(common: &CommonArgs) {
+    let filter = match &common.log_level {
+        // Checked while parsing the command line; `info` is only a fallback that cannot
+        // happen.
+        Some(level) => EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info")),
+        None => EnvFilter::try_from_env("POSTERN_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
-    match format {
+    match common.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }

@@ -43,39 +43,39 @@ impl Default for ConnectorMetrics {
 
 impl ConnectorMetrics {
     /// A tunnel connection was registered (its first config push acknowledged).
-    pub fn connection_up(&self) {
+    pub(crate) fn connection_up(&self) {
         self.registered.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A registered tunnel connection ended.
-    pub fn connection_down(&self) {
+    pub(crate) fn connection_down(&self) {
         self.registered.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Registered connections now.
-    pub fn connections(&self) -> u64 {
+    pub(crate) fn connections(&self) -> u64 {
         self.registered.load(Ordering::Relaxed)
     }
 
     /// A connection attempt after a failure or loss.
-    pub fn reconnect(&self) {
+    pub(crate) fn reconnect(&self) {
         self.reconnects.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The config version applied.
-    pub fn set_config_version(&self, version: u64) {
+    pub(crate) fn set_config_version(&self, version: u64) {
         self.config_version.store(version, Ordering::Relaxed);
     }
 
     /// A visitor request answered with `status`.
-    pub fn request(&self, status: StatusCode) {
+    pub(crate) fn request(&self, status: StatusCode) {
         if let Some(counter) = self.requests.get(usize::from(status.as_u16())) {
             counter.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     /// Prometheus text.
-    pub fn render(&self, connector_id: &str, tunnel_id: &str) -> String {
+    pub(crate) fn render(&self, connector_id: &str, tunnel_id: &str) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "# HELP postern_connector_info The connector process.");
         let _ = writeln!(out, "# TYPE postern_connector_info gauge");

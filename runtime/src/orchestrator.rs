@@ -13,37 +13,32 @@ use tokio::sync::watch;
 
 /// How one hostname is served.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ingress {
+pub(crate) struct Ingress {
     /// The hostname.
-    pub hostname: String,
+    pub(crate) hostname: String,
     /// Where requests go.
-    pub service: Service,
+    pub(crate) service: Service,
     /// How the origin is reached.
-    pub origin: OriginSettings,
+    pub(crate) origin: OriginSettings,
 }
 
 /// The hostnames served at one version.
 #[derive(Debug, Default)]
-pub struct Routing {
+pub(crate) struct Routing {
     /// The config version (0 before the first push).
-    pub version: u64,
+    pub(crate) version: u64,
     hostnames: HashMap<String, Arc<Ingress>>,
 }
 
 impl Routing {
     /// How `hostname` is served, if it is declared for this tunnel.
-    pub fn ingress(&self, hostname: &str) -> Option<Arc<Ingress>> {
+    pub(crate) fn ingress(&self, hostname: &str) -> Option<Arc<Ingress>> {
         self.hostnames.get(hostname).cloned()
     }
 
     /// How many hostnames are served.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.hostnames.len()
-    }
-
-    /// Nothing is served.
-    pub fn is_empty(&self) -> bool {
-        self.hostnames.is_empty()
     }
 }
 
@@ -67,7 +62,7 @@ impl Orchestrator {
     }
 
     /// Applies `push` if it is newer than what is served; returns the version served after.
-    pub fn apply(&self, push: ConfigPush) -> u64 {
+    pub(crate) fn apply(&self, push: ConfigPush) -> u64 {
         let mut served = 0;
         self.current.send_if_modified(|current| {
             if push.version <= current.version {
@@ -88,13 +83,13 @@ impl Orchestrator {
     }
 
     /// The current table.
-    pub fn routing(&self) -> Arc<Routing> {
+    pub(crate) fn routing(&self) -> Arc<Routing> {
         self.current.borrow().clone()
     }
 
     /// The current table, once it is at least `version` (waiting at most `timeout` for a
     /// push in flight; then whatever is current).
-    pub async fn routing_at_least(&self, version: u64, timeout: Duration) -> Arc<Routing> {
+    pub(crate) async fn routing_at_least(&self, version: u64, timeout: Duration) -> Arc<Routing> {
         let current = self.routing();
         if current.version >= version {
             return current;
@@ -102,11 +97,6 @@ impl Orchestrator {
         let mut receiver = self.current.subscribe();
         let _ = tokio::time::timeout(timeout, receiver.wait_for(|r| r.version >= version)).await;
         self.routing()
-    }
-
-    /// The version served now.
-    pub fn version(&self) -> u64 {
-        self.current.borrow().version
     }
 
     fn build(&self, push: &ConfigPush) -> Routing {

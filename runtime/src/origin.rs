@@ -94,7 +94,11 @@ impl Origins {
     }
 
     /// Answers one visitor request for `ingress`.
-    pub async fn serve(&self, ingress: &Ingress, request: Request<Incoming>) -> Response<BoxBody> {
+    pub(crate) async fn serve(
+        &self,
+        ingress: &Ingress,
+        request: Request<Incoming>,
+    ) -> Response<BoxBody> {
         match &ingress.service {
             Service::Status(code) => {
                 let mut response = Response::new(body::empty());
@@ -425,7 +429,7 @@ impl ServerCertVerifier for NoVerification {
 
 /// The connector's answer when it cannot serve a request: the status, and the fault in
 /// [`ERROR_HEADER`] for the edge.
-pub fn fault(kind: ConnectorFault, message: &str) -> Response<BoxBody> {
+pub(crate) fn fault(kind: ConnectorFault, message: &str) -> Response<BoxBody> {
     let mut response = Response::new(body::full(format!("{message}\n")));
     *response.status_mut() = StatusCode::from_u16(kind.status()).unwrap_or(StatusCode::BAD_GATEWAY);
     response.headers_mut().insert(

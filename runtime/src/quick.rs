@@ -36,7 +36,7 @@ pub struct QuickTunnel {
     /// Its name.
     pub name: String,
     /// The hostname.
-    pub hostname: String,
+    hostname: String,
     /// The connector token.
     pub token: TunnelToken,
 }

@@ -25,32 +25,32 @@ const PROBE_EVERY: Duration = Duration::from_secs(1);
 /// How long a connection back home serves before the one away from home drains: edge nodes
 /// announce the tunnels they hold at once and renew their leases every second, so by then every
 /// node knows where to forward the tunnel's requests.
-pub const HANDOVER: Duration = Duration::from_secs(1);
+pub(crate) const HANDOVER: Duration = Duration::from_secs(1);
 
 /// Bound on one probe.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The home address of connection `index` among `count` addresses.
-pub fn home_of(index: usize, count: usize) -> usize {
+pub(crate) fn home_of(index: usize, count: usize) -> usize {
     index % count.max(1)
 }
 
 /// The address connection `index` dials after `attempt` failed or ended connections: home
 /// first, then each other address in turn.
-pub fn slot_of(index: usize, attempt: usize, count: usize) -> usize {
+pub(crate) fn slot_of(index: usize, attempt: usize, count: usize) -> usize {
     (home_of(index, count) + attempt) % count.max(1)
 }
 
 /// TLS for probes: the pinned CA, no client certificate, ALPN `postern-probe/1` only.
-pub fn probe_config(pin: &str) -> Result<Arc<rustls::ClientConfig>, TlsConfigError> {
-    let mut config = (*crate::tls::enroll_config(pin)?).clone();
+pub(crate) fn probe_config(pin: &str) -> Result<Arc<rustls::ClientConfig>, TlsConfigError> {
+    let mut config = (*crate::tls::enrol_config(pin)?).clone();
     config.alpn_protocols = vec![ALPN_PROBE.to_vec()];
     Ok(Arc::new(config))
 }
 
 /// Does `address` accept connections? True once TCP connects; the ClientHello that follows is
 /// only so the edge can tell a probe from a broken client.
-pub async fn is_reachable(address: &str, tls: &Arc<rustls::ClientConfig>) -> bool {
+pub(crate) async fn is_reachable(address: &str, tls: &Arc<rustls::ClientConfig>) -> bool {
     let Ok(Ok(tcp)) = tokio::time::timeout(PROBE_TIMEOUT, TcpStream::connect(address)).await else {
         return false;
     };
@@ -61,7 +61,7 @@ pub async fn is_reachable(address: &str, tls: &Arc<rustls::ClientConfig>) -> boo
 }
 
 /// Probes `home` about every [`PROBE_EVERY`] until it is reachable.
-pub async fn wait_until_reachable(home: &str, tls: &Arc<rustls::ClientConfig>) {
+pub(crate) async fn wait_until_reachable(home: &str, tls: &Arc<rustls::ClientConfig>) {
     loop {
         let pause = PROBE_EVERY.mul_f64(rand::rng().random_range(0.75..1.25));
         tokio::time::sleep(pause).await;

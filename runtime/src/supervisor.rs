@@ -4,28 +4,23 @@
 //! before it expires, and on SIGTERM/SIGINT drain every connection within the grace period.
 //! A deleted tunnel stops everything: retrying cannot help.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use postern_schema::error_chain;
 use postern_schema::ids::TunnelId;
 use postern_schema::wire::{self, Event};
 use rand::Rng;
-use tokio::sync::mpsc;
 use tokio::task::JoinSet;
-use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::connection::{self, ConnectionError, Steering};
-use crate::identity::{EnrollError, Identity, unix_now};
-use crate::metrics::ConnectorMetrics;
-use crate::orchestrator::Orchestrator;
-use crate::origin::Origins;
+use crate::connection::{self, ConnectionError, Outcome, Steering};
+use crate::connector::Connector;
+use crate::identity::{EnrolError, unix_now};
 use crate::rebalance;
+use crate::tls::TlsConfigError;
 
 /// First reconnect delay (before jitter).
 const BACKOFF_BASE: Duration = Duration::from_millis(100);
@@ -46,127 +41,7 @@ pub enum RunError {
     TunnelDeleted(TunnelId),
     /// Enrolment was refused for good (wrong secret, malformed request).
     #[error("cannot enrol")]
-    Enroll(#[source] EnrollError),
-}
-
-/// What every connection of one connector process shares.
-pub struct Connector {
-    /// This process's id, the same on all its connections.
-    pub id: String,
-    /// Key, certificate, pinned CA.
-    pub identity: Identity,
-    /// The configuration pushed by the edge.
-    pub orchestrator: Orchestrator,
-    /// Pooled clients to origins.
-    pub origins: Origins,
-    /// Counters.
-    pub metrics: Arc<ConnectorMetrics>,
-    draining: CancellationToken,
-    failed: CancellationToken,
-    tunnel_deleted: AtomicBool,
-    events: Mutex<HashMap<usize, mpsc::Sender<Bytes>>>,
-    enrolling: tokio::sync::Mutex<()>,
-    /// Keys of connections' event streams: one per dial, so that a connection moving to
-    /// another edge node and its successor never share one.
-    next_key: AtomicUsize,
-}
-
-impl std::fmt::Debug for Connector {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Connector").field("id", &self.id).finish()
-    }
-}
-
-impl Connector {
-    /// A connector with a fresh id.
-    pub fn new(
-        identity: Identity,
-        orchestrator: Orchestrator,
-        origins: Origins,
-        metrics: Arc<ConnectorMetrics>,
-        id: String,
-    ) -> Self {
-        Self {
-            id,
-            identity,
-            orchestrator,
-            origins,
-            metrics,
-            draining: CancellationToken::new(),
-            failed: CancellationToken::new(),
-            tunnel_deleted: AtomicBool::new(false),
-            events: Mutex::new(HashMap::new()),
-            enrolling: tokio::sync::Mutex::new(()),
-            next_key: AtomicUsize::new(0),
-        }
-    }
-
-    /// Is the connector shutting down?
-    pub fn is_draining(&self) -> bool {
-        self.draining.is_cancelled()
-    }
-
-    /// Resolves once the connector starts shutting down.
-    pub fn draining(&self) -> WaitForCancellationFuture<'_> {
-        self.draining.cancelled()
-    }
-
-    /// The edge said the tunnel was deleted: stop everything.
-    pub fn fail_tunnel_deleted(&self) {
-        if !self.tunnel_deleted.swap(true, Ordering::SeqCst) {
-            tracing::error!(
-                tunnel_id = %self.identity.token().tunnel_id,
-                "the edge says this tunnel was deleted; the connector stops"
-            );
-        }
-        self.failed.cancel();
-    }
-
-    /// Records the event stream of a registered connection.
-    pub fn add_events(&self, index: usize, sender: mpsc::Sender<Bytes>) {
-        self.events
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(index, sender);
-    }
-
-    /// Forgets the event stream of a connection.
-    pub fn remove_events(&self, index: usize) {
-        self.events
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&index);
-    }
-
-    /// Sends `event` on one registered connection; `false` if there is none.
-    async fn send_event_anywhere(&self, event: &Event) -> bool {
-        let senders: Vec<mpsc::Sender<Bytes>> = self
-            .events
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect();
-        let mut line = wire::to_json(event);
-        line.push(b'\n');
-        let line = Bytes::from(line);
-        for sender in senders {
-            if sender.send(line.clone()).await.is_ok() {
-                return true;
-            }
-        }
-        false
-    }
-
-    /// Enrols unless a usable certificate exists; one enrolment at a time.
-    async fn ensure_enrolled(&self) -> Result<(), EnrollError> {
-        let _one_at_a_time = self.enrolling.lock().await;
-        if self.identity.credentials().is_some() {
-            return Ok(());
-        }
-        tracing::info!(tunnel_id = %self.identity.token().tunnel_id, "enrolling with the edge");
-        self.identity.enroll().await
-    }
+    Enrol(#[source] EnrolError),
 }
 
 /// How long to run and how to stop.
@@ -198,7 +73,7 @@ pub async fn run(
         match attempt {
             Ok(()) => break,
             Err(error) if error.is_unknown_tunnel() => return Err(RunError::TunnelDeleted(tunnel)),
-            Err(error) if error.is_permanent() => return Err(RunError::Enroll(error)),
+            Err(error) if error.is_permanent() => return Err(RunError::Enrol(error)),
             Err(error) => {
                 let delay = backoff.next_delay();
                 tracing::warn!(error = %error_chain(&error), retry_in_ms = delay.as_millis() as u64, "enrolment failed; retrying");
@@ -220,7 +95,7 @@ pub async fn run(
     let result = tokio::select! {
         _ = &mut shutdown => {
             tracing::info!(grace_period_s = options.grace_period.as_secs_f64(), "stopping: draining connections");
-            connector.draining.cancel();
+            connector.start_draining();
             let drained = tokio::time::timeout(options.grace_period, async {
                 while tasks.join_next().await.is_some() {}
             })
@@ -230,7 +105,7 @@ pub async fn run(
             }
             Ok(())
         }
-        _ = connector.failed.cancelled() => Err(RunError::TunnelDeleted(tunnel)),
+        _ = connector.failed() => Err(RunError::TunnelDeleted(tunnel)),
     };
     renewals.abort();
     tasks.abort_all();
@@ -253,7 +128,7 @@ async fn keep_connected(connector: Arc<Connector>, index: usize) {
     let mut backoff = Backoff::new();
     let mut attempt = 0usize;
     loop {
-        if connector.is_draining() || connector.failed.is_cancelled() {
+        if connector.is_draining() || connector.has_failed() {
             return;
         }
         let slot = rebalance::slot_of(index, attempt, addresses.len());
@@ -285,7 +160,7 @@ async fn keep_connected(connector: Arc<Connector>, index: usize) {
                     tracing::info!(edge = %address, "tunnel connection closed; reconnecting");
                 }
             }
-            Err(Failure::Enroll(error)) => {
+            Err(Failure::Enrol(error)) => {
                 if error.is_unknown_tunnel() {
                     connector.fail_tunnel_deleted();
                     return;
@@ -303,7 +178,7 @@ async fn keep_connected(connector: Arc<Connector>, index: usize) {
                 tracing::error!(error = %error_chain(&error), "cannot configure TLS");
             }
         }
-        if connector.is_draining() || connector.failed.is_cancelled() {
+        if connector.is_draining() || connector.has_failed() {
             return;
         }
         attempt += 1;
@@ -315,8 +190,8 @@ async fn keep_connected(connector: Arc<Connector>, index: usize) {
         );
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
-            _ = connector.draining.cancelled() => return,
-            _ = connector.failed.cancelled() => return,
+            _ = connector.draining() => return,
+            _ = connector.failed() => return,
         }
     }
 }
@@ -324,9 +199,9 @@ async fn keep_connected(connector: Arc<Connector>, index: usize) {
 /// How serving away from home ended.
 enum Away {
     /// The connection away from home ended by itself (home was still unreachable).
-    Ended(Result<connection::Outcome, Failure>),
+    Ended(Result<Outcome, Failure>),
     /// A connection at home took over (the one away drained), and has now ended too.
-    WentHome(Result<connection::Outcome, Failure>),
+    WentHome(Result<Outcome, Failure>),
 }
 
 /// Serves from `address` while `home` cannot be reached. Once a probe finds home again, a
@@ -365,7 +240,7 @@ async fn go_home(
     home: &str,
     probe: &Arc<rustls::ClientConfig>,
     leave: &CancellationToken,
-) -> Result<connection::Outcome, Failure> {
+) -> Result<Outcome, Failure> {
     loop {
         rebalance::wait_until_reachable(home, probe).await;
         let steering = Steering::default();
@@ -395,17 +270,18 @@ async fn go_home(
     }
 }
 
+/// Why one connection attempt failed.
 enum Failure {
-    Enroll(EnrollError),
+    Enrol(EnrolError),
     Connection(ConnectionError),
-    Tls(crate::tls::TlsConfigError),
+    Tls(TlsConfigError),
 }
 
 impl Failure {
     /// The failure and its causes on one line, for logs.
     fn describe(&self) -> String {
         match self {
-            Failure::Enroll(error) => error_chain(error),
+            Failure::Enrol(error) => error_chain(error),
             Failure::Connection(error) => error_chain(error),
             Failure::Tls(error) => error_chain(error),
         }
@@ -417,16 +293,16 @@ async fn try_once(
     connector: &Arc<Connector>,
     address: &str,
     steering: &Steering,
-) -> Result<connection::Outcome, Failure> {
-    let index = connector.next_key.fetch_add(1, Ordering::Relaxed);
-    connector.ensure_enrolled().await.map_err(Failure::Enroll)?;
+) -> Result<Outcome, Failure> {
+    let key = connector.next_connection_key();
+    connector.ensure_enrolled().await.map_err(Failure::Enrol)?;
     let Some(tls) = connector.identity.tunnel_config().map_err(Failure::Tls)? else {
         // The certificate expired between the check and now; the next attempt enrols.
         return Err(Failure::Connection(ConnectionError::CertificateRejected {
             address: address.to_string(),
         }));
     };
-    connection::run(connector.clone(), index, address, tls, steering)
+    connection::run(connector.clone(), key, address, tls, steering)
         .await
         .map_err(Failure::Connection)
 }
@@ -478,23 +354,23 @@ async fn renew(connector: Arc<Connector>) {
 /// Jittered exponential backoff: the first delay is at most 100 ms, each next one up to
 /// twice as long, never more than 10 s.
 #[derive(Debug, Default)]
-pub struct Backoff {
+struct Backoff {
     attempt: u32,
 }
 
 impl Backoff {
     /// Starts at the shortest delay.
-    pub fn new() -> Self {
+    fn new() -> Self {
         Self::default()
     }
 
     /// Back to the shortest delay (after a connection that worked).
-    pub fn reset(&mut self) {
+    fn reset(&mut self) {
         self.attempt = 0;
     }
 
     /// The next delay: between half and all of `min(cap, base * 2^attempt)`.
-    pub fn next_delay(&mut self) -> Duration {
+    fn next_delay(&mut self) -> Duration {
         let ceiling = BACKOFF_BASE
             .saturating_mul(1u32 << self.attempt.min(16))
             .min(BACKOFF_CAP);

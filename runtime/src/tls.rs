@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 pub struct TlsConfigError(#[from] rustls::Error);
 
 /// The server name the connector sends and checks.
-pub fn edge_server_name() -> ServerName<'static> {
+pub(crate) fn edge_server_name() -> ServerName<'static> {
     ServerName::try_from(TUNNEL_SERVER_NAME).unwrap_or_else(|_| {
         // TUNNEL_SERVER_NAME is a valid DNS name; this arm is never taken.
         ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into())
@@ -26,7 +26,7 @@ pub fn edge_server_name() -> ServerName<'static> {
 }
 
 /// Lowercase hex SHA-256 of a certificate's DER.
-pub fn fingerprint(cert: &[u8]) -> String {
+pub(crate) fn fingerprint(cert: &[u8]) -> String {
     Sha256::digest(cert)
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -35,14 +35,14 @@ pub fn fingerprint(cert: &[u8]) -> String {
 
 /// Trusts exactly the edge CA whose fingerprint is pinned.
 #[derive(Debug)]
-pub struct PinnedCaVerifier {
+pub(crate) struct PinnedCaVerifier {
     pin: String,
     provider: Arc<CryptoProvider>,
 }
 
 impl PinnedCaVerifier {
     /// A verifier for the CA with lowercase hex SHA-256 `pin`.
-    pub fn new(pin: &str, provider: Arc<CryptoProvider>) -> Self {
+    pub(crate) fn new(pin: &str, provider: Arc<CryptoProvider>) -> Self {
         Self {
             pin: pin.to_ascii_lowercase(),
             provider,
@@ -111,12 +111,12 @@ impl ServerCertVerifier for PinnedCaVerifier {
 }
 
 /// The crypto provider used everywhere (aws-lc-rs).
-pub fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
 /// TLS 1.3 for enrolment: pinned CA, no client certificate, ALPN `postern-enroll/1`.
-pub fn enroll_config(pin: &str) -> Result<Arc<rustls::ClientConfig>, TlsConfigError> {
+pub(crate) fn enrol_config(pin: &str) -> Result<Arc<rustls::ClientConfig>, TlsConfigError> {
     let provider = provider();
     let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])?
@@ -128,7 +128,7 @@ pub fn enroll_config(pin: &str) -> Result<Arc<rustls::ClientConfig>, TlsConfigEr
 }
 
 /// TLS 1.3 for a tunnel: pinned CA, the edge-issued client certificate, ALPN `postern/1`.
-pub fn tunnel_config(
+pub(crate) fn tunnel_config(
     pin: &str,
     cert: CertificateDer<'static>,
     key: PrivateKeyDer<'static>,

@@ -1,9 +1,11 @@
 //! The one typed client of the edge's control API, shared by the provider and the connector.
+//! Every call logs one debug line (`edge API call`: method, path, status, elapsed time; never
+//! the token, never a body, which may hold a secret).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
@@ -389,6 +391,7 @@ impl Client {
 
     // === plumbing ===
 
+    /// A call whose answer is a JSON body of type `T`.
     async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
@@ -396,22 +399,47 @@ impl Client {
         body: Option<&impl Serialize>,
         if_match: Option<u64>,
     ) -> Result<T, ClientError> {
-        let (status, bytes) = self.send(method, path, body, if_match).await?;
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol {
-            status: status.as_u16(),
-            detail: format!("body does not match the contract: {e}"),
+        self.exchange(method, path, body, if_match, |status, bytes| {
+            serde_json::from_slice(bytes).map_err(|e| ClientError::Protocol {
+                status: status.as_u16(),
+                detail: format!("body does not match the contract: {e}"),
+            })
         })
+        .await
     }
 
+    /// A call whose answer has no body worth reading (`204 No Content`).
     async fn call_empty(
         &self,
         method: Method,
         path: &str,
         if_match: Option<u64>,
     ) -> Result<(), ClientError> {
-        self.send(method, path, None::<&()>, if_match)
+        self.exchange(method, path, None::<&()>, if_match, |_, _| Ok(()))
             .await
-            .map(|_| ())
+    }
+
+    /// Sends one request, reads a successful answer with `read`, and logs the call once.
+    async fn exchange<T>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+        if_match: Option<u64>,
+        read: impl FnOnce(StatusCode, &[u8]) -> Result<T, ClientError>,
+    ) -> Result<T, ClientError> {
+        let started = Instant::now();
+        let result = match self.send(method.clone(), path, body, if_match).await {
+            Ok((status, bytes)) => read(status, &bytes).map(|value| (status, value)),
+            Err(error) => Err(error),
+        };
+        log_call(
+            &method,
+            path,
+            started.elapsed(),
+            result.as_ref().map(|(status, _)| *status),
+        );
+        result.map(|(_, value)| value)
     }
 
     async fn send(
@@ -462,8 +490,52 @@ impl Client {
     }
 }
 
+/// One debug line per call: the method, the path (ids, hostnames and selectors; never a
+/// token or a body), the status the edge answered, how long it took. Failures say whether
+/// the edge answered an error of the contract, something outside it, or nothing at all.
+fn log_call(
+    method: &Method,
+    path: &str,
+    elapsed: Duration,
+    outcome: Result<StatusCode, &ClientError>,
+) {
+    let method = method.as_str();
+    let elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+    match outcome {
+        Ok(status) => tracing::debug!(
+            method,
+            path,
+            status = status.as_u16(),
+            elapsed_ms,
+            "edge API call"
+        ),
+        Err(ClientError::Api { status, body }) => tracing::debug!(
+            method,
+            path,
+            status,
+            code = %body.error.code,
+            elapsed_ms,
+            "edge API call"
+        ),
+        Err(ClientError::Protocol { status, .. }) => tracing::debug!(
+            method,
+            path,
+            status,
+            elapsed_ms,
+            "edge API call: answer outside the contract"
+        ),
+        Err(error) => tracing::debug!(
+            method,
+            path,
+            error = %error,
+            elapsed_ms,
+            "edge API call: no answer"
+        ),
+    }
+}
+
 /// `/v1/rollout` with its query.
-pub fn rollout_path(revision: Option<u64>, scope: &RolloutScope) -> String {
+fn rollout_path(revision: Option<u64>, scope: &RolloutScope) -> String {
     let mut query = Vec::new();
     if let Some(revision) = revision {
         query.push(format!("revision={revision}"));

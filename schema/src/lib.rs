@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod client;
+pub mod duration;
 mod error;
 pub mod ids;
 pub mod openapi;

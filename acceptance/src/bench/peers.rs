@@ -84,7 +84,7 @@ impl Drop for Peer {
             let _ = child.wait();
         }
         for pid in pids {
-            if super::procs::rss(pid).is_some() {
+            if crate::process::resident(pid).is_some() {
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(pid as i32),
                     nix::sys::signal::Signal::SIGKILL,

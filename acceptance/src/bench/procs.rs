@@ -1,5 +1,5 @@
-//! What the benchmark reads about processes from `/proc`: resident memory, CPU time, and the
-//! process tree (nginx's workers are children of its master), plus a sampler that keeps the
+//! What the benchmark reads about processes from `/proc`: resident memory of several together
+//! (one's is in [`crate::process`]), CPU time, and the process tree (nginx's workers are children of its master), plus a sampler that keeps the
 //! peak resident memory of a set of processes while a workload runs.
 
 use std::sync::Arc;
@@ -7,31 +7,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::process::resident;
+
 /// Clock ticks per second of `/proc/<pid>/stat` (`USER_HZ`, 100 on Linux's ABI).
 const TICKS_PER_SECOND: f64 = 100.0;
 
 /// How often the sampler reads resident memory.
 const SAMPLE_EVERY: Duration = Duration::from_millis(20);
 
-/// Resident memory of one process in bytes (`VmRSS`), or `None` when it is gone.
-pub fn rss(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| {
-            rest.trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<u64>()
-                .ok()
-        })
-        .map(|kb| kb * 1024)
-}
-
 /// Resident memory of several processes together.
 pub fn total_rss(pids: &[u32]) -> u64 {
-    pids.iter().filter_map(|pid| rss(*pid)).sum()
+    pids.iter().filter_map(|pid| resident(*pid)).sum()
 }
 
 /// User plus system CPU seconds used by one process so far.
@@ -122,7 +108,7 @@ mod tests {
     #[test]
     fn this_process_has_memory_and_cpu_time() {
         let me = std::process::id();
-        assert!(rss(me).is_some_and(|b| b > 0));
+        assert!(resident(me).is_some_and(|b| b > 0));
         assert!(cpu_seconds(me).is_some());
         assert!(tree(me).contains(&me));
     }

@@ -10,8 +10,8 @@
 //! Options: `--duration D` (default 60s), `--warmup D` (default 30s, included in the
 //! duration), `--workers N` (default 16), `--sample D` (RSS sample interval, default 30s),
 //! `--only KIND` (repeatable: run only `small-get`, `post-echo`, `download`, `websocket` or
-//! `policy-denied`, to see which one a figure comes from). Durations are a number with `s`,
-//! `m` or `h`.
+//! `policy-denied`, to see which one a figure comes from). Durations are written as everywhere
+//! in Postern (`postern_schema::duration`): `90s`, `1m30s`, `10m`.
 //!
 //! The mix, per operation: 40% `GET /hello`; 20% `POST /echo` with 16 KiB, checked byte for
 //! byte; 10% `GET /download` of 1 MiB, checked by length; 10% a WebSocket session of five
@@ -24,10 +24,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use acceptance::fixture::{connections, token, tunnel_for};
-use acceptance::visitor::{edge_http_client, rss};
+use acceptance::process::rss;
+use acceptance::visitor::edge_http_client;
 use acceptance::{ConnectorProcess, EdgeProcess, TestOrigin, websocket};
 use anyhow::{Context, bail};
 use postern_schema::api::{HostnameSpec, PolicySpec};
+use postern_schema::duration;
 
 const HOST: &str = "soak.example.com";
 const GUARDED: &str = "guarded.example.com";
@@ -42,19 +44,6 @@ struct Options {
     only: Vec<Kind>,
 }
 
-fn parse_duration(text: &str) -> anyhow::Result<Duration> {
-    let (number, unit) = text.split_at(text.len().saturating_sub(1));
-    let number: u64 = number
-        .parse()
-        .with_context(|| format!("{text:?} is not a duration like 30s, 10m or 1h"))?;
-    Ok(match unit {
-        "s" => Duration::from_secs(number),
-        "m" => Duration::from_secs(number * 60),
-        "h" => Duration::from_secs(number * 3600),
-        _ => bail!("{text:?} is not a duration like 30s, 10m or 1h"),
-    })
-}
-
 fn parse_options() -> anyhow::Result<Options> {
     let mut options = Options {
         duration: Duration::from_secs(60),
@@ -67,9 +56,9 @@ fn parse_options() -> anyhow::Result<Options> {
     while let Some(flag) = args.next() {
         let mut value = || args.next().with_context(|| format!("{flag} needs a value"));
         match flag.as_str() {
-            "--duration" => options.duration = parse_duration(&value()?)?,
-            "--warmup" => options.warmup = parse_duration(&value()?)?,
-            "--sample" => options.sample = parse_duration(&value()?)?,
+            "--duration" => options.duration = duration::parse(&value()?)?,
+            "--warmup" => options.warmup = duration::parse(&value()?)?,
+            "--sample" => options.sample = duration::parse(&value()?)?,
             "--only" => {
                 let name = value()?;
                 let kind = Kind::ALL

@@ -10,10 +10,8 @@ fn main() -> ExitCode {
         .unwrap_or(Path::new("."))
         .to_path_buf();
     let check = std::env::args().any(|a| a == "--check");
-    let files = terraform_provider_postern::docs::generate(
-        &terraform_provider_postern::postern::registry(),
-        &root,
-    );
+    let files =
+        terraform_provider_postern::docs::generate(&terraform_provider_postern::registry(), &root);
     let mut stale = Vec::new();
     for (path, text) in &files {
         let target = root.join(path);

@@ -3,27 +3,27 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::{Operation, diagnose};
 use crate::framework::{
     Attribute, DataSource, DataSourceReadRequest, Schema, StateResponse, Type, async_trait,
 };
-use crate::postern::ProviderData;
+use crate::postern::api_error::{Operation, diagnose};
+use crate::postern::provider_data::ProviderData;
 
 /// The data source's state.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct EdgeModel {
+pub(crate) struct EdgeModel {
     /// DNS zones.
-    pub zones: Vec<String>,
+    pub(crate) zones: Vec<String>,
     /// Public addresses.
-    pub public_addresses: Vec<String>,
+    pub(crate) public_addresses: Vec<String>,
     /// Tunnel addresses.
-    pub tunnel_addresses: Vec<String>,
+    pub(crate) tunnel_addresses: Vec<String>,
     /// CA certificate (PEM).
-    pub ca_cert_pem: String,
+    pub(crate) ca_cert_pem: String,
 }
 
 /// The `postern_edge` data source.
-pub struct EdgeDataSource;
+pub(crate) struct EdgeDataSource;
 
 #[async_trait]
 impl DataSource<ProviderData> for EdgeDataSource {
@@ -81,7 +81,7 @@ impl DataSource<ProviderData> for EdgeDataSource {
             object: None,
             value_type: &ty,
         };
-        match data.api.edge().await {
+        match data.client.edge().await {
             Ok(edge) => resp.set_state(&EdgeModel {
                 zones: edge.zones,
                 public_addresses: edge.public_addresses,

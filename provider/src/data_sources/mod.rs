@@ -2,25 +2,9 @@
 //! one file per type.
 //!
 //! To add one: write `src/data_sources/<type>.rs` with a struct implementing
-//! [`DataSource<ProviderData>`](crate::framework::DataSource), declare the module
-//! here, and add it to [`all`].
+//! [`DataSource<ProviderData>`](crate::framework::DataSource), declare the module here,
+//! and register it in [`registry`](crate::provider::registry).
 
-pub mod edge;
-pub mod tunnel;
-pub mod tunnels;
-
-use crate::framework::BoxedDataSource;
-use crate::postern::ProviderData;
-
-pub use edge::EdgeDataSource;
-pub use tunnel::TunnelDataSource;
-pub use tunnels::TunnelsDataSource;
-
-/// Every data source type the provider serves.
-pub fn all() -> Vec<BoxedDataSource<ProviderData>> {
-    vec![
-        Box::new(TunnelDataSource),
-        Box::new(TunnelsDataSource),
-        Box::new(EdgeDataSource),
-    ]
-}
+pub(crate) mod edge;
+pub(crate) mod tunnel;
+pub(crate) mod tunnels;

@@ -7,25 +7,25 @@ use postern_schema::api::Tunnel;
 use postern_schema::ids::TunnelId;
 use serde::{Deserialize, Serialize};
 
-use crate::api::{Operation, diagnose};
-use crate::contract::{Findings, known_str};
 use crate::framework::{
     Attribute, AttributePath, DataSource, DataSourceReadRequest, Diagnostics, Schema,
     StateResponse, Type, Value, async_trait,
 };
-use crate::postern::ProviderData;
+use crate::postern::api_error::{Operation, diagnose};
+use crate::postern::contract::{Findings, known_str};
+use crate::postern::provider_data::ProviderData;
 
 /// The data source's state.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct TunnelDataModel {
+pub(crate) struct TunnelDataModel {
     /// The tunnel's UUID.
-    pub id: Option<String>,
+    pub(crate) id: Option<String>,
     /// Its name.
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     /// Its labels.
-    pub labels: Option<BTreeMap<String, String>>,
+    pub(crate) labels: Option<BTreeMap<String, String>>,
     /// RFC 3339 creation time.
-    pub created_at: Option<String>,
+    pub(crate) created_at: Option<String>,
 }
 
 impl From<&Tunnel> for TunnelDataModel {
@@ -40,7 +40,7 @@ impl From<&Tunnel> for TunnelDataModel {
 }
 
 /// The `postern_tunnel` data source.
-pub struct TunnelDataSource;
+pub(crate) struct TunnelDataSource;
 
 #[async_trait]
 impl DataSource<ProviderData> for TunnelDataSource {
@@ -131,7 +131,7 @@ impl DataSource<ProviderData> for TunnelDataSource {
                     );
                     return;
                 };
-                match data.api.tunnel(id).await {
+                match data.client.tunnel(id).await {
                     Ok(tunnel) => Some(tunnel),
                     Err(error) if error.is_not_found() => None,
                     Err(error) => {
@@ -140,7 +140,7 @@ impl DataSource<ProviderData> for TunnelDataSource {
                     }
                 }
             }
-            (None, Some(name)) => match data.api.list_tunnels(None).await {
+            (None, Some(name)) => match data.client.list_tunnels(None).await {
                 Ok(tunnels) => tunnels.into_iter().find(|t| t.spec.name == *name),
                 Err(error) => {
                     resp.diagnostics.push(diagnose(&error, op));

@@ -6,38 +6,38 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::{Operation, diagnose};
-use crate::contract::{Findings, check_labels};
 use crate::framework::{
     Attribute, AttributePath, Attributes, DataSource, DataSourceReadRequest, Diagnostics, Schema,
     StateResponse, Type, Value, async_trait,
 };
-use crate::postern::ProviderData;
+use crate::postern::api_error::{Operation, diagnose};
+use crate::postern::contract::{Findings, check_labels};
+use crate::postern::provider_data::ProviderData;
 
 /// The data source's state.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct TunnelsModel {
+pub(crate) struct TunnelsModel {
     /// The label selector.
-    pub selector: Option<BTreeMap<String, String>>,
+    pub(crate) selector: Option<BTreeMap<String, String>>,
     /// The matching tunnels.
-    pub tunnels: Option<Vec<TunnelSummary>>,
+    pub(crate) tunnels: Option<Vec<TunnelSummary>>,
 }
 
 /// One element of `tunnels`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct TunnelSummary {
+pub(crate) struct TunnelSummary {
     /// UUID.
-    pub id: String,
+    pub(crate) id: String,
     /// Name.
-    pub name: String,
+    pub(crate) name: String,
     /// Labels.
-    pub labels: BTreeMap<String, String>,
+    pub(crate) labels: BTreeMap<String, String>,
     /// Live connector connections.
-    pub connections: u32,
+    pub(crate) connections: u32,
 }
 
 /// The `postern_tunnels` data source.
-pub struct TunnelsDataSource;
+pub(crate) struct TunnelsDataSource;
 
 #[async_trait]
 impl DataSource<ProviderData> for TunnelsDataSource {
@@ -106,7 +106,7 @@ impl DataSource<ProviderData> for TunnelsDataSource {
             object: None,
             value_type: &ty,
         };
-        let mut tunnels = match data.api.list_tunnels(config.selector.as_ref()).await {
+        let mut tunnels = match data.client.list_tunnels(config.selector.as_ref()).await {
             Ok(tunnels) => tunnels,
             Err(error) => {
                 resp.diagnostics.push(diagnose(&error, op));

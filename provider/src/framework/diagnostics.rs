@@ -29,7 +29,7 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     /// An error.
-    pub fn error(summary: impl Into<String>, detail: impl Into<String>) -> Self {
+    pub(crate) fn error(summary: impl Into<String>, detail: impl Into<String>) -> Self {
         Self {
             severity: Severity::Error,
             summary: summary.into(),
@@ -39,7 +39,7 @@ impl Diagnostic {
     }
 
     /// A warning.
-    pub fn warning(summary: impl Into<String>, detail: impl Into<String>) -> Self {
+    pub(crate) fn warning(summary: impl Into<String>, detail: impl Into<String>) -> Self {
         Self {
             severity: Severity::Warning,
             summary: summary.into(),
@@ -49,13 +49,13 @@ impl Diagnostic {
     }
 
     /// The same diagnostic, attached to an attribute.
-    pub fn at(mut self, path: AttributePath) -> Self {
+    pub(crate) fn at(mut self, path: AttributePath) -> Self {
         self.path = Some(path);
         self
     }
 
     /// Whether this is an error.
-    pub fn is_error(&self) -> bool {
+    pub(crate) fn is_error(&self) -> bool {
         self.severity == Severity::Error
     }
 }
@@ -83,12 +83,12 @@ pub struct Diagnostics(Vec<Diagnostic>);
 
 impl Diagnostics {
     /// No diagnostics.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Adds a diagnostic.
-    pub fn push(&mut self, diagnostic: impl Into<Diagnostic>) {
+    pub(crate) fn push(&mut self, diagnostic: impl Into<Diagnostic>) {
         self.0.push(diagnostic.into());
     }
 
@@ -108,18 +108,8 @@ impl Diagnostics {
     }
 
     /// Adds a warning.
-    pub fn warning(&mut self, summary: impl Into<String>, detail: impl Into<String>) {
+    pub(crate) fn warning(&mut self, summary: impl Into<String>, detail: impl Into<String>) {
         self.push(Diagnostic::warning(summary, detail));
-    }
-
-    /// Adds a warning about one attribute.
-    pub fn warning_at(
-        &mut self,
-        path: AttributePath,
-        summary: impl Into<String>,
-        detail: impl Into<String>,
-    ) {
-        self.push(Diagnostic::warning(summary, detail).at(path));
     }
 
     /// Takes the value out of a result; an error becomes a diagnostic and `None`.
@@ -140,27 +130,22 @@ impl Diagnostics {
     }
 
     /// Adds every diagnostic of `other`.
-    pub fn extend(&mut self, other: Diagnostics) {
+    pub(crate) fn extend(&mut self, other: Diagnostics) {
         self.0.extend(other.0);
     }
 
     /// Whether any diagnostic is an error.
-    pub fn has_errors(&self) -> bool {
+    pub(crate) fn has_errors(&self) -> bool {
         self.0.iter().any(Diagnostic::is_error)
     }
 
-    /// Whether there are no diagnostics at all.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     /// How many diagnostics there are.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.0.len()
     }
 
     /// The diagnostics in the order they were added.
-    pub fn iter(&self) -> impl Iterator<Item = &Diagnostic> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Diagnostic> {
         self.0.iter()
     }
 }
@@ -188,7 +173,7 @@ impl FromIterator<Diagnostic> for Diagnostics {
 
 /// One step of an [`AttributePath`].
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum PathStep {
+pub(crate) enum PathStep {
     /// An attribute of an object.
     Attribute(String),
     /// A key of a map.
@@ -205,7 +190,7 @@ pub struct AttributePath {
 
 impl AttributePath {
     /// The empty path (the whole value).
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
@@ -215,40 +200,40 @@ impl AttributePath {
     }
 
     /// Steps into an attribute.
-    pub fn attribute(mut self, name: impl Into<String>) -> Self {
+    pub(crate) fn attribute(mut self, name: impl Into<String>) -> Self {
         self.steps.push(PathStep::Attribute(name.into()));
         self
     }
 
     /// Steps into a map element.
-    pub fn key(mut self, key: impl Into<String>) -> Self {
+    pub(crate) fn key(mut self, key: impl Into<String>) -> Self {
         self.steps.push(PathStep::Key(key.into()));
         self
     }
 
     /// Steps into a list or tuple element.
-    pub fn index(mut self, index: i64) -> Self {
+    pub(crate) fn index(mut self, index: i64) -> Self {
         self.steps.push(PathStep::Index(index));
         self
     }
 
     /// Appends a step in place.
-    pub fn push(&mut self, step: PathStep) {
+    pub(crate) fn push(&mut self, step: PathStep) {
         self.steps.push(step);
     }
 
     /// Removes the last step.
-    pub fn pop(&mut self) -> Option<PathStep> {
+    pub(crate) fn pop(&mut self) -> Option<PathStep> {
         self.steps.pop()
     }
 
     /// The steps, outermost first.
-    pub fn steps(&self) -> &[PathStep] {
+    pub(crate) fn steps(&self) -> &[PathStep] {
         &self.steps
     }
 
     /// Whether this is the whole value.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.steps.is_empty()
     }
 
@@ -256,7 +241,7 @@ impl AttributePath {
     /// the form API validation errors use) into a path, using the value's type to tell
     /// attributes, map keys and indexes apart. Steps beyond the type are dropped, so
     /// the path always points at something Terraform knows.
-    pub fn from_json_pointer(pointer: &str, ty: &Type) -> Self {
+    pub(crate) fn from_json_pointer(pointer: &str, ty: &Type) -> Self {
         let mut path = Self::new();
         let mut ty = ty;
         let tokens = pointer

@@ -60,7 +60,7 @@ pub struct OpenResponse {
 
 impl OpenResponse {
     /// An empty response for values of type `ty`.
-    pub fn new(ty: Type) -> Self {
+    pub(crate) fn new(ty: Type) -> Self {
         Self {
             result: None,
             private: None,
@@ -72,7 +72,7 @@ impl OpenResponse {
 
     /// Sets the result from a serde model (see
     /// [`StateResponse::set_state`](super::StateResponse::set_state)).
-    pub fn set_result<T: Serialize + ?Sized>(&mut self, model: &T) {
+    pub(crate) fn set_result<T: Serialize + ?Sized>(&mut self, model: &T) {
         if let Some(value) = self.diagnostics.check(Value::encode(model, &self.ty)) {
             self.result = Some(value);
         }

@@ -4,16 +4,19 @@
 //! drives. Nothing here knows about gRPC, msgpack or prost.
 //!
 //! A resource implements [`Resource`] for the provider's data type (`D`, for Postern
-//! [`ProviderData`](crate::postern::ProviderData)), declares its [`Schema`] with the
+//! `postern::provider_data::ProviderData`), declares its [`Schema`] with the
 //! [`Attribute`] builder, reads config, plan and state as [`Value`]s (usually decoded
 //! into a serde model with [`Value::decode`]), writes state with
-//! [`StateResponse::set_state`], and reports problems as [`Diagnostics`]. It is listed
-//! in `crate::resources::all()`.
+//! [`StateResponse::set_state`], and reports problems as [`Diagnostics`]. It is added
+//! to a [`Registry`]. The framework knows no provider built on it: nothing here uses
+//! another module of the crate. (Postern's own managed resources implement `Resource`
+//! through `postern::lifecycle::EdgeObject`, which writes their lifecycle once; the
+//! example below is the trait itself.)
 //!
 //! ```ignore
 //! use serde::{Deserialize, Serialize};
 //! use crate::framework::*;
-//! use crate::postern::ProviderData;
+//! use crate::postern::provider_data::ProviderData;
 //!
 //! /// Terraform state of a postern_tunnel.
 //! #[derive(Serialize, Deserialize)]
@@ -73,9 +76,10 @@
 mod data_source;
 mod diagnostics;
 mod ephemeral;
+mod json;
 mod model;
 mod number;
-pub mod plan;
+pub(crate) mod plan;
 mod provider;
 mod registry;
 mod resource;
@@ -85,20 +89,25 @@ mod types;
 mod value;
 
 pub use data_source::{DataSource, DataSourceReadRequest};
-pub use diagnostics::{AttributePath, Diagnostic, Diagnostics, PathStep, Severity};
+pub use diagnostics::{AttributePath, Diagnostic, Diagnostics, Severity};
 pub use ephemeral::{
     CloseRequest, EphemeralResource, OpenRequest, OpenResponse, RenewRequest, RenewResponse,
 };
+pub use json::{ExtraAttributes, decode_json};
 pub use number::{Number, NumberError};
 pub use provider::{ConfigureRequest, Provider};
-pub use registry::{BoxedDataSource, BoxedEphemeralResource, BoxedResource, Registry};
+pub use registry::Registry;
 pub use resource::{
     CreateRequest, DeleteRequest, Plan, PlanRequest, ReadRequest, Resource, StateResponse,
     UpdateRequest,
 };
-pub use runtime::{Kind, PlanOutcome, Runtime, StateOutcome, StoredState};
-pub use schema::{Attribute, AttributeKind, Attributes, Nesting, Schema};
-pub use types::{Type, TypeError};
+pub use runtime::Runtime;
+pub use schema::{Attribute, Attributes, Schema};
+pub use types::Type;
 pub use value::{Value, ValueError};
+
+pub(crate) use diagnostics::PathStep;
+pub(crate) use runtime::{Kind, StoredState};
+pub(crate) use schema::{AttributeKind, Nesting};
 
 pub use async_trait::async_trait;

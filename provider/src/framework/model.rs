@@ -1,19 +1,38 @@
-//! The serde bridge between [`Value`]s and a resource's typed model: a `Deserializer`
-//! over values (so numbers reach a [`Number`] field exactly, and unknowns read as
-//! `None`), and `Serialize`/`Deserialize` for [`Number`].
+//! The serde bridge between [`Value`]s and a resource's typed model: [`Value::decode`]
+//! through a `Deserializer` over values (so numbers reach a [`Number`] field exactly, and
+//! unknowns read as `None`), [`Value::encode`] through JSON, and
+//! `Serialize`/`Deserialize` for [`Number`].
 
 use std::fmt;
 
 use serde::de::value::{MapDeserializer, SeqDeserializer};
-use serde::de::{self, Deserializer, IntoDeserializer, Visitor};
+use serde::de::{self, DeserializeOwned, Deserializer, IntoDeserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::number::Number;
+use super::types::Type;
 use super::value::{Value, ValueError};
 
 /// The newtype name through which [`Number`] asks a value deserializer for its exact
 /// decimal text (other deserializers just see the inner value).
 const NUMBER_TOKEN: &str = "$postern::private::Number";
+
+impl Value {
+    /// Decodes the value into a serde model. Object attributes map to fields by name;
+    /// unknowns and nulls read as `None`, so a field for a computed attribute should be
+    /// an `Option`; numbers reach a [`Number`] field exactly (and `i64`, `f64`, ...
+    /// fields as usual); enums read from strings.
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, ValueError> {
+        T::deserialize(ValueDeserializer(self))
+    }
+
+    /// Encodes a serde model as a value of type `ty` (through [`Value::from_json`]):
+    /// fields the model leaves out become null.
+    pub(crate) fn encode<T: Serialize + ?Sized>(model: &T, ty: &Type) -> Result<Value, ValueError> {
+        let json = serde_json::to_value(model).map_err(|e| ValueError::Serde(e.to_string()))?;
+        Value::from_json(&json, ty)
+    }
+}
 
 impl de::Error for ValueError {
     fn custom<T: fmt::Display>(msg: T) -> Self {
@@ -22,7 +41,7 @@ impl de::Error for ValueError {
 }
 
 /// Deserializes a model from a borrowed value.
-pub(crate) struct ValueDeserializer<'a>(pub(crate) &'a Value);
+struct ValueDeserializer<'a>(&'a Value);
 
 impl<'de> IntoDeserializer<'de, ValueError> for ValueDeserializer<'de> {
     type Deserializer = Self;
@@ -112,7 +131,7 @@ impl<'de> Deserializer<'de> for ValueDeserializer<'de> {
 
 impl Serialize for Number {
     /// An integer within 64 bits as a number; anything else as its exact decimal string
-    /// (which [`Value::encode`] reads back exactly into a `number` attribute).
+    /// (which `Value::encode` reads back exactly into a `number` attribute).
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         if let Some(i) = self.to_i64() {
             serializer.serialize_i64(i)
@@ -169,7 +188,6 @@ mod tests {
     use serde::Deserialize;
 
     use super::*;
-    use crate::framework::Type;
 
     #[derive(Debug, Deserialize, Serialize, PartialEq)]
     #[serde(rename_all = "snake_case")]

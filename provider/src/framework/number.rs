@@ -35,7 +35,7 @@ pub struct NumberError {
 
 impl Number {
     /// Zero.
-    pub fn zero() -> Self {
+    pub(crate) fn zero() -> Self {
         Self {
             negative: false,
             integer: "0".to_owned(),
@@ -44,7 +44,7 @@ impl Number {
     }
 
     /// Parses decimal notation: `-12`, `0.5`, `.5`, `1e3`, `2.5E-7`.
-    pub fn parse(text: &str) -> Result<Self, NumberError> {
+    pub(crate) fn parse(text: &str) -> Result<Self, NumberError> {
         let fail = |reason| NumberError {
             text: text.chars().take(64).collect(),
             reason,
@@ -132,7 +132,7 @@ impl Number {
     /// This is what the wire needs: Terraform sends a float only when it is the exact
     /// value. For a float that stands for a short decimal (JSON text), use
     /// [`Number::from_f64_shortest`].
-    pub fn from_f64_exact(value: f64) -> Option<Self> {
+    pub(crate) fn from_f64_exact(value: f64) -> Option<Self> {
         if !value.is_finite() {
             return None;
         }
@@ -168,7 +168,7 @@ impl Number {
 
     /// The shortest decimal that reads back as this float (`0.1_f64` → `0.1`).
     /// `None` for infinities and NaN.
-    pub fn from_f64_shortest(value: f64) -> Option<Self> {
+    pub(crate) fn from_f64_shortest(value: f64) -> Option<Self> {
         if !value.is_finite() {
             return None;
         }
@@ -176,17 +176,12 @@ impl Number {
     }
 
     /// Whether the number has no fractional part.
-    pub fn is_integer(&self) -> bool {
+    pub(crate) fn is_integer(&self) -> bool {
         self.fraction.is_empty()
     }
 
-    /// Whether the number is below zero.
-    pub fn is_negative(&self) -> bool {
-        self.negative
-    }
-
     /// The value as `i64`, if it is an integer in range.
-    pub fn to_i64(&self) -> Option<i64> {
+    pub(crate) fn to_i64(&self) -> Option<i64> {
         if !self.is_integer() {
             return None;
         }
@@ -202,7 +197,7 @@ impl Number {
     }
 
     /// The nearest `f64` (lossy for numbers that have no exact binary form).
-    pub fn to_f64(&self) -> f64 {
+    pub(crate) fn to_f64(&self) -> f64 {
         // A canonical decimal always parses; fall back to NaN rather than panic.
         format!("{self}").parse().unwrap_or(f64::NAN)
     }

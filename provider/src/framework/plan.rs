@@ -22,7 +22,7 @@ use super::value::Value;
 ///
 /// `prior` is `None` on create. `config` and `proposed` are Terraform's (non-null: a
 /// destroy is planned elsewhere).
-pub fn plan_standard(
+pub(crate) fn plan_standard(
     schema: &Schema,
     prior: Option<&Value>,
     config: &Value,
@@ -39,7 +39,11 @@ pub fn plan_standard(
 
 /// The attributes marked [`Attribute::requires_replace`] whose planned value differs
 /// from the prior one. Only meaningful on update.
-pub fn requires_replace(schema: &Schema, prior: &Value, planned: &Value) -> Vec<AttributePath> {
+pub(crate) fn requires_replace(
+    schema: &Schema,
+    prior: &Value,
+    planned: &Value,
+) -> Vec<AttributePath> {
     let mut out = Vec::new();
     replace_paths(
         &schema.attributes,
@@ -53,7 +57,7 @@ pub fn requires_replace(schema: &Schema, prior: &Value, planned: &Value) -> Vec<
 
 /// Sets every write-only attribute, at any depth, to null (Terraform requires that of
 /// plans, new states and imports).
-pub fn null_write_only(attributes: &Attributes, value: &mut Value) {
+pub(crate) fn null_write_only(attributes: &Attributes, value: &mut Value) {
     for (name, attr) in attributes.iter() {
         let Some(slot) = value.get_mut(name) else {
             continue;
@@ -89,7 +93,7 @@ fn apply_defaults(attributes: &Attributes, config: &Value, planned: &mut Value) 
             continue;
         }
         if let AttributeKind::Nested(nesting, nested) = &attr.kind {
-            for_each_nested_pair(*nesting, nested, config_value, slot, |cfg, element| {
+            for_each_nested_pair(*nesting, config_value, slot, |cfg, element| {
                 apply_defaults(nested, cfg.unwrap_or(&Value::Null), element);
             });
         }
@@ -141,34 +145,6 @@ fn mark_unknown(
                     }
                 }
             }
-            Nesting::Map => {
-                let prior_entries = prior_value.and_then(Value::as_entries);
-                let config_entries = config_value.as_entries();
-                if let Value::Map(entries) = slot {
-                    for (key, element) in entries.iter_mut() {
-                        if element.is_null() || element.is_unknown() {
-                            continue;
-                        }
-                        let cfg = config_entries
-                            .and_then(|m| m.get(key))
-                            .unwrap_or(&Value::Null);
-                        let prior_element = prior_entries.and_then(|m| m.get(key));
-                        mark_unknown(nested, cfg, element, prior_element);
-                    }
-                }
-            }
-            Nesting::Set => {
-                let config_elements = config_value.as_elements().unwrap_or(&[]);
-                if let Value::Set(elements) = slot {
-                    let pairs = pair_set_elements(nested, config_elements, elements);
-                    for (element, cfg) in elements.iter_mut().zip(pairs) {
-                        if element.is_null() || element.is_unknown() {
-                            continue;
-                        }
-                        mark_unknown(nested, cfg.unwrap_or(&Value::Null), element, None);
-                    }
-                }
-            }
         }
     }
 }
@@ -208,39 +184,15 @@ fn replace_paths(
                         path.pop();
                     }
                 }
-                Nesting::Map => {
-                    let prior_entries = before.as_entries();
-                    for (key, element) in after.as_entries().into_iter().flatten() {
-                        path.push(PathStep::Key(key.clone()));
-                        let before = prior_entries
-                            .and_then(|m| m.get(key))
-                            .unwrap_or(&Value::Null);
-                        replace_paths(nested, before, element, path, out);
-                        path.pop();
-                    }
-                }
-                Nesting::Set => {
-                    if before != after && any_requires_replace(nested) {
-                        out.push(path.clone());
-                    }
-                }
             }
         }
         path.pop();
     }
 }
 
-fn any_requires_replace(attributes: &Attributes) -> bool {
-    attributes.iter().any(|(_, attr)| {
-        attr.requires_replace
-            || matches!(&attr.kind, AttributeKind::Nested(_, nested) if any_requires_replace(nested))
-    })
-}
-
 /// Calls `f` with each nested object of `slot` and the matching configuration object.
 fn for_each_nested_pair(
     nesting: Nesting,
-    nested: &Attributes,
     config: &Value,
     slot: &mut Value,
     mut f: impl FnMut(Option<&Value>, &mut Value),
@@ -256,54 +208,15 @@ fn for_each_nested_pair(
                 f(config_elements.get(i), element);
             }
         }
-        (Nesting::Map, Value::Map(entries)) => {
-            let config_entries = config.as_entries();
-            for (key, element) in entries.iter_mut() {
-                f(config_entries.and_then(|m| m.get(key)), element);
-            }
-        }
-        (Nesting::Set, Value::Set(elements)) => {
-            let config_elements = config.as_elements().unwrap_or(&[]);
-            let pairs = pair_set_elements(nested, config_elements, elements);
-            for (element, cfg) in elements.iter_mut().zip(pairs) {
-                f(cfg, element);
-            }
-        }
         _ => {}
     }
-}
-
-/// Matches each planned set element with the configuration element that agrees with
-/// it on every attribute the configuration controls (non-computed ones).
-fn pair_set_elements<'c>(
-    nested: &Attributes,
-    config: &'c [Value],
-    planned: &[Value],
-) -> Vec<Option<&'c Value>> {
-    let mut used = vec![false; config.len()];
-    planned
-        .iter()
-        .map(|element| {
-            let found = config.iter().enumerate().position(|(i, cfg)| {
-                !used[i]
-                    && nested.iter().all(|(name, attr)| {
-                        attr.computed || cfg.get(name) == element.get(name) || attr.write_only
-                    })
-            });
-            found.map(|i| {
-                used[i] = true;
-                &config[i]
-            })
-        })
-        .collect()
 }
 
 fn nested_elements_mut(nesting: Nesting, slot: &mut Value) -> Vec<&mut Value> {
     match (nesting, slot) {
         (_, Value::Null | Value::Unknown) => Vec::new(),
         (Nesting::Single, slot) => vec![slot],
-        (_, Value::List(v) | Value::Set(v)) => v.iter_mut().collect(),
-        (_, Value::Map(m)) => m.values_mut().collect(),
+        (Nesting::List, Value::List(v)) => v.iter_mut().collect(),
         _ => Vec::new(),
     }
 }

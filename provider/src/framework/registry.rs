@@ -17,11 +17,11 @@ use super::schema::Schema;
 use super::types::Type;
 
 /// A boxed resource for provider data `D`.
-pub type BoxedResource<D> = Box<dyn Resource<D>>;
+pub(crate) type BoxedResource<D> = Box<dyn Resource<D>>;
 /// A boxed data source for provider data `D`.
-pub type BoxedDataSource<D> = Box<dyn DataSource<D>>;
+pub(crate) type BoxedDataSource<D> = Box<dyn DataSource<D>>;
 /// A boxed ephemeral resource for provider data `D`.
-pub type BoxedEphemeralResource<D> = Box<dyn EphemeralResource<D>>;
+pub(crate) type BoxedEphemeralResource<D> = Box<dyn EphemeralResource<D>>;
 
 /// Everything a provider serves.
 pub struct Registry<P: Provider> {
@@ -71,48 +71,15 @@ impl<P: Provider> Registry<P> {
         self
     }
 
-    /// Adds resource types.
-    pub fn resources(
-        mut self,
-        resources: impl IntoIterator<Item = BoxedResource<P::Data>>,
-    ) -> Self {
-        for resource in resources {
-            self.insert_resource(resource);
-        }
-        self
-    }
-
     /// Adds a data source type.
     pub fn data_source(mut self, data_source: impl DataSource<P::Data>) -> Self {
         self.insert_data_source(Box::new(data_source));
         self
     }
 
-    /// Adds data source types.
-    pub fn data_sources(
-        mut self,
-        data_sources: impl IntoIterator<Item = BoxedDataSource<P::Data>>,
-    ) -> Self {
-        for data_source in data_sources {
-            self.insert_data_source(data_source);
-        }
-        self
-    }
-
     /// Adds an ephemeral resource type.
     pub fn ephemeral_resource(mut self, ephemeral: impl EphemeralResource<P::Data>) -> Self {
         self.insert_ephemeral(Box::new(ephemeral));
-        self
-    }
-
-    /// Adds ephemeral resource types.
-    pub fn ephemeral_resources(
-        mut self,
-        ephemeral: impl IntoIterator<Item = BoxedEphemeralResource<P::Data>>,
-    ) -> Self {
-        for e in ephemeral {
-            self.insert_ephemeral(e);
-        }
         self
     }
 
@@ -179,7 +146,7 @@ impl<P: Provider> Registry<P> {
     /// Everything wrong with the registered schemas and names; empty when Terraform
     /// will accept them. The server refuses to start otherwise, and a unit test should
     /// assert this is empty for the shipped registry.
-    pub fn problems(&self) -> Vec<String> {
+    pub(crate) fn problems(&self) -> Vec<String> {
         let mut out: Vec<String> = self
             .duplicates
             .iter()

@@ -113,12 +113,7 @@ pub struct PlanRequest {
     pub prior_private: Vec<u8>,
 }
 
-impl PlanRequest {
-    /// Whether the object is being created.
-    pub fn is_create(&self) -> bool {
-        self.prior.is_none()
-    }
-}
+impl PlanRequest {}
 
 /// The plan being built; the hook may change any of it.
 #[derive(Clone, Debug)]
@@ -189,7 +184,7 @@ pub struct StateResponse {
 
 impl StateResponse {
     /// A response for values of type `ty` (the schema's value type).
-    pub fn new(ty: Type, state: Option<Value>, private: Vec<u8>) -> Self {
+    pub(crate) fn new(ty: Type, state: Option<Value>, private: Vec<u8>) -> Self {
         Self {
             state,
             private,

@@ -30,7 +30,7 @@ pub struct Runtime<P: Provider> {
 
 /// What kind of type a name was looked up as, for error messages.
 #[derive(Clone, Copy, Debug)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// A managed resource.
     Resource,
     /// A data source.
@@ -41,7 +41,7 @@ pub enum Kind {
 
 /// A stored state handed to UpgradeResourceState.
 #[derive(Clone, Debug)]
-pub enum StoredState {
+pub(crate) enum StoredState {
     /// Written with the current schema version, already decoded.
     Current(Value),
     /// Written with an older schema version: the JSON as stored.
@@ -50,7 +50,7 @@ pub enum StoredState {
 
 /// The result of planning a resource change.
 #[derive(Clone, Debug)]
-pub struct PlanOutcome {
+pub(crate) struct PlanOutcome {
     /// The planned state (null for destroy).
     pub planned: Value,
     /// Paths whose change forces replacement.
@@ -63,7 +63,7 @@ pub struct PlanOutcome {
 
 /// The result of an operation that ends with a state (apply, read, import, data read).
 #[derive(Clone, Debug)]
-pub struct StateOutcome {
+pub(crate) struct StateOutcome {
     /// The new state; `None` is null (deleted, gone, nothing created).
     pub state: Option<Value>,
     /// Private state.
@@ -93,12 +93,12 @@ impl<P: Provider> Runtime<P> {
     }
 
     /// The registry served.
-    pub fn registry(&self) -> &Registry<P> {
+    pub(crate) fn registry(&self) -> &Registry<P> {
         &self.registry
     }
 
     /// The value type of a registered type, for decoding its values.
-    pub fn value_type(&self, kind: Kind, type_name: &str) -> Result<&Type, Diagnostic> {
+    pub(crate) fn value_type(&self, kind: Kind, type_name: &str) -> Result<&Type, Diagnostic> {
         match kind {
             Kind::Resource => self.resource(type_name).map(|r| &r.ty),
             Kind::DataSource => self.data_source(type_name).map(|r| &r.ty),
@@ -117,21 +117,21 @@ impl<P: Provider> Runtime<P> {
     }
 
     /// Asks in-flight work to stop (StopProvider). Returns at once.
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         self.stop.cancel();
     }
 
     // === provider ===
 
     /// ValidateProviderConfig.
-    pub fn validate_provider(&self, config: &Value) -> Diagnostics {
+    pub(crate) fn validate_provider(&self, config: &Value) -> Diagnostics {
         let mut diagnostics = Diagnostics::new();
         self.registry.provider.validate(config, &mut diagnostics);
         diagnostics
     }
 
     /// ConfigureProvider: builds the provider data every later call receives.
-    pub async fn configure(&self, terraform_version: String, config: Value) -> Diagnostics {
+    pub(crate) async fn configure(&self, terraform_version: String, config: Value) -> Diagnostics {
         let mut diagnostics = Diagnostics::new();
         let req = ConfigureRequest {
             terraform_version,
@@ -169,7 +169,7 @@ impl<P: Provider> Runtime<P> {
     // === managed resources ===
 
     /// ValidateResourceConfig.
-    pub fn validate_resource(&self, type_name: &str, config: &Value) -> Diagnostics {
+    pub(crate) fn validate_resource(&self, type_name: &str, config: &Value) -> Diagnostics {
         let mut diagnostics = Diagnostics::new();
         match self.resource(type_name) {
             Ok(r) => r.handler.validate(config, &mut diagnostics),
@@ -181,7 +181,7 @@ impl<P: Provider> Runtime<P> {
     /// UpgradeResourceState: brings a stored state to the current schema. A state of
     /// the current version is taken as decoded; an older one goes through the
     /// resource's [`Resource::upgrade_state`](super::Resource::upgrade_state) hook.
-    pub fn upgrade_resource_state(
+    pub(crate) fn upgrade_resource_state(
         &self,
         type_name: &str,
         version: i64,
@@ -218,7 +218,7 @@ impl<P: Provider> Runtime<P> {
     }
 
     /// ReadResource.
-    pub async fn read_resource(
+    pub(crate) async fn read_resource(
         &self,
         type_name: &str,
         state: Value,
@@ -236,7 +236,7 @@ impl<P: Provider> Runtime<P> {
     }
 
     /// PlanResourceChange.
-    pub async fn plan_resource(
+    pub(crate) async fn plan_resource(
         &self,
         type_name: &str,
         prior: Value,
@@ -311,7 +311,7 @@ impl<P: Provider> Runtime<P> {
 
     /// ApplyResourceChange: create, update or delete, by which of prior and planned
     /// are null.
-    pub async fn apply_resource(
+    pub(crate) async fn apply_resource(
         &self,
         type_name: &str,
         prior: Value,
@@ -376,7 +376,7 @@ impl<P: Provider> Runtime<P> {
     }
 
     /// ImportResourceState: the state to hand to ReadResource next.
-    pub async fn import_resource(&self, type_name: &str, id: &str) -> StateOutcome {
+    pub(crate) async fn import_resource(&self, type_name: &str, id: &str) -> StateOutcome {
         let (r, data) = match self.resource_and_data(type_name).await {
             Ok(found) => found,
             Err(d) => return StateOutcome::failed(d),
@@ -395,7 +395,7 @@ impl<P: Provider> Runtime<P> {
     // === data sources ===
 
     /// ValidateDataResourceConfig.
-    pub fn validate_data_source(&self, type_name: &str, config: &Value) -> Diagnostics {
+    pub(crate) fn validate_data_source(&self, type_name: &str, config: &Value) -> Diagnostics {
         let mut diagnostics = Diagnostics::new();
         match self.data_source(type_name) {
             Ok(r) => r.handler.validate(config, &mut diagnostics),
@@ -405,7 +405,7 @@ impl<P: Provider> Runtime<P> {
     }
 
     /// ReadDataSource.
-    pub async fn read_data_source(&self, type_name: &str, config: Value) -> StateOutcome {
+    pub(crate) async fn read_data_source(&self, type_name: &str, config: Value) -> StateOutcome {
         let r = match self.data_source(type_name) {
             Ok(r) => r,
             Err(d) => return StateOutcome::failed(d.into()),
@@ -430,7 +430,7 @@ impl<P: Provider> Runtime<P> {
     // === ephemeral resources ===
 
     /// ValidateEphemeralResourceConfig.
-    pub fn validate_ephemeral(&self, type_name: &str, config: &Value) -> Diagnostics {
+    pub(crate) fn validate_ephemeral(&self, type_name: &str, config: &Value) -> Diagnostics {
         let mut diagnostics = Diagnostics::new();
         match self.ephemeral(type_name) {
             Ok(r) => r.handler.validate(config, &mut diagnostics),
@@ -440,7 +440,7 @@ impl<P: Provider> Runtime<P> {
     }
 
     /// OpenEphemeralResource.
-    pub async fn open_ephemeral(&self, type_name: &str, config: Value) -> OpenResponse {
+    pub(crate) async fn open_ephemeral(&self, type_name: &str, config: Value) -> OpenResponse {
         let r = match self.ephemeral(type_name) {
             Ok(r) => r,
             Err(d) => {
@@ -476,7 +476,7 @@ impl<P: Provider> Runtime<P> {
     }
 
     /// RenewEphemeralResource.
-    pub async fn renew_ephemeral(
+    pub(crate) async fn renew_ephemeral(
         &self,
         type_name: &str,
         private: Option<Vec<u8>>,
@@ -504,7 +504,11 @@ impl<P: Provider> Runtime<P> {
     }
 
     /// CloseEphemeralResource.
-    pub async fn close_ephemeral(&self, type_name: &str, private: Option<Vec<u8>>) -> Diagnostics {
+    pub(crate) async fn close_ephemeral(
+        &self,
+        type_name: &str,
+        private: Option<Vec<u8>>,
+    ) -> Diagnostics {
         let mut diagnostics = Diagnostics::new();
         let r = match self.ephemeral(type_name) {
             Ok(r) => r,

@@ -30,7 +30,6 @@ use super::value::Value;
 pub struct Schema {
     pub(crate) version: i64,
     pub(crate) description: String,
-    pub(crate) deprecated: bool,
     pub(crate) attributes: Attributes,
 }
 
@@ -40,20 +39,16 @@ pub struct Attributes(BTreeMap<String, Attribute>);
 
 /// How nested attributes repeat.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Nesting {
+pub(crate) enum Nesting {
     /// `x = { ... }`
     Single,
     /// `x = [{ ... }, ...]`
     List,
-    /// `x = [{ ... }, ...]` without order or duplicates.
-    Set,
-    /// `x = { key = { ... }, ... }`
-    Map,
 }
 
 /// What an attribute holds.
 #[derive(Clone, Debug)]
-pub enum AttributeKind {
+pub(crate) enum AttributeKind {
     /// A value of one cty type (primitive or collection).
     Typed(Type),
     /// Objects with attributes of their own.
@@ -70,7 +65,6 @@ pub struct Attribute {
     pub(crate) computed: bool,
     pub(crate) sensitive: bool,
     pub(crate) write_only: bool,
-    pub(crate) deprecated: bool,
     pub(crate) requires_replace: bool,
     pub(crate) stable: bool,
     pub(crate) default: Option<Value>,
@@ -82,21 +76,14 @@ impl Schema {
         Self {
             version: 0,
             description: description.into(),
-            deprecated: false,
             attributes: Attributes::new(),
         }
     }
 
     /// Sets the schema version (bump it when the state's shape changes, and handle the
     /// old shape in `Resource::upgrade_state`).
-    pub fn version(mut self, version: i64) -> Self {
+    pub(crate) fn version(mut self, version: i64) -> Self {
         self.version = version;
-        self
-    }
-
-    /// Marks the whole resource deprecated.
-    pub fn deprecated(mut self) -> Self {
-        self.deprecated = true;
         self
     }
 
@@ -107,22 +94,17 @@ impl Schema {
     }
 
     /// The schema's version.
-    pub fn schema_version(&self) -> i64 {
+    pub(crate) fn schema_version(&self) -> i64 {
         self.version
     }
 
     /// The schema's description.
-    pub fn description(&self) -> &str {
+    pub(crate) fn description(&self) -> &str {
         &self.description
     }
 
-    /// Whether the schema is deprecated.
-    pub fn is_deprecated(&self) -> bool {
-        self.deprecated
-    }
-
     /// The top-level attributes.
-    pub fn attributes(&self) -> &Attributes {
+    pub(crate) fn attributes(&self) -> &Attributes {
         &self.attributes
     }
 
@@ -134,12 +116,12 @@ impl Schema {
     /// Problems that would make Terraform reject (or misread) the schema: names that are
     /// not `[a-z0-9_]+`, attributes without a description, impossible flag
     /// combinations, defaults that do not fit their type.
-    pub fn problems(&self) -> Vec<String> {
+    pub(crate) fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
         if self.description.trim().is_empty() {
             out.push("the schema has no description".to_owned());
         }
-        self.attributes.collect_problems("", false, &mut out);
+        self.attributes.collect_problems("", &mut out);
         out
     }
 }
@@ -156,18 +138,13 @@ impl Attributes {
         self
     }
 
-    /// An attribute by name.
-    pub fn get(&self, name: &str) -> Option<&Attribute> {
-        self.0.get(name)
-    }
-
     /// The attributes, ordered by name.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &Attribute)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &Attribute)> {
         self.0.iter().map(|(name, attr)| (name.as_str(), attr))
     }
 
     /// The object type these attributes make.
-    pub fn object_type(&self) -> Type {
+    pub(crate) fn object_type(&self) -> Type {
         Type::Object(
             self.0
                 .iter()
@@ -176,14 +153,14 @@ impl Attributes {
         )
     }
 
-    fn collect_problems(&self, prefix: &str, in_set: bool, out: &mut Vec<String>) {
+    fn collect_problems(&self, prefix: &str, out: &mut Vec<String>) {
         for (name, attr) in &self.0 {
             let path = if prefix.is_empty() {
                 name.clone()
             } else {
                 format!("{prefix}.{name}")
             };
-            attr.collect_problems(&path, name, in_set, out);
+            attr.collect_problems(&path, name, out);
         }
     }
 }
@@ -198,7 +175,6 @@ impl Attribute {
             computed: false,
             sensitive: false,
             write_only: false,
-            deprecated: false,
             requires_replace: false,
             stable: false,
             default: None,
@@ -216,7 +192,7 @@ impl Attribute {
     }
 
     /// A bool attribute.
-    pub fn bool(description: impl Into<String>) -> Self {
+    pub(crate) fn bool(description: impl Into<String>) -> Self {
         Self::of_type(Type::Bool, description)
     }
 
@@ -226,7 +202,7 @@ impl Attribute {
     }
 
     /// A list of `element`.
-    pub fn list(element: Type, description: impl Into<String>) -> Self {
+    pub(crate) fn list(element: Type, description: impl Into<String>) -> Self {
         Self::of_type(Type::list(element), description)
     }
 
@@ -241,7 +217,7 @@ impl Attribute {
     }
 
     /// An attribute of any cty type.
-    pub fn of_type(ty: Type, description: impl Into<String>) -> Self {
+    pub(crate) fn of_type(ty: Type, description: impl Into<String>) -> Self {
         Self::new(AttributeKind::Typed(ty), description)
     }
 
@@ -259,16 +235,6 @@ impl Attribute {
             AttributeKind::Nested(Nesting::List, attributes),
             description,
         )
-    }
-
-    /// A set of nested objects.
-    pub fn set_nested(attributes: Attributes, description: impl Into<String>) -> Self {
-        Self::new(AttributeKind::Nested(Nesting::Set, attributes), description)
-    }
-
-    /// A map of nested objects: `x = { k = { a = 1 } }`.
-    pub fn map_nested(attributes: Attributes, description: impl Into<String>) -> Self {
-        Self::new(AttributeKind::Nested(Nesting::Map, attributes), description)
     }
 
     /// The configuration must set it.
@@ -303,12 +269,6 @@ impl Attribute {
         self
     }
 
-    /// Shown as deprecated by Terraform.
-    pub fn deprecated(mut self) -> Self {
-        self.deprecated = true;
-        self
-    }
-
     /// A change of this attribute destroys and re-creates the object.
     pub fn requires_replace(mut self) -> Self {
         self.requires_replace = true;
@@ -332,62 +292,52 @@ impl Attribute {
     }
 
     /// What the attribute holds.
-    pub fn kind(&self) -> &AttributeKind {
+    pub(crate) fn kind(&self) -> &AttributeKind {
         &self.kind
     }
 
     /// The attribute's description.
-    pub fn description(&self) -> &str {
+    pub(crate) fn description(&self) -> &str {
         &self.description
     }
 
     /// Whether the configuration must set it.
-    pub fn is_required(&self) -> bool {
+    pub(crate) fn is_required(&self) -> bool {
         self.required
     }
 
     /// Whether the configuration may set it.
-    pub fn is_optional(&self) -> bool {
+    pub(crate) fn is_optional(&self) -> bool {
         self.optional
     }
 
     /// Whether the provider may set it.
-    pub fn is_computed(&self) -> bool {
+    pub(crate) fn is_computed(&self) -> bool {
         self.computed
     }
 
     /// Whether it is sensitive.
-    pub fn is_sensitive(&self) -> bool {
+    pub(crate) fn is_sensitive(&self) -> bool {
         self.sensitive
     }
 
     /// Whether it is write-only.
-    pub fn is_write_only(&self) -> bool {
+    pub(crate) fn is_write_only(&self) -> bool {
         self.write_only
     }
 
-    /// Whether it is deprecated.
-    pub fn is_deprecated(&self) -> bool {
-        self.deprecated
-    }
-
     /// Whether changing it replaces the object.
-    pub fn is_requires_replace(&self) -> bool {
+    pub(crate) fn is_requires_replace(&self) -> bool {
         self.requires_replace
     }
 
-    /// Whether its prior value is carried into plans.
-    pub fn is_stable(&self) -> bool {
-        self.stable
-    }
-
     /// Its default value, if any.
-    pub fn default_value(&self) -> Option<&Value> {
+    pub(crate) fn default_value(&self) -> Option<&Value> {
         self.default.as_ref()
     }
 
     /// The attribute's value type.
-    pub fn value_type(&self) -> Type {
+    pub(crate) fn value_type(&self) -> Type {
         match &self.kind {
             AttributeKind::Typed(ty) => ty.clone(),
             AttributeKind::Nested(nesting, attrs) => {
@@ -395,14 +345,12 @@ impl Attribute {
                 match nesting {
                     Nesting::Single => object,
                     Nesting::List => Type::list(object),
-                    Nesting::Set => Type::set(object),
-                    Nesting::Map => Type::map(object),
                 }
             }
         }
     }
 
-    fn collect_problems(&self, path: &str, name: &str, in_set: bool, out: &mut Vec<String>) {
+    fn collect_problems(&self, path: &str, name: &str, out: &mut Vec<String>) {
         let mut problem = |what: &str| out.push(format!("attribute {path}: {what}"));
         if name.is_empty()
             || !name
@@ -429,20 +377,14 @@ impl Attribute {
         if self.write_only && self.computed {
             problem("write-only attributes cannot be computed");
         }
-        if self.write_only && in_set {
-            problem("write-only attributes cannot sit inside a set");
-        }
         let ty = self.value_type();
-        if in_set && ty.has_dynamic() {
-            problem("dynamic types cannot sit inside a set");
-        }
         if let Some(default) = &self.default
             && let Err(e) = default.check_type(&ty)
         {
             problem(&format!("default does not fit the type: {e}"));
         }
-        if let AttributeKind::Nested(nesting, attrs) = &self.kind {
-            attrs.collect_problems(path, in_set || *nesting == Nesting::Set, out);
+        if let AttributeKind::Nested(_, attrs) = &self.kind {
+            attrs.collect_problems(path, out);
         }
     }
 }
@@ -491,8 +433,8 @@ mod tests {
             .attribute("dflt", Attribute::string("x").optional().default(true))
             .attribute(
                 "s",
-                Attribute::set_nested(
-                    Attributes::new().with("w", Attribute::string("x").optional().write_only()),
+                Attribute::single_nested(
+                    Attributes::new().with("w", Attribute::string("x").computed().write_only()),
                     "x",
                 )
                 .optional(),
@@ -505,7 +447,7 @@ mod tests {
             "attribute both: required excludes",
             "attribute dflt: a default needs",
             "attribute dflt: default does not fit",
-            "attribute s.w: write-only attributes cannot sit inside a set",
+            "attribute s.w: write-only attributes cannot be computed",
         ] {
             assert!(
                 problems.iter().any(|p| p.starts_with(needle)),

@@ -32,7 +32,7 @@ pub enum Type {
 /// A type spelled in JSON that is not a cty type.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid type specification: {0}")]
-pub struct TypeError(String);
+pub(crate) struct TypeError(String);
 
 impl Type {
     /// `list(element)`.
@@ -90,12 +90,12 @@ impl Type {
 
     /// Parses the cty JSON spelling. The optional-attributes list of an object type
     /// constraint (`["object",{...},["a"]]`) is accepted and ignored.
-    pub fn from_json(json: &serde_json::Value) -> Result<Self, TypeError> {
+    pub(crate) fn from_json(json: &serde_json::Value) -> Result<Self, TypeError> {
         Self::from_json_at_depth(json, 0)
     }
 
     /// Parses the cty JSON spelling from bytes.
-    pub fn from_json_bytes(bytes: &[u8]) -> Result<Self, TypeError> {
+    pub(crate) fn from_json_bytes(bytes: &[u8]) -> Result<Self, TypeError> {
         let json: serde_json::Value =
             serde_json::from_slice(bytes).map_err(|e| TypeError(e.to_string()))?;
         Self::from_json(&json)
@@ -140,17 +140,6 @@ impl Type {
                 }
             }
             _ => Err(bad()),
-        }
-    }
-
-    /// Whether this type, or any type inside it, is `dynamic`.
-    pub fn has_dynamic(&self) -> bool {
-        match self {
-            Type::Dynamic => true,
-            Type::String | Type::Number | Type::Bool => false,
-            Type::List(e) | Type::Set(e) | Type::Map(e) => e.has_dynamic(),
-            Type::Object(attrs) => attrs.values().any(Type::has_dynamic),
-            Type::Tuple(elems) => elems.iter().any(Type::has_dynamic),
         }
     }
 }

@@ -1,11 +1,8 @@
-//! Dynamic Terraform values: null, unknown (at any depth) and every cty type, plus the
-//! serde bridge that lets a resource read and write them as typed models.
+//! Dynamic Terraform values: null, unknown (at any depth) and every cty type. Reading
+//! them from JSON is [`json`](super::json)'s, and as typed models [`model`](super::model)'s.
 
 use std::collections::BTreeMap;
 use std::fmt;
-
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use super::diagnostics::{AttributePath, Diagnostic, PathStep};
 use super::number::Number;
@@ -79,6 +76,17 @@ pub enum ValueError {
         /// Why.
         message: String,
     },
+    /// Anything else wrong with a value at a place (a bad dynamic value or type spec).
+    #[error("{path}: {message}")]
+    Invalid {
+        /// Where.
+        path: AttributePath,
+        /// What.
+        message: String,
+    },
+    /// The bytes are not JSON, or nest too deeply.
+    #[error("invalid JSON: {0}")]
+    Json(String),
     /// serde could not turn a model into JSON or JSON into a model.
     #[error("{0}")]
     Serde(String),
@@ -86,13 +94,14 @@ pub enum ValueError {
 
 impl ValueError {
     /// The attribute the error is about, if known.
-    pub fn path(&self) -> Option<&AttributePath> {
+    pub(crate) fn path(&self) -> Option<&AttributePath> {
         match self {
             ValueError::TypeMismatch { path, .. }
             | ValueError::UnexpectedAttribute { path, .. }
             | ValueError::TupleLength { path, .. }
-            | ValueError::InvalidNumber { path, .. } => Some(path),
-            ValueError::Serde(_) => None,
+            | ValueError::InvalidNumber { path, .. }
+            | ValueError::Invalid { path, .. } => Some(path),
+            ValueError::Json(_) | ValueError::Serde(_) => None,
         }
     }
 }
@@ -114,19 +123,14 @@ impl From<ValueError> for Diagnostic {
 }
 
 impl Value {
-    /// A string value.
-    pub fn string(value: impl Into<String>) -> Self {
-        Value::String(value.into())
-    }
-
     /// A number value.
-    pub fn number(value: impl Into<Number>) -> Self {
+    pub(crate) fn number(value: impl Into<Number>) -> Self {
         Value::Number(value.into())
     }
 
     /// A set value; duplicate elements are removed. Elements that are not wholly known are
     /// all kept, as cty keeps them: two unknowns may turn out different.
-    pub fn set(elements: impl IntoIterator<Item = Value>) -> Self {
+    pub(crate) fn set(elements: impl IntoIterator<Item = Value>) -> Self {
         let mut out: Vec<Value> = Vec::new();
         for element in elements {
             if !element.is_wholly_known() || !out.contains(&element) {
@@ -158,7 +162,7 @@ impl Value {
     }
 
     /// Whether this is null.
-    pub fn is_null(&self) -> bool {
+    pub(crate) fn is_null(&self) -> bool {
         match self {
             Value::Null => true,
             Value::Dynamic(_, inner) => inner.is_null(),
@@ -167,7 +171,7 @@ impl Value {
     }
 
     /// Whether this is unknown (at the top; see [`Value::is_wholly_known`]).
-    pub fn is_unknown(&self) -> bool {
+    pub(crate) fn is_unknown(&self) -> bool {
         match self {
             Value::Unknown => true,
             Value::Dynamic(_, inner) => inner.is_unknown(),
@@ -176,7 +180,7 @@ impl Value {
     }
 
     /// Whether this value and everything inside it is known.
-    pub fn is_wholly_known(&self) -> bool {
+    pub(crate) fn is_wholly_known(&self) -> bool {
         match self {
             Value::Unknown => false,
             Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => true,
@@ -189,7 +193,7 @@ impl Value {
     }
 
     /// Paths of every unknown inside this value.
-    pub fn unknown_paths(&self) -> Vec<AttributePath> {
+    pub(crate) fn unknown_paths(&self) -> Vec<AttributePath> {
         let mut out = Vec::new();
         self.collect_unknowns(&mut AttributePath::new(), &mut out);
         out
@@ -231,7 +235,7 @@ impl Value {
     }
 
     /// The value with every unknown, at any depth, replaced by null.
-    pub fn unknowns_to_null(&self) -> Value {
+    pub(crate) fn unknowns_to_null(&self) -> Value {
         match self {
             Value::Unknown => Value::Null,
             Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => self.clone(),
@@ -265,7 +269,7 @@ impl Value {
     }
 
     /// A mutable attribute of an object.
-    pub fn get_mut(&mut self, name: &str) -> Option<&mut Value> {
+    pub(crate) fn get_mut(&mut self, name: &str) -> Option<&mut Value> {
         match self {
             Value::Object(m) | Value::Map(m) => m.get_mut(name),
             Value::Dynamic(_, inner) => inner.get_mut(name),
@@ -287,19 +291,10 @@ impl Value {
     }
 
     /// The value at a path, if it exists.
-    pub fn at(&self, path: &AttributePath) -> Option<&Value> {
+    pub(crate) fn at(&self, path: &AttributePath) -> Option<&Value> {
         let mut current = self;
         for step in path.steps() {
             current = current.step(step)?;
-        }
-        Some(current)
-    }
-
-    /// The mutable value at a path, if it exists.
-    pub fn at_mut(&mut self, path: &AttributePath) -> Option<&mut Value> {
-        let mut current = self;
-        for step in path.steps() {
-            current = current.step_mut(step)?;
         }
         Some(current)
     }
@@ -316,18 +311,6 @@ impl Value {
         }
     }
 
-    fn step_mut(&mut self, step: &PathStep) -> Option<&mut Value> {
-        match (self, step) {
-            (Value::Dynamic(_, inner), _) => inner.step_mut(step),
-            (Value::Object(m), PathStep::Attribute(name)) => m.get_mut(name),
-            (Value::Map(m), PathStep::Key(key)) => m.get_mut(key),
-            (Value::List(v) | Value::Tuple(v), PathStep::Index(i)) => {
-                v.get_mut(usize::try_from(*i).ok()?)
-            }
-            _ => None,
-        }
-    }
-
     /// The string inside, if this is a known string.
     pub fn as_str(&self) -> Option<&str> {
         match self {
@@ -338,7 +321,7 @@ impl Value {
     }
 
     /// The bool inside, if this is a known bool.
-    pub fn as_bool(&self) -> Option<bool> {
+    pub(crate) fn as_bool(&self) -> Option<bool> {
         match self {
             Value::Bool(b) => Some(*b),
             Value::Dynamic(_, inner) => inner.as_bool(),
@@ -356,7 +339,7 @@ impl Value {
     }
 
     /// The elements of a list, set or tuple.
-    pub fn as_elements(&self) -> Option<&[Value]> {
+    pub(crate) fn as_elements(&self) -> Option<&[Value]> {
         match self {
             Value::List(v) | Value::Set(v) | Value::Tuple(v) => Some(v),
             Value::Dynamic(_, inner) => inner.as_elements(),
@@ -365,7 +348,7 @@ impl Value {
     }
 
     /// The entries of a map or object.
-    pub fn as_entries(&self) -> Option<&BTreeMap<String, Value>> {
+    pub(crate) fn as_entries(&self) -> Option<&BTreeMap<String, Value>> {
         match self {
             Value::Map(m) | Value::Object(m) => Some(m),
             Value::Dynamic(_, inner) => inner.as_entries(),
@@ -376,7 +359,7 @@ impl Value {
     /// The type this value would have on its own, used for values in `dynamic` slots:
     /// collections take the type of their first element (`dynamic` when empty), null
     /// and unknown are `dynamic`.
-    pub fn infer_type(&self) -> Type {
+    pub(crate) fn infer_type(&self) -> Type {
         match self {
             Value::Null | Value::Unknown => Type::Dynamic,
             Value::Bool(_) => Type::Bool,
@@ -464,7 +447,7 @@ impl Value {
     }
 
     /// A short name for the value's kind, for error messages.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Value::Null => "null",
             Value::Unknown => "unknown",
@@ -484,7 +467,7 @@ impl Value {
     /// numbers become JSON integers when they are integers within 64 bits and JSON
     /// floats otherwise (nearest `f64`: a model that needs more precision should read
     /// [`Value::as_number`] instead).
-    pub fn to_json(&self) -> serde_json::Value {
+    pub(crate) fn to_json(&self) -> serde_json::Value {
         use serde_json::Value as J;
         match self {
             Value::Null | Value::Unknown => J::Null,
@@ -499,30 +482,6 @@ impl Value {
             }
             Value::Dynamic(_, inner) => inner.to_json(),
         }
-    }
-
-    /// Reads plain JSON as a value of type `ty`. Object attributes missing from the
-    /// JSON become null; attributes the type does not declare are an error. In a
-    /// `dynamic` slot the type is taken from the JSON (arrays become tuples, objects
-    /// become objects). A JSON string is accepted where a number is expected, so models
-    /// may carry exact decimals as strings.
-    pub fn from_json(json: &serde_json::Value, ty: &Type) -> Result<Value, ValueError> {
-        from_json_at(json, ty, &mut AttributePath::new())
-    }
-
-    /// Decodes the value into a serde model. Object attributes map to fields by name;
-    /// unknowns and nulls read as `None`, so a field for a computed attribute should be
-    /// an `Option`; numbers reach a [`Number`] field exactly (and `i64`, `f64`, ...
-    /// fields as usual); enums read from strings.
-    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, ValueError> {
-        T::deserialize(super::model::ValueDeserializer(self))
-    }
-
-    /// Encodes a serde model as a value of type `ty` (through [`Value::from_json`]):
-    /// fields the model leaves out become null.
-    pub fn encode<T: Serialize + ?Sized>(model: &T, ty: &Type) -> Result<Value, ValueError> {
-        let json = serde_json::to_value(model).map_err(|e| ValueError::Serde(e.to_string()))?;
-        Value::from_json(&json, ty)
     }
 }
 
@@ -539,142 +498,6 @@ fn number_to_json(n: &Number) -> serde_json::Value {
     }
     serde_json::Number::from_f64(n.to_f64())
         .map_or(serde_json::Value::Null, serde_json::Value::Number)
-}
-
-fn from_json_at(
-    json: &serde_json::Value,
-    ty: &Type,
-    path: &mut AttributePath,
-) -> Result<Value, ValueError> {
-    use serde_json::Value as J;
-    let mismatch = |path: &AttributePath| ValueError::TypeMismatch {
-        path: path.clone(),
-        expected: ty.to_string(),
-        found: json_kind(json).to_owned(),
-    };
-    match (json, ty) {
-        (J::Null, _) => Ok(Value::Null),
-        (_, Type::Dynamic) => from_json_at(json, &infer_json_type(json), path),
-        (J::Bool(b), Type::Bool) => Ok(Value::Bool(*b)),
-        (J::String(s), Type::String) => Ok(Value::String(s.clone())),
-        (J::Number(n), Type::Number) => {
-            json_number(n)
-                .map(Value::Number)
-                .ok_or_else(|| ValueError::InvalidNumber {
-                    path: path.clone(),
-                    message: format!("{n} is not a finite number"),
-                })
-        }
-        (J::String(s), Type::Number) => {
-            Number::parse(s)
-                .map(Value::Number)
-                .map_err(|e| ValueError::InvalidNumber {
-                    path: path.clone(),
-                    message: e.to_string(),
-                })
-        }
-        (J::Array(items), Type::List(e) | Type::Set(e)) => {
-            let mut out = Vec::with_capacity(items.len());
-            for (i, item) in items.iter().enumerate() {
-                path.push(PathStep::Index(i as i64));
-                out.push(from_json_at(item, e, path)?);
-                path.pop();
-            }
-            Ok(if matches!(ty, Type::Set(_)) {
-                Value::set(out)
-            } else {
-                Value::List(out)
-            })
-        }
-        (J::Array(items), Type::Tuple(types)) => {
-            if items.len() != types.len() {
-                return Err(ValueError::TupleLength {
-                    path: path.clone(),
-                    expected: types.len(),
-                    found: items.len(),
-                });
-            }
-            let mut out = Vec::with_capacity(items.len());
-            for (i, (item, t)) in items.iter().zip(types).enumerate() {
-                path.push(PathStep::Index(i as i64));
-                out.push(from_json_at(item, t, path)?);
-                path.pop();
-            }
-            Ok(Value::Tuple(out))
-        }
-        (J::Object(entries), Type::Map(e)) => {
-            let mut out = BTreeMap::new();
-            for (k, item) in entries {
-                path.push(PathStep::Key(k.clone()));
-                out.insert(k.clone(), from_json_at(item, e, path)?);
-                path.pop();
-            }
-            Ok(Value::Map(out))
-        }
-        (J::Object(entries), Type::Object(attrs)) => {
-            if let Some(name) = entries.keys().find(|k| !attrs.contains_key(*k)) {
-                return Err(ValueError::UnexpectedAttribute {
-                    path: path.clone(),
-                    name: name.clone(),
-                });
-            }
-            let mut out = BTreeMap::new();
-            for (name, t) in attrs {
-                let value = match entries.get(name) {
-                    Some(item) => {
-                        path.push(PathStep::Attribute(name.clone()));
-                        let value = from_json_at(item, t, path)?;
-                        path.pop();
-                        value
-                    }
-                    None => Value::Null,
-                };
-                out.insert(name.clone(), value);
-            }
-            Ok(Value::Object(out))
-        }
-        _ => Err(mismatch(path)),
-    }
-}
-
-fn json_number(n: &serde_json::Number) -> Option<Number> {
-    if let Some(i) = n.as_i64() {
-        return Some(Number::from(i));
-    }
-    if let Some(u) = n.as_u64() {
-        return Some(Number::from(u));
-    }
-    n.as_f64().and_then(Number::from_f64_shortest)
-}
-
-/// The type cty gives plain JSON: arrays are tuples, objects are objects.
-fn infer_json_type(json: &serde_json::Value) -> Type {
-    use serde_json::Value as J;
-    match json {
-        J::Null => Type::Dynamic,
-        J::Bool(_) => Type::Bool,
-        J::Number(_) => Type::Number,
-        J::String(_) => Type::String,
-        J::Array(items) => Type::Tuple(items.iter().map(infer_json_type).collect()),
-        J::Object(entries) => Type::Object(
-            entries
-                .iter()
-                .map(|(k, v)| (k.clone(), infer_json_type(v)))
-                .collect(),
-        ),
-    }
-}
-
-fn json_kind(json: &serde_json::Value) -> &'static str {
-    use serde_json::Value as J;
-    match json {
-        J::Null => "null",
-        J::Bool(_) => "bool",
-        J::Number(_) => "number",
-        J::String(_) => "string",
-        J::Array(_) => "array",
-        J::Object(_) => "object",
-    }
 }
 
 impl PartialEq for Value {
@@ -746,7 +569,7 @@ impl<T: Into<Value>> From<Option<T>> for Value {
 
 #[cfg(test)]
 mod tests {
-    use serde::Deserialize;
+    use serde::{Deserialize, Serialize};
     use serde_json::json;
 
     use super::*;
@@ -819,17 +642,6 @@ mod tests {
         );
         let json = value.to_json();
         assert_eq!(json["id"], json!(null));
-    }
-
-    #[test]
-    fn from_json_reports_paths() {
-        let err = Value::from_json(&json!({"labels": {"a": 3}}), &model_type());
-        assert_eq!(
-            err.map_err(|e| e.path().cloned()),
-            Err(Some(AttributePath::root("labels").key("a")))
-        );
-        let err = Value::from_json(&json!({"nope": 1}), &model_type());
-        assert!(matches!(err, Err(ValueError::UnexpectedAttribute { .. })));
     }
 
     #[test]

@@ -9,18 +9,21 @@
 //! - objects are maps with *every* attribute present (nil for unset);
 //! - a `dynamic` slot holds `[type JSON as bin, value]`, or a bare nil / ext for an
 //!   untyped null / unknown;
-//! - JSON (DynamicValue.json and stored state) has the same shapes, with dynamic values as
-//!   `{"value": ..., "type": ...}`; numbers are read from their text, exactly.
+//! - JSON (`DynamicValue.json`) is read by the framework's one JSON reader
+//!   ([`decode_json`]): the same shapes, with dynamic values as
+//!   `{"value": ..., "type": ...}`.
 
 use std::collections::BTreeMap;
 
 use rmpv::Value as Mp;
-use serde_json::value::RawValue;
 
 use super::proto::tfplugin6::DynamicValue;
-use crate::framework::{AttributePath, Diagnostic, Number, PathStep, Type, Value};
+use crate::framework::{
+    AttributePath, Diagnostic, ExtraAttributes, Number, PathStep, Type, Value, ValueError,
+    decode_json,
+};
 
-/// Deepest nesting accepted in msgpack or JSON input.
+/// Deepest nesting accepted in msgpack input.
 const MAX_DEPTH: usize = 256;
 
 /// A value that could not be decoded or encoded.
@@ -71,13 +74,48 @@ impl CodecError {
         }
     }
 
+    fn tuple_length(path: &AttributePath, expected: usize, found: usize) -> Self {
+        CodecError::invalid(
+            path,
+            format!("a tuple of {expected} elements is required, found {found}"),
+        )
+    }
+
     /// The attribute the error is about, if any.
-    pub fn path(&self) -> Option<&AttributePath> {
+    pub(crate) fn path(&self) -> Option<&AttributePath> {
         match self {
             CodecError::TypeMismatch { path, .. }
             | CodecError::UnexpectedAttribute { path, .. }
             | CodecError::Invalid { path, .. } => Some(path),
             _ => None,
+        }
+    }
+}
+
+impl From<ValueError> for CodecError {
+    fn from(error: ValueError) -> Self {
+        match error {
+            ValueError::TypeMismatch {
+                path,
+                expected,
+                found,
+            } => CodecError::TypeMismatch {
+                path,
+                expected,
+                found,
+            },
+            ValueError::UnexpectedAttribute { path, name } => {
+                CodecError::UnexpectedAttribute { path, name }
+            }
+            ValueError::TupleLength {
+                path,
+                expected,
+                found,
+            } => CodecError::tuple_length(&path, expected, found),
+            ValueError::InvalidNumber { path, message } | ValueError::Invalid { path, message } => {
+                CodecError::Invalid { path, message }
+            }
+            ValueError::Json(message) | ValueError::Serde(message) => CodecError::Json(message),
         }
     }
 }
@@ -104,7 +142,9 @@ impl From<CodecError> for Diagnostic {
 pub fn decode(value: Option<&DynamicValue>, ty: &Type) -> Result<Value, CodecError> {
     match value {
         Some(dv) if !dv.msgpack.is_empty() => decode_msgpack(&dv.msgpack, ty),
-        Some(dv) if !dv.json.is_empty() => decode_json(&dv.json, ty, ExtraAttributes::Reject),
+        Some(dv) if !dv.json.is_empty() => {
+            decode_json(&dv.json, ty, ExtraAttributes::Reject).map_err(CodecError::from)
+        }
         _ => Ok(Value::Null),
     }
 }
@@ -218,14 +258,7 @@ fn from_msgpack(mp: &Mp, ty: &Type, path: &mut AttributePath) -> Result<Value, C
         }
         (Mp::Array(items), Type::Tuple(types)) => {
             if items.len() != types.len() {
-                return Err(CodecError::invalid(
-                    path,
-                    format!(
-                        "a tuple of {} elements is required, found {}",
-                        types.len(),
-                        items.len()
-                    ),
-                ));
+                return Err(CodecError::tuple_length(path, types.len(), items.len()));
             }
             let mut out = Vec::with_capacity(items.len());
             for (i, (item, t)) in items.iter().zip(types).enumerate() {
@@ -290,7 +323,7 @@ fn msgpack_key(key: &Mp, path: &AttributePath) -> Result<String, CodecError> {
 /// What a refined unknown (ext type 12) tells about the value. Refinements are only
 /// informative for a provider; they are parsed (to log them) and otherwise ignored.
 #[derive(Debug, Default, PartialEq)]
-pub struct Refinements {
+pub(crate) struct Refinements {
     /// `Some(false)`: the value will not be null.
     pub nullable: Option<bool>,
     /// The string will start with this.
@@ -302,7 +335,7 @@ pub struct Refinements {
 }
 
 /// Parses the refinements of an unknown; malformed or unfamiliar payloads are ignored.
-pub fn read_refinements(code: i8, payload: &[u8]) -> Refinements {
+pub(crate) fn read_refinements(code: i8, payload: &[u8]) -> Refinements {
     let mut out = Refinements::default();
     if code != 12 || payload.len() <= 1 {
         return out;
@@ -358,14 +391,7 @@ fn to_msgpack(value: &Value, ty: &Type, path: &mut AttributePath) -> Result<Mp, 
         }
         (Value::List(items) | Value::Tuple(items), Type::Tuple(types)) => {
             if items.len() != types.len() {
-                return Err(CodecError::invalid(
-                    path,
-                    format!(
-                        "a tuple of {} elements is required, found {}",
-                        types.len(),
-                        items.len()
-                    ),
-                ));
+                return Err(CodecError::tuple_length(path, types.len(), items.len()));
             }
             sequence_msgpack(items.iter(), |i| &types[i], path)
         }
@@ -446,202 +472,6 @@ fn msgpack_kind(mp: &Mp) -> &'static str {
         Mp::Map(_) => "map",
         Mp::Ext(..) => "unknown",
     }
-}
-
-// === JSON ===
-
-/// What to do with object attributes the type does not declare.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ExtraAttributes {
-    /// Fail (values exchanged in RPCs).
-    Reject,
-    /// Drop them (stored state written by an older schema with the same version).
-    Ignore,
-}
-
-/// Decodes JSON bytes as a value of type `ty`, reading numbers exactly from their text.
-pub fn decode_json(bytes: &[u8], ty: &Type, extra: ExtraAttributes) -> Result<Value, CodecError> {
-    let raw: &RawValue =
-        serde_json::from_slice(bytes).map_err(|e| CodecError::Json(e.to_string()))?;
-    let json = Json::parse(raw, 0)?;
-    from_json(&json, ty, extra, &mut AttributePath::new())
-}
-
-/// A JSON tree whose numbers keep their text.
-enum Json {
-    Null,
-    Bool(bool),
-    Number(String),
-    String(String),
-    Array(Vec<Json>),
-    Object(BTreeMap<String, Json>),
-}
-
-impl Json {
-    fn parse(raw: &RawValue, depth: usize) -> Result<Json, CodecError> {
-        if depth > MAX_DEPTH {
-            return Err(CodecError::Json("nested too deeply".into()));
-        }
-        let text = raw.get().trim();
-        let json_err = |e: serde_json::Error| CodecError::Json(e.to_string());
-        match text.as_bytes().first() {
-            Some(b'{') => {
-                let entries: BTreeMap<String, &RawValue> =
-                    serde_json::from_str(text).map_err(json_err)?;
-                let mut out = BTreeMap::new();
-                for (k, v) in entries {
-                    out.insert(k, Json::parse(v, depth + 1)?);
-                }
-                Ok(Json::Object(out))
-            }
-            Some(b'[') => {
-                let items: Vec<&RawValue> = serde_json::from_str(text).map_err(json_err)?;
-                items
-                    .into_iter()
-                    .map(|v| Json::parse(v, depth + 1))
-                    .collect::<Result<_, _>>()
-                    .map(Json::Array)
-            }
-            Some(b'"') => serde_json::from_str(text)
-                .map(Json::String)
-                .map_err(json_err),
-            Some(b't' | b'f') => serde_json::from_str(text).map(Json::Bool).map_err(json_err),
-            Some(b'n') => Ok(Json::Null),
-            _ => Ok(Json::Number(text.to_owned())),
-        }
-    }
-
-    fn kind(&self) -> &'static str {
-        match self {
-            Json::Null => "null",
-            Json::Bool(_) => "bool",
-            Json::Number(_) => "number",
-            Json::String(_) => "string",
-            Json::Array(_) => "array",
-            Json::Object(_) => "object",
-        }
-    }
-}
-
-fn from_json(
-    json: &Json,
-    ty: &Type,
-    extra: ExtraAttributes,
-    path: &mut AttributePath,
-) -> Result<Value, CodecError> {
-    let mismatch = |path: &AttributePath| CodecError::TypeMismatch {
-        path: path.clone(),
-        expected: ty.to_string(),
-        found: json.kind().to_owned(),
-    };
-    match (json, ty) {
-        (Json::Null, _) => Ok(Value::Null),
-        (Json::Object(parts), Type::Dynamic) => {
-            let (Some(type_json), Some(inner)) = (parts.get("type"), parts.get("value")) else {
-                return Err(CodecError::invalid(
-                    path,
-                    "a dynamic value must be {\"value\": ..., \"type\": ...}",
-                ));
-            };
-            let concrete = json_type(type_json, path)?;
-            let value = from_json(inner, &concrete, extra, path)?;
-            if concrete == Type::Dynamic {
-                return Ok(value);
-            }
-            Ok(Value::Dynamic(Box::new(concrete), Box::new(value)))
-        }
-        (_, Type::Dynamic) => Err(CodecError::invalid(
-            path,
-            "a dynamic value must be {\"value\": ..., \"type\": ...}",
-        )),
-        (Json::Bool(b), Type::Bool) => Ok(Value::Bool(*b)),
-        (Json::String(s), Type::String) => Ok(Value::String(s.clone())),
-        (Json::Number(text) | Json::String(text), Type::Number) => Number::parse(text)
-            .map(Value::Number)
-            .map_err(|e| CodecError::invalid(path, e.to_string())),
-        (Json::Array(items), Type::List(element) | Type::Set(element)) => {
-            let mut out = Vec::with_capacity(items.len());
-            for (i, item) in items.iter().enumerate() {
-                path.push(PathStep::Index(i as i64));
-                out.push(from_json(item, element, extra, path)?);
-                path.pop();
-            }
-            Ok(match ty {
-                Type::Set(_) => Value::set(out),
-                _ => Value::List(out),
-            })
-        }
-        (Json::Array(items), Type::Tuple(types)) => {
-            if items.len() != types.len() {
-                return Err(CodecError::invalid(
-                    path,
-                    format!(
-                        "a tuple of {} elements is required, found {}",
-                        types.len(),
-                        items.len()
-                    ),
-                ));
-            }
-            let mut out = Vec::with_capacity(items.len());
-            for (i, (item, t)) in items.iter().zip(types).enumerate() {
-                path.push(PathStep::Index(i as i64));
-                out.push(from_json(item, t, extra, path)?);
-                path.pop();
-            }
-            Ok(Value::Tuple(out))
-        }
-        (Json::Object(entries), Type::Map(element)) => {
-            let mut out = BTreeMap::new();
-            for (key, item) in entries {
-                path.push(PathStep::Key(key.clone()));
-                out.insert(key.clone(), from_json(item, element, extra, path)?);
-                path.pop();
-            }
-            Ok(Value::Map(out))
-        }
-        (Json::Object(entries), Type::Object(attributes)) => {
-            if extra == ExtraAttributes::Reject
-                && let Some(name) = entries.keys().find(|k| !attributes.contains_key(*k))
-            {
-                return Err(CodecError::UnexpectedAttribute {
-                    path: path.clone(),
-                    name: name.clone(),
-                });
-            }
-            let mut out = BTreeMap::new();
-            for (name, attr_type) in attributes {
-                let value = match entries.get(name) {
-                    Some(item) => {
-                        path.push(PathStep::Attribute(name.clone()));
-                        let value = from_json(item, attr_type, extra, path)?;
-                        path.pop();
-                        value
-                    }
-                    None => Value::Null,
-                };
-                out.insert(name.clone(), value);
-            }
-            Ok(Value::Object(out))
-        }
-        _ => Err(mismatch(path)),
-    }
-}
-
-/// A type spelled inside a JSON dynamic value.
-fn json_type(json: &Json, path: &AttributePath) -> Result<Type, CodecError> {
-    fn plain(json: &Json) -> serde_json::Value {
-        match json {
-            Json::Null => serde_json::Value::Null,
-            Json::Bool(b) => serde_json::Value::Bool(*b),
-            Json::Number(_) => serde_json::Value::Null,
-            Json::String(s) => serde_json::Value::String(s.clone()),
-            Json::Array(items) => serde_json::Value::Array(items.iter().map(plain).collect()),
-            Json::Object(entries) => serde_json::Value::Object(
-                entries.iter().map(|(k, v)| (k.clone(), plain(v))).collect(),
-            ),
-        }
-    }
-    Type::from_json(&plain(json)).map_err(|e| CodecError::invalid(path, e.to_string()))
 }
 
 #[cfg(test)]

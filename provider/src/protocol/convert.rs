@@ -8,7 +8,7 @@ use crate::framework::{
 };
 
 /// A framework schema as a tfplugin6 schema.
-pub fn schema(schema: &Schema) -> tf::Schema {
+pub(crate) fn schema(schema: &Schema) -> tf::Schema {
     tf::Schema {
         version: schema.schema_version(),
         block: Some(tf::schema::Block {
@@ -17,7 +17,7 @@ pub fn schema(schema: &Schema) -> tf::Schema {
             block_types: Vec::new(),
             description: schema.description().to_owned(),
             description_kind: tf::StringKind::Markdown.into(),
-            deprecated: schema.is_deprecated(),
+            deprecated: false,
         }),
     }
 }
@@ -36,8 +36,6 @@ fn attribute(name: &str, attr: &Attribute) -> tf::schema::Attribute {
             let nesting = match nesting {
                 Nesting::Single => tf::schema::object::NestingMode::Single,
                 Nesting::List => tf::schema::object::NestingMode::List,
-                Nesting::Set => tf::schema::object::NestingMode::Set,
-                Nesting::Map => tf::schema::object::NestingMode::Map,
             };
             #[allow(deprecated)] // min_items / max_items: unused by Terraform, left 0.
             let object = tf::schema::Object {
@@ -59,18 +57,18 @@ fn attribute(name: &str, attr: &Attribute) -> tf::schema::Attribute {
         computed: attr.is_computed(),
         sensitive: attr.is_sensitive(),
         description_kind: tf::StringKind::Markdown.into(),
-        deprecated: attr.is_deprecated(),
+        deprecated: false,
         write_only: attr.is_write_only(),
     }
 }
 
 /// Framework diagnostics as tfplugin6 diagnostics.
-pub fn diagnostics(diagnostics: &Diagnostics) -> Vec<tf::Diagnostic> {
+pub(crate) fn diagnostics(diagnostics: &Diagnostics) -> Vec<tf::Diagnostic> {
     diagnostics.iter().map(diagnostic).collect()
 }
 
 /// One framework diagnostic as a tfplugin6 diagnostic.
-pub fn diagnostic(diagnostic: &Diagnostic) -> tf::Diagnostic {
+pub(crate) fn diagnostic(diagnostic: &Diagnostic) -> tf::Diagnostic {
     let severity = match diagnostic.severity {
         Severity::Error => tf::diagnostic::Severity::Error,
         Severity::Warning => tf::diagnostic::Severity::Warning,
@@ -88,7 +86,7 @@ pub fn diagnostic(diagnostic: &Diagnostic) -> tf::Diagnostic {
 }
 
 /// A framework path as a tfplugin6 path.
-pub fn attribute_path(path: &AttributePath) -> tf::AttributePath {
+pub(crate) fn attribute_path(path: &AttributePath) -> tf::AttributePath {
     use tf::attribute_path::{Step, step::Selector};
     tf::AttributePath {
         steps: path
@@ -103,21 +101,6 @@ pub fn attribute_path(path: &AttributePath) -> tf::AttributePath {
             })
             .collect(),
     }
-}
-
-/// A tfplugin6 path as a framework path (steps without a selector are skipped).
-pub fn path_from_proto(path: &tf::AttributePath) -> AttributePath {
-    use tf::attribute_path::step::Selector;
-    let mut out = AttributePath::new();
-    for step in &path.steps {
-        match &step.selector {
-            Some(Selector::AttributeName(name)) => out.push(PathStep::Attribute(name.clone())),
-            Some(Selector::ElementKeyString(key)) => out.push(PathStep::Key(key.clone())),
-            Some(Selector::ElementKeyInt(index)) => out.push(PathStep::Index(*index)),
-            None => {}
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -163,12 +146,26 @@ mod tests {
     }
 
     #[test]
-    fn paths_round_trip() {
+    fn paths_keep_every_step() {
+        use tf::attribute_path::step::Selector;
         let path = AttributePath::root("routes")
             .index(1)
             .attribute("selector")
             .key("release");
-        assert_eq!(path_from_proto(&attribute_path(&path)), path);
+        let selectors: Vec<Option<Selector>> = attribute_path(&path)
+            .steps
+            .into_iter()
+            .map(|step| step.selector)
+            .collect();
+        assert_eq!(
+            selectors,
+            vec![
+                Some(Selector::AttributeName("routes".into())),
+                Some(Selector::ElementKeyInt(1)),
+                Some(Selector::AttributeName("selector".into())),
+                Some(Selector::ElementKeyString("release".into())),
+            ]
+        );
         let d = diagnostic(&Diagnostic::warning("w", "d").at(path));
         assert_eq!(d.severity, tf::diagnostic::Severity::Warning as i32);
         assert_eq!(d.attribute.map(|a| a.steps.len()), Some(4));

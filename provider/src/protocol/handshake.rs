@@ -36,7 +36,7 @@ load any plugins automatically";
 /// go-plugin's core protocol version (field 1 of the handshake line).
 const CORE_PROTOCOL_VERSION: u32 = 1;
 /// The Terraform plugin protocol we speak (field 2).
-pub const APP_PROTOCOL_VERSION: u32 = 6;
+pub(crate) const APP_PROTOCOL_VERSION: u32 = 6;
 
 /// Why the plugin cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -65,19 +65,21 @@ pub enum HandshakeError {
 
 /// What Terraform told us through the environment.
 #[derive(Clone, Debug)]
-pub struct Launch {
+pub(crate) struct Launch {
     /// Terraform's client certificate (DER), when AutoMTLS is on.
     pub client_cert: Option<CertificateDer<'static>>,
 }
 
 impl Launch {
     /// Reads the launch environment from the process.
-    pub fn from_env() -> Result<Self, HandshakeError> {
+    pub(crate) fn from_env() -> Result<Self, HandshakeError> {
         Self::from_lookup(|key| std::env::var(key).ok())
     }
 
     /// Reads the launch environment through `lookup` (tests pass a map).
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, HandshakeError> {
+    pub(crate) fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, HandshakeError> {
         if lookup(MAGIC_COOKIE_KEY).as_deref() != Some(MAGIC_COOKIE_VALUE) {
             return Err(HandshakeError::RunByHand);
         }
@@ -102,7 +104,7 @@ impl Launch {
 
 /// The one line go-plugin reads from our stdout.
 #[derive(Clone, Debug)]
-pub struct HandshakeLine {
+pub(crate) struct HandshakeLine {
     /// Where we listen.
     pub addr: SocketAddr,
     /// Our server certificate (DER), when serving TLS.
@@ -127,7 +129,7 @@ impl fmt::Display for HandshakeLine {
 
 /// Our TLS identity for one launch: a fresh self-signed ECDSA P-256 certificate for
 /// `localhost` (Terraform checks the name and pins the certificate from our line).
-pub struct ServerIdentity {
+pub(crate) struct ServerIdentity {
     /// The certificate (DER).
     pub cert: CertificateDer<'static>,
     key: PrivatePkcs8KeyDer<'static>,
@@ -135,7 +137,7 @@ pub struct ServerIdentity {
 
 impl ServerIdentity {
     /// Generates a new identity.
-    pub fn generate() -> Result<Self, HandshakeError> {
+    pub(crate) fn generate() -> Result<Self, HandshakeError> {
         use rcgen::{
             CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair, KeyUsagePurpose,
             PKCS_ECDSA_P256_SHA256,
@@ -172,7 +174,7 @@ impl ServerIdentity {
 
     /// The server TLS configuration: TLS 1.2+ with aws-lc-rs, ALPN `h2`, and a client
     /// certificate that must be exactly `client_cert`.
-    pub fn tls_config(
+    pub(crate) fn tls_config(
         &self,
         client_cert: CertificateDer<'static>,
     ) -> Result<ServerConfig, HandshakeError> {
@@ -196,14 +198,14 @@ impl ServerIdentity {
 /// client's handshake signatures with the crypto provider's algorithms (aws-lc-rs
 /// includes ECDSA P-521 / SHA-512, which Terraform uses).
 #[derive(Debug)]
-pub struct PinnedClientCert {
+pub(crate) struct PinnedClientCert {
     pinned: CertificateDer<'static>,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
 impl PinnedClientCert {
     /// A verifier pinning `pinned`, verifying signatures with `provider`.
-    pub fn new(pinned: CertificateDer<'static>, provider: &CryptoProvider) -> Self {
+    pub(crate) fn new(pinned: CertificateDer<'static>, provider: &CryptoProvider) -> Self {
         Self {
             pinned,
             algorithms: provider.signature_verification_algorithms,

@@ -21,7 +21,7 @@ use tonic::transport::server::Router;
 use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 
-use super::codec::{self, ExtraAttributes};
+use super::codec::{self, CodecError};
 use super::convert;
 use super::handshake::{HandshakeError, HandshakeLine, Launch, ServerIdentity};
 use super::proto::health::health_check_response::ServingStatus;
@@ -33,12 +33,13 @@ use super::proto::plugin::{Empty, StdioData};
 use super::proto::tfplugin6 as tf;
 use super::proto::tfplugin6::provider_server::{Provider as ProviderRpc, ProviderServer};
 use crate::framework::{
-    Diagnostic, Diagnostics, Kind, Provider, Registry, Runtime, StoredState, Type, Value,
+    Diagnostic, Diagnostics, ExtraAttributes, Kind, Provider, Registry, Runtime, StoredState, Type,
+    Value, decode_json,
 };
 
 /// Largest gRPC message accepted or sent (terraform-plugin-go's limit; Terraform's own
 /// client accepts up to 2 GiB).
-pub const MAX_MESSAGE_SIZE: usize = 256 << 20;
+pub(crate) const MAX_MESSAGE_SIZE: usize = 256 << 20;
 
 /// How long in-flight RPCs get to finish after Shutdown. Terraform kills the process
 /// 2 s after asking.
@@ -130,7 +131,7 @@ pub async fn serve<P: Provider>(registry: Registry<P>) -> Result<(), ServeError>
 
 /// The gRPC services of a plugin serving `runtime`; cancelling `shutdown` is what the
 /// GRPCController/Shutdown RPC does.
-pub fn router<P: Provider>(runtime: Arc<Runtime<P>>, shutdown: CancellationToken) -> Router {
+pub(crate) fn router<P: Provider>(runtime: Arc<Runtime<P>>, shutdown: CancellationToken) -> Router {
     let provider = ProviderServer::new(ProviderService::new(runtime))
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE);
@@ -433,7 +434,10 @@ impl<P: Provider> ProviderRpc for ProviderService<P> {
             } else if req.version == schema.schema_version() {
                 // Same shape: read it exactly, tolerating attributes since removed.
                 diagnostics
-                    .check(codec::decode_json(&raw.json, &ty, ExtraAttributes::Ignore))
+                    .check(
+                        decode_json(&raw.json, &ty, ExtraAttributes::Ignore)
+                            .map_err(CodecError::from),
+                    )
                     .map(StoredState::Current)
             } else {
                 diagnostics

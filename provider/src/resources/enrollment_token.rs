@@ -10,14 +10,14 @@ use postern_schema::api::EnrollmentTokenSpec;
 use postern_schema::ids::TunnelId;
 use serde::{Deserialize, Serialize};
 
-use crate::api::{Operation, diagnose};
-use crate::contract::known_str;
 use crate::framework::{
     Attribute, AttributePath, Diagnostics, EphemeralResource, OpenRequest, OpenResponse, Schema,
     Value, async_trait,
 };
-use crate::postern::ProviderData;
-use crate::rollout::parse_duration;
+use crate::postern::api_error::{Operation, diagnose};
+use crate::postern::contract::known_str;
+use crate::postern::duration::parse_duration;
+use crate::postern::provider_data::ProviderData;
 
 /// The shortest and longest lifetimes the edge grants.
 const MIN_TTL: Duration = Duration::from_secs(30);
@@ -25,19 +25,19 @@ const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// Configuration and result of a `postern_enrollment_token` (no `Debug`: it holds the token).
 #[derive(Clone, Serialize, Deserialize)]
-pub struct EnrollmentTokenModel {
+pub(crate) struct EnrollmentTokenModel {
     /// The tunnel the token enrols a connector of.
-    pub tunnel_id: String,
+    pub(crate) tunnel_id: String,
     /// How long the token stays usable, e.g. `10m`.
-    pub ttl: Option<String>,
+    pub(crate) ttl: Option<String>,
     /// The token.
-    pub token: Option<String>,
+    pub(crate) token: Option<String>,
     /// RFC 3339: unused after this, the edge refuses it.
-    pub expires_at: Option<String>,
+    pub(crate) expires_at: Option<String>,
 }
 
 /// The `postern_enrollment_token` ephemeral resource.
-pub struct EnrollmentTokenResource;
+pub(crate) struct EnrollmentTokenResource;
 
 #[async_trait]
 impl EphemeralResource<ProviderData> for EnrollmentTokenResource {
@@ -132,7 +132,7 @@ impl EphemeralResource<ProviderData> for EnrollmentTokenResource {
             object: Some(&config.tunnel_id),
             value_type: &ty,
         };
-        match data.api.create_enrollment_token(tunnel_id, &spec).await {
+        match data.client.create_enrollment_token(tunnel_id, &spec).await {
             Ok(minted) => {
                 tracing::info!(tunnel_id = %tunnel_id, expires_at = %minted.expires_at, "enrolment token minted");
                 resp.set_result(&EnrollmentTokenModel {

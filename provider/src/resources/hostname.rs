@@ -4,63 +4,61 @@
 
 use std::collections::BTreeMap;
 
-use postern_schema::api::{ErrorCode, Hostname, HostnameSpec, OriginSettings, Route};
-use postern_schema::client::ClientError;
+use postern_schema::api::{Hostname, HostnameSpec, OriginSettings, RolloutScope, Route};
+use postern_schema::client::{Client, ClientError};
 use postern_schema::ids::{PolicyId, TunnelId};
 use postern_schema::rules;
 use serde::{Deserialize, Serialize};
 
-use super::version;
-use crate::api::{Operation, diagnose};
-use crate::contract::{Findings, check_labels, known_elements, known_str};
 use crate::framework::{
-    Attribute, AttributePath, Attributes, CreateRequest, DeleteRequest, Diagnostic, Diagnostics,
-    Number, Plan, PlanRequest, ReadRequest, Resource, Schema, StateResponse, Type, UpdateRequest,
-    Value, async_trait,
+    Attribute, AttributePath, Attributes, Diagnostic, Diagnostics, Number, Plan, PlanRequest,
+    Schema, Type, Value, async_trait,
 };
-use crate::live::{self, PlannedTarget};
-use crate::postern::ProviderData;
-use crate::rollout::{self, Change};
+use crate::postern::api_error::Operation;
+use crate::postern::contract::{Findings, check_labels, known_elements, known_str};
+use crate::postern::lifecycle::EdgeObject;
+use crate::postern::live::{self, PlannedTarget};
+use crate::postern::provider_data::ProviderData;
 
 /// Terraform state of a `postern_hostname`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct HostnameModel {
+pub(crate) struct HostnameModel {
     /// The FQDN, also the id.
-    pub hostname: String,
+    pub(crate) hostname: String,
     /// The origin as seen from the connector's host.
-    pub service: String,
+    pub(crate) service: String,
     /// The one tunnel serving it.
-    pub tunnel_id: Option<String>,
+    pub(crate) tunnel_id: Option<String>,
     /// Weighted routes over tunnel labels.
-    pub routes: Option<Vec<RouteModel>>,
+    pub(crate) routes: Option<Vec<RouteModel>>,
     /// Policies, in order.
-    pub policy_ids: Option<Vec<String>>,
+    pub(crate) policy_ids: Option<Vec<String>>,
     /// How the connector reaches the origin, as written.
-    pub origin: Option<OriginModel>,
+    pub(crate) origin: Option<OriginModel>,
     /// What DNS answers for the hostname.
-    pub addresses: Option<Vec<String>>,
+    pub(crate) addresses: Option<Vec<String>>,
 }
 
 /// One element of `routes`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct RouteModel {
+pub(crate) struct RouteModel {
     /// Labels a tunnel must all carry.
-    pub selector: BTreeMap<String, String>,
+    pub(crate) selector: BTreeMap<String, String>,
     /// 1 to 100.
-    pub weight: Number,
+    pub(crate) weight: Number,
 }
 
 /// `origin = { ... }`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct OriginModel {
+pub(crate) struct OriginModel {
     /// Skip verifying an https origin's certificate.
-    pub no_tls_verify: Option<bool>,
+    pub(crate) no_tls_verify: Option<bool>,
     /// Host header sent to the origin.
-    pub http_host_header: Option<String>,
+    pub(crate) http_host_header: Option<String>,
     /// TLS server name for an https origin.
-    pub origin_server_name: Option<String>,
+    pub(crate) origin_server_name: Option<String>,
     /// Connect timeout in milliseconds.
-    pub connect_timeout_ms: Option<Number>,
+    pub(crate) connect_timeout_ms: Option<Number>,
 }
 
 impl HostnameModel {
@@ -186,10 +184,19 @@ impl HostnameModel {
 }
 
 /// The `postern_hostname` resource.
-pub struct HostnameResource;
+pub(crate) struct HostnameResource;
 
+/// A hostname is its own id.
 #[async_trait]
-impl Resource<ProviderData> for HostnameResource {
+impl EdgeObject for HostnameResource {
+    type Model = HostnameModel;
+    type Spec = HostnameSpec;
+    type Object = Hostname;
+    type Id = String;
+
+    const KIND: &'static str = "hostname";
+    const NAME_ATTRIBUTE: &'static str = "hostname";
+
     fn type_name(&self) -> &'static str {
         "postern_hostname"
     }
@@ -372,7 +379,7 @@ impl Resource<ProviderData> for HostnameResource {
     }
 
     /// Plan-time truth: for a hostname being created or changed, warnings about what the
-    /// edge's live state means for it (see [`crate::live`]).
+    /// edge's live state means for it (see [`live`]).
     async fn plan(&self, data: &ProviderData, req: &PlanRequest, plan: &mut Plan) {
         if req.prior.as_ref() == Some(&plan.planned) {
             return;
@@ -386,203 +393,105 @@ impl Resource<ProviderData> for HostnameResource {
         live::check_hostname(&data.live, hostname, &target, &mut plan.diagnostics).await;
     }
 
-    async fn create(&self, data: &ProviderData, req: CreateRequest, resp: &mut StateResponse) {
-        // Read the plan into the model.
-        let Some(plan) = resp
-            .diagnostics
-            .check(req.planned.decode::<HostnameModel>())
-        else {
-            return;
-        };
-        let Some(spec) = resp.diagnostics.check(plan.spec()) else {
-            return;
-        };
-        let ty = resp.value_type().clone();
-        let op = Operation {
-            action: "creating",
-            kind: "hostname",
-            object: Some(&spec.hostname),
-            value_type: &ty,
-        };
-        let api = data.api.tracking();
-        match api.create_hostname(&spec).await {
-            Ok(hostname) => {
-                tracing::info!(hostname = %spec.hostname, "hostname created");
-                resp.set_state(&HostnameModel::from_hostname(&hostname, Some(&plan)));
-                resp.private = version::encode(hostname.version);
-                rollout::wait(data, &api, change(&spec.hostname), &mut resp.diagnostics).await;
-            }
-            Err(error) if error.code() == Some(ErrorCode::Conflict) => {
-                adopt(data, &spec, &plan, &error, op, resp).await;
-            }
-            Err(error) => resp.diagnostics.push(diagnose(&error, op)),
-        }
+    fn spec(&self, model: &HostnameModel) -> Result<HostnameSpec, Diagnostic> {
+        model.spec()
     }
 
-    async fn read(&self, data: &ProviderData, req: ReadRequest, resp: &mut StateResponse) {
-        let Some(state) = resp.diagnostics.check(req.state.decode::<HostnameModel>()) else {
-            return;
-        };
-        let ty = resp.value_type().clone();
-        let op = Operation {
-            action: "reading",
-            kind: "hostname",
-            object: Some(&state.hostname),
-            value_type: &ty,
-        };
-        match data.api.hostname(&state.hostname).await {
-            Ok(hostname) => {
-                resp.set_state(&HostnameModel::from_hostname(&hostname, Some(&state)));
-                resp.private = version::encode(hostname.version);
-            }
-            Err(error) if error.is_not_found() => {
-                tracing::info!(hostname = %state.hostname, "hostname deleted outside Terraform");
-                resp.remove();
-            }
-            Err(error) => resp.diagnostics.push(diagnose(&error, op)),
-        }
+    fn spec_name(spec: &HostnameSpec) -> &str {
+        &spec.hostname
     }
 
-    async fn update(&self, data: &ProviderData, req: UpdateRequest, resp: &mut StateResponse) {
-        let Some(plan) = resp
-            .diagnostics
-            .check(req.planned.decode::<HostnameModel>())
-        else {
-            return;
-        };
-        let Some(spec) = resp.diagnostics.check(plan.spec()) else {
-            return;
-        };
-        let ty = resp.value_type().clone();
-        let op = Operation {
-            action: "updating",
-            kind: "hostname",
-            object: Some(&spec.hostname),
-            value_type: &ty,
-        };
-        let if_match = version::decode(&req.planned_private);
-        let api = data.api.tracking();
-        match api.replace_hostname(&spec, if_match).await {
-            Ok(hostname) => {
-                tracing::info!(hostname = %spec.hostname, "hostname updated");
-                resp.set_state(&HostnameModel::from_hostname(&hostname, Some(&plan)));
-                resp.private = version::encode(hostname.version);
-                rollout::wait(data, &api, change(&spec.hostname), &mut resp.diagnostics).await;
-            }
-            Err(error) => resp.diagnostics.push(diagnose(&error, op)),
-        }
+    fn state_id(model: &HostnameModel) -> Option<&str> {
+        Some(&model.hostname)
     }
 
-    async fn delete(&self, data: &ProviderData, req: DeleteRequest, diagnostics: &mut Diagnostics) {
-        let Some(prior) = diagnostics.check(req.prior.decode::<HostnameModel>()) else {
-            return;
-        };
-        let ty = self.schema().value_type();
-        let op = Operation {
-            action: "deleting",
-            kind: "hostname",
-            object: Some(&prior.hostname),
-            value_type: &ty,
-        };
-        let if_match = version::decode(&req.private);
-        let api = data.api.tracking();
-        match api.delete_hostname(&prior.hostname, if_match).await {
-            Ok(()) => {
-                tracing::info!(hostname = %prior.hostname, "hostname deleted");
-                rollout::wait(data, &api, change(&prior.hostname), diagnostics).await;
-            }
-            Err(error) if error.is_not_found() => {}
-            Err(error) => diagnostics.push(diagnose(&error, op)),
-        }
-    }
-
-    async fn import(&self, data: &ProviderData, id: &str, resp: &mut StateResponse) {
-        let name = id.trim();
-        if let Err(message) = rules::check_fqdn(name) {
-            resp.diagnostics.error(
+    fn parse_import_id(&self, text: &str) -> Result<String, Diagnostic> {
+        let name = text.trim();
+        match rules::check_fqdn(name) {
+            Ok(_) => Ok(name.to_owned()),
+            Err(message) => Err(Diagnostic::error(
                 "Invalid hostname",
                 format!(
                     "{message}. Import a postern_hostname by the hostname itself, e.g. \
                      `terraform import postern_hostname.app app.example.com`."
                 ),
-            );
-            return;
-        }
-        let ty = resp.value_type().clone();
-        let op = Operation {
-            action: "importing",
-            kind: "hostname",
-            object: Some(name),
-            value_type: &ty,
-        };
-        match data.api.hostname(name).await {
-            Ok(hostname) => {
-                resp.set_state(&HostnameModel::from_hostname(&hostname, None));
-                resp.private = version::encode(hostname.version);
-            }
-            Err(error) if error.is_not_found() => resp.diagnostics.error(
-                "Cannot import non-existent remote object",
-                format!("The edge has no hostname {name:?}."),
-            ),
-            Err(error) => resp.diagnostics.push(diagnose(&error, op)),
+            )),
         }
     }
-}
 
-/// A create answered 409 because the hostname exists: adopt it when it is exactly what
-/// was planned (an interrupted apply created it), else say to import it.
-async fn adopt(
-    data: &ProviderData,
-    spec: &HostnameSpec,
-    plan: &HostnameModel,
-    conflict: &ClientError,
-    op: Operation<'_>,
-    resp: &mut StateResponse,
-) {
-    let existing = match data.api.hostname(&spec.hostname).await {
-        Ok(hostname) => hostname,
-        Err(error) if error.is_not_found() => {
-            resp.diagnostics.push(diagnose(conflict, op));
-            return;
-        }
-        Err(error) => {
-            resp.diagnostics.push(diagnose(&error, op));
-            return;
-        }
-    };
-    if existing.spec != *spec {
-        resp.diagnostics.error_at(
-            AttributePath::root("hostname"),
-            "This hostname already exists",
-            format!(
-                "The edge already serves {name:?} with different settings, and Terraform does \
-                 not manage it. To manage it, import it: `terraform import <address> {name}` \
-                 or an `import {{ to = <address>, id = \"{name}\" }}` block. Otherwise choose \
-                 another hostname.",
-                name = spec.hostname
-            ),
-        );
-        return;
+    fn id(hostname: &Hostname) -> String {
+        hostname.spec.hostname.clone()
     }
-    tracing::warn!(hostname = %spec.hostname, "adopted an existing hostname");
-    resp.set_state(&HostnameModel::from_hostname(&existing, Some(plan)));
-    resp.private = version::encode(existing.version);
-    resp.diagnostics.warning(
-        "Adopted an existing hostname",
-        format!(
-            "The hostname {:?} already existed on the edge with exactly the planned settings, \
-             most likely created by an earlier apply that was interrupted before Terraform \
-             recorded it. Terraform now manages it instead of failing.",
-            spec.hostname
-        ),
-    );
-}
 
-/// What a write of hostname `name` changes, for [`rollout::wait`].
-fn change(name: &str) -> Change {
-    Change {
-        scope: postern_schema::api::RolloutScope::Hostname(name.to_owned()),
-        subject: format!("hostname {name:?}"),
+    fn version(hostname: &Hostname) -> u64 {
+        hostname.version
+    }
+
+    fn describe(hostname: &Hostname) -> String {
+        format!("the hostname {:?}", hostname.spec.hostname)
+    }
+
+    fn matches(hostname: &Hostname, spec: &HostnameSpec) -> bool {
+        hostname.spec == *spec
+    }
+
+    fn scope(name: &String) -> RolloutScope {
+        RolloutScope::Hostname(name.clone())
+    }
+
+    async fn create_object(
+        &self,
+        client: &Client,
+        spec: &HostnameSpec,
+    ) -> Result<Hostname, ClientError> {
+        client.create_hostname(spec).await
+    }
+
+    async fn read_object(&self, client: &Client, name: &String) -> Result<Hostname, ClientError> {
+        client.hostname(name).await
+    }
+
+    /// The hostname is the spec's: a changed one replaces the object instead.
+    async fn replace_object(
+        &self,
+        client: &Client,
+        _name: &String,
+        spec: &HostnameSpec,
+        if_match: Option<u64>,
+    ) -> Result<Hostname, ClientError> {
+        client.replace_hostname(spec, if_match).await
+    }
+
+    async fn delete_object(
+        &self,
+        client: &Client,
+        name: &String,
+        if_match: Option<u64>,
+    ) -> Result<(), ClientError> {
+        client.delete_hostname(name, if_match).await
+    }
+
+    async fn find_object(
+        &self,
+        client: &Client,
+        spec: &HostnameSpec,
+    ) -> Result<Option<Hostname>, ClientError> {
+        match client.hostname(&spec.hostname).await {
+            Ok(hostname) => Ok(Some(hostname)),
+            Err(error) if error.is_not_found() => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn state(
+        &self,
+        _data: &ProviderData,
+        hostname: &Hostname,
+        known: Option<&HostnameModel>,
+        _op: Operation<'_>,
+        _diagnostics: &mut Diagnostics,
+    ) -> HostnameModel {
+        HostnameModel::from_hostname(hostname, known)
     }
 }
 

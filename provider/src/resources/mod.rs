@@ -3,35 +3,12 @@
 //! type.
 //!
 //! To add one: write `src/resources/<type>.rs` with a struct implementing
-//! [`Resource<ProviderData>`](crate::framework::Resource) (or
-//! [`EphemeralResource<ProviderData>`](crate::framework::EphemeralResource)), declare
-//! the module here, and add `Box::new(tunnel::TunnelResource)` to [`all`] (or
-//! [`ephemeral`]). `postern::tests::shipped_registry_is_valid` checks the schemas.
+//! [`EdgeObject`](crate::postern::lifecycle::EdgeObject) (an object of the edge's API,
+//! which makes it a `Resource<ProviderData>` with the shared lifecycle), or
+//! [`EphemeralResource<ProviderData>`](crate::framework::EphemeralResource), declare the
+//! module here, and register it in [`registry`](crate::provider::registry).
 
-pub mod enrollment_token;
-pub mod hostname;
-pub mod policy;
-pub mod tunnel;
-mod version;
-
-use crate::framework::{BoxedEphemeralResource, BoxedResource};
-use crate::postern::ProviderData;
-
-pub use enrollment_token::EnrollmentTokenResource;
-pub use hostname::HostnameResource;
-pub use policy::PolicyResource;
-pub use tunnel::TunnelResource;
-
-/// Every managed resource type the provider serves.
-pub fn all() -> Vec<BoxedResource<ProviderData>> {
-    vec![
-        Box::new(TunnelResource),
-        Box::new(PolicyResource),
-        Box::new(HostnameResource),
-    ]
-}
-
-/// Every ephemeral resource type the provider serves.
-pub fn ephemeral() -> Vec<BoxedEphemeralResource<ProviderData>> {
-    vec![Box::new(EnrollmentTokenResource)]
-}
+pub(crate) mod enrollment_token;
+pub(crate) mod hostname;
+pub(crate) mod policy;
+pub(crate) mod tunnel;

@@ -4,69 +4,67 @@
 //! them as "known after apply".
 
 use postern_schema::api::{
-    ErrorCode, JwtSettings, Policy, PolicyMode, PolicySpec, RateLimit, RateLimitKey,
+    JwtSettings, Policy, PolicyMode, PolicySpec, RateLimit, RateLimitKey, RolloutScope,
 };
-use postern_schema::client::ClientError;
+use postern_schema::client::{Client, ClientError};
 use postern_schema::ids::PolicyId;
 use postern_schema::rules;
 use serde::{Deserialize, Serialize};
 
-use super::version;
-use crate::api::{Operation, diagnose};
-use crate::contract::{Findings, known_elements, known_str};
 use crate::framework::{
-    Attribute, AttributePath, Attributes, CreateRequest, DeleteRequest, Diagnostic, Diagnostics,
-    Number, Plan, PlanRequest, ReadRequest, Resource, Schema, StateResponse, Type, UpdateRequest,
-    Value, async_trait,
+    Attribute, AttributePath, Attributes, Diagnostic, Diagnostics, Number, Plan, PlanRequest,
+    Schema, Type, Value, async_trait,
 };
-use crate::postern::ProviderData;
-use crate::rollout::{self, Change};
+use crate::postern::api_error::Operation;
+use crate::postern::contract::{Findings, known_elements, known_str};
+use crate::postern::lifecycle::EdgeObject;
+use crate::postern::provider_data::ProviderData;
 
 /// Terraform state of a `postern_policy` (no `Debug`: it may hold the HS256 secret).
 #[derive(Clone, Serialize, Deserialize)]
-pub struct PolicyModel {
+pub(crate) struct PolicyModel {
     /// The policy's UUID; `None` until created.
-    pub id: Option<String>,
+    pub(crate) id: Option<String>,
     /// Unique name.
-    pub name: String,
+    pub(crate) name: String,
     /// `enforce` or `report`.
-    pub mode: Option<String>,
+    pub(crate) mode: Option<String>,
     /// CIDR blocks allowed.
-    pub allow_ips: Option<Vec<String>>,
+    pub(crate) allow_ips: Option<Vec<String>>,
     /// CIDR blocks denied.
-    pub deny_ips: Option<Vec<String>>,
+    pub(crate) deny_ips: Option<Vec<String>>,
     /// HTTP methods allowed (a set).
-    pub allow_methods: Option<Vec<String>>,
+    pub(crate) allow_methods: Option<Vec<String>>,
     /// Path patterns allowed.
-    pub allow_paths: Option<Vec<String>>,
+    pub(crate) allow_paths: Option<Vec<String>>,
     /// The token bucket.
-    pub rate_limit: Option<RateLimitModel>,
+    pub(crate) rate_limit: Option<RateLimitModel>,
     /// JWT requirements, exactly as written.
-    pub jwt: Option<JwtModel>,
+    pub(crate) jwt: Option<JwtModel>,
 }
 
 /// `rate_limit = { ... }`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct RateLimitModel {
+pub(crate) struct RateLimitModel {
     /// Refill rate (an exact decimal, as written).
-    pub requests_per_second: Number,
+    pub(crate) requests_per_second: Number,
     /// Bucket capacity.
-    pub burst: Option<Number>,
+    pub(crate) burst: Option<Number>,
     /// `client_ip` or `hostname`.
-    pub per: Option<String>,
+    pub(crate) per: Option<String>,
 }
 
 /// `jwt = { ... }`.
 #[derive(Clone, Serialize, Deserialize)]
-pub struct JwtModel {
+pub(crate) struct JwtModel {
     /// Required `iss`.
-    pub issuer: Option<String>,
+    pub(crate) issuer: Option<String>,
     /// Accepted `aud` values.
-    pub audiences: Option<Vec<String>>,
+    pub(crate) audiences: Option<Vec<String>>,
     /// The HS256 secret.
-    pub hs256_secret: Option<String>,
+    pub(crate) hs256_secret: Option<String>,
     /// RS256/ES256 public keys.
-    pub public_keys_pem: Option<Vec<String>>,
+    pub(crate) public_keys_pem: Option<Vec<String>>,
 }
 
 impl PolicyModel {
@@ -177,10 +175,18 @@ impl PolicyModel {
 }
 
 /// The `postern_policy` resource.
-pub struct PolicyResource;
+pub(crate) struct PolicyResource;
 
 #[async_trait]
-impl Resource<ProviderData> for PolicyResource {
+impl EdgeObject for PolicyResource {
+    type Model = PolicyModel;
+    type Spec = PolicySpec;
+    type Object = Policy;
+    type Id = PolicyId;
+
+    const KIND: &'static str = "policy";
+    const NAME_ATTRIBUTE: &'static str = "name";
+
     fn type_name(&self) -> &'static str {
         "postern_policy"
     }
@@ -408,202 +414,103 @@ impl Resource<ProviderData> for PolicyResource {
         rate_limit.set_attribute("burst", Value::number(burst));
     }
 
-    async fn create(&self, data: &ProviderData, req: CreateRequest, resp: &mut StateResponse) {
-        // Read the plan into the model.
-        let Some(plan) = resp.diagnostics.check(req.planned.decode::<PolicyModel>()) else {
-            return;
-        };
-        let Some(spec) = resp.diagnostics.check(plan.spec()) else {
-            return;
-        };
-        let ty = resp.value_type().clone();
-        let op = Operation {
-            action: "creating",
-            kind: "policy",
-            object: Some(&spec.name),
-            value_type: &ty,
-        };
-        let api = data.api.tracking();
-        match api.create_policy(&spec).await {
-            Ok(policy) => {
-                tracing::info!(policy_id = %policy.id, name = %spec.name, "policy created");
-                resp.set_state(&PolicyModel::from_policy(&policy, Some(&plan)));
-                resp.private = version::encode(policy.version);
-                rollout::wait(data, &api, change(policy.id), &mut resp.diagnostics).await;
-            }
-            Err(error) if error.code() == Some(ErrorCode::Conflict) => {
-                adopt(data, &spec, &plan, &error, op, resp).await;
-            }
-            Err(error) => resp.diagnostics.push(diagnose(&error, op)),
-        }
+    fn spec(&self, model: &PolicyModel) -> Result<PolicySpec, Diagnostic> {
+        model.spec()
     }
 
-    async fn read(&self, data: &ProviderData, req: ReadRequest, resp: &mut StateResponse) {
-        let Some(state) = resp.diagnostics.check(req.state.decode::<PolicyModel>()) else {
-            return;
-        };
-        let Some(id) = parse_id(state.id.as_deref(), &mut resp.diagnostics) else {
-            return;
-        };
-        let ty = resp.value_type().clone();
-        let id_text = id.to_string();
-        let op = Operation {
-            action: "reading",
-            kind: "policy",
-            object: Some(&id_text),
-            value_type: &ty,
-        };
-        match data.api.policy(id).await {
-            Ok(policy) => {
-                resp.set_state(&PolicyModel::from_policy(&policy, Some(&state)));
-                resp.private = version::encode(policy.version);
-            }
-            Err(error) if error.is_not_found() => {
-                tracing::info!(policy_id = %id, "policy deleted outside Terraform");
-                resp.remove();
-            }
-            Err(error) => resp.diagnostics.push(diagnose(&error, op)),
-        }
+    fn spec_name(spec: &PolicySpec) -> &str {
+        &spec.name
     }
 
-    async fn update(&self, data: &ProviderData, req: UpdateRequest, resp: &mut StateResponse) {
-        let Some(plan) = resp.diagnostics.check(req.planned.decode::<PolicyModel>()) else {
-            return;
-        };
-        let Some(id) = parse_id(plan.id.as_deref(), &mut resp.diagnostics) else {
-            return;
-        };
-        let Some(spec) = resp.diagnostics.check(plan.spec()) else {
-            return;
-        };
-        let ty = resp.value_type().clone();
-        let id_text = id.to_string();
-        let op = Operation {
-            action: "updating",
-            kind: "policy",
-            object: Some(&id_text),
-            value_type: &ty,
-        };
-        let if_match = version::decode(&req.planned_private);
-        let api = data.api.tracking();
-        match api.replace_policy(id, &spec, if_match).await {
-            Ok(policy) => {
-                tracing::info!(policy_id = %id, "policy updated");
-                resp.set_state(&PolicyModel::from_policy(&policy, Some(&plan)));
-                resp.private = version::encode(policy.version);
-                rollout::wait(data, &api, change(id), &mut resp.diagnostics).await;
-            }
-            Err(error) => resp.diagnostics.push(diagnose(&error, op)),
-        }
+    fn state_id(model: &PolicyModel) -> Option<&str> {
+        model.id.as_deref()
     }
 
-    async fn delete(&self, data: &ProviderData, req: DeleteRequest, diagnostics: &mut Diagnostics) {
-        let Some(prior) = diagnostics.check(req.prior.decode::<PolicyModel>()) else {
-            return;
-        };
-        let Some(id) = parse_id(prior.id.as_deref(), diagnostics) else {
-            return;
-        };
-        let ty = self.schema().value_type();
-        let id_text = id.to_string();
-        let op = Operation {
-            action: "deleting",
-            kind: "policy",
-            object: Some(&id_text),
-            value_type: &ty,
-        };
-        let api = data.api.tracking();
-        match api.delete_policy(id, version::decode(&req.private)).await {
-            Ok(()) => {
-                tracing::info!(policy_id = %id, "policy deleted");
-                rollout::wait(data, &api, change(id), diagnostics).await;
-            }
-            Err(error) if error.is_not_found() => {}
-            Err(error) => diagnostics.push(diagnose(&error, op)),
-        }
-    }
-
-    async fn import(&self, data: &ProviderData, id: &str, resp: &mut StateResponse) {
-        let Ok(policy_id) = id.trim().parse::<PolicyId>() else {
-            resp.diagnostics.error(
+    fn parse_import_id(&self, text: &str) -> Result<PolicyId, Diagnostic> {
+        text.trim().parse().map_err(|_| {
+            Diagnostic::error(
                 "Invalid policy id",
                 format!(
-                    "{id:?} is not a policy id. Import a postern_policy by its UUID, e.g. \
+                    "{text:?} is not a policy id. Import a postern_policy by its UUID, e.g. \
                      `terraform import postern_policy.api 3f2c…`; list policies with \
                      GET /v1/policies."
                 ),
-            );
-            return;
-        };
-        let ty = resp.value_type().clone();
-        let op = Operation {
-            action: "importing",
-            kind: "policy",
-            object: Some(id),
-            value_type: &ty,
-        };
-        match data.api.policy(policy_id).await {
-            Ok(policy) => {
-                resp.set_state(&PolicyModel::from_policy(&policy, None));
-                resp.private = version::encode(policy.version);
-            }
-            Err(error) if error.is_not_found() => resp.diagnostics.error(
-                "Cannot import non-existent remote object",
-                format!("The edge has no policy with id {policy_id}."),
-            ),
-            Err(error) => resp.diagnostics.push(diagnose(&error, op)),
-        }
+            )
+        })
     }
-}
 
-/// A create answered 409 because the name is taken: adopt the existing policy when it
-/// is exactly what was planned (an interrupted apply created it), else say to import it.
-async fn adopt(
-    data: &ProviderData,
-    spec: &PolicySpec,
-    plan: &PolicyModel,
-    conflict: &ClientError,
-    op: Operation<'_>,
-    resp: &mut StateResponse,
-) {
-    let existing = match data.api.list_policies().await {
-        Ok(policies) => policies.into_iter().find(|p| p.spec.name == spec.name),
-        Err(error) => {
-            resp.diagnostics.push(diagnose(&error, op));
-            return;
-        }
-    };
-    let Some(policy) = existing else {
-        resp.diagnostics.push(diagnose(conflict, op));
-        return;
-    };
-    if comparable(policy.spec.clone()) != comparable(spec.clone()) {
-        resp.diagnostics.error_at(
-            AttributePath::root("name"),
-            "A policy with this name already exists",
-            format!(
-                "The edge already has a policy named {:?} (id {}) with different settings, and \
-                 Terraform does not manage it. To manage it, import it: \
-                 `terraform import <address> {}` or an `import {{ to = <address>, id = \"{}\" }}` \
-                 block. Otherwise choose another name.",
-                spec.name, policy.id, policy.id, policy.id
-            ),
-        );
-        return;
+    fn id(policy: &Policy) -> PolicyId {
+        policy.id
     }
-    tracing::warn!(policy_id = %policy.id, name = %spec.name, "adopted an existing policy");
-    resp.set_state(&PolicyModel::from_policy(&policy, Some(plan)));
-    resp.private = version::encode(policy.version);
-    resp.diagnostics.warning(
-        "Adopted an existing policy",
-        format!(
-            "A policy named {:?} (id {}) already existed on the edge with exactly the planned \
-             settings, most likely created by an earlier apply that was interrupted before \
-             Terraform recorded it. Terraform now manages that policy instead of creating \
-             another.",
-            spec.name, policy.id
-        ),
-    );
+
+    fn version(policy: &Policy) -> u64 {
+        policy.version
+    }
+
+    fn describe(policy: &Policy) -> String {
+        format!("a policy named {:?} (id {})", policy.spec.name, policy.id)
+    }
+
+    /// Compared with the edge's defaults filled in and the method set in a fixed order.
+    fn matches(policy: &Policy, spec: &PolicySpec) -> bool {
+        comparable(policy.spec.clone()) == comparable(spec.clone())
+    }
+
+    /// The hostnames that use the policy.
+    fn scope(id: &PolicyId) -> RolloutScope {
+        RolloutScope::Policy(*id)
+    }
+
+    async fn create_object(
+        &self,
+        client: &Client,
+        spec: &PolicySpec,
+    ) -> Result<Policy, ClientError> {
+        client.create_policy(spec).await
+    }
+
+    async fn read_object(&self, client: &Client, id: &PolicyId) -> Result<Policy, ClientError> {
+        client.policy(*id).await
+    }
+
+    async fn replace_object(
+        &self,
+        client: &Client,
+        id: &PolicyId,
+        spec: &PolicySpec,
+        if_match: Option<u64>,
+    ) -> Result<Policy, ClientError> {
+        client.replace_policy(*id, spec, if_match).await
+    }
+
+    async fn delete_object(
+        &self,
+        client: &Client,
+        id: &PolicyId,
+        if_match: Option<u64>,
+    ) -> Result<(), ClientError> {
+        client.delete_policy(*id, if_match).await
+    }
+
+    async fn find_object(
+        &self,
+        client: &Client,
+        spec: &PolicySpec,
+    ) -> Result<Option<Policy>, ClientError> {
+        let policies = client.list_policies().await?;
+        Ok(policies.into_iter().find(|p| p.spec.name == spec.name))
+    }
+
+    async fn state(
+        &self,
+        _data: &ProviderData,
+        policy: &Policy,
+        known: Option<&PolicyModel>,
+        _op: Operation<'_>,
+        _diagnostics: &mut Diagnostics,
+    ) -> PolicyModel {
+        PolicyModel::from_policy(policy, known)
+    }
 }
 
 /// A spec with defaults filled and the method set in a fixed order, for comparison.
@@ -611,30 +518,6 @@ fn comparable(spec: PolicySpec) -> PolicySpec {
     let mut spec = spec.normalized();
     spec.allow_methods.sort();
     spec
-}
-
-/// What a write of policy `id` changes, for [`rollout::wait`]: the hostnames that use it.
-fn change(id: PolicyId) -> Change {
-    Change {
-        scope: postern_schema::api::RolloutScope::Policy(id),
-        subject: format!("policy {id}"),
-    }
-}
-
-/// The policy id recorded in state.
-fn parse_id(id: Option<&str>, diagnostics: &mut Diagnostics) -> Option<PolicyId> {
-    let parsed = id.and_then(|id| id.parse::<PolicyId>().ok());
-    if parsed.is_none() {
-        diagnostics.error_at(
-            AttributePath::root("id"),
-            "Invalid policy id in state",
-            format!(
-                "The state holds {id:?}, which is not a policy UUID. Remove the resource from \
-                 the state (`terraform state rm`) and import the policy by its id."
-            ),
-        );
-    }
-    parsed
 }
 
 fn invalid(path: AttributePath, message: String) -> Diagnostic {

@@ -6,36 +6,36 @@
 
 use std::collections::BTreeMap;
 
-use postern_schema::api::{ErrorCode, Tunnel, TunnelSpec};
-use postern_schema::client::ClientError;
+use postern_schema::api::{RolloutScope, Tunnel, TunnelSpec};
+use postern_schema::client::{Client, ClientError};
 use postern_schema::ids::TunnelId;
 use serde::{Deserialize, Serialize};
 
-use super::version;
-use crate::api::{Operation, diagnose};
-use crate::contract::{Findings, check_labels, known_str};
 use crate::framework::{
-    Attribute, AttributePath, CreateRequest, DeleteRequest, Diagnostics, Plan, PlanRequest,
-    ReadRequest, Resource, Schema, StateResponse, Type, UpdateRequest, Value, async_trait,
+    Attribute, AttributePath, Diagnostic, Diagnostics, Plan, PlanRequest, Schema, Type, Value,
+    async_trait,
 };
-use crate::postern::ProviderData;
-use crate::rollout::{self, Change};
+use crate::postern::api_error::{Operation, diagnose};
+use crate::postern::contract::{Findings, check_labels, known_str};
+use crate::postern::lifecycle::EdgeObject;
+use crate::postern::live;
+use crate::postern::provider_data::ProviderData;
 
 /// Terraform state of a `postern_tunnel` (no `Debug`: it holds the token).
 #[derive(Clone, Serialize, Deserialize)]
-pub struct TunnelModel {
+pub(crate) struct TunnelModel {
     /// The tunnel's UUID; `None` until created.
-    pub id: Option<String>,
+    pub(crate) id: Option<String>,
     /// Unique name.
-    pub name: String,
+    pub(crate) name: String,
     /// Labels; `None` only while unknown.
-    pub labels: Option<BTreeMap<String, String>>,
+    pub(crate) labels: Option<BTreeMap<String, String>>,
     /// The connector token; `None` when `store_token` is false.
-    pub token: Option<String>,
+    pub(crate) token: Option<String>,
     /// Whether the token is kept in state; `None` (an imported or older state) means yes.
-    pub store_token: Option<bool>,
+    pub(crate) store_token: Option<bool>,
     /// RFC 3339 creation time.
-    pub created_at: Option<String>,
+    pub(crate) created_at: Option<String>,
 }
 
 impl TunnelModel {
@@ -66,10 +66,20 @@ impl TunnelModel {
 }
 
 /// The `postern_tunnel` resource.
-pub struct TunnelResource;
+pub(crate) struct TunnelResource;
 
 #[async_trait]
-impl Resource<ProviderData> for TunnelResource {
+impl EdgeObject for TunnelResource {
+    type Model = TunnelModel;
+    type Spec = TunnelSpec;
+    type Object = Tunnel;
+    type Id = TunnelId;
+
+    const KIND: &'static str = "tunnel";
+    const NAME_ATTRIBUTE: &'static str = "name";
+    /// Deleting a tunnel drops its connectors: there is nothing left to apply.
+    const WAITS_AFTER_DELETE: bool = false;
+
     fn type_name(&self) -> &'static str {
         "postern_tunnel"
     }
@@ -163,7 +173,7 @@ impl Resource<ProviderData> for TunnelResource {
 
     /// With `store_token = false` the token is planned null; when it goes back to `true`
     /// the token is fetched again ("known after apply"). A label change of an existing
-    /// tunnel gets plan-time warnings about the routes it moves (see [`crate::live`]).
+    /// tunnel gets plan-time warnings about the routes it moves (see [`live`]).
     async fn plan(&self, data: &ProviderData, req: &PlanRequest, plan: &mut Plan) {
         let store = plan.planned.get("store_token").and_then(Value::as_bool);
         if let Some(token) = plan.planned.get_mut("token") {
@@ -194,8 +204,7 @@ impl Resource<ProviderData> for TunnelResource {
             };
             labels.insert(key.clone(), value.to_owned());
         }
-        crate::live::check_tunnel_labels(&data.live, id, name, &labels, &mut plan.diagnostics)
-            .await;
+        live::check_tunnel_labels(&data.live, id, name, &labels, &mut plan.diagnostics).await;
     }
 
     /// Version 0 states predate `store_token`: they kept the token.
@@ -213,165 +222,109 @@ impl Resource<ProviderData> for TunnelResource {
         Some(state)
     }
 
-    async fn create(&self, data: &ProviderData, req: CreateRequest, resp: &mut StateResponse) {
-        // Read the plan into the model.
-        let Some(plan) = resp.diagnostics.check(req.planned.decode::<TunnelModel>()) else {
-            return;
-        };
-        let spec = plan.spec();
-        let ty = resp.value_type().clone();
-        let op = Operation {
-            action: "creating",
-            kind: "tunnel",
-            object: Some(&spec.name),
-            value_type: &ty,
-        };
-        let store = plan.stores_token();
-        let api = data.api.tracking();
-        match api.create_tunnel(&spec).await {
-            Ok(tunnel) => {
-                tracing::info!(tunnel_id = %tunnel.id, name = %spec.name, "tunnel created");
-                let token = match tunnel.token.clone() {
-                    _ if !store => None,
-                    Some(token) => Some(token),
-                    None => fetch_token(data, tunnel.id, op, &mut resp.diagnostics).await,
-                };
-                resp.set_state(&TunnelModel::from_tunnel(&tunnel, token, store));
-                resp.private = version::encode(tunnel.version);
-                rollout::wait(data, &api, change(tunnel.id), &mut resp.diagnostics).await;
-            }
-            Err(error) if error.code() == Some(ErrorCode::Conflict) => {
-                adopt(data, &spec, store, &error, op, resp).await;
-            }
-            Err(error) => resp.diagnostics.push(diagnose(&error, op)),
-        }
+    fn spec(&self, model: &TunnelModel) -> Result<TunnelSpec, Diagnostic> {
+        Ok(model.spec())
     }
 
-    async fn read(&self, data: &ProviderData, req: ReadRequest, resp: &mut StateResponse) {
-        let Some(state) = resp.diagnostics.check(req.state.decode::<TunnelModel>()) else {
-            return;
-        };
-        let Some(id) = parse_id(state.id.as_deref(), &mut resp.diagnostics) else {
-            return;
-        };
-        let ty = resp.value_type().clone();
-        let id_text = id.to_string();
-        let op = Operation {
-            action: "reading",
-            kind: "tunnel",
-            object: Some(&id_text),
-            value_type: &ty,
-        };
-        match data.api.tunnel(id).await {
-            Ok(tunnel) => {
-                let store = state.stores_token();
-                let token = match state.token {
-                    _ if !store => None,
-                    Some(token) => Some(token),
-                    None => fetch_token(data, id, op, &mut resp.diagnostics).await,
-                };
-                resp.set_state(&TunnelModel::from_tunnel(&tunnel, token, store));
-                resp.private = version::encode(tunnel.version);
-            }
-            Err(error) if error.is_not_found() => {
-                tracing::info!(tunnel_id = %id, "tunnel deleted outside Terraform");
-                resp.remove();
-            }
-            Err(error) => resp.diagnostics.push(diagnose(&error, op)),
-        }
+    fn spec_name(spec: &TunnelSpec) -> &str {
+        &spec.name
     }
 
-    async fn update(&self, data: &ProviderData, req: UpdateRequest, resp: &mut StateResponse) {
-        let Some(plan) = resp.diagnostics.check(req.planned.decode::<TunnelModel>()) else {
-            return;
-        };
-        let Some(id) = parse_id(plan.id.as_deref(), &mut resp.diagnostics) else {
-            return;
-        };
-        let ty = resp.value_type().clone();
-        let id_text = id.to_string();
-        let op = Operation {
-            action: "updating",
-            kind: "tunnel",
-            object: Some(&id_text),
-            value_type: &ty,
-        };
-        let if_match = version::decode(&req.planned_private);
-        let store = plan.stores_token();
-        let api = data.api.tracking();
-        match api.replace_tunnel(id, &plan.spec(), if_match).await {
-            Ok(tunnel) => {
-                tracing::info!(tunnel_id = %id, "tunnel updated");
-                let token = match plan.token.clone() {
-                    _ if !store => None,
-                    Some(token) => Some(token),
-                    None => fetch_token(data, id, op, &mut resp.diagnostics).await,
-                };
-                resp.set_state(&TunnelModel::from_tunnel(&tunnel, token, store));
-                resp.private = version::encode(tunnel.version);
-                rollout::wait(data, &api, change(id), &mut resp.diagnostics).await;
-            }
-            Err(error) => resp.diagnostics.push(diagnose(&error, op)),
-        }
+    fn state_id(model: &TunnelModel) -> Option<&str> {
+        model.id.as_deref()
     }
 
-    async fn delete(&self, data: &ProviderData, req: DeleteRequest, diagnostics: &mut Diagnostics) {
-        let Some(prior) = diagnostics.check(req.prior.decode::<TunnelModel>()) else {
-            return;
-        };
-        let Some(id) = parse_id(prior.id.as_deref(), diagnostics) else {
-            return;
-        };
-        let ty = self.schema().value_type();
-        let id_text = id.to_string();
-        let op = Operation {
-            action: "deleting",
-            kind: "tunnel",
-            object: Some(&id_text),
-            value_type: &ty,
-        };
-        match data
-            .api
-            .delete_tunnel(id, version::decode(&req.private))
-            .await
-        {
-            Ok(()) => tracing::info!(tunnel_id = %id, "tunnel deleted"),
-            Err(error) if error.is_not_found() => {}
-            Err(error) => diagnostics.push(diagnose(&error, op)),
-        }
-    }
-
-    async fn import(&self, data: &ProviderData, id: &str, resp: &mut StateResponse) {
-        let Ok(tunnel_id) = id.trim().parse::<TunnelId>() else {
-            resp.diagnostics.error(
+    fn parse_import_id(&self, text: &str) -> Result<TunnelId, Diagnostic> {
+        text.trim().parse().map_err(|_| {
+            Diagnostic::error(
                 "Invalid tunnel id",
                 format!(
-                    "{id:?} is not a tunnel id. Import a postern_tunnel by its UUID, e.g. \
+                    "{text:?} is not a tunnel id. Import a postern_tunnel by its UUID, e.g. \
                      `terraform import postern_tunnel.web 3f2c…`; list tunnels with \
                      GET /v1/tunnels or the postern_tunnels data source."
                 ),
-            );
-            return;
+            )
+        })
+    }
+
+    fn id(tunnel: &Tunnel) -> TunnelId {
+        tunnel.id
+    }
+
+    fn version(tunnel: &Tunnel) -> u64 {
+        tunnel.version
+    }
+
+    fn describe(tunnel: &Tunnel) -> String {
+        format!("a tunnel named {:?} (id {})", tunnel.spec.name, tunnel.id)
+    }
+
+    fn matches(tunnel: &Tunnel, spec: &TunnelSpec) -> bool {
+        tunnel.spec == *spec
+    }
+
+    /// Everything the tunnel serves: its labels decide which routed hostnames it serves.
+    fn scope(id: &TunnelId) -> RolloutScope {
+        RolloutScope::Tunnel(*id)
+    }
+
+    async fn create_object(
+        &self,
+        client: &Client,
+        spec: &TunnelSpec,
+    ) -> Result<Tunnel, ClientError> {
+        client.create_tunnel(spec).await
+    }
+
+    async fn read_object(&self, client: &Client, id: &TunnelId) -> Result<Tunnel, ClientError> {
+        client.tunnel(*id).await
+    }
+
+    async fn replace_object(
+        &self,
+        client: &Client,
+        id: &TunnelId,
+        spec: &TunnelSpec,
+        if_match: Option<u64>,
+    ) -> Result<Tunnel, ClientError> {
+        client.replace_tunnel(*id, spec, if_match).await
+    }
+
+    async fn delete_object(
+        &self,
+        client: &Client,
+        id: &TunnelId,
+        if_match: Option<u64>,
+    ) -> Result<(), ClientError> {
+        client.delete_tunnel(*id, if_match).await
+    }
+
+    async fn find_object(
+        &self,
+        client: &Client,
+        spec: &TunnelSpec,
+    ) -> Result<Option<Tunnel>, ClientError> {
+        let tunnels = client.list_tunnels(None).await?;
+        Ok(tunnels.into_iter().find(|t| t.spec.name == spec.name))
+    }
+
+    /// The token comes from what Terraform had, else from the edge's answer (a create's
+    /// carries it), else from `GET /v1/tunnels/{id}/token`; none when `store_token` is false.
+    async fn state(
+        &self,
+        data: &ProviderData,
+        tunnel: &Tunnel,
+        known: Option<&TunnelModel>,
+        op: Operation<'_>,
+        diagnostics: &mut Diagnostics,
+    ) -> TunnelModel {
+        let store = known.is_none_or(TunnelModel::stores_token);
+        let token = match known.and_then(|k| k.token.clone()).or(tunnel.token.clone()) {
+            _ if !store => None,
+            Some(token) => Some(token),
+            None => fetch_token(data, tunnel.id, op, diagnostics).await,
         };
-        let ty = resp.value_type().clone();
-        let op = Operation {
-            action: "importing",
-            kind: "tunnel",
-            object: Some(id),
-            value_type: &ty,
-        };
-        match data.api.tunnel(tunnel_id).await {
-            Ok(tunnel) => {
-                let token = fetch_token(data, tunnel_id, op, &mut resp.diagnostics).await;
-                resp.set_state(&TunnelModel::from_tunnel(&tunnel, token, true));
-                resp.private = version::encode(tunnel.version);
-            }
-            Err(error) if error.is_not_found() => resp.diagnostics.error(
-                "Cannot import non-existent remote object",
-                format!("The edge has no tunnel with id {tunnel_id}."),
-            ),
-            Err(error) => resp.diagnostics.push(diagnose(&error, op)),
-        }
+        TunnelModel::from_tunnel(tunnel, token, store)
     }
 }
 
@@ -382,91 +335,11 @@ async fn fetch_token(
     op: Operation<'_>,
     diagnostics: &mut Diagnostics,
 ) -> Option<String> {
-    match data.api.tunnel_token(id).await {
+    match data.client.tunnel_token(id).await {
         Ok(token) => Some(token.expose().to_owned()),
         Err(error) => {
             diagnostics.push(diagnose(&error, op));
             None
         }
     }
-}
-
-/// A create answered 409 because the name is taken. If the existing tunnel is exactly
-/// what was planned, it is most likely ours from an interrupted apply: adopt it, with a
-/// warning. Otherwise say how to import it.
-async fn adopt(
-    data: &ProviderData,
-    spec: &TunnelSpec,
-    store_token: bool,
-    conflict: &ClientError,
-    op: Operation<'_>,
-    resp: &mut StateResponse,
-) {
-    let existing = match data.api.list_tunnels(None).await {
-        Ok(tunnels) => tunnels.into_iter().find(|t| t.spec.name == spec.name),
-        Err(error) => {
-            resp.diagnostics.push(diagnose(&error, op));
-            return;
-        }
-    };
-    let Some(tunnel) = existing else {
-        resp.diagnostics.push(diagnose(conflict, op));
-        return;
-    };
-    if tunnel.spec != *spec {
-        resp.diagnostics.error_at(
-            AttributePath::root("name"),
-            "A tunnel with this name already exists",
-            format!(
-                "The edge already has a tunnel named {:?} (id {}) with different labels, and \
-                 Terraform does not manage it. To manage it, import it: \
-                 `terraform import <address> {}` or an `import {{ to = <address>, id = \"{}\" }}` \
-                 block. Otherwise choose another name.",
-                spec.name, tunnel.id, tunnel.id, tunnel.id
-            ),
-        );
-        return;
-    }
-    let token = match store_token {
-        true => fetch_token(data, tunnel.id, op, &mut resp.diagnostics).await,
-        false => None,
-    };
-    tracing::warn!(tunnel_id = %tunnel.id, name = %spec.name, "adopted an existing tunnel");
-    resp.set_state(&TunnelModel::from_tunnel(&tunnel, token, store_token));
-    resp.private = version::encode(tunnel.version);
-    resp.diagnostics.warning(
-        "Adopted an existing tunnel",
-        format!(
-            "A tunnel named {:?} (id {}) already existed on the edge with exactly the planned \
-             name and labels, most likely created by an earlier apply that was interrupted \
-             before Terraform recorded it. Terraform now manages that tunnel instead of \
-             creating another.",
-            spec.name, tunnel.id
-        ),
-    );
-}
-
-/// What a write of tunnel `id` changes, for [`rollout::wait`]: everything it serves (its
-/// labels decide which routed hostnames it serves).
-fn change(id: TunnelId) -> Change {
-    Change {
-        scope: postern_schema::api::RolloutScope::Tunnel(id),
-        subject: format!("tunnel {id}"),
-    }
-}
-
-/// The tunnel id recorded in state.
-fn parse_id(id: Option<&str>, diagnostics: &mut Diagnostics) -> Option<TunnelId> {
-    let parsed = id.and_then(|id| id.parse::<TunnelId>().ok());
-    if parsed.is_none() {
-        diagnostics.error_at(
-            AttributePath::root("id"),
-            "Invalid tunnel id in state",
-            format!(
-                "The state holds {id:?}, which is not a tunnel UUID. Remove the resource from \
-                 the state (`terraform state rm`) and import the tunnel by its id."
-            ),
-        );
-    }
-    parsed
 }

@@ -48,18 +48,18 @@ struct Key {
     authority: Authority,
 }
 
-/// One HTTP/1.1 connection: the handle requests are sent on and the state machine that
+/// One HTTP/1.1 connection to an origin: the handle requests are sent on and the state machine that
 /// reads and writes the socket (which whoever waits on the connection must poll). Always
 /// boxed: it is about 1.8 KB (TLS state, buffers), and every future and body that holds it
 /// would otherwise copy it whenever it moves (callgrind: most of the connector's
 /// instructions per request were those copies).
-struct Conn {
+struct OriginConnection {
     sender: http1::SendRequest<BoxBody>,
     driver: Driver,
     idle_since: Instant,
 }
 
-impl Conn {
+impl OriginConnection {
     /// Is it still open and ready for a request? Polls once; never waits.
     fn ready_now(&mut self, cx: &mut Context<'_>) -> bool {
         if Pin::new(&mut self.driver).poll(cx).is_ready() {
@@ -76,7 +76,7 @@ pub(super) struct Pool {
     /// By origin. FNV, not SipHash: keys come from the declared origins, not from visitors,
     /// and `Authority` hashes byte by byte (lowercased), which SipHash makes costly on every
     /// checkout and checkin.
-    idle: Mutex<HashMap<Key, VecDeque<Box<Conn>>, fnv::FnvBuildHasher>>,
+    idle: Mutex<HashMap<Key, VecDeque<Box<OriginConnection>>, fnv::FnvBuildHasher>>,
 }
 
 impl Pool {
@@ -159,7 +159,7 @@ impl Pool {
         mut request: Request<BoxBody>,
     ) -> Result<Response<Incoming>, BoxError> {
         let key = key_of(request.uri())?;
-        let Conn {
+        let OriginConnection {
             mut sender, driver, ..
         } = *self.connect(&key).await?;
         tokio::spawn(async move {
@@ -172,7 +172,7 @@ impl Pool {
     }
 
     /// The most recently used idle connection to `key` that is still open.
-    fn checkout(&self, key: &Key) -> Option<Box<Conn>> {
+    fn checkout(&self, key: &Key) -> Option<Box<OriginConnection>> {
         let waker = std::task::Waker::noop();
         let mut cx = Context::from_waker(waker);
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
@@ -186,7 +186,7 @@ impl Pool {
     }
 
     /// Puts a connection whose response has ended back in the pool.
-    fn checkin(&self, key: Key, mut conn: Box<Conn>) {
+    fn checkin(&self, key: Key, mut conn: Box<OriginConnection>) {
         conn.idle_since = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let conns = idle.entry(key).or_default();
@@ -201,7 +201,7 @@ impl Pool {
     }
 
     /// A new connection to `key`, TLS and HTTP/1.1 handshakes done.
-    async fn connect(&self, key: &Key) -> Result<Box<Conn>, BoxError> {
+    async fn connect(&self, key: &Key) -> Result<Box<OriginConnection>, BoxError> {
         let uri = Uri::builder()
             .scheme(key.scheme.clone())
             .authority(key.authority.clone())
@@ -212,7 +212,7 @@ impl Pool {
             .max_buf_size(self.read_buffer)
             .handshake(io)
             .await?;
-        Ok(Box::new(Conn {
+        Ok(Box::new(OriginConnection {
             sender,
             driver,
             idle_since: Instant::now(),
@@ -240,7 +240,7 @@ fn origin_form(uri: &Uri) -> Uri {
 /// returns the connection to the pool (dropped before its end, the connection is closed).
 pub(super) struct PooledBody {
     body: Incoming,
-    conn: Option<Box<Conn>>,
+    conn: Option<Box<OriginConnection>>,
     key: Key,
     pool: Arc<Pool>,
 }

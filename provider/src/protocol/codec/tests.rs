@@ -418,49 +418,6 @@ fn refinements_are_parsed() {
 }
 
 #[test]
-fn json_values_keep_exact_numbers() {
-    let ty = Type::object([
-        ("n", Type::Number),
-        ("big", Type::Number),
-        ("d", Type::Dynamic),
-        ("tags", Type::set(Type::String)),
-        ("o", Type::object([("x", Type::Bool)])),
-    ]);
-    let json = br#"{"n": 0.1, "big": 123456789012345678901234567890.5, "d": {"value": [1, "a"], "type": ["tuple", ["number", "string"]]}, "tags": ["a", "a"], "o": null}"#;
-    let got = decode_json(json, &ty, ExtraAttributes::Reject);
-    let want = Value::object([
-        ("n", num("0.1")),
-        ("big", num("123456789012345678901234567890.5")),
-        (
-            "d",
-            dynamic(
-                Type::Tuple(vec![Type::Number, Type::String]),
-                Value::Tuple(vec![num("1"), s("a")]),
-            ),
-        ),
-        ("tags", Value::set([s("a")])),
-        ("o", Value::Null),
-    ]);
-    assert_eq!(got, Ok(want));
-}
-
-#[test]
-fn stored_state_may_carry_attributes_the_schema_dropped() {
-    let ty = Type::object([("name", Type::String), ("added", Type::Number)]);
-    let json = br#"{"name": "web", "removed": true}"#;
-    assert!(matches!(
-        decode_json(json, &ty, ExtraAttributes::Reject),
-        Err(CodecError::UnexpectedAttribute { .. })
-    ));
-    assert_eq!(
-        decode_json(json, &ty, ExtraAttributes::Ignore),
-        Ok(Value::object([("name", s("web")), ("added", Value::Null)]))
-    );
-    assert!(decode_json(b"{", &ty, ExtraAttributes::Ignore).is_err());
-    assert!(decode_json(b"[1]", &ty, ExtraAttributes::Ignore).is_err());
-}
-
-#[test]
 fn dynamic_values_pick_msgpack_then_json_then_null() {
     let ty = Type::String;
     let msgpack = DynamicValue {

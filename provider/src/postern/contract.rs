@@ -11,25 +11,25 @@ use crate::framework::{AttributePath, Diagnostics, PathStep, Type, Value};
 /// Problems found in one configuration; at most one per attribute (the first found, so
 /// a rule's precise message wins over the schema's generic one).
 #[derive(Debug, Default)]
-pub struct Findings {
+pub(crate) struct Findings {
     found: Vec<(AttributePath, String)>,
 }
 
 impl Findings {
     /// No problems yet.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Records a problem at `path`, unless one is already recorded there.
-    pub fn add(&mut self, path: AttributePath, message: impl Into<String>) {
+    pub(crate) fn add(&mut self, path: AttributePath, message: impl Into<String>) {
         if !self.found.iter().any(|(p, _)| *p == path) {
             self.found.push((path, message.into()));
         }
     }
 
     /// Records a rule's verdict on the value at `path`.
-    pub fn rule<T>(&mut self, path: AttributePath, verdict: Result<T, String>) {
+    pub(crate) fn rule<T>(&mut self, path: AttributePath, verdict: Result<T, String>) {
         if let Err(message) = verdict {
             self.add(path, message);
         }
@@ -37,7 +37,7 @@ impl Findings {
 
     /// Checks the configuration against the JSON Schema of `C` (the body the provider
     /// would send). Violations about values not known yet are left for later.
-    pub fn schema<C: Contract>(&mut self, config: &Value, ty: &Type) {
+    pub(crate) fn schema<C: Contract>(&mut self, config: &Value, ty: &Type) {
         let body = body(config, ty);
         for violation in schema_violations(C::validator(), &body) {
             let path = AttributePath::from_json_pointer(&violation.pointer, ty);
@@ -51,7 +51,7 @@ impl Findings {
     /// Adds one error diagnostic per problem: the summary names the exact attribute
     /// (`Invalid routes[0].weight`), and the diagnostic is attached to the deepest part
     /// of that path Terraform can find in the source (see [`locatable`]).
-    pub fn report(self, diagnostics: &mut Diagnostics) {
+    pub(crate) fn report(self, diagnostics: &mut Diagnostics) {
         for (path, message) in self.found {
             diagnostics.error_at(
                 locatable(&path),
@@ -73,7 +73,7 @@ impl Findings {
 /// but not an attribute inside a nested object, for which it shows the whole resource
 /// block instead. So `routes[0].weight` is attached as `routes[0]` (the route's source
 /// line) and `rate_limit.burst` as `rate_limit`; the summary still names the full path.
-pub fn locatable(path: &AttributePath) -> AttributePath {
+pub(crate) fn locatable(path: &AttributePath) -> AttributePath {
     let mut out = AttributePath::new();
     for (i, step) in path.steps().iter().enumerate() {
         match (i, step) {
@@ -88,7 +88,7 @@ pub fn locatable(path: &AttributePath) -> AttributePath {
 
 /// The request body a configuration stands for: null attributes left out, unknowns as
 /// JSON null (their violations are then skipped), numbers as JSON numbers.
-pub fn body(value: &Value, ty: &Type) -> Json {
+pub(crate) fn body(value: &Value, ty: &Type) -> Json {
     match (value, ty) {
         (Value::Object(attrs), Type::Object(types)) => {
             let mut out = Map::new();
@@ -115,12 +115,12 @@ pub fn body(value: &Value, ty: &Type) -> Json {
 }
 
 /// The known, non-null string at `name` of an object value.
-pub fn known_str<'a>(value: &'a Value, name: &str) -> Option<&'a str> {
+pub(crate) fn known_str<'a>(value: &'a Value, name: &str) -> Option<&'a str> {
     value.get(name).and_then(Value::as_str)
 }
 
 /// The known elements of the list or set at `name`, with their indexes.
-pub fn known_elements<'a>(
+pub(crate) fn known_elements<'a>(
     value: &'a Value,
     name: &str,
 ) -> impl Iterator<Item = (usize, &'a Value)> {
@@ -135,7 +135,7 @@ pub fn known_elements<'a>(
 
 /// Checks the known keys and values of a label map (tunnel labels, route selectors,
 /// `postern_tunnels` selectors) with the edge's label rules, each at `path["key"]`.
-pub fn check_labels(findings: &mut Findings, path: &AttributePath, labels: Option<&Value>) {
+pub(crate) fn check_labels(findings: &mut Findings, path: &AttributePath, labels: Option<&Value>) {
     let Some(entries) = labels.and_then(Value::as_entries) else {
         return;
     };

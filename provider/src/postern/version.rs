@@ -11,13 +11,13 @@ struct Private {
 }
 
 /// The private state recording `version`.
-pub(super) fn encode(version: u64) -> Vec<u8> {
+pub(crate) fn encode(version: u64) -> Vec<u8> {
     serde_json::to_vec(&Private { version }).unwrap_or_default()
 }
 
 /// The version recorded in private state; `None` when there is none (a state written
 /// before the object was read), and then no `If-Match` is sent.
-pub(super) fn decode(private: &[u8]) -> Option<u64> {
+pub(crate) fn decode(private: &[u8]) -> Option<u64> {
     serde_json::from_slice::<Private>(private)
         .ok()
         .map(|p| p.version)

@@ -1,19 +1,20 @@
 //! Applied means in effect: after a write, the provider waits until every live connector the
 //! write affects has acknowledged the new configuration (the edge's `GET /v1/rollout`), for at
 //! most the provider's `rollout_timeout`. On timeout the apply fails with a diagnostic that
-//! names the connectors still on the old version. Also the parser of that setting's durations.
+//! names the connectors still on the old version.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use postern_schema::api::{ErrorCode, PendingConnection, Rollout, RolloutScope};
 
-use crate::api::EdgeApi;
+use postern_schema::client::Client;
+
+use super::provider_data::ProviderData;
 use crate::framework::Diagnostics;
-use crate::postern::ProviderData;
 
 /// How long a write waits for the connectors when `rollout_timeout` is not set.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The first pause between two questions to the edge; it grows to [`MAX_POLL`].
 const FIRST_POLL: Duration = Duration::from_millis(20);
@@ -24,66 +25,40 @@ const MAX_POLL: Duration = Duration::from_millis(250);
 /// The least time one question to the edge is given, however close the deadline.
 const MIN_QUESTION: Duration = Duration::from_millis(500);
 
-/// Parses a duration as Terraform users write them: one or more `<number><unit>` parts with
-/// units `ms`, `s`, `m` and `h` (`"30s"`, `"1m30s"`, `"500ms"`, `"0s"`).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let invalid = || {
-        format!(
-            "{text:?} is not a duration: write a number and a unit (ms, s, m or h), \
-             e.g. \"30s\", \"2m\" or \"1m30s\""
-        )
-    };
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return Err(invalid());
-    }
-    let mut total = Duration::ZERO;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit() && c != '.')
-            .ok_or_else(invalid)?;
-        let (number, tail) = rest.split_at(digits);
-        let number: f64 = number.parse().map_err(|_| invalid())?;
-        let unit_len = tail
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(tail.len());
-        let (unit, tail) = tail.split_at(unit_len);
-        let seconds = match unit {
-            "ms" => number / 1000.0,
-            "s" => number,
-            "m" => number * 60.0,
-            "h" => number * 3600.0,
-            _ => return Err(invalid()),
-        };
-        total += Duration::try_from_secs_f64(seconds).map_err(|_| invalid())?;
-        rest = tail;
-    }
-    if total > Duration::from_secs(24 * 3600) {
-        return Err(format!("{text:?} is longer than 24h"));
-    }
-    Ok(total)
-}
-
 /// What a write touched, for the rollout question and the diagnostic.
 #[derive(Clone, Debug)]
-pub struct Change {
+pub(crate) struct Change {
     /// The part of the configuration the write changed.
-    pub scope: RolloutScope,
+    scope: RolloutScope,
     /// What was written, e.g. `hostname "app.example.com"`.
-    pub subject: String,
+    subject: String,
 }
 
-/// Waits until the connectors applied the writes made through `api` (a client made with
-/// [`EdgeApi::tracking`]), at most the provider's `rollout_timeout`. On timeout adds an error
+impl Change {
+    /// A write of what `scope` names: a tunnel (everything it serves, as its labels decide
+    /// which routed hostnames it serves), a hostname, or a policy (the hostnames that use it).
+    pub(crate) fn new(scope: RolloutScope) -> Self {
+        let subject = match &scope {
+            RolloutScope::All => "configuration".to_owned(),
+            RolloutScope::Tunnel(id) => format!("tunnel {id}"),
+            RolloutScope::Hostname(name) => format!("hostname {name:?}"),
+            RolloutScope::Policy(id) => format!("policy {id}"),
+        };
+        Self { scope, subject }
+    }
+}
+
+/// Waits until the connectors applied the writes made through `client` (one made with
+/// [`Client::tracking_revisions`]), at most the provider's `rollout_timeout`. On timeout adds an error
 /// naming the connectors that did not; when the edge cannot say, a warning.
-pub async fn wait(
+pub(crate) async fn wait(
     data: &ProviderData,
-    api: &EdgeApi,
+    client: &Client,
     change: Change,
     diagnostics: &mut Diagnostics,
 ) {
     let timeout = data.rollout_timeout;
-    let Some(revision) = api.revision() else {
+    let Some(revision) = client.revision() else {
         return;
     };
     if timeout.is_zero() {
@@ -98,7 +73,7 @@ pub async fn wait(
             .saturating_duration_since(Instant::now())
             .max(MIN_QUESTION);
         let Ok(answer) =
-            tokio::time::timeout(budget, api.rollout(Some(revision), &change.scope)).await
+            tokio::time::timeout(budget, client.rollout(Some(revision), &change.scope)).await
         else {
             // The budget covered the rest of the timeout: it is over.
             break Err(format!(
@@ -122,7 +97,7 @@ pub async fn wait(
                         "The edge at {} does not answer GET /v1/rollout (an older edge?), so \
                          Terraform cannot wait until every connector serves the new {}. Set the \
                          provider's `rollout_timeout = \"0s\"` to skip the check.",
-                        api.endpoint(),
+                        client.endpoint(),
                         change.subject
                     ),
                 );
@@ -255,26 +230,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_parse_as_terraform_users_write_them() {
-        for (text, millis) in [
-            ("30s", 30_000),
-            ("0s", 0),
-            ("500ms", 500),
-            ("1m30s", 90_000),
-            ("2m", 120_000),
-            ("1h", 3_600_000),
-            ("1.5s", 1_500),
-            (" 10s ", 10_000),
-        ] {
-            assert_eq!(
-                parse_duration(text),
-                Ok(Duration::from_millis(millis)),
-                "{text}"
-            );
-        }
-        for text in ["", "30", "s", "10x", "-1s", "1s2", "25h", "1.2.3s"] {
-            assert!(parse_duration(text).is_err(), "{text} should be refused");
-        }
+    fn changes_name_what_was_written() {
+        let id = TunnelId::new_random();
+        assert_eq!(
+            Change::new(RolloutScope::Tunnel(id)).subject,
+            format!("tunnel {id}")
+        );
+        assert_eq!(
+            Change::new(RolloutScope::Hostname("app.example.com".into())).subject,
+            "hostname \"app.example.com\""
+        );
     }
 
     #[test]
@@ -297,10 +262,7 @@ mod tests {
                 connection("2", "127.0.0.1:5002"),
             ],
         };
-        let change = Change {
-            scope: RolloutScope::Hostname("app.example.com".into()),
-            subject: "hostname \"app.example.com\"".into(),
-        };
+        let change = Change::new(RolloutScope::Hostname("app.example.com".into()));
         let detail = timeout_detail(&change, 9, &rollout, Duration::from_secs(2));
         assert!(
             detail.contains(&format!(

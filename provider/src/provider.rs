@@ -1,78 +1,53 @@
-//! The `postern` provider block: its schema, the configure step that resolves the
-//! edge's endpoint and API token, and the [`registry`] that serves every Postern type.
-//!
-//! [`ProviderData`] is what each resource, data source and ephemeral resource receives
-//! as `data: &ProviderData`: above all [`ProviderData::api`], the edge's control API,
-//! built in [`PosternProvider::configure`].
+//! The Postern provider as Terraform sees it: the [`registry`] of every type it serves, and
+//! the `provider "postern"` block, whose configure step resolves the edge's endpoint and API
+//! token into the [`ProviderData`] every type receives.
 
-use std::fmt;
 use std::time::Duration;
 
 use postern_schema::client::Client;
 use postern_schema::secret::Secret;
 
-use crate::api::EdgeApi;
+use crate::data_sources::edge::EdgeDataSource;
+use crate::data_sources::tunnel::TunnelDataSource;
+use crate::data_sources::tunnels::TunnelsDataSource;
 use crate::framework::{
     Attribute, AttributePath, ConfigureRequest, Diagnostics, Provider, Registry, Schema, Value,
     async_trait,
 };
-use crate::live::LiveView;
-use crate::rollout::{self, parse_duration};
+use crate::postern::duration::parse_duration;
+use crate::postern::live::LiveView;
+use crate::postern::provider_data::ProviderData;
+use crate::postern::rollout;
+use crate::resources::enrollment_token::EnrollmentTokenResource;
+use crate::resources::hostname::HostnameResource;
+use crate::resources::policy::PolicyResource;
+use crate::resources::tunnel::TunnelResource;
 
 /// The control API address used when neither the configuration nor
 /// `POSTERN_ENDPOINT` names one (the edge's default `--api-listen`).
-pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:7070";
+const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:7070";
 
 /// How long plan-time questions to the edge may take to connect, and in all: plan must not
 /// wait on an edge that is down.
 const PROBE_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const PROBE_CALL_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Every Postern type, served by one provider.
+/// Every Postern type, served by one provider. To add a type, write its file under
+/// `resources/` or `data_sources/` and add it here; `tests::shipped_registry_is_valid`
+/// checks the schemas.
 pub fn registry() -> Registry<PosternProvider> {
     Registry::new(PosternProvider)
-        .resources(crate::resources::all())
-        .ephemeral_resources(crate::resources::ephemeral())
-        .data_sources(crate::data_sources::all())
+        .resource(TunnelResource)
+        .resource(PolicyResource)
+        .resource(HostnameResource)
+        .ephemeral_resource(EnrollmentTokenResource)
+        .data_source(TunnelDataSource)
+        .data_source(TunnelsDataSource)
+        .data_source(EdgeDataSource)
 }
 
 /// The `provider "postern"` block.
 pub struct PosternProvider;
-
-/// What resources receive once the provider is configured.
-#[derive(Clone, Debug)]
-pub struct ProviderData {
-    /// The edge's control API base URL.
-    pub endpoint: String,
-    /// The API token, if one was given.
-    pub api_token: Option<ApiToken>,
-    /// Cancelled when Terraform asks the provider to stop (Ctrl-C).
-    pub stop: tokio_util::sync::CancellationToken,
-    /// The edge's control API, authenticated with the token (an empty one when none was
-    /// given: the edge then answers 401 and the diagnostic says what to set).
-    pub api: EdgeApi,
-    /// How long a write waits for every affected connector to apply it (zero: not at all).
-    pub rollout_timeout: Duration,
-    /// What plan-time checks learn from the edge (short timeouts, best effort, cached).
-    pub live: LiveView,
-}
-
-/// A secret API token; `Debug` does not print it.
-#[derive(Clone)]
-pub struct ApiToken(String);
-
-impl ApiToken {
-    /// The token itself, for the `Authorization` header.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for ApiToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ApiToken(***)")
-    }
-}
 
 #[async_trait]
 impl Provider for PosternProvider {
@@ -160,10 +135,9 @@ impl Provider for PosternProvider {
             .get("api_token")
             .and_then(Value::as_str)
             .map(str::to_owned)
-            .or_else(|| from_env("POSTERN_API_TOKEN"))
-            .map(ApiToken);
+            .or_else(|| from_env("POSTERN_API_TOKEN"));
         let rollout_timeout = rollout_timeout.filter(|_| !diagnostics.has_errors())?;
-        let secret = Secret::new(api_token.as_ref().map_or("", ApiToken::expose));
+        let secret = Secret::new(api_token.as_deref().unwrap_or_default());
         let probe = Client::with_timeouts(
             &endpoint,
             secret.clone(),
@@ -189,14 +163,11 @@ impl Provider for PosternProvider {
             rollout_timeout_ms = rollout_timeout.as_millis() as u64,
             "provider configured"
         );
-        let live = LiveView::new(probe.ok().map(EdgeApi::new));
         Some(ProviderData {
-            endpoint,
-            api_token,
-            stop: req.stop,
-            api: EdgeApi::new(client),
+            client,
             rollout_timeout,
-            live,
+            stop: req.stop,
+            live: LiveView::new(probe.ok()),
         })
     }
 }
@@ -278,10 +249,5 @@ mod tests {
             );
             assert_eq!(!diagnostics.has_errors(), ok, "{timeout}");
         }
-    }
-
-    #[test]
-    fn token_is_not_printed() {
-        assert_eq!(format!("{:?}", ApiToken("s3cret".into())), "ApiToken(***)");
     }
 }

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use postern_schema::api::{Hostname, Tunnel};
 use postern_schema::rules::{format_selector, selector_matches};
 
-use crate::api::EdgeApi;
+use postern_schema::client::{Client, ClientError};
+
 use crate::framework::{AttributePath, Diagnostic, Diagnostics};
 
 /// How long one answer of the edge serves every hostname of a plan.
@@ -21,11 +22,11 @@ const FRESH_FOR: Duration = Duration::from_secs(2);
 
 /// What plan needs of the edge's live state.
 #[derive(Debug)]
-pub struct Live {
+pub(crate) struct Live {
     /// Every tunnel, with its connection count.
-    pub tunnels: Vec<Tunnel>,
+    pub(crate) tunnels: Vec<Tunnel>,
     /// Every hostname (read only when a check needs them).
-    pub hostnames: Option<Vec<Hostname>>,
+    pub(crate) hostnames: Option<Vec<Hostname>>,
 }
 
 /// The live state, or why it could not be read.
@@ -34,17 +35,17 @@ type Fetched = Result<Arc<Live>, String>;
 /// The edge's live state as plan sees it: fetched on first use, then shared for
 /// [`FRESH_FOR`].
 #[derive(Clone, Debug)]
-pub struct LiveView {
-    api: Option<EdgeApi>,
+pub(crate) struct LiveView {
+    client: Option<Client>,
     cache: Arc<tokio::sync::Mutex<Option<(Instant, Fetched)>>>,
 }
 
 impl LiveView {
-    /// A view that asks through `api` (a client with short timeouts); `None` when no such
+    /// A view that asks through `client` (one with short timeouts); `None` when no such
     /// client could be built, and every check is then skipped.
-    pub fn new(api: Option<EdgeApi>) -> Self {
+    pub(crate) fn new(client: Option<Client>) -> Self {
         Self {
-            api,
+            client,
             cache: Arc::default(),
         }
     }
@@ -52,7 +53,7 @@ impl LiveView {
     /// The tunnels with their connection counts (and the hostnames, when `hostnames`), or
     /// why they are not known.
     async fn fetch(&self, hostnames: bool) -> Fetched {
-        let Some(api) = &self.api else {
+        let Some(client) = &self.client else {
             return Err("no usable endpoint".to_string());
         };
         let mut cache = self.cache.lock().await;
@@ -63,28 +64,28 @@ impl LiveView {
             return fetched.clone();
         }
         let fetched = async {
-            let tunnels = api.list_tunnels(None).await?;
+            let tunnels = client.list_tunnels(None).await?;
             let hostnames = match hostnames {
-                true => Some(api.list_hostnames().await?),
+                true => Some(client.list_hostnames().await?),
                 false => None,
             };
             Ok(Arc::new(Live { tunnels, hostnames }))
         }
         .await
-        .map_err(|e: postern_schema::client::ClientError| e.to_string());
+        .map_err(|e: ClientError| e.to_string());
         *cache = Some((Instant::now(), fetched.clone()));
         fetched
     }
 
     /// The endpoint asked, for messages.
     fn endpoint(&self) -> &str {
-        self.api.as_ref().map_or("(none)", EdgeApi::endpoint)
+        self.client.as_ref().map_or("(none)", Client::endpoint)
     }
 }
 
 /// Where a planned hostname sends its requests, with every value known.
 #[derive(Clone, Debug, PartialEq)]
-pub enum PlannedTarget {
+pub(crate) enum PlannedTarget {
     /// `tunnel_id`, as written.
     Tunnel(String),
     /// `routes`: each selector and weight.
@@ -92,7 +93,7 @@ pub enum PlannedTarget {
 }
 
 /// Adds the plan-time warnings about hostname `hostname` going to `target`.
-pub async fn check_hostname(
+pub(crate) async fn check_hostname(
     live: &LiveView,
     hostname: &str,
     target: &PlannedTarget,
@@ -110,7 +111,7 @@ pub async fn check_hostname(
 
 /// Adds the plan-time warnings about tunnel `id` (named `name`) taking the labels `labels`:
 /// for every hostname whose routes select it before or after, the traffic split that results.
-pub async fn check_tunnel_labels(
+pub(crate) async fn check_tunnel_labels(
     live: &LiveView,
     id: &str,
     name: &str,
@@ -143,7 +144,7 @@ fn skipped(live: &LiveView, error: &str, subject: &str, diagnostics: &mut Diagno
 
 /// The warnings about tunnel `id` taking `labels`: per hostname whose routes select it before
 /// or after, the split that results, flagged when a route is left without a connector.
-pub fn assess_labels(
+pub(crate) fn assess_labels(
     tunnels: &[Tunnel],
     hostnames: &[Hostname],
     id: &str,
@@ -204,7 +205,11 @@ pub fn assess_labels(
 }
 
 /// The warnings about `hostname` going to `target`, given the edge's `tunnels`.
-pub fn assess(tunnels: &[Tunnel], hostname: &str, target: &PlannedTarget) -> Vec<Diagnostic> {
+pub(crate) fn assess(
+    tunnels: &[Tunnel],
+    hostname: &str,
+    target: &PlannedTarget,
+) -> Vec<Diagnostic> {
     match target {
         PlannedTarget::Tunnel(id) => assess_tunnel(tunnels, hostname, id),
         PlannedTarget::Routes(routes) => assess_routes(tunnels, hostname, routes),

@@ -1,0 +1,5 @@
+resource "postern_hostname" "app" {
+  hostname  = "{host}"
+  service   = "{service}"
+  tunnel_id = postern_tunnel.web.id
+}

@@ -1,0 +1,3 @@
+provider "postern" {
+  rollout_timeout = "{rollout_timeout}"
+}

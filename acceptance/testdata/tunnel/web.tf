@@ -1,0 +1,3 @@
+resource "postern_tunnel" "web" {
+  name = "web"
+}

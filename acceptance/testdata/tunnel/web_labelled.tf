@@ -1,0 +1,4 @@
+resource "postern_tunnel" "web" {
+  name   = "web"
+  labels = {labels}
+}

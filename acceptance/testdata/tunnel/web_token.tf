@@ -1,0 +1,4 @@
+output "token" {
+  value     = postern_tunnel.web.token
+  sensitive = true
+}

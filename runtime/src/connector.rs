@@ -1,0 +1,160 @@
+//! What every tunnel connection of one connector process shares: its id, identity, live
+//! configuration, origin pools and metrics, the event streams of its registered connections,
+//! and the two process-wide signals (draining on a stop signal, failed when the tunnel was
+//! deleted). The supervisor owns the [`Connector`]; each connection reads it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use postern_schema::wire::{self, Event};
+use tokio::sync::mpsc;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+
+use crate::identity::{EnrolError, Identity};
+use crate::metrics::ConnectorMetrics;
+use crate::orchestrator::Orchestrator;
+use crate::origin::Origins;
+
+/// The key of one connection's event stream among the connector's live connections: one per
+/// dial, so that a connection moving to another edge node and its successor never share one.
+pub(crate) type ConnectionKey = usize;
+
+/// What every connection of one connector process shares.
+pub struct Connector {
+    /// This process's id, the same on all its connections.
+    pub(crate) id: String,
+    /// Key, certificate, pinned CA.
+    pub(crate) identity: Identity,
+    /// The configuration pushed by the edge.
+    pub(crate) orchestrator: Orchestrator,
+    /// Pooled clients to origins.
+    pub(crate) origins: Origins,
+    /// Counters.
+    pub(crate) metrics: Arc<ConnectorMetrics>,
+    draining: CancellationToken,
+    failed: CancellationToken,
+    tunnel_deleted: AtomicBool,
+    events: Mutex<HashMap<ConnectionKey, mpsc::Sender<Bytes>>>,
+    enrolling: tokio::sync::Mutex<()>,
+    next_key: AtomicUsize,
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connector").field("id", &self.id).finish()
+    }
+}
+
+impl Connector {
+    /// A connector whose connections all present `id`.
+    pub fn new(
+        identity: Identity,
+        orchestrator: Orchestrator,
+        origins: Origins,
+        metrics: Arc<ConnectorMetrics>,
+        id: String,
+    ) -> Self {
+        Self {
+            id,
+            identity,
+            orchestrator,
+            origins,
+            metrics,
+            draining: CancellationToken::new(),
+            failed: CancellationToken::new(),
+            tunnel_deleted: AtomicBool::new(false),
+            events: Mutex::new(HashMap::new()),
+            enrolling: tokio::sync::Mutex::new(()),
+            next_key: AtomicUsize::new(0),
+        }
+    }
+
+    /// A key no other connection of this process has had.
+    pub(crate) fn next_connection_key(&self) -> ConnectionKey {
+        self.next_key.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Starts shutting down: every connection drains.
+    pub(crate) fn start_draining(&self) {
+        self.draining.cancel();
+    }
+
+    /// Is the connector shutting down?
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining.is_cancelled()
+    }
+
+    /// Resolves once the connector starts shutting down.
+    pub(crate) fn draining(&self) -> WaitForCancellationFuture<'_> {
+        self.draining.cancelled()
+    }
+
+    /// The edge said the tunnel was deleted: stop everything.
+    pub(crate) fn fail_tunnel_deleted(&self) {
+        if !self.tunnel_deleted.swap(true, Ordering::SeqCst) {
+            tracing::error!(
+                tunnel_id = %self.identity.token().tunnel_id,
+                "the edge says this tunnel was deleted; the connector stops"
+            );
+        }
+        self.failed.cancel();
+    }
+
+    /// Has the tunnel been deleted?
+    pub(crate) fn has_failed(&self) -> bool {
+        self.failed.is_cancelled()
+    }
+
+    /// Resolves once the tunnel has been deleted.
+    pub(crate) fn failed(&self) -> WaitForCancellationFuture<'_> {
+        self.failed.cancelled()
+    }
+
+    /// Records the event stream of a registered connection.
+    pub(crate) fn add_events(&self, key: ConnectionKey, sender: mpsc::Sender<Bytes>) {
+        self.events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, sender);
+    }
+
+    /// Forgets the event stream of a connection that ended or drains.
+    pub(crate) fn remove_events(&self, key: ConnectionKey) {
+        self.events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
+    }
+
+    /// Sends `event` on one registered connection; `false` if there is none.
+    pub(crate) async fn send_event_anywhere(&self, event: &Event) -> bool {
+        let senders: Vec<mpsc::Sender<Bytes>> = self
+            .events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        let mut line = wire::to_json(event);
+        line.push(b'\n');
+        let line = Bytes::from(line);
+        for sender in senders {
+            if sender.send(line.clone()).await.is_ok() {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Enrols unless a usable certificate exists; one enrolment at a time.
+    pub(crate) async fn ensure_enrolled(&self) -> Result<(), EnrolError> {
+        let _one_at_a_time = self.enrolling.lock().await;
+        if self.identity.credentials().is_some() {
+            return Ok(());
+        }
+        tracing::info!(tunnel_id = %self.identity.token().tunnel_id, "enrolling with the edge");
+        self.identity.enrol().await
+    }
+}
