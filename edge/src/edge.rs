@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
+use postern_workers::{WorkerError, Workers};
 use serde::Serialize;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::runtime::Handle;
@@ -24,7 +25,6 @@ use crate::proxy::{self, Proxy};
 use crate::state::EdgeState;
 use crate::store::{Store, StoreError};
 use crate::tunnel::{self, PeerPort, Registry, TunnelContext, TunnelSettings};
-use crate::workers::{WorkerError, Workers};
 
 /// How many accepted links from other nodes may wait for the proxy to take them.
 const PEER_BACKLOG: usize = 64;
@@ -357,7 +357,7 @@ fn bind_shared(
     address: SocketAddr,
     workers: usize,
 ) -> Result<Vec<std::net::TcpListener>, Failure> {
-    crate::workers::bind_shared(address, workers).map_err(|source| Failure::Bind {
+    postern_workers::bind_shared(address, workers).map_err(|source| Failure::Bind {
         what,
         address,
         source,

@@ -22,7 +22,6 @@ mod proxy;
 mod state;
 mod store;
 mod tunnel;
-mod workers;
 
 pub use config::{EdgeConfig, LogFormat};
 pub use edge::{BoundAddrs, RunningEdge, StartError, start};

@@ -80,7 +80,7 @@ impl Session {
         Self {
             id: info.id.clone(),
             tunnel,
-            worker: crate::workers::current(),
+            worker: postern_workers::current(),
             sender,
             pushed_version: AtomicU64::new(info.config_version),
             seen_revision: watch::channel(0).0,
@@ -345,7 +345,7 @@ impl Registry {
     /// skipping `exclude`: one of the calling worker's own when it has one, else any (ties
     /// broken at random, so idle connectors share the traffic).
     pub(crate) fn pick(&self, tunnels: &[TunnelId], exclude: &[String]) -> Option<Picked> {
-        self.pick_on(tunnels, exclude, crate::workers::current())
+        self.pick_on(tunnels, exclude, postern_workers::current())
     }
 
     /// [`Registry::pick`] for a request served by `worker`.

@@ -23,6 +23,7 @@ use postern_schema::wire::{
     ConfigPush, DRAIN_PATH, Drain, DrainReason, EVENTS_PATH, Event, HELLO_PATH, Hello, HelloAnswer,
     WireError, tuning,
 };
+use postern_workers::MovableStream;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
@@ -35,7 +36,6 @@ use super::context::TunnelContext;
 use super::registry::{Placement, Session};
 use crate::body::{self, BoxBody, BoxError};
 use crate::catalog::Snapshot;
-use crate::workers::MovableStream;
 
 /// How long a control request may take.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);

@@ -1,14 +1,18 @@
-//! Shared-nothing workers: the data plane runs on `--workers` threads, each a single-threaded
-//! runtime. A worker owns its share of the public listeners (each binds the same port with
-//! `SO_REUSEPORT`, the kernel deals connections out), the tunnel sessions it was handed, and
-//! every task a request needs, so a visitor request is parsed, checked, routed, written to a
-//! tunnel stream and answered on the thread that accepted it: no hand-off between threads, no
-//! futex wake-up, no task stolen by another core. The control plane (API, DNS, store, catalog,
-//! cluster membership) runs on the main runtime and touches the workers only through shared,
-//! read-mostly state.
+//! `postern-workers`: shared-nothing workers for the edge and the connector. The data plane
+//! runs on `--workers` threads, each a single-threaded runtime that owns the connections it
+//! accepted or was handed (public listeners bind one port per worker with `SO_REUSEPORT`, the
+//! kernel deals connections out) and every task a request needs, so a request is parsed,
+//! routed, written to its stream and answered on one thread: no hand-off between threads, no
+//! futex wake-up, no task stolen by another core. The control plane (API, DNS, store,
+//! membership, supervision) runs on the main runtime and touches the workers only through
+//! shared, read-mostly state.
 //!
 //! A socket accepted on one runtime can move to a worker ([`MovableStream::rehome`]): its
 //! registration moves with it, so the worker's own reactor wakes its tasks.
+//!
+//! On the edge a worker owns its share of the public listeners and the tunnel sessions placed
+//! on it; on the connector, its tunnel connections, the streams served on them and its own
+//! origin connections.
 
 use std::cell::Cell;
 use std::io;
@@ -27,13 +31,13 @@ thread_local! {
 }
 
 /// The worker the calling thread is, `None` on the control runtime (and in tests).
-pub(crate) fn current() -> Option<usize> {
+pub fn current() -> Option<usize> {
     CURRENT.with(Cell::get)
 }
 
 /// Why the workers could not start.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum WorkerError {
+pub enum WorkerError {
     /// A worker's runtime or thread could not be created.
     #[error("cannot start worker {index}")]
     Start {
@@ -47,7 +51,7 @@ pub(crate) enum WorkerError {
 
 /// The running workers.
 #[derive(Debug)]
-pub(crate) struct Workers {
+pub struct Workers {
     handles: Vec<Handle>,
     threads: Vec<std::thread::JoinHandle<()>>,
     stop: CancellationToken,
@@ -56,7 +60,7 @@ pub(crate) struct Workers {
 impl Workers {
     /// Starts `count` workers (at least one), each a thread running a single-threaded runtime
     /// until [`Workers::stop`].
-    pub(crate) fn start(count: usize) -> Result<Self, WorkerError> {
+    pub fn start(count: usize) -> Result<Self, WorkerError> {
         let stop = CancellationToken::new();
         let mut handles = Vec::new();
         let mut threads = Vec::new();
@@ -85,18 +89,18 @@ impl Workers {
     }
 
     /// How many workers run.
-    pub(crate) fn count(&self) -> usize {
+    pub fn count(&self) -> usize {
         self.handles.len()
     }
 
     /// The runtime of worker `index` (wrapping around), to spawn its tasks on.
-    pub(crate) fn handle(&self, index: usize) -> &Handle {
+    pub fn handle(&self, index: usize) -> &Handle {
         &self.handles[index % self.handles.len()]
     }
 
     /// Ends every worker's runtime (whatever still runs on them is dropped) and waits for the
     /// threads.
-    pub(crate) fn stop(self) {
+    pub fn stop(self) {
         self.stop.cancel();
         for thread in self.threads {
             let _ = thread.join();
@@ -108,10 +112,7 @@ impl Workers {
 /// connections out among them; with port 0 they share the port the first one got. The
 /// listeners are std sockets, registered with a runtime when a worker takes one
 /// (`TcpListener::from_std` on that worker).
-pub(crate) fn bind_shared(
-    address: SocketAddr,
-    count: usize,
-) -> io::Result<Vec<std::net::TcpListener>> {
+pub fn bind_shared(address: SocketAddr, count: usize) -> io::Result<Vec<std::net::TcpListener>> {
     let mut listeners = Vec::new();
     let mut address = address;
     for _ in 0..count.max(1) {
@@ -139,17 +140,17 @@ pub(crate) fn bind_shared(
 /// ([`MovableStream::rehome`]), so that a connection accepted and handshaken on one runtime is
 /// served by a worker without its wake-ups going through the first runtime.
 #[derive(Debug)]
-pub(crate) struct MovableStream(Option<TcpStream>);
+pub struct MovableStream(Option<TcpStream>);
 
 impl MovableStream {
     /// Wraps `stream`.
-    pub(crate) fn new(stream: TcpStream) -> Self {
+    pub fn new(stream: TcpStream) -> Self {
         Self(Some(stream))
     }
 
     /// Moves the socket's registration to the runtime this is called on. Call it before any
     /// read or write is pending on the stream (between tasks, not within one).
-    pub(crate) fn rehome(&mut self) -> io::Result<()> {
+    pub fn rehome(&mut self) -> io::Result<()> {
         let stream = self.0.take().ok_or_else(closed)?;
         let std = stream.into_std()?;
         self.0 = Some(TcpStream::from_std(std)?);
