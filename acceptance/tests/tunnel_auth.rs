@@ -398,6 +398,7 @@ async fn a_connector_serves_only_the_hostnames_declared_for_its_tunnel() {
         tunnel_id,
         tunnel_name: "stand-in".into(),
         edge_version: "0".into(),
+        wanted_connections: 0,
     };
     let control = wire::CONTROL_AUTHORITY;
     let (status, _, _) = on_tunnel(

@@ -101,6 +101,12 @@ pub struct EdgeConfig {
     #[arg(long, env = "POSTERN_ADMIN_TOKEN", hide_env_values = true)]
     pub(crate) admin_token: Option<String>,
 
+    /// Worker threads for the data plane (public listeners, tunnel sessions, links between
+    /// nodes), each a single-threaded runtime that serves a request start to finish on one
+    /// thread. Default: the number of CPU cores.
+    #[arg(long, env = "POSTERN_EDGE_WORKERS", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub(crate) workers: Option<u16>,
+
     /// Log format: text or json.
     #[arg(long, env = "POSTERN_EDGE_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
@@ -116,6 +122,14 @@ pub enum LogFormat {
 }
 
 impl EdgeConfig {
+    /// How many workers to run: `--workers`, else one per CPU core.
+    pub(crate) fn worker_count(&self) -> usize {
+        match self.workers {
+            Some(count) => usize::from(count),
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+
     /// The admin token from the environment, as a secret.
     pub(crate) fn admin_token(&self) -> Option<Secret> {
         self.admin_token.clone().map(Secret::new)

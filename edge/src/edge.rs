@@ -5,8 +5,10 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
+use postern_workers::{WorkerError, Workers};
 use serde::Serialize;
 use tokio::net::{TcpListener, UdpSocket};
+use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -58,6 +60,12 @@ enum Failure {
     /// This node could not join the other edge nodes on the shared store.
     #[error("cannot join the edge cluster")]
     Cluster(#[from] ClusterError),
+    /// The workers could not start.
+    #[error("cannot start the workers")]
+    Workers(#[from] WorkerError),
+    /// The HTTPS listener's TLS could not be configured.
+    #[error("cannot configure TLS for the HTTPS listener")]
+    HttpsTls(#[from] rustls::Error),
     /// A listener could not be bound.
     #[error("cannot listen on {address} ({what})")]
     Bind {
@@ -103,22 +111,27 @@ pub struct RunningEdge {
     pub addrs: BoundAddrs,
     cancel: CancellationToken,
     tasks: JoinSet<()>,
+    workers: Workers,
 }
 
 impl RunningEdge {
-    /// Stops accepting, lets in-flight API requests finish, and waits for every task.
+    /// Stops accepting, lets in-flight requests finish, waits for every task, and ends the
+    /// workers.
     pub async fn shutdown(mut self) {
         self.cancel.cancel();
         while self.tasks.join_next().await.is_some() {}
+        let workers = self.workers;
+        let _ = tokio::task::spawn_blocking(move || workers.stop()).await;
     }
 }
 
-/// The bound sockets, before any task runs.
+/// The bound sockets, before any task runs. The public listeners are one socket per worker,
+/// sharing the port.
 struct Listeners {
     api: TcpListener,
     tunnel: TcpListener,
-    http: TcpListener,
-    https: TcpListener,
+    http: Vec<std::net::TcpListener>,
+    https: Vec<std::net::TcpListener>,
     dns_udp: UdpSocket,
     dns_tcp: TcpListener,
 }
@@ -141,11 +154,12 @@ async fn start_edge(config: EdgeConfig) -> Result<RunningEdge, Failure> {
     )
     .await?;
 
-    let listeners = bind(&config).await?;
+    let workers = Workers::start(config.worker_count())?;
+    let listeners = bind(&config, workers.count()).await?;
     let addrs = BoundAddrs {
         api: local_addr(&listeners.api, config.api_listen, "api")?,
-        http: local_addr(&listeners.http, config.http_listen, "http")?,
-        https: local_addr(&listeners.https, config.https_listen, "https")?,
+        http: shared_addr(&listeners.http, config.http_listen, "http")?,
+        https: shared_addr(&listeners.https, config.https_listen, "https")?,
         tunnel: local_addr(&listeners.tunnel, config.tunnel_listen, "tunnel")?,
         dns: listeners
             .dns_udp
@@ -233,12 +247,20 @@ async fn start_edge(config: EdgeConfig) -> Result<RunningEdge, Failure> {
         metrics: metrics.clone(),
         cluster: cluster.clone(),
     });
+    let handles: Arc<[Handle]> = (0..workers.count())
+        .map(|index| workers.handle(index).clone())
+        .collect();
     // Links from other nodes arrive on the tunnel port; the proxy answers their requests.
     let peers = match cluster.peer_server_config() {
         None => None,
         Some(tls) => {
             let (connections, accepted) = mpsc::channel(PEER_BACKLOG);
-            tasks.spawn(proxy::serve_links(accepted, proxy.clone(), cancel.clone()));
+            tasks.spawn(proxy::serve_links(
+                accepted,
+                proxy.clone(),
+                handles.clone(),
+                cancel.clone(),
+            ));
             Some(PeerPort { tls, connections })
         }
     };
@@ -249,6 +271,7 @@ async fn start_edge(config: EdgeConfig) -> Result<RunningEdge, Failure> {
         registry,
         metrics: metrics.clone(),
         settings: Arc::new(TunnelSettings::from_env()),
+        workers: handles.clone(),
     };
     tasks.spawn(tunnel::serve(
         listeners.tunnel,
@@ -256,18 +279,19 @@ async fn start_edge(config: EdgeConfig) -> Result<RunningEdge, Failure> {
         peers,
         cancel.clone(),
     ));
-    tasks.spawn(proxy::serve_http(
-        listeners.http,
-        proxy.clone(),
-        cancel.clone(),
-    ));
-    tasks.spawn(proxy::serve_https(
-        listeners.https,
-        proxy,
-        ca,
-        settings.public_addresses.clone(),
-        cancel.clone(),
-    ));
+    // Each worker serves its share of the public listeners.
+    let https_tls = proxy::https_acceptor(catalog.clone(), ca, &settings.public_addresses)?;
+    for (index, (http, https)) in listeners.http.into_iter().zip(listeners.https).enumerate() {
+        let worker = workers.handle(index);
+        tasks.spawn_on(
+            proxy::serve_http(http, proxy.clone(), cancel.clone()),
+            worker,
+        );
+        tasks.spawn_on(
+            proxy::serve_https(https, proxy.clone(), https_tls.clone(), cancel.clone()),
+            worker,
+        );
+    }
     let zones = settings.zones.clone();
     let dns_cancel = cancel.clone();
     tasks.spawn(async move {
@@ -287,6 +311,7 @@ async fn start_edge(config: EdgeConfig) -> Result<RunningEdge, Failure> {
         addrs,
         cancel,
         tasks,
+        workers,
     })
 }
 
@@ -325,6 +350,37 @@ async fn bind_tcp(what: &'static str, address: SocketAddr) -> Result<TcpListener
         })
 }
 
+/// One listener per worker on `address`, sharing its port (`SO_REUSEPORT`).
+fn bind_shared(
+    what: &'static str,
+    address: SocketAddr,
+    workers: usize,
+) -> Result<Vec<std::net::TcpListener>, Failure> {
+    postern_workers::bind_shared(address, workers).map_err(|source| Failure::Bind {
+        what,
+        address,
+        source,
+    })
+}
+
+/// The address the listeners of [`bind_shared`] share.
+fn shared_addr(
+    listeners: &[std::net::TcpListener],
+    address: SocketAddr,
+    what: &'static str,
+) -> Result<SocketAddr, Failure> {
+    let fail = |source| Failure::Bind {
+        what,
+        address,
+        source,
+    };
+    listeners
+        .first()
+        .ok_or_else(|| fail(std::io::Error::other("no listener")))?
+        .local_addr()
+        .map_err(fail)
+}
+
 fn local_addr(
     listener: &TcpListener,
     address: SocketAddr,
@@ -337,11 +393,11 @@ fn local_addr(
     })
 }
 
-async fn bind(config: &EdgeConfig) -> Result<Listeners, Failure> {
+async fn bind(config: &EdgeConfig, workers: usize) -> Result<Listeners, Failure> {
     let api = bind_tcp("api", config.api_listen).await?;
     let tunnel = bind_tcp("tunnel", config.tunnel_listen).await?;
-    let http = bind_tcp("http", config.http_listen).await?;
-    let https = bind_tcp("https", config.https_listen).await?;
+    let http = bind_shared("http", config.http_listen, workers)?;
+    let https = bind_shared("https", config.https_listen, workers)?;
     let (dns_udp, dns_tcp) = bind_dns(config.dns_listen).await?;
     Ok(Listeners {
         api,

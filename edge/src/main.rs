@@ -15,7 +15,9 @@ fn main() -> anyhow::Result<()> {
         std::process::exit(2);
     }
     init_tracing(config.log_format);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // The control plane (API, DNS, store, catalog, cluster membership) runs on this thread;
+    // the data plane on the workers the edge starts (`--workers`).
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;

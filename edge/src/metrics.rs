@@ -84,6 +84,12 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "Enrolment attempts by outcome.",
     ),
     (
+        "postern_edge_worker_handoffs_total",
+        "counter",
+        "Public requests sent on a tunnel connection of another worker than the one serving \
+         them (the tunnel had no connection on that worker): each is handed between threads.",
+    ),
+    (
         "postern_edge_dns_queries_total",
         "counter",
         "DNS queries by response code.",

@@ -23,36 +23,55 @@ mod tls;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::ca::EdgeCa;
+use crate::catalog::Catalog;
 
 pub(crate) use links::serve_links;
 pub(crate) use request::Proxy;
 
-/// Serves visitors on the public HTTP listener until `cancel`.
+/// Serves visitors on (this worker's share of) the public HTTP listener until `cancel`.
 pub(crate) async fn serve_http(
-    listener: TcpListener,
+    listener: std::net::TcpListener,
     proxy: Arc<Proxy>,
     cancel: CancellationToken,
 ) {
-    listener::serve(listener, proxy, None, cancel).await;
+    if let Some(listener) = adopt(listener, "http") {
+        listener::serve(listener, proxy, None, cancel).await;
+    }
 }
 
-/// Serves visitors on the public HTTPS listener until `cancel`: certificates from `ca` by SNI,
-/// and for names that are not hostnames one for `localhost` and `public_addresses`.
+/// Serves visitors on (this worker's share of) the public HTTPS listener until `cancel`.
 pub(crate) async fn serve_https(
-    listener: TcpListener,
+    listener: std::net::TcpListener,
     proxy: Arc<Proxy>,
-    ca: Arc<EdgeCa>,
-    public_addresses: Vec<String>,
+    tls: TlsAcceptor,
     cancel: CancellationToken,
 ) {
-    match tls::acceptor(proxy.catalog.clone(), ca, &public_addresses) {
-        Ok(acceptor) => listener::serve(listener, proxy, Some(acceptor), cancel).await,
+    if let Some(listener) = adopt(listener, "https") {
+        listener::serve(listener, proxy, Some(tls), cancel).await;
+    }
+}
+
+/// The TLS acceptor of the public HTTPS listener: certificates from `ca` by SNI, and for
+/// names that are not hostnames one for `localhost` and `public_addresses`.
+pub(crate) fn https_acceptor(
+    catalog: Catalog,
+    ca: Arc<EdgeCa>,
+    public_addresses: &[String],
+) -> Result<TlsAcceptor, rustls::Error> {
+    tls::acceptor(catalog, ca, public_addresses)
+}
+
+/// Registers a worker's share of a public listener with its runtime.
+fn adopt(listener: std::net::TcpListener, what: &str) -> Option<TcpListener> {
+    match TcpListener::from_std(listener) {
+        Ok(listener) => Some(listener),
         Err(error) => {
-            tracing::error!(%error, "the HTTPS listener cannot start");
-            cancel.cancelled().await;
+            tracing::error!(%error, listener = what, "a worker cannot take its public listener");
+            None
         }
     }
 }

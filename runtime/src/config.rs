@@ -113,14 +113,23 @@ pub struct CommonArgs {
     /// Where the connector keeps its key and certificate (default: ~/.postern).
     #[arg(long, env = "POSTERN_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
-    /// Tunnel connections to keep open to the edge.
+    /// Tunnel connections to keep open to the edge (default: 2, or as many as the edge asks
+    /// for, one per edge worker, up to 32).
     #[arg(
         long,
         env = "POSTERN_CONNECTIONS",
-        default_value_t = 2,
         value_parser = clap::value_parser!(u16).range(1..=32)
     )]
-    pub connections: u16,
+    pub connections: Option<u16>,
+    /// Worker threads serving the tunnel connections, each a single-threaded runtime that
+    /// serves a stream and its origin request on one thread (default: the number of CPU
+    /// cores).
+    #[arg(
+        long,
+        env = "POSTERN_WORKERS",
+        value_parser = clap::value_parser!(u16).range(1..=256)
+    )]
+    pub workers: Option<u16>,
     /// How long in-flight requests may take to finish after SIGTERM/SIGINT (e.g. 30s, 1m30s).
     #[arg(
         long,
@@ -491,7 +500,7 @@ mod tests {
             "3",
         ])
         .expect("parses");
-        assert_eq!(run_args(&cli).common.connections, 3);
+        assert_eq!(run_args(&cli).common.connections, Some(3));
         let cli = parse_args([
             "postern",
             "--hostname",
@@ -587,7 +596,7 @@ hostname = "quick.example.com"
         let cli = parsed.expect("parses");
         let run = run_args(&cli);
         assert_eq!(run.token, "from-the-file");
-        assert_eq!(run.common.connections, 4);
+        assert_eq!(run.common.connections, Some(4));
         assert_eq!(run.common.grace_period, Duration::from_secs(90));
         assert_eq!(run.common.metrics, "127.0.0.1:9090".parse().ok());
         assert!(run.common.hello_world);
@@ -609,11 +618,11 @@ hostname = "quick.example.com"
         .expect("parses");
         assert!(quick.command.is_none());
         assert_eq!(quick.quick.hostname.as_deref(), Some("quick.example.com"));
-        assert_eq!(quick.quick.common.connections, 4);
+        assert_eq!(quick.quick.common.connections, Some(4));
 
         let (_file, parsed) = with_file(text, &["--connections", "2", "--token", "flag"]);
         let cli = parsed.expect("parses");
-        assert_eq!(run_args(&cli).common.connections, 2);
+        assert_eq!(run_args(&cli).common.connections, Some(2));
         assert_eq!(run_args(&cli).token, "flag");
     }
 

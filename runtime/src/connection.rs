@@ -466,7 +466,8 @@ async fn control(connection: &Connection, request: Request<Incoming>) -> Respons
             let Some(hello) = read::<Hello>(request).await else {
                 return status(StatusCode::BAD_REQUEST);
             };
-            tracing::debug!(connection_id = %hello.connection_id, tunnel_name = %hello.tunnel_name, "hello from the edge");
+            tracing::debug!(connection_id = %hello.connection_id, tunnel_name = %hello.tunnel_name, wanted_connections = hello.wanted_connections, "hello from the edge");
+            connector.note_wanted_connections(hello.wanted_connections);
             json(&HelloAnswer {
                 connector_id: connector.id.clone(),
                 version: env!("CARGO_PKG_VERSION").to_string(),

@@ -39,6 +39,8 @@ pub struct Connector {
     events: Mutex<HashMap<ConnectionKey, mpsc::Sender<Bytes>>>,
     enrolling: tokio::sync::Mutex<()>,
     next_key: AtomicUsize,
+    /// The most connections an edge node asked for in its hello (one per edge worker).
+    wanted: tokio::sync::watch::Sender<usize>,
 }
 
 impl std::fmt::Debug for Connector {
@@ -68,7 +70,26 @@ impl Connector {
             events: Mutex::new(HashMap::new()),
             enrolling: tokio::sync::Mutex::new(()),
             next_key: AtomicUsize::new(0),
+            wanted: tokio::sync::watch::channel(0).0,
         }
+    }
+
+    /// Records how many connections an edge node asked for in its hello; the supervisor
+    /// opens more when the count was not set by the user and this is more than it keeps.
+    pub(crate) fn note_wanted_connections(&self, wanted: u32) {
+        let wanted = usize::try_from(wanted).unwrap_or(usize::MAX);
+        self.wanted.send_if_modified(|current| {
+            let more = wanted > *current;
+            if more {
+                *current = wanted;
+            }
+            more
+        });
+    }
+
+    /// Follows the most connections an edge node asked for.
+    pub(crate) fn wanted_connections(&self) -> tokio::sync::watch::Receiver<usize> {
+        self.wanted.subscribe()
     }
 
     /// A key no other connection of this process has had.

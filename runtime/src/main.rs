@@ -11,7 +11,7 @@ use postern_runtime::config::{
     Cli, CliError, Command, CommonArgs, LogFormat, QuickArgs, TunnelCommand,
 };
 use postern_runtime::metrics::ConnectorMetrics;
-use postern_runtime::supervisor::{self, RunError, RunOptions};
+use postern_runtime::supervisor::{self, Connections, RunError, RunOptions};
 use postern_runtime::{
     Connector, Identity, Orchestrator, Origins, config, hello_world, metrics, quick,
 };
@@ -19,6 +19,7 @@ use postern_schema::client::Client;
 use postern_schema::error_chain;
 use postern_schema::secret::Secret;
 use postern_schema::token::TunnelToken;
+use postern_workers::Workers;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -27,6 +28,17 @@ const EXIT_USAGE: u8 = 2;
 
 /// Exit code when the tunnel was deleted on the edge.
 const EXIT_TUNNEL_DELETED: u8 = 3;
+
+/// Tunnel connections kept without `--connections`, unless the edge asks for more.
+const DEFAULT_CONNECTIONS: usize = 2;
+
+/// How many workers to run: `--workers`, else one per CPU core.
+fn worker_count(common: &CommonArgs) -> usize {
+    match common.workers {
+        Some(count) => usize::from(count),
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    }
+}
 
 fn main() -> ExitCode {
     let cli = match config::parse_args(std::env::args_os()) {
@@ -38,7 +50,9 @@ fn main() -> ExitCode {
         }
     };
     init_tracing(cli.common());
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // Supervision, the metrics listener and the built-in origin run on this thread; the tunnel
+    // connections and everything they serve on the workers (`--workers`).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
@@ -119,18 +133,29 @@ async fn run_connector(
         metrics,
         connector_id.clone(),
     ));
+    let workers = Workers::start(worker_count(common)).context("starting the workers")?;
+    let connections = match common.connections {
+        Some(count) => Connections::Fixed(usize::from(count)),
+        None => Connections::AsTheEdgeAsks(DEFAULT_CONNECTIONS),
+    };
     tracing::info!(
         %connector_id,
         tunnel_id = %tunnel_id,
         ?edges,
-        connections = common.connections,
+        ?connections,
+        workers = workers.count(),
         "connector starting"
     );
     let options = RunOptions {
-        connections: usize::from(common.connections),
+        connections,
         grace_period: common.grace_period,
+        workers: (0..workers.count())
+            .map(|index| workers.handle(index).clone())
+            .collect(),
     };
-    match supervisor::run(connector, options, signals.wait()).await {
+    let outcome = supervisor::run(connector, options, signals.wait()).await;
+    let _ = tokio::task::spawn_blocking(move || workers.stop()).await;
+    match outcome {
         Ok(()) => {
             tracing::info!("connector stopped");
             Ok(ExitCode::SUCCESS)

@@ -40,15 +40,17 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// this; its default is about 400 KiB per connection).
 const ORIGIN_READ_BUFFER: usize = 64 * 1024;
 
-/// Which pool an origin uses: one per distinct way of connecting.
+/// Which pool an origin uses: one per distinct way of connecting, per worker (a worker's
+/// streams use origin connections its own runtime drives, never another thread's).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct ClientKey {
+    worker: Option<usize>,
     no_tls_verify: bool,
     server_name: Option<String>,
     connect_timeout_ms: Option<u32>,
 }
 
-/// Connection pools to origins, shared by every tunnel connection of the connector.
+/// Connection pools to origins: every tunnel connection of a worker shares its worker's.
 pub struct Origins {
     pools: Mutex<HashMap<ClientKey, Arc<Pool>>>,
     roots: Arc<RootCertStore>,
@@ -313,6 +315,7 @@ impl Origins {
     /// The connection pool for these origin settings.
     fn pool(&self, origin: &OriginSettings) -> Arc<Pool> {
         let key = ClientKey {
+            worker: postern_workers::current(),
             no_tls_verify: origin.no_tls_verify.unwrap_or(false),
             server_name: origin.origin_server_name.clone(),
             connect_timeout_ms: origin.connect_timeout_ms,

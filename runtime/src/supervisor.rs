@@ -12,6 +12,7 @@ use postern_schema::error_chain;
 use postern_schema::ids::TunnelId;
 use postern_schema::wire::{self, Event};
 use rand::Rng;
+use tokio::runtime::Handle;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -44,13 +45,29 @@ pub enum RunError {
     Enrol(#[source] EnrolError),
 }
 
-/// How long to run and how to stop.
-#[derive(Debug, Clone, Copy)]
+/// The most connections a connector keeps, whatever an edge asks for.
+const MAX_CONNECTIONS: usize = 32;
+
+/// How many connections to keep up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Connections {
+    /// Exactly this many (`--connections`).
+    Fixed(usize),
+    /// At least this many, and as many as an edge node asks for in its hello (one per edge
+    /// worker, so that every worker serves the tunnel on a connection of its own), up to 32.
+    AsTheEdgeAsks(usize),
+}
+
+/// How to run and how to stop.
+#[derive(Debug, Clone)]
 pub struct RunOptions {
     /// Tunnel connections to keep up.
-    pub connections: usize,
+    pub connections: Connections,
     /// How long in-flight requests may take to finish after a stop signal.
     pub grace_period: Duration,
+    /// The workers' runtimes: connection `index` (and every stream served on it, and its
+    /// origin connections) runs on worker `index mod workers`.
+    pub workers: Arc<[Handle]>,
 }
 
 /// Runs the connector until `shutdown` resolves (then drains: `Ok`) or the tunnel is deleted
@@ -86,30 +103,71 @@ pub async fn run(
     }
 
     let mut tasks = JoinSet::new();
-    for index in 0..options.connections.max(1) {
-        let span = tracing::info_span!("connection", tunnel_id = %tunnel, index);
-        tasks.spawn(keep_connected(connector.clone(), index).instrument(span));
-    }
+    let mut running = 0;
+    let (first, grows) = match options.connections {
+        Connections::Fixed(count) => (count.max(1), false),
+        Connections::AsTheEdgeAsks(count) => (count.clamp(1, MAX_CONNECTIONS), true),
+    };
+    open_connections(
+        &connector,
+        &options.workers,
+        &mut tasks,
+        &mut running,
+        first,
+    );
     let renewals = tokio::spawn(renew(connector.clone()));
+    let mut wanted = connector.wanted_connections();
 
-    let result = tokio::select! {
-        _ = &mut shutdown => {
-            tracing::info!(grace_period_s = options.grace_period.as_secs_f64(), "stopping: draining connections");
-            connector.start_draining();
-            let drained = tokio::time::timeout(options.grace_period, async {
-                while tasks.join_next().await.is_some() {}
-            })
-            .await;
-            if drained.is_err() {
-                tracing::warn!("the grace period is over; closing the remaining connections");
+    let result = loop {
+        tokio::select! {
+            changed = wanted.changed(), if grows => {
+                if changed.is_ok() {
+                    let asked = (*wanted.borrow_and_update()).min(MAX_CONNECTIONS);
+                    if asked > running {
+                        tracing::info!(connections = asked, "the edge asks for more connections; opening them");
+                        open_connections(&connector, &options.workers, &mut tasks, &mut running, asked);
+                    }
+                }
             }
-            Ok(())
+            _ = &mut shutdown => {
+                tracing::info!(grace_period_s = options.grace_period.as_secs_f64(), "stopping: draining connections");
+                connector.start_draining();
+                let drained = tokio::time::timeout(options.grace_period, async {
+                    while tasks.join_next().await.is_some() {}
+                })
+                .await;
+                if drained.is_err() {
+                    tracing::warn!("the grace period is over; closing the remaining connections");
+                }
+                break Ok(());
+            }
+            _ = connector.failed() => break Err(RunError::TunnelDeleted(tunnel)),
         }
-        _ = connector.failed() => Err(RunError::TunnelDeleted(tunnel)),
     };
     renewals.abort();
     tasks.abort_all();
     result
+}
+
+/// Starts connections `running..up_to`, each on its worker, and counts them in `running`.
+fn open_connections(
+    connector: &Arc<Connector>,
+    workers: &[Handle],
+    tasks: &mut JoinSet<()>,
+    running: &mut usize,
+    up_to: usize,
+) {
+    let tunnel = connector.identity.token().tunnel_id;
+    while *running < up_to {
+        let index = *running;
+        let span = tracing::info_span!("connection", tunnel_id = %tunnel, index);
+        let connection = keep_connected(connector.clone(), index).instrument(span);
+        match workers.get(index % workers.len().max(1)) {
+            Some(worker) => tasks.spawn_on(connection, worker),
+            None => tasks.spawn(connection),
+        };
+        *running += 1;
+    }
 }
 
 /// Keeps connection `index` up until the connector drains or fails: on its home address

@@ -303,6 +303,12 @@ pub struct Hello {
     pub tunnel_name: String,
     /// The edge's software version.
     pub edge_version: String,
+    /// How many connections this edge node wants from the connector (one per worker, so
+    /// every worker serves the tunnel's requests on a connection of its own); 0 when it has
+    /// no wish. A connector whose connection count was not set explicitly opens at least this
+    /// many to the node.
+    #[serde(default)]
+    pub wanted_connections: u32,
 }
 
 /// The connector's answer to [`Hello`].
@@ -505,6 +511,7 @@ mod tests {
             tunnel_id: TunnelId::new_random(),
             tunnel_name: "web".into(),
             edge_version: "0.1.0".into(),
+            wanted_connections: 2,
         });
         round_trip(&HelloAnswer {
             connector_id: "k".into(),

@@ -1,7 +1,8 @@
 //! The receiving side of the links between edge nodes: connections another node opened on the
 //! tunnel port (`postern-peer/1`, accepted and verified by the tunnel listener and handed over
-//! here), each an HTTP/2 server whose every stream is a request that node forwarded. Each is
-//! answered by [`request::handle_forwarded`] from a connection of this node's own.
+//! here, and moved to a worker), each an HTTP/2 server whose every stream is a request that
+//! node forwarded. Each is answered by [`request::handle_forwarded`] from a connection of this
+//! node's own.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use postern_schema::wire;
+use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -26,14 +28,17 @@ const MAX_CONCURRENT_STREAMS: u32 = 10_000;
 /// How long shutdown waits for forwarded requests in flight.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// Serves the links other nodes open, as the tunnel listener hands them over, until `cancel`;
-/// then lets forwarded requests in flight finish (bounded).
+/// Serves the links other nodes open, as the tunnel listener hands them over, until `cancel`,
+/// each on one of the `workers` in turn; then lets forwarded requests in flight finish
+/// (bounded).
 pub(crate) async fn serve_links(
     mut connections: mpsc::Receiver<PeerConnection>,
     proxy: Arc<Proxy>,
+    workers: Arc<[Handle]>,
     cancel: CancellationToken,
 ) {
     let tracker = TaskTracker::new();
+    let mut next = 0usize;
     loop {
         let connection = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -42,7 +47,12 @@ pub(crate) async fn serve_links(
                 None => break,
             },
         };
-        tracker.spawn(serve_link(connection, proxy.clone(), cancel.clone()));
+        let link = serve_link(connection, proxy.clone(), cancel.clone());
+        match workers.get(next % workers.len().max(1)) {
+            Some(worker) => tracker.spawn_on(link, worker),
+            None => tracker.spawn(link),
+        };
+        next = next.wrapping_add(1);
     }
     tracker.close();
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await;
@@ -51,7 +61,11 @@ pub(crate) async fn serve_links(
 /// Serves one link until it ends or `cancel`: every stream is a request forwarded by the node
 /// its certificate names.
 async fn serve_link(connection: PeerConnection, proxy: Arc<Proxy>, cancel: CancellationToken) {
-    let PeerConnection { stream, peer } = connection;
+    let PeerConnection { mut stream, peer } = connection;
+    if let Err(error) = stream.get_mut().0.rehome() {
+        tracing::warn!(peer_addr = %peer, %error, "cannot move a link from another node to its worker");
+        return;
+    }
     let from = stream
         .get_ref()
         .1

@@ -395,6 +395,10 @@ async fn open_on_connection(
     loop {
         tally.route = pick.route.clone();
         tally.release = Some(release_of(snapshot, pick.session.tunnel));
+        if pick.handed_off {
+            // No connection of this tunnel on this worker: the stream is another thread's.
+            proxy.metrics.inc("postern_edge_worker_handoffs_total", &[]);
+        }
         let session = pick.session;
         // A hostname changed a moment ago may not have reached this connector yet.
         session.catch_up(snapshot.revision, CATCH_UP_TIMEOUT).await;

@@ -18,6 +18,8 @@ use crate::tunnel::{Registry, Session};
 pub(super) struct Pick {
     /// The connection.
     pub(super) session: Arc<Session>,
+    /// The connection lives on another worker than the one serving the request.
+    pub(super) handed_off: bool,
     /// The route taken, written as its selector (`k=v,k2=v2`, keys sorted); `None` for a
     /// hostname bound to one tunnel.
     pub(super) route: Option<String>,
@@ -32,8 +34,9 @@ pub(super) fn pick(
     exclude: &[String],
 ) -> Option<Pick> {
     match hostname.target()? {
-        Target::Tunnel(id) => registry.pick(&[id], exclude).map(|session| Pick {
-            session,
+        Target::Tunnel(id) => registry.pick(&[id], exclude).map(|picked| Pick {
+            session: picked.session,
+            handed_off: picked.handed_off,
             route: None,
         }),
         Target::Routes(routes) => {
@@ -52,8 +55,9 @@ pub(super) fn pick(
                     .filter(|t| selector_matches(&route.selector, &t.spec.labels))
                     .map(|t| t.id)
                     .collect();
-                registry.pick(&tunnels, exclude).map(|session| Pick {
-                    session,
+                registry.pick(&tunnels, exclude).map(|picked| Pick {
+                    session: picked.session,
+                    handed_off: picked.handed_off,
                     route: Some(format_selector(&route.selector)),
                 })
             })

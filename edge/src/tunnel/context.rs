@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::runtime::Handle;
+
 use crate::ca::EdgeCa;
 use crate::catalog::Catalog;
 use crate::metrics::Metrics;
@@ -58,4 +60,6 @@ pub(crate) struct TunnelContext {
     pub(crate) metrics: Arc<Metrics>,
     /// Settings of the listener.
     pub(crate) settings: Arc<TunnelSettings>,
+    /// The workers' runtimes: each session runs on one of them.
+    pub(crate) workers: Arc<[Handle]>,
 }

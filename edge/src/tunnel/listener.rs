@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use postern_schema::error_chain;
 use postern_schema::wire::{ALPN_ENROLL, ALPN_PEER, ALPN_TUNNEL, TUNNEL_SERVER_NAME};
+use postern_workers::MovableStream;
 use rustls::RootCertStore;
 use rustls::server::{Acceptor, ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
@@ -44,7 +45,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub(crate) struct PeerConnection {
     /// The TLS stream.
-    pub(crate) stream: TlsStream<TcpStream>,
+    pub(crate) stream: TlsStream<MovableStream>,
     /// Where it comes from.
     pub(crate) peer: SocketAddr,
 }
@@ -136,8 +137,14 @@ pub(crate) async fn serve(
             return;
         }
     };
-    let limiter = Arc::new(enroll::Limiter::default());
     let tracker = TaskTracker::new();
+    let shared = Arc::new(Shared {
+        tls,
+        context,
+        peers,
+        limiter: enroll::Limiter::default(),
+        tracker: tracker.clone(),
+    });
     loop {
         let (stream, peer) = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -151,18 +158,7 @@ pub(crate) async fn serve(
             },
         };
         let span = tracing::debug_span!("tunnel_conn", peer_addr = %peer);
-        tracker.spawn(
-            accept(
-                stream,
-                peer,
-                tls.clone(),
-                context.clone(),
-                peers.clone(),
-                limiter.clone(),
-                cancel.clone(),
-            )
-            .instrument(span),
-        );
+        tracker.spawn(accept(stream, peer, shared.clone(), cancel.clone()).instrument(span));
     }
     drop(listener);
     tracker.close();
@@ -174,18 +170,36 @@ pub(crate) async fn serve(
     }
 }
 
-/// Finishes the TLS handshake with the configuration the client's ALPN asks for, then hands
-/// the connection to enrolment or to a session.
-async fn accept(
-    stream: TcpStream,
-    peer: SocketAddr,
+/// What every accepted connection of the tunnel listener uses.
+struct Shared {
     tls: Arc<TunnelTls>,
     context: TunnelContext,
     peers: Option<PeerPort>,
-    limiter: Arc<enroll::Limiter>,
+    limiter: enroll::Limiter,
+    /// The listener's tasks, sessions on the workers included, waited for at shutdown.
+    tracker: TaskTracker,
+}
+
+/// Finishes the TLS handshake with the configuration the client's ALPN asks for, then hands
+/// the connection to enrolment, to a session (on the worker [`Registry::place`] picks), or
+/// to the proxy (a link from another node).
+///
+/// [`Registry::place`]: super::registry::Registry::place
+async fn accept(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
     cancel: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
+    let stream = MovableStream::new(stream);
+    let Shared {
+        tls,
+        context,
+        peers,
+        limiter,
+        tracker,
+    } = shared.as_ref();
     let peer_tls = peers.as_ref().map(|p| p.tls.clone());
     let handshake = async {
         let start = LazyConfigAcceptor::new(Acceptor::default(), stream).await?;
@@ -235,7 +249,7 @@ async fn accept(
         }
     };
     match kind {
-        Kind::Enroll => enroll::serve_one(stream, peer, &context, &limiter).await,
+        Kind::Enroll => enroll::serve_one(stream, peer, context, limiter).await,
         Kind::Peer => {
             if let Some(peers) = peers {
                 let _ = peers
@@ -259,7 +273,25 @@ async fn accept(
                 );
                 return;
             };
-            session::run(stream, peer, tunnel, context, cancel).await;
+            // The session lives on the worker with the fewest of this tunnel's connections.
+            let placement =
+                context
+                    .registry
+                    .place(tunnel, context.workers.len(), postern_workers::current());
+            let Some(worker) = context.workers.get(placement.worker).cloned() else {
+                session::run(stream, peer, tunnel, context.clone(), placement, cancel).await;
+                return;
+            };
+            let mut stream = stream;
+            let context = context.clone();
+            let run = async move {
+                if let Err(error) = stream.get_mut().0.rehome() {
+                    tracing::warn!(%error, "cannot move a tunnel connection to its worker");
+                    return;
+                }
+                session::run(stream, peer, tunnel, context, placement, cancel).await;
+            };
+            tracker.spawn_on(run.in_current_span(), &worker);
         }
     }
 }

@@ -1,5 +1,7 @@
 //! Which connectors are connected right now, per tunnel: one [`Session`] per live tunnel
-//! connection, the handle the proxy opens visitor streams on.
+//! connection, the handle the proxy opens visitor streams on. Each session lives on one
+//! worker; the registry places a tunnel's connections on different workers ([`Registry::place`])
+//! and picks, for a request, a session of the worker serving it when it has one.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -23,6 +25,8 @@ pub(crate) struct Session {
     pub(crate) id: String,
     /// The tunnel its certificate is bound to.
     pub(crate) tunnel: TunnelId,
+    /// The worker whose runtime drives the connection (`None` off the workers, in tests).
+    pub(crate) worker: Option<usize>,
     sender: SendRequest<BoxBody>,
     info: Mutex<Connection>,
     outstanding: AtomicUsize,
@@ -76,6 +80,7 @@ impl Session {
         Self {
             id: info.id.clone(),
             tunnel,
+            worker: postern_workers::current(),
             sender,
             pushed_version: AtomicU64::new(info.config_version),
             seen_revision: watch::channel(0).0,
@@ -203,9 +208,90 @@ impl Session {
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
     sessions: RwLock<HashMap<TunnelId, Vec<Arc<Session>>>>,
+    /// Connections placed on a worker whose session is not registered yet, by tunnel and
+    /// worker.
+    placing: Mutex<HashMap<TunnelId, Vec<usize>>>,
+}
+
+/// Where a request's connection was found.
+#[derive(Debug)]
+pub(crate) struct Picked {
+    /// The session.
+    pub(crate) session: Arc<Session>,
+    /// It lives on another worker than the one serving the request: the request is handed
+    /// over to that worker's thread.
+    pub(crate) handed_off: bool,
+}
+
+/// A connection of a tunnel placed on a worker, counted there until dropped (by then its
+/// session is registered, or it failed).
+#[derive(Debug)]
+pub(crate) struct Placement {
+    registry: Arc<Registry>,
+    tunnel: TunnelId,
+    /// The worker the connection goes to.
+    pub(crate) worker: usize,
+}
+
+impl Drop for Placement {
+    fn drop(&mut self) {
+        let mut placing = self
+            .registry
+            .placing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(counts) = placing.get_mut(&self.tunnel) {
+            if let Some(count) = counts.get_mut(self.worker) {
+                *count = count.saturating_sub(1);
+            }
+            if counts.iter().all(|c| *c == 0) {
+                placing.remove(&self.tunnel);
+            }
+        }
+    }
 }
 
 impl Registry {
+    /// The worker (of `workers`) a new connection of `tunnel` should live on: the one with
+    /// the fewest of the tunnel's connections, counting those being placed; ties go to
+    /// `preferred` (the worker that accepted it), then to the lowest index. So a tunnel's
+    /// first connections land on different workers, and every worker can serve its requests
+    /// without a hand-off.
+    pub(crate) fn place(
+        self: &Arc<Self>,
+        tunnel: TunnelId,
+        workers: usize,
+        preferred: Option<usize>,
+    ) -> Placement {
+        let workers = workers.max(1);
+        let mut counts = vec![0usize; workers];
+        {
+            let map = self.sessions.read().unwrap_or_else(|p| p.into_inner());
+            for session in map.get(&tunnel).into_iter().flatten() {
+                if let Some(worker) = session.worker.filter(|w| *w < workers) {
+                    counts[worker] += 1;
+                }
+            }
+        }
+        let mut placing = self.placing.lock().unwrap_or_else(|p| p.into_inner());
+        let pending = placing.entry(tunnel).or_insert_with(|| vec![0; workers]);
+        pending.resize(workers.max(pending.len()), 0);
+        for (worker, count) in counts.iter_mut().enumerate() {
+            *count += pending[worker];
+        }
+        let least = counts.iter().copied().min().unwrap_or(0);
+        let worker = preferred
+            .filter(|p| counts.get(*p) == Some(&least))
+            .or_else(|| counts.iter().position(|c| *c == least))
+            .unwrap_or(0);
+        pending[worker] += 1;
+        Placement {
+            registry: self.clone(),
+            tunnel,
+            worker,
+        }
+    }
+
     /// Registers a session: from now on the proxy may route to it.
     pub(crate) fn add(&self, session: Arc<Session>) {
         let mut map = self.sessions.write().unwrap_or_else(|p| p.into_inner());
@@ -255,17 +341,27 @@ impl Registry {
         map.iter().map(|(id, l)| (*id, l.len() as u32)).collect()
     }
 
-    /// The healthy session with the fewest outstanding streams among `tunnels`' sessions
-    /// (ties broken at random, so idle connectors share the traffic), skipping `exclude`.
-    pub(crate) fn pick(&self, tunnels: &[TunnelId], exclude: &[String]) -> Option<Arc<Session>> {
+    /// The healthy session with the fewest outstanding streams among `tunnels`' sessions,
+    /// skipping `exclude`: one of the calling worker's own when it has one, else any (ties
+    /// broken at random, so idle connectors share the traffic).
+    pub(crate) fn pick(&self, tunnels: &[TunnelId], exclude: &[String]) -> Option<Picked> {
+        self.pick_on(tunnels, exclude, postern_workers::current())
+    }
+
+    /// [`Registry::pick`] for a request served by `worker`.
+    fn pick_on(
+        &self,
+        tunnels: &[TunnelId],
+        exclude: &[String],
+        worker: Option<usize>,
+    ) -> Option<Picked> {
         let map = self.sessions.read().unwrap_or_else(|p| p.into_inner());
         // One pass, no allocation (it runs for every request): each count is read once, as
         // they change under us, and ties are broken by reservoir sampling (the k-th tie
         // replaces the choice with probability 1/k), which picks uniformly among them.
         let mut rng = rand::rng();
-        let mut chosen: Option<&Arc<Session>> = None;
-        let mut least = usize::MAX;
-        let mut ties = 0u32;
+        let mut own = Least::default();
+        let mut any = Least::default();
         let candidates = tunnels
             .iter()
             .filter_map(|t| map.get(t))
@@ -273,17 +369,83 @@ impl Registry {
             .filter(|s| s.is_healthy() && !exclude.contains(&s.id));
         for session in candidates {
             let outstanding = session.outstanding();
-            if outstanding < least {
-                least = outstanding;
-                ties = 1;
-                chosen = Some(session);
-            } else if outstanding == least {
-                ties += 1;
-                if rng.random_range(0..ties) == 0 {
-                    chosen = Some(session);
-                }
+            if worker.is_some() && session.worker == worker {
+                own.offer(session, outstanding, &mut rng);
+            }
+            any.offer(session, outstanding, &mut rng);
+        }
+        if let Some(session) = own.chosen {
+            return Some(Picked {
+                session: session.clone(),
+                handed_off: false,
+            });
+        }
+        any.chosen.map(|session| Picked {
+            session: session.clone(),
+            handed_off: worker.is_some() && session.worker != worker,
+        })
+    }
+}
+
+/// The least busy session seen so far, with ties broken uniformly at random.
+struct Least<'a> {
+    chosen: Option<&'a Arc<Session>>,
+    least: usize,
+    ties: u32,
+}
+
+impl Default for Least<'_> {
+    fn default() -> Self {
+        Self {
+            chosen: None,
+            least: usize::MAX,
+            ties: 0,
+        }
+    }
+}
+
+impl<'a> Least<'a> {
+    fn offer(&mut self, session: &'a Arc<Session>, outstanding: usize, rng: &mut impl Rng) {
+        if outstanding < self.least {
+            self.least = outstanding;
+            self.ties = 1;
+            self.chosen = Some(session);
+        } else if outstanding == self.least {
+            self.ties += 1;
+            if rng.random_range(0..self.ties) == 0 {
+                self.chosen = Some(session);
             }
         }
-        chosen.map(Arc::clone)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tunnels_connections_are_placed_on_different_workers() {
+        let registry = Arc::new(Registry::default());
+        let tunnel = TunnelId::new_random();
+        let first = registry.place(tunnel, 2, Some(1));
+        assert_eq!(first.worker, 1, "the accepting worker wins a tie");
+        let second = registry.place(tunnel, 2, Some(1));
+        assert_eq!(
+            second.worker, 0,
+            "the worker without a connection comes next"
+        );
+        let third = registry.place(tunnel, 2, None);
+        assert_eq!(
+            third.worker, 0,
+            "a tie with no preference goes to the lowest index"
+        );
+        drop(second);
+        drop(third);
+        let again = registry.place(tunnel, 2, Some(1));
+        assert_eq!(again.worker, 0, "a placement that ended frees its worker");
+        let other = registry.place(TunnelId::new_random(), 2, Some(1));
+        assert_eq!(other.worker, 1, "other tunnels are counted apart");
+        drop((first, again, other));
+        assert!(registry.placing.lock().expect("lock").is_empty());
     }
 }

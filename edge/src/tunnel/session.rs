@@ -23,9 +23,9 @@ use postern_schema::wire::{
     ConfigPush, DRAIN_PATH, Drain, DrainReason, EVENTS_PATH, Event, HELLO_PATH, Hello, HelloAnswer,
     WireError, tuning,
 };
+use postern_workers::MovableStream;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
@@ -33,7 +33,7 @@ use tracing::Instrument;
 
 use super::config::{PushState, hostnames_for};
 use super::context::TunnelContext;
-use super::registry::Session;
+use super::registry::{Placement, Session};
 use crate::body::{self, BoxBody, BoxError};
 use crate::catalog::Snapshot;
 
@@ -97,12 +97,14 @@ pub(crate) enum SessionError {
     },
 }
 
-/// Runs the session of one authenticated connection of `tunnel` until it ends.
+/// Runs the session of one authenticated connection of `tunnel` until it ends, on the worker
+/// of `placement` (which counts it there until the session is registered).
 pub(crate) async fn run(
-    stream: TlsStream<TcpStream>,
+    stream: TlsStream<MovableStream>,
     peer: SocketAddr,
     tunnel: TunnelId,
     context: TunnelContext,
+    placement: Placement,
     cancel: CancellationToken,
 ) {
     let connection_id = uuid::Uuid::new_v4().to_string();
@@ -163,7 +165,7 @@ pub(crate) async fn run(
             close: close.clone(),
             ended,
         };
-        if let Err(error) = live.serve(&context, &cancel).await {
+        if let Err(error) = live.serve(&context, placement, &cancel).await {
             tracing::info!(error = %error_chain(&error), "tunnel session failed");
             context.metrics.inc(
                 "postern_edge_tunnel_sessions_total",
@@ -190,6 +192,7 @@ impl Live {
     async fn serve(
         self,
         context: &TunnelContext,
+        placement: Placement,
         cancel: &CancellationToken,
     ) -> Result<(), SessionError> {
         // Subscribe before reading, so no catalog change slips between the two.
@@ -215,6 +218,7 @@ impl Live {
             tunnel_id: self.tunnel,
             tunnel_name: record.spec.name.clone(),
             edge_version: env!("CARGO_PKG_VERSION").to_string(),
+            wanted_connections: u32::try_from(context.workers.len()).unwrap_or(u32::MAX),
         };
         let answer: HelloAnswer = control(&self.sender, HELLO_PATH, &hello).await?;
         let (events_tx, mut events) = mpsc::channel(16);
@@ -244,6 +248,7 @@ impl Live {
         }
         session.set_seen_revision(snapshot.revision);
         context.registry.add(session.clone());
+        drop(placement);
         context.metrics.inc(
             "postern_edge_tunnel_sessions_total",
             &[("outcome", "accepted")],

@@ -364,6 +364,7 @@ mod tests {
 
     fn pool() -> Arc<Pool> {
         let key = ClientKey {
+            worker: None,
             no_tls_verify: false,
             server_name: None,
             connect_timeout_ms: Some(2_000),
