@@ -62,7 +62,7 @@ pub struct EdgeConfig {
     /// --data-dir (one node). Nodes on one database share tunnels, hostnames, policies, the CA
     /// and API tokens; each keeps its own data dir for its admin-token file.
     #[arg(long, env = "POSTERN_EDGE_STORE", hide_env_values = true)]
-    pub(crate) store: Option<String>,
+    pub(crate) store: Option<StoreUrl>,
 
     /// A DNS zone the edge serves hostnames in (repeatable; comma-separated in the env var).
     #[arg(
@@ -99,11 +99,64 @@ pub struct EdgeConfig {
 
     /// The admin API token to accept, instead of one generated on first start.
     #[arg(long, env = "POSTERN_ADMIN_TOKEN", hide_env_values = true)]
-    pub(crate) admin_token: Option<String>,
+    pub(crate) admin_token: Option<Secret>,
 
     /// Log format: text or json.
     #[arg(long, env = "POSTERN_EDGE_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
+}
+
+/// A `--store` URL. `Debug` shows where the store is and who connects to it, with `***` for
+/// the password (in the user part, or a `password=` parameter).
+#[derive(Clone)]
+pub(crate) struct StoreUrl(String);
+
+impl StoreUrl {
+    /// The URL itself, for the one place that connects with it.
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for StoreUrl {
+    fn from(url: String) -> Self {
+        Self(url)
+    }
+}
+
+impl std::fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = self.0.as_str();
+        let (scheme, rest) = match url.split_once("://") {
+            Some((scheme, rest)) => (format!("{scheme}://"), rest),
+            None => (String::new(), url),
+        };
+        // Everything up to the last `@` is the user part, so that a password holding `/`, `?`,
+        // `#` or `@` is hidden whole (at worst, more than the password is hidden).
+        let (user, host) = match rest.rsplit_once('@') {
+            Some((user_info, host)) => match user_info.split_once(':') {
+                Some((user, _password)) => (format!("{user}:***@"), host),
+                None => (format!("{user_info}@"), host),
+            },
+            None => (String::new(), rest),
+        };
+        let host = match host.split_once('?') {
+            Some((path, query)) => {
+                let query: Vec<String> = query
+                    .split('&')
+                    .map(|pair| match pair.split_once('=') {
+                        Some((key, _)) if key.eq_ignore_ascii_case("password") => {
+                            format!("{key}=***")
+                        }
+                        _ => pair.to_string(),
+                    })
+                    .collect();
+                format!("{path}?{}", query.join("&"))
+            }
+            None => host.to_string(),
+        };
+        write!(f, "\"{scheme}{user}{host}\"")
+    }
 }
 
 /// How the edge writes its logs (to stderr).
@@ -118,7 +171,7 @@ pub enum LogFormat {
 impl EdgeConfig {
     /// The admin token from the environment, as a secret.
     pub(crate) fn admin_token(&self) -> Option<Secret> {
-        self.admin_token.clone().map(Secret::new)
+        self.admin_token.clone()
     }
 
     /// Checks what clap cannot: zones are lowercase domain names.
@@ -127,7 +180,7 @@ impl EdgeConfig {
             postern_schema::rules::check_fqdn(zone).map_err(|e| format!("--zone: {e}"))?;
         }
         if let Some(url) = &self.store {
-            crate::store::check_url(url).map_err(|e| format!("--store: {e}"))?;
+            crate::store::check_url(url.expose()).map_err(|e| format!("--store: {e}"))?;
         }
         if self.public_addresses.is_empty() {
             return Err("--public-address: at least one address is needed".into());
@@ -161,4 +214,45 @@ pub(crate) struct EdgeSettings {
     /// This node's tunnel addresses (tokens list every node's, see
     /// `Cluster::tunnel_addresses`).
     pub(crate) tunnel_addresses: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::EdgeConfig;
+
+    #[test]
+    fn debug_hides_the_admin_token_and_the_store_password() {
+        let config = EdgeConfig::try_parse_from([
+            "postern-edge",
+            "--admin-token",
+            "pst_topsecret",
+            "--store",
+            "postgres://edge:hunter2@db.internal:5432/postern?password=alsosecret",
+        ])
+        .expect("flags");
+        let printed = format!("{config:?}");
+        for secret in ["pst_topsecret", "hunter2", "alsosecret"] {
+            assert!(!printed.contains(secret), "{secret} in {printed}");
+        }
+        // The rest stays readable: where the store is, and who connects to it.
+        assert!(
+            printed.contains("postgres://edge:***@db.internal:5432/postern?password=***"),
+            "{printed}"
+        );
+        assert!(printed.contains("admin_token: Some(***)"), "{printed}");
+    }
+
+    #[test]
+    fn a_store_password_with_url_delimiters_is_hidden_whole() {
+        let config = EdgeConfig::try_parse_from([
+            "postern-edge",
+            "--store",
+            "postgres://edge:a/b?c#d@e@db.internal/postern",
+        ])
+        .expect("flags");
+        let printed = format!("{:?}", config.store);
+        assert_eq!(printed, "Some(\"postgres://edge:***@db.internal/postern\")");
+    }
 }

@@ -16,7 +16,7 @@ use crate::auth::{Auth, AuthError};
 use crate::ca::{CaError, EdgeCa};
 use crate::catalog::Catalog;
 use crate::cluster::{Cluster, ClusterError, NodeSettings};
-use crate::config::{EdgeConfig, EdgeSettings};
+use crate::config::{EdgeConfig, EdgeSettings, StoreUrl};
 use crate::metrics::Metrics;
 use crate::policy::PolicyEngine;
 use crate::proxy::{self, Proxy};
@@ -131,8 +131,11 @@ pub async fn start(config: EdgeConfig) -> Result<RunningEdge, StartError> {
 
 async fn start_edge(config: EdgeConfig) -> Result<RunningEdge, Failure> {
     create_data_dir(&config.data_dir)?;
-    let opened =
-        crate::store::open(config.store.as_deref(), &config.data_dir.join(STORE_FILE)).await?;
+    let opened = crate::store::open(
+        config.store.as_ref().map(StoreUrl::expose),
+        &config.data_dir.join(STORE_FILE),
+    )
+    .await?;
     let store: Arc<dyn Store> = opened.store;
     let ca = Arc::new(EdgeCa::load_or_create(store.as_ref()).await?);
     let auth = Auth::set_up(
