@@ -584,8 +584,7 @@ mod tests {
         first.add_api_token("hash", "admin").await.expect("write");
         // Held open, so SQLite keeps its WAL files while they are loosened behind its back.
         for file in [&path, &wal, &shm] {
-            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644))
-                .expect("chmod");
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
         }
         let second = SqliteStore::open(&path).expect("open again");
         assert_eq!(second.api_token_hashes().await.expect("read"), ["hash"]);
