@@ -2,8 +2,10 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
+use postern_schema::duration;
 use postern_schema::secret::Secret;
 
 /// The edge: control API, tunnel listener, public HTTP/HTTPS proxy and authoritative DNS.
@@ -52,6 +54,56 @@ pub struct EdgeConfig {
         default_value = "127.0.0.1:5353"
     )]
     pub(crate) dns_listen: SocketAddr,
+
+    /// DNS over TCP: connections held at once. At the cap, a new connection makes room by
+    /// closing the one that has waited longest for a query (refused only when none waits).
+    #[arg(
+        long,
+        env = "POSTERN_EDGE_DNS_TCP_MAX_CONNECTIONS",
+        default_value_t = 256,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub(crate) dns_tcp_max_connections: u32,
+
+    /// DNS over TCP: a connection that sends no complete query for this long is closed (so is
+    /// one that does not read its answer within it).
+    #[arg(
+        long,
+        env = "POSTERN_EDGE_DNS_TCP_IDLE_TIMEOUT",
+        default_value = "10s",
+        value_parser = duration::parse
+    )]
+    pub(crate) dns_tcp_idle_timeout: Duration,
+
+    /// DNS response-rate limiting: identical UDP answers per second (and at once) to one
+    /// client prefix. Beyond it answers are dropped, some sent truncated instead (see
+    /// --dns-rate-limit-slip) so a real client retries over TCP, which is not limited. Keeps
+    /// spoofed queries from turning the edge into a reflector. 0 turns it off.
+    #[arg(long, env = "POSTERN_EDGE_DNS_RATE_LIMIT", default_value_t = 100)]
+    pub(crate) dns_rate_limit: u32,
+
+    /// Of the UDP answers over --dns-rate-limit, every Nth is sent truncated (TC set, no
+    /// records) instead of dropped; 0 drops them all, 1 truncates them all.
+    #[arg(long, env = "POSTERN_EDGE_DNS_RATE_LIMIT_SLIP", default_value_t = 2)]
+    pub(crate) dns_rate_limit_slip: u32,
+
+    /// The IPv4 prefix length whose clients count as one for --dns-rate-limit.
+    #[arg(
+        long,
+        env = "POSTERN_EDGE_DNS_RATE_LIMIT_IPV4_PREFIX",
+        default_value_t = 24,
+        value_parser = clap::value_parser!(u8).range(0..=32)
+    )]
+    pub(crate) dns_rate_limit_ipv4_prefix: u8,
+
+    /// The IPv6 prefix length whose clients count as one for --dns-rate-limit.
+    #[arg(
+        long,
+        env = "POSTERN_EDGE_DNS_RATE_LIMIT_IPV6_PREFIX",
+        default_value_t = 56,
+        value_parser = clap::value_parser!(u8).range(0..=128)
+    )]
+    pub(crate) dns_rate_limit_ipv6_prefix: u8,
 
     /// Where the embedded store and the admin token live.
     #[arg(long, env = "POSTERN_EDGE_DATA_DIR", default_value = "./postern-data")]
@@ -181,6 +233,9 @@ impl EdgeConfig {
         }
         if let Some(url) = &self.store {
             crate::store::check_url(url.expose()).map_err(|e| format!("--store: {e}"))?;
+        }
+        if self.dns_tcp_idle_timeout.is_zero() {
+            return Err("--dns-tcp-idle-timeout: must be more than 0".into());
         }
         if self.public_addresses.is_empty() {
             return Err("--public-address: at least one address is needed".into());
