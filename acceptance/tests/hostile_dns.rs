@@ -101,6 +101,7 @@ async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
 
 #[tokio::test]
 async fn lying_trickled_and_idle_tcp_clients_do_not_stop_dns() {
+    raise_open_file_limit();
     let edge = EdgeProcess::start();
     let dns = edge.addrs.dns;
     let started = Instant::now();
@@ -159,14 +160,17 @@ async fn lying_trickled_and_idle_tcp_clients_do_not_stop_dns() {
         "a connection that promised more than it sent stayed open"
     );
     assert!(closed_within(&mut half, IDLE_CLOSE_WITHIN).await);
-    let mut still_open = 0;
-    for stream in &mut idle {
-        if !closed_within(stream, Duration::from_secs(2)).await {
-            still_open += 1;
-        }
+    let mut waits = tokio::task::JoinSet::new();
+    for mut stream in idle {
+        waits.spawn(async move { closed_within(&mut stream, IDLE_CLOSE_WITHIN).await });
     }
+    let still_open = waits
+        .join_all()
+        .await
+        .into_iter()
+        .filter(|closed| !closed)
+        .count();
     assert_eq!(still_open, 0, "idle connections the edge did not close");
-    drop(idle);
 
     tcp_answers(dns, 9).await;
     udp_answers(dns, 10).await;

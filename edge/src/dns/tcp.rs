@@ -340,8 +340,14 @@ impl Connections {
         }
         let id = state.next_id;
         state.next_id += 1;
+        // Idle from the start: a connection that has sent nothing yet is the same as one
+        // waiting for its next query (and one of a burst of connections may be evicted by the
+        // next before its task has run at all).
+        state.clock += 1;
+        let mark = state.clock;
+        state.idle.insert(mark, id);
         let evict = CancellationToken::new();
-        state.open.insert(id, (evict.clone(), None));
+        state.open.insert(id, (evict.clone(), Some(mark)));
         drop(state);
         let slot = Slot {
             id,

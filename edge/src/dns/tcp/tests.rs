@@ -188,11 +188,11 @@ fn a_connection_is_refused_only_when_every_open_one_is_busy() {
     let Admission::Open(second) = connections.admit() else {
         panic!("room for the second");
     };
-    // Neither waits for a query yet (both are being served): nothing can be closed.
+    // Both are being served: nothing can be closed.
+    first.set_busy();
+    second.set_busy();
     assert!(matches!(connections.admit(), Admission::Refused));
     second.set_idle();
-    first.set_idle();
-    first.set_busy();
     let Admission::OpenAfterEvicting(third) = connections.admit() else {
         panic!("the idle one makes room");
     };
