@@ -179,9 +179,9 @@ async fn connection<H: RequestHandler>(
     }
 }
 
-/// Reads one length-prefixed message; `None` at a clean end of the stream. Cancel safe only in
-/// the sense that dropping it drops the connection's place in the stream: the caller closes
-/// the connection whenever it drops this future.
+/// Reads one length-prefixed message; `None` at a clean end of the stream. Not cancel safe:
+/// bytes read before it is dropped are lost, so the caller closes the connection whenever it
+/// drops this future (idle timeout, eviction, shutdown).
 async fn read_frame(reader: &mut (impl AsyncRead + Unpin)) -> io::Result<Option<Vec<u8>>> {
     let mut length = [0u8; 2];
     match reader.read_exact(&mut length).await {
