@@ -2,8 +2,10 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
+use postern_schema::duration;
 use postern_schema::secret::Secret;
 
 /// The edge: control API, tunnel listener, public HTTP/HTTPS proxy and authoritative DNS.
@@ -53,6 +55,56 @@ pub struct EdgeConfig {
     )]
     pub(crate) dns_listen: SocketAddr,
 
+    /// DNS over TCP: connections held at once. At the cap, a new connection makes room by
+    /// closing the one that has waited longest for a query (refused only when none waits).
+    #[arg(
+        long,
+        env = "POSTERN_EDGE_DNS_TCP_MAX_CONNECTIONS",
+        default_value_t = 256,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub(crate) dns_tcp_max_connections: u32,
+
+    /// DNS over TCP: a connection that sends no complete query for this long is closed (so is
+    /// one that does not read its answer within it).
+    #[arg(
+        long,
+        env = "POSTERN_EDGE_DNS_TCP_IDLE_TIMEOUT",
+        default_value = "10s",
+        value_parser = duration::parse
+    )]
+    pub(crate) dns_tcp_idle_timeout: Duration,
+
+    /// DNS response-rate limiting: identical UDP answers per second (and at once) to one
+    /// client prefix. Beyond it answers are dropped, some sent truncated instead (see
+    /// --dns-rate-limit-slip) so a real client retries over TCP, which is not limited. Keeps
+    /// spoofed queries from turning the edge into a reflector. 0 turns it off.
+    #[arg(long, env = "POSTERN_EDGE_DNS_RATE_LIMIT", default_value_t = 100)]
+    pub(crate) dns_rate_limit: u32,
+
+    /// Of the UDP answers over --dns-rate-limit, every Nth is sent truncated (TC set, no
+    /// records) instead of dropped; 0 drops them all, 1 truncates them all.
+    #[arg(long, env = "POSTERN_EDGE_DNS_RATE_LIMIT_SLIP", default_value_t = 2)]
+    pub(crate) dns_rate_limit_slip: u32,
+
+    /// The IPv4 prefix length whose clients count as one for --dns-rate-limit.
+    #[arg(
+        long,
+        env = "POSTERN_EDGE_DNS_RATE_LIMIT_IPV4_PREFIX",
+        default_value_t = 24,
+        value_parser = clap::value_parser!(u8).range(0..=32)
+    )]
+    pub(crate) dns_rate_limit_ipv4_prefix: u8,
+
+    /// The IPv6 prefix length whose clients count as one for --dns-rate-limit.
+    #[arg(
+        long,
+        env = "POSTERN_EDGE_DNS_RATE_LIMIT_IPV6_PREFIX",
+        default_value_t = 56,
+        value_parser = clap::value_parser!(u8).range(0..=128)
+    )]
+    pub(crate) dns_rate_limit_ipv6_prefix: u8,
+
     /// Where the embedded store and the admin token live.
     #[arg(long, env = "POSTERN_EDGE_DATA_DIR", default_value = "./postern-data")]
     pub(crate) data_dir: PathBuf,
@@ -62,7 +114,7 @@ pub struct EdgeConfig {
     /// --data-dir (one node). Nodes on one database share tunnels, hostnames, policies, the CA
     /// and API tokens; each keeps its own data dir for its admin-token file.
     #[arg(long, env = "POSTERN_EDGE_STORE", hide_env_values = true)]
-    pub(crate) store: Option<String>,
+    pub(crate) store: Option<StoreUrl>,
 
     /// A DNS zone the edge serves hostnames in (repeatable; comma-separated in the env var).
     #[arg(
@@ -99,7 +151,7 @@ pub struct EdgeConfig {
 
     /// The admin API token to accept, instead of one generated on first start.
     #[arg(long, env = "POSTERN_ADMIN_TOKEN", hide_env_values = true)]
-    pub(crate) admin_token: Option<String>,
+    pub(crate) admin_token: Option<Secret>,
 
     /// Worker threads for the data plane (public listeners, tunnel sessions, links between
     /// nodes), each a single-threaded runtime that serves a request start to finish on one
@@ -110,6 +162,59 @@ pub struct EdgeConfig {
     /// Log format: text or json.
     #[arg(long, env = "POSTERN_EDGE_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
+}
+
+/// A `--store` URL. `Debug` shows where the store is and who connects to it, with `***` for
+/// the password (in the user part, or a `password=` parameter).
+#[derive(Clone)]
+pub(crate) struct StoreUrl(String);
+
+impl StoreUrl {
+    /// The URL itself, for the one place that connects with it.
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for StoreUrl {
+    fn from(url: String) -> Self {
+        Self(url)
+    }
+}
+
+impl std::fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = self.0.as_str();
+        let (scheme, rest) = match url.split_once("://") {
+            Some((scheme, rest)) => (format!("{scheme}://"), rest),
+            None => (String::new(), url),
+        };
+        // Everything up to the last `@` is the user part, so that a password holding `/`, `?`,
+        // `#` or `@` is hidden whole (at worst, more than the password is hidden).
+        let (user, host) = match rest.rsplit_once('@') {
+            Some((user_info, host)) => match user_info.split_once(':') {
+                Some((user, _password)) => (format!("{user}:***@"), host),
+                None => (format!("{user_info}@"), host),
+            },
+            None => (String::new(), rest),
+        };
+        let host = match host.split_once('?') {
+            Some((path, query)) => {
+                let query: Vec<String> = query
+                    .split('&')
+                    .map(|pair| match pair.split_once('=') {
+                        Some((key, _)) if key.eq_ignore_ascii_case("password") => {
+                            format!("{key}=***")
+                        }
+                        _ => pair.to_string(),
+                    })
+                    .collect();
+                format!("{path}?{}", query.join("&"))
+            }
+            None => host.to_string(),
+        };
+        write!(f, "\"{scheme}{user}{host}\"")
+    }
 }
 
 /// How the edge writes its logs (to stderr).
@@ -132,7 +237,7 @@ impl EdgeConfig {
 
     /// The admin token from the environment, as a secret.
     pub(crate) fn admin_token(&self) -> Option<Secret> {
-        self.admin_token.clone().map(Secret::new)
+        self.admin_token.clone()
     }
 
     /// Checks what clap cannot: zones are lowercase domain names.
@@ -141,7 +246,10 @@ impl EdgeConfig {
             postern_schema::rules::check_fqdn(zone).map_err(|e| format!("--zone: {e}"))?;
         }
         if let Some(url) = &self.store {
-            crate::store::check_url(url).map_err(|e| format!("--store: {e}"))?;
+            crate::store::check_url(url.expose()).map_err(|e| format!("--store: {e}"))?;
+        }
+        if self.dns_tcp_idle_timeout.is_zero() {
+            return Err("--dns-tcp-idle-timeout: must be more than 0".into());
         }
         if self.public_addresses.is_empty() {
             return Err("--public-address: at least one address is needed".into());
@@ -175,4 +283,45 @@ pub(crate) struct EdgeSettings {
     /// This node's tunnel addresses (tokens list every node's, see
     /// `Cluster::tunnel_addresses`).
     pub(crate) tunnel_addresses: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::EdgeConfig;
+
+    #[test]
+    fn debug_hides_the_admin_token_and_the_store_password() {
+        let config = EdgeConfig::try_parse_from([
+            "postern-edge",
+            "--admin-token",
+            "pst_topsecret",
+            "--store",
+            "postgres://edge:hunter2@db.internal:5432/postern?password=alsosecret",
+        ])
+        .expect("flags");
+        let printed = format!("{config:?}");
+        for secret in ["pst_topsecret", "hunter2", "alsosecret"] {
+            assert!(!printed.contains(secret), "{secret} in {printed}");
+        }
+        // The rest stays readable: where the store is, and who connects to it.
+        assert!(
+            printed.contains("postgres://edge:***@db.internal:5432/postern?password=***"),
+            "{printed}"
+        );
+        assert!(printed.contains("admin_token: Some(***)"), "{printed}");
+    }
+
+    #[test]
+    fn a_store_password_with_url_delimiters_is_hidden_whole() {
+        let config = EdgeConfig::try_parse_from([
+            "postern-edge",
+            "--store",
+            "postgres://edge:a/b?c#d@e@db.internal/postern",
+        ])
+        .expect("flags");
+        let printed = format!("{:?}", config.store);
+        assert_eq!(printed, "Some(\"postgres://edge:***@db.internal/postern\")");
+    }
 }

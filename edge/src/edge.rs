@@ -18,7 +18,8 @@ use crate::auth::{Auth, AuthError};
 use crate::ca::{CaError, EdgeCa};
 use crate::catalog::Catalog;
 use crate::cluster::{Cluster, ClusterError, NodeSettings};
-use crate::config::{EdgeConfig, EdgeSettings};
+use crate::config::{EdgeConfig, EdgeSettings, StoreUrl};
+use crate::dns::{DnsLimits, RateLimitConfig, TcpConfig};
 use crate::metrics::Metrics;
 use crate::policy::PolicyEngine;
 use crate::proxy::{self, Proxy};
@@ -143,8 +144,11 @@ pub async fn start(config: EdgeConfig) -> Result<RunningEdge, StartError> {
 
 async fn start_edge(config: EdgeConfig) -> Result<RunningEdge, Failure> {
     create_data_dir(&config.data_dir)?;
-    let opened =
-        crate::store::open(config.store.as_deref(), &config.data_dir.join(STORE_FILE)).await?;
+    let opened = crate::store::open(
+        config.store.as_ref().map(StoreUrl::expose),
+        &config.data_dir.join(STORE_FILE),
+    )
+    .await?;
     let store: Arc<dyn Store> = opened.store;
     let ca = Arc::new(EdgeCa::load_or_create(store.as_ref()).await?);
     let auth = Auth::set_up(
@@ -294,12 +298,14 @@ async fn start_edge(config: EdgeConfig) -> Result<RunningEdge, Failure> {
     }
     let zones = settings.zones.clone();
     let dns_cancel = cancel.clone();
+    let dns_limits = dns_limits(&config);
     tasks.spawn(async move {
         crate::dns::serve(
             listeners.dns_udp,
             listeners.dns_tcp,
             catalog,
             &zones,
+            dns_limits,
             metrics,
             dns_cancel,
         )
@@ -324,6 +330,22 @@ fn peer_address(config: &EdgeConfig, tunnel: SocketAddr) -> String {
         .or(config.advertise_tunnel.first())
         .cloned()
         .unwrap_or_else(|| tunnel.to_string())
+}
+
+/// The DNS server's limits from the `--dns-*` flags.
+fn dns_limits(config: &EdgeConfig) -> DnsLimits {
+    DnsLimits {
+        tcp: TcpConfig {
+            max_connections: usize::try_from(config.dns_tcp_max_connections).unwrap_or(usize::MAX),
+            idle_timeout: config.dns_tcp_idle_timeout,
+        },
+        rate_limit: RateLimitConfig {
+            responses_per_second: config.dns_rate_limit,
+            slip: config.dns_rate_limit_slip,
+            ipv4_prefix: config.dns_rate_limit_ipv4_prefix,
+            ipv6_prefix: config.dns_rate_limit_ipv6_prefix,
+        },
+    }
 }
 
 fn create_data_dir(path: &Path) -> Result<(), Failure> {

@@ -94,6 +94,19 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "counter",
         "DNS queries by response code.",
     ),
+    (
+        "postern_edge_dns_rate_limited_total",
+        "counter",
+        "DNS answers over UDP beyond --dns-rate-limit, by what was sent instead: nothing \
+         (dropped) or a truncated answer (truncated).",
+    ),
+    (
+        "postern_edge_dns_tcp_connections_closed_total",
+        "counter",
+        "DNS TCP connections the edge closed on its own, by reason: idle (no query within \
+         --dns-tcp-idle-timeout), evicted (idle longest when a new connection came at \
+         --dns-tcp-max-connections), refused (at the cap with none idle).",
+    ),
 ];
 
 pub(crate) use window::{WINDOW_SECONDS, Window};

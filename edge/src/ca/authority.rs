@@ -118,7 +118,8 @@ impl EdgeCa {
         Ok(csr.signed_by(&self.issuer)?.der().clone())
     }
 
-    /// Issues a server certificate and key for `names` (DNS names or IP addresses).
+    /// Issues a server certificate and key for `names` (DNS names or IP addresses), usable for
+    /// server authentication only.
     pub(crate) fn issue_server_cert(
         &self,
         names: &[String],
@@ -140,10 +141,9 @@ impl EdgeCa {
                 Err(_) => name.clone().try_into().map(SanType::DnsName),
             })
             .collect::<Result<_, _>>()?;
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
+        // A server only: such a certificate (and its key, which sits in the edge's memory for
+        // every hostname it serves) is no good as a client certificate anywhere.
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let cert = params.signed_by(&key, &self.issuer)?;
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
         Ok((cert.der().clone(), key))
@@ -151,7 +151,9 @@ impl EdgeCa {
 
     /// Issues the certificate and key edge node `node_id` presents to other nodes on
     /// `postern-peer/1`, as server and as client: named [`PEER_SERVER_NAME`] and, by URI SAN,
-    /// `urn:postern:node:<node_id>`. Only a holder of the CA key (an edge node) can make one.
+    /// `urn:postern:node:<node_id>`, usable for both server and client authentication (nodes
+    /// dial each other's tunnel listeners). Only a holder of the CA key (an edge node) can make
+    /// one.
     ///
     /// [`PEER_SERVER_NAME`]: postern_schema::wire::PEER_SERVER_NAME
     pub(crate) fn issue_node_cert(
@@ -247,4 +249,57 @@ fn random_serial() -> SerialNumber {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::store::SqliteStore;
+
+    const LIFETIME: Duration = Duration::from_secs(3_600);
+
+    /// (server auth, client auth) in the certificate's extended key usage.
+    fn usages(cert: &CertificateDer<'_>) -> (bool, bool) {
+        let (_, parsed) =
+            x509_parser::parse_x509_certificate(cert.as_ref()).expect("a certificate");
+        let usage = parsed
+            .extended_key_usage()
+            .expect("a well-formed extension")
+            .expect("an extended key usage")
+            .value;
+        assert!(!usage.any, "anyExtendedKeyUsage");
+        assert!(usage.other.is_empty(), "{:?}", usage.other);
+        (usage.server_auth, usage.client_auth)
+    }
+
+    #[tokio::test]
+    async fn each_certificate_may_be_used_only_the_way_it_is_used() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Arc::new(SqliteStore::open(&dir.path().join("ca.db")).expect("store"));
+        let ca = EdgeCa::load_or_create(store.as_ref()).await.expect("ca");
+
+        // The tunnel listener's and the HTTPS fallback's: a server only.
+        let (server, _) = ca
+            .issue_server_cert(&["tunnel.postern.invalid".into()], LIFETIME)
+            .expect("server certificate");
+        assert_eq!(usages(&server), (true, false));
+
+        // A connector's: a client only.
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let csr = CertificateParams::default()
+            .serialize_request(&key)
+            .expect("csr");
+        let client = ca
+            .sign_tunnel_csr(csr.der(), TunnelId::new_random(), LIFETIME)
+            .expect("client certificate");
+        assert_eq!(usages(&client), (false, true));
+
+        // An edge node's: both, since nodes dial each other and accept each other's links.
+        let (node, _) = ca
+            .issue_node_cert("node-a", LIFETIME)
+            .expect("node certificate");
+        assert_eq!(usages(&node), (true, true));
+    }
 }

@@ -1,43 +1,54 @@
-//! The DNS wire: hickory-server's UDP and TCP loops on the edge's sockets, and a request handler
-//! that answers each query from the catalog snapshot current at that moment, so records follow
-//! API writes at once.
+//! The DNS wire: hickory-server's UDP loop and the edge's own TCP loop (`tcp`, which caps
+//! connections) on the edge's sockets, and a request handler that answers each query from the
+//! catalog snapshot current at that moment, so records follow API writes at once.
 //!
-//! hickory-server drops datagrams shorter than a DNS header and messages that are responses,
-//! and answers FORMERR itself when a header parses but the rest does not; those never reach the
-//! handler (and are not counted in `postern_edge_dns_queries_total`). Every query that does is
-//! answered and counted by response code.
+//! Messages shorter than a DNS header and messages that are responses are dropped, and a header
+//! followed by something unreadable is answered FORMERR, before the handler (so these are not
+//! counted in `postern_edge_dns_queries_total`). Every query that reaches the handler is
+//! answered and counted by response code, except answers over UDP beyond the response rate
+//! limit (`rate_limit`): those are dropped, or sent truncated, and counted in
+//! `postern_edge_dns_rate_limited_total`.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::Instant;
 
 use hickory_server::Server;
 use hickory_server::net::runtime::Time;
+use hickory_server::net::xfer::Protocol;
 use hickory_server::proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
-use hickory_server::proto::rr::{Name, Record};
+use hickory_server::proto::rr::{Name, Record, RecordType};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 
-use super::zone::{ZoneConfig, ZoneView};
+use super::rate_limit::{AnswerKind, RateLimitConfig, RateLimiter, Verdict};
+use super::tcp::TcpConfig;
+use super::zone::{Answer, ZoneConfig, ZoneView};
 use crate::catalog::{Catalog, Snapshot};
 use crate::metrics::Metrics;
-
-/// A TCP connection that sends no query for this long is closed.
-const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Responses queued per TCP connection.
-const TCP_RESPONSE_BUFFER: usize = 16;
 /// The largest UDP response sent to an EDNS client (the DNS Flag Day 2020 value, which avoids
 /// IP fragmentation); longer answers are truncated and the client retries over TCP.
 const MAX_UDP_PAYLOAD: u16 = 1232;
 /// The metric family of answered queries.
 const QUERIES: &str = "postern_edge_dns_queries_total";
+/// The metric family of answers over the rate limit.
+const RATE_LIMITED: &str = "postern_edge_dns_rate_limited_total";
 /// The `rcode` label values.
 const RCODES: [&str; 8] = [
     "noerror", "formerr", "servfail", "nxdomain", "notimp", "refused", "badvers", "other",
 ];
+
+/// How the DNS server limits what one client can take.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct DnsLimits {
+    /// The TCP side's connection cap and idle timeout.
+    pub(crate) tcp: TcpConfig,
+    /// Response-rate limiting of UDP answers.
+    pub(crate) rate_limit: RateLimitConfig,
+}
 
 /// Answers DNS queries for `zones` on `udp` and `tcp` until `cancel`.
 pub(crate) async fn serve(
@@ -45,6 +56,7 @@ pub(crate) async fn serve(
     tcp: TcpListener,
     catalog: Catalog,
     zones: &[String],
+    limits: DnsLimits,
     metrics: Arc<Metrics>,
     cancel: CancellationToken,
 ) {
@@ -60,9 +72,15 @@ pub(crate) async fn serve(
         })
         .collect();
     let config = ZoneConfig::new(zones, &addresses);
-    let handler = ZoneHandler::new(catalog, config, metrics);
-    tracing::info!(addr = ?udp.local_addr().ok(), ?zones, "DNS listening (UDP and TCP)");
-    run(udp, tcp, handler, cancel).await;
+    let handler = ZoneHandler::new(catalog, config, limits.rate_limit, metrics);
+    tracing::info!(
+        addr = ?udp.local_addr().ok(),
+        ?zones,
+        tcp_max_connections = limits.tcp.max_connections,
+        rate_limit = limits.rate_limit.responses_per_second,
+        "DNS listening (UDP and TCP)"
+    );
+    run(udp, tcp, handler, limits.tcp, cancel).await;
 }
 
 /// Serves `handler` on both sockets until `cancel`.
@@ -70,22 +88,44 @@ pub(crate) async fn run(
     udp: UdpSocket,
     tcp: TcpListener,
     handler: ZoneHandler,
+    tcp_config: TcpConfig,
     cancel: CancellationToken,
 ) {
-    let mut server = Server::new(handler);
-    server.register_socket(udp);
-    server.register_listener(tcp, TCP_IDLE_TIMEOUT, TCP_RESPONSE_BUFFER);
-    tokio::select! {
-        _ = cancel.cancelled() => {}
-        done = server.block_until_done() => {
-            if let Err(error) = done {
-                tracing::error!(%error, "the DNS server stopped");
+    let handler = Arc::new(handler);
+    let metrics = handler.metrics.clone();
+    let tcp = super::tcp::serve(tcp, handler.clone(), tcp_config, metrics, cancel.clone());
+    let udp = async {
+        let mut server = Server::new(Shared(handler));
+        server.register_socket(udp);
+        tokio::select! {
+            _ = cancel.cancelled() => {}
+            done = server.block_until_done() => {
+                if let Err(error) = done {
+                    tracing::error!(%error, "the DNS server stopped (UDP)");
+                }
+                return;
             }
-            return;
         }
-    }
-    if let Err(error) = server.shutdown_gracefully().await {
-        tracing::warn!(%error, "the DNS server did not shut down cleanly");
+        if let Err(error) = server.shutdown_gracefully().await {
+            tracing::warn!(%error, "the DNS server did not shut down cleanly (UDP)");
+        }
+    };
+    tokio::join!(udp, tcp);
+}
+
+/// The handler, shared by hickory-server's UDP loop (which wants to own one) and the TCP loop.
+struct Shared(Arc<ZoneHandler>);
+
+#[async_trait::async_trait]
+impl RequestHandler for Shared {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        response_handle: R,
+    ) -> ResponseInfo {
+        self.0
+            .handle_request::<R, T>(request, response_handle)
+            .await
     }
 }
 
@@ -95,19 +135,53 @@ pub(crate) struct ZoneHandler {
     config: ZoneConfig,
     /// The view of the last snapshot seen, rebuilt when the catalog moves on.
     view: Mutex<Option<(Arc<Snapshot>, Arc<ZoneView>)>>,
+    /// `None` when response-rate limiting is off.
+    limiter: Option<RateLimiter>,
     metrics: Arc<Metrics>,
     counters: [OnceLock<Arc<AtomicU64>>; RCODES.len()],
+    dropped: Arc<AtomicU64>,
+    truncated: Arc<AtomicU64>,
 }
 
 impl ZoneHandler {
-    pub(crate) fn new(catalog: Catalog, config: ZoneConfig, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(
+        catalog: Catalog,
+        config: ZoneConfig,
+        rate_limit: RateLimitConfig,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             catalog,
             config,
             view: Mutex::new(None),
+            limiter: RateLimiter::new(rate_limit),
+            dropped: metrics.counter(RATE_LIMITED, &[("action", "dropped")]),
+            truncated: metrics.counter(RATE_LIMITED, &[("action", "truncated")]),
             metrics,
             counters: Default::default(),
         }
+    }
+
+    /// Whether the answer of `kind` to `request` may go out: always over TCP (its source
+    /// address cannot be spoofed), over UDP within the client prefix's rate.
+    fn verdict(&self, request: &Request, kind: AnswerKind<'_>) -> Verdict {
+        let Some(limiter) = &self.limiter else {
+            return Verdict::Send;
+        };
+        if request.protocol() != Protocol::Udp {
+            return Verdict::Send;
+        }
+        let verdict = limiter.check(request.src().ip(), kind, Instant::now());
+        match verdict {
+            Verdict::Send => {}
+            Verdict::Truncate => {
+                self.truncated.fetch_add(1, Ordering::Relaxed);
+            }
+            Verdict::Drop => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        verdict
     }
 
     /// The zones as the current snapshot has them, answering the catalog's current public
@@ -188,6 +262,8 @@ impl RequestHandler for ZoneHandler {
         if let Some(edns) = &response_edns {
             builder.edns(edns);
         }
+        let mut metadata = Metadata::response_from_request(&request.metadata);
+        metadata.recursion_available = false;
         let error = if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
             Some(ResponseCode::BADVERS)
         } else if request.metadata.op_code != OpCode::Query {
@@ -195,41 +271,82 @@ impl RequestHandler for ZoneHandler {
         } else {
             None
         };
-        if let Some(rcode) = error {
-            let response = builder.error_msg(&request.metadata, rcode);
-            return self.send(response_handle, response).await;
-        }
-        let query = match request.request_info() {
-            Ok(info) => info.query,
-            // Not exactly one question.
-            Err(_) => {
-                let response = builder.error_msg(&request.metadata, ResponseCode::FormErr);
-                return self.send(response_handle, response).await;
+        let answer = match (error, request.request_info()) {
+            (Some(rcode), _) => Err(rcode),
+            (None, Ok(info)) => {
+                let view = self.view();
+                let qname = Name::from(info.query.name().clone());
+                let qtype = info.query.query_type();
+                let answer = view.answer(&qname, qtype, info.query.query_class());
+                tracing::debug!(
+                    peer_addr = %request.src(),
+                    qname = %qname,
+                    qtype = %qtype,
+                    rcode = %answer.rcode,
+                    "dns query"
+                );
+                Ok((qname, qtype, answer))
             }
+            // Not exactly one question.
+            (None, Err(_)) => Err(ResponseCode::FormErr),
         };
-
-        let view = self.view();
-        let qname = Name::from(query.name().clone());
-        let answer = view.answer(&qname, query.query_type(), query.query_class());
-        tracing::debug!(
-            peer_addr = %request.src(),
-            qname = %qname,
-            qtype = %query.query_type(),
-            rcode = %answer.rcode,
-            "dns query"
-        );
-        let mut metadata = Metadata::response_from_request(&request.metadata);
-        metadata.authoritative = answer.authoritative;
-        metadata.recursion_available = false;
-        metadata.response_code = answer.rcode;
-        let response = builder.build(
-            metadata,
-            answer.answers.iter(),
-            answer.authorities.iter(),
-            std::iter::empty(),
-            answer.additionals.iter(),
-        );
+        let kind = match &answer {
+            Ok((qname, qtype, answer)) => answer_kind(qname, *qtype, answer),
+            Err(_) => AnswerKind::Error,
+        };
+        match &answer {
+            Ok((_, _, answer)) => {
+                metadata.authoritative = answer.authoritative;
+                metadata.response_code = answer.rcode;
+            }
+            Err(rcode) => metadata.response_code = *rcode,
+        }
+        match self.verdict(request, kind) {
+            Verdict::Send => {}
+            Verdict::Truncate => {
+                // No records, TC set: a real client asks again over TCP.
+                metadata.truncation = true;
+                return self
+                    .send(response_handle, builder.build_no_records(metadata))
+                    .await;
+            }
+            Verdict::Drop => {
+                return ResponseInfo::from(Header {
+                    metadata,
+                    counts: HeaderCounts::default(),
+                });
+            }
+        }
+        let response = match &answer {
+            Ok((_, _, answer)) => builder.build(
+                metadata,
+                answer.answers.iter(),
+                answer.authorities.iter(),
+                std::iter::empty(),
+                answer.additionals.iter(),
+            ),
+            Err(_) => builder.build(
+                metadata,
+                [].iter(),
+                [].iter(),
+                std::iter::empty(),
+                [].iter(),
+            ),
+        };
         self.send(response_handle, response).await
+    }
+}
+
+/// What an answer counts as for the rate limit: its records (by the question's name and type),
+/// the negative answer of its zone (named by the SOA beside it), or an error.
+fn answer_kind<'a>(qname: &'a Name, qtype: RecordType, answer: &'a Answer) -> AnswerKind<'a> {
+    match answer.rcode {
+        ResponseCode::NoError if !answer.answers.is_empty() => AnswerKind::Records(qname, qtype),
+        ResponseCode::NoError | ResponseCode::NXDomain => answer
+            .authorities
+            .first()
+            .map_or(AnswerKind::Error, |soa| AnswerKind::Negative(&soa.name)),
+        _ => AnswerKind::Error,
     }
 }
 

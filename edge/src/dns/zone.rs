@@ -11,7 +11,8 @@
 //! - the names between a hostname and its zone apex, which exist without records (so
 //!   `b.example.com` is NODATA, not NXDOMAIN, when `a.b.example.com` exists).
 //!
-//! Anything else in a zone is NXDOMAIN; names in no zone are REFUSED.
+//! Anything else in a zone is NXDOMAIN; names in no zone are REFUSED. An `ANY` question gets
+//! one of the name's record sets (RFC 8482), never all of them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -30,6 +31,26 @@ pub(crate) const RECORD_TTL: u32 = 30;
 pub(crate) const ZONE_TTL: u32 = 300;
 /// How long resolvers may cache NXDOMAIN and NODATA (the SOA `minimum`, RFC 2308).
 pub(crate) const NEGATIVE_TTL: u32 = 30;
+
+/// The record set an `ANY` question gets: the first of these the name has. Addresses first,
+/// since they are what a client most likely wants and they are small; at the apex its SOA
+/// (one record); TXT last, the largest.
+const ANY_PREFERENCE: [RecordType; 5] = [
+    RecordType::A,
+    RecordType::AAAA,
+    RecordType::SOA,
+    RecordType::NS,
+    RecordType::TXT,
+];
+
+/// The order of a name's record sets in [`ZoneView::records`].
+const LISTING_ORDER: [RecordType; 5] = [
+    RecordType::A,
+    RecordType::AAAA,
+    RecordType::TXT,
+    RecordType::SOA,
+    RecordType::NS,
+];
 
 /// The longest character-string a TXT record can hold.
 const MAX_TXT_STRING: usize = 255;
@@ -223,6 +244,47 @@ impl ZoneView {
         let Some(node) = self.nodes.get(key) else {
             return self.negative(zone, ResponseCode::NXDomain);
         };
+        let answer = if qtype == RecordType::ANY {
+            // One record set, not all of them (RFC 8482, section 4.1): an ANY question is tens
+            // of bytes and would otherwise be answered with every set of the name, up to the
+            // UDP size cap, which makes the edge an amplifier for spoofed queries.
+            ANY_PREFERENCE
+                .iter()
+                .map(|qtype| self.record_set(node, &owner, *qtype))
+                .find(|answer| !answer.answers.is_empty())
+        } else {
+            Some(self.record_set(node, &owner, qtype))
+        };
+        match answer {
+            Some(answer) if !answer.answers.is_empty() => answer,
+            _ => self.negative(zone, ResponseCode::NoError),
+        }
+    }
+
+    /// Every record the zones hold, in DNS name order (the apex first, each name's record sets
+    /// in the order A, AAAA, TXT, SOA, NS): what the edge answers, for the status page.
+    pub(crate) fn records(&self) -> Vec<Record> {
+        let mut names: Vec<(&String, &Node)> = self.nodes.iter().collect();
+        names.sort_by(|(a, _), (b, _)| a.rsplit('.').cmp(b.rsplit('.')));
+        names
+            .into_iter()
+            .filter_map(|(name, node)| {
+                Name::from_ascii(format!("{name}."))
+                    .ok()
+                    .map(|owner| (owner, node))
+            })
+            .flat_map(|(owner, node)| {
+                LISTING_ORDER
+                    .iter()
+                    .flat_map(|qtype| self.record_set(node, &owner, *qtype).answers)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// The record set of type `qtype` at `node` (named `owner`), with the name server's
+    /// addresses beside an NS set; no answers when the node has none of that type.
+    fn record_set(&self, node: &Node, owner: &Name, qtype: RecordType) -> Answer {
         let mut answer = Answer {
             rcode: ResponseCode::NoError,
             authoritative: true,
@@ -230,54 +292,43 @@ impl ZoneView {
             authorities: Vec::new(),
             additionals: Vec::new(),
         };
-        let any = qtype == RecordType::ANY;
-        if node.addresses && (any || qtype == RecordType::A) {
-            answer.answers.extend(self.a_records(&owner, RECORD_TTL));
-        }
-        if node.addresses && (any || qtype == RecordType::AAAA) {
-            answer.answers.extend(self.aaaa_records(&owner, RECORD_TTL));
-        }
-        if let Some(strings) = &node.txt
-            && (any || qtype == RecordType::TXT)
-        {
-            let txt = TXT::from_bytes(strings.iter().map(|s| s.as_ref()).collect());
-            answer.answers.push(Record::from_rdata(
-                owner.clone(),
-                RECORD_TTL,
-                RData::TXT(txt),
-            ));
-        }
-        if let Some(index) = node.apex_of {
-            if any || qtype == RecordType::SOA {
-                answer.answers.push(self.soa(index, ZONE_TTL));
+        match qtype {
+            RecordType::A if node.addresses => {
+                answer.answers.extend(self.a_records(owner, RECORD_TTL));
             }
-            if any || qtype == RecordType::NS {
-                let ns = &self.config.zones[index].ns;
-                answer.answers.push(Record::from_rdata(
-                    owner.clone(),
-                    ZONE_TTL,
-                    RData::NS(NS(ns.clone())),
-                ));
-                answer.additionals.extend(self.a_records(ns, ZONE_TTL));
-                answer.additionals.extend(self.aaaa_records(ns, ZONE_TTL));
+            RecordType::AAAA if node.addresses => {
+                answer.answers.extend(self.aaaa_records(owner, RECORD_TTL));
             }
-        }
-        if answer.answers.is_empty() {
-            return self.negative(zone, ResponseCode::NoError);
+            RecordType::TXT => {
+                if let Some(strings) = &node.txt {
+                    let txt = TXT::from_bytes(strings.iter().map(|s| s.as_ref()).collect());
+                    answer.answers.push(Record::from_rdata(
+                        owner.clone(),
+                        RECORD_TTL,
+                        RData::TXT(txt),
+                    ));
+                }
+            }
+            RecordType::SOA => {
+                if let Some(index) = node.apex_of {
+                    answer.answers.push(self.soa(index, ZONE_TTL));
+                }
+            }
+            RecordType::NS => {
+                if let Some(index) = node.apex_of {
+                    let ns = &self.config.zones[index].ns;
+                    answer.answers.push(Record::from_rdata(
+                        owner.clone(),
+                        ZONE_TTL,
+                        RData::NS(NS(ns.clone())),
+                    ));
+                    answer.additionals.extend(self.a_records(ns, ZONE_TTL));
+                    answer.additionals.extend(self.aaaa_records(ns, ZONE_TTL));
+                }
+            }
+            _ => {}
         }
         answer
-    }
-
-    /// Every record the zones hold, in DNS name order (the apex first, each name as an `ANY`
-    /// question lists its records): what the edge answers, for the status page.
-    pub(crate) fn records(&self) -> Vec<Record> {
-        let mut names: Vec<&String> = self.nodes.keys().collect();
-        names.sort_by(|a, b| a.rsplit('.').cmp(b.rsplit('.')));
-        names
-            .into_iter()
-            .filter_map(|name| Name::from_ascii(format!("{name}.")).ok())
-            .flat_map(|name| self.answer(&name, RecordType::ANY, DNSClass::IN).answers)
-            .collect()
     }
 
     /// NXDOMAIN or NODATA: no answers, the zone's SOA in the authority section.

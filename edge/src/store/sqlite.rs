@@ -52,6 +52,8 @@ pub(crate) struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the store file and applies pending migrations.
     pub(crate) fn open(path: &Path) -> Result<Self, StoreError> {
+        #[cfg(unix)]
+        create_private(path)?;
         let mut conn = Connection::open(path).map_err(unavailable)?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",
@@ -120,12 +122,33 @@ impl SqliteStore {
     }
 }
 
+/// Creates the database file, mode 0600, unless it exists. SQLite gives the `-wal` and `-shm`
+/// files it creates next to it the database file's mode, so they are 0600 from the start too
+/// (an empty file is a valid empty database).
+#[cfg(unix)]
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+        .map(drop)
+        .map_err(|e| StoreError::Unavailable(Box::new(e)))
+}
+
+/// Sets the database file and its `-wal` and `-shm` files to 0600, for files an older edge
+/// (or a restore) left readable to others.
 #[cfg(unix)]
 fn restrict_permissions(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
-    // The file holds the CA key; keep it to the edge's user. Best effort: a failure here leaves
-    // the permissions the operator's umask gave.
-    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        // They hold the CA key; keep them to the edge's user. Best effort: a file SQLite has not
+        // created (yet) is skipped, and a failure leaves what the file had.
+        let _ = std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600));
+    }
 }
 
 fn unavailable(error: rusqlite::Error) -> StoreError {
@@ -510,5 +533,64 @@ impl Store for SqliteStore {
                 .map_err(unavailable)
         })
         .await
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    }
+
+    fn with_suffix(path: &Path, suffix: &str) -> std::path::PathBuf {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        name.into()
+    }
+
+    #[tokio::test]
+    async fn the_database_and_its_wal_and_shm_files_are_created_0600() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("edge.db");
+        let store = SqliteStore::open(&path).expect("open");
+        store
+            .add_api_token("hash", "admin")
+            .await
+            .expect("a write, so the WAL is in use");
+        for file in [
+            path.clone(),
+            with_suffix(&path, "-wal"),
+            with_suffix(&path, "-shm"),
+        ] {
+            assert_eq!(mode(&file), 0o600, "{}", file.display());
+        }
+    }
+
+    #[tokio::test]
+    async fn files_an_older_edge_left_readable_are_restricted_at_open() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("edge.db");
+        let wal = with_suffix(&path, "-wal");
+        let shm = with_suffix(&path, "-shm");
+        let first = SqliteStore::open(&path).expect("open");
+        first.add_api_token("hash", "admin").await.expect("write");
+        // Held open, so SQLite keeps its WAL files while they are loosened behind its back.
+        for file in [&path, &wal, &shm] {
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        }
+        let second = SqliteStore::open(&path).expect("open again");
+        assert_eq!(second.api_token_hashes().await.expect("read"), ["hash"]);
+        for file in [&path, &wal, &shm] {
+            assert_eq!(mode(file), 0o600, "{}", file.display());
+        }
+        drop(first);
     }
 }

@@ -93,7 +93,18 @@ fn set_up() -> DnsUnderTest {
             &["127.0.0.1".parse().expect("ip"), "::1".parse().expect("ip")],
         );
         DnsUnderTest {
-            handler: ZoneHandler::new(catalog, config, Arc::new(Metrics::default())),
+            handler: ZoneHandler::new(
+                catalog,
+                config,
+                // Off: every input is asked from the same address, and each must be answered.
+                RateLimitConfig {
+                    responses_per_second: 0,
+                    slip: 0,
+                    ipv4_prefix: 24,
+                    ipv6_prefix: 56,
+                },
+                Arc::new(Metrics::default()),
+            ),
             _dir: dir,
         }
     })

@@ -2,6 +2,7 @@
 //! garbage that must neither crash nor stall the server.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use hickory_server::proto::op::{Message, MessageType, Query};
 use hickory_server::proto::rr::{DNSClass, RData, RecordType};
@@ -32,7 +33,24 @@ impl Drop for TestDns {
     }
 }
 
+/// A rate limit no test but the rate limit's own reaches.
+const RATE_LIMIT: RateLimitConfig = RateLimitConfig {
+    responses_per_second: 1_000,
+    slip: 2,
+    ipv4_prefix: 24,
+    ipv6_prefix: 56,
+};
+
+const TCP: TcpConfig = TcpConfig {
+    max_connections: 16,
+    idle_timeout: Duration::from_secs(10),
+};
+
 async fn start() -> TestDns {
+    start_with(RATE_LIMIT).await
+}
+
+async fn start_with(rate_limit: RateLimitConfig) -> TestDns {
     let dir = tempfile::tempdir().expect("temp dir");
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(&dir.path().join("dns.db")).expect("store"));
@@ -43,14 +61,14 @@ async fn start() -> TestDns {
     tokio::spawn(catalog.clone().run(cancel.clone()));
     let metrics = Arc::new(Metrics::default());
     let config = ZoneConfig::new(&["example.com".into()], &["127.0.0.1".parse().expect("ip")]);
-    let handler = ZoneHandler::new(catalog.clone(), config, metrics.clone());
+    let handler = ZoneHandler::new(catalog.clone(), config, rate_limit, metrics.clone());
     let udp = UdpSocket::bind("127.0.0.1:0").await.expect("udp");
     let tcp = TcpListener::bind("127.0.0.1:0").await.expect("tcp");
     let (udp_addr, tcp_addr) = (
         udp.local_addr().expect("udp addr"),
         tcp.local_addr().expect("tcp addr"),
     );
-    tokio::spawn(run(udp, tcp, handler, cancel.clone()));
+    tokio::spawn(run(udp, tcp, handler, TCP, cancel.clone()));
     TestDns {
         udp: udp_addr,
         tcp: tcp_addr,
@@ -347,4 +365,54 @@ async fn malformed_datagrams_neither_crash_nor_stall_the_server() {
     assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
     let answer = ask_tcp(dns.tcp, &query("example.com.", RecordType::SOA)).await;
     assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
+}
+
+#[tokio::test]
+async fn udp_answers_over_the_rate_are_dropped_or_truncated_and_tcp_is_not_limited() {
+    let dns = start_with(RateLimitConfig {
+        responses_per_second: 5,
+        ..RATE_LIMIT
+    })
+    .await;
+    let socket = UdpSocket::bind("127.0.0.1:0").await.expect("socket");
+    let question = query("example.com.", RecordType::SOA);
+    for _ in 0..20 {
+        socket
+            .send_to(&question.to_vec().expect("encode"), dns.udp)
+            .await
+            .expect("send");
+    }
+    let (mut whole, mut truncated) = (0, 0);
+    let mut buffer = vec![0u8; 65_535];
+    while let Ok(Ok((len, _))) =
+        tokio::time::timeout(Duration::from_millis(500), socket.recv_from(&mut buffer)).await
+    {
+        let answer = Message::from_vec(&buffer[..len]).expect("decodable");
+        if answer.metadata.truncation {
+            assert!(answer.answers.is_empty());
+            assert_eq!(answer.queries.len(), 1, "the question is echoed");
+            truncated += 1;
+        } else {
+            assert_eq!(answer.answers.len(), 1);
+            whole += 1;
+        }
+    }
+    // Five at once (plus what the bucket refilled meanwhile), then every second one truncated.
+    assert!((5..=7).contains(&whole), "{whole} whole answers");
+    assert!((6..=8).contains(&truncated), "{truncated} truncated");
+    let limited = |action| {
+        dns.metrics
+            .value("postern_edge_dns_rate_limited_total", &[("action", action)])
+    };
+    assert_eq!(limited("truncated"), truncated);
+    assert_eq!(limited("dropped"), 20 - whole - truncated);
+
+    // Over TCP the same question is answered however often it is asked.
+    for _ in 0..10 {
+        let answer = ask_tcp(dns.tcp, &question).await;
+        assert_eq!(answer.answers.len(), 1);
+    }
+    // Another question is another answer, with its own allowance.
+    let answer = ask_udp(dns.udp, &query("ns.example.com.", RecordType::A)).await;
+    assert_eq!(answer.answers.len(), 1);
 }

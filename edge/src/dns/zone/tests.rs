@@ -159,15 +159,12 @@ fn questions_get_the_records_the_catalog_implies() {
             &["deep.a.example.com. TXT \"tunnel=lonely\""],
             &[],
         ),
+        // ANY: one record set (RFC 8482), not all of them.
         (
             "app.example.com.",
             T::ANY,
             R::NoError,
-            &[
-                "app.example.com. A 127.0.0.1",
-                "app.example.com. AAAA ::1",
-                "app.example.com. TXT \"tunnel=web app=web release=stable\"",
-            ],
+            &["app.example.com. A 127.0.0.1"],
             &[],
         ),
         // NODATA: the name exists, the type does not.
@@ -237,6 +234,53 @@ fn questions_get_the_records_the_catalog_implies() {
         assert_eq!(section(&answer.authorities), *authorities, "{what}");
         assert_eq!(answer.authoritative, *rcode != R::Refused, "{what}");
     }
+}
+
+#[test]
+fn any_is_answered_with_one_record_set() {
+    let (snapshot, config) = fixture();
+    let view = ZoneView::build(&snapshot, &config);
+    let soa_com = "example.com. SOA ns.example.com. hostmaster.example.com. 42 3600 600 604800 30";
+    let table: &[(&str, &[&str], &[&str])] = &[
+        // A hostname: its addresses, without the AAAA and TXT sets beside them.
+        (
+            "split.example.com.",
+            &["split.example.com. A 127.0.0.1"],
+            &[],
+        ),
+        // The apex: its SOA, without the NS set and the name server's addresses.
+        ("example.com.", &[soa_com], &[]),
+        ("ns.example.com.", &["ns.example.com. A 127.0.0.1"], &[]),
+        // A name without records stays NODATA, and a missing one NXDOMAIN.
+        ("a.example.com.", &[], &[soa_com]),
+        ("nope.example.com.", &[], &[soa_com]),
+    ];
+    for (question, answers, authorities) in table {
+        for class in [DNSClass::IN, DNSClass::ANY] {
+            let answer = view.answer(&name(question), RecordType::ANY, class);
+            assert_eq!(section(&answer.answers), *answers, "{question}");
+            assert_eq!(section(&answer.authorities), *authorities, "{question}");
+            assert!(answer.additionals.is_empty(), "{question}");
+        }
+    }
+    // With IPv6 addresses only, the AAAA set is the one.
+    let config = ZoneConfig::new(
+        &["example.com".into()],
+        &["2001:db8::7".parse().expect("ip")],
+    );
+    let view = ZoneView::build(&snapshot, &config);
+    let answer = view.answer(&name("app.example.com."), RecordType::ANY, DNSClass::IN);
+    assert_eq!(
+        section(&answer.answers),
+        ["app.example.com. AAAA 2001:db8::7"]
+    );
+    // Without any address, the TXT set.
+    let view = ZoneView::build(&snapshot, &ZoneConfig::new(&["example.com".into()], &[]));
+    let answer = view.answer(&name("deep.a.example.com."), RecordType::ANY, DNSClass::IN);
+    assert_eq!(
+        section(&answer.answers),
+        ["deep.a.example.com. TXT \"tunnel=lonely\""]
+    );
 }
 
 #[test]
