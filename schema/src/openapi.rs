@@ -673,9 +673,13 @@ mod tests {
         assert_eq!(
             pointers,
             [
+                "/certificate_pem",
                 "/hostname",
                 "/jwt/public_keys_pem/*",
+                "/names",
+                "/names/*",
                 "/policy_ids/*",
+                "/private_key_pem",
                 "/tunnel_id"
             ]
         );
