@@ -3,6 +3,7 @@
 //! Every write is validated against the contract in `postern-schema` before it reaches the
 //! store. What a request reads and writes is [`ApiState`].
 
+mod certificates;
 mod error;
 #[cfg(test)]
 mod fuzz;

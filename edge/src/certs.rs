@@ -21,7 +21,8 @@ mod table;
 
 pub(crate) use http::HttpError as AcmeHttpError;
 pub(crate) use orders::{AcmeSettings, Orders};
-pub(crate) use pem::{UploadError, check_upload};
-pub(crate) use report::{expiry_samples, for_hostname, list};
+pub(crate) use pem::{check_upload, rfc3339};
+pub(crate) use report::{
+    EDGE_CA_PREFIX, expiry_samples, for_hostname, list, stored as stored_view,
+};
 pub(crate) use served::{AcmeOffer, Certificates, CertificatesError, now};
-pub(crate) use table::Status;

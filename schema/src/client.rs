@@ -12,9 +12,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::api::{
-    ApiErrorBody, Certificate, CertificateSpec, Connection, EdgeInfo, EnrollmentToken, EnrollmentTokenSpec, ErrorCode, Hostname,
-    HostnameSpec, List, Policy, PolicySpec, REVISION_HEADER, Rollout, RolloutScope, Tunnel,
-    TunnelSpec, TunnelTokenBody,
+    ApiErrorBody, Certificate, CertificateSpec, Connection, EdgeInfo, EnrollmentToken,
+    EnrollmentTokenSpec, ErrorCode, Hostname, HostnameSpec, List, Policy, PolicySpec,
+    REVISION_HEADER, Rollout, RolloutScope, Tunnel, TunnelSpec, TunnelTokenBody,
 };
 use crate::ids::{PolicyId, TunnelId};
 use crate::rules::format_selector;

@@ -224,9 +224,9 @@ fn rule_message(keyword_path: &str, instance: &Value) -> Option<String> {
              certificate_pem and private_key_pem (to upload one)"
             .into()),
         ("spec", "dependentSchemas/names/properties/certificate_pem")
-        | ("spec", "dependentSchemas/names/properties/private_key_pem") => Err(
-            "set names, or certificate_pem and private_key_pem, not both".into(),
-        ),
+        | ("spec", "dependentSchemas/names/properties/private_key_pem") => {
+            Err("set names, or certificate_pem and private_key_pem, not both".into())
+        }
         _ => return None,
     };
     verdict.err()

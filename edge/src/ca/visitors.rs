@@ -49,7 +49,10 @@ impl std::fmt::Debug for VisitorCa {
 
 impl VisitorCa {
     /// Loads the CA for `zones` from the store, creating it on first start.
-    pub(crate) async fn load_or_create(store: &dyn Store, zones: &[String]) -> Result<Self, CaError> {
+    pub(crate) async fn load_or_create(
+        store: &dyn Store,
+        zones: &[String],
+    ) -> Result<Self, CaError> {
         let mut zones: Vec<String> = zones.iter().map(|z| z.to_ascii_lowercase()).collect();
         zones.sort();
         zones.dedup();
@@ -196,8 +199,8 @@ pub(crate) fn self_signed(
 mod tests {
     use std::sync::Arc;
 
-    use rustls::client::danger::ServerCertVerifier;
     use rustls::client::WebPkiServerVerifier;
+    use rustls::client::danger::ServerCertVerifier;
     use rustls_pki_types::{ServerName, UnixTime};
 
     use super::*;
@@ -234,9 +237,12 @@ mod tests {
         let tunnel_ca = EdgeCa::load_or_create(store.as_ref()).await.expect("ca");
         assert_ne!(ca.cert_pem(), tunnel_ca.cert_pem(), "not the tunnel CA");
         // The same zones, the same CA (another node on the store, a restart).
-        let again = VisitorCa::load_or_create(store.as_ref(), &["example.net".into(), "example.com".into()])
-            .await
-            .expect("ca");
+        let again = VisitorCa::load_or_create(
+            store.as_ref(),
+            &["example.net".into(), "example.com".into()],
+        )
+        .await
+        .expect("ca");
         assert_eq!(again.cert_pem(), ca.cert_pem());
 
         let (chain, _) = ca
@@ -245,9 +251,10 @@ mod tests {
         verify(&ca, &chain, "app.example.com").expect("a name in a zone verifies");
 
         // It will not issue outside its zones; and what its key signs there is refused.
-        assert!(ca
-            .issue_server_chain(&["evil.example.org".into()], Duration::from_secs(3600))
-            .is_err());
+        assert!(
+            ca.issue_server_chain(&["evil.example.org".into()], Duration::from_secs(3600))
+                .is_err()
+        );
         let (outside, _) = ca
             .issue(&["evil.example.org".into()], Duration::from_secs(3600))
             .expect("signed anyway");

@@ -45,7 +45,11 @@ mod tests {
     fn exact_names_and_wildcards_of_one_label() {
         let cases = [
             ("app.example.com", "app.example.com", Some(Cover::Exact)),
-            ("*.apps.example.com", "a.apps.example.com", Some(Cover::Wildcard)),
+            (
+                "*.apps.example.com",
+                "a.apps.example.com",
+                Some(Cover::Wildcard),
+            ),
             ("*.apps.example.com", "apps.example.com", None),
             ("*.apps.example.com", "b.a.apps.example.com", None),
             ("*.example.com", "example.com", None),
@@ -54,9 +58,15 @@ mod tests {
         for (pattern, hostname, expected) in cases {
             assert_eq!(cover(pattern, hostname), expected, "{pattern} / {hostname}");
         }
-        let names = ["*.apps.example.com".to_string(), "a.apps.example.com".to_string()];
+        let names = [
+            "*.apps.example.com".to_string(),
+            "a.apps.example.com".to_string(),
+        ];
         assert_eq!(best_cover(&names, "a.apps.example.com"), Some(Cover::Exact));
-        assert_eq!(wildcard_of("a.apps.example.com").as_deref(), Some("*.apps.example.com"));
+        assert_eq!(
+            wildcard_of("a.apps.example.com").as_deref(),
+            Some("*.apps.example.com")
+        );
         assert_eq!(wildcard_of("example.com"), None);
         assert_eq!(base_domain("*.apps.example.com"), "apps.example.com");
     }

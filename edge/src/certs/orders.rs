@@ -170,15 +170,14 @@ impl Orders {
 
     /// Orders `certificate` and stores the outcome.
     async fn order(&mut self, mut certificate: StoredCertificate) -> Result<(), StoreError> {
-        let outcome = match tokio::time::timeout(ORDER_TIMEOUT, self.obtain(&certificate.names))
-            .await
-        {
-            Ok(outcome) => outcome,
-            Err(_) => Err(AcmeError::Order(format!(
-                "unfinished after {}s",
-                ORDER_TIMEOUT.as_secs()
-            ))),
-        };
+        let outcome =
+            match tokio::time::timeout(ORDER_TIMEOUT, self.obtain(&certificate.names)).await {
+                Ok(outcome) => outcome,
+                Err(_) => Err(AcmeError::Order(format!(
+                    "unfinished after {}s",
+                    ORDER_TIMEOUT.as_secs()
+                ))),
+            };
         let now = now();
         match outcome {
             Ok(issued) => {
@@ -317,9 +316,7 @@ fn reconcile(
 ) -> (Vec<StoredCertificate>, Vec<StoredCertificate>) {
     let others = |hostname: &str, wanted: &dyn Fn(Status) -> bool| {
         stored.iter().any(|c| {
-            !c.automatic
-                && wanted(status_of(c, now))
-                && best_cover(&c.names, hostname).is_some()
+            !c.automatic && wanted(status_of(c, now)) && best_cover(&c.names, hostname).is_some()
         })
     };
     let add = hostnames

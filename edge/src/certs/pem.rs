@@ -223,7 +223,10 @@ mod tests {
         let checked = check_upload(&cert, &key, now(), &provider()).expect("accepted");
         assert_eq!(
             checked.facts.names,
-            vec!["app.example.com".to_string(), "*.apps.example.com".to_string()]
+            vec![
+                "app.example.com".to_string(),
+                "*.apps.example.com".to_string()
+            ]
         );
         assert!(checked.facts.not_after > now());
         certified_key(&checked.chain_pem, &checked.key_pem, &provider()).expect("servable");
@@ -239,12 +242,20 @@ mod tests {
             (cert.as_str(), "garbage", KEY),
             (cert.as_str(), other_key.as_str(), KEY),
             (expired.as_str(), expired_key.as_str(), CERTIFICATE),
-            ("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", key.as_str(), CERTIFICATE),
+            (
+                "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+                key.as_str(),
+                CERTIFICATE,
+            ),
         ];
         for (chain, private, pointer) in cases {
             let error = check_upload(chain, private, now(), &provider()).expect_err("refused");
             assert_eq!(error.pointer, pointer, "{error}");
-            for line in private.lines().chain(chain.lines()).filter(|l| l.len() > 20) {
+            for line in private
+                .lines()
+                .chain(chain.lines())
+                .filter(|l| l.len() > 20)
+            {
                 assert!(!error.message.contains(line), "{error}");
             }
         }

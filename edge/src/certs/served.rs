@@ -4,6 +4,7 @@
 //! of DNS. Reading is one uncontended `RwLock` read and an `Arc` clone; the control runtime
 //! writes.
 
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -107,7 +108,7 @@ impl Certificates {
         let table = Table::build(stored, &challenges, &self.inner.provider);
         let changed = {
             let current = self.table();
-            current.certificates != table.certificates || current.dns01() != table.dns01()
+            current.certificates != table.certificates || **current.dns01() != **table.dns01()
         };
         *self
             .inner
@@ -186,7 +187,9 @@ impl Certificates {
     pub(crate) fn visitors_ca_expiry(&self, name: &str) -> Option<i64> {
         let key = self.inner.visitors.peek(name)?;
         let leaf = key.cert.first()?;
-        super::pem::leaf_facts(leaf).ok().map(|facts| facts.not_after)
+        super::pem::leaf_facts(leaf)
+            .ok()
+            .map(|facts| facts.not_after)
     }
 
     /// The certificate for a name that is not a hostname.
@@ -197,6 +200,12 @@ impl Certificates {
     /// The `tls-alpn-01` challenge certificate for `name`, while its challenge is in flight.
     pub(crate) fn tls_alpn01(&self, name: &str) -> Option<Arc<CertifiedKey>> {
         self.table().tls_alpn01(name)
+    }
+
+    /// The `dns-01` TXT records in flight: `_acme-challenge.<domain>` → values (the same map
+    /// until a reload changes it).
+    pub(crate) fn dns01(&self) -> Arc<HashMap<String, Vec<String>>> {
+        self.table().dns01().clone()
     }
 
     // === http-01 ===

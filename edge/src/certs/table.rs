@@ -27,17 +27,6 @@ pub(crate) enum Status {
     Failed,
 }
 
-impl Status {
-    /// The API's name.
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Status::Pending => "pending",
-            Status::Valid => "valid",
-            Status::Failed => "failed",
-        }
-    }
-}
-
 /// Where `certificate` stands at `now` (Unix seconds).
 pub(crate) fn status_of(certificate: &StoredCertificate, now: i64) -> Status {
     match (&certificate.chain_pem, certificate.not_after) {
@@ -73,7 +62,7 @@ pub(crate) struct Table {
     /// `tls-alpn-01`: domain → its challenge certificate.
     tls_alpn01: HashMap<String, Arc<CertifiedKey>>,
     /// `dns-01`: `_acme-challenge.<domain>` → the TXT values.
-    dns01: HashMap<String, Vec<String>>,
+    dns01: Arc<HashMap<String, Vec<String>>>,
 }
 
 impl Table {
@@ -85,6 +74,7 @@ impl Table {
         provider: &Arc<CryptoProvider>,
     ) -> Self {
         let mut table = Table::default();
+        let mut dns01: HashMap<String, Vec<String>> = HashMap::new();
         for certificate in &stored {
             let (Some(chain), Some(key), Some(not_after)) = (
                 &certificate.chain_pem,
@@ -119,8 +109,7 @@ impl Table {
                         .insert(challenge.key.clone(), challenge.value.clone());
                 }
                 ChallengeKind::Dns01 => {
-                    table
-                        .dns01
+                    dns01
                         .entry(format!("_acme-challenge.{}", challenge.key))
                         .or_default()
                         .push(challenge.value.clone());
@@ -139,6 +128,7 @@ impl Table {
                 }
             }
         }
+        table.dns01 = Arc::new(dns01);
         table.certificates = stored
             .into_iter()
             .map(|mut certificate| {
@@ -198,7 +188,7 @@ impl Table {
     }
 
     /// The `dns-01` TXT records: owner name → values.
-    pub(crate) fn dns01(&self) -> &HashMap<String, Vec<String>> {
+    pub(crate) fn dns01(&self) -> &Arc<HashMap<String, Vec<String>>> {
         &self.dns01
     }
 }
@@ -220,15 +210,22 @@ fn alpn_certificate(
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| e.to_string())?;
     let mut params = CertificateParams::default();
     params.subject_alt_names = vec![SanType::DnsName(
-        domain.to_string().try_into().map_err(|e: rcgen::Error| e.to_string())?,
+        domain
+            .to_string()
+            .try_into()
+            .map_err(|e: rcgen::Error| e.to_string())?,
     )];
     params.custom_extensions = vec![CustomExtension::new_acme_identifier(&digest)];
     let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
     let der: CertificateDer<'static> = cert.der().clone();
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-    CertifiedKey::from_der(vec![der], key, provider)
-        .map(Arc::new)
-        .map_err(|e| e.to_string())
+    // Not `CertifiedKey::from_der`: its key check parses the certificate with webpki, which
+    // refuses the critical acmeIdentifier extension. The key was made here, for this certificate.
+    let signing = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| e.to_string())?;
+    Ok(Arc::new(CertifiedKey::new(vec![der], signing)))
 }
 
 #[cfg(test)]

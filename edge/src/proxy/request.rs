@@ -1,5 +1,6 @@
 //! One visitor request, phase by phase, top-down in this file:
 //!
+//! 0. [`acme_challenge`]: an ACME server's `http-01` validation is answered before any lookup.
 //! 1. [`find_hostname`]: the declared hostname named by `Host` (and, on HTTPS, the SNI).
 //! 2. [`apply_policies`]: the hostname's policies; refused traffic stops here.
 //! 3. [`pick_destination`]: a route by weight, then the least busy healthy connection of this
@@ -34,6 +35,7 @@ use super::nodes::{self, Forwarded};
 use super::route::{self, Pick};
 use crate::body::{self, BodyFailed, BoxBody, Guarded};
 use crate::catalog::{Catalog, Snapshot};
+use crate::certs::Certificates;
 use crate::cluster::{Cluster, Member, PeerError};
 use crate::metrics::{Metrics, PublicRequest};
 use crate::policy::{Now, PolicyEngine, RequestFacts, Verdict};
@@ -58,6 +60,8 @@ pub(crate) struct Proxy {
     pub(crate) metrics: Arc<Metrics>,
     /// The other edge nodes, to forward to when no connection here serves a hostname.
     pub(crate) cluster: Cluster,
+    /// Public certificates, for the answers to ACME `http-01` validations.
+    pub(crate) certificates: Certificates,
 }
 
 /// What the proxy knows about a visitor's connection.
@@ -190,6 +194,9 @@ async fn proxy_visitor(
     if limits::header_list_size(&parts.headers) > limits::MAX_HEADER_LIST {
         return Err(ProxyError::HeadersTooLarge);
     }
+    if let Some(answer) = acme_challenge(proxy, &parts) {
+        return Ok(answer);
+    }
     let hostname = find_hostname(snapshot, context.sni.as_deref(), &parts)?;
     let host = hostname.spec.hostname.as_str();
     tally.hostname = Some(host.to_string());
@@ -249,6 +256,27 @@ async fn answer_forwarded(
 }
 
 // === the phases ===
+
+/// Phase 0, before the hostname is looked up: `GET /.well-known/acme-challenge/<token>` for an
+/// `http-01` token the edge's ACME orders have in flight is answered with its key authorization
+/// (RFC 8555, section 8.3), whatever the `Host`. Any other path under it goes on as usual, so an
+/// origin may still answer challenges of its own.
+fn acme_challenge(proxy: &Proxy, parts: &request::Parts) -> Option<Response<BoxBody>> {
+    if parts.method != http::Method::GET {
+        return None;
+    }
+    let token = parts
+        .uri
+        .path()
+        .strip_prefix("/.well-known/acme-challenge/")?;
+    let answer = proxy.certificates.http01(token)?;
+    let mut response = Response::new(body::full(answer));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    Some(response)
+}
 
 /// Phase 1: the declared hostname this request is for, by its `Host` (the URI authority on
 /// HTTP/2 and absolute-form requests). On HTTPS the host must be the SNI name the connection

@@ -79,7 +79,11 @@ fn a_wildcard_or_an_upload_covers_hostnames_and_replaces_their_own_once_valid() 
     let (add, drop) = reconcile(std::slice::from_ref(&wildcard), &hosts, NOW);
     assert!(add.is_empty() && drop.is_empty(), "{add:?} {drop:?}");
     // Their own certificates (made before the wildcard was asked for) go once it is valid.
-    let own_a = valid(certificate(&["a.apps.example.com"], true), NOW - 10, NOW + 100);
+    let own_a = valid(
+        certificate(&["a.apps.example.com"], true),
+        NOW - 10,
+        NOW + 100,
+    );
     let pending_wildcard = vec![wildcard.clone(), own_a.clone()];
     let (_, drop) = reconcile(&pending_wildcard, &hosts, NOW);
     assert!(drop.is_empty(), "kept while the wildcard is pending");
@@ -92,7 +96,11 @@ fn a_wildcard_or_an_upload_covers_hostnames_and_replaces_their_own_once_valid() 
     let (add, _) = reconcile(&[failed], &hosts, NOW);
     assert_eq!(add.len(), 2);
     // An upload.
-    let mut upload = valid(certificate(&["a.apps.example.com"], false), NOW - 10, NOW + 100);
+    let mut upload = valid(
+        certificate(&["a.apps.example.com"], false),
+        NOW - 10,
+        NOW + 100,
+    );
     upload.source = CertificateSource::Uploaded;
     let (add, _) = reconcile(&[upload], &hosts, NOW);
     assert_eq!(add.len(), 1);

@@ -8,7 +8,12 @@ fn provider() -> Arc<CryptoProvider> {
 }
 
 /// A stored certificate `id` from `source` for `names`, expiring at `not_after`.
-fn stored(id: &str, source: CertificateSource, names: &[&str], not_after: i64) -> StoredCertificate {
+fn stored(
+    id: &str,
+    source: CertificateSource,
+    names: &[&str],
+    not_after: i64,
+) -> StoredCertificate {
     let key = KeyPair::generate().expect("key");
     let params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
         .expect("params");
@@ -51,7 +56,10 @@ fn uploaded_before_acme_exact_before_wildcard_and_never_expired() {
             .cloned()
             .collect();
         let table = Table::build(left, &[], &provider());
-        assert_eq!(table.select(host, NOW).map(|s| s.id.as_str()), Some(*expected));
+        assert_eq!(
+            table.select(host, NOW).map(|s| s.id.as_str()),
+            Some(*expected)
+        );
     }
     let expired_only = Table::build(
         vec![stored("old", Uploaded, &[host], NOW - 1)],
@@ -94,7 +102,12 @@ fn keys_are_not_kept_in_the_listing_and_challenges_are_indexed() {
         },
     ];
     let table = Table::build(
-        vec![stored("x", CertificateSource::Uploaded, &["app.example.com"], NOW + 1)],
+        vec![stored(
+            "x",
+            CertificateSource::Uploaded,
+            &["app.example.com"],
+            NOW + 1,
+        )],
         &challenges,
         &provider(),
     );
@@ -104,7 +117,9 @@ fn keys_are_not_kept_in_the_listing_and_challenges_are_indexed() {
         table.dns01().get("_acme-challenge.apps.example.com"),
         Some(&vec!["v1".to_string(), "v2".to_string()])
     );
-    let alpn = table.tls_alpn01("app.example.com").expect("challenge certificate");
+    let alpn = table
+        .tls_alpn01("app.example.com")
+        .expect("challenge certificate");
     let (_, parsed) = x509_parser::parse_x509_certificate(alpn.cert[0].as_ref()).expect("x509");
     let extension = parsed
         .extensions()
@@ -119,7 +134,11 @@ fn status_follows_the_chain_and_the_last_error() {
     let mut certificate = stored("x", CertificateSource::Acme, &["app.example.com"], NOW + 10);
     assert_eq!(status_of(&certificate, NOW), Status::Valid);
     certificate.last_error = Some("the ACME server is down".into());
-    assert_eq!(status_of(&certificate, NOW), Status::Valid, "a renewal failed: still valid");
+    assert_eq!(
+        status_of(&certificate, NOW),
+        Status::Valid,
+        "a renewal failed: still valid"
+    );
     assert_eq!(status_of(&certificate, NOW + 10), Status::Failed, "expired");
     certificate.chain_pem = None;
     certificate.not_after = None;
