@@ -18,6 +18,7 @@ use crate::postern::duration::parse_duration;
 use crate::postern::live::LiveView;
 use crate::postern::provider_data::ProviderData;
 use crate::postern::rollout;
+use crate::resources::certificate::CertificateResource;
 use crate::resources::enrollment_token::EnrollmentTokenResource;
 use crate::resources::hostname::HostnameResource;
 use crate::resources::policy::PolicyResource;
@@ -40,6 +41,7 @@ pub fn registry() -> Registry<PosternProvider> {
         .resource(TunnelResource)
         .resource(PolicyResource)
         .resource(HostnameResource)
+        .resource(CertificateResource)
         .ephemeral_resource(EnrollmentTokenResource)
         .data_source(TunnelDataSource)
         .data_source(TunnelsDataSource)

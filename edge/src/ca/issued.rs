@@ -89,13 +89,6 @@ impl CertCache {
         }
     }
 
-    /// The cached certificate for `name`, if one was issued and has not expired: what the
-    /// HTTPS listener serves for it while it has no public certificate.
-    pub(crate) fn peek(&self, name: &str) -> Option<Arc<CertifiedKey>> {
-        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries.get(name).map(|entry| entry.key.clone())
-    }
-
     fn issue(&self, names: &[String]) -> Result<Arc<CertifiedKey>, String> {
         let (chain, key) = self.ca.issue_server_chain(names, LIFETIME)?;
         CertifiedKey::from_der(chain, key, &self.provider)

@@ -45,14 +45,15 @@ pub(crate) fn stored(certificate: &StoredCertificate, now: i64) -> Certificate {
     }
 }
 
-/// The visitors' CA certificate of `hostname`, as the API shows it.
-fn edge_ca(certificates: &Certificates, hostname: &str) -> Certificate {
+/// The visitors' CA certificate of `hostname`, as the API shows it. Each node issues its own
+/// on demand (and renews it), so it has no one expiry to show.
+fn edge_ca(hostname: &str) -> Certificate {
     Certificate {
         id: format!("{EDGE_CA_PREFIX}{hostname}"),
         names: vec![hostname.to_string()],
         source: Source::EdgeCa,
         status: CertificateStatus::Valid,
-        not_after: certificates.visitors_ca_expiry(hostname).map(rfc3339),
+        not_after: None,
         last_error: None,
     }
 }
@@ -72,7 +73,7 @@ pub(crate) fn list<'a>(
         hostnames
             .into_iter()
             .filter(|hostname| table.select(hostname, now).is_none())
-            .map(|hostname| edge_ca(certificates, hostname)),
+            .map(|hostname| edge_ca(hostname)),
     );
     items
 }
@@ -84,7 +85,7 @@ pub(crate) fn for_hostname(certificates: &Certificates, hostname: &str) -> Hostn
     let shown = table
         .certificate_for(hostname, now)
         .map(|c| stored(c, now))
-        .unwrap_or_else(|| edge_ca(certificates, hostname));
+        .unwrap_or_else(|| edge_ca(hostname));
     HostnameCertificate {
         id: shown.id,
         source: shown.source,

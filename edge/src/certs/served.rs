@@ -183,15 +183,6 @@ impl Certificates {
         self.inner.visitors.get(&[name.to_string()])
     }
 
-    /// When the visitors' CA certificate of `name` expires, if one was issued on this node.
-    pub(crate) fn visitors_ca_expiry(&self, name: &str) -> Option<i64> {
-        let key = self.inner.visitors.peek(name)?;
-        let leaf = key.cert.first()?;
-        super::pem::leaf_facts(leaf)
-            .ok()
-            .map(|facts| facts.not_after)
-    }
-
     /// The certificate for a name that is not a hostname.
     pub(crate) fn unknown_name(&self) -> Arc<CertifiedKey> {
         self.inner.unknown.clone()
