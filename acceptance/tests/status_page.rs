@@ -109,7 +109,7 @@ async fn shows_data(browser: &Browser) -> bool {
     browser
         .eval(
             "return !document.getElementById('dashboard').hidden
-                 || ['summary', 'tunnels', 'hostnames', 'policies', 'dns']
+                 || ['summary', 'tunnels', 'hostnames', 'policies', 'certificates', 'dns']
                       .some((id) => document.getElementById(id).childElementCount > 0);",
             Vec::new(),
         )
@@ -404,6 +404,57 @@ async fn the_status_page_shows_tunnels_routes_and_decisions_live() {
     assert!(
         dns_text.contains("tunnel=canary app=shop release=canary"),
         "{dns_text}"
+    );
+
+    // The certificates HTTPS serves: an upload, and the visitors' CA's for both hostnames.
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["www.example.com".to_string()])
+        .expect("params")
+        .self_signed(&key)
+        .expect("certificate");
+    let uploaded = api
+        .post(
+            "/v1/certificates",
+            &json!({"certificate_pem": cert.pem(), "private_key_pem": key.serialize_pem()}),
+        )
+        .await;
+    assert_eq!(uploaded.status, 201, "{}", uploaded.text);
+    let listed = api.get("/v1/certificates").await;
+    let items = listed.body["items"].as_array().cloned().unwrap_or_default();
+    assert_eq!(items.len(), 3, "{}", listed.text);
+    let rows: Vec<(String, String, String)> = browser
+        .wait_for(
+            PAGE_TIMEOUT,
+            "the three certificates",
+            "const rows = [...document.querySelectorAll('#certificates [data-certificate]')]
+                 .map((r) => [r.dataset.certificate, r.dataset.source, r.dataset.status]);
+             return rows.length === 3 ? rows : null;",
+        )
+        .await;
+    assert!(
+        rows.contains(&("www.example.com".into(), "uploaded".into(), "valid".into())),
+        "{rows:?}"
+    );
+    for host in [HOST, "staging.example.com"] {
+        assert!(
+            rows.contains(&(host.into(), "edge_ca".into(), "valid".into())),
+            "{rows:?}"
+        );
+    }
+    let certificates_text: String = browser
+        .eval(
+            "return document.getElementById('certificates').innerText;",
+            Vec::new(),
+        )
+        .await;
+    assert!(
+        certificates_text.contains("visitors' CA"),
+        "{certificates_text}"
+    );
+    assert!(certificates_text.contains("days"), "{certificates_text}");
+    assert!(
+        !certificates_text.contains("PRIVATE KEY"),
+        "{certificates_text}"
     );
 
     // Readable at a phone's width: nothing wider than the screen.
