@@ -117,7 +117,17 @@ async fn served_by_challenge(challenge: &str, host: &str) {
     let (edge, pebble) = acme_edge(challenge, PebbleOptions::default(), EdgeOptions::default());
     let root = pebble.root_pem();
     let tf = Terraform::new(&edge);
-    tf.write("main.tf", &hostnames_tf(&[host], ""));
+    tf.write(
+        "main.tf",
+        &hostnames_tf(
+            &[host],
+            r#"
+output "certificate" {
+  value = postern_hostname.h0.certificate
+}
+"#,
+        ),
+    );
     tf.init();
     let applied = tf.apply().success();
     let applied_at = Instant::now();
@@ -151,6 +161,12 @@ async fn served_by_challenge(challenge: &str, host: &str) {
         plan.text
     );
     eprintln!("plan:\n{}", plan.text);
+    assert!(plan.text.contains("Changes to Outputs"), "{}", plan.text);
+    assert!(
+        plan.text.contains(r#"source    = "edge_ca" -> "acme""#),
+        "{}",
+        plan.text
+    );
 }
 
 /// The `values` of `address` in a plan's refreshed prior state.
@@ -254,6 +270,7 @@ async fn a_second_node_serves_the_same_certificate_without_ordering_one() {
     let (a, pebble) = acme_edge("http-01", PebbleOptions::default(), store("127.0.0.1"));
     let b = EdgeProcess::start_with(EdgeOptions {
         args: [store("127.0.0.1").args, pebble.edge_args("http-01")].concat(),
+        env: vec![("POSTERN_ADMIN_TOKEN".into(), a.admin_token.clone())],
         ..EdgeOptions::default()
     });
     let root = pebble.root_pem();
@@ -473,8 +490,14 @@ resource "postern_certificate" "shop" {
     assert_eq!(state["status"], "valid");
     assert_eq!(state["names"], json!([host]));
     assert!(state["private_key_pem"].is_null(), "{state}");
+    logs.push_str(
+        &tf.run(&["apply", "-refresh-only", "-auto-approve", "-no-color"])
+            .success()
+            .all(),
+    );
     let hostname = tf.resource("postern_hostname.h0");
     assert_eq!(hostname["certificate"]["source"], "uploaded", "{hostname}");
+    assert_eq!(hostname["certificate"]["id"], state["id"], "{hostname}");
 
     // The key is nowhere: not in the API's answers, the state, the plan, or any log.
     let api = edge.api();
