@@ -408,10 +408,12 @@ async fn the_status_page_shows_tunnels_routes_and_decisions_live() {
 
     // The certificates HTTPS serves: an upload, and the visitors' CA's for both hostnames.
     let key = rcgen::KeyPair::generate().expect("key");
-    let cert = rcgen::CertificateParams::new(vec!["www.example.com".to_string()])
-        .expect("params")
-        .self_signed(&key)
-        .expect("certificate");
+    let mut params =
+        rcgen::CertificateParams::new(vec!["www.example.com".to_string()]).expect("params");
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(90);
+    let cert = params.self_signed(&key).expect("certificate");
     let uploaded = api
         .post(
             "/v1/certificates",
@@ -540,6 +542,7 @@ async fn the_status_page_reads_only_the_edge_api_with_the_bearer_token() {
         "/v1/hostnames".to_string(),
         "/v1/policies".to_string(),
         "/v1/status".to_string(),
+        "/v1/certificates".to_string(),
         format!("/v1/tunnels/{}/connections", web.id),
     ];
     for path in &endpoints {
@@ -576,7 +579,7 @@ async fn the_status_page_reads_only_the_edge_api_with_the_bearer_token() {
             Vec::new(),
         )
         .await;
-    let at_least = before + 8;
+    let at_least = before + 10;
     browser
         .wait_for::<usize>(
             PAGE_TIMEOUT,
@@ -611,7 +614,7 @@ async fn the_status_page_reads_only_the_edge_api_with_the_bearer_token() {
         read.insert(path.to_string());
     }
     // (The tunnel has no connector, so the page has no connections to read.)
-    assert_eq!(read.len(), 4, "endpoints read: {read:?}");
+    assert_eq!(read.len(), 5, "endpoints read: {read:?}");
 
     // The token lives in this tab's session only: not in a cookie, the URL or local storage.
     let (stored, cookie, url, local): (String, String, String, u64) = browser
