@@ -8,7 +8,11 @@ use acceptance::provider::{config, string_attr};
 use acceptance::{EdgeProcess, Terraform};
 use postern_schema::api::TunnelSpec;
 
-const PROVIDER: &str = "provider.terraform-provider-postern_v0.1.0:";
+const PROVIDER: &str = concat!(
+    "provider.terraform-provider-postern_v",
+    env!("CARGO_PKG_VERSION"),
+    ":"
+);
 
 #[tokio::test]
 async fn provider_log_lines_appear_at_their_levels() {

@@ -17,6 +17,8 @@
 //!   the token (or the session loses it) the page shows the sign-in form again, as it does on
 //!   signing out.
 
+mod browser;
+
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -24,7 +26,8 @@ use std::time::Duration;
 
 use acceptance::binaries::workspace_root;
 use acceptance::visitor::{get_all_ok, http_url};
-use acceptance::{Api, Browser, ConnectorProcess, EdgeProcess, TestOrigin, eventually};
+use acceptance::{Api, ConnectorProcess, EdgeProcess, TestOrigin, eventually};
+use browser::Browser;
 use fantoccini::Locator;
 use postern_schema::api::{HostnameSpec, Policy, Route, Tunnel, TunnelSpec};
 use postern_schema::client::Client;
