@@ -3,8 +3,12 @@
 //! - Must show 1, `terraform_installs_the_provider_from_the_mirror_over_https`: `mirror/` served
 //!   over HTTPS on loopback (a certificate made here, trusted through `SSL_CERT_FILE`);
 //!   `terraform init` with a `network_mirror` block and no other installation method installs
-//!   the provider from it, the installed provider runs (`terraform validate` loads its schema),
-//!   and `terraform providers lock -net-mirror` writes the `zh:` hash that `SHA256SUMS` lists.
+//!   the provider from it, checked against the mirror's `zh:` hash, which is the zip's line in
+//!   `SHA256SUMS` (a zip changed by one byte is refused, naming that hash); the installed
+//!   provider runs (`terraform validate` loads its schema); and `terraform providers lock
+//!   -net-mirror` pins the package that init installed. (Terraform records a mirror's `zh:`
+//!   hashes in the lock file only when a registry signed them; from an unsigned mirror the lock
+//!   file holds the `h1:` hash Terraform computes from the package it verified.)
 //! - Must show 2, `the_tarball_runs_from_an_empty_directory_and_its_completions_load`: the tarball
 //!   unpacked into an empty directory runs `postern-edge --version` and `postern --version`, its
 //!   bash completions load (`complete -p`), and zsh, fish and man pages are there.
@@ -216,7 +220,23 @@ async fn terraform_installs_the_provider_from_the_mirror_over_https() {
     // The installed provider runs: validate starts it and reads its schema over protocol 6.
     run(&mut terraform(&["validate", "-no-color"]));
 
-    // The lock file `providers lock` writes from the mirror names the zip's SHA-256.
+    // The mirror names the zip by the hash SHA256SUMS lists.
+    let listed: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            dist.join("mirror/registry.terraform.io/postern/postern")
+                .join(format!("{VERSION}.json")),
+        )
+        .expect("version document"),
+    )
+    .expect("version JSON");
+    assert_eq!(
+        listed["archives"][platform()]["hashes"],
+        serde_json::json!([format!("zh:{zip_sum}")])
+    );
+    let installed_h1 = h1_hashes(&std::fs::read_to_string(work.join(".terraform.lock.hcl")).expect("lock"));
+    assert_eq!(installed_h1.len(), 1, "init locks the package it installed");
+
+    // `providers lock` against the mirror pins that same package.
     std::fs::remove_file(work.join(".terraform.lock.hcl")).expect("remove the lock file");
     let mirror_flag = format!("-net-mirror={url}");
     let platform_flag = format!("-platform={}", platform());
@@ -228,11 +248,50 @@ async fn terraform_installs_the_provider_from_the_mirror_over_https() {
         &platform_flag,
     ]));
     let lock = std::fs::read_to_string(work.join(".terraform.lock.hcl")).expect("lock file");
-    assert!(
-        lock.contains(&format!("\"zh:{zip_sum}\"")),
-        "the lock file does not hold zh:{zip_sum}, the zip's SHA-256 in SHA256SUMS:\n{lock}"
-    );
     assert!(lock.contains(&format!("version     = \"{VERSION}\"")), "{lock}");
+    assert_eq!(h1_hashes(&lock), installed_h1, "{lock}");
+
+    // A zip that differs from the released one by a byte is refused: the check is the zh: hash.
+    let tampered = scratch.path().join("tampered");
+    copy_tree(&dist.join("mirror"), &tampered);
+    let zip_path = tampered
+        .join("registry.terraform.io/postern/postern")
+        .join(zip_name());
+    let mut zip = std::fs::read(&zip_path).expect("zip");
+    let middle = zip.len() / 2;
+    zip[middle] ^= 0xff;
+    std::fs::write(&zip_path, zip).expect("write zip");
+    let bad_scratch = scratch.path().join("bad");
+    std::fs::create_dir_all(&bad_scratch).expect("dir");
+    let bad_mirror = MirrorServer::start(tampered, &bad_scratch).await;
+    std::fs::write(
+        &cli_config,
+        format!(
+            "provider_installation {{\n  network_mirror {{\n    url = \"https://127.0.0.1:{}/\"\n  }}\n}}\n",
+            bad_mirror.port
+        ),
+    )
+    .expect("CLI config");
+    std::fs::remove_file(work.join(".terraform.lock.hcl")).expect("remove the lock file");
+    std::fs::remove_dir_all(work.join(".terraform")).expect("remove .terraform");
+    let refused = terraform(&["init", "-no-color"])
+        .env("SSL_CERT_FILE", &bad_mirror.ca_file)
+        .output()
+        .expect("terraform init");
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "a changed zip was installed");
+    assert!(
+        said.contains(zip_sum),
+        "the refusal names the expected hash zh:{zip_sum}:\n{said}"
+    );
+}
+
+/// The `h1:` hashes of a lock file, in order.
+fn h1_hashes(lock: &str) -> Vec<String> {
+    lock.lines()
+        .filter_map(|line| line.trim().strip_prefix("\"h1:"))
+        .map(|rest| rest.trim_end_matches([',', '"']).to_string())
+        .collect()
 }
 
 /// A static HTTPS file server for a directory on 127.0.0.1, with a certificate for `localhost`
@@ -376,7 +435,9 @@ fn the_tarball_runs_from_an_empty_directory_and_its_completions_load() {
             .arg(&script));
         let complete = String::from_utf8_lossy(&output.stdout);
         assert!(
-            complete.contains("complete -F") && complete.trim_end().ends_with(name),
+            complete.starts_with("complete ")
+                && complete.contains(" -F ")
+                && complete.trim_end().ends_with(&format!(" {name}")),
             "bash has no completion for {name} after sourcing {}: {complete}",
             script.display()
         );

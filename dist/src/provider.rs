@@ -2,11 +2,9 @@
 //! SHA256SUMS and manifest, and the two JSON documents of the provider network mirror protocol
 //! (`index.json` lists the versions, `<VERSION>.json` each platform's zip with its hashes).
 //!
-//! Hashes are Terraform's own two schemes: `zh:` is the SHA-256 of the zip file itself (what
-//! SHA256SUMS lists), `h1:` the hash of the files inside it (Go's dirhash "Hash1": SHA-256
-//! over the sorted lines `<sha256 hex>  <name>\n`, base64).
+//! The mirror lists each zip with its `zh:` hash, the SHA-256 of the zip file (the value
+//! SHA256SUMS lists): Terraform checks the zip it downloads against it before installing.
 
-use base64::Engine as _;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -59,21 +57,6 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
 /// The `zh:` hash of a zip: the SHA-256 of the zip file.
 pub(crate) fn zh_hash(zip: &[u8]) -> String {
     format!("zh:{}", sha256_hex(zip))
-}
-
-/// The `h1:` hash of a package made of `files` (name inside the zip, content).
-pub(crate) fn h1_hash(files: &[(&str, &[u8])]) -> String {
-    let mut lines: Vec<String> = files
-        .iter()
-        .map(|(name, bytes)| format!("{}  {name}\n", sha256_hex(bytes)))
-        .collect();
-    // dirhash sorts by file name; each line starts with a fixed-width hash, so sort by name.
-    lines.sort_by(|a, b| a[64..].cmp(&b[64..]));
-    let summary = Sha256::digest(lines.concat().as_bytes());
-    format!(
-        "h1:{}",
-        base64::engine::general_purpose::STANDARD.encode(summary)
-    )
 }
 
 /// A SHA256SUMS file (the `sha256sum` format) for `files` (name, content), sorted by name.
@@ -146,18 +129,6 @@ mod tests {
                 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855  a.json\n{abc}  b.zip\n"
             )
         );
-    }
-
-    #[test]
-    fn h1_hashes_the_sorted_listing_of_the_files() {
-        // By hand: the listing is "<sha256(abc)>  b\n<sha256(empty)>  c\n" in name order.
-        let listing = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad  b\n\
-                       e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855  c\n";
-        let expected = format!(
-            "h1:{}",
-            base64::engine::general_purpose::STANDARD.encode(Sha256::digest(listing))
-        );
-        assert_eq!(h1_hash(&[("c", b""), ("b", b"abc")]), expected);
     }
 
     #[test]

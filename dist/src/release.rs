@@ -69,7 +69,6 @@ pub(crate) fn write(inputs: &Inputs, out: &Path) -> anyhow::Result<Vec<PathBuf>>
 
     let binary_name = provider::binary_name(VERSION);
     let zip_name = provider::zip_name(VERSION, &platform);
-    let h1 = provider::h1_hash(&[(&binary_name, &plugin)]);
     let zip = archive::zip(&[File::executable(binary_name, plugin)], inputs.epoch)
         .context("making the provider's zip")?;
     let manifest = provider::manifest();
@@ -91,7 +90,7 @@ pub(crate) fn write(inputs: &Inputs, out: &Path) -> anyhow::Result<Vec<PathBuf>>
         mirror.join("index.json"),
         provider::mirror_index(VERSION).as_bytes(),
     )?;
-    let hashes = vec![h1, provider::zh_hash(&zip)];
+    let hashes = vec![provider::zh_hash(&zip)];
     put(
         mirror.join(format!("{VERSION}.json")),
         provider::mirror_version(&[(&platform, &zip_name, hashes)]).as_bytes(),
