@@ -135,9 +135,9 @@ fn unpack(into: &Path) -> PathBuf {
 async fn terraform_installs_the_provider_from_the_mirror_over_https() {
     require_terraform();
     let dist = dist();
-    let sums = std::fs::read_to_string(dist.join(format!(
-        "terraform-provider-postern_{VERSION}_SHA256SUMS"
-    )))
+    let sums = std::fs::read_to_string(
+        dist.join(format!("terraform-provider-postern_{VERSION}_SHA256SUMS")),
+    )
     .expect("SHA256SUMS");
     let zip_sum = sums
         .lines()
@@ -233,7 +233,8 @@ async fn terraform_installs_the_provider_from_the_mirror_over_https() {
         listed["archives"][platform()]["hashes"],
         serde_json::json!([format!("zh:{zip_sum}")])
     );
-    let installed_h1 = h1_hashes(&std::fs::read_to_string(work.join(".terraform.lock.hcl")).expect("lock"));
+    let installed_h1 =
+        h1_hashes(&std::fs::read_to_string(work.join(".terraform.lock.hcl")).expect("lock"));
     assert_eq!(installed_h1.len(), 1, "init locks the package it installed");
 
     // `providers lock` against the mirror pins that same package.
@@ -248,7 +249,10 @@ async fn terraform_installs_the_provider_from_the_mirror_over_https() {
         &platform_flag,
     ]));
     let lock = std::fs::read_to_string(work.join(".terraform.lock.hcl")).expect("lock file");
-    assert!(lock.contains(&format!("version     = \"{VERSION}\"")), "{lock}");
+    assert!(
+        lock.contains(&format!("version     = \"{VERSION}\"")),
+        "{lock}"
+    );
     assert_eq!(h1_hashes(&lock), installed_h1, "{lock}");
 
     // A zip that differs from the released one by a byte is refused: the check is the zh: hash.
@@ -306,8 +310,7 @@ struct MirrorServer {
 impl MirrorServer {
     async fn start(root: PathBuf, scratch: &Path) -> Self {
         let ca_key = rcgen::KeyPair::generate().expect("key");
-        let mut ca_params =
-            rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
         ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         ca_params
             .distinguished_name
@@ -315,10 +318,11 @@ impl MirrorServer {
         let ca = ca_params.self_signed(&ca_key).expect("CA");
         let issuer = rcgen::Issuer::new(ca_params, ca_key);
         let key = rcgen::KeyPair::generate().expect("key");
-        let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-            .expect("leaf params")
-            .signed_by(&key, &issuer)
-            .expect("leaf");
+        let leaf =
+            rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+                .expect("leaf params")
+                .signed_by(&key, &issuer)
+                .expect("leaf");
         let ca_file = scratch.join("ca.pem");
         std::fs::write(&ca_file, ca.pem()).expect("write CA");
 
@@ -401,7 +405,10 @@ fn serve_file(
             .body(Full::new(Bytes::from(body)))
             .expect("response")
     };
-    if relative.split('/').any(|part| part == ".." || part.is_empty()) {
+    if relative
+        .split('/')
+        .any(|part| part == ".." || part.is_empty())
+    {
         return answer(StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec());
     }
     match std::fs::read(root.join(relative)) {
@@ -428,9 +435,7 @@ fn the_tarball_runs_from_an_empty_directory_and_its_completions_load() {
         let output = run(Command::new("bash")
             .arg("--norc")
             .arg("-c")
-            .arg(format!(
-                "source \"$1\" && complete -p {name}"
-            ))
+            .arg(format!("source \"$1\" && complete -p {name}"))
             .arg("bash")
             .arg(&script));
         let complete = String::from_utf8_lossy(&output.stdout);
@@ -441,7 +446,10 @@ fn the_tarball_runs_from_an_empty_directory_and_its_completions_load() {
             "bash has no completion for {name} after sourcing {}: {complete}",
             script.display()
         );
-        for other in [format!("completions/_{name}"), format!("completions/{name}.fish")] {
+        for other in [
+            format!("completions/_{name}"),
+            format!("completions/{name}.fish"),
+        ] {
             let text = std::fs::read_to_string(top.join(&other)).expect(&other);
             assert!(text.contains("--help"), "{other} completes no flag");
         }
@@ -456,7 +464,10 @@ fn the_tarball_runs_from_an_empty_directory_and_its_completions_load() {
         std::fs::read_to_string(top.join("man/postern-tunnel-run.1")).expect("tunnel run page");
     assert!(run_page.contains("POSTERN_TOKEN"), "{run_page}");
     let bash = std::fs::read_to_string(top.join("completions/postern.bash")).expect("bash");
-    assert!(bash.contains("--token") && bash.contains("tunnel"), "{bash}");
+    assert!(
+        bash.contains("--token") && bash.contains("tunnel"),
+        "{bash}"
+    );
 
     for name in ["LICENSE", "README.md", "CHANGELOG.md"] {
         assert!(top.join(name).is_file(), "{name} is missing");

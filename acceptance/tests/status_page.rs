@@ -17,6 +17,7 @@
 //!   the token (or the session loses it) the page shows the sign-in form again, as it does on
 //!   signing out.
 
+#[path = "status_page/browser.rs"]
 mod browser;
 
 use std::collections::BTreeMap;

@@ -180,7 +180,12 @@ mod tests {
         let modified = bin.last_modified().expect("time");
         // 1_700_000_000 is 2023-11-14 22:13:20 UTC.
         assert_eq!(
-            (modified.year(), modified.month(), modified.day(), modified.hour()),
+            (
+                modified.year(),
+                modified.month(),
+                modified.day(),
+                modified.hour()
+            ),
             (2023, 11, 14, 22)
         );
         let mut content = String::new();

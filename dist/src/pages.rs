@@ -65,11 +65,9 @@ mod tests {
                     .env("TOOL_LEVEL")
                     .help("How loud"),
             )
-            .subcommand(
-                Command::new("tunnel").subcommand(
-                    Command::new("run").arg(Arg::new("token").long("token").action(ArgAction::Set)),
-                ),
-            )
+            .subcommand(Command::new("tunnel").subcommand(
+                Command::new("run").arg(Arg::new("token").long("token").action(ArgAction::Set)),
+            ))
             .subcommand(Command::new("secret").hide(true))
     }
 

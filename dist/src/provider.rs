@@ -65,6 +65,7 @@ pub(crate) fn sha256sums(files: &[(&str, &[u8])]) -> String {
         .iter()
         .map(|(name, bytes)| format!("{}  {name}\n", sha256_hex(bytes)))
         .collect();
+    // Each line starts with the 64 ASCII hex digits of a SHA-256: sort by the name after them.
     lines.sort_by(|a, b| a[64..].cmp(&b[64..]));
     lines.concat()
 }
@@ -102,7 +103,10 @@ mod tests {
             zip_name("1.2.3", "linux_amd64"),
             "terraform-provider-postern_1.2.3_linux_amd64.zip"
         );
-        assert_eq!(sums_name("1.2.3"), "terraform-provider-postern_1.2.3_SHA256SUMS");
+        assert_eq!(
+            sums_name("1.2.3"),
+            "terraform-provider-postern_1.2.3_SHA256SUMS"
+        );
         assert_eq!(
             manifest_name("1.2.3"),
             "terraform-provider-postern_1.2.3_manifest.json"

@@ -144,11 +144,7 @@ fn read_binary(dir: &Path, name: &str, check_version: bool) -> anyhow::Result<Ve
 }
 
 /// Everything in the tarball but its top directory.
-fn tarball_files(
-    inputs: &Inputs,
-    edge: Vec<u8>,
-    connector: Vec<u8>,
-) -> anyhow::Result<Vec<File>> {
+fn tarball_files(inputs: &Inputs, edge: Vec<u8>, connector: Vec<u8>) -> anyhow::Result<Vec<File>> {
     let mut files = vec![
         File::executable("postern-edge", edge),
         File::executable("postern", connector),

@@ -250,7 +250,11 @@ fn scenario(scratch: &Path) {
     std::fs::create_dir_all(&mirror).expect("mirror dir");
     std::fs::create_dir_all(&tf.work).expect("work dir");
     let me = std::env::current_exe().expect("current exe");
-    std::fs::copy(&me, mirror.join(format!("terraform-provider-postern_v{VERSION}"))).expect("install provider");
+    std::fs::copy(
+        &me,
+        mirror.join(format!("terraform-provider-postern_v{VERSION}")),
+    )
+    .expect("install provider");
 
     step("init");
     tf.write_config(THINGS);

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use postern_schema::error_chain;
 use postern_schema::ids::TunnelId;
 use postern_schema::wire::{self, Event};
-use rand::Rng;
+use rand::RngExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};

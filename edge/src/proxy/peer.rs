@@ -20,7 +20,7 @@ use postern_schema::api::{Hostname, HostnameSpec, Target};
 use postern_schema::ids::TunnelId;
 use postern_schema::rules::selector_matches;
 use postern_schema::wire::{FORWARDED_BY_HEADER, REVISION_HEADER};
-use rand::Rng;
+use rand::RngExt;
 use tracing::Instrument;
 
 use super::forward::{self, REQUEST_ID, Upgrade};

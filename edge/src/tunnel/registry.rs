@@ -13,7 +13,7 @@ use hyper::{Request, Response};
 use postern_schema::api::Connection;
 use postern_schema::ids::TunnelId;
 use postern_schema::wire::HostnameConfig;
-use rand::Rng;
+use rand::RngExt;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
