@@ -43,34 +43,38 @@ struct Dist {
 }
 
 fn dist() -> &'static Path {
-    static DIST: OnceLock<Dist> = OnceLock::new();
+    // A failed scripts/dist is remembered, so the other tests report it instead of running it
+    // again.
+    static DIST: OnceLock<Result<Dist, String>> = OnceLock::new();
     let dist = DIST.get_or_init(|| {
         if let Some(dir) = std::env::var_os("POSTERN_DIST_DIR") {
-            return Dist {
+            return Ok(Dist {
                 dir: PathBuf::from(dir),
                 _temp: None,
-            };
+            });
         }
         let temp = tempfile::Builder::new()
             .prefix("postern-dist-")
             .tempdir()
-            .expect("temp dir");
+            .map_err(|e| format!("temp dir: {e}"))?;
         let dir = temp.path().join("dist");
         let output = Command::new(workspace_root().join("scripts/dist"))
             .args(["--profile", test_profile(), "--out"])
             .arg(&dir)
             .output()
-            .expect("running scripts/dist");
-        assert!(
-            output.status.success(),
-            "scripts/dist failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        Dist {
+            .map_err(|e| format!("running scripts/dist: {e}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "scripts/dist failed:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        Ok(Dist {
             dir,
             _temp: Some(temp),
-        }
+        })
     });
+    let dist = dist.as_ref().unwrap_or_else(|error| panic!("{error}"));
     assert!(
         dist.dir.join(tarball_name()).is_file(),
         "{} holds no {}: run scripts/dist (or unset POSTERN_DIST_DIR)",
@@ -80,10 +84,12 @@ fn dist() -> &'static Path {
     &dist.dir
 }
 
-/// `release` when this test was built with `--release`, else `dev`.
+/// `release` when this test was built with `--release` (it runs from `target/release/deps/`),
+/// else `dev`.
 fn test_profile() -> &'static str {
     let exe = std::env::current_exe().unwrap_or_default();
-    if exe.components().any(|c| c.as_os_str() == "release") {
+    let profile_dir = exe.parent().and_then(Path::parent);
+    if profile_dir.and_then(Path::file_name) == Some(std::ffi::OsStr::new("release")) {
         "release"
     } else {
         "dev"
