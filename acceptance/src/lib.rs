@@ -6,7 +6,6 @@ pub mod api;
 pub mod bad_origin;
 pub mod bench;
 pub mod binaries;
-pub mod browser;
 pub mod connector;
 pub mod edge;
 pub mod fixture;
@@ -23,7 +22,6 @@ pub mod websocket;
 
 pub use api::{Api, ApiResponse};
 pub use binaries::binary;
-pub use browser::Browser;
 pub use connector::{ConnectorOptions, ConnectorProcess, eventually};
 pub use edge::{EdgeOptions, EdgeProcess, Ready};
 pub use load::Load;

@@ -17,6 +17,9 @@
 //!   the token (or the session loses it) the page shows the sign-in form again, as it does on
 //!   signing out.
 
+#[path = "status_page/browser.rs"]
+mod browser;
+
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -25,7 +28,8 @@ use std::time::Duration;
 use acceptance::binaries::workspace_root;
 use acceptance::fixture::create_tunnel;
 use acceptance::visitor::http_url;
-use acceptance::{Api, Browser, ConnectorProcess, EdgeProcess, Load, TestOrigin, eventually};
+use acceptance::{Api, ConnectorProcess, EdgeProcess, Load, TestOrigin, eventually};
+use browser::Browser;
 use fantoccini::Locator;
 use postern_schema::api::{HostnameSpec, Policy, Route};
 use serde_json::{Value, json};

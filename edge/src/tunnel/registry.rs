@@ -13,7 +13,7 @@ use hyper::{Request, Response};
 use postern_schema::api::Connection;
 use postern_schema::ids::TunnelId;
 use postern_schema::wire::HostnameConfig;
-use rand::Rng;
+use rand::RngExt;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -405,7 +405,7 @@ impl Default for Least<'_> {
 }
 
 impl<'a> Least<'a> {
-    fn offer(&mut self, session: &'a Arc<Session>, outstanding: usize, rng: &mut impl Rng) {
+    fn offer(&mut self, session: &'a Arc<Session>, outstanding: usize, rng: &mut impl RngExt) {
         if outstanding < self.least {
             self.least = outstanding;
             self.ties = 1;
