@@ -13,7 +13,7 @@
 //!   unpacked into an empty directory runs `postern-edge --version` and `postern --version`, its
 //!   bash completions load (`complete -p`), and zsh, fish and man pages are there.
 //! - Must show 3, `systemd_analyze_verify_accepts_both_units`: the units from the tarball,
-//!   installed as docs/deploy.md installs them into a scratch root, pass
+//!   installed as docs/guides/deploy.md installs them into a scratch root, pass
 //!   `systemd-analyze verify` without a warning (and it does notice a missing binary).
 //!
 //! The release comes from `scripts/dist --profile <this test's profile>`, run once per test
@@ -502,7 +502,7 @@ fn systemd_analyze_verify_accepts_both_units() {
     std::fs::create_dir_all(&unpacked).expect("dir");
     let top = unpack(&unpacked);
 
-    // A root laid out as docs/deploy.md installs the release, with the distribution's own units
+    // A root laid out as docs/guides/deploy.md installs the release, with the distribution's own units
     // (targets, sockets) beside ours so that verify can resolve the dependencies.
     let root = scratch.path().join("root");
     let bin = root.join("usr/local/bin");

@@ -1,6 +1,6 @@
 //! The tunnel protocol's messages: enrolment frames, and the control requests the edge sends
 //! to a connector under [`CONTROL_PREFIX`] (hello, config push, events, drain, certificate).
-//! `docs/tunnel-protocol.md` tells the whole exchange; this module is its only vocabulary.
+//! `docs/guides/tunnel-protocol.md` tells the whole exchange; this module is its only vocabulary.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;

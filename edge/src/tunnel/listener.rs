@@ -10,7 +10,7 @@
 //!   shared store only; both sides present node certificates. Accepted here, handed over
 //!   ([`PeerPort`]) and served by the proxy.
 //!
-//! Anything else is closed. The protocol is described in `docs/tunnel-protocol.md`.
+//! Anything else is closed. The protocol is described in `docs/guides/tunnel-protocol.md`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
