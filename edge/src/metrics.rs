@@ -87,7 +87,7 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "postern_edge_worker_handoffs_total",
         "counter",
         "Public requests sent on a tunnel connection of another worker than the one serving \
-         them (the tunnel had no connection on that worker): each is handed between threads.",
+         them (the connector chosen had no connection on that worker): each is handed between threads.",
     ),
     (
         "postern_edge_dns_queries_total",

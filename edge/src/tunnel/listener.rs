@@ -31,6 +31,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::context::TunnelContext;
+use super::registry::certificate_key;
 use super::{enroll, session};
 use crate::ca::{CertCache, tunnel_of_certificate};
 
@@ -259,13 +260,13 @@ async fn accept(
             }
         }
         Kind::Tunnel => {
-            let tunnel = stream
+            let leaf = stream
                 .get_ref()
                 .1
                 .peer_certificates()
-                .and_then(|chain| chain.first())
-                .and_then(tunnel_of_certificate);
-            let Some(tunnel) = tunnel else {
+                .and_then(|chain| chain.first());
+            let Some((tunnel, leaf)) = leaf.and_then(|l| Some((tunnel_of_certificate(l)?, l)))
+            else {
                 tracing::warn!("a client certificate signed by the edge CA names no tunnel");
                 context.metrics.inc(
                     "postern_edge_tunnel_sessions_total",
@@ -273,11 +274,14 @@ async fn accept(
                 );
                 return;
             };
-            // The session lives on the worker with the fewest of this tunnel's connections.
-            let placement =
-                context
-                    .registry
-                    .place(tunnel, context.workers.len(), postern_workers::current());
+            // The session lives on the worker with the fewest of this connector's (then this
+            // tunnel's) connections.
+            let placement = context.registry.place(
+                tunnel,
+                certificate_key(leaf),
+                context.workers.len(),
+                postern_workers::current(),
+            );
             let Some(worker) = context.workers.get(placement.worker).cloned() else {
                 session::run(stream, peer, tunnel, context.clone(), placement, cancel).await;
                 return;

@@ -1,7 +1,8 @@
 //! Which connectors are connected right now, per tunnel: one [`Session`] per live tunnel
 //! connection, the handle the proxy opens visitor streams on. Each session lives on one
-//! worker; the registry places a tunnel's connections on different workers ([`Registry::place`])
-//! and picks, for a request, a session of the worker serving it when it has one.
+//! worker; the registry spreads each connector's connections over the workers
+//! ([`Registry::place`]) and picks, for a request, the least busy connector, on a connection of
+//! the worker serving it when that connector has one there.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -25,6 +26,10 @@ pub(crate) struct Session {
     pub(crate) id: String,
     /// The tunnel its certificate is bound to.
     pub(crate) tunnel: TunnelId,
+    /// The connector process at the other end.
+    pub(crate) connector: String,
+    /// Its certificate, as [`Registry::place`] knows it.
+    certificate: u64,
     /// The worker whose runtime drives the connection (`None` off the workers, in tests).
     pub(crate) worker: Option<usize>,
     sender: SendRequest<BoxBody>,
@@ -70,16 +75,19 @@ impl Drop for StreamGuard {
 }
 
 impl Session {
-    /// A session over `sender`, described by `info`; `close` ends the connection.
+    /// A session over `sender`, described by `info`, placed by `placement`; `close` ends the
+    /// connection.
     pub(crate) fn new(
-        tunnel: TunnelId,
         sender: SendRequest<BoxBody>,
         info: Connection,
+        placement: &Placement,
         close: CancellationToken,
     ) -> Self {
         Self {
             id: info.id.clone(),
-            tunnel,
+            tunnel: placement.tunnel,
+            connector: info.connector_id.clone(),
+            certificate: placement.certificate,
             worker: postern_workers::current(),
             sender,
             pushed_version: AtomicU64::new(info.config_version),
@@ -208,9 +216,9 @@ impl Session {
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
     sessions: RwLock<HashMap<TunnelId, Vec<Arc<Session>>>>,
-    /// Connections placed on a worker whose session is not registered yet, by tunnel and
-    /// worker.
-    placing: Mutex<HashMap<TunnelId, Vec<usize>>>,
+    /// Connections placed on a worker whose session is not registered yet, by tunnel:
+    /// (certificate, worker) for each.
+    placing: Mutex<HashMap<TunnelId, Vec<(u64, usize)>>>,
 }
 
 /// Where a request's connection was found.
@@ -229,6 +237,7 @@ pub(crate) struct Picked {
 pub(crate) struct Placement {
     registry: Arc<Registry>,
     tunnel: TunnelId,
+    certificate: u64,
     /// The worker the connection goes to.
     pub(crate) worker: usize,
 }
@@ -240,54 +249,74 @@ impl Drop for Placement {
             .placing
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        if let Some(counts) = placing.get_mut(&self.tunnel) {
-            if let Some(count) = counts.get_mut(self.worker) {
-                *count = count.saturating_sub(1);
+        if let Some(pending) = placing.get_mut(&self.tunnel) {
+            if let Some(at) = pending
+                .iter()
+                .position(|p| *p == (self.certificate, self.worker))
+            {
+                pending.swap_remove(at);
             }
-            if counts.iter().all(|c| *c == 0) {
+            if pending.is_empty() {
                 placing.remove(&self.tunnel);
             }
         }
     }
 }
 
+/// A key for a connector's client certificate (its DER), which every connection of one
+/// connector process presents; [`Registry::place`] spreads the connections under one key
+/// over the workers.
+pub(crate) fn certificate_key(der: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    der.hash(&mut hasher);
+    hasher.finish()
+}
+
 impl Registry {
-    /// The worker (of `workers`) a new connection of `tunnel` should live on: the one with
-    /// the fewest of the tunnel's connections, counting those being placed; ties go to
-    /// `preferred` (the worker that accepted it), then to the lowest index. So a tunnel's
-    /// first connections land on different workers, and every worker can serve its requests
-    /// without a hand-off.
+    /// The worker (of `workers`) a new connection of `tunnel`, presenting the certificate
+    /// `certificate` (a [`certificate_key`]), should live on: the one with the fewest of that
+    /// connector's connections, then the fewest of the tunnel's, counting those being placed;
+    /// remaining ties go to `preferred` (the worker that accepted it), then to the lowest
+    /// index. So each connector's connections land on different workers, and when it has as
+    /// many as there are workers, every worker can serve its requests without a hand-off.
     pub(crate) fn place(
         self: &Arc<Self>,
         tunnel: TunnelId,
+        certificate: u64,
         workers: usize,
         preferred: Option<usize>,
     ) -> Placement {
         let workers = workers.max(1);
-        let mut counts = vec![0usize; workers];
+        // (the connector's, the tunnel's) per worker
+        let mut counts = vec![(0usize, 0usize); workers];
+        let mut count = |cert: u64, worker: Option<usize>| {
+            if let Some(slot) = worker.and_then(|w| counts.get_mut(w)) {
+                slot.0 += usize::from(cert == certificate);
+                slot.1 += 1;
+            }
+        };
         {
             let map = self.sessions.read().unwrap_or_else(|p| p.into_inner());
             for session in map.get(&tunnel).into_iter().flatten() {
-                if let Some(worker) = session.worker.filter(|w| *w < workers) {
-                    counts[worker] += 1;
-                }
+                count(session.certificate, session.worker);
             }
         }
         let mut placing = self.placing.lock().unwrap_or_else(|p| p.into_inner());
-        let pending = placing.entry(tunnel).or_insert_with(|| vec![0; workers]);
-        pending.resize(workers.max(pending.len()), 0);
-        for (worker, count) in counts.iter_mut().enumerate() {
-            *count += pending[worker];
+        let pending = placing.entry(tunnel).or_default();
+        for (cert, worker) in pending.iter() {
+            count(*cert, Some(*worker));
         }
-        let least = counts.iter().copied().min().unwrap_or(0);
+        let least = counts.iter().copied().min().unwrap_or((0, 0));
         let worker = preferred
             .filter(|p| counts.get(*p) == Some(&least))
             .or_else(|| counts.iter().position(|c| *c == least))
             .unwrap_or(0);
-        pending[worker] += 1;
+        pending.push((certificate, worker));
         Placement {
             registry: self.clone(),
             tunnel,
+            certificate,
             worker,
         }
     }
@@ -342,8 +371,10 @@ impl Registry {
     }
 
     /// The healthy session with the fewest outstanding streams among `tunnels`' sessions,
-    /// skipping `exclude`: one of the calling worker's own when it has one, else any (ties
-    /// broken at random, so idle connectors share the traffic).
+    /// skipping `exclude` (ties broken at random, so idle connectors share the traffic) —
+    /// or, when the chosen session's connector has another one on the calling worker that is
+    /// no busier, that one, so the request needs no hand-off. Connectors are chosen as if
+    /// there were no workers; only the connection within a connector follows the worker.
     pub(crate) fn pick(&self, tunnels: &[TunnelId], exclude: &[String]) -> Option<Picked> {
         self.pick_on(tunnels, exclude, postern_workers::current())
     }
@@ -356,34 +387,44 @@ impl Registry {
         worker: Option<usize>,
     ) -> Option<Picked> {
         let map = self.sessions.read().unwrap_or_else(|p| p.into_inner());
-        // One pass, no allocation (it runs for every request): each count is read once, as
-        // they change under us, and ties are broken by reservoir sampling (the k-th tie
+        // Two passes, no allocation (it runs for every request). Counts change under us, so
+        // each is read once per pass; ties are broken by reservoir sampling (the k-th tie
         // replaces the choice with probability 1/k), which picks uniformly among them.
+        let candidates = || {
+            tunnels
+                .iter()
+                .filter_map(|t| map.get(t))
+                .flatten()
+                .filter(|s| s.is_healthy() && !exclude.contains(&s.id))
+        };
         let mut rng = rand::rng();
-        let mut own = Least::default();
         let mut any = Least::default();
-        let candidates = tunnels
-            .iter()
-            .filter_map(|t| map.get(t))
-            .flatten()
-            .filter(|s| s.is_healthy() && !exclude.contains(&s.id));
-        for session in candidates {
-            let outstanding = session.outstanding();
-            if worker.is_some() && session.worker == worker {
-                own.offer(session, outstanding, &mut rng);
-            }
-            any.offer(session, outstanding, &mut rng);
+        for session in candidates() {
+            any.offer(session, session.outstanding(), &mut rng);
         }
-        if let Some(session) = own.chosen {
+        let chosen = any.chosen?;
+        if worker.is_none() || chosen.worker == worker {
             return Some(Picked {
-                session: session.clone(),
+                session: chosen.clone(),
                 handed_off: false,
             });
         }
-        any.chosen.map(|session| Picked {
-            session: session.clone(),
-            handed_off: worker.is_some() && session.worker != worker,
-        })
+        let mut own = Least::default();
+        for session in candidates() {
+            if session.worker == worker && session.connector == chosen.connector {
+                own.offer(session, session.outstanding(), &mut rng);
+            }
+        }
+        match own.chosen {
+            Some(session) if own.least <= any.least => Some(Picked {
+                session: session.clone(),
+                handed_off: false,
+            }),
+            _ => Some(Picked {
+                session: chosen.clone(),
+                handed_off: true,
+            }),
+        }
     }
 }
 
@@ -424,28 +465,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_tunnels_connections_are_placed_on_different_workers() {
+    fn each_connectors_connections_are_spread_over_the_workers() {
         let registry = Arc::new(Registry::default());
         let tunnel = TunnelId::new_random();
-        let first = registry.place(tunnel, 2, Some(1));
+        let (one, two) = (certificate_key(b"one"), certificate_key(b"two"));
+        let first = registry.place(tunnel, one, 2, Some(1));
         assert_eq!(first.worker, 1, "the accepting worker wins a tie");
-        let second = registry.place(tunnel, 2, Some(1));
+        let other = registry.place(tunnel, two, 2, Some(1));
+        assert_eq!(other.worker, 0, "the tunnel's emptier worker comes next");
+        let second = registry.place(tunnel, one, 2, Some(1));
         assert_eq!(
             second.worker, 0,
-            "the worker without a connection comes next"
+            "a connector's second connection goes where it has none, whatever the tunnel has"
         );
-        let third = registry.place(tunnel, 2, None);
-        assert_eq!(
-            third.worker, 0,
-            "a tie with no preference goes to the lowest index"
-        );
+        let third = registry.place(tunnel, two, 2, None);
+        assert_eq!(third.worker, 1, "and so does the other connector's");
         drop(second);
-        drop(third);
-        let again = registry.place(tunnel, 2, Some(1));
+        let again = registry.place(tunnel, one, 2, Some(1));
         assert_eq!(again.worker, 0, "a placement that ended frees its worker");
-        let other = registry.place(TunnelId::new_random(), 2, Some(1));
-        assert_eq!(other.worker, 1, "other tunnels are counted apart");
-        drop((first, again, other));
+        let apart = registry.place(TunnelId::new_random(), one, 2, Some(1));
+        assert_eq!(apart.worker, 1, "other tunnels are counted apart");
+        drop((first, other, third, again, apart));
         assert!(registry.placing.lock().expect("lock").is_empty());
     }
 }

@@ -234,9 +234,9 @@ impl Live {
             draining: false,
         };
         let session = Arc::new(Session::new(
-            self.tunnel,
             self.sender.clone(),
             info,
+            &placement,
             self.close.clone(),
         ));
         if answer.draining {
