@@ -2,6 +2,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
 use postern_schema::secret::Secret;
@@ -107,6 +108,101 @@ pub struct EdgeConfig {
     #[arg(long, env = "POSTERN_EDGE_WORKERS", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub(crate) workers: Option<u16>,
 
+    /// Visitor connections one client may hold at once on the public listeners (HTTP and
+    /// HTTPS together, upgraded WebSockets included), across every worker. A client is an
+    /// IPv4 address or an IPv6 /64. Beyond it, new connections are closed at once.
+    #[arg(
+        long,
+        env = "POSTERN_EDGE_MAX_CONNECTIONS_PER_IP",
+        default_value_t = 256,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub(crate) max_connections_per_ip: u32,
+
+    /// How long a visitor's HTTP/2 connection may stay open with no stream before the edge
+    /// closes it (GOAWAY).
+    #[arg(
+        long,
+        env = "POSTERN_EDGE_HTTP2_IDLE_TIMEOUT",
+        default_value = "1m",
+        value_parser = positive_duration
+    )]
+    pub(crate) http2_idle_timeout: Duration,
+
+    /// How often the edge pings a visitor's HTTP/2 connection; one that does not answer a ping
+    /// within the same time is closed.
+    #[arg(
+        long,
+        env = "POSTERN_EDGE_HTTP2_KEEPALIVE_INTERVAL",
+        default_value = "20s",
+        value_parser = positive_duration
+    )]
+    pub(crate) http2_keepalive_interval: Duration,
+
+    /// How long a visitor's HTTP/1.1 keep-alive connection may wait for its next request
+    /// after answering one (a request head, once started, has 10 s to arrive whole).
+    #[arg(
+        long,
+        env = "POSTERN_EDGE_HTTP1_IDLE_TIMEOUT",
+        default_value = "10s",
+        value_parser = positive_duration
+    )]
+    pub(crate) http1_idle_timeout: Duration,
+
+    /// How long the edge waits for a connector's response head (after the request went down
+    /// the tunnel) before it answers the visitor 504 itself. Above the connector's own
+    /// --origin-timeout (100 s by default), so a connector's own answer normally comes first.
+    #[arg(
+        long,
+        env = "POSTERN_EDGE_RESPONSE_HEAD_TIMEOUT",
+        default_value = "2m",
+        value_parser = positive_duration
+    )]
+    pub(crate) response_head_timeout: Duration,
+
+    /// How long a request waits for a free stream on a tunnel connection whose streams are all
+    /// in use before the edge answers 504.
+    #[arg(
+        long,
+        env = "POSTERN_EDGE_STREAM_SLOT_TIMEOUT",
+        default_value = "10s",
+        value_parser = positive_duration
+    )]
+    pub(crate) stream_slot_timeout: Duration,
+
+    /// Live connections one tunnel may hold on this node (connectors ask for one per edge
+    /// worker); more are closed after the TLS handshake. A tunnel's certificates are good for
+    /// that tunnel only, so this bounds what a stolen certificate can hold.
+    #[arg(
+        long,
+        env = "POSTERN_EDGE_MAX_CONNECTIONS_PER_TUNNEL",
+        default_value_t = 32,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub(crate) max_connections_per_tunnel: u32,
+
+    /// How long this node keeps serving its last snapshot of tunnels, hostnames and policies
+    /// when it cannot read its store; after that, visitors get 503 saying why until the store
+    /// answers again.
+    #[arg(
+        long,
+        env = "POSTERN_EDGE_MAX_STALENESS",
+        default_value = "5m",
+        value_parser = positive_duration
+    )]
+    pub(crate) max_staleness: Duration,
+
+    /// The hard deadline of shutdown (SIGTERM, SIGINT): in-flight requests, WebSockets, tunnel
+    /// sessions and API connections get until then; whatever is left is closed and the process
+    /// exits.
+    #[arg(
+        long,
+        env = "POSTERN_EDGE_SHUTDOWN_TIMEOUT",
+        default_value = "30s",
+        value_parser = positive_duration
+    )]
+    pub shutdown_timeout: Duration,
+
     /// Log format: text or json.
     #[arg(long, env = "POSTERN_EDGE_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
@@ -162,6 +258,16 @@ impl EdgeConfig {
         }
         Ok(())
     }
+}
+
+/// A duration flag (`30s`, `1m30s`, `500ms`; the grammar of `postern_schema::duration`), more
+/// than zero.
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    let duration = postern_schema::duration::parse(text).map_err(|e| e.to_string())?;
+    if duration.is_zero() {
+        return Err(format!("{text:?} is zero; give a duration above zero"));
+    }
+    Ok(duration)
 }
 
 /// What the edge serves, as far as the API tells clients: the flags, resolved at start.
