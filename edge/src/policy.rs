@@ -27,7 +27,7 @@ use crate::catalog::Snapshot;
 use crate::metrics::Metrics;
 
 pub(crate) use self::evaluate::{Now, Reason, RequestFacts};
-pub(crate) use self::path::{AmbiguousPath, canonical_path};
+pub(crate) use self::path::canonical_path;
 
 /// The metric family of policy decisions.
 pub(crate) const DECISIONS: &str = "postern_edge_policy_decisions_total";

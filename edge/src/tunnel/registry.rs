@@ -12,9 +12,9 @@ use hyper::client::conn::http2::SendRequest;
 use hyper::{Request, Response};
 use postern_schema::api::Connection;
 use postern_schema::ids::TunnelId;
-use postern_schema::wire::HostnameConfig;
+use postern_schema::wire::{HostnameConfig, tuning};
 use rand::Rng;
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::body::BoxBody;
@@ -30,6 +30,9 @@ pub(crate) struct Session {
     sender: SendRequest<BoxBody>,
     info: Mutex<Connection>,
     outstanding: AtomicUsize,
+    /// The connector's streams visitors may use (`tuning::MAX_CONCURRENT_STREAMS`, less those
+    /// kept for control requests).
+    streams: Arc<Semaphore>,
     draining: AtomicBool,
     pushed_version: AtomicU64,
     seen_revision: watch::Sender<u64>,
@@ -57,10 +60,14 @@ pub(crate) struct SendFailure {
     pub(crate) error: hyper::Error,
 }
 
-/// Counts one outstanding stream on a session until dropped.
+/// Visitor streams one connection carries at once.
+const VISITOR_STREAMS: u32 = tuning::MAX_CONCURRENT_STREAMS - tuning::CONTROL_STREAMS;
+
+/// Counts one outstanding stream on a session, and holds its stream, until dropped.
 #[derive(Debug)]
 pub(crate) struct StreamGuard {
     session: Arc<Session>,
+    _stream: OwnedSemaphorePermit,
 }
 
 impl Drop for StreamGuard {
@@ -87,6 +94,7 @@ impl Session {
             applied: Mutex::new(Vec::new()),
             info: Mutex::new(info),
             outstanding: AtomicUsize::new(0),
+            streams: Arc::new(Semaphore::new(VISITOR_STREAMS as usize)),
             draining: AtomicBool::new(false),
             close,
         }
@@ -170,12 +178,25 @@ impl Session {
         self.info.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Counts a stream as outstanding until the guard is dropped.
-    pub(crate) fn begin_stream(self: &Arc<Self>) -> StreamGuard {
+    /// Takes one of the connection's visitor streams, waiting at most `wait` for one to be
+    /// free, and counts it as outstanding until the guard is dropped; `None` when none freed
+    /// in time.
+    pub(crate) async fn begin_stream(
+        self: &Arc<Self>,
+        wait: std::time::Duration,
+    ) -> Option<StreamGuard> {
+        let stream = match self.streams.clone().try_acquire_owned() {
+            Ok(stream) => stream,
+            Err(_) => tokio::time::timeout(wait, self.streams.clone().acquire_owned())
+                .await
+                .ok()?
+                .ok()?,
+        };
         self.outstanding.fetch_add(1, Ordering::Relaxed);
-        StreamGuard {
+        Some(StreamGuard {
             session: self.clone(),
-        }
+            _stream: stream,
+        })
     }
 
     /// Opens a stream for `request` and waits for the response head.
@@ -256,24 +277,34 @@ impl Registry {
     /// the fewest of the tunnel's connections, counting those being placed; ties go to
     /// `preferred` (the worker that accepted it), then to the lowest index. So a tunnel's
     /// first connections land on different workers, and every worker can serve its requests
-    /// without a hand-off.
+    /// without a hand-off. `None` when the tunnel already holds `max` connections (registered
+    /// or being placed).
     pub(crate) fn place(
         self: &Arc<Self>,
         tunnel: TunnelId,
         workers: usize,
         preferred: Option<usize>,
-    ) -> Placement {
+        max: u32,
+    ) -> Option<Placement> {
         let workers = workers.max(1);
         let mut counts = vec![0usize; workers];
+        // The placing lock first, and held while the sessions are counted: a session that
+        // registers meanwhile is then counted at least once, so the cap is never passed.
+        let mut placing = self.placing.lock().unwrap_or_else(|p| p.into_inner());
+        let mut total = 0usize;
         {
             let map = self.sessions.read().unwrap_or_else(|p| p.into_inner());
             for session in map.get(&tunnel).into_iter().flatten() {
+                total += 1;
                 if let Some(worker) = session.worker.filter(|w| *w < workers) {
                     counts[worker] += 1;
                 }
             }
         }
-        let mut placing = self.placing.lock().unwrap_or_else(|p| p.into_inner());
+        total += placing.get(&tunnel).map_or(0, |p| p.iter().sum());
+        if total >= max as usize {
+            return None;
+        }
         let pending = placing.entry(tunnel).or_insert_with(|| vec![0; workers]);
         pending.resize(workers.max(pending.len()), 0);
         for (worker, count) in counts.iter_mut().enumerate() {
@@ -285,11 +316,11 @@ impl Registry {
             .or_else(|| counts.iter().position(|c| *c == least))
             .unwrap_or(0);
         pending[worker] += 1;
-        Placement {
+        Some(Placement {
             registry: self.clone(),
             tunnel,
             worker,
-        }
+        })
     }
 
     /// Registers a session: from now on the proxy may route to it.
@@ -427,25 +458,42 @@ mod tests {
     fn a_tunnels_connections_are_placed_on_different_workers() {
         let registry = Arc::new(Registry::default());
         let tunnel = TunnelId::new_random();
-        let first = registry.place(tunnel, 2, Some(1));
+        let place = |tunnel, preferred| registry.place(tunnel, 2, preferred, 32).expect("room");
+        let first = place(tunnel, Some(1));
         assert_eq!(first.worker, 1, "the accepting worker wins a tie");
-        let second = registry.place(tunnel, 2, Some(1));
+        let second = place(tunnel, Some(1));
         assert_eq!(
             second.worker, 0,
             "the worker without a connection comes next"
         );
-        let third = registry.place(tunnel, 2, None);
+        let third = place(tunnel, None);
         assert_eq!(
             third.worker, 0,
             "a tie with no preference goes to the lowest index"
         );
         drop(second);
         drop(third);
-        let again = registry.place(tunnel, 2, Some(1));
+        let again = place(tunnel, Some(1));
         assert_eq!(again.worker, 0, "a placement that ended frees its worker");
-        let other = registry.place(TunnelId::new_random(), 2, Some(1));
+        let other = place(TunnelId::new_random(), Some(1));
         assert_eq!(other.worker, 1, "other tunnels are counted apart");
         drop((first, again, other));
         assert!(registry.placing.lock().expect("lock").is_empty());
+    }
+
+    #[test]
+    fn a_tunnel_holds_at_most_its_cap_of_connections() {
+        let registry = Arc::new(Registry::default());
+        let tunnel = TunnelId::new_random();
+        let held: Vec<Placement> = (0..3)
+            .map(|_| registry.place(tunnel, 2, None, 3).expect("within the cap"))
+            .collect();
+        assert!(registry.place(tunnel, 2, None, 3).is_none());
+        assert!(
+            registry.place(TunnelId::new_random(), 2, None, 3).is_some(),
+            "other tunnels have caps of their own"
+        );
+        drop(held);
+        assert!(registry.place(tunnel, 2, None, 3).is_some());
     }
 }
