@@ -456,9 +456,7 @@ async fn a_tunnel_holds_at_most_its_cap_of_connections_whatever_certificates_it_
     let served = served_with(
         HOST,
         EdgeOptions {
-            args: ["--max-connections-per-tunnel", "4"]
-                .map(String::from)
-                .to_vec(),
+            env: vec![("POSTERN_EDGE_MAX_CONNECTIONS_PER_TUNNEL".into(), "4".into())],
             ..EdgeOptions::default()
         },
     )
@@ -670,7 +668,7 @@ async fn oversized_or_unprintable_hellos_are_refused_and_never_logged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connector_that_never_answers_gets_the_visitor_a_504_within_the_edges_deadline() {
     let edge = EdgeProcess::start_with(EdgeOptions {
-        args: ["--response-head-timeout", "3s"].map(String::from).to_vec(),
+        env: vec![("POSTERN_EDGE_RESPONSE_HEAD_TIMEOUT".into(), "3s".into())],
         ..EdgeOptions::default()
     });
     let client = edge.client();

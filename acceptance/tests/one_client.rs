@@ -35,6 +35,19 @@ async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
     LOCK.lock().await
 }
 
+/// Edge options that set limits through their environment variables (`POSTERN_EDGE_<FLAG>`):
+/// an edge from before these limits ignores them, so the tests show the old behaviour there
+/// rather than an unknown flag.
+fn with_env(vars: &[(&str, &str)]) -> EdgeOptions {
+    EdgeOptions {
+        env: vars
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect(),
+        ..EdgeOptions::default()
+    }
+}
+
 fn ip(text: &str) -> IpAddr {
     text.parse().expect("address")
 }
@@ -194,19 +207,11 @@ async fn idle_connections_are_closed_after_their_idle_timeouts_and_silent_peers_
     let _serial = serial().await;
     let served = served_with(
         HOST,
-        EdgeOptions {
-            args: [
-                "--http2-idle-timeout",
-                "2s",
-                "--http1-idle-timeout",
-                "1s",
-                "--http2-keepalive-interval",
-                "1s",
-            ]
-            .map(String::from)
-            .to_vec(),
-            ..EdgeOptions::default()
-        },
+        with_env(&[
+            ("POSTERN_EDGE_HTTP2_IDLE_TIMEOUT", "2s"),
+            ("POSTERN_EDGE_HTTP1_IDLE_TIMEOUT", "1s"),
+            ("POSTERN_EDGE_HTTP2_KEEPALIVE_INTERVAL", "1s"),
+        ]),
     )
     .await;
     let addr = served.edge.addrs.http;
@@ -413,12 +418,10 @@ async fn websockets_count_against_their_clients_share_and_close_within_the_shutd
     let _serial = serial().await;
     let mut served = served_with(
         HOST,
-        EdgeOptions {
-            args: ["--max-connections-per-ip", "4", "--shutdown-timeout", "5s"]
-                .map(String::from)
-                .to_vec(),
-            ..EdgeOptions::default()
-        },
+        with_env(&[
+            ("POSTERN_EDGE_MAX_CONNECTIONS_PER_IP", "4"),
+            ("POSTERN_EDGE_SHUTDOWN_TIMEOUT", "5s"),
+        ]),
     )
     .await;
     let addr = served.edge.addrs.http;
@@ -500,14 +503,7 @@ async fn websockets_count_against_their_clients_share_and_close_within_the_shutd
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_idle_connections_on_every_listener_exits_within_the_shutdown_timeout() {
     let _serial = serial().await;
-    let mut served = served_with(
-        HOST,
-        EdgeOptions {
-            args: ["--shutdown-timeout", "3s"].map(String::from).to_vec(),
-            ..EdgeOptions::default()
-        },
-    )
-    .await;
+    let mut served = served_with(HOST, with_env(&[("POSTERN_EDGE_SHUTDOWN_TIMEOUT", "3s")])).await;
     let addrs = served.edge.addrs;
     let mut idle = Vec::new();
     // Silent TCP connections to every listener.
@@ -712,13 +708,8 @@ async fn ambiguous_paths_are_refused_or_forwarded_exactly_as_checked() {
 async fn a_node_cut_off_from_its_store_serves_until_the_staleness_limit_then_answers_503() {
     let mut postgres = PostgresServer::start();
     let edge = EdgeProcess::start_with(EdgeOptions {
-        args: vec![
-            "--store".into(),
-            postgres.url(),
-            "--max-staleness".into(),
-            "15s".into(),
-        ],
-        ..EdgeOptions::default()
+        args: vec!["--store".into(), postgres.url()],
+        ..with_env(&[("POSTERN_EDGE_MAX_STALENESS", "15s")])
     });
     let client = edge.client();
     let origin = TestOrigin::start().await;
