@@ -3,7 +3,8 @@
 //! unknown methods, very long paths and headers, lying lengths and percent-encoded ids. Each gets
 //! a clear 4xx: the contract's error body (checked against openapi.json) wherever the API
 //! answers, or the HTTP layer's own status where hyper refuses the request first (414, 431 and
-//! malformed framing). Nothing is stored, and the edge serves normal requests afterwards.
+//! malformed framing). Nothing is stored, and the edge serves normal requests afterwards. Ten
+//! thousand random method names leave `/metrics` (and the edge's memory) as they were (issue 23).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -594,10 +595,10 @@ async fn ten_thousand_random_method_names_leave_metrics_and_memory_bounded() {
     );
     assert!(count <= 20, "{count} series");
     assert!(!other.is_empty(), "unknown methods are counted as `other`");
-    // The edge's memory stays put: well under 8 MiB for the whole run (a series per method
+    // The edge's memory stays put: under 4 MiB more for the whole run (a series per method
     // name would cost a few hundred bytes each, forever).
     assert!(
-        rss_after < rss_before + 8 * 1024 * 1024,
+        rss_after < rss_before + 4 * 1024 * 1024,
         "RSS grew from {} to {} KiB",
         rss_before / 1024,
         rss_after / 1024
