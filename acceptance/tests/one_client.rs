@@ -382,15 +382,27 @@ async fn an_edge_started_with_a_soft_limit_of_1024_raises_it_and_serves_4000_con
             held.push(result.expect("task").expect("connect"));
         }
     }
-    let fds = acceptance::eventually(
-        Duration::from_secs(20),
-        "the edge to hold the 4,000 connections",
-        || async {
-            let fds = open_fds(pid);
-            (fds >= fds_before + CONNECTIONS).then_some(fds)
-        },
-    )
-    .await;
+    let waiting = Instant::now();
+    let fds = loop {
+        let fds = open_fds(pid);
+        if fds >= fds_before + CONNECTIONS {
+            break fds;
+        }
+        assert!(
+            waiting.elapsed() < Duration::from_secs(30),
+            "the edge holds {} descriptors more than before, not {CONNECTIONS}; its log ends:\n{}",
+            fds.saturating_sub(fds_before),
+            served
+                .edge
+                .log()
+                .lines()
+                .rev()
+                .take(20)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let (status, took) = hello_from(ip("127.0.2.1"), served.edge.addrs.http).await;
     let (kept, closed) = kept_and_closed(held, Duration::from_millis(500)).await;
     println!(

@@ -282,3 +282,72 @@ pub(crate) struct EdgeSettings {
     /// `Cluster::tunnel_addresses`).
     pub(crate) tunnel_addresses: Vec<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    #[test]
+    fn the_limits_have_their_defaults_and_durations_use_the_shared_grammar() {
+        let config = EdgeConfig::try_parse_from(["postern-edge"]).expect("defaults");
+        assert_eq!(config.max_connections_per_ip, 256);
+        assert_eq!(config.max_connections_per_tunnel, 32);
+        assert_eq!(config.http2_idle_timeout, Duration::from_secs(60));
+        assert_eq!(config.http1_idle_timeout, Duration::from_secs(10));
+        assert_eq!(config.shutdown_timeout, Duration::from_secs(30));
+        assert_eq!(config.max_staleness, Duration::from_secs(300));
+        let tuned = EdgeConfig::try_parse_from([
+            "postern-edge",
+            "--shutdown-timeout",
+            "1m30s",
+            "--response-head-timeout",
+            "500ms",
+        ])
+        .expect("durations");
+        assert_eq!(tuned.shutdown_timeout, Duration::from_secs(90));
+        assert_eq!(tuned.response_head_timeout, Duration::from_millis(500));
+        for bad in [
+            ["--shutdown-timeout", "0s"],
+            ["--shutdown-timeout", "30"],
+            ["--max-connections-per-ip", "0"],
+        ] {
+            assert!(
+                EdgeConfig::try_parse_from(["postern-edge", bad[0], bad[1]]).is_err(),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_limit_is_in_help_with_its_variable() {
+        let help = EdgeConfig::command().render_long_help().to_string();
+        for (flag, variable) in [
+            (
+                "--max-connections-per-ip",
+                "POSTERN_EDGE_MAX_CONNECTIONS_PER_IP",
+            ),
+            ("--http2-idle-timeout", "POSTERN_EDGE_HTTP2_IDLE_TIMEOUT"),
+            (
+                "--http2-keepalive-interval",
+                "POSTERN_EDGE_HTTP2_KEEPALIVE_INTERVAL",
+            ),
+            ("--http1-idle-timeout", "POSTERN_EDGE_HTTP1_IDLE_TIMEOUT"),
+            (
+                "--response-head-timeout",
+                "POSTERN_EDGE_RESPONSE_HEAD_TIMEOUT",
+            ),
+            ("--stream-slot-timeout", "POSTERN_EDGE_STREAM_SLOT_TIMEOUT"),
+            (
+                "--max-connections-per-tunnel",
+                "POSTERN_EDGE_MAX_CONNECTIONS_PER_TUNNEL",
+            ),
+            ("--max-staleness", "POSTERN_EDGE_MAX_STALENESS"),
+            ("--shutdown-timeout", "POSTERN_EDGE_SHUTDOWN_TIMEOUT"),
+        ] {
+            assert!(help.contains(flag), "{flag} is not in --help");
+            assert!(help.contains(variable), "{variable} is not in --help");
+        }
+    }
+}
