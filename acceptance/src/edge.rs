@@ -47,6 +47,11 @@ pub struct EdgeOptions {
     pub env: Vec<(String, String)>,
     /// Bind exactly these addresses instead of port 0 (used by restarts).
     pub addrs: Option<Ready>,
+    /// The address the public HTTP and HTTPS listeners bind (port 0); 127.0.0.1 when `None`.
+    pub public_ip: Option<std::net::IpAddr>,
+    /// Start the edge with this soft limit of open files (its hard limit stays), as a system
+    /// with a low default would.
+    pub soft_nofile: Option<u64>,
 }
 
 /// A running `postern-edge` process; killed when dropped.
@@ -152,6 +157,25 @@ impl EdgeProcess {
         }
     }
 
+    /// SIGTERM; the exit status and how long the edge took to exit, or `None` when it was
+    /// still running after `limit` (it is killed then).
+    pub fn terminate_within(&mut self, limit: Duration) -> Option<(ExitStatus, Duration)> {
+        let mut child = self.child.take().expect("the edge is not running");
+        let started = Instant::now();
+        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some((status, started.elapsed()));
+            }
+            if started.elapsed() > limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// SIGTERM, and wait (at most 30 s) for the exit status.
     pub fn terminate(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("the edge is not running");
@@ -191,13 +215,28 @@ fn spawn(options: &EdgeOptions, data_dir: &Path, log: &Path) -> (Child, Ready) {
         addr.map_or_else(|| "127.0.0.1:0".to_string(), |a| a.to_string())
     };
     let fixed = options.addrs;
-    let mut command = Command::new(binary("postern-edge"));
+    let public = |addr: Option<SocketAddr>| match (addr, options.public_ip) {
+        (None, Some(ip)) => SocketAddr::new(ip, 0).to_string(),
+        (addr, _) => listen(addr),
+    };
+    let mut command = match options.soft_nofile {
+        None => Command::new(binary("postern-edge")),
+        Some(soft) => {
+            // The shell lowers its own soft limit, then becomes the edge (same process).
+            let mut shell = Command::new("sh");
+            shell
+                .arg("-c")
+                .arg(format!("ulimit -S -n {soft} && exec \"$0\" \"$@\""))
+                .arg(binary("postern-edge"));
+            shell
+        }
+    };
     command
         .arg("--data-dir")
         .arg(data_dir)
         .args(["--api-listen", &listen(fixed.map(|a| a.api))])
-        .args(["--http-listen", &listen(fixed.map(|a| a.http))])
-        .args(["--https-listen", &listen(fixed.map(|a| a.https))])
+        .args(["--http-listen", &public(fixed.map(|a| a.http))])
+        .args(["--https-listen", &public(fixed.map(|a| a.https))])
         .args(["--tunnel-listen", &listen(fixed.map(|a| a.tunnel))])
         .args(["--dns-listen", &listen(fixed.map(|a| a.dns))])
         .args(&options.args)

@@ -159,6 +159,101 @@ pub struct EdgeConfig {
     #[arg(long, env = "POSTERN_EDGE_WORKERS", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub(crate) workers: Option<u16>,
 
+    /// Visitor connections one client may hold at once on the public listeners (HTTP and
+    /// HTTPS together, upgraded WebSockets included), across every worker. A client is an
+    /// IPv4 address or an IPv6 /64. Beyond it, new connections are closed at once.
+    #[arg(
+        long,
+        env = "POSTERN_EDGE_MAX_CONNECTIONS_PER_IP",
+        default_value_t = 256,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub(crate) max_connections_per_ip: u32,
+
+    /// How long a visitor's HTTP/2 connection may stay open with no stream before the edge
+    /// closes it (GOAWAY).
+    #[arg(
+        long,
+        env = "POSTERN_EDGE_HTTP2_IDLE_TIMEOUT",
+        default_value = "1m",
+        value_parser = positive_duration
+    )]
+    pub(crate) http2_idle_timeout: Duration,
+
+    /// How often the edge pings a visitor's HTTP/2 connection; one that does not answer a ping
+    /// within the same time is closed.
+    #[arg(
+        long,
+        env = "POSTERN_EDGE_HTTP2_KEEPALIVE_INTERVAL",
+        default_value = "20s",
+        value_parser = positive_duration
+    )]
+    pub(crate) http2_keepalive_interval: Duration,
+
+    /// How long a visitor's HTTP/1.1 keep-alive connection may wait for its next request
+    /// after answering one (a request head, once started, has 10 s to arrive whole).
+    #[arg(
+        long,
+        env = "POSTERN_EDGE_HTTP1_IDLE_TIMEOUT",
+        default_value = "10s",
+        value_parser = positive_duration
+    )]
+    pub(crate) http1_idle_timeout: Duration,
+
+    /// How long the edge waits for a connector's response head (after the request went down
+    /// the tunnel) before it answers the visitor 504 itself. Above the connector's own
+    /// --origin-timeout (100 s by default), so a connector's own answer normally comes first.
+    #[arg(
+        long,
+        env = "POSTERN_EDGE_RESPONSE_HEAD_TIMEOUT",
+        default_value = "2m",
+        value_parser = positive_duration
+    )]
+    pub(crate) response_head_timeout: Duration,
+
+    /// How long a request waits for a free stream on a tunnel connection whose streams are all
+    /// in use before the edge answers 504.
+    #[arg(
+        long,
+        env = "POSTERN_EDGE_STREAM_SLOT_TIMEOUT",
+        default_value = "10s",
+        value_parser = positive_duration
+    )]
+    pub(crate) stream_slot_timeout: Duration,
+
+    /// Live connections one tunnel may hold on this node (connectors ask for one per edge
+    /// worker); more are closed after the TLS handshake. A tunnel's certificates are good for
+    /// that tunnel only, so this bounds what a stolen certificate can hold.
+    #[arg(
+        long,
+        env = "POSTERN_EDGE_MAX_CONNECTIONS_PER_TUNNEL",
+        default_value_t = 32,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub(crate) max_connections_per_tunnel: u32,
+
+    /// How long this node keeps serving its last snapshot of tunnels, hostnames and policies
+    /// when it cannot read its store; after that, visitors get 503 saying why until the store
+    /// answers again.
+    #[arg(
+        long,
+        env = "POSTERN_EDGE_MAX_STALENESS",
+        default_value = "5m",
+        value_parser = positive_duration
+    )]
+    pub(crate) max_staleness: Duration,
+
+    /// The hard deadline of shutdown (SIGTERM, SIGINT): in-flight requests, WebSockets, tunnel
+    /// sessions and API connections get until then; whatever is left is closed and the process
+    /// exits.
+    #[arg(
+        long,
+        env = "POSTERN_EDGE_SHUTDOWN_TIMEOUT",
+        default_value = "30s",
+        value_parser = positive_duration
+    )]
+    pub shutdown_timeout: Duration,
+
     /// Log format: text or json.
     #[arg(long, env = "POSTERN_EDGE_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
@@ -272,6 +367,16 @@ impl EdgeConfig {
     }
 }
 
+/// A duration flag (`30s`, `1m30s`, `500ms`; the grammar of `postern_schema::duration`), more
+/// than zero.
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    let duration = postern_schema::duration::parse(text).map_err(|e| e.to_string())?;
+    if duration.is_zero() {
+        return Err(format!("{text:?} is zero; give a duration above zero"));
+    }
+    Ok(duration)
+}
+
 /// What the edge serves, as far as the API tells clients: the flags, resolved at start.
 #[derive(Debug, Clone)]
 pub(crate) struct EdgeSettings {
@@ -287,9 +392,9 @@ pub(crate) struct EdgeSettings {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
+    use clap::{CommandFactory, Parser};
 
-    use super::EdgeConfig;
+    use super::*;
 
     #[test]
     fn debug_hides_the_admin_token_and_the_store_password() {
@@ -323,5 +428,67 @@ mod tests {
         .expect("flags");
         let printed = format!("{:?}", config.store);
         assert_eq!(printed, "Some(\"postgres://edge:***@db.internal/postern\")");
+    }
+
+    #[test]
+    fn the_limits_have_their_defaults_and_durations_use_the_shared_grammar() {
+        let config = EdgeConfig::try_parse_from(["postern-edge"]).expect("defaults");
+        assert_eq!(config.max_connections_per_ip, 256);
+        assert_eq!(config.max_connections_per_tunnel, 32);
+        assert_eq!(config.http2_idle_timeout, Duration::from_secs(60));
+        assert_eq!(config.http1_idle_timeout, Duration::from_secs(10));
+        assert_eq!(config.shutdown_timeout, Duration::from_secs(30));
+        assert_eq!(config.max_staleness, Duration::from_secs(300));
+        let tuned = EdgeConfig::try_parse_from([
+            "postern-edge",
+            "--shutdown-timeout",
+            "1m30s",
+            "--response-head-timeout",
+            "500ms",
+        ])
+        .expect("durations");
+        assert_eq!(tuned.shutdown_timeout, Duration::from_secs(90));
+        assert_eq!(tuned.response_head_timeout, Duration::from_millis(500));
+        for bad in [
+            ["--shutdown-timeout", "0s"],
+            ["--shutdown-timeout", "30"],
+            ["--max-connections-per-ip", "0"],
+        ] {
+            assert!(
+                EdgeConfig::try_parse_from(["postern-edge", bad[0], bad[1]]).is_err(),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_limit_is_in_help_with_its_variable() {
+        let help = EdgeConfig::command().render_long_help().to_string();
+        for (flag, variable) in [
+            (
+                "--max-connections-per-ip",
+                "POSTERN_EDGE_MAX_CONNECTIONS_PER_IP",
+            ),
+            ("--http2-idle-timeout", "POSTERN_EDGE_HTTP2_IDLE_TIMEOUT"),
+            (
+                "--http2-keepalive-interval",
+                "POSTERN_EDGE_HTTP2_KEEPALIVE_INTERVAL",
+            ),
+            ("--http1-idle-timeout", "POSTERN_EDGE_HTTP1_IDLE_TIMEOUT"),
+            (
+                "--response-head-timeout",
+                "POSTERN_EDGE_RESPONSE_HEAD_TIMEOUT",
+            ),
+            ("--stream-slot-timeout", "POSTERN_EDGE_STREAM_SLOT_TIMEOUT"),
+            (
+                "--max-connections-per-tunnel",
+                "POSTERN_EDGE_MAX_CONNECTIONS_PER_TUNNEL",
+            ),
+            ("--max-staleness", "POSTERN_EDGE_MAX_STALENESS"),
+            ("--shutdown-timeout", "POSTERN_EDGE_SHUTDOWN_TIMEOUT"),
+        ] {
+            assert!(help.contains(flag), "{flag} is not in --help");
+            assert!(help.contains(variable), "{variable} is not in --help");
+        }
     }
 }

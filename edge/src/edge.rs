@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use postern_workers::{WorkerError, Workers};
 use serde::Serialize;
@@ -12,6 +13,7 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::api::{self, ApiState};
 use crate::auth::{Auth, AuthError};
@@ -22,12 +24,16 @@ use crate::config::{EdgeConfig, EdgeSettings, StoreUrl};
 use crate::dns::{DnsLimits, RateLimitConfig, TcpConfig};
 use crate::metrics::Metrics;
 use crate::policy::PolicyEngine;
-use crate::proxy::{self, Proxy};
+use crate::proxy::{self, Proxy, ProxySettings};
 use crate::store::{Store, StoreError};
 use crate::tunnel::{self, PeerPort, Registry, TunnelContext, TunnelSettings};
 
 /// How many accepted links from other nodes may wait for the proxy to take them.
 const PEER_BACKLOG: usize = 64;
+
+/// How long a client of the control API may take to send a request head (its first byte
+/// included).
+const API_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The embedded store's file under `--data-dir`.
 pub(crate) const STORE_FILE: &str = "postern.db";
@@ -113,14 +119,27 @@ pub struct RunningEdge {
     cancel: CancellationToken,
     tasks: JoinSet<()>,
     workers: Workers,
+    shutdown_timeout: Duration,
 }
 
 impl RunningEdge {
     /// Stops accepting, lets in-flight requests finish, waits for every task, and ends the
-    /// workers.
+    /// workers; whatever still runs at `--shutdown-timeout` is cut off.
     pub async fn shutdown(mut self) {
         self.cancel.cancel();
-        while self.tasks.join_next().await.is_some() {}
+        let tasks = &mut self.tasks;
+        let finished = tokio::time::timeout(self.shutdown_timeout, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if finished.is_err() {
+            tracing::warn!(
+                shutdown_timeout = ?self.shutdown_timeout,
+                "shutdown deadline reached: closing the connections still open"
+            );
+            self.tasks.abort_all();
+        }
+        // Ending the workers' runtimes drops whatever still runs on them.
         let workers = self.workers;
         let _ = tokio::task::spawn_blocking(move || workers.stop()).await;
     }
@@ -234,23 +253,24 @@ async fn start_edge(config: EdgeConfig) -> Result<RunningEdge, Failure> {
         cluster: cluster.clone(),
     };
     let router = api::router(state);
-    let api_cancel = cancel.clone();
-    tasks.spawn(async move {
-        let served = axum::serve(listeners.api, router)
-            .with_graceful_shutdown(async move { api_cancel.cancelled().await })
-            .await;
-        if let Err(error) = served {
-            tracing::error!(%error, "the control API stopped");
-        }
-    });
+    tasks.spawn(serve_api(listeners.api, router, cancel.clone()));
 
-    let proxy = Arc::new(Proxy {
-        catalog: catalog.clone(),
-        registry: registry.clone(),
+    let proxy = Arc::new(Proxy::new(
+        catalog.clone(),
+        registry.clone(),
         policies,
-        metrics: metrics.clone(),
-        cluster: cluster.clone(),
-    });
+        metrics.clone(),
+        cluster.clone(),
+        ProxySettings {
+            max_connections_per_ip: config.max_connections_per_ip,
+            http2_idle_timeout: config.http2_idle_timeout,
+            http2_keepalive_interval: config.http2_keepalive_interval,
+            http1_idle_timeout: config.http1_idle_timeout,
+            response_head_timeout: config.response_head_timeout,
+            stream_slot_timeout: config.stream_slot_timeout,
+            max_staleness: config.max_staleness,
+        },
+    ));
     let handles: Arc<[Handle]> = (0..workers.count())
         .map(|index| workers.handle(index).clone())
         .collect();
@@ -274,7 +294,10 @@ async fn start_edge(config: EdgeConfig) -> Result<RunningEdge, Failure> {
         ca: ca.clone(),
         registry,
         metrics: metrics.clone(),
-        settings: Arc::new(TunnelSettings::from_env()),
+        settings: Arc::new(TunnelSettings {
+            max_connections_per_tunnel: config.max_connections_per_tunnel,
+            ..TunnelSettings::from_env()
+        }),
         workers: handles.clone(),
     };
     tasks.spawn(tunnel::serve(
@@ -318,7 +341,62 @@ async fn start_edge(config: EdgeConfig) -> Result<RunningEdge, Failure> {
         cancel,
         tasks,
         workers,
+        shutdown_timeout: config.shutdown_timeout,
     })
+}
+
+/// Serves the control API until `cancel`, then lets requests in flight finish (the edge's
+/// shutdown deadline ends the rest). A client must send its first byte, and then each
+/// request head, within [`API_HEADER_TIMEOUT`].
+async fn serve_api(listener: TcpListener, router: axum::Router, cancel: CancellationToken) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto;
+    use hyper_util::service::TowerToHyperService;
+
+    let tracker = TaskTracker::new();
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = cancel.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "accepting an API connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let service = TowerToHyperService::new(router.clone());
+        let cancel = cancel.clone();
+        tracker.spawn(async move {
+            // Until a first byte comes, hyper has not picked HTTP/1.1 or HTTP/2 and no timer of
+            // its own runs.
+            let first_byte = tokio::select! {
+                _ = cancel.cancelled() => return,
+                readable = tokio::time::timeout(API_HEADER_TIMEOUT, stream.readable()) => readable,
+            };
+            if !matches!(first_byte, Ok(Ok(()))) {
+                return;
+            }
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(API_HEADER_TIMEOUT);
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                _ = cancel.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+        });
+    }
+    drop(listener);
+    tracker.close();
+    tracker.wait().await;
 }
 
 /// Where other edge nodes reach this one: `--peer-address`, else the first

@@ -84,6 +84,18 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "Enrolment attempts by outcome.",
     ),
     (
+        "postern_edge_certificate_renewals_total",
+        "counter",
+        "Renewal requests a tunnel connection made beyond what a connector needs, refused \
+         (outcome refused).",
+    ),
+    (
+        "postern_edge_visitor_connections_refused_total",
+        "counter",
+        "Visitor connections closed at once, by reason (client_share: the client, an IPv4 \
+         address or an IPv6 /64, already held --max-connections-per-ip).",
+    ),
+    (
         "postern_edge_worker_handoffs_total",
         "counter",
         "Public requests sent on a tunnel connection of another worker than the one serving \

@@ -13,9 +13,9 @@ use hyper::client::conn::http2::SendRequest;
 use hyper::{Request, Response};
 use postern_schema::api::Connection;
 use postern_schema::ids::TunnelId;
-use postern_schema::wire::HostnameConfig;
+use postern_schema::wire::{HostnameConfig, tuning};
 use rand::RngExt;
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::body::BoxBody;
@@ -35,6 +35,9 @@ pub(crate) struct Session {
     sender: SendRequest<BoxBody>,
     info: Mutex<Connection>,
     outstanding: AtomicUsize,
+    /// The connector's streams visitors may use (`tuning::MAX_CONCURRENT_STREAMS`, less those
+    /// kept for control requests).
+    streams: Arc<Semaphore>,
     draining: AtomicBool,
     pushed_version: AtomicU64,
     seen_revision: watch::Sender<u64>,
@@ -62,10 +65,14 @@ pub(crate) struct SendFailure {
     pub(crate) error: hyper::Error,
 }
 
-/// Counts one outstanding stream on a session until dropped.
+/// Visitor streams one connection carries at once.
+const VISITOR_STREAMS: u32 = tuning::MAX_CONCURRENT_STREAMS - tuning::CONTROL_STREAMS;
+
+/// Counts one outstanding stream on a session, and holds its stream, until dropped.
 #[derive(Debug)]
 pub(crate) struct StreamGuard {
     session: Arc<Session>,
+    _stream: OwnedSemaphorePermit,
 }
 
 impl Drop for StreamGuard {
@@ -95,6 +102,7 @@ impl Session {
             applied: Mutex::new(Vec::new()),
             info: Mutex::new(info),
             outstanding: AtomicUsize::new(0),
+            streams: Arc::new(Semaphore::new(VISITOR_STREAMS as usize)),
             draining: AtomicBool::new(false),
             close,
         }
@@ -178,12 +186,25 @@ impl Session {
         self.info.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Counts a stream as outstanding until the guard is dropped.
-    pub(crate) fn begin_stream(self: &Arc<Self>) -> StreamGuard {
+    /// Takes one of the connection's visitor streams, waiting at most `wait` for one to be
+    /// free, and counts it as outstanding until the guard is dropped; `None` when none freed
+    /// in time.
+    pub(crate) async fn begin_stream(
+        self: &Arc<Self>,
+        wait: std::time::Duration,
+    ) -> Option<StreamGuard> {
+        let stream = match self.streams.clone().try_acquire_owned() {
+            Ok(stream) => stream,
+            Err(_) => tokio::time::timeout(wait, self.streams.clone().acquire_owned())
+                .await
+                .ok()?
+                .ok()?,
+        };
         self.outstanding.fetch_add(1, Ordering::Relaxed);
-        StreamGuard {
+        Some(StreamGuard {
             session: self.clone(),
-        }
+            _stream: stream,
+        })
     }
 
     /// Opens a stream for `request` and waits for the response head.
@@ -280,32 +301,44 @@ impl Registry {
     /// remaining ties go to `preferred` (the worker that accepted it), then to the lowest
     /// index. So each connector's connections land on different workers, and when it has as
     /// many as there are workers, every worker can serve its requests without a hand-off.
+    /// `None` when the tunnel already holds `max` connections (registered or being placed).
     pub(crate) fn place(
         self: &Arc<Self>,
         tunnel: TunnelId,
         certificate: u64,
         workers: usize,
         preferred: Option<usize>,
-    ) -> Placement {
+        max: u32,
+    ) -> Option<Placement> {
         let workers = workers.max(1);
         // (the connector's, the tunnel's) per worker
         let mut counts = vec![(0usize, 0usize); workers];
+        let mut total = 0usize;
         let mut count = |cert: u64, worker: Option<usize>| {
+            total += 1;
             if let Some(slot) = worker.and_then(|w| counts.get_mut(w)) {
                 slot.0 += usize::from(cert == certificate);
                 slot.1 += 1;
             }
         };
+        // The placing lock first, and held while the sessions are counted: a session that
+        // registers meanwhile is then counted at least once, so the cap is never passed.
+        let mut placing = self.placing.lock().unwrap_or_else(|p| p.into_inner());
         {
             let map = self.sessions.read().unwrap_or_else(|p| p.into_inner());
             for session in map.get(&tunnel).into_iter().flatten() {
                 count(session.certificate, session.worker);
             }
         }
-        let mut placing = self.placing.lock().unwrap_or_else(|p| p.into_inner());
         let pending = placing.entry(tunnel).or_default();
         for (cert, worker) in pending.iter() {
             count(*cert, Some(*worker));
+        }
+        if total >= max as usize {
+            if pending.is_empty() {
+                placing.remove(&tunnel);
+            }
+            return None;
         }
         let least = counts.iter().copied().min().unwrap_or((0, 0));
         let worker = preferred
@@ -313,12 +346,12 @@ impl Registry {
             .or_else(|| counts.iter().position(|c| *c == least))
             .unwrap_or(0);
         pending.push((certificate, worker));
-        Placement {
+        Some(Placement {
             registry: self.clone(),
             tunnel,
             certificate,
             worker,
-        }
+        })
     }
 
     /// Registers a session: from now on the proxy may route to it.
@@ -469,23 +502,50 @@ mod tests {
         let registry = Arc::new(Registry::default());
         let tunnel = TunnelId::new_random();
         let (one, two) = (certificate_key(b"one"), certificate_key(b"two"));
-        let first = registry.place(tunnel, one, 2, Some(1));
+        let place = |tunnel, certificate, preferred| {
+            registry
+                .place(tunnel, certificate, 2, preferred, 32)
+                .expect("room")
+        };
+        let first = place(tunnel, one, Some(1));
         assert_eq!(first.worker, 1, "the accepting worker wins a tie");
-        let other = registry.place(tunnel, two, 2, Some(1));
+        let other = place(tunnel, two, Some(1));
         assert_eq!(other.worker, 0, "the tunnel's emptier worker comes next");
-        let second = registry.place(tunnel, one, 2, Some(1));
+        let second = place(tunnel, one, Some(1));
         assert_eq!(
             second.worker, 0,
             "a connector's second connection goes where it has none, whatever the tunnel has"
         );
-        let third = registry.place(tunnel, two, 2, None);
+        let third = place(tunnel, two, None);
         assert_eq!(third.worker, 1, "and so does the other connector's");
         drop(second);
-        let again = registry.place(tunnel, one, 2, Some(1));
+        let again = place(tunnel, one, Some(1));
         assert_eq!(again.worker, 0, "a placement that ended frees its worker");
-        let apart = registry.place(TunnelId::new_random(), one, 2, Some(1));
+        let apart = place(TunnelId::new_random(), one, Some(1));
         assert_eq!(apart.worker, 1, "other tunnels are counted apart");
         drop((first, other, third, again, apart));
         assert!(registry.placing.lock().expect("lock").is_empty());
+    }
+
+    #[test]
+    fn a_tunnel_holds_at_most_its_cap_of_connections() {
+        let registry = Arc::new(Registry::default());
+        let tunnel = TunnelId::new_random();
+        let held: Vec<Placement> = (0..3)
+            .map(|_| {
+                registry
+                    .place(tunnel, 7, 2, None, 3)
+                    .expect("within the cap")
+            })
+            .collect();
+        assert!(registry.place(tunnel, 7, 2, None, 3).is_none());
+        assert!(
+            registry
+                .place(TunnelId::new_random(), 7, 2, None, 3)
+                .is_some(),
+            "other tunnels have caps of their own"
+        );
+        drop(held);
+        assert!(registry.place(tunnel, 7, 2, None, 3).is_some());
     }
 }
