@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{self, ApiState};
+use crate::api::{self, ApiState, ApiTls, ApiTlsError, AuthThrottle, Readiness};
 use crate::auth::{Auth, AuthError};
 use crate::ca::{CaError, EdgeCa};
 use crate::catalog::Catalog;
@@ -66,6 +66,12 @@ enum Failure {
     /// The HTTPS listener's TLS could not be configured.
     #[error("cannot configure TLS for the HTTPS listener")]
     HttpsTls(#[from] rustls::Error),
+    /// The control API's TLS could not be configured.
+    #[error("cannot set up TLS for the control API")]
+    ApiTls(#[from] ApiTlsError),
+    /// A flag's value cannot be used.
+    #[error("{0}")]
+    Config(String),
     /// A listener could not be bound.
     #[error("cannot listen on {address} ({what})")]
     Bind {
@@ -84,6 +90,12 @@ enum Failure {
 pub struct BoundAddrs {
     /// Control API.
     pub api: SocketAddr,
+    /// Whether the control API is served over TLS (the ready line then says `https://…`).
+    #[serde(skip)]
+    pub api_tls: bool,
+    /// `/metrics` without a token (`--metrics-listen`), when on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<SocketAddr>,
     /// Public HTTP.
     pub http: SocketAddr,
     /// Public HTTPS.
@@ -100,6 +112,9 @@ impl BoundAddrs {
         let mut value = serde_json::to_value(self).unwrap_or_default();
         if let Some(map) = value.as_object_mut() {
             map.insert("ready".into(), serde_json::Value::Bool(true));
+            if self.api_tls {
+                map.insert("api".into(), format!("https://{}", self.api).into());
+            }
         }
         value.to_string()
     }
@@ -112,14 +127,24 @@ pub struct RunningEdge {
     cancel: CancellationToken,
     tasks: JoinSet<()>,
     workers: Workers,
+    /// What `GET /ready` answers: draining from the start of shutdown.
+    readiness: Readiness,
+    /// The control API, stopped last so that `/ready` answers while the rest drains.
+    api_stop: CancellationToken,
+    api_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl RunningEdge {
     /// Stops accepting, lets in-flight requests finish, waits for every task, and ends the
     /// workers.
     pub async fn shutdown(mut self) {
+        self.readiness.set_draining();
         self.cancel.cancel();
         while self.tasks.join_next().await.is_some() {}
+        self.api_stop.cancel();
+        if let Some(api) = self.api_task.take() {
+            let _ = api.await;
+        }
         let workers = self.workers;
         let _ = tokio::task::spawn_blocking(move || workers.stop()).await;
     }
@@ -129,6 +154,7 @@ impl RunningEdge {
 /// sharing the port.
 struct Listeners {
     api: TcpListener,
+    metrics: Option<TcpListener>,
     tunnel: TcpListener,
     http: Vec<std::net::TcpListener>,
     https: Vec<std::net::TcpListener>,
@@ -143,21 +169,28 @@ pub async fn start(config: EdgeConfig) -> Result<RunningEdge, StartError> {
 
 async fn start_edge(config: EdgeConfig) -> Result<RunningEdge, Failure> {
     create_data_dir(&config.data_dir)?;
-    let opened =
-        crate::store::open(config.store.as_deref(), &config.data_dir.join(STORE_FILE)).await?;
-    let store: Arc<dyn Store> = opened.store;
-    let ca = Arc::new(EdgeCa::load_or_create(store.as_ref()).await?);
-    let auth = Auth::set_up(
-        store.clone(),
-        &config.data_dir,
-        config.admin_token().as_ref(),
+    let store_url = config.store_url().map_err(Failure::Config)?;
+    let admin_token = config.admin_token().map_err(Failure::Config)?;
+    let opened = crate::store::open(
+        store_url.as_ref().map(|url| url.expose()),
+        &config.data_dir.join(STORE_FILE),
     )
     .await?;
+    let store: Arc<dyn Store> = opened.store;
+    let ca = Arc::new(EdgeCa::load_or_create(store.as_ref()).await?);
+    let auth = Auth::set_up(store.clone(), &config.data_dir, admin_token.as_ref()).await?;
+    let api_tls = ApiTls::from_config(&config).acceptor(&ca, &config.data_dir)?;
 
     let workers = Workers::start(config.worker_count())?;
     let listeners = bind(&config, workers.count()).await?;
+    let metrics_addr = match (&listeners.metrics, config.metrics_listen) {
+        (Some(listener), Some(address)) => Some(local_addr(listener, address, "metrics")?),
+        _ => None,
+    };
     let addrs = BoundAddrs {
         api: local_addr(&listeners.api, config.api_listen, "api")?,
+        api_tls: api_tls.is_some(),
+        metrics: metrics_addr,
         http: shared_addr(&listeners.http, config.http_listen, "http")?,
         https: shared_addr(&listeners.https, config.https_listen, "https")?,
         tunnel: local_addr(&listeners.tunnel, config.tunnel_listen, "tunnel")?,
@@ -219,6 +252,9 @@ async fn start_edge(config: EdgeConfig) -> Result<RunningEdge, Failure> {
 
     let metrics = Arc::new(Metrics::default());
     let policies = Arc::new(PolicyEngine::new(metrics.clone()));
+    // Tokens added or revoked through other nodes on a shared store are heard of at once.
+    tasks.spawn(auth.clone().follow(opened.token_changes, cancel.clone()));
+    let readiness = Readiness::default();
     let state = ApiState {
         store: store.clone(),
         catalog: catalog.clone(),
@@ -228,17 +264,23 @@ async fn start_edge(config: EdgeConfig) -> Result<RunningEdge, Failure> {
         metrics: metrics.clone(),
         settings: settings.clone(),
         cluster: cluster.clone(),
+        throttle: Arc::new(AuthThrottle::new(config.api_auth_failures_per_minute)),
+        readiness: readiness.clone(),
     };
+    if let Some(listener) = listeners.metrics {
+        let router = api::metrics_router(state.clone());
+        tasks.spawn(api::serve("metrics", listener, router, None, cancel.clone()));
+    }
     let router = api::router(state);
-    let api_cancel = cancel.clone();
-    tasks.spawn(async move {
-        let served = axum::serve(listeners.api, router)
-            .with_graceful_shutdown(async move { api_cancel.cancelled().await })
-            .await;
-        if let Err(error) = served {
-            tracing::error!(%error, "the control API stopped");
-        }
-    });
+    // Stopped after everything else has drained, so that `/ready` says so meanwhile.
+    let api_stop = CancellationToken::new();
+    let api_task = tokio::spawn(api::serve(
+        "api",
+        listeners.api,
+        router,
+        api_tls,
+        api_stop.clone(),
+    ));
 
     let proxy = Arc::new(Proxy {
         catalog: catalog.clone(),
@@ -306,12 +348,16 @@ async fn start_edge(config: EdgeConfig) -> Result<RunningEdge, Failure> {
         .await
     });
 
-    tracing::info!(api = %addrs.api, http = %addrs.http, https = %addrs.https, tunnel = %addrs.tunnel, dns = %addrs.dns, "edge listening");
+    tracing::info!(api = %addrs.api, api_tls = addrs.api_tls, http = %addrs.http, https = %addrs.https, tunnel = %addrs.tunnel, dns = %addrs.dns, "edge listening");
+    readiness.set_ready();
     Ok(RunningEdge {
         addrs,
         cancel,
         tasks,
         workers,
+        readiness,
+        api_stop,
+        api_task: Some(api_task),
     })
 }
 
@@ -395,12 +441,17 @@ fn local_addr(
 
 async fn bind(config: &EdgeConfig, workers: usize) -> Result<Listeners, Failure> {
     let api = bind_tcp("api", config.api_listen).await?;
+    let metrics = match config.metrics_listen {
+        Some(address) => Some(bind_tcp("metrics", address).await?),
+        None => None,
+    };
     let tunnel = bind_tcp("tunnel", config.tunnel_listen).await?;
     let http = bind_shared("http", config.http_listen, workers)?;
     let https = bind_shared("https", config.https_listen, workers)?;
     let (dns_udp, dns_tcp) = bind_dns(config.dns_listen).await?;
     Ok(Listeners {
         api,
+        metrics,
         tunnel,
         http,
         https,
