@@ -12,6 +12,7 @@ pub mod edge;
 pub mod fixture;
 pub mod load;
 pub mod origin;
+pub mod pki;
 pub mod postgres;
 pub mod process;
 pub mod provider;

@@ -598,6 +598,16 @@ impl Client {
     }
 }
 
+/// Why a certificate signed by a CA the client was not given is refused.
+const UNKNOWN_ISSUER: &str = "it is signed by an unknown certificate authority";
+
+/// Why a certificate for another name is refused.
+const NOT_FOR_NAME: &str = "it is not valid for the endpoint's host name";
+
+fn crate_error_chain(error: &reqwest::Error) -> String {
+    crate::error_chain(error)
+}
+
 /// What the TLS layer said about the edge's certificate, when that is why `error` happened.
 fn certificate_problem(error: &reqwest::Error) -> Option<String> {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
@@ -612,12 +622,10 @@ fn certificate_problem(error: &reqwest::Error) -> Option<String> {
                 candidate.downcast_ref::<rustls::Error>()
             {
                 return Some(match problem {
-                    rustls::CertificateError::UnknownIssuer => {
-                        "it is signed by an unknown certificate authority".to_string()
-                    }
+                    rustls::CertificateError::UnknownIssuer => UNKNOWN_ISSUER.to_string(),
                     rustls::CertificateError::NotValidForName
                     | rustls::CertificateError::NotValidForNameContext { .. } => {
-                        "it is not valid for the endpoint's host name".to_string()
+                        NOT_FOR_NAME.to_string()
                     }
                     rustls::CertificateError::Expired
                     | rustls::CertificateError::ExpiredContext { .. } => {
@@ -629,7 +637,17 @@ fn certificate_problem(error: &reqwest::Error) -> Option<String> {
         }
         cause = current.source();
     }
-    None
+    // Some layers keep the TLS error only as text (a boxed error of another type).
+    let text = crate_error_chain(error);
+    text.find("invalid peer certificate: ").map(|at| {
+        let detail = &text[at + "invalid peer certificate: ".len()..];
+        match detail.split([' ', ':', ')']).next().unwrap_or_default() {
+            "UnknownIssuer" => UNKNOWN_ISSUER.to_string(),
+            "NotValidForName" | "NotValidForNameContext" => NOT_FOR_NAME.to_string(),
+            "Expired" | "ExpiredContext" => "it has expired".to_string(),
+            other => other.to_string(),
+        }
+    })
 }
 
 /// One debug line per call: the method, the path (ids, hostnames and selectors; never a

@@ -137,6 +137,17 @@ impl StoreUrl {
     }
 }
 
+/// Why a certificate signed by a CA that `sslrootcert` does not hold is refused.
+const UNKNOWN_ISSUER: &str =
+    "it is signed by a certificate authority that sslrootcert does not hold";
+
+/// Why a certificate for another host is refused.
+const NOT_FOR_NAME: &str = "it is not for the host the store URL names";
+
+fn crate_error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    postern_schema::error_chain(error)
+}
+
 /// What rustls said about the server's certificate, when that is why `error` happened.
 pub(crate) fn certificate_problem(error: &(dyn std::error::Error + 'static)) -> Option<String> {
     let mut cause = Some(error);
@@ -151,13 +162,10 @@ pub(crate) fn certificate_problem(error: &(dyn std::error::Error + 'static)) -> 
                 candidate.downcast_ref::<rustls::Error>()
             {
                 return Some(match problem {
-                    CertificateError::UnknownIssuer => {
-                        "it is signed by a certificate authority that sslrootcert does not hold"
-                            .to_string()
-                    }
+                    CertificateError::UnknownIssuer => UNKNOWN_ISSUER.to_string(),
                     CertificateError::NotValidForName
                     | CertificateError::NotValidForNameContext { .. } => {
-                        "it is not for the host the store URL names".to_string()
+                        NOT_FOR_NAME.to_string()
                     }
                     CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
                         "it has expired".to_string()
@@ -168,7 +176,17 @@ pub(crate) fn certificate_problem(error: &(dyn std::error::Error + 'static)) -> 
         }
         cause = current.source();
     }
-    None
+    // Some layers keep the TLS error only as text (a boxed error of another type).
+    let text = crate_error_chain(error);
+    text.find("invalid peer certificate: ").map(|at| {
+        let detail = &text[at + "invalid peer certificate: ".len()..];
+        match detail.split([' ', ':', ')']).next().unwrap_or_default() {
+            "UnknownIssuer" => UNKNOWN_ISSUER.to_string(),
+            "NotValidForName" | "NotValidForNameContext" => NOT_FOR_NAME.to_string(),
+            "Expired" | "ExpiredContext" => "it has expired".to_string(),
+            other => other.to_string(),
+        }
+    })
 }
 
 fn read_roots(path: &Path) -> Result<RootCertStore, String> {
