@@ -135,6 +135,18 @@ impl EdgeProcess {
                     .map(|(_, v)| v.clone())
                     .ok_or(())
             })
+            .or_else(|_| {
+                // `--admin-token-file FILE`.
+                let file = options
+                    .args
+                    .iter()
+                    .skip_while(|arg| *arg != "--admin-token-file")
+                    .nth(1)
+                    .ok_or(())?;
+                std::fs::read_to_string(file)
+                    .map(|t| t.trim().to_string())
+                    .map_err(|_| ())
+            })
             .expect("the edge wrote no admin-token file");
         Self {
             child: Some(child),
