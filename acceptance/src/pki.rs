@@ -38,9 +38,10 @@ impl TestCa {
         let key = KeyPair::generate().expect("server key");
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         let mut params = CertificateParams::new(names.clone()).expect("server params");
-        params
-            .distinguished_name
-            .push(DnType::CommonName, names.first().cloned().unwrap_or_default());
+        params.distinguished_name.push(
+            DnType::CommonName,
+            names.first().cloned().unwrap_or_default(),
+        );
         let cert = params.signed_by(&key, &self.issuer).expect("server cert");
         ServerCert {
             cert_pem: cert.pem(),

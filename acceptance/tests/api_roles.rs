@@ -148,9 +148,12 @@ impl Fixtures {
             ),
             "deleteTunnel" => request(Method::DELETE, self.fresh("tunnels", n).await, None, 204),
             "getTunnelToken" => request(Method::GET, format!("/v1/tunnels/{t}/token"), None, 200),
-            "listTunnelConnections" => {
-                request(Method::GET, format!("/v1/tunnels/{t}/connections"), None, 200)
-            }
+            "listTunnelConnections" => request(
+                Method::GET,
+                format!("/v1/tunnels/{t}/connections"),
+                None,
+                200,
+            ),
             "createEnrollmentToken" => request(
                 Method::POST,
                 format!("/v1/tunnels/{t}/enrollment-tokens"),
@@ -229,7 +232,8 @@ fn missing(operation: &str) -> Option<Request> {
 }
 
 async fn send(api: &Api, r: &Request) -> ApiResponse {
-    api.send(r.method.clone(), &r.path, r.body.as_ref(), None).await
+    api.send(r.method.clone(), &r.path, r.body.as_ref(), None)
+        .await
 }
 
 /// A token of `role` made through the API with the admin token.
@@ -423,22 +427,39 @@ async fn a_token_revoked_through_one_node_is_refused_by_the_other_within_a_secon
     let (id, secret) = token(&a.api(), "ci", "editor", None).await;
     let on_b = b.api().with_token(Some(&secret));
     // Heard of through the store's feed, not by polling.
-    eventually(Duration::from_secs(1), "node B to accept the new token", || async {
-        (on_b.get("/v1/tunnels").await.status == 200).then_some(())
-    })
+    eventually(
+        Duration::from_secs(1),
+        "node B to accept the new token",
+        || async { (on_b.get("/v1/tunnels").await.status == 200).then_some(()) },
+    )
     .await;
     let created = on_b.post("/v1/tunnels", &json!({"name": "from-b"})).await;
     assert_eq!(created.status, 201, "an editor token writes through node B");
 
     let revoked_at = Instant::now();
-    assert_eq!(a.api().delete(&format!("/v1/tokens/{id}"), None).await.status, 204);
-    eventually(Duration::from_secs(1), "node B to refuse the revoked token", || async {
-        (on_b.get("/v1/tunnels").await.status == 401).then_some(())
-    })
+    assert_eq!(
+        a.api()
+            .delete(&format!("/v1/tokens/{id}"), None)
+            .await
+            .status,
+        204
+    );
+    eventually(
+        Duration::from_secs(1),
+        "node B to refuse the revoked token",
+        || async { (on_b.get("/v1/tunnels").await.status == 401).then_some(()) },
+    )
     .await;
     println!(
         "a token revoked through node A was refused by node B after {:?}",
         revoked_at.elapsed()
     );
-    assert_eq!(a.api().with_token(Some(&secret)).get("/v1/tunnels").await.status, 401);
+    assert_eq!(
+        a.api()
+            .with_token(Some(&secret))
+            .get("/v1/tunnels")
+            .await
+            .status,
+        401
+    );
 }

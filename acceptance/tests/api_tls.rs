@@ -11,7 +11,9 @@ use acceptance::binaries::binary;
 use acceptance::pki::TestCa;
 use acceptance::provider::config;
 use acceptance::visitor::{edge_http_client, http_url};
-use acceptance::{ConnectorOptions, ConnectorProcess, EdgeOptions, EdgeProcess, Terraform, eventually};
+use acceptance::{
+    ConnectorOptions, ConnectorProcess, EdgeOptions, EdgeProcess, Terraform, eventually,
+};
 
 /// An edge whose API is served with a certificate from its own CA for 127.0.0.1.
 fn edge_with_edge_ca() -> EdgeProcess {
@@ -45,14 +47,19 @@ async fn terraform_applies_over_https_with_ca_cert_pem_and_refuses_another_ca() 
     let edge = edge_with_edge_ca();
     assert!(edge.addrs.api_tls, "the ready line says https://");
     assert!(edge.api_url().starts_with("https://127.0.0.1:"));
-    let ca_pem = std::fs::read_to_string(edge.data_dir().join("ca.pem")).expect("<data-dir>/ca.pem");
+    let ca_pem =
+        std::fs::read_to_string(edge.data_dir().join("ca.pem")).expect("<data-dir>/ca.pem");
 
     let tf = Terraform::new(&edge);
     tf.write("main.tf", &tunnel_config());
     tf.write("ca.pem", &ca_pem);
     tf.init();
     tf.apply().success();
-    let tunnels = edge.client().list_tunnels(None).await.expect("tunnels over https");
+    let tunnels = edge
+        .client()
+        .list_tunnels(None)
+        .await
+        .expect("tunnels over https");
     assert_eq!(tunnels.len(), 1);
     assert_eq!(tunnels[0].spec.name, "web");
     tf.plan(&[]).expect_empty();
@@ -151,17 +158,23 @@ async fn quick_mode_works_over_https_with_api_ca_and_refuses_another_ca() {
     assert!(!exit.success());
     let log = refused.log().replace('\n', " ");
     assert!(
-        log.contains("certificate of the edge") && log.contains("not trusted") && log.contains("--api-ca"),
+        log.contains("certificate of the edge")
+            && log.contains("not trusted")
+            && log.contains("--api-ca"),
         "{log}"
     );
 
     let host = "quick.example.com";
     let _served = quick(&ca_file, host);
     let http = edge_http_client(&edge, host);
-    eventually(Duration::from_secs(20), "quick mode to serve over https", || async {
-        let answer = http.get(http_url(&edge, host, "/")).send().await;
-        answer.is_ok_and(|a| a.status() == 200).then_some(())
-    })
+    eventually(
+        Duration::from_secs(20),
+        "quick mode to serve over https",
+        || async {
+            let answer = http.get(http_url(&edge, host, "/")).send().await;
+            answer.is_ok_and(|a| a.status() == 200).then_some(())
+        },
+    )
     .await;
 }
 

@@ -45,7 +45,10 @@ async fn promtool_finds_nothing_in_the_edges_and_the_connectors_metrics() {
         args: vec!["--metrics-listen".into(), "127.0.0.1:0".into()],
         ..EdgeOptions::default()
     });
-    let metrics = edge.addrs.metrics.expect("the ready line names the metrics listener");
+    let metrics = edge
+        .addrs
+        .metrics
+        .expect("the ready line names the metrics listener");
     let client = edge.client();
     let origin = TestOrigin::start().await;
     let host = "app.example.com";
@@ -77,9 +80,15 @@ async fn promtool_finds_nothing_in_the_edges_and_the_connectors_metrics() {
         edge_text.contains("postern_edge_routed_request_duration_seconds_bucket"),
         "{edge_text}"
     );
-    assert!(edge_text.contains("postern_edge_requests_total{"), "{edge_text}");
+    assert!(
+        edge_text.contains("postern_edge_requests_total{"),
+        "{edge_text}"
+    );
     let (ok, said) = promtool(&edge_text).await;
-    assert!(ok && said.trim().is_empty(), "promtool on the edge's /metrics:\n{said}\n{edge_text}");
+    assert!(
+        ok && said.trim().is_empty(),
+        "promtool on the edge's /metrics:\n{said}\n{edge_text}"
+    );
 
     let connector_metrics = connector.metrics_addr().await;
     let connector_text = scrape(format!("http://{connector_metrics}/metrics")).await;
@@ -140,7 +149,9 @@ async fn ready_is_200_when_up_and_503_while_draining() {
     .await;
     assert_eq!(draining.body["status"], "draining");
     assert_eq!(
-        slow.await.expect("join").expect("the slow request finishes"),
+        slow.await
+            .expect("join")
+            .expect("the slow request finishes"),
         200,
         "the request in flight was served"
     );

@@ -677,8 +677,18 @@ fn start_on_file(store: &str, dir: &Path) -> Result<KillOnDrop, (Option<i32>, St
     let mut child = Command::new(binary("postern-edge"))
         .args(["--data-dir", &dir.join("data").display().to_string()])
         .args(["--store-file", &url_file.display().to_string()])
-        .args(["--api-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
-        .args(["--https-listen", "127.0.0.1:0", "--tunnel-listen", "127.0.0.1:0"])
+        .args([
+            "--api-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--https-listen",
+            "127.0.0.1:0",
+            "--tunnel-listen",
+            "127.0.0.1:0",
+        ])
         .args(["--dns-listen", "127.0.0.1:0"])
         .env_remove("POSTERN_ADMIN_TOKEN")
         .env_remove("POSTERN_EDGE_STORE")
@@ -707,7 +717,11 @@ fn the_edge_reaches_postgres_over_tls_with_verify_full_and_refuses_what_it_canno
     let root = dir.path().join("db-ca.pem");
     std::fs::write(&root, &ca.cert_pem).expect("root");
     let other_root = dir.path().join("other-ca.pem");
-    std::fs::write(&other_root, acceptance::pki::TestCa::new("other CA").cert_pem).expect("root");
+    std::fs::write(
+        &other_root,
+        acceptance::pki::TestCa::new("other CA").cert_pem,
+    )
+    .expect("root");
     let with = |query: &str| format!("{}?{query}", postgres.url());
 
     // verify-full with the CA that signed the server's certificate: the edge starts and its
@@ -717,7 +731,10 @@ fn the_edge_reaches_postgres_over_tls_with_verify_full_and_refuses_what_it_canno
     let verified = format!("sslmode=verify-full&sslrootcert={}", root.display());
     let started = start_on_file(&with(&verified), &node);
     let edge = started.unwrap_or_else(|(code, stderr)| {
-        panic!("the edge did not start ({code:?}):\n{stderr}\n{}", postgres.log())
+        panic!(
+            "the edge did not start ({code:?}):\n{stderr}\n{}",
+            postgres.log()
+        )
     });
     drop(edge);
     assert!(

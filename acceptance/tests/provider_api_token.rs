@@ -34,7 +34,10 @@ async fn a_token_made_by_one_configuration_drives_another_until_it_is_destroyed(
     let applied = admin_tf.apply().success();
     let secret = admin_tf.output_raw("ci_token");
     assert!(secret.starts_with("pst_"), "{secret}");
-    assert!(!applied.all().contains(&secret), "the secret is sensitive in the output");
+    assert!(
+        !applied.all().contains(&secret),
+        "the secret is sensitive in the output"
+    );
     admin_tf.plan(&[]).expect_empty();
     let state = admin_tf.resource("postern_api_token.ci");
     let id = string_attr(&state, "id");
@@ -53,7 +56,11 @@ async fn a_token_made_by_one_configuration_drives_another_until_it_is_destroyed(
     ci_tf.apply().success();
     ci_tf.plan(&[]).expect_empty();
     assert_eq!(
-        edge.client().list_tunnels(None).await.expect("tunnels").len(),
+        edge.client()
+            .list_tunnels(None)
+            .await
+            .expect("tunnels")
+            .len(),
         1
     );
 
@@ -62,11 +69,16 @@ async fn a_token_made_by_one_configuration_drives_another_until_it_is_destroyed(
     let refused = ci_tf.run(&["apply", "-auto-approve", "-no-color"]);
     assert_ne!(refused.code, 0);
     let text = refused.all().replace('\n', " ");
-    assert!(text.contains("403") && text.contains("admin token"), "{text}");
+    assert!(
+        text.contains("403") && text.contains("admin token"),
+        "{text}"
+    );
     ci_tf.write("main.tf", &config(TUNNEL));
 
     // Destroyed by the first configuration: revoked, and the second one's plan fails.
-    admin_tf.run(&["destroy", "-auto-approve", "-no-color"]).success();
+    admin_tf
+        .run(&["destroy", "-auto-approve", "-no-color"])
+        .success();
     let after = ci_tf.run(&["plan", "-no-color"]);
     assert_ne!(after.code, 0, "{}", after.all());
     let text = after.all().replace('\n', " ");

@@ -255,9 +255,8 @@ resource "postern_policy" "signed_in" {{
     assert!(provider_lines > 20, "the provider logged little:\n{log}");
     assert!(log.contains("[TRACE]"), "not at trace:\n{log}");
 
-    let attr = |address: &str, name: &str| {
-        acceptance::provider::string_attr(&tf.resource(address), name)
-    };
+    let attr =
+        |address: &str, name: &str| acceptance::provider::string_attr(&tf.resource(address), name);
     let tunnel_token = attr("postern_tunnel.web", "token");
     let enrolment_secret = TunnelToken::parse(&tunnel_token)
         .expect("token")
@@ -266,8 +265,14 @@ resource "postern_policy" "signed_in" {{
         .to_string();
     let secrets = [
         ("the configured admin API token", edge.admin_token.clone()),
-        ("the editor token made", attr("postern_api_token.ci", "secret")),
-        ("the viewer token made", attr("postern_api_token.dashboard", "secret")),
+        (
+            "the editor token made",
+            attr("postern_api_token.ci", "secret"),
+        ),
+        (
+            "the viewer token made",
+            attr("postern_api_token.dashboard", "secret"),
+        ),
         ("the tunnel token", tunnel_token),
         ("the tunnel's enrolment secret", enrolment_secret),
         ("the HS256 secret", hs256.to_string()),
@@ -358,7 +363,10 @@ async fn secrets_given_in_files_are_not_on_any_command_line() {
         let line = cmdline(pid);
         assert!(line.contains("-file"), "{name}: {line}");
         for secret in &secrets {
-            assert!(!line.contains(secret.as_str()), "{name}'s command line holds a secret: {line}");
+            assert!(
+                !line.contains(secret.as_str()),
+                "{name}'s command line holds a secret: {line}"
+            );
         }
         println!("{name}'s command line: {line}");
     }

@@ -267,7 +267,11 @@ async fn load(store: &dyn Store) -> Result<Vec<Known>, StoreError> {
     for record in store.api_tokens().await? {
         let hash = parse_hash(&record.hash);
         let role = Role::parse(&record.role);
-        let expires = record.expires_at.as_deref().map(parse_timestamp).transpose();
+        let expires = record
+            .expires_at
+            .as_deref()
+            .map(parse_timestamp)
+            .transpose();
         match (hash, role, expires) {
             (Some(hash), Some(role), Ok(expires)) => known.push(Known {
                 hash,
@@ -275,7 +279,9 @@ async fn load(store: &dyn Store) -> Result<Vec<Known>, StoreError> {
                 role,
                 expires,
             }),
-            _ => tracing::warn!(token_id = %record.id, "an API token in the store is unreadable; it is refused"),
+            _ => {
+                tracing::warn!(token_id = %record.id, "an API token in the store is unreadable; it is refused")
+            }
         }
     }
     Ok(known)
@@ -372,7 +378,10 @@ mod tests {
         let admin = std::fs::read_to_string(dir.path().join(ADMIN_TOKEN_FILE)).expect("file");
         assert!(matches!(
             auth.verify(admin.trim()).await,
-            Verdict::Accept(Principal { role: Role::Admin, .. })
+            Verdict::Accept(Principal {
+                role: Role::Admin,
+                ..
+            })
         ));
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let (viewer, viewer_token) = auth
@@ -417,7 +426,10 @@ mod tests {
         }
         assert!(matches!(
             a.verify(later.expose()).await,
-            Verdict::Accept(Principal { role: Role::Editor, .. })
+            Verdict::Accept(Principal {
+                role: Role::Editor,
+                ..
+            })
         ));
     }
 
@@ -430,7 +442,10 @@ mod tests {
             .expect("set up");
         assert!(matches!(
             auth.verify(given.expose()).await,
-            Verdict::Accept(Principal { role: Role::Admin, .. })
+            Verdict::Accept(Principal {
+                role: Role::Admin,
+                ..
+            })
         ));
         assert!(!dir.path().join(ADMIN_TOKEN_FILE).exists());
     }

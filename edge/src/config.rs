@@ -304,14 +304,18 @@ impl EdgeConfig {
                     .into());
             }
             Some(ApiTlsSource::EdgeCa) if self.api_names.is_empty() => {
-                return Err("--api-tls edge-ca needs --api-name NAME: the DNS name or IP \
+                return Err(
+                    "--api-tls edge-ca needs --api-name NAME: the DNS name or IP \
                             address clients use to reach the API (repeatable)"
-                    .into());
+                        .into(),
+                );
             }
             None if !self.api_names.is_empty() => {
-                return Err("--api-name is the name in a certificate the edge makes: use it \
+                return Err(
+                    "--api-name is the name in a certificate the edge makes: use it \
                             with --api-tls edge-ca"
-                    .into());
+                        .into(),
+                );
             }
             _ => {}
         }

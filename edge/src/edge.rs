@@ -269,7 +269,13 @@ async fn start_edge(config: EdgeConfig) -> Result<RunningEdge, Failure> {
     };
     if let Some(listener) = listeners.metrics {
         let router = api::metrics_router(state.clone());
-        tasks.spawn(api::serve("metrics", listener, router, None, cancel.clone()));
+        tasks.spawn(api::serve(
+            "metrics",
+            listener,
+            router,
+            None,
+            cancel.clone(),
+        ));
     }
     let router = api::router(state);
     // Stopped after everything else has drained, so that `/ready` says so meanwhile.

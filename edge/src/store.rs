@@ -11,9 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub(crate) use postgres::{ChangeFeed, PostgresStore, check_url};
-pub(crate) use record::{
-    ApiTokenRecord, Kind, Record, Ref, Store, StoreError, Write, now_rfc3339,
-};
+pub(crate) use record::{ApiTokenRecord, Kind, Record, Ref, Store, StoreError, Write, now_rfc3339};
 pub(crate) use sqlite::SqliteStore;
 
 /// A store opened for the edge, and for a shared store the feed of changes that other edge

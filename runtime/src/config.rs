@@ -806,12 +806,18 @@ hostname = "quick.example.com"
         writeln!(file, "postern1.from-a-file").expect("write");
         let path = file.path().display().to_string();
         let cli = parse_args(["postern", "tunnel", "run", "--token-file", &path]).expect("parses");
-        assert_eq!(run_args(&cli).token().as_deref(), Ok("postern1.from-a-file"));
+        assert_eq!(
+            run_args(&cli).token().as_deref(),
+            Ok("postern1.from-a-file")
+        );
         let without = parse_args(["postern", "tunnel", "run"]).expect("parses");
         assert!(run_args(&without).token().is_err());
         let missing = parse_args(["postern", "tunnel", "run", "--token-file", "/nonexistent"])
             .expect("parses");
         let error = run_args(&missing).token().expect_err("unreadable");
-        assert!(error.starts_with("--token-file: cannot read /nonexistent"), "{error}");
+        assert!(
+            error.starts_with("--token-file: cannot read /nonexistent"),
+            "{error}"
+        );
     }
 }

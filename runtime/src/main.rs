@@ -199,7 +199,10 @@ async fn run_quick(args: QuickArgs) -> anyhow::Result<ExitCode> {
             (format!("http://{address}"), Some(address.to_string()))
         }
     };
-    let Some(api_token) = args.api_token().map_err(|message| anyhow::anyhow!(message))? else {
+    let Some(api_token) = args
+        .api_token()
+        .map_err(|message| anyhow::anyhow!(message))?
+    else {
         bail!(
             "quick mode needs a control API token: --api-token-file, POSTERN_API_TOKEN or \
              --api-token"

@@ -189,12 +189,10 @@ impl Client {
             }
             builder = builder.tls_certs_only(certs);
         }
-        let http = builder
-            .build()
-            .map_err(|source| ClientError::Unreachable {
-                endpoint: endpoint.clone(),
-                source,
-            })?;
+        let http = builder.build().map_err(|source| ClientError::Unreachable {
+            endpoint: endpoint.clone(),
+            source,
+        })?;
         Ok(Self {
             http,
             endpoint,

@@ -266,9 +266,7 @@ pub fn check_public_key_pem(pem: &str) -> Result<(), String> {
 pub fn parse_timestamp(text: &str) -> Result<i64, String> {
     time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
         .map(time::OffsetDateTime::unix_timestamp)
-        .map_err(|_| {
-            format!("{text:?} is not an RFC 3339 date-time such as 2027-01-31T12:00:00Z")
-        })
+        .map_err(|_| format!("{text:?} is not an RFC 3339 date-time such as 2027-01-31T12:00:00Z"))
 }
 
 /// Unix seconds as an RFC 3339 date-time in UTC, such as `2027-01-31T12:00:00Z`; `None` out
@@ -493,7 +491,10 @@ mod tests {
     #[test]
     fn timestamps_read_rfc_3339_and_write_utc() {
         assert_eq!(parse_timestamp("2027-01-31T12:00:00Z"), Ok(1_801_396_800));
-        assert_eq!(parse_timestamp("2027-01-31T13:00:00+01:00"), Ok(1_801_396_800));
+        assert_eq!(
+            parse_timestamp("2027-01-31T13:00:00+01:00"),
+            Ok(1_801_396_800)
+        );
         assert_eq!(
             format_timestamp(1_801_396_800).as_deref(),
             Some("2027-01-31T12:00:00Z")

@@ -11,9 +11,7 @@ use jsonschema::error::ValidationErrorKind;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::api::{
-    ApiTokenSpec, EnrollmentTokenSpec, HostnameSpec, Labels, PolicySpec, TunnelSpec,
-};
+use crate::api::{ApiTokenSpec, EnrollmentTokenSpec, HostnameSpec, Labels, PolicySpec, TunnelSpec};
 use crate::error::push_pointer;
 use crate::rules;
 use crate::{ContractError, Violation};

@@ -127,7 +127,11 @@ mod tests {
             (&get, "/metrics", Role::Viewer),
             (&get, "/v1/tokens", Role::Admin),
             (&Method::POST, "/v1/tunnels", Role::Editor),
-            (&Method::POST, "/v1/tunnels/{id}/enrollment-tokens", Role::Editor),
+            (
+                &Method::POST,
+                "/v1/tunnels/{id}/enrollment-tokens",
+                Role::Editor,
+            ),
             (&Method::PUT, "/v1/policies/{id}", Role::Editor),
             (&Method::DELETE, "/v1/hostnames/{hostname}", Role::Editor),
             (&Method::POST, "/v1/tokens", Role::Admin),

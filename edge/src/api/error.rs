@@ -57,9 +57,7 @@ impl ApiError {
         let mut error = Self::new(
             StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::TooManyRequests,
-            format!(
-                "too many failed authentications from this address; try again in {seconds} s"
-            ),
+            format!("too many failed authentications from this address; try again in {seconds} s"),
         );
         error.retry_after = Some(seconds);
         error

@@ -111,7 +111,9 @@ mod tests {
             assert_eq!(throttle.blocked(client), None);
             throttle.fail(client);
         }
-        let wait = throttle.blocked(client).expect("blocked after ten failures");
+        let wait = throttle
+            .blocked(client)
+            .expect("blocked after ten failures");
         assert!(wait <= Duration::from_secs(6), "{wait:?}");
         assert_eq!(throttle.blocked(other), None);
     }
@@ -120,8 +122,16 @@ mod tests {
     fn ipv6_clients_count_by_their_64() {
         let throttle = AuthThrottle::new(1);
         throttle.fail("2001:db8::1".parse().expect("ip"));
-        assert!(throttle.blocked("2001:db8::ffff".parse().expect("ip")).is_some());
-        assert!(throttle.blocked("2001:db8:0:1::1".parse().expect("ip")).is_none());
+        assert!(
+            throttle
+                .blocked("2001:db8::ffff".parse().expect("ip"))
+                .is_some()
+        );
+        assert!(
+            throttle
+                .blocked("2001:db8:0:1::1".parse().expect("ip"))
+                .is_none()
+        );
         throttle.fail("::ffff:10.0.0.1".parse().expect("ip"));
         assert!(throttle.blocked("10.0.0.1".parse().expect("ip")).is_some());
     }

@@ -1,11 +1,11 @@
 //! `/v1/tokens`: control API tokens (admin tokens only): create (the secret is answered once),
 //! list and read without secrets, revoke.
 
+use axum::Router;
 use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
 use postern_schema::api::{ApiToken, ApiTokenSpec, List, Role};
 use postern_schema::rules::parse_timestamp;
 use postern_schema::validate::validate;

@@ -320,7 +320,12 @@ async fn api_tokens_are_kept_once(store: &dyn Store) {
         created_at: "2026-01-01T00:00:00Z".into(),
         expires_at: None,
     };
-    let admin = token("00000000-0000-4000-8000-000000000001", &"ab".repeat(32), "admin", "admin");
+    let admin = token(
+        "00000000-0000-4000-8000-000000000001",
+        &"ab".repeat(32),
+        "admin",
+        "admin",
+    );
     store.add_api_token(admin.clone()).await.expect("add");
     let again = ApiTokenRecord {
         id: "00000000-0000-4000-8000-000000000009".into(),
@@ -329,10 +334,18 @@ async fn api_tokens_are_kept_once(store: &dyn Store) {
     store.add_api_token(again).await.expect("add again");
     let ci = ApiTokenRecord {
         expires_at: Some("2030-01-01T00:00:00Z".into()),
-        ..token("00000000-0000-4000-8000-000000000002", &"cd".repeat(32), "ci", "editor")
+        ..token(
+            "00000000-0000-4000-8000-000000000002",
+            &"cd".repeat(32),
+            "ci",
+            "editor",
+        )
     };
     store.add_api_token(ci.clone()).await.expect("add ci");
-    assert_eq!(store.api_tokens().await.expect("tokens"), [admin.clone(), ci.clone()]);
+    assert_eq!(
+        store.api_tokens().await.expect("tokens"),
+        [admin.clone(), ci.clone()]
+    );
     assert!(store.delete_api_token(&ci.id).await.expect("delete"));
     assert!(!store.delete_api_token(&ci.id).await.expect("delete again"));
     assert_eq!(store.api_tokens().await.expect("tokens"), [admin]);

@@ -146,7 +146,10 @@ impl EdgeObject for ApiTokenResource {
             );
         }
         if let Some(at) = known_str(config, "expires_at") {
-            findings.rule(AttributePath::root("expires_at"), rules::parse_timestamp(at));
+            findings.rule(
+                AttributePath::root("expires_at"),
+                rules::parse_timestamp(at),
+            );
         }
         findings.schema::<ApiTokenSpec>(config, &self.schema().value_type());
         findings.report(diagnostics);
@@ -260,7 +263,10 @@ impl EdgeObject for ApiTokenResource {
             .or_else(|| known.and_then(|k| k.secret.clone()));
         // The edge writes the expiry in UTC; keep the configuration's spelling of the same
         // moment, so that plans stay empty.
-        let expires_at = match (known.and_then(|k| k.expires_at.as_deref()), &token.expires_at) {
+        let expires_at = match (
+            known.and_then(|k| k.expires_at.as_deref()),
+            &token.expires_at,
+        ) {
             (Some(written), Some(stored))
                 if rules::parse_timestamp(written).ok() == rules::parse_timestamp(stored).ok() =>
             {

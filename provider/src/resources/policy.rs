@@ -405,7 +405,10 @@ impl EdgeObject for PolicyResource {
         }
         // The body the provider sends has no hs256_secret_version: it is Terraform's own.
         let mut body = config.clone();
-        if let Some(jwt) = body.get_mut("jwt").filter(|j| !j.is_null() && !j.is_unknown()) {
+        if let Some(jwt) = body
+            .get_mut("jwt")
+            .filter(|j| !j.is_null() && !j.is_unknown())
+        {
             jwt.set_attribute("hs256_secret_version", Value::Null);
         }
         findings.schema::<PolicySpec>(&body, &self.schema().value_type());

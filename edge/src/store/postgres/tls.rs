@@ -115,10 +115,9 @@ impl StoreUrl {
         let verifier: Arc<dyn ServerCertVerifier> = match (&self.root, self.mode) {
             (Some(root), TlsMode::Require | TlsMode::VerifyCa | TlsMode::VerifyFull) => {
                 let roots = Arc::new(read_roots(root)?);
-                let webpki =
-                    WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
-                        .build()
-                        .map_err(|e| format!("sslrootcert={}: {e}", root.display()))?;
+                let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+                    .build()
+                    .map_err(|e| format!("sslrootcert={}: {e}", root.display()))?;
                 if self.mode == TlsMode::VerifyFull {
                     webpki
                 } else {
@@ -164,9 +163,7 @@ pub(crate) fn certificate_problem(error: &(dyn std::error::Error + 'static)) -> 
                 return Some(match problem {
                     CertificateError::UnknownIssuer => UNKNOWN_ISSUER.to_string(),
                     CertificateError::NotValidForName
-                    | CertificateError::NotValidForNameContext { .. } => {
-                        NOT_FOR_NAME.to_string()
-                    }
+                    | CertificateError::NotValidForNameContext { .. } => NOT_FOR_NAME.to_string(),
                     CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
                         "it has expired".to_string()
                     }
@@ -194,9 +191,8 @@ fn read_roots(path: &Path) -> Result<RootCertStore, String> {
         .map_err(|e| format!("sslrootcert={}: cannot read it: {e}", path.display()))?;
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(&bytes) {
-        let cert = cert.map_err(|e| {
-            format!("sslrootcert={}: not a PEM certificate: {e}", path.display())
-        })?;
+        let cert = cert
+            .map_err(|e| format!("sslrootcert={}: not a PEM certificate: {e}", path.display()))?;
         roots
             .add(cert)
             .map_err(|e| format!("sslrootcert={}: {e}", path.display()))?;
@@ -339,7 +335,10 @@ mod tests {
         )
         .expect("url");
         assert_eq!(url.mode, TlsMode::VerifyFull);
-        assert_eq!(url.root.as_deref(), Some(Path::new("/etc/postern/db-ca.pem")));
+        assert_eq!(
+            url.root.as_deref(),
+            Some(Path::new("/etc/postern/db-ca.pem"))
+        );
         assert_eq!(url.config.get_ssl_mode(), SslMode::Require);
         assert_eq!(url.config.get_application_name(), Some("x"));
         let plain = StoreUrl::parse("postgres://u@h/db").expect("url");
@@ -351,8 +350,8 @@ mod tests {
     #[test]
     fn verifying_modes_need_a_root_and_unknown_modes_are_refused() {
         for mode in ["verify-ca", "verify-full"] {
-            let error = StoreUrl::parse(&format!("postgres://u@h/db?sslmode={mode}"))
-                .expect_err("no root");
+            let error =
+                StoreUrl::parse(&format!("postgres://u@h/db?sslmode={mode}")).expect_err("no root");
             assert!(error.contains("sslrootcert=FILE"), "{error}");
         }
         let error = StoreUrl::parse("postgres://u@h/db?sslmode=allow").expect_err("allow");
