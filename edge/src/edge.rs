@@ -131,7 +131,18 @@ pub struct RunningEdge {
     readiness: Readiness,
     /// The control API, stopped last so that `/ready` answers while the rest drains.
     api_stop: CancellationToken,
-    api_task: Option<tokio::task::JoinHandle<()>>,
+    api_task: ApiTask,
+}
+
+/// The control API's task; aborted when dropped, as the tasks of the `JoinSet` are.
+struct ApiTask(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for ApiTask {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
+    }
 }
 
 impl RunningEdge {
@@ -142,7 +153,7 @@ impl RunningEdge {
         self.cancel.cancel();
         while self.tasks.join_next().await.is_some() {}
         self.api_stop.cancel();
-        if let Some(api) = self.api_task.take() {
+        if let Some(api) = self.api_task.0.take() {
             let _ = api.await;
         }
         let workers = self.workers;
@@ -363,7 +374,7 @@ async fn start_edge(config: EdgeConfig) -> Result<RunningEdge, Failure> {
         workers,
         readiness,
         api_stop,
-        api_task: Some(api_task),
+        api_task: ApiTask(Some(api_task)),
     })
 }
 
