@@ -13,6 +13,7 @@ pub mod fixture;
 pub mod load;
 pub mod netns;
 pub mod origin;
+pub mod pki;
 pub mod postgres;
 pub mod process;
 pub mod provider;

@@ -264,8 +264,24 @@ async fn the_status_page_shows_tunnels_routes_and_decisions_live() {
         );
     }
 
-    // The admin token: the tunnels, with their labels and live connection counts.
-    sign_in(&browser, &edge.admin_token).await;
+    // The sign-in screen says a viewer token is enough; with one, the page shows everything:
+    // the tunnels, with their labels and live connection counts.
+    let hint: String = browser
+        .eval(
+            "return document.getElementById('login-hint').innerText;",
+            Vec::new(),
+        )
+        .await;
+    assert!(hint.contains("viewer token is enough"), "{hint}");
+    let viewer = api
+        .post(
+            "/v1/tokens",
+            &json!({"name": "status-page", "role": "viewer"}),
+        )
+        .await;
+    assert_eq!(viewer.status, 201, "{}", viewer.text);
+    let viewer_token = viewer.body["secret"].as_str().expect("secret").to_string();
+    sign_in(&browser, &viewer_token).await;
     let tunnels: Vec<(String, u64, String)> = browser
         .wait_for(
             PAGE_TIMEOUT,

@@ -13,14 +13,13 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use crate::api::{self, ApiState};
+use crate::api::{self, ApiState, ApiTls, ApiTlsError, AuthThrottle, Readiness};
 use crate::auth::{Auth, AuthError};
 use crate::ca::{CaError, EdgeCa};
 use crate::catalog::Catalog;
 use crate::cluster::{Cluster, ClusterError, NodeSettings};
-use crate::config::{EdgeConfig, EdgeSettings, StoreUrl};
+use crate::config::{EdgeConfig, EdgeSettings};
 use crate::dns::{DnsLimits, RateLimitConfig, TcpConfig};
 use crate::metrics::Metrics;
 use crate::policy::PolicyEngine;
@@ -30,10 +29,6 @@ use crate::tunnel::{self, PeerPort, Registry, TunnelContext, TunnelSettings};
 
 /// How many accepted links from other nodes may wait for the proxy to take them.
 const PEER_BACKLOG: usize = 64;
-
-/// How long a client of the control API may take to send a request head (its first byte
-/// included).
-const API_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The embedded store's file under `--data-dir`.
 pub(crate) const STORE_FILE: &str = "postern.db";
@@ -73,6 +68,12 @@ enum Failure {
     /// The HTTPS listener's TLS could not be configured.
     #[error("cannot configure TLS for the HTTPS listener")]
     HttpsTls(#[from] rustls::Error),
+    /// The control API's TLS could not be configured.
+    #[error("cannot set up TLS for the control API")]
+    ApiTls(#[from] ApiTlsError),
+    /// A flag's value cannot be used.
+    #[error("{0}")]
+    Config(String),
     /// A listener could not be bound.
     #[error("cannot listen on {address} ({what})")]
     Bind {
@@ -91,6 +92,12 @@ enum Failure {
 pub struct BoundAddrs {
     /// Control API.
     pub api: SocketAddr,
+    /// Whether the control API is served over TLS (the ready line then says `https://…`).
+    #[serde(skip)]
+    pub api_tls: bool,
+    /// `/metrics` without a token (`--metrics-listen`), when on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<SocketAddr>,
     /// Public HTTP.
     pub http: SocketAddr,
     /// Public HTTPS.
@@ -107,6 +114,9 @@ impl BoundAddrs {
         let mut value = serde_json::to_value(self).unwrap_or_default();
         if let Some(map) = value.as_object_mut() {
             map.insert("ready".into(), serde_json::Value::Bool(true));
+            if self.api_tls {
+                map.insert("api".into(), format!("https://{}", self.api).into());
+            }
         }
         value.to_string()
     }
@@ -120,15 +130,33 @@ pub struct RunningEdge {
     tasks: JoinSet<()>,
     workers: Workers,
     shutdown_timeout: Duration,
+    /// What `GET /ready` answers: draining from the start of shutdown.
+    readiness: Readiness,
+    /// The control API, stopped last so that `/ready` answers while the rest drains.
+    api_stop: CancellationToken,
+    api_task: ApiTask,
+}
+
+/// The control API's task; aborted when dropped, as the tasks of the `JoinSet` are.
+struct ApiTask(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for ApiTask {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
+    }
 }
 
 impl RunningEdge {
     /// Stops accepting, lets in-flight requests finish, waits for every task, and ends the
     /// workers; whatever still runs at `--shutdown-timeout` is cut off.
     pub async fn shutdown(mut self) {
+        self.readiness.set_draining();
         self.cancel.cancel();
+        let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
         let tasks = &mut self.tasks;
-        let finished = tokio::time::timeout(self.shutdown_timeout, async {
+        let finished = tokio::time::timeout_at(deadline, async {
             while tasks.join_next().await.is_some() {}
         })
         .await;
@@ -138,6 +166,15 @@ impl RunningEdge {
                 "shutdown deadline reached: closing the connections still open"
             );
             self.tasks.abort_all();
+        }
+        // The API last, so that `/ready` says the node is draining meanwhile; within the same
+        // deadline.
+        self.api_stop.cancel();
+        if let Some(api) = self.api_task.0.take() {
+            let abort = api.abort_handle();
+            if tokio::time::timeout_at(deadline, api).await.is_err() {
+                abort.abort();
+            }
         }
         // Ending the workers' runtimes drops whatever still runs on them.
         let workers = self.workers;
@@ -149,6 +186,7 @@ impl RunningEdge {
 /// sharing the port.
 struct Listeners {
     api: TcpListener,
+    metrics: Option<TcpListener>,
     tunnel: TcpListener,
     http: Vec<std::net::TcpListener>,
     https: Vec<std::net::TcpListener>,
@@ -163,24 +201,28 @@ pub async fn start(config: EdgeConfig) -> Result<RunningEdge, StartError> {
 
 async fn start_edge(config: EdgeConfig) -> Result<RunningEdge, Failure> {
     create_data_dir(&config.data_dir)?;
+    let store_url = config.store_url().map_err(Failure::Config)?;
+    let admin_token = config.admin_token().map_err(Failure::Config)?;
     let opened = crate::store::open(
-        config.store.as_ref().map(StoreUrl::expose),
+        store_url.as_ref().map(|url| url.expose()),
         &config.data_dir.join(STORE_FILE),
     )
     .await?;
     let store: Arc<dyn Store> = opened.store;
     let ca = Arc::new(EdgeCa::load_or_create(store.as_ref()).await?);
-    let auth = Auth::set_up(
-        store.clone(),
-        &config.data_dir,
-        config.admin_token().as_ref(),
-    )
-    .await?;
+    let auth = Auth::set_up(store.clone(), &config.data_dir, admin_token.as_ref()).await?;
+    let api_tls = ApiTls::from_config(&config).acceptor(&ca, &config.data_dir)?;
 
     let workers = Workers::start(config.worker_count())?;
     let listeners = bind(&config, workers.count()).await?;
+    let metrics_addr = match (&listeners.metrics, config.metrics_listen) {
+        (Some(listener), Some(address)) => Some(local_addr(listener, address, "metrics")?),
+        _ => None,
+    };
     let addrs = BoundAddrs {
         api: local_addr(&listeners.api, config.api_listen, "api")?,
+        api_tls: api_tls.is_some(),
+        metrics: metrics_addr,
         http: shared_addr(&listeners.http, config.http_listen, "http")?,
         https: shared_addr(&listeners.https, config.https_listen, "https")?,
         tunnel: local_addr(&listeners.tunnel, config.tunnel_listen, "tunnel")?,
@@ -242,6 +284,9 @@ async fn start_edge(config: EdgeConfig) -> Result<RunningEdge, Failure> {
 
     let metrics = Arc::new(Metrics::default());
     let policies = Arc::new(PolicyEngine::new(metrics.clone()));
+    // Tokens added or revoked through other nodes on a shared store are heard of at once.
+    tasks.spawn(auth.clone().follow(opened.token_changes, cancel.clone()));
+    let readiness = Readiness::default();
     let state = ApiState {
         store: store.clone(),
         catalog: catalog.clone(),
@@ -251,9 +296,29 @@ async fn start_edge(config: EdgeConfig) -> Result<RunningEdge, Failure> {
         metrics: metrics.clone(),
         settings: settings.clone(),
         cluster: cluster.clone(),
+        throttle: Arc::new(AuthThrottle::new(config.api_auth_failures_per_minute)),
+        readiness: readiness.clone(),
     };
+    if let Some(listener) = listeners.metrics {
+        let router = api::metrics_router(state.clone());
+        tasks.spawn(api::serve(
+            "metrics",
+            listener,
+            router,
+            None,
+            cancel.clone(),
+        ));
+    }
     let router = api::router(state);
-    tasks.spawn(serve_api(listeners.api, router, cancel.clone()));
+    // Stopped after everything else has drained, so that `/ready` says so meanwhile.
+    let api_stop = CancellationToken::new();
+    let api_task = tokio::spawn(api::serve(
+        "api",
+        listeners.api,
+        router,
+        api_tls,
+        api_stop.clone(),
+    ));
 
     let proxy = Arc::new(Proxy::new(
         catalog.clone(),
@@ -335,68 +400,18 @@ async fn start_edge(config: EdgeConfig) -> Result<RunningEdge, Failure> {
         .await
     });
 
-    tracing::info!(api = %addrs.api, http = %addrs.http, https = %addrs.https, tunnel = %addrs.tunnel, dns = %addrs.dns, "edge listening");
+    tracing::info!(api = %addrs.api, api_tls = addrs.api_tls, http = %addrs.http, https = %addrs.https, tunnel = %addrs.tunnel, dns = %addrs.dns, "edge listening");
+    readiness.set_ready();
     Ok(RunningEdge {
         addrs,
         cancel,
         tasks,
         workers,
         shutdown_timeout: config.shutdown_timeout,
+        readiness,
+        api_stop,
+        api_task: ApiTask(Some(api_task)),
     })
-}
-
-/// Serves the control API until `cancel`, then lets requests in flight finish (the edge's
-/// shutdown deadline ends the rest). A client must send its first byte, and then each
-/// request head, within [`API_HEADER_TIMEOUT`].
-async fn serve_api(listener: TcpListener, router: axum::Router, cancel: CancellationToken) {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    use hyper_util::server::conn::auto;
-    use hyper_util::service::TowerToHyperService;
-
-    let tracker = TaskTracker::new();
-    loop {
-        let (stream, _) = tokio::select! {
-            _ = cancel.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    tracing::warn!(%error, "accepting an API connection failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let service = TowerToHyperService::new(router.clone());
-        let cancel = cancel.clone();
-        tracker.spawn(async move {
-            // Until a first byte comes, hyper has not picked HTTP/1.1 or HTTP/2 and no timer of
-            // its own runs.
-            let first_byte = tokio::select! {
-                _ = cancel.cancelled() => return,
-                readable = tokio::time::timeout(API_HEADER_TIMEOUT, stream.readable()) => readable,
-            };
-            if !matches!(first_byte, Ok(Ok(()))) {
-                return;
-            }
-            let mut builder = auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(API_HEADER_TIMEOUT);
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            tokio::pin!(connection);
-            tokio::select! {
-                _ = connection.as_mut() => {}
-                _ = cancel.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    let _ = connection.await;
-                }
-            }
-        });
-    }
-    drop(listener);
-    tracker.close();
-    tracker.wait().await;
 }
 
 /// Where other edge nodes reach this one: `--peer-address`, else the first
@@ -495,12 +510,17 @@ fn local_addr(
 
 async fn bind(config: &EdgeConfig, workers: usize) -> Result<Listeners, Failure> {
     let api = bind_tcp("api", config.api_listen).await?;
+    let metrics = match config.metrics_listen {
+        Some(address) => Some(bind_tcp("metrics", address).await?),
+        None => None,
+    };
     let tunnel = bind_tcp("tunnel", config.tunnel_listen).await?;
     let http = bind_shared("http", config.http_listen, workers)?;
     let https = bind_shared("https", config.https_listen, workers)?;
     let (dns_udp, dns_tcp) = bind_dns(config.dns_listen).await?;
     Ok(Listeners {
         api,
+        metrics,
         tunnel,
         http,
         https,

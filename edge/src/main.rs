@@ -5,18 +5,26 @@
 use std::io::Write;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use postern_edge::{EdgeConfig, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> anyhow::Result<()> {
-    let config = EdgeConfig::parse();
+    let matches = EdgeConfig::command().get_matches();
+    let config = EdgeConfig::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
     if let Err(message) = config.check() {
         eprintln!("error: {message}");
         std::process::exit(2);
     }
     init_tracing(config.log_format);
     raise_open_file_limit();
+    for flag in EdgeConfig::secrets_on_command_line(&matches) {
+        tracing::warn!(
+            flag,
+            "a secret was given on the command line, which every local user can read (ps); use \
+             the -file flag or the environment variable instead"
+        );
+    }
     // The control plane (API, DNS, store, catalog, cluster membership) runs on this thread;
     // the data plane on the workers the edge starts (`--workers`).
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -64,11 +64,6 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "Policy decisions by policy, hostname, decision and reason.",
     ),
     (
-        "postern_edge_request_duration_seconds_sum",
-        "counter",
-        "Total seconds spent on public requests, by hostname.",
-    ),
-    (
         "postern_edge_connectors",
         "gauge",
         "Live connector connections by tunnel.",

@@ -673,6 +673,7 @@ mod tests {
         assert_eq!(
             pointers,
             [
+                "/expires_at",
                 "/hostname",
                 "/jwt/public_keys_pem/*",
                 "/policy_ids/*",

@@ -11,7 +11,7 @@ use jsonschema::error::ValidationErrorKind;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::api::{EnrollmentTokenSpec, HostnameSpec, Labels, PolicySpec, TunnelSpec};
+use crate::api::{ApiTokenSpec, EnrollmentTokenSpec, HostnameSpec, Labels, PolicySpec, TunnelSpec};
 use crate::error::push_pointer;
 use crate::rules;
 use crate::{ContractError, Violation};
@@ -53,6 +53,10 @@ pub(crate) const SCHEMAS: &[(&str, &str)] = &[
     (
         "status.schema.json",
         include_str!("../schemas/v1/status.schema.json"),
+    ),
+    (
+        "api_token.schema.json",
+        include_str!("../schemas/v1/api_token.schema.json"),
     ),
 ];
 
@@ -258,6 +262,27 @@ static HOSTNAME_SPEC: LazyLock<Validator> =
 
 static ENROLLMENT_SPEC: LazyLock<Validator> =
     LazyLock::new(|| compile_def("enrollment.schema.json", "spec"));
+static API_TOKEN_SPEC: LazyLock<Validator> =
+    LazyLock::new(|| compile_def("api_token.schema.json", "spec"));
+
+impl Contract for ApiTokenSpec {
+    const SCHEMA_FILE: &'static str = "api_token.schema.json";
+
+    fn validator() -> &'static Validator {
+        &API_TOKEN_SPEC
+    }
+
+    /// The name's rule, and an `expires_at` that reads as a moment (that it lies in the
+    /// future is for the edge to say: it knows the time).
+    fn check(&self, violations: &mut Vec<Violation>) {
+        if let Err(message) = rules::check_name(&self.name) {
+            violations.push(Violation::new("/name", message));
+        }
+        if let Some(Err(message)) = self.expires_at.as_deref().map(rules::parse_timestamp) {
+            violations.push(Violation::new("/expires_at", message));
+        }
+    }
+}
 
 impl Contract for EnrollmentTokenSpec {
     const SCHEMA_FILE: &'static str = "enrollment.schema.json";
