@@ -49,8 +49,34 @@ impl ApiResponse {
 impl Api {
     /// A client for `base` (`http://host:port`), with a bearer token or none.
     pub fn new(base: &str, token: Option<&str>) -> Self {
+        Self::with_ca(base, token, None)
+    }
+
+    /// A client for `base` that trusts only `ca_pem` for `https://` (the system's roots when
+    /// `None`).
+    pub fn with_ca(base: &str, token: Option<&str>, ca_pem: Option<&str>) -> Self {
+        Self::build(base, token, ca_pem, None)
+    }
+
+    /// The same client, sending from `local` (another 127.x address stands for another
+    /// client).
+    pub fn from_address(&self, local: std::net::IpAddr, ca_pem: Option<&str>) -> Self {
+        Self::build(&self.base, self.token.as_deref(), ca_pem, Some(local))
+    }
+
+    fn build(
+        base: &str,
+        token: Option<&str>,
+        ca_pem: Option<&str>,
+        local: Option<std::net::IpAddr>,
+    ) -> Self {
+        let mut builder = reqwest::Client::builder().local_address(local);
+        if let Some(pem) = ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes()).expect("CA PEM");
+            builder = builder.tls_certs_only(certs);
+        }
         Self {
-            http: reqwest::Client::new(),
+            http: builder.build().expect("HTTP client"),
             base: base.trim_end_matches('/').to_string(),
             token: token.map(str::to_string),
         }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use postern_schema::client::Client;
+use postern_schema::client::{Client, ClientOptions};
 use postern_schema::secret::Secret;
 use serde::Deserialize;
 
@@ -21,9 +21,14 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The edge's ready line.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(try_from = "ReadyLine")]
 pub struct Ready {
     /// Control API.
     pub api: SocketAddr,
+    /// Whether the control API is served over TLS (the line said `https://…`).
+    pub api_tls: bool,
+    /// `/metrics` without a token (`--metrics-listen`).
+    pub metrics: Option<SocketAddr>,
     /// Public HTTP.
     pub http: SocketAddr,
     /// Public HTTPS.
@@ -32,6 +37,40 @@ pub struct Ready {
     pub tunnel: SocketAddr,
     /// DNS.
     pub dns: SocketAddr,
+}
+
+/// The ready line as printed: `api` is `host:port`, or `https://host:port` with TLS.
+#[derive(Deserialize)]
+struct ReadyLine {
+    api: String,
+    http: SocketAddr,
+    https: SocketAddr,
+    tunnel: SocketAddr,
+    dns: SocketAddr,
+    #[serde(default)]
+    metrics: Option<SocketAddr>,
+}
+
+impl TryFrom<ReadyLine> for Ready {
+    type Error = String;
+
+    fn try_from(line: ReadyLine) -> Result<Self, String> {
+        let (api, api_tls) = match line.api.strip_prefix("https://") {
+            Some(address) => (address, true),
+            None => (line.api.as_str(), false),
+        };
+        Ok(Ready {
+            api: api
+                .parse()
+                .map_err(|e| format!("api {:?}: {e}", line.api))?,
+            api_tls,
+            metrics: line.metrics,
+            http: line.http,
+            https: line.https,
+            tunnel: line.tunnel,
+            dns: line.dns,
+        })
+    }
 }
 
 /// How to start an edge.
@@ -47,6 +86,14 @@ pub struct EdgeOptions {
     pub env: Vec<(String, String)>,
     /// Bind exactly these addresses instead of port 0 (used by restarts).
     pub addrs: Option<Ready>,
+    /// The address the public HTTP and HTTPS listeners bind (port 0); 127.0.0.1 when `None`.
+    pub public_ip: Option<std::net::IpAddr>,
+    /// Start the edge with this soft limit of open files (its hard limit stays), as a system
+    /// with a low default would.
+    pub soft_nofile: Option<u64>,
+    /// The CA certificate (PEM) clients trust for an API over TLS; `None`: the edge's own
+    /// `<data-dir>/ca.pem` (`--api-tls edge-ca`).
+    pub api_ca_pem: Option<String>,
 }
 
 /// A running `postern-edge` process; killed when dropped.
@@ -93,6 +140,18 @@ impl EdgeProcess {
                     .map(|(_, v)| v.clone())
                     .ok_or(())
             })
+            .or_else(|_| {
+                // `--admin-token-file FILE`.
+                let file = options
+                    .args
+                    .iter()
+                    .skip_while(|arg| *arg != "--admin-token-file")
+                    .nth(1)
+                    .ok_or(())?;
+                std::fs::read_to_string(file)
+                    .map(|t| t.trim().to_string())
+                    .map_err(|_| ())
+            })
             .expect("the edge wrote no admin-token file");
         Self {
             child: Some(child),
@@ -105,19 +164,45 @@ impl EdgeProcess {
         }
     }
 
-    /// `http://<api address>`.
+    /// `http://<api address>`, or `https://…` when the API is served over TLS.
     pub fn api_url(&self) -> String {
-        format!("http://{}", self.addrs.api)
+        let scheme = if self.addrs.api_tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addrs.api)
+    }
+
+    /// The CA certificate (PEM) a client of the API must trust: the one the options gave, else
+    /// the edge's `<data-dir>/ca.pem`; `None` for plain HTTP.
+    pub fn api_ca_pem(&self) -> Option<String> {
+        if !self.addrs.api_tls {
+            return None;
+        }
+        self.options
+            .api_ca_pem
+            .clone()
+            .or_else(|| std::fs::read_to_string(self.data_dir.join("ca.pem")).ok())
     }
 
     /// The typed client with the admin token.
     pub fn client(&self) -> Client {
-        Client::new(&self.api_url(), Secret::new(self.admin_token.clone())).expect("client")
+        self.client_with(&self.admin_token)
+    }
+
+    /// The typed client with `token`.
+    pub fn client_with(&self, token: &str) -> Client {
+        let options = ClientOptions {
+            ca_cert_pem: self.api_ca_pem(),
+            ..ClientOptions::default()
+        };
+        Client::with_options(&self.api_url(), Secret::new(token), &options).expect("client")
     }
 
     /// A raw API client with the admin token that checks every answer against openapi.json.
     pub fn api(&self) -> Api {
-        Api::new(&self.api_url(), Some(&self.admin_token))
+        Api::with_ca(
+            &self.api_url(),
+            Some(&self.admin_token),
+            self.api_ca_pem().as_deref(),
+        )
     }
 
     /// The value of one series of `GET /metrics` (`name{labels}` as the edge writes it), or 0
@@ -149,6 +234,25 @@ impl EdgeProcess {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM; the exit status and how long the edge took to exit, or `None` when it was
+    /// still running after `limit` (it is killed then).
+    pub fn terminate_within(&mut self, limit: Duration) -> Option<(ExitStatus, Duration)> {
+        let mut child = self.child.take().expect("the edge is not running");
+        let started = Instant::now();
+        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some((status, started.elapsed()));
+            }
+            if started.elapsed() > limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
@@ -198,13 +302,28 @@ fn spawn(options: &EdgeOptions, data_dir: &Path, log: &Path) -> (Child, Ready) {
         addr.map_or_else(|| "127.0.0.1:0".to_string(), |a| a.to_string())
     };
     let fixed = options.addrs;
-    let mut command = Command::new(binary("postern-edge"));
+    let public = |addr: Option<SocketAddr>| match (addr, options.public_ip) {
+        (None, Some(ip)) => SocketAddr::new(ip, 0).to_string(),
+        (addr, _) => listen(addr),
+    };
+    let mut command = match options.soft_nofile {
+        None => Command::new(binary("postern-edge")),
+        Some(soft) => {
+            // The shell lowers its own soft limit, then becomes the edge (same process).
+            let mut shell = Command::new("sh");
+            shell
+                .arg("-c")
+                .arg(format!("ulimit -S -n {soft} && exec \"$0\" \"$@\""))
+                .arg(binary("postern-edge"));
+            shell
+        }
+    };
     command
         .arg("--data-dir")
         .arg(data_dir)
         .args(["--api-listen", &listen(fixed.map(|a| a.api))])
-        .args(["--http-listen", &listen(fixed.map(|a| a.http))])
-        .args(["--https-listen", &listen(fixed.map(|a| a.https))])
+        .args(["--http-listen", &public(fixed.map(|a| a.http))])
+        .args(["--https-listen", &public(fixed.map(|a| a.https))])
         .args(["--tunnel-listen", &listen(fixed.map(|a| a.tunnel))])
         .args(["--dns-listen", &listen(fixed.map(|a| a.dns))])
         .args(&options.args)

@@ -12,7 +12,7 @@ use postern_schema::client::Client;
 use postern_schema::ids::TunnelId;
 
 use crate::connector::{ConnectorProcess, eventually};
-use crate::edge::EdgeProcess;
+use crate::edge::{EdgeOptions, EdgeProcess};
 use crate::origin::TestOrigin;
 use crate::provider::config;
 
@@ -112,7 +112,12 @@ pub struct Served {
 /// Starts an edge, an origin and a connector serving `hostname`; returns once both of the
 /// connector's connections are registered.
 pub async fn served(hostname: &str) -> Served {
-    let edge = EdgeProcess::start();
+    served_with(hostname, EdgeOptions::default()).await
+}
+
+/// [`served`], with an edge started with `options`.
+pub async fn served_with(hostname: &str, options: EdgeOptions) -> Served {
+    let edge = EdgeProcess::start_with(options);
     let client = edge.client();
     let origin = TestOrigin::start().await;
     let tunnel = tunnel_for(&client, "app", hostname, &origin.url()).await;

@@ -238,13 +238,14 @@ fn listening_ports(pid: u32) -> Vec<u16> {
         for line in text.lines().skip(1) {
             let fields: Vec<&str> = line.split_whitespace().collect();
             // local_address is field 1 (ADDR:PORT in hex), st field 3 (0A: LISTEN), inode 9.
-            if fields.len() > 9 && fields[3] == "0A" && inodes.iter().any(|i| i == fields[9]) {
-                if let Some(port) = fields[1]
+            if fields.len() > 9
+                && fields[3] == "0A"
+                && inodes.iter().any(|i| i == fields[9])
+                && let Some(port) = fields[1]
                     .rsplit_once(':')
                     .and_then(|(_, hex)| u16::from_str_radix(hex, 16).ok())
-                {
-                    ports.push(port);
-                }
+            {
+                ports.push(port);
             }
         }
     }
@@ -257,7 +258,7 @@ fn listening_ports(pid: u32) -> Vec<u16> {
 fn get_blocking(port: u16, path: &str, ca_pem: &str) -> Option<String> {
     let url = format!("https://127.0.0.1:{port}{path}");
     let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes()).ok()?;
-    let body = std::thread::scope(|scope| {
+    std::thread::scope(|scope| {
         scope
             .spawn(|| {
                 let runtime = tokio::runtime::Builder::new_current_thread()
@@ -281,8 +282,7 @@ fn get_blocking(port: u16, path: &str, ca_pem: &str) -> Option<String> {
             .join()
             .ok()
             .flatten()
-    });
-    body
+    })
 }
 
 /// What a TLS handshake with ordinary verification showed.

@@ -8,6 +8,7 @@
 //! as the unprivileged `postgres` user (or `nobody` where there is none), owning the directory.
 
 use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -15,6 +16,8 @@ use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::{Gid, Pid, Uid, User};
+
+use crate::pki::ServerCert;
 
 /// The superuser `initdb` creates; the tests connect as it, without a password (`trust` auth on
 /// loopback and the private socket directory only).
@@ -31,12 +34,24 @@ pub struct PostgresServer {
     run_as: Option<(Uid, Gid)>,
     running: bool,
     paused: bool,
+    /// More `-c` settings for the server (TLS).
+    settings: String,
 }
 
 impl PostgresServer {
     /// Makes a new cluster and starts it. Panics with an explanation when the PostgreSQL server
     /// binaries are missing or the server does not start: no test can run without it.
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// Like [`PostgresServer::start`], with `ssl = on` and this certificate, and a
+    /// `pg_hba.conf` that takes TCP connections over TLS only (`hostssl`).
+    pub fn start_tls(cert: &ServerCert) -> Self {
+        Self::start_with(Some(cert))
+    }
+
+    fn start_with(tls: Option<&ServerCert>) -> Self {
         let bin_dir = find_bin_dir().unwrap_or_else(|| {
             panic!(
                 "the PostgreSQL server binaries (initdb, pg_ctl, postgres) were not found: \
@@ -66,6 +81,7 @@ impl PostgresServer {
             run_as,
             running: false,
             paused: false,
+            settings: String::new(),
         };
         let initdb = server.run(
             "initdb",
@@ -88,6 +104,9 @@ impl PostgresServer {
             String::from_utf8_lossy(&initdb.stdout),
             String::from_utf8_lossy(&initdb.stderr)
         );
+        if let Some(cert) = tls {
+            server.use_tls(cert);
+        }
         // Another process may take the free port between our probe and the server's bind: try a
         // few ports before giving up.
         let mut last_error = String::new();
@@ -99,6 +118,33 @@ impl PostgresServer {
             }
         }
         panic!("PostgreSQL did not start: {last_error}");
+    }
+
+    /// Writes the certificate and key into the data directory (owned by the server's user, the
+    /// key readable by it only) and a `pg_hba.conf` with `hostssl` lines only.
+    fn use_tls(&mut self, cert: &ServerCert) {
+        let data = self.data_dir();
+        let write = |name: &str, text: &str, mode: u32| {
+            let path = data.join(name);
+            std::fs::write(&path, text).unwrap_or_else(|e| panic!("writing {name}: {e}"));
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+                .unwrap_or_else(|e| panic!("chmod {name}: {e}"));
+            if let Some((uid, gid)) = self.run_as {
+                std::os::unix::fs::chown(&path, Some(uid.as_raw()), Some(gid.as_raw()))
+                    .unwrap_or_else(|e| panic!("chown {name}: {e}"));
+            }
+        };
+        write("server.crt", &cert.cert_pem, 0o644);
+        write("server.key", &cert.key_pem, 0o600);
+        write(
+            "pg_hba.conf",
+            "# TCP only over TLS; the private socket directory for the test's own checks.\n\
+             local all all trust\n\
+             hostssl all all 127.0.0.1/32 trust\n",
+            0o600,
+        );
+        self.settings =
+            " -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key".to_string();
     }
 
     /// The URL the edge takes with `--store`.
@@ -207,8 +253,8 @@ impl PostgresServer {
         let options = format!(
             "-c listen_addresses=127.0.0.1 -p {} -k {socket_dir} -c fsync=off \
              -c synchronous_commit=off -c full_page_writes=off -c max_connections=100 \
-             -c shared_buffers=16MB",
-            self.port
+             -c shared_buffers=16MB{}",
+            self.port, self.settings
         );
         let output = self.run(
             "pg_ctl",

@@ -10,8 +10,8 @@ use serde_json::Value;
 use crate::binaries::binary;
 use crate::edge::EdgeProcess;
 
-/// The provider version the harness installs.
-pub const PROVIDER_VERSION: &str = "0.1.0";
+/// The provider version the harness installs: the workspace's.
+pub const PROVIDER_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// A terraform working directory with its own HOME.
 pub struct Terraform {
@@ -277,13 +277,17 @@ pub fn install_provider(home: &Path) -> PathBuf {
 }
 
 /// The `terraform { required_providers }` block every test config starts with.
-pub const REQUIRED_PROVIDERS: &str = r#"
+pub const REQUIRED_PROVIDERS: &str = concat!(
+    r#"
 terraform {
   required_providers {
     postern = {
       source  = "postern/postern"
-      version = "0.1.0"
+      version = ""#,
+    env!("CARGO_PKG_VERSION"),
+    r#""
     }
   }
 }
-"#;
+"#
+);

@@ -1,8 +1,8 @@
 //! Visitors' side of the tunnel tests: HTTP/HTTPS clients that reach a hostname through an
-//! edge's public listeners, a raw HTTP/1.1 client for streaming bodies, and a TCP relay whose
-//! connections a test can cut.
+//! edge's public listeners, a raw HTTP/1.1 client for streaming bodies, connections from a
+//! chosen source address (another client), and a TCP relay whose connections a test can cut.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,6 +32,21 @@ pub async fn https_client(edge: &EdgeProcess, hostname: &str) -> reqwest::Client
 /// `https://hostname:PORT` of the edge's HTTPS listener.
 pub fn https_url(edge: &EdgeProcess, hostname: &str, path: &str) -> String {
     format!("https://{hostname}:{}{path}", edge.addrs.https.port())
+}
+
+/// A TCP connection to `to` from the address `from`, as another client would open it: any
+/// 127.x address works on loopback; an IPv6 address works anywhere its prefix is routed to the
+/// host (it is bound with `IPV6_FREEBIND`, so it need not be assigned to an interface).
+pub async fn connect_from(from: IpAddr, to: SocketAddr) -> std::io::Result<TcpStream> {
+    let domain = socket2::Domain::for_address(to);
+    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    if from.is_ipv6() {
+        socket.set_freebind_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&SocketAddr::new(from, 0).into())?;
+    let socket = tokio::net::TcpSocket::from_std_stream(socket.into());
+    socket.connect(to).await
 }
 
 /// A client for plain HTTP through the edge's HTTP listener (use [`http_url`]).

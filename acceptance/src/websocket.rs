@@ -89,7 +89,15 @@ pub async fn connect(
     host: &str,
     path: &str,
 ) -> std::io::Result<(u16, Option<WsClient<TcpStream>>)> {
-    let mut stream = TcpStream::connect(addr).await?;
+    upgrade(TcpStream::connect(addr).await?, host, path).await
+}
+
+/// [`connect`] over a connection the caller opened (from a source address of its choice).
+pub async fn upgrade(
+    mut stream: TcpStream,
+    host: &str,
+    path: &str,
+) -> std::io::Result<(u16, Option<WsClient<TcpStream>>)> {
     let key = "dGhlIHNhbXBsZSBub25jZQ==";
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n\r\n"

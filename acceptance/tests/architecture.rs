@@ -1,6 +1,6 @@
 //! The module graphs of the edge, the connector and the provider, read from their source: no
 //! file imports another that (directly or through others) imports it back, and every
-//! dependency between top-level modules is one that `docs/architecture.md` allows.
+//! dependency between top-level modules is one that `docs/guides/architecture.md` allows.
 //!
 //! A file depends on another when it names a path into it: in a `use`, in code, or inside a
 //! macro call (`crate::…`, `super::…`, `self::…`, or a child module's name). A parent that
@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use proc_macro2::{TokenStream, TokenTree};
 use syn::visit::Visit;
 
-/// One crate's library: its source folder and the name of its graph in `docs/architecture.md`.
+/// One crate's library: its source folder and the name of its graph in `docs/guides/architecture.md`.
 struct Library {
     name: &'static str,
     src: &'static str,
@@ -129,12 +129,12 @@ fn check(library: &Library) {
         }
         problems.push(text);
     }
-    let architecture = std::fs::read_to_string(root.join("docs/architecture.md"))
-        .expect("docs/architecture.md is readable");
+    let architecture = std::fs::read_to_string(root.join("docs/guides/architecture.md"))
+        .expect("docs/guides/architecture.md is readable");
     let allowed = documented_graph(&architecture, library.name);
     if allowed.is_empty() {
         problems.push(format!(
-            "docs/architecture.md has no `<!-- module-graph: {} -->` table",
+            "docs/guides/architecture.md has no `<!-- module-graph: {} -->` table",
             library.name
         ));
     }
@@ -147,7 +147,7 @@ fn check(library: &Library) {
     for module in graph.top_modules() {
         if !allowed.contains_key(&module) {
             problems.push(format!(
-                "module `{module}` of {} is not in docs/architecture.md's graph",
+                "module `{module}` of {} is not in docs/guides/architecture.md's graph",
                 library.name
             ));
         }
@@ -156,7 +156,7 @@ fn check(library: &Library) {
         let permitted = allowed.get(&from).is_some_and(|uses| uses.contains(&to));
         if allowed.contains_key(&from) && !permitted {
             problems.push(format!(
-                "`{from}` uses `{to}` (`{path}`), which docs/architecture.md does not allow"
+                "`{from}` uses `{to}` (`{path}`), which docs/guides/architecture.md does not allow"
             ));
         }
     }
@@ -615,7 +615,7 @@ fn attrs_of(item: &syn::Item) -> &[syn::Attribute] {
     }
 }
 
-// === the graph documented in docs/architecture.md ===
+// === the graph documented in docs/guides/architecture.md ===
 
 /// The table after `<!-- module-graph: NAME -->`: `| `module` | `a`, `b` |` rows, module ->
 /// the modules it may use.

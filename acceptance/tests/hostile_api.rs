@@ -3,7 +3,8 @@
 //! unknown methods, very long paths and headers, lying lengths and percent-encoded ids. Each gets
 //! a clear 4xx: the contract's error body (checked against openapi.json) wherever the API
 //! answers, or the HTTP layer's own status where hyper refuses the request first (414, 431 and
-//! malformed framing). Nothing is stored, and the edge serves normal requests afterwards.
+//! malformed framing). Nothing is stored, and the edge serves normal requests afterwards. Ten
+//! thousand random method names leave `/metrics` (and the edge's memory) as they were (issue 23).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -516,4 +517,91 @@ async fn percent_encoded_ids_reach_only_what_they_name() {
         "an encoded id changed what is stored"
     );
     still_serving(&edge, &api, "after-ids").await;
+}
+
+// === metrics cardinality (issue 23) ===
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_random_method_names_leave_metrics_and_memory_bounded() {
+    use acceptance::process::rss;
+    const REQUESTS: usize = 10_000;
+    const CLIENTS: usize = 8;
+    let edge = EdgeProcess::start();
+    let api = edge.api();
+    let series = |text: &str| {
+        text.lines()
+            .filter(|line| line.starts_with("postern_edge_api_requests_total{"))
+            .count()
+    };
+    assert_eq!(api.get("/healthz").await.status, 200);
+    let rss_before = rss(edge.pid());
+    let url = edge.api_url();
+    let token = edge.admin_token.clone();
+    let started = Instant::now();
+    let mut clients = tokio::task::JoinSet::new();
+    for client in 0..CLIENTS {
+        let url = url.clone();
+        let token = token.clone();
+        clients.spawn(async move {
+            let http = reqwest::Client::builder()
+                .no_proxy()
+                .build()
+                .expect("client");
+            // xorshift64, seeded per client: a fresh method name for every request.
+            let mut state = 0x2545_f491_4f6c_dd1d_u64 ^ (client as u64 + 1);
+            let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+            for i in 0..REQUESTS / CLIENTS {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let name: String = (0..12)
+                    .map(|k| char::from(b'A' + ((state >> (k * 5)) % 26) as u8))
+                    .collect();
+                let method = Method::from_bytes(name.as_bytes()).expect("a method token");
+                let path = ["/v1/tunnels", "/healthz", "/nowhere"][i % 3];
+                let mut request = http.request(method, format!("{url}{path}"));
+                if i % 2 == 0 {
+                    // Half with the token: counted after authentication too.
+                    request = request.bearer_auth(&token);
+                }
+                let response = request.send().await.expect("an answer");
+                *statuses.entry(response.status().as_u16()).or_default() += 1;
+            }
+            statuses
+        });
+    }
+    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    while let Some(result) = clients.join_next().await {
+        for (status, count) in result.expect("task") {
+            *statuses.entry(status).or_default() += count;
+        }
+    }
+    let took = started.elapsed();
+    let metrics = api.get("/metrics").await;
+    assert_eq!(metrics.status, 200);
+    let rss_after = rss(edge.pid());
+    let count = series(&metrics.text);
+    let other = metrics
+        .text
+        .lines()
+        .filter(|line| line.starts_with("postern_edge_api_requests_total{method=\"other\""))
+        .map(|line| line.to_string())
+        .collect::<Vec<_>>();
+    println!(
+        "metrics cardinality: {REQUESTS} API requests with random method names in {took:?} (statuses {statuses:?}); \
+         /metrics shows {count} series of postern_edge_api_requests_total ({other:?}); RSS {} KiB before, {} KiB after",
+        rss_before / 1024,
+        rss_after / 1024
+    );
+    assert!(count <= 20, "{count} series");
+    assert!(!other.is_empty(), "unknown methods are counted as `other`");
+    // The edge's memory stays put: under 4 MiB more for the whole run (a series per method
+    // name would cost a few hundred bytes each, forever).
+    assert!(
+        rss_after < rss_before + 4 * 1024 * 1024,
+        "RSS grew from {} to {} KiB",
+        rss_before / 1024,
+        rss_after / 1024
+    );
+    still_serving(&edge, &api, "after-methods").await;
 }

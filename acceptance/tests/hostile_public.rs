@@ -493,7 +493,8 @@ async fn ten_thousand_idle_connections_cost_bounded_memory_and_others_are_served
     let (rss_before, fds_before) = (rss(pid), open_fds(pid));
 
     // Half are idle HTTP/2 connections (preface and SETTINGS sent, no stream): the edge keeps
-    // those open, so they are what its connection limit bounds. A quarter sent the start of
+    // those open (until its HTTP/2 idle timeout, a minute), so they are what its connection
+    // limit bounds. A quarter sent the start of
     // an HTTP/1.1 request head and stopped; a quarter sent nothing: the edge closes those.
     let mut h2_hello = raw::H2_PREFACE.to_vec();
     h2_hello.extend(raw::h2_frame(frame_type::SETTINGS, 0, 0, &[]));
@@ -505,6 +506,8 @@ async fn ten_thousand_idle_connections_cost_bounded_memory_and_others_are_served
         let mut connecting = tokio::task::JoinSet::new();
         for i in 0..100 {
             let addr = served.edge.addrs.http;
+            // From 64 client addresses: one client may hold only 256 connections.
+            let client = std::net::IpAddr::from([127, 0, 3, 1 + ((batch * 100 + i) % 64) as u8]);
             let hello = match i % 4 {
                 0 | 1 => Some(h2_hello.clone()),
                 2 => Some(partial.clone()),
@@ -512,7 +515,7 @@ async fn ten_thousand_idle_connections_cost_bounded_memory_and_others_are_served
             };
             h2_count += usize::from(i % 4 < 2);
             connecting.spawn(async move {
-                let mut stream = TcpStream::connect(addr).await?;
+                let mut stream = acceptance::visitor::connect_from(client, addr).await?;
                 if let Some(hello) = hello {
                     stream.write_all(&hello).await?;
                 }

@@ -4,16 +4,25 @@
 //! EKU, naming no tunnel, or of a deleted tunnel. Each is refused or dropped (and logged), and a
 //! real connector of the same tunnel keeps serving throughout.
 //!
+//! What one stolen certificate may take (issue 23), with a fake connector holding a certificate
+//! made with the edge's CA: no more connections than the tunnel's cap, one or two renewals for a
+//! flood of requests, no hello with an oversized or unprintable connector id or version, and a
+//! visitor's 504 within the edge's own deadline when the connector never answers. Garbage on
+//! the port is counted, not logged line by line.
+//!
 //! Covered elsewhere: no certificate, a foreign CA, and tunnel A's certificate for tunnel B's
 //! hostnames (`tunnel_auth.rs`); random datagrams and TCP garbage on the DNS port (`dns.rs`).
 
 use std::time::{Duration, Instant};
 
-use acceptance::TestOrigin;
-use acceptance::fixture::{Served, served, tunnel_for};
+use acceptance::fake_connector::{
+    FakeConnector, FakeOptions, Identity, Visitors, edge_ca, renewal_event, tunnel_identity,
+};
+use acceptance::fixture::{Served, add_hostname, create_tunnel, served, served_with, tunnel_for};
 use acceptance::raw::{self, frame_type};
 use acceptance::tunnel_dial::dial;
 use acceptance::visitor::edge_http_client;
+use acceptance::{EdgeOptions, EdgeProcess, TestOrigin};
 use postern_schema::ids::TunnelId;
 use postern_schema::wire;
 use rcgen::{
@@ -42,19 +51,7 @@ async fn still_serves(served: &Served) {
 
 /// The edge's CA, read from its store (the `settings` row `ca`).
 fn ca(served: &Served) -> Issuer<'static, KeyPair> {
-    let db = rusqlite::Connection::open_with_flags(
-        served.edge.data_dir().join("postern.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .expect("open the store");
-    let stored: String = db
-        .query_row("SELECT value FROM settings WHERE key = 'ca'", [], |row| {
-            row.get(0)
-        })
-        .expect("the CA setting");
-    let stored: serde_json::Value = serde_json::from_str(&stored).expect("CA JSON");
-    let key = KeyPair::from_pem(stored["key_pem"].as_str().expect("key_pem")).expect("key");
-    Issuer::from_ca_cert_pem(stored["cert_pem"].as_str().expect("cert_pem"), key).expect("issuer")
+    edge_ca(served.edge.data_dir())
 }
 
 /// How a crafted client certificate differs from a good one.
@@ -198,9 +195,21 @@ async fn random_bytes_on_the_tunnel_port_are_dropped_and_connectors_keep_serving
     still_serves(&served).await;
     let log = served.edge.log();
     assert!(!log.contains("panicked"), "{log}");
+    // Garbage from the internet is counted, not logged line by line at the default level.
+    let handshake_failures = served
+        .edge
+        .metric("postern_edge_tunnel_sessions_total{outcome=\"handshake_failed\"}")
+        .await;
+    let logged = log.matches("tunnel TLS handshake failed").count();
     println!(
-        "random bytes on the tunnel port: {} connections, all dropped by the edge (slowest per kind: {counts:?}); the real connector kept serving with its 2 connections",
+        "random bytes on the tunnel port: {} connections, all dropped by the edge (slowest per kind: {counts:?}); the real connector kept serving with its 2 connections; \
+         {handshake_failures} failed handshakes counted in /metrics, {logged} logged at the default level (info)",
         counts.values().map(|(n, _)| n).sum::<usize>()
+    );
+    assert!(handshake_failures > 0);
+    assert_eq!(
+        logged, 0,
+        "a failed handshake was logged at info: a log flood for anyone who sends garbage"
     );
 }
 
@@ -432,5 +441,280 @@ async fn only_valid_unexpired_certificates_of_live_tunnels_are_served() {
     println!(
         "tunnel certificates: a valid one crafted with the edge CA is served; {}; the real connector kept serving",
         lines.join("; ")
+    );
+}
+
+// === what one stolen certificate may take (issue 23) ===
+
+/// A copy of a client identity (the key has no `Clone`).
+fn same(identity: &Identity) -> Identity {
+    (identity.0.clone(), identity.1.clone_key())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tunnel_holds_at_most_its_cap_of_connections_whatever_certificates_it_shows() {
+    let served = served_with(
+        HOST,
+        EdgeOptions {
+            env: vec![("POSTERN_EDGE_MAX_CONNECTIONS_PER_TUNNEL".into(), "4".into())],
+            ..EdgeOptions::default()
+        },
+    )
+    .await;
+    let addr = served.edge.addrs.tunnel;
+    let ca = ca(&served);
+    // One stolen certificate, used for ten connections: the real connector holds two of the
+    // tunnel's four.
+    let stolen = tunnel_identity(&ca, served.tunnel.id);
+    let (mut registered, mut refused, mut fakes) = (0, 0, Vec::new());
+    for _ in 0..10 {
+        let fake = FakeConnector::connect(addr, same(&stolen), FakeOptions::default())
+            .await
+            .expect("TLS with a valid certificate");
+        if fake.registered_within(Duration::from_secs(10)).await {
+            registered += 1;
+        } else {
+            assert!(
+                fake.closed_within(Duration::from_secs(5)).await,
+                "neither registered nor closed"
+            );
+            assert_eq!(
+                fake.hellos(),
+                0,
+                "a connection over the cap was said hello to"
+            );
+            refused += 1;
+        }
+        fakes.push(fake);
+    }
+    // Another certificate of the tunnel (a renewal with another key) gets no more.
+    let renewed = FakeConnector::connect(
+        addr,
+        tunnel_identity(&ca, served.tunnel.id),
+        FakeOptions::default(),
+    )
+    .await
+    .expect("TLS");
+    assert!(!renewed.registered_within(Duration::from_secs(3)).await);
+    let listed = served
+        .edge
+        .client()
+        .tunnel_connections(served.tunnel.id)
+        .await
+        .expect("connections");
+    let over = served
+        .edge
+        .metric("postern_edge_tunnel_sessions_total{outcome=\"over_limit\"}")
+        .await;
+    println!(
+        "connections per tunnel (cap 4, the real connector holding 2): one certificate opened 10, {registered} registered, \
+         {refused} closed after the handshake without a hello; another certificate of the tunnel was refused too; \
+         the API lists {} connections; {over} refusals counted",
+        listed.len()
+    );
+    assert_eq!(registered, 2);
+    assert_eq!(refused, 8);
+    assert_eq!(listed.len(), 4);
+    assert!(over >= 9, "{over}");
+
+    // Once the extra connections go, the tunnel has room again.
+    drop((fakes, renewed));
+    acceptance::eventually(
+        Duration::from_secs(10),
+        "the fakes' sessions to end",
+        || async {
+            let list = served
+                .edge
+                .client()
+                .tunnel_connections(served.tunnel.id)
+                .await
+                .ok()?;
+            (list.len() == 2).then_some(())
+        },
+    )
+    .await;
+    still_serves(&served).await;
+    let again = FakeConnector::connect(addr, same(&stolen), FakeOptions::default())
+        .await
+        .expect("TLS");
+    assert!(again.registered_within(Duration::from_secs(10)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewal_flood_on_one_connection_is_refused() {
+    let served = served(HOST).await;
+    let ca = ca(&served);
+    let fake = FakeConnector::connect(
+        served.edge.addrs.tunnel,
+        tunnel_identity(&ca, served.tunnel.id),
+        FakeOptions::default(),
+    )
+    .await
+    .expect("TLS");
+    assert!(fake.registered_within(Duration::from_secs(10)).await);
+    const FLOOD: usize = 50;
+    for _ in 0..FLOOD {
+        fake.send_event(&renewal_event());
+    }
+    // Give the edge time to answer all of them, were it to.
+    let granted = fake
+        .certificates_within(FLOOD, Duration::from_secs(5))
+        .await;
+    let refused = served
+        .edge
+        .metric("postern_edge_certificate_renewals_total{outcome=\"refused\"}")
+        .await;
+    println!(
+        "renewal flood: {FLOOD} renewal requests on one connection, {granted} certificates granted, {refused} refused"
+    );
+    assert!(
+        (1..=2).contains(&granted),
+        "{granted} certificates for one connection"
+    );
+    assert_eq!(granted as u64 + refused, FLOOD as u64);
+    assert!(!fake.is_closed(), "the connection itself stays");
+    still_serves_besides(&served, 1).await;
+}
+
+/// The real connector still serves, beside `extra` connections of the tunnel.
+async fn still_serves_besides(served: &Served, extra: usize) {
+    let http = edge_http_client(&served.edge, HOST);
+    let url = format!("http://{HOST}:{}/hello", served.edge.addrs.http.port());
+    let response = http.get(url).send().await.expect("request");
+    assert_eq!(response.status(), 200);
+    let list = served
+        .edge
+        .client()
+        .tunnel_connections(served.tunnel.id)
+        .await
+        .expect("connections");
+    assert_eq!(list.len(), 2 + extra, "{list:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_or_unprintable_hellos_are_refused_and_never_logged() {
+    let served = served(HOST).await;
+    let ca = ca(&served);
+    let megabyte = "x".repeat(1 << 20);
+    let cases = [
+        (
+            "a 1 MiB connector_id",
+            megabyte.clone(),
+            "0.1.0".to_string(),
+            "connector_id is 1048576 bytes long",
+        ),
+        (
+            "a 1 MiB version",
+            "fake".to_string(),
+            megabyte.clone(),
+            "version is 1048576 bytes long",
+        ),
+        (
+            "a connector_id forging a log line",
+            "fake\n2030-01-01T00:00:00Z ERROR forged".to_string(),
+            "0.1.0".to_string(),
+            "connector_id holds characters other than printable ASCII",
+        ),
+    ];
+    let mut lines = Vec::new();
+    for (name, connector_id, version, logged) in cases {
+        let fake = FakeConnector::connect(
+            served.edge.addrs.tunnel,
+            tunnel_identity(&ca, served.tunnel.id),
+            FakeOptions {
+                connector_id,
+                version,
+                ..FakeOptions::default()
+            },
+        )
+        .await
+        .expect("TLS");
+        assert!(
+            !fake.registered_within(Duration::from_secs(5)).await,
+            "{name}: registered"
+        );
+        assert!(
+            fake.closed_within(Duration::from_secs(5)).await,
+            "{name}: kept open"
+        );
+        acceptance::eventually(
+            Duration::from_secs(5),
+            &format!("{name}: the refusal in the log"),
+            || async { served.edge.log().contains(logged).then_some(()) },
+        )
+        .await;
+        lines.push(format!(
+            "{name}: refused after the hello, logged as {logged:?}"
+        ));
+    }
+    still_serves(&served).await;
+    let log = served.edge.log();
+    let longest = log.lines().map(str::len).max().unwrap_or(0);
+    println!(
+        "hellos: {}; the longest log line is {longest} bytes",
+        lines.join("; ")
+    );
+    assert!(longest < 4096, "a log line of {longest} bytes");
+    assert!(
+        !log.contains(&"x".repeat(256)),
+        "the connector id reached the log"
+    );
+    assert!(
+        !log.contains("ERROR forged"),
+        "a forged line reached the log"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connector_that_never_answers_gets_the_visitor_a_504_within_the_edges_deadline() {
+    let edge = EdgeProcess::start_with(EdgeOptions {
+        env: vec![("POSTERN_EDGE_RESPONSE_HEAD_TIMEOUT".into(), "3s".into())],
+        ..EdgeOptions::default()
+    });
+    let client = edge.client();
+    let tunnel = create_tunnel(&client, "mute", &[]).await;
+    add_hostname(&client, &tunnel, "mute.example.com", "http://127.0.0.1:9").await;
+    let ca = edge_ca(edge.data_dir());
+    let fake = FakeConnector::connect(
+        edge.addrs.tunnel,
+        tunnel_identity(&ca, tunnel.id),
+        FakeOptions {
+            visitors: Visitors::NeverAnswer,
+            ..FakeOptions::default()
+        },
+    )
+    .await
+    .expect("TLS");
+    assert!(fake.registered_within(Duration::from_secs(10)).await);
+
+    let http = edge_http_client(&edge, "mute.example.com");
+    let url = format!(
+        "http://mute.example.com:{}/anything",
+        edge.addrs.http.port()
+    );
+    let started = Instant::now();
+    let response = tokio::time::timeout(Duration::from_secs(20), http.get(url).send())
+        .await
+        .expect("the visitor waited 20 s without an answer")
+        .expect("a response");
+    let took = started.elapsed();
+    let status = response.status().as_u16();
+    let body = response.text().await.unwrap_or_default();
+    println!(
+        "a connector that never answers: the visitor got {status} after {took:?} (--response-head-timeout 3s); \
+         the connector saw {} request(s): {:?}",
+        fake.visitor_requests(),
+        body.lines().next().unwrap_or_default()
+    );
+    assert_eq!(status, 504);
+    assert!(
+        took >= Duration::from_millis(2900) && took <= Duration::from_secs(6),
+        "{took:?}"
+    );
+    assert!(body.contains("did not answer in time"), "{body}");
+    assert_eq!(fake.visitor_requests(), 1);
+    assert!(
+        !fake.is_closed(),
+        "one slow stream does not cost the connection"
     );
 }

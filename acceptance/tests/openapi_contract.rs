@@ -101,7 +101,12 @@ async fn the_edge_accepts_what_openapi_json_allows_and_refuses_what_it_forbids()
          the version pinned in acceptance/schemathesis/requirements.txt"
     );
 
-    let edge = EdgeProcess::start();
+    // Schemathesis checks that every operation refuses a wrong token, one probe per operation:
+    // more failed authentications than the edge's default allowance of one address.
+    let edge = EdgeProcess::start_with(acceptance::EdgeOptions {
+        args: vec!["--api-auth-failures-per-minute".into(), "10000".into()],
+        ..acceptance::EdgeOptions::default()
+    });
     let root = workspace_root();
     let contract = root.join("acceptance/schemathesis");
     // The tool keeps caches under its working directory: give it one of its own.

@@ -665,3 +665,115 @@ async fn a_postgres_outage_fails_the_api_fast_keeps_the_data_plane_and_recovers(
         restarted.elapsed()
     );
 }
+
+// === PostgreSQL over TLS ===
+
+/// `postern-edge` with `store` in a file (`--store-file`: the URL is not on the command line)
+/// and every listener on port 0; runs until it prints its ready line or exits. Returns the
+/// process when it got ready, or its exit code and stderr when it did not.
+fn start_on_file(store: &str, dir: &Path) -> Result<KillOnDrop, (Option<i32>, String)> {
+    let url_file = dir.join("store-url");
+    std::fs::write(&url_file, format!("{store}\n")).expect("store file");
+    let mut child = Command::new(binary("postern-edge"))
+        .args(["--data-dir", &dir.join("data").display().to_string()])
+        .args(["--store-file", &url_file.display().to_string()])
+        .args([
+            "--api-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--https-listen",
+            "127.0.0.1:0",
+            "--tunnel-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--dns-listen", "127.0.0.1:0"])
+        .env_remove("POSTERN_ADMIN_TOKEN")
+        .env_remove("POSTERN_EDGE_STORE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning postern-edge");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    let _ = std::io::BufRead::read_line(&mut stdout, &mut line);
+    if line.contains("\"ready\":true") {
+        return Ok(KillOnDrop(child));
+    }
+    let status = child.wait().expect("exit status");
+    let mut stderr = String::new();
+    let _ = std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr);
+    Err((status.code(), stderr))
+}
+
+#[test]
+fn the_edge_reaches_postgres_over_tls_with_verify_full_and_refuses_what_it_cannot_trust() {
+    let ca = acceptance::pki::TestCa::new("database CA");
+    let postgres = PostgresServer::start_tls(&ca.server_cert(&["127.0.0.1", "localhost"]));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path().join("db-ca.pem");
+    std::fs::write(&root, &ca.cert_pem).expect("root");
+    let other_root = dir.path().join("other-ca.pem");
+    std::fs::write(
+        &other_root,
+        acceptance::pki::TestCa::new("other CA").cert_pem,
+    )
+    .expect("root");
+    let with = |query: &str| format!("{}?{query}", postgres.url());
+
+    // verify-full with the CA that signed the server's certificate: the edge starts and its
+    // store works (the schema was migrated over TLS).
+    let node = dir.path().join("good");
+    std::fs::create_dir_all(&node).expect("dir");
+    let verified = format!("sslmode=verify-full&sslrootcert={}", root.display());
+    let started = start_on_file(&with(&verified), &node);
+    let edge = started.unwrap_or_else(|(code, stderr)| {
+        panic!(
+            "the edge did not start ({code:?}):\n{stderr}\n{}",
+            postgres.log()
+        )
+    });
+    drop(edge);
+    assert!(
+        !postgres.log().contains("no pg_hba.conf entry"),
+        "{}",
+        postgres.log()
+    );
+
+    // Another root: the edge refuses to start and says the certificate is not trusted.
+    let node = dir.path().join("wrong-root");
+    std::fs::create_dir_all(&node).expect("dir");
+    let wrong = format!("sslmode=verify-full&sslrootcert={}", other_root.display());
+    let (code, stderr) = start_on_file(&with(&wrong), &node).err().expect("refused");
+    assert_ne!(code, Some(0));
+    assert!(
+        stderr.contains("certificate is not trusted") && stderr.contains("sslrootcert"),
+        "{stderr}"
+    );
+
+    // Without TLS the hostssl-only server refuses, and the edge says to turn TLS on.
+    let node = dir.path().join("plain");
+    std::fs::create_dir_all(&node).expect("dir");
+    let (code, stderr) = start_on_file(&with("sslmode=disable"), &node)
+        .err()
+        .expect("refused");
+    assert_ne!(code, Some(0));
+    assert!(
+        stderr.contains("refused a connection without TLS") && stderr.contains("verify-full"),
+        "{stderr}"
+    );
+
+    // verify-full without a root is refused before anything starts.
+    let node = dir.path().join("no-root");
+    std::fs::create_dir_all(&node).expect("dir");
+    let (code, stderr) = start_on_file(&with("sslmode=verify-full"), &node)
+        .err()
+        .expect("refused");
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("sslrootcert=FILE"), "{stderr}");
+    // The URL was read from a file and its password never shown.
+    assert!(!stderr.contains("postern@127.0.0.1"), "{stderr}");
+}

@@ -81,7 +81,10 @@ async fn resources_are_created_updated_replaced_and_destroyed() {
     // Offline init: the provider comes from the implied local mirror.
     let init = tf.init();
     assert!(
-        init.stdout.contains("Installed postern/postern v0.1.0"),
+        init.stdout.contains(&format!(
+            "Installed postern/postern v{}",
+            acceptance::terraform::PROVIDER_VERSION
+        )),
         "{}",
         init.all()
     );

@@ -6,7 +6,11 @@ use acceptance::fixture::create_tunnel;
 use acceptance::provider::{config, string_attr};
 use acceptance::{EdgeProcess, Terraform};
 
-const PROVIDER: &str = "provider.terraform-provider-postern_v0.1.0:";
+const PROVIDER: &str = concat!(
+    "provider.terraform-provider-postern_v",
+    env!("CARGO_PKG_VERSION"),
+    ":"
+);
 
 #[tokio::test]
 async fn provider_log_lines_appear_at_their_levels() {

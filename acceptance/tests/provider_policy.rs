@@ -144,3 +144,56 @@ async fn policies_and_origins_are_kept_exactly_as_written() {
     let clean = tf.plan_exit_code();
     assert_eq!(clean.code, 0, "{}", clean.all());
 }
+
+fn jwt_tf(secret: &str, version: u32) -> String {
+    config(&format!(
+        r#"
+resource "postern_policy" "signed" {{
+  name = "signed"
+  jwt = {{
+    issuer               = "https://issuer.example.com"
+    hs256_secret         = "{secret}"
+    hs256_secret_version = {version}
+  }}
+}}
+"#
+    ))
+}
+
+/// `jwt.hs256_secret` is write-only: sent to the edge, never in state or plan, never read back;
+/// changing it alone plans nothing, and changing `hs256_secret_version` sends the new one.
+#[tokio::test]
+async fn the_hs256_secret_is_write_only_and_its_version_sends_a_new_one() {
+    let edge = EdgeProcess::start();
+    let tf = Terraform::new(&edge);
+    let (first, second) = (
+        "first-secret-of-enough-length",
+        "second-secret-of-enough-length",
+    );
+    tf.write("main.tf", &jwt_tf(first, 1));
+    tf.init();
+    tf.apply().success();
+    let state = tf.read("terraform.tfstate");
+    assert!(
+        !state.contains(first),
+        "the secret is in the state:\n{state}"
+    );
+    let values = tf.resource("postern_policy.signed");
+    assert_eq!(values["jwt"]["hs256_secret"], serde_json::Value::Null);
+    assert_eq!(values["jwt"]["hs256_secret_version"], json!(1));
+    tf.plan(&[]).expect_empty();
+    let policy = edge.api().get("/v1/policies").await;
+    assert!(!policy.text.contains(first), "{}", policy.text);
+
+    // Terraform cannot see a write-only value change: the secret alone plans nothing.
+    tf.write("main.tf", &jwt_tf(second, 1));
+    tf.plan(&[]).expect_empty();
+    // Its version can be seen: an update in place that sends the new secret.
+    tf.write("main.tf", &jwt_tf(second, 2));
+    let plan = tf.plan(&[]);
+    assert_eq!(plan.actions("postern_policy.signed"), ["update"]);
+    assert!(!plan.text.contains(second));
+    tf.apply().success();
+    assert!(!tf.read("terraform.tfstate").contains(second));
+    tf.plan(&[]).expect_empty();
+}

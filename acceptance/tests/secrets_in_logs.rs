@@ -204,3 +204,170 @@ async fn no_secret_appears_in_any_log_at_trace_level() {
     );
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
+
+/// The provider's own log at `TF_LOG_PROVIDER=trace` during an apply that makes API tokens, a
+/// tunnel (with its token in state) and a policy with an HS256 secret (write-only), then plans
+/// again: none of those secrets, nor the API token the provider was configured with, is in
+/// it.
+#[tokio::test]
+async fn the_providers_trace_log_holds_no_secret() {
+    let edge = EdgeProcess::start();
+    let hs256 = "hs256-secret-never-in-the-provider-log-91d2";
+    let mut tf = acceptance::Terraform::new(&edge);
+    tf.write(
+        "main.tf",
+        &acceptance::provider::config(&format!(
+            r#"
+resource "postern_api_token" "ci" {{
+  name = "ci"
+  role = "editor"
+}}
+
+resource "postern_api_token" "dashboard" {{
+  name = "dashboard"
+  role = "viewer"
+}}
+
+resource "postern_tunnel" "web" {{
+  name = "web"
+}}
+
+resource "postern_policy" "signed_in" {{
+  name = "signed-in"
+  jwt = {{
+    issuer               = "https://id.example.com/"
+    hs256_secret         = "{hs256}"
+    hs256_secret_version = 1
+  }}
+}}
+"#
+        )),
+    );
+    tf.init();
+    tf.set_env("TF_LOG_PROVIDER", "trace");
+    let apply = tf.apply().success();
+    let plan = tf.run(&["plan", "-no-color"]).success();
+    let log = format!("{}\n{}", apply.stderr, plan.stderr);
+    let provider_lines = log
+        .lines()
+        .filter(|l| l.contains("provider.terraform-provider-postern"))
+        .count();
+    assert!(provider_lines > 20, "the provider logged little:\n{log}");
+    assert!(log.contains("[TRACE]"), "not at trace:\n{log}");
+
+    let attr =
+        |address: &str, name: &str| acceptance::provider::string_attr(&tf.resource(address), name);
+    let tunnel_token = attr("postern_tunnel.web", "token");
+    let enrolment_secret = TunnelToken::parse(&tunnel_token)
+        .expect("token")
+        .secret
+        .expose()
+        .to_string();
+    let secrets = [
+        ("the configured admin API token", edge.admin_token.clone()),
+        (
+            "the editor token made",
+            attr("postern_api_token.ci", "secret"),
+        ),
+        (
+            "the viewer token made",
+            attr("postern_api_token.dashboard", "secret"),
+        ),
+        ("the tunnel token", tunnel_token),
+        ("the tunnel's enrolment secret", enrolment_secret),
+        ("the HS256 secret", hs256.to_string()),
+    ];
+    let found: Vec<String> = secrets
+        .iter()
+        .filter(|(_, secret)| {
+            assert!(secret.len() >= 16);
+            log.contains(secret.as_str())
+        })
+        .map(|(what, _)| format!("{what} is in the provider's trace log"))
+        .collect();
+    println!(
+        "provider log at trace: {} lines, {} secrets searched, {} found",
+        log.lines().count(),
+        secrets.len(),
+        found.len()
+    );
+    assert!(found.is_empty(), "{}", found.join("\n"));
+    // Write-only: the HS256 secret is not in the state either.
+    assert!(!tf.read("terraform.tfstate").contains(hs256));
+}
+
+/// What `ps` shows of a process: its command line, NUL-separated.
+fn cmdline(pid: u32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|bytes| String::from_utf8_lossy(&bytes).replace('\0', " "))
+        .expect("/proc/<pid>/cmdline")
+}
+
+/// The edge started with `--admin-token-file` and `--store-file`, and a connector with
+/// `postern tunnel run --token-file`: no secret is on either command line, and both work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_given_in_files_are_not_on_any_command_line() {
+    let postgres = acceptance::PostgresServer::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let admin_token = "pst_admin-token-only-in-a-file-3c9a";
+    let admin_file = dir.path().join("admin-token");
+    std::fs::write(&admin_file, format!("{admin_token}\n")).expect("token file");
+    // The store URL with a password: the test server trusts loopback, so any password does.
+    let store_url = format!(
+        "postgres://{}:db-password-only-in-a-file-77e1@127.0.0.1:{}/postgres",
+        acceptance::postgres::SUPERUSER,
+        postgres.port()
+    );
+    let store_file = dir.path().join("store-url");
+    std::fs::write(&store_file, &store_url).expect("store file");
+    let edge = EdgeProcess::start_with(EdgeOptions {
+        args: vec![
+            "--admin-token-file".into(),
+            admin_file.display().to_string(),
+            "--store-file".into(),
+            store_file.display().to_string(),
+        ],
+        ..EdgeOptions::default()
+    });
+    assert_eq!(edge.admin_token, admin_token);
+    let client = edge.client_with(admin_token);
+    let tunnel = create_tunnel(&client, "from-files", &[]).await;
+    let tunnel_token = tunnel.token.clone().expect("token");
+    let token_file = dir.path().join("tunnel-token");
+    std::fs::write(&token_file, &tunnel_token).expect("tunnel token file");
+    let connector = ConnectorProcess::start(ConnectorOptions {
+        args: vec![
+            "tunnel".into(),
+            "run".into(),
+            "--token-file".into(),
+            token_file.display().to_string(),
+            "--connections".into(),
+            "1".into(),
+        ],
+        ..ConnectorOptions::default()
+    });
+    connections(&client, tunnel.id, 1).await;
+
+    let enrolment_secret = TunnelToken::parse(&tunnel_token)
+        .expect("token")
+        .secret
+        .expose()
+        .to_string();
+    let secrets = [
+        admin_token.to_string(),
+        "db-password-only-in-a-file-77e1".to_string(),
+        tunnel_token.clone(),
+        enrolment_secret,
+    ];
+    for (name, pid) in [("edge", edge.pid()), ("connector", connector.pid())] {
+        let line = cmdline(pid);
+        assert!(line.contains("-file"), "{name}: {line}");
+        for secret in &secrets {
+            assert!(
+                !line.contains(secret.as_str()),
+                "{name}'s command line holds a secret: {line}"
+            );
+        }
+        println!("{name}'s command line: {line}");
+    }
+}

@@ -17,6 +17,9 @@
 //!   the token (or the session loses it) the page shows the sign-in form again, as it does on
 //!   signing out.
 
+#[path = "status_page/browser.rs"]
+mod browser;
+
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -25,7 +28,8 @@ use std::time::Duration;
 use acceptance::binaries::workspace_root;
 use acceptance::fixture::create_tunnel;
 use acceptance::visitor::http_url;
-use acceptance::{Api, Browser, ConnectorProcess, EdgeProcess, Load, TestOrigin, eventually};
+use acceptance::{Api, ConnectorProcess, EdgeProcess, Load, TestOrigin, eventually};
+use browser::Browser;
 use fantoccini::Locator;
 use postern_schema::api::{HostnameSpec, Policy, Route};
 use serde_json::{Value, json};
@@ -260,8 +264,24 @@ async fn the_status_page_shows_tunnels_routes_and_decisions_live() {
         );
     }
 
-    // The admin token: the tunnels, with their labels and live connection counts.
-    sign_in(&browser, &edge.admin_token).await;
+    // The sign-in screen says a viewer token is enough; with one, the page shows everything:
+    // the tunnels, with their labels and live connection counts.
+    let hint: String = browser
+        .eval(
+            "return document.getElementById('login-hint').innerText;",
+            Vec::new(),
+        )
+        .await;
+    assert!(hint.contains("viewer token is enough"), "{hint}");
+    let viewer = api
+        .post(
+            "/v1/tokens",
+            &json!({"name": "status-page", "role": "viewer"}),
+        )
+        .await;
+    assert_eq!(viewer.status, 201, "{}", viewer.text);
+    let viewer_token = viewer.body["secret"].as_str().expect("secret").to_string();
+    sign_in(&browser, &viewer_token).await;
     let tunnels: Vec<(String, u64, String)> = browser
         .wait_for(
             PAGE_TIMEOUT,

@@ -326,7 +326,13 @@ async fn the_connector_survives_a_cut_connection_and_an_edge_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_connectors_share_a_tunnel_and_fail_over() {
     let _serial = serial().await;
-    let edge = EdgeProcess::start();
+    // More workers than one connector has connections: each connector's connections live
+    // on workers of their own, and a visitor's connection on any one worker still reaches
+    // both connectors.
+    let edge = EdgeProcess::start_with(EdgeOptions {
+        args: vec!["--workers".into(), "4".into()],
+        ..EdgeOptions::default()
+    });
     let client = edge.client();
     let origin = TestOrigin::start().await;
     let host = "pair.example.com";

@@ -88,7 +88,7 @@ async fn a_worker_without_a_connection_of_the_tunnel_still_serves_its_requests()
     let tunnel = tunnel_for(&client, "app", HOST, &origin.url()).await;
 
     // One connection: it lives on one worker; requests the other worker accepts are handed over.
-    let _first = ConnectorProcess::run(&token(&tunnel), 1, &[]);
+    let mut first = ConnectorProcess::run(&token(&tunnel), 1, &[]);
     connections(&client, tunnel.id, 1).await;
     burst(&edge).await;
     let handed = edge.metric("postern_edge_worker_handoffs_total").await;
@@ -98,14 +98,17 @@ async fn a_worker_without_a_connection_of_the_tunnel_still_serves_its_requests()
          deal fresh connections to both"
     );
 
-    // A second connection goes to the worker that had none: no hand-off from then on.
-    let _second = ConnectorProcess::run(&token(&tunnel), 1, &[]);
+    // A connector with two connections gets one on each worker, whatever the tunnel has
+    // already: once it is alone, no request changes threads.
+    let _second = ConnectorProcess::run(&token(&tunnel), 2, &[]);
+    connections(&client, tunnel.id, 3).await;
+    first.kill();
     connections(&client, tunnel.id, 2).await;
     burst(&edge).await;
     assert_eq!(
         edge.metric("postern_edge_worker_handoffs_total").await,
         handed,
-        "with a connection on each worker no request changes threads"
+        "with a connection of the connector on each worker no request changes threads"
     );
     assert_eq!(origin.hits(), 2 * REQUESTS as u64);
 }

@@ -1,11 +1,15 @@
 //! The catalog: an immutable snapshot of every tunnel, hostname and policy, rebuilt from the
 //! store after each write (and periodically, as a safety net) and swapped in atomically. The
 //! proxy, the tunnel listener and DNS read snapshots; only the control API writes the store.
+//!
+//! When the store cannot be read, the last snapshot stays; the catalog says how long it has
+//! gone without a successful read ([`Catalog::stale_for`]), so that the proxy can stop serving
+//! from it after a limit.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use postern_schema::api::{Hostname, HostnameSpec, Policy, PolicySpec, Tunnel, TunnelSpec};
 use postern_schema::error_chain;
@@ -17,6 +21,12 @@ use crate::store::{Kind, Record, Store, StoreError};
 
 /// How often the catalog reloads even without a write it knows of.
 const RESYNC_EVERY: Duration = Duration::from_secs(10);
+
+/// How often the catalog tries again while the store cannot be read.
+const RETRY_EVERY: Duration = Duration::from_secs(1);
+
+/// While the store cannot be read, a warning at most this often.
+const WARN_EVERY: Duration = Duration::from_secs(30);
 
 /// Everything the data plane needs, at one store revision.
 #[derive(Debug, Default)]
@@ -41,6 +51,16 @@ pub(crate) struct Catalog {
     /// Set when the public addresses changed: the next reload is swapped in even at the same
     /// revision, so hostnames answer the new addresses.
     addresses_changed: Arc<AtomicBool>,
+    freshness: Arc<Freshness>,
+}
+
+/// When the store was last read, and whether reading it fails now.
+#[derive(Debug)]
+struct Freshness {
+    /// Set from the first failed read until the next successful one (all a request reads
+    /// while the store is fine).
+    failing: AtomicBool,
+    last_read: Mutex<Instant>,
 }
 
 impl Catalog {
@@ -57,7 +77,26 @@ impl Catalog {
             wake: Arc::new(Notify::new()),
             public_addresses: Arc::new(RwLock::new(Arc::new(public_addresses))),
             addresses_changed: Arc::new(AtomicBool::new(false)),
+            freshness: Arc::new(Freshness {
+                failing: AtomicBool::new(false),
+                last_read: Mutex::new(Instant::now()),
+            }),
         })
+    }
+
+    /// While the store cannot be read: how long since it last was, when that is over `limit`.
+    /// `None` while the store answers (however long ago the last write was).
+    pub(crate) fn stale_for(&self, limit: Duration) -> Option<Duration> {
+        if !self.freshness.failing.load(Ordering::Relaxed) {
+            return None;
+        }
+        let age = self
+            .freshness
+            .last_read
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .elapsed();
+        (age > limit).then_some(age)
     }
 
     /// What DNS answers for hostnames (and their `addresses`): this node's `--public-address`
@@ -121,17 +160,38 @@ impl Catalog {
         }
     }
 
-    /// Reloads on every wake-up and every [`RESYNC_EVERY`], until `cancel`.
+    /// Reloads on every wake-up and every [`RESYNC_EVERY`] (every [`RETRY_EVERY`] while the
+    /// store cannot be read), until `cancel`.
     pub(crate) async fn run(self, cancel: CancellationToken) {
+        let mut failing_since: Option<Instant> = None;
+        let mut warned: Option<Instant> = None;
         loop {
+            let wait = if failing_since.is_some() {
+                RETRY_EVERY
+            } else {
+                RESYNC_EVERY
+            };
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(RESYNC_EVERY) => {}
+                _ = tokio::time::sleep(wait) => {}
             }
             let readdress = self.addresses_changed.swap(false, Ordering::SeqCst);
             match build_snapshot(self.store.as_ref(), &self.public_addresses()).await {
                 Ok(snapshot) => {
+                    *self
+                        .freshness
+                        .last_read
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner()) = Instant::now();
+                    self.freshness.failing.store(false, Ordering::Relaxed);
+                    if let Some(since) = failing_since.take() {
+                        tracing::info!(
+                            failed_for_secs = since.elapsed().as_secs(),
+                            "the store can be read again; the catalog is current"
+                        );
+                        warned = None;
+                    }
                     self.current.send_if_modified(|current| {
                         if snapshot.revision > current.revision
                             || (readdress && snapshot.revision == current.revision)
@@ -147,8 +207,12 @@ impl Catalog {
                     if readdress {
                         self.addresses_changed.store(true, Ordering::SeqCst);
                     }
-                    tracing::warn!(error = %error_chain(&error), "cannot reload the catalog; serving the last snapshot");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    self.freshness.failing.store(true, Ordering::Relaxed);
+                    failing_since.get_or_insert_with(Instant::now);
+                    if warned.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
+                        warned = Some(Instant::now());
+                        tracing::warn!(error = %error_chain(&error), "cannot reload the catalog; serving the last snapshot until --max-staleness");
+                    }
                 }
             }
         }

@@ -2,7 +2,7 @@
 //! what they advertise ([`membership`], from heartbeat-renewed leases in the store), which of
 //! them hold connections for which tunnel, and the outgoing mTLS links over which a request is
 //! forwarded to a node that holds a connection for its tunnel ([`links`]). The receiving side
-//! of a link is the proxy's. `docs/cluster.md` tells the whole design.
+//! of a link is the proxy's. `docs/guides/cluster.md` tells the whole design.
 //!
 //! With the embedded store the edge is one node: [`Cluster::standalone`] answers with the
 //! node's own settings, holds no view, and runs nothing.

@@ -1,7 +1,7 @@
 //! `postern-edge`'s settings: every flag also reads `POSTERN_EDGE_<FLAG>`.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
@@ -15,13 +15,71 @@ use postern_schema::secret::Secret;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "postern-edge", version, about, long_about = None)]
 pub struct EdgeConfig {
-    /// Control API (REST/JSON with bearer tokens, /healthz, /metrics).
+    /// Control API (REST/JSON with bearer tokens, /healthz, /ready, /metrics). Plain HTTP
+    /// unless TLS is turned on (--api-tls-cert and --api-tls-key, or --api-tls); the edge
+    /// refuses plain HTTP on an address other than loopback unless --api-insecure says so.
     #[arg(
         long,
         env = "POSTERN_EDGE_API_LISTEN",
         default_value = "127.0.0.1:7070"
     )]
     pub(crate) api_listen: SocketAddr,
+
+    /// Serve the control API over TLS with this certificate chain (PEM, the server's
+    /// certificate first); needs --api-tls-key.
+    #[arg(
+        long,
+        env = "POSTERN_EDGE_API_TLS_CERT",
+        value_name = "FILE",
+        requires = "api_tls_key",
+        conflicts_with = "api_tls"
+    )]
+    pub(crate) api_tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --api-tls-cert.
+    #[arg(
+        long,
+        env = "POSTERN_EDGE_API_TLS_KEY",
+        value_name = "FILE",
+        requires = "api_tls_cert"
+    )]
+    pub(crate) api_tls_key: Option<PathBuf>,
+
+    /// Serve the control API over TLS with a certificate the edge makes itself: edge-ca (from
+    /// the edge's CA for every --api-name; clients trust <data-dir>/ca.pem) or acme (from the
+    /// ACME server, for --api-name).
+    #[arg(long, env = "POSTERN_EDGE_API_TLS", value_name = "SOURCE")]
+    pub(crate) api_tls: Option<ApiTlsSource>,
+
+    /// A name clients reach the control API by, a DNS name or an IP address, written into its
+    /// certificate (repeatable; with --api-tls).
+    #[arg(
+        long = "api-name",
+        env = "POSTERN_EDGE_API_NAME",
+        value_delimiter = ',',
+        value_name = "NAME"
+    )]
+    pub(crate) api_names: Vec<String>,
+
+    /// Serve the control API over plain HTTP on an address other than loopback: API tokens
+    /// then cross the network in clear. Only behind a TLS terminator or on a network you trust.
+    #[arg(long, env = "POSTERN_EDGE_API_INSECURE")]
+    pub(crate) api_insecure: bool,
+
+    /// Failed authentications a client address may make in a minute before the control API
+    /// answers it 429 for every request that needs a token (IPv6 addresses count by /64).
+    #[arg(
+        long,
+        env = "POSTERN_EDGE_API_AUTH_FAILURES_PER_MINUTE",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub(crate) api_auth_failures_per_minute: u32,
+
+    /// Serve /metrics without a token on this address too (off by default), for a Prometheus
+    /// server on a private network.
+    #[arg(long, env = "POSTERN_EDGE_METRICS_LISTEN", value_name = "ADDR")]
+    pub(crate) metrics_listen: Option<SocketAddr>,
 
     /// Tunnel listener: connectors dial in here (TLS 1.3, client certificate required).
     #[arg(
@@ -113,8 +171,19 @@ pub struct EdgeConfig {
     /// postgres://USER:PASSWORD@HOST:PORT/DATABASE. Without it, the embedded store under
     /// --data-dir (one node). Nodes on one database share tunnels, hostnames, policies, the CA
     /// and API tokens; each keeps its own data dir for its admin-token file.
+    /// Prefer --store-file or the variable: a command line is visible to every local user.
     #[arg(long, env = "POSTERN_EDGE_STORE", hide_env_values = true)]
     pub(crate) store: Option<StoreUrl>,
+
+    /// A file that holds the --store URL (with its password), so that it is not on the
+    /// command line.
+    #[arg(
+        long,
+        env = "POSTERN_EDGE_STORE_FILE",
+        value_name = "FILE",
+        conflicts_with = "store"
+    )]
+    pub(crate) store_file: Option<PathBuf>,
 
     /// A DNS zone the edge serves hostnames in (repeatable; comma-separated in the env var).
     #[arg(
@@ -149,9 +218,19 @@ pub struct EdgeConfig {
     #[arg(long, env = "POSTERN_EDGE_PEER_ADDRESS")]
     pub(crate) peer_address: Option<String>,
 
-    /// The admin API token to accept, instead of one generated on first start.
+    /// The admin API token to accept, instead of one generated on first start. Prefer
+    /// --admin-token-file or the variable: a command line is visible to every local user.
     #[arg(long, env = "POSTERN_ADMIN_TOKEN", hide_env_values = true)]
     pub(crate) admin_token: Option<Secret>,
+
+    /// A file that holds the admin API token to accept (see --admin-token).
+    #[arg(
+        long,
+        env = "POSTERN_EDGE_ADMIN_TOKEN_FILE",
+        value_name = "FILE",
+        conflicts_with = "admin_token"
+    )]
+    pub(crate) admin_token_file: Option<PathBuf>,
 
     /// Worker threads for the data plane (public listeners, tunnel sessions, links between
     /// nodes), each a single-threaded runtime that serves a request start to finish on one
@@ -185,6 +264,101 @@ pub struct EdgeConfig {
         default_value = "tls-alpn-01,http-01,dns-01"
     )]
     pub(crate) acme_challenges: Vec<String>,
+
+    /// Visitor connections one client may hold at once on the public listeners (HTTP and
+    /// HTTPS together, upgraded WebSockets included), across every worker. A client is an
+    /// IPv4 address or an IPv6 /64. Beyond it, new connections are closed at once.
+    #[arg(
+        long,
+        env = "POSTERN_EDGE_MAX_CONNECTIONS_PER_IP",
+        default_value_t = 256,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub(crate) max_connections_per_ip: u32,
+
+    /// How long a visitor's HTTP/2 connection may stay open with no stream before the edge
+    /// closes it (GOAWAY).
+    #[arg(
+        long,
+        env = "POSTERN_EDGE_HTTP2_IDLE_TIMEOUT",
+        default_value = "1m",
+        value_parser = positive_duration
+    )]
+    pub(crate) http2_idle_timeout: Duration,
+
+    /// How often the edge pings a visitor's HTTP/2 connection; one that does not answer a ping
+    /// within the same time is closed.
+    #[arg(
+        long,
+        env = "POSTERN_EDGE_HTTP2_KEEPALIVE_INTERVAL",
+        default_value = "20s",
+        value_parser = positive_duration
+    )]
+    pub(crate) http2_keepalive_interval: Duration,
+
+    /// How long a visitor's HTTP/1.1 keep-alive connection may wait for its next request
+    /// after answering one (a request head, once started, has 10 s to arrive whole).
+    #[arg(
+        long,
+        env = "POSTERN_EDGE_HTTP1_IDLE_TIMEOUT",
+        default_value = "10s",
+        value_parser = positive_duration
+    )]
+    pub(crate) http1_idle_timeout: Duration,
+
+    /// How long the edge waits for a connector's response head (after the request went down
+    /// the tunnel) before it answers the visitor 504 itself. Above the connector's own
+    /// --origin-timeout (100 s by default), so a connector's own answer normally comes first.
+    #[arg(
+        long,
+        env = "POSTERN_EDGE_RESPONSE_HEAD_TIMEOUT",
+        default_value = "2m",
+        value_parser = positive_duration
+    )]
+    pub(crate) response_head_timeout: Duration,
+
+    /// How long a request waits for a free stream on a tunnel connection whose streams are all
+    /// in use before the edge answers 504.
+    #[arg(
+        long,
+        env = "POSTERN_EDGE_STREAM_SLOT_TIMEOUT",
+        default_value = "10s",
+        value_parser = positive_duration
+    )]
+    pub(crate) stream_slot_timeout: Duration,
+
+    /// Live connections one tunnel may hold on this node (connectors ask for one per edge
+    /// worker); more are closed after the TLS handshake. A tunnel's certificates are good for
+    /// that tunnel only, so this bounds what a stolen certificate can hold.
+    #[arg(
+        long,
+        env = "POSTERN_EDGE_MAX_CONNECTIONS_PER_TUNNEL",
+        default_value_t = 32,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub(crate) max_connections_per_tunnel: u32,
+
+    /// How long this node keeps serving its last snapshot of tunnels, hostnames and policies
+    /// when it cannot read its store; after that, visitors get 503 saying why until the store
+    /// answers again.
+    #[arg(
+        long,
+        env = "POSTERN_EDGE_MAX_STALENESS",
+        default_value = "5m",
+        value_parser = positive_duration
+    )]
+    pub(crate) max_staleness: Duration,
+
+    /// The hard deadline of shutdown (SIGTERM, SIGINT): in-flight requests, WebSockets, tunnel
+    /// sessions and API connections get until then; whatever is left is closed and the process
+    /// exits.
+    #[arg(
+        long,
+        env = "POSTERN_EDGE_SHUTDOWN_TIMEOUT",
+        default_value = "30s",
+        value_parser = positive_duration
+    )]
+    pub shutdown_timeout: Duration,
 
     /// Log format: text or json.
     #[arg(long, env = "POSTERN_EDGE_LOG_FORMAT", default_value = "text")]
@@ -244,6 +418,15 @@ impl std::fmt::Debug for StoreUrl {
     }
 }
 
+/// Where the control API's TLS certificate comes from, besides files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ApiTlsSource {
+    /// Issued by the edge's CA for every --api-name.
+    EdgeCa,
+    /// Ordered from the ACME server for --api-name.
+    Acme,
+}
+
 /// How the edge writes its logs (to stderr).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -262,18 +445,54 @@ impl EdgeConfig {
         }
     }
 
-    /// The admin token from the environment, as a secret.
-    pub(crate) fn admin_token(&self) -> Option<Secret> {
-        self.admin_token.clone()
+    /// The admin token to accept, from `POSTERN_ADMIN_TOKEN` (or `--admin-token`) or the
+    /// file `--admin-token-file` names, as a secret.
+    pub(crate) fn admin_token(&self) -> Result<Option<Secret>, String> {
+        if let Some(path) = &self.admin_token_file {
+            let token = read_secret_file(path).map_err(|e| format!("--admin-token-file: {e}"))?;
+            return Ok(Some(Secret::new(token)));
+        }
+        Ok(self.admin_token.clone())
     }
 
-    /// Checks what clap cannot: zones are lowercase domain names.
+    /// The PostgreSQL URL, from `--store` or the file `--store-file` names; `None`: the
+    /// embedded store.
+    pub(crate) fn store_url(&self) -> Result<Option<StoreUrl>, String> {
+        if let Some(path) = &self.store_file {
+            let url = read_secret_file(path).map_err(|e| format!("--store-file: {e}"))?;
+            return Ok(Some(StoreUrl::from(url)));
+        }
+        Ok(self.store.clone())
+    }
+
+    /// The flags that carried a secret on the command line, where every local user can read
+    /// it (`ps`); `matches` are the command line's.
+    pub fn secrets_on_command_line(matches: &clap::ArgMatches) -> Vec<&'static str> {
+        [("admin_token", "--admin-token"), ("store", "--store")]
+            .into_iter()
+            .filter(|(id, _)| {
+                matches!(
+                    matches.value_source(id),
+                    Some(clap::parser::ValueSource::CommandLine)
+                )
+            })
+            .map(|(_, flag)| flag)
+            .collect()
+    }
+
+    /// Checks what clap cannot: zones are lowercase domain names, the store URL is one, the
+    /// control API is not served in clear beyond loopback unless `--api-insecure` says so.
     pub fn check(&self) -> Result<(), String> {
         for zone in &self.zones {
             postern_schema::rules::check_fqdn(zone).map_err(|e| format!("--zone: {e}"))?;
         }
-        if let Some(url) = &self.store {
-            crate::store::check_url(url.expose()).map_err(|e| format!("--store: {e}"))?;
+        let flag = if self.store_file.is_some() {
+            "--store-file"
+        } else {
+            "--store"
+        };
+        if let Some(url) = self.store_url()? {
+            crate::store::check_url(url.expose()).map_err(|e| format!("{flag}: {e}"))?;
         }
         if self.dns_tcp_idle_timeout.is_zero() {
             return Err("--dns-tcp-idle-timeout: must be more than 0".into());
@@ -300,6 +519,8 @@ impl EdgeConfig {
         {
             return Err(format!("--acme-email: {email:?} is not an email address"));
         }
+        self.admin_token()?;
+        self.check_api_tls()?;
         if self.public_addresses.is_empty() {
             return Err("--public-address: at least one address is needed".into());
         }
@@ -321,6 +542,81 @@ impl EdgeConfig {
     }
 }
 
+/// A duration flag (`30s`, `1m30s`, `500ms`; the grammar of `postern_schema::duration`), more
+/// than zero.
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    let duration = postern_schema::duration::parse(text).map_err(|e| e.to_string())?;
+    if duration.is_zero() {
+        return Err(format!("{text:?} is zero; give a duration above zero"));
+    }
+    Ok(duration)
+}
+
+impl EdgeConfig {
+    /// Whether the control API is served over TLS.
+    pub(crate) fn api_tls_on(&self) -> bool {
+        self.api_tls_cert.is_some() || self.api_tls.is_some()
+    }
+
+    fn check_api_tls(&self) -> Result<(), String> {
+        match self.api_tls {
+            Some(ApiTlsSource::Acme) => {
+                return Err("--api-tls acme: this edge has no ACME client yet; use \
+                            --api-tls-cert and --api-tls-key, or --api-tls edge-ca"
+                    .into());
+            }
+            Some(ApiTlsSource::EdgeCa) if self.api_names.is_empty() => {
+                return Err(
+                    "--api-tls edge-ca needs --api-name NAME: the DNS name or IP \
+                            address clients use to reach the API (repeatable)"
+                        .into(),
+                );
+            }
+            None if !self.api_names.is_empty() => {
+                return Err(
+                    "--api-name is the name in a certificate the edge makes: use it \
+                            with --api-tls edge-ca"
+                        .into(),
+                );
+            }
+            _ => {}
+        }
+        for name in &self.api_names {
+            let valid = name.parse::<IpAddr>().is_ok()
+                || postern_schema::rules::check_fqdn(name).is_ok()
+                || name == "localhost";
+            if !valid {
+                return Err(format!(
+                    "--api-name {name:?} is neither a DNS name nor an IP address"
+                ));
+            }
+        }
+        let ip = self.api_listen.ip();
+        if !self.api_tls_on() && !ip.is_loopback() && !self.api_insecure {
+            return Err(format!(
+                "--api-listen {}: the control API would be served over plain HTTP on an \
+                 address other than loopback, so API tokens would cross the network in clear. \
+                 Turn on TLS (--api-tls-cert FILE --api-tls-key FILE, or --api-tls edge-ca \
+                 --api-name NAME), or, behind a TLS terminator or on a network you trust, say \
+                 so with --api-insecure",
+                self.api_listen
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The trimmed contents of a file that holds one secret (a token, a URL), refused when empty.
+fn read_secret_file(path: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let secret = text.trim();
+    if secret.is_empty() {
+        return Err(format!("{} is empty", path.display()));
+    }
+    Ok(secret.to_string())
+}
+
 /// What the edge serves, as far as the API tells clients: the flags, resolved at start.
 #[derive(Debug, Clone)]
 pub(crate) struct EdgeSettings {
@@ -336,9 +632,9 @@ pub(crate) struct EdgeSettings {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
+    use clap::{CommandFactory, Parser};
 
-    use super::EdgeConfig;
+    use super::*;
 
     #[test]
     fn debug_hides_the_admin_token_and_the_store_password() {
@@ -372,5 +668,67 @@ mod tests {
         .expect("flags");
         let printed = format!("{:?}", config.store);
         assert_eq!(printed, "Some(\"postgres://edge:***@db.internal/postern\")");
+    }
+
+    #[test]
+    fn the_limits_have_their_defaults_and_durations_use_the_shared_grammar() {
+        let config = EdgeConfig::try_parse_from(["postern-edge"]).expect("defaults");
+        assert_eq!(config.max_connections_per_ip, 256);
+        assert_eq!(config.max_connections_per_tunnel, 32);
+        assert_eq!(config.http2_idle_timeout, Duration::from_secs(60));
+        assert_eq!(config.http1_idle_timeout, Duration::from_secs(10));
+        assert_eq!(config.shutdown_timeout, Duration::from_secs(30));
+        assert_eq!(config.max_staleness, Duration::from_secs(300));
+        let tuned = EdgeConfig::try_parse_from([
+            "postern-edge",
+            "--shutdown-timeout",
+            "1m30s",
+            "--response-head-timeout",
+            "500ms",
+        ])
+        .expect("durations");
+        assert_eq!(tuned.shutdown_timeout, Duration::from_secs(90));
+        assert_eq!(tuned.response_head_timeout, Duration::from_millis(500));
+        for bad in [
+            ["--shutdown-timeout", "0s"],
+            ["--shutdown-timeout", "30"],
+            ["--max-connections-per-ip", "0"],
+        ] {
+            assert!(
+                EdgeConfig::try_parse_from(["postern-edge", bad[0], bad[1]]).is_err(),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_limit_is_in_help_with_its_variable() {
+        let help = EdgeConfig::command().render_long_help().to_string();
+        for (flag, variable) in [
+            (
+                "--max-connections-per-ip",
+                "POSTERN_EDGE_MAX_CONNECTIONS_PER_IP",
+            ),
+            ("--http2-idle-timeout", "POSTERN_EDGE_HTTP2_IDLE_TIMEOUT"),
+            (
+                "--http2-keepalive-interval",
+                "POSTERN_EDGE_HTTP2_KEEPALIVE_INTERVAL",
+            ),
+            ("--http1-idle-timeout", "POSTERN_EDGE_HTTP1_IDLE_TIMEOUT"),
+            (
+                "--response-head-timeout",
+                "POSTERN_EDGE_RESPONSE_HEAD_TIMEOUT",
+            ),
+            ("--stream-slot-timeout", "POSTERN_EDGE_STREAM_SLOT_TIMEOUT"),
+            (
+                "--max-connections-per-tunnel",
+                "POSTERN_EDGE_MAX_CONNECTIONS_PER_TUNNEL",
+            ),
+            ("--max-staleness", "POSTERN_EDGE_MAX_STALENESS"),
+            ("--shutdown-timeout", "POSTERN_EDGE_SHUTDOWN_TIMEOUT"),
+        ] {
+            assert!(help.contains(flag), "{flag} is not in --help");
+            assert!(help.contains(variable), "{variable} is not in --help");
+        }
     }
 }

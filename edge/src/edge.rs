@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use postern_workers::{WorkerError, Workers};
 use serde::Serialize;
@@ -13,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{self, ApiState};
+use crate::api::{self, ApiState, ApiTls, ApiTlsError, AuthThrottle, Readiness};
 use crate::auth::{Auth, AuthError};
 use crate::ca::{CaError, EdgeCa, VisitorCa};
 use crate::catalog::Catalog;
@@ -21,11 +22,11 @@ use crate::certs::{
     AcmeHttpError, AcmeOffer, AcmeSettings, Certificates, CertificatesError, Orders,
 };
 use crate::cluster::{Cluster, ClusterError, NodeSettings};
-use crate::config::{EdgeConfig, EdgeSettings, StoreUrl};
+use crate::config::{EdgeConfig, EdgeSettings};
 use crate::dns::{DnsLimits, RateLimitConfig, TcpConfig};
 use crate::metrics::Metrics;
 use crate::policy::PolicyEngine;
-use crate::proxy::{self, Proxy};
+use crate::proxy::{self, Proxy, ProxySettings};
 use crate::store::{ChallengeKind, Store, StoreError};
 use crate::tunnel::{self, PeerPort, Registry, TunnelContext, TunnelSettings};
 
@@ -76,6 +77,12 @@ enum Failure {
     /// The HTTPS listener's TLS could not be configured.
     #[error("cannot configure TLS for the HTTPS listener")]
     HttpsTls(#[from] rustls::Error),
+    /// The control API's TLS could not be configured.
+    #[error("cannot set up TLS for the control API")]
+    ApiTls(#[from] ApiTlsError),
+    /// A flag's value cannot be used.
+    #[error("{0}")]
+    Config(String),
     /// A listener could not be bound.
     #[error("cannot listen on {address} ({what})")]
     Bind {
@@ -94,6 +101,12 @@ enum Failure {
 pub struct BoundAddrs {
     /// Control API.
     pub api: SocketAddr,
+    /// Whether the control API is served over TLS (the ready line then says `https://…`).
+    #[serde(skip)]
+    pub api_tls: bool,
+    /// `/metrics` without a token (`--metrics-listen`), when on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<SocketAddr>,
     /// Public HTTP.
     pub http: SocketAddr,
     /// Public HTTPS.
@@ -110,6 +123,9 @@ impl BoundAddrs {
         let mut value = serde_json::to_value(self).unwrap_or_default();
         if let Some(map) = value.as_object_mut() {
             map.insert("ready".into(), serde_json::Value::Bool(true));
+            if self.api_tls {
+                map.insert("api".into(), format!("https://{}", self.api).into());
+            }
         }
         value.to_string()
     }
@@ -122,14 +138,54 @@ pub struct RunningEdge {
     cancel: CancellationToken,
     tasks: JoinSet<()>,
     workers: Workers,
+    shutdown_timeout: Duration,
+    /// What `GET /ready` answers: draining from the start of shutdown.
+    readiness: Readiness,
+    /// The control API, stopped last so that `/ready` answers while the rest drains.
+    api_stop: CancellationToken,
+    api_task: ApiTask,
+}
+
+/// The control API's task; aborted when dropped, as the tasks of the `JoinSet` are.
+struct ApiTask(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for ApiTask {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
+    }
 }
 
 impl RunningEdge {
     /// Stops accepting, lets in-flight requests finish, waits for every task, and ends the
-    /// workers.
+    /// workers; whatever still runs at `--shutdown-timeout` is cut off.
     pub async fn shutdown(mut self) {
+        self.readiness.set_draining();
         self.cancel.cancel();
-        while self.tasks.join_next().await.is_some() {}
+        let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
+        let tasks = &mut self.tasks;
+        let finished = tokio::time::timeout_at(deadline, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if finished.is_err() {
+            tracing::warn!(
+                shutdown_timeout = ?self.shutdown_timeout,
+                "shutdown deadline reached: closing the connections still open"
+            );
+            self.tasks.abort_all();
+        }
+        // The API last, so that `/ready` says the node is draining meanwhile; within the same
+        // deadline.
+        self.api_stop.cancel();
+        if let Some(api) = self.api_task.0.take() {
+            let abort = api.abort_handle();
+            if tokio::time::timeout_at(deadline, api).await.is_err() {
+                abort.abort();
+            }
+        }
+        // Ending the workers' runtimes drops whatever still runs on them.
         let workers = self.workers;
         let _ = tokio::task::spawn_blocking(move || workers.stop()).await;
     }
@@ -139,6 +195,7 @@ impl RunningEdge {
 /// sharing the port.
 struct Listeners {
     api: TcpListener,
+    metrics: Option<TcpListener>,
     tunnel: TcpListener,
     http: Vec<std::net::TcpListener>,
     https: Vec<std::net::TcpListener>,
@@ -153,25 +210,29 @@ pub async fn start(config: EdgeConfig) -> Result<RunningEdge, StartError> {
 
 async fn start_edge(config: EdgeConfig) -> Result<RunningEdge, Failure> {
     create_data_dir(&config.data_dir)?;
+    let store_url = config.store_url().map_err(Failure::Config)?;
+    let admin_token = config.admin_token().map_err(Failure::Config)?;
     let opened = crate::store::open(
-        config.store.as_ref().map(StoreUrl::expose),
+        store_url.as_ref().map(|url| url.expose()),
         &config.data_dir.join(STORE_FILE),
     )
     .await?;
     let store: Arc<dyn Store> = opened.store;
     let ca = Arc::new(EdgeCa::load_or_create(store.as_ref()).await?);
     let visitor_ca = Arc::new(VisitorCa::load_or_create(store.as_ref(), &config.zones).await?);
-    let auth = Auth::set_up(
-        store.clone(),
-        &config.data_dir,
-        config.admin_token().as_ref(),
-    )
-    .await?;
+    let auth = Auth::set_up(store.clone(), &config.data_dir, admin_token.as_ref()).await?;
+    let api_tls = ApiTls::from_config(&config).acceptor(&ca, &config.data_dir)?;
 
     let workers = Workers::start(config.worker_count())?;
     let listeners = bind(&config, workers.count()).await?;
+    let metrics_addr = match (&listeners.metrics, config.metrics_listen) {
+        (Some(listener), Some(address)) => Some(local_addr(listener, address, "metrics")?),
+        _ => None,
+    };
     let addrs = BoundAddrs {
         api: local_addr(&listeners.api, config.api_listen, "api")?,
+        api_tls: api_tls.is_some(),
+        metrics: metrics_addr,
         http: shared_addr(&listeners.http, config.http_listen, "http")?,
         https: shared_addr(&listeners.https, config.https_listen, "https")?,
         tunnel: local_addr(&listeners.tunnel, config.tunnel_listen, "tunnel")?,
@@ -271,6 +332,9 @@ async fn start_edge(config: EdgeConfig) -> Result<RunningEdge, Failure> {
         tasks.spawn(orders.run(cancel.clone()));
     }
     let policies = Arc::new(PolicyEngine::new(metrics.clone()));
+    // Tokens added or revoked through other nodes on a shared store are heard of at once.
+    tasks.spawn(auth.clone().follow(opened.token_changes, cancel.clone()));
+    let readiness = Readiness::default();
     let state = ApiState {
         store: store.clone(),
         catalog: catalog.clone(),
@@ -282,26 +346,47 @@ async fn start_edge(config: EdgeConfig) -> Result<RunningEdge, Failure> {
         metrics: metrics.clone(),
         settings: settings.clone(),
         cluster: cluster.clone(),
+        throttle: Arc::new(AuthThrottle::new(config.api_auth_failures_per_minute)),
+        readiness: readiness.clone(),
     };
+    if let Some(listener) = listeners.metrics {
+        let router = api::metrics_router(state.clone());
+        tasks.spawn(api::serve(
+            "metrics",
+            listener,
+            router,
+            None,
+            cancel.clone(),
+        ));
+    }
     let router = api::router(state);
-    let api_cancel = cancel.clone();
-    tasks.spawn(async move {
-        let served = axum::serve(listeners.api, router)
-            .with_graceful_shutdown(async move { api_cancel.cancelled().await })
-            .await;
-        if let Err(error) = served {
-            tracing::error!(%error, "the control API stopped");
-        }
-    });
+    // Stopped after everything else has drained, so that `/ready` says so meanwhile.
+    let api_stop = CancellationToken::new();
+    let api_task = tokio::spawn(api::serve(
+        "api",
+        listeners.api,
+        router,
+        api_tls,
+        api_stop.clone(),
+    ));
 
-    let proxy = Arc::new(Proxy {
-        catalog: catalog.clone(),
-        registry: registry.clone(),
+    let proxy = Arc::new(Proxy::new(
+        catalog.clone(),
+        registry.clone(),
         policies,
-        metrics: metrics.clone(),
-        cluster: cluster.clone(),
-        certificates: certificates.clone(),
-    });
+        metrics.clone(),
+        cluster.clone(),
+        ProxySettings {
+            max_connections_per_ip: config.max_connections_per_ip,
+            http2_idle_timeout: config.http2_idle_timeout,
+            http2_keepalive_interval: config.http2_keepalive_interval,
+            http1_idle_timeout: config.http1_idle_timeout,
+            response_head_timeout: config.response_head_timeout,
+            stream_slot_timeout: config.stream_slot_timeout,
+            max_staleness: config.max_staleness,
+        },
+        certificates.clone(),
+    ));
     let handles: Arc<[Handle]> = (0..workers.count())
         .map(|index| workers.handle(index).clone())
         .collect();
@@ -325,7 +410,10 @@ async fn start_edge(config: EdgeConfig) -> Result<RunningEdge, Failure> {
         ca: ca.clone(),
         registry,
         metrics: metrics.clone(),
-        settings: Arc::new(TunnelSettings::from_env()),
+        settings: Arc::new(TunnelSettings {
+            max_connections_per_tunnel: config.max_connections_per_tunnel,
+            ..TunnelSettings::from_env()
+        }),
         workers: handles.clone(),
     };
     tasks.spawn(tunnel::serve(
@@ -352,8 +440,10 @@ async fn start_edge(config: EdgeConfig) -> Result<RunningEdge, Failure> {
     let dns_limits = dns_limits(&config);
     tasks.spawn(async move {
         crate::dns::serve(
-            listeners.dns_udp,
-            listeners.dns_tcp,
+            crate::dns::Sockets {
+                udp: listeners.dns_udp,
+                tcp: listeners.dns_tcp,
+            },
             catalog,
             &zones,
             dns_limits,
@@ -364,12 +454,17 @@ async fn start_edge(config: EdgeConfig) -> Result<RunningEdge, Failure> {
         .await
     });
 
-    tracing::info!(api = %addrs.api, http = %addrs.http, https = %addrs.https, tunnel = %addrs.tunnel, dns = %addrs.dns, "edge listening");
+    tracing::info!(api = %addrs.api, api_tls = addrs.api_tls, http = %addrs.http, https = %addrs.https, tunnel = %addrs.tunnel, dns = %addrs.dns, "edge listening");
+    readiness.set_ready();
     Ok(RunningEdge {
         addrs,
         cancel,
         tasks,
         workers,
+        shutdown_timeout: config.shutdown_timeout,
+        readiness,
+        api_stop,
+        api_task: ApiTask(Some(api_task)),
     })
 }
 
@@ -484,12 +579,17 @@ fn local_addr(
 
 async fn bind(config: &EdgeConfig, workers: usize) -> Result<Listeners, Failure> {
     let api = bind_tcp("api", config.api_listen).await?;
+    let metrics = match config.metrics_listen {
+        Some(address) => Some(bind_tcp("metrics", address).await?),
+        None => None,
+    };
     let tunnel = bind_tcp("tunnel", config.tunnel_listen).await?;
     let http = bind_shared("http", config.http_listen, workers)?;
     let https = bind_shared("https", config.https_listen, workers)?;
     let (dns_udp, dns_tcp) = bind_dns(config.dns_listen).await?;
     Ok(Listeners {
         api,
+        metrics,
         tunnel,
         http,
         https,

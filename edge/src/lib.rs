@@ -3,7 +3,7 @@
 //! serves visitors (public proxy, after policies and routing) and answers DNS for its zones.
 //!
 //! The library is the binary's: [`start`] an edge from an [`EdgeConfig`] and hold the
-//! [`RunningEdge`] until it should stop. `docs/architecture.md` draws the modules and which
+//! [`RunningEdge`] until it should stop. `docs/guides/architecture.md` draws the modules and which
 //! may use which.
 
 mod api;
@@ -12,6 +12,7 @@ mod body;
 mod ca;
 mod catalog;
 mod certs;
+mod client;
 mod cluster;
 mod config;
 mod dns;

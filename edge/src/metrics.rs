@@ -64,11 +64,6 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "Policy decisions by policy, hostname, decision and reason.",
     ),
     (
-        "postern_edge_request_duration_seconds_sum",
-        "counter",
-        "Total seconds spent on public requests, by hostname.",
-    ),
-    (
         "postern_edge_connectors",
         "gauge",
         "Live connector connections by tunnel.",
@@ -95,10 +90,22 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "Enrolment attempts by outcome.",
     ),
     (
+        "postern_edge_certificate_renewals_total",
+        "counter",
+        "Renewal requests a tunnel connection made beyond what a connector needs, refused \
+         (outcome refused).",
+    ),
+    (
+        "postern_edge_visitor_connections_refused_total",
+        "counter",
+        "Visitor connections closed at once, by reason (client_share: the client, an IPv4 \
+         address or an IPv6 /64, already held --max-connections-per-ip).",
+    ),
+    (
         "postern_edge_worker_handoffs_total",
         "counter",
         "Public requests sent on a tunnel connection of another worker than the one serving \
-         them (the tunnel had no connection on that worker): each is handed between threads.",
+         them (the connector chosen had no connection on that worker): each is handed between threads.",
     ),
     (
         "postern_edge_dns_queries_total",

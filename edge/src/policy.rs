@@ -9,6 +9,7 @@
 mod compile;
 mod evaluate;
 mod jwt;
+mod path;
 mod rate_limit;
 
 use std::collections::HashMap;
@@ -26,6 +27,7 @@ use crate::catalog::Snapshot;
 use crate::metrics::Metrics;
 
 pub(crate) use self::evaluate::{Now, Reason, RequestFacts};
+pub(crate) use self::path::canonical_path;
 
 /// The metric family of policy decisions.
 pub(crate) const DECISIONS: &str = "postern_edge_policy_decisions_total";
@@ -202,6 +204,16 @@ impl PolicyEngine {
             }
         }
         Verdict::Allow
+    }
+
+    /// Does one of `hostname`'s enforcing policies restrict paths (`allow_paths`)? Then the
+    /// proxy checks and forwards the canonical path only ([`canonical_path`]).
+    pub(crate) fn restricts_paths(&self, snapshot: &Snapshot, hostname: &Hostname) -> bool {
+        hostname.spec.policy_ids.iter().any(|id| {
+            snapshot.policies.get(id).is_some_and(|policy| {
+                policy.spec.mode == PolicyMode::Enforce && !policy.spec.allow_paths.is_empty()
+            })
+        })
     }
 
     /// The compiled form of `policy` at its current version, compiling it on first use.

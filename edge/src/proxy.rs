@@ -4,11 +4,12 @@
 //!
 //! Every request runs the phases of [`request`], top-down in that file: find the hostname,
 //! apply its policies, pick a destination, open the stream, forward the response, respond.
-//! Around them: the public listeners and their limits ([`listener`], [`limits`], [`framing`],
-//! [`tls`]), the rewriting between the visitor's HTTP and the tunnel's HTTP/2 ([`forward`]),
+//! Around them: the public listeners and their limits ([`listener`], [`limits`], [`shares`],
+//! [`activity`], [`framing`], [`tls`]), the rewriting between the visitor's HTTP and the tunnel's HTTP/2 ([`forward`]),
 //! the choice of connection ([`route`]), requests to and from other nodes ([`nodes`],
 //! [`links`]), and the one place failures become statuses ([`error`]).
 
+mod activity;
 mod error;
 mod forward;
 mod framing;
@@ -18,6 +19,7 @@ mod listener;
 mod nodes;
 mod request;
 mod route;
+mod shares;
 mod tls;
 
 use std::sync::Arc;
@@ -29,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use crate::catalog::Catalog;
 use crate::certs::Certificates;
 
+pub(crate) use limits::ProxySettings;
 pub(crate) use links::serve_links;
 pub(crate) use request::Proxy;
 

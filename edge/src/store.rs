@@ -15,7 +15,7 @@ pub(crate) use certificates::{
     CertificateSource, CertificateStore, ChallengeKind, PendingChallenge, StoredCertificate,
 };
 pub(crate) use postgres::{ChangeFeed, PostgresStore, check_url};
-pub(crate) use record::{Kind, Record, Ref, Store, StoreError, Write};
+pub(crate) use record::{ApiTokenRecord, Kind, Record, Ref, Store, StoreError, Write, now_rfc3339};
 pub(crate) use sqlite::SqliteStore;
 
 /// A store opened for the edge, and for a shared store the feed of changes that other edge
@@ -29,6 +29,9 @@ pub(crate) struct OpenedStore {
     pub(crate) changes: Option<ChangeFeed>,
     /// `None` for the embedded store: one node, no members to track.
     pub(crate) cluster: Option<ClusterBackend>,
+    /// `None` for the embedded store: API tokens added or removed by other edge nodes, which
+    /// each node's token check must follow.
+    pub(crate) token_changes: Option<ChangeFeed>,
 }
 
 /// What a shared store offers the edge nodes on it: their leases, and the feed that announces
@@ -49,6 +52,7 @@ pub(crate) async fn open(url: Option<&str>, embedded: &Path) -> Result<OpenedSto
             Ok(OpenedStore {
                 certificates: store.clone(),
                 changes: Some(store.change_feed()),
+                token_changes: Some(store.token_feed()),
                 cluster: Some(ClusterBackend {
                     changes: store.cluster_feed(),
                     leases: store.clone(),
@@ -63,6 +67,7 @@ pub(crate) async fn open(url: Option<&str>, embedded: &Path) -> Result<OpenedSto
                 store,
                 changes: None,
                 cluster: None,
+                token_changes: None,
             })
         }
     }

@@ -1,7 +1,7 @@
 //! The tunnel side of the edge: the listener connectors dial in to ([`listener`]), their
 //! enrolment ([`enroll`]), one session per authenticated connection ([`session`]) pushing the
 //! tunnel's configuration ([`config`]), and the registry of live sessions the proxy routes to
-//! ([`registry`]). `docs/tunnel-protocol.md` describes the protocol.
+//! ([`registry`]). `docs/guides/tunnel-protocol.md` describes the protocol.
 
 mod config;
 mod context;

@@ -17,7 +17,8 @@ state="${POSTERN_QUICKSTART_DIR:-$root/.quickstart}"
 # POSTERN_QUICKSTART_PROFILE=debug reuses debug builds (the test suite does, to save a release build).
 profile="${POSTERN_QUICKSTART_PROFILE:-release}"
 bin="$root/target/$profile"
-version="0.1.0"
+# The version is the workspace's ([workspace.package] version in Cargo.toml), and only that.
+version="$(awk -F'"' '/^\[workspace\.package\]/ { p = 1; next } /^\[/ { p = 0 } p && /^version *=/ { print $2; exit }' "$root/Cargo.toml")"
 hostname="hello.example.com"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
@@ -49,6 +50,7 @@ esac
 command -v cargo >/dev/null || fail "cargo is not on PATH: install Rust from https://rustup.rs"
 command -v terraform >/dev/null || fail "terraform is not on PATH: install Terraform 1.10 or newer"
 command -v curl >/dev/null || fail "curl is not on PATH"
+[ -n "$version" ] || fail "no [workspace.package] version in $root/Cargo.toml"
 
 say "1/6 building postern-edge, postern and terraform-provider-postern ($profile; the first build takes a few minutes)"
 if [ "$profile" = release ]; then release=(--release); else release=(); fi

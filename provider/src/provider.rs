@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use postern_schema::client::Client;
+use postern_schema::client::{Client, ClientOptions};
 use postern_schema::secret::Secret;
 
 use crate::data_sources::edge::EdgeDataSource;
@@ -18,6 +18,7 @@ use crate::postern::duration::parse_duration;
 use crate::postern::live::LiveView;
 use crate::postern::provider_data::ProviderData;
 use crate::postern::rollout;
+use crate::resources::api_token::ApiTokenResource;
 use crate::resources::certificate::CertificateResource;
 use crate::resources::enrollment_token::EnrollmentTokenResource;
 use crate::resources::hostname::HostnameResource;
@@ -41,6 +42,7 @@ pub fn registry() -> Registry<PosternProvider> {
         .resource(TunnelResource)
         .resource(PolicyResource)
         .resource(HostnameResource)
+        .resource(ApiTokenResource)
         .resource(CertificateResource)
         .ephemeral_resource(EnrollmentTokenResource)
         .data_source(TunnelDataSource)
@@ -57,7 +59,8 @@ impl Provider for PosternProvider {
 
     fn schema(&self) -> Schema {
         Schema::new(
-            "The Postern provider manages tunnels, hostnames and policies on a Postern edge.",
+            "The Postern provider manages tunnels, hostnames, policies and API tokens on a \
+             Postern edge.",
         )
         .attribute(
             "endpoint",
@@ -76,6 +79,17 @@ impl Provider for PosternProvider {
             )
             .optional()
             .sensitive(),
+        )
+        .attribute(
+            "ca_cert_pem",
+            Attribute::string(
+                "For an `https://` endpoint: the CA certificate (PEM) that signed the edge \
+                 API's certificate; only it is trusted then. With `--api-tls edge-ca` it is \
+                 the edge's `<data-dir>/ca.pem`. Defaults to the `POSTERN_CA_CERT` \
+                 environment variable (a PEM certificate, or the path of a file that holds \
+                 one), then the system's trusted roots.",
+            )
+            .optional(),
         )
         .attribute(
             "rollout_timeout",
@@ -97,6 +111,9 @@ impl Provider for PosternProvider {
         if let Some(timeout) = config.get("rollout_timeout").and_then(Value::as_str) {
             check_rollout_timeout(timeout, diagnostics);
         }
+        if let Some(pem) = config.get("ca_cert_pem").and_then(Value::as_str) {
+            check_ca_cert_pem(pem, diagnostics);
+        }
     }
 
     async fn configure(
@@ -104,7 +121,7 @@ impl Provider for PosternProvider {
         req: ConfigureRequest,
         diagnostics: &mut Diagnostics,
     ) -> Option<ProviderData> {
-        for name in ["endpoint", "api_token", "rollout_timeout"] {
+        for name in ["endpoint", "api_token", "ca_cert_pem", "rollout_timeout"] {
             if req.config.get(name).is_some_and(Value::is_unknown) {
                 diagnostics.error_at(
                     AttributePath::root(name),
@@ -138,16 +155,39 @@ impl Provider for PosternProvider {
             .and_then(Value::as_str)
             .map(str::to_owned)
             .or_else(|| from_env("POSTERN_API_TOKEN"));
+        let ca_cert_pem = match req.config.get("ca_cert_pem").and_then(Value::as_str) {
+            Some(pem) => Some(pem.to_owned()),
+            None => from_env("POSTERN_CA_CERT").and_then(|v| ca_from_env(&v, diagnostics)),
+        };
         let rollout_timeout = rollout_timeout.filter(|_| !diagnostics.has_errors())?;
         let secret = Secret::new(api_token.as_deref().unwrap_or_default());
-        let probe = Client::with_timeouts(
+        let options = ClientOptions {
+            ca_cert_pem: ca_cert_pem.clone(),
+            ..ClientOptions::default()
+        };
+        let probe = Client::with_options(
             &endpoint,
             secret.clone(),
-            PROBE_CONNECT_TIMEOUT,
-            PROBE_CALL_TIMEOUT,
+            &ClientOptions {
+                connect_timeout: PROBE_CONNECT_TIMEOUT,
+                call_timeout: PROBE_CALL_TIMEOUT,
+                ca_cert_pem,
+            },
         );
-        let client = match Client::new(&endpoint, secret) {
+        let client = match Client::with_options(&endpoint, secret, &options) {
             Ok(client) => client,
+            Err(error @ postern_schema::client::ClientError::InvalidCaCertificate { .. }) => {
+                diagnostics.error_at(
+                    AttributePath::root("ca_cert_pem"),
+                    "Invalid ca_cert_pem",
+                    format!(
+                        "{error}. Give the PEM certificate of the CA that signed the edge \
+                         API's certificate (with --api-tls edge-ca: the edge's \
+                         <data-dir>/ca.pem)."
+                    ),
+                );
+                return None;
+            }
             Err(error) => {
                 diagnostics.error_at(
                     AttributePath::root("endpoint"),
@@ -162,6 +202,7 @@ impl Provider for PosternProvider {
         tracing::debug!(
             %endpoint,
             has_token = api_token.is_some(),
+            has_ca_cert = options.ca_cert_pem.is_some(),
             rollout_timeout_ms = rollout_timeout.as_millis() as u64,
             "provider configured"
         );
@@ -187,6 +228,40 @@ fn check_rollout_timeout(text: &str, diagnostics: &mut Diagnostics) -> Option<Du
             );
             None
         }
+    }
+}
+
+/// `POSTERN_CA_CERT`: a PEM certificate, or the path of a file that holds one.
+fn ca_from_env(value: &str, diagnostics: &mut Diagnostics) -> Option<String> {
+    if value.trim_start().starts_with("-----BEGIN") {
+        return Some(value.to_owned());
+    }
+    match std::fs::read_to_string(value) {
+        Ok(pem) => Some(pem),
+        Err(error) => {
+            diagnostics.error(
+                "Cannot read POSTERN_CA_CERT",
+                format!(
+                    "POSTERN_CA_CERT is neither a PEM certificate nor a file the provider can \
+                     read ({value}: {error}). Set it to the CA certificate (PEM) that signed \
+                     the edge API's certificate, or to the path of a file that holds it."
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// An error on `ca_cert_pem` when it holds no PEM certificate.
+fn check_ca_cert_pem(pem: &str, diagnostics: &mut Diagnostics) {
+    if !pem.contains("-----BEGIN CERTIFICATE-----") {
+        diagnostics.error_at(
+            AttributePath::root("ca_cert_pem"),
+            "Invalid ca_cert_pem",
+            "ca_cert_pem must hold a PEM certificate (-----BEGIN CERTIFICATE----- …): the CA \
+             that signed the edge API's certificate, e.g. file(\"ca.pem\") with the edge's \
+             <data-dir>/ca.pem.",
+        );
     }
 }
 
@@ -229,6 +304,7 @@ mod tests {
                 &Value::object([
                     ("endpoint", Value::from(endpoint)),
                     ("api_token", Value::Null),
+                    ("ca_cert_pem", Value::Null),
                     ("rollout_timeout", Value::Null),
                 ]),
                 &mut diagnostics,
@@ -245,6 +321,7 @@ mod tests {
                 &Value::object([
                     ("endpoint", Value::Null),
                     ("api_token", Value::Null),
+                    ("ca_cert_pem", Value::Null),
                     ("rollout_timeout", Value::from(timeout)),
                 ]),
                 &mut diagnostics,

@@ -178,7 +178,10 @@ async fn terraform_style_launch_serves_schema_and_shuts_down() {
         .iter()
         .map(|a| a.name.as_str())
         .collect();
-    assert_eq!(names, ["api_token", "endpoint", "rollout_timeout"]);
+    assert_eq!(
+        names,
+        ["api_token", "ca_cert_pem", "endpoint", "rollout_timeout"]
+    );
     assert!(
         provider
             .attributes

@@ -16,6 +16,9 @@ use std::process::{Command, ExitCode, Output};
 use serde_json::Value as Json;
 use terraform_provider_postern::protocol::handshake::MAGIC_COOKIE_KEY;
 
+/// The provider's version: the workspace's.
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 fn main() -> ExitCode {
     if std::env::var_os(MAGIC_COOKIE_KEY).is_some() {
         return serve();
@@ -164,7 +167,7 @@ impl Terraform {
         let text = format!(
             r#"terraform {{
   required_providers {{
-    postern = {{ source = "postern/postern", version = "0.1.0" }}
+    postern = {{ source = "postern/postern", version = "{VERSION}" }}
   }}
 }}
 provider "postern" {{
@@ -241,11 +244,17 @@ fn scenario(scratch: &Path) {
     };
     let mirror = tf
         .home
-        .join(".terraform.d/plugins/registry.terraform.io/postern/postern/0.1.0/linux_amd64");
+        .join(".terraform.d/plugins/registry.terraform.io/postern/postern")
+        .join(VERSION)
+        .join("linux_amd64");
     std::fs::create_dir_all(&mirror).expect("mirror dir");
     std::fs::create_dir_all(&tf.work).expect("work dir");
     let me = std::env::current_exe().expect("current exe");
-    std::fs::copy(&me, mirror.join("terraform-provider-postern_v0.1.0")).expect("install provider");
+    std::fs::copy(
+        &me,
+        mirror.join(format!("terraform-provider-postern_v{VERSION}")),
+    )
+    .expect("install provider");
 
     step("init");
     tf.write_config(THINGS);

@@ -71,9 +71,14 @@ pub enum TunnelCommand {
 /// `postern tunnel run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The tunnel's token (`terraform output -raw …`, or GET /v1/tunnels/{id}/token).
+    /// The tunnel's token (`terraform output -raw …`, or GET /v1/tunnels/{id}/token). Prefer
+    /// --token-file or POSTERN_TOKEN: a command line is visible to every local user.
     #[arg(long, env = "POSTERN_TOKEN", hide_env_values = true)]
-    pub token: String,
+    pub token: Option<String>,
+    /// A file that holds the tunnel's token, so that it is not on the command line (it wins
+    /// over --token).
+    #[arg(long, env = "POSTERN_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
     /// Options shared with quick mode.
     #[command(flatten)]
     pub common: CommonArgs,
@@ -95,9 +100,18 @@ pub struct QuickArgs {
         default_value = "http://127.0.0.1:7070"
     )]
     pub api: String,
-    /// A control API token.
+    /// A control API token (an editor token is enough). Prefer --api-token-file or
+    /// POSTERN_API_TOKEN: a command line is visible to every local user.
     #[arg(long = "api-token", env = "POSTERN_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
+    /// A file that holds the control API token (it wins over --api-token).
+    #[arg(long, env = "POSTERN_API_TOKEN_FILE", value_name = "FILE")]
+    pub api_token_file: Option<PathBuf>,
+    /// For an https:// --api: the CA certificate (PEM file) that signed the edge API's
+    /// certificate; only it is trusted then (with `postern-edge --api-tls edge-ca`, the
+    /// edge's <data-dir>/ca.pem). Default: the system's trusted roots.
+    #[arg(long, env = "POSTERN_API_CA", value_name = "FILE")]
+    pub api_ca: Option<PathBuf>,
     /// Options shared with `tunnel run`.
     #[command(flatten)]
     pub common: CommonArgs,
@@ -454,6 +468,42 @@ fn parse_log_level(text: &str) -> Result<String, String> {
     ))
 }
 
+/// The trimmed contents of a file that holds one secret (a token), refused when empty.
+pub fn read_secret_file(path: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let secret = text.trim();
+    if secret.is_empty() {
+        return Err(format!("{} is empty", path.display()));
+    }
+    Ok(secret.to_string())
+}
+
+impl RunArgs {
+    /// The tunnel's token: `--token` (or its variable or the config file), or the contents of
+    /// `--token-file`.
+    pub fn token(&self) -> Result<String, String> {
+        match (&self.token, &self.token_file) {
+            (_, Some(path)) => read_secret_file(path).map_err(|e| format!("--token-file: {e}")),
+            (Some(token), None) => Ok(token.clone()),
+            (None, None) => Err("give --token-file FILE (or --token, POSTERN_TOKEN)".into()),
+        }
+    }
+}
+
+impl QuickArgs {
+    /// The control API token: `--api-token` (or its variable or the config file), or the
+    /// contents of `--api-token-file`; `None` when neither is given.
+    pub fn api_token(&self) -> Result<Option<String>, String> {
+        match (&self.api_token, &self.api_token_file) {
+            (_, Some(path)) => read_secret_file(path)
+                .map(Some)
+                .map_err(|e| format!("--api-token-file: {e}")),
+            (token, None) => Ok(token.clone()),
+        }
+    }
+}
+
 /// `~/.postern`, when the home directory is known.
 pub fn default_state_dir() -> Option<PathBuf> {
     std::env::var_os("HOME")
@@ -539,7 +589,8 @@ mod tests {
                 .unwrap_or_else(|| panic!("--{:?} has no variable", flag.get_long()));
             assert!(env.starts_with("POSTERN_"), "{env}");
             assert!(
-                flag.get_id() == "token" || help.contains(&format!("[env: {env}")),
+                ["token", "token_file"].contains(&flag.get_id().as_str())
+                    || help.contains(&format!("[env: {env}")),
                 "{env} is not in --help"
             );
         }
@@ -595,7 +646,7 @@ hostname = "quick.example.com"
         let (file, parsed) = with_file(text, &[]);
         let cli = parsed.expect("parses");
         let run = run_args(&cli);
-        assert_eq!(run.token, "from-the-file");
+        assert_eq!(run.token.as_deref(), Some("from-the-file"));
         assert_eq!(run.common.connections, Some(4));
         assert_eq!(run.common.grace_period, Duration::from_secs(90));
         assert_eq!(run.common.metrics, "127.0.0.1:9090".parse().ok());
@@ -623,7 +674,7 @@ hostname = "quick.example.com"
         let (_file, parsed) = with_file(text, &["--connections", "2", "--token", "flag"]);
         let cli = parsed.expect("parses");
         assert_eq!(run_args(&cli).common.connections, Some(2));
-        assert_eq!(run_args(&cli).token, "flag");
+        assert_eq!(run_args(&cli).token.as_deref(), Some("flag"));
     }
 
     #[test]
@@ -747,5 +798,26 @@ hostname = "quick.example.com"
         );
         assert!(parse_log_level("verbose").is_err());
         assert!(parse_log_level("info,postern_runtime=loud").is_err());
+    }
+
+    #[test]
+    fn the_token_can_come_from_a_file() {
+        let mut file = tempfile::NamedTempFile::new().expect("temp file");
+        writeln!(file, "postern1.from-a-file").expect("write");
+        let path = file.path().display().to_string();
+        let cli = parse_args(["postern", "tunnel", "run", "--token-file", &path]).expect("parses");
+        assert_eq!(
+            run_args(&cli).token().as_deref(),
+            Ok("postern1.from-a-file")
+        );
+        let without = parse_args(["postern", "tunnel", "run"]).expect("parses");
+        assert!(run_args(&without).token().is_err());
+        let missing = parse_args(["postern", "tunnel", "run", "--token-file", "/nonexistent"])
+            .expect("parses");
+        let error = run_args(&missing).token().expect_err("unreadable");
+        assert!(
+            error.starts_with("--token-file: cannot read /nonexistent"),
+            "{error}"
+        );
     }
 }

@@ -222,6 +222,7 @@ fn serve_http2(
         .enable_connect_protocol()
         .keep_alive_interval(tuning::KEEPALIVE_INTERVAL)
         .keep_alive_timeout(tuning::KEEPALIVE_TIMEOUT)
+        .max_concurrent_streams(tuning::MAX_CONCURRENT_STREAMS)
         .max_header_list_size(wire::ACCEPTED_HEADER_LIST)
         .initial_stream_window_size(tuning::STREAM_WINDOW)
         .initial_connection_window_size(tuning::CONNECTION_WINDOW)

@@ -15,7 +15,7 @@ use postern_runtime::supervisor::{self, Connections, RunError, RunOptions};
 use postern_runtime::{
     Connector, Identity, Orchestrator, Origins, config, hello_world, metrics, quick,
 };
-use postern_schema::client::Client;
+use postern_schema::client::{Client, ClientOptions};
 use postern_schema::error_chain;
 use postern_schema::secret::Secret;
 use postern_schema::token::TunnelToken;
@@ -77,7 +77,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Tunnel {
             command: TunnelCommand::Run(args),
         }) => {
-            let token = TunnelToken::parse(&args.token).context("--token")?;
+            let token = args.token().map_err(|message| anyhow::anyhow!(message))?;
+            let token = TunnelToken::parse(&token).context("--token")?;
             run_connector(token, &args.common, None).await
         }
         None => run_quick(cli.quick).await,
@@ -198,10 +199,28 @@ async fn run_quick(args: QuickArgs) -> anyhow::Result<ExitCode> {
             (format!("http://{address}"), Some(address.to_string()))
         }
     };
-    let Some(api_token) = args.api_token.clone() else {
-        bail!("quick mode needs a control API token: --api-token or POSTERN_API_TOKEN");
+    let Some(api_token) = args
+        .api_token()
+        .map_err(|message| anyhow::anyhow!(message))?
+    else {
+        bail!(
+            "quick mode needs a control API token: --api-token-file, POSTERN_API_TOKEN or \
+             --api-token"
+        );
     };
-    let client = Client::new(&args.api, Secret::new(api_token)).context("--api")?;
+    let ca_cert_pem = match &args.api_ca {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("--api-ca: cannot read {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let options = ClientOptions {
+        ca_cert_pem,
+        ..ClientOptions::default()
+    };
+    let client = Client::with_options(&args.api, Secret::new(api_token), &options)
+        .context("--api, --api-ca")?;
     let created = quick::create(&client, &hostname, &service).await?;
     eprintln!(
         "postern: serving {hostname} through the edge (tunnel {}); press Ctrl-C to stop and remove it",

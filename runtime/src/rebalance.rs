@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use postern_schema::wire::ALPN_PROBE;
-use rand::Rng;
+use rand::RngExt;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use postern_schema::error_chain;
 use postern_schema::ids::TunnelId;
 use postern_schema::wire::{self, Event};
-use rand::Rng;
+use rand::RngExt;
 use tokio::runtime::Handle;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;

@@ -12,9 +12,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::api::{
-    ApiErrorBody, Certificate, CertificateSpec, Connection, EdgeInfo, EnrollmentToken,
-    EnrollmentTokenSpec, ErrorCode, Hostname, HostnameSpec, List, Policy, PolicySpec,
-    REVISION_HEADER, Rollout, RolloutScope, Tunnel, TunnelSpec, TunnelTokenBody,
+    ApiErrorBody, ApiToken, ApiTokenSpec, Certificate, CertificateSpec, Connection, EdgeInfo,
+    EnrollmentToken, EnrollmentTokenSpec, ErrorCode, Hostname, HostnameSpec, List, Policy,
+    PolicySpec, REVISION_HEADER, Rollout, RolloutScope, Tunnel, TunnelSpec, TunnelTokenBody,
 };
 use crate::ids::{PolicyId, TunnelId};
 use crate::rules::format_selector;
@@ -39,6 +39,26 @@ pub enum ClientError {
     InvalidEndpoint {
         /// What was given.
         endpoint: String,
+    },
+    /// The CA certificate given to trust the edge's API is not PEM.
+    #[error("the CA certificate for the edge's API is not a PEM certificate: {reason}")]
+    InvalidCaCertificate {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The edge's TLS certificate is not trusted: signed by another CA than the one given, or
+    /// not for the endpoint's name.
+    #[error(
+        "the TLS certificate of the edge at {endpoint} is not trusted ({detail}): give the \
+         client the CA certificate that signed the edge API's certificate (the provider's \
+         ca_cert_pem or POSTERN_CA_CERT, the connector's --api-ca), and check that the \
+         endpoint names the host the certificate is for"
+    )]
+    UntrustedCertificate {
+        /// The endpoint.
+        endpoint: String,
+        /// What the TLS layer said.
+        detail: String,
     },
     /// The edge could not be reached, or the connection broke.
     #[error(
@@ -97,15 +117,32 @@ impl ClientError {
     }
 }
 
+/// How a [`Client`] connects.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// Bound on opening a connection.
+    pub connect_timeout: Duration,
+    /// Bound on each whole call.
+    pub call_timeout: Duration,
+    /// For an `https://` endpoint: the CA certificate(s), PEM, that signed the edge API's
+    /// certificate; when set, only they are trusted. `None`: the system's roots.
+    pub ca_cert_pem: Option<String>,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            call_timeout: Duration::from_secs(60),
+            ca_cert_pem: None,
+        }
+    }
+}
+
 impl Client {
     /// A client for `endpoint` (e.g. `http://127.0.0.1:7070`) with an API token.
     pub fn new(endpoint: &str, token: Secret) -> Result<Self, ClientError> {
-        Self::with_timeouts(
-            endpoint,
-            token,
-            Duration::from_secs(5),
-            Duration::from_secs(60),
-        )
+        Self::with_options(endpoint, token, &ClientOptions::default())
     }
 
     /// Like [`Client::new`], with a connect timeout and a timeout for each whole call: short
@@ -116,20 +153,46 @@ impl Client {
         connect: Duration,
         call: Duration,
     ) -> Result<Self, ClientError> {
+        let options = ClientOptions {
+            connect_timeout: connect,
+            call_timeout: call,
+            ..ClientOptions::default()
+        };
+        Self::with_options(endpoint, token, &options)
+    }
+
+    /// A client for `endpoint` with an API token, connecting as `options` say.
+    pub fn with_options(
+        endpoint: &str,
+        token: Secret,
+        options: &ClientOptions,
+    ) -> Result<Self, ClientError> {
         let endpoint = endpoint.trim_end_matches('/').to_string();
         if !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
             || reqwest::Url::parse(&endpoint).is_err()
         {
             return Err(ClientError::InvalidEndpoint { endpoint });
         }
-        let http = reqwest::Client::builder()
-            .connect_timeout(connect)
-            .timeout(call)
-            .build()
-            .map_err(|source| ClientError::Unreachable {
-                endpoint: endpoint.clone(),
-                source,
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(options.connect_timeout)
+            .timeout(options.call_timeout);
+        if let Some(pem) = &options.ca_cert_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_err(|e| {
+                ClientError::InvalidCaCertificate {
+                    reason: e.to_string(),
+                }
             })?;
+            if certs.is_empty() {
+                return Err(ClientError::InvalidCaCertificate {
+                    reason: "it holds no -----BEGIN CERTIFICATE----- block".into(),
+                });
+            }
+            builder = builder.tls_certs_only(certs);
+        }
+        let http = builder.build().map_err(|source| ClientError::Unreachable {
+            endpoint: endpoint.clone(),
+            source,
+        })?;
         Ok(Self {
             http,
             endpoint,
@@ -405,6 +468,43 @@ impl Client {
         .await
     }
 
+    // === API tokens ===
+
+    /// `GET /v1/tokens`: every token, without secrets (admin tokens only).
+    pub async fn list_api_tokens(&self) -> Result<Vec<ApiToken>, ClientError> {
+        let list: List<ApiToken> = self
+            .call(Method::GET, "/v1/tokens", None::<&()>, None)
+            .await?;
+        Ok(list.items)
+    }
+
+    /// `POST /v1/tokens`: the answer carries the secret, the only time it is shown.
+    pub async fn create_api_token(&self, spec: &ApiTokenSpec) -> Result<ApiToken, ClientError> {
+        self.call(Method::POST, "/v1/tokens", Some(spec), None)
+            .await
+    }
+
+    /// `GET /v1/tokens/{id}` (without its secret).
+    pub async fn api_token(&self, id: &str) -> Result<ApiToken, ClientError> {
+        self.call(
+            Method::GET,
+            &format!("/v1/tokens/{}", encode_path(id)),
+            None::<&()>,
+            None,
+        )
+        .await
+    }
+
+    /// `DELETE /v1/tokens/{id}`: the token is refused by every edge node within a second.
+    pub async fn delete_api_token(&self, id: &str) -> Result<(), ClientError> {
+        self.call_empty(
+            Method::DELETE,
+            &format!("/v1/tokens/{}", encode_path(id)),
+            None,
+        )
+        .await
+    }
+
     // === the edge ===
 
     /// `GET /v1/edge`.
@@ -499,9 +599,15 @@ impl Client {
         if let Some(version) = if_match {
             request = request.header(http::header::IF_MATCH, format!("\"{version}\""));
         }
-        let unreachable = |source| ClientError::Unreachable {
-            endpoint: self.endpoint.clone(),
-            source,
+        let unreachable = |source: reqwest::Error| match certificate_problem(&source) {
+            Some(detail) => ClientError::UntrustedCertificate {
+                endpoint: self.endpoint.clone(),
+                detail,
+            },
+            None => ClientError::Unreachable {
+                endpoint: self.endpoint.clone(),
+                source,
+            },
         };
         let response = request.send().await.map_err(unreachable)?;
         let status = response.status();
@@ -528,6 +634,58 @@ impl Client {
             }),
         }
     }
+}
+
+/// Why a certificate signed by a CA the client was not given is refused.
+const UNKNOWN_ISSUER: &str = "it is signed by an unknown certificate authority";
+
+/// Why a certificate for another name is refused.
+const NOT_FOR_NAME: &str = "it is not valid for the endpoint's host name";
+
+fn crate_error_chain(error: &reqwest::Error) -> String {
+    crate::error_chain(error)
+}
+
+/// What the TLS layer said about the edge's certificate, when that is why `error` happened.
+fn certificate_problem(error: &reqwest::Error) -> Option<String> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = cause {
+        // An io::Error's `source` skips the error it wraps: look inside it too.
+        let inner = current
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|inner| inner as &(dyn std::error::Error + 'static));
+        for candidate in [Some(current), inner].into_iter().flatten() {
+            if let Some(rustls::Error::InvalidCertificate(problem)) =
+                candidate.downcast_ref::<rustls::Error>()
+            {
+                return Some(match problem {
+                    rustls::CertificateError::UnknownIssuer => UNKNOWN_ISSUER.to_string(),
+                    rustls::CertificateError::NotValidForName
+                    | rustls::CertificateError::NotValidForNameContext { .. } => {
+                        NOT_FOR_NAME.to_string()
+                    }
+                    rustls::CertificateError::Expired
+                    | rustls::CertificateError::ExpiredContext { .. } => {
+                        "it has expired".to_string()
+                    }
+                    other => format!("{other:?}"),
+                });
+            }
+        }
+        cause = current.source();
+    }
+    // Some layers keep the TLS error only as text (a boxed error of another type).
+    let text = crate_error_chain(error);
+    text.find("invalid peer certificate: ").map(|at| {
+        let detail = &text[at + "invalid peer certificate: ".len()..];
+        match detail.split([' ', ':', ')']).next().unwrap_or_default() {
+            "UnknownIssuer" => UNKNOWN_ISSUER.to_string(),
+            "NotValidForName" | "NotValidForNameContext" => NOT_FOR_NAME.to_string(),
+            "Expired" | "ExpiredContext" => "it has expired".to_string(),
+            other => other.to_string(),
+        }
+    })
 }
 
 /// One debug line per call: the method, the path (ids, hostnames and selectors; never a

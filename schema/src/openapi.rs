@@ -674,6 +674,7 @@ mod tests {
             pointers,
             [
                 "/certificate_pem",
+                "/expires_at",
                 "/hostname",
                 "/jwt/public_keys_pem/*",
                 "/names",

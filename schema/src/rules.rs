@@ -261,6 +261,23 @@ pub fn check_public_key_pem(pem: &str) -> Result<(), String> {
     }
 }
 
+/// An RFC 3339 date-time such as `2027-01-31T12:00:00Z` (an offset instead of `Z` is taken
+/// too), as Unix seconds.
+pub fn parse_timestamp(text: &str) -> Result<i64, String> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map(time::OffsetDateTime::unix_timestamp)
+        .map_err(|_| format!("{text:?} is not an RFC 3339 date-time such as 2027-01-31T12:00:00Z"))
+}
+
+/// Unix seconds as an RFC 3339 date-time in UTC, such as `2027-01-31T12:00:00Z`; `None` out
+/// of the representable years.
+pub fn format_timestamp(unix: i64) -> Option<String> {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()?
+        .format(&time::format_description::well_known::Rfc3339)
+        .ok()
+}
+
 /// Parses a label selector written `k=v,k2=v2` (as in `?selector=`): terms separated by commas,
 /// each a label key, `=` and a label value (which may be empty), nothing else; the empty
 /// selector matches every tunnel. A key given twice keeps its last value.
@@ -468,6 +485,22 @@ mod tests {
             "=b",
         ] {
             assert!(parse_selector(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn timestamps_read_rfc_3339_and_write_utc() {
+        assert_eq!(parse_timestamp("2027-01-31T12:00:00Z"), Ok(1_801_396_800));
+        assert_eq!(
+            parse_timestamp("2027-01-31T13:00:00+01:00"),
+            Ok(1_801_396_800)
+        );
+        assert_eq!(
+            format_timestamp(1_801_396_800).as_deref(),
+            Some("2027-01-31T12:00:00Z")
+        );
+        for bad in ["", "tomorrow", "2027-01-31", "2027-01-31 12:00:00"] {
+            assert!(parse_timestamp(bad).is_err(), "{bad}");
         }
     }
 }

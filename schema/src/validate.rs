@@ -12,7 +12,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::api::{
-    CertificateSpec, EnrollmentTokenSpec, HostnameSpec, Labels, PolicySpec, TunnelSpec,
+    ApiTokenSpec, CertificateSpec, EnrollmentTokenSpec, HostnameSpec, Labels, PolicySpec,
+    TunnelSpec,
 };
 use crate::error::push_pointer;
 use crate::rules;
@@ -59,6 +60,10 @@ pub(crate) const SCHEMAS: &[(&str, &str)] = &[
     (
         "certificate.schema.json",
         include_str!("../schemas/v1/certificate.schema.json"),
+    ),
+    (
+        "api_token.schema.json",
+        include_str!("../schemas/v1/api_token.schema.json"),
     ),
 ];
 
@@ -284,6 +289,28 @@ impl Contract for CertificateSpec {
     /// The names are checked by the schema; that they lie in the edge's zones, and that the
     /// PEM is a good certificate and its key, only the edge can say.
     fn check(&self, _violations: &mut Vec<Violation>) {}
+}
+
+static API_TOKEN_SPEC: LazyLock<Validator> =
+    LazyLock::new(|| compile_def("api_token.schema.json", "spec"));
+
+impl Contract for ApiTokenSpec {
+    const SCHEMA_FILE: &'static str = "api_token.schema.json";
+
+    fn validator() -> &'static Validator {
+        &API_TOKEN_SPEC
+    }
+
+    /// The name's rule, and an `expires_at` that reads as a moment (that it lies in the
+    /// future is for the edge to say: it knows the time).
+    fn check(&self, violations: &mut Vec<Violation>) {
+        if let Err(message) = rules::check_name(&self.name) {
+            violations.push(Violation::new("/name", message));
+        }
+        if let Some(Err(message)) = self.expires_at.as_deref().map(rules::parse_timestamp) {
+            violations.push(Violation::new("/expires_at", message));
+        }
+    }
 }
 
 impl Contract for EnrollmentTokenSpec {

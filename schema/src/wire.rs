@@ -1,6 +1,6 @@
 //! The tunnel protocol's messages: enrolment frames, and the control requests the edge sends
 //! to a connector under [`CONTROL_PREFIX`] (hello, config push, events, drain, certificate).
-//! `docs/tunnel-protocol.md` tells the whole exchange; this module is its only vocabulary.
+//! `docs/guides/tunnel-protocol.md` tells the whole exchange; this module is its only vocabulary.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -175,6 +175,15 @@ pub mod tuning {
 
     /// How much of a body each side queues per stream before waiting for the other.
     pub const MAX_SEND_BUFFER: usize = 1024 * 1024;
+
+    /// The streams a connector serves at once on one connection (its HTTP/2 server announces
+    /// it). The edge keeps [`CONTROL_STREAMS`] of them for its control requests (the event
+    /// stream stays open) and opens visitor streams on the rest; a request that finds none
+    /// free waits a bounded time for one.
+    pub const MAX_CONCURRENT_STREAMS: u32 = 200;
+
+    /// The streams of [`MAX_CONCURRENT_STREAMS`] the edge keeps for control requests.
+    pub const CONTROL_STREAMS: u32 = 8;
 }
 
 /// The size of a header list as HTTP/2 counts it: name, value and 32 bytes per field
@@ -203,6 +212,22 @@ pub enum WireError {
     /// A base64 field is not base64.
     #[error("malformed base64 in {field}")]
     Base64 {
+        /// The field.
+        field: &'static str,
+    },
+    /// A text field is longer than the protocol allows.
+    #[error("{field} is {len} bytes long; at most {max} are allowed")]
+    FieldTooLong {
+        /// The field.
+        field: &'static str,
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A text field holds characters other than printable ASCII.
+    #[error("{field} holds characters other than printable ASCII")]
+    FieldNotPrintable {
         /// The field.
         field: &'static str,
     },
@@ -321,6 +346,36 @@ pub struct HelloAnswer {
     /// The connector is shutting down: route nothing new to it.
     #[serde(default)]
     pub draining: bool,
+}
+
+/// The longest `connector_id` a [`HelloAnswer`] may carry (connectors send a UUID).
+pub const MAX_CONNECTOR_ID: usize = 128;
+
+/// The longest `version` a [`HelloAnswer`] may carry.
+pub const MAX_CONNECTOR_VERSION: usize = 64;
+
+impl HelloAnswer {
+    /// Checks what the edge shows and logs of the answer: `connector_id` and `version` are
+    /// printable ASCII of at most [`MAX_CONNECTOR_ID`] and [`MAX_CONNECTOR_VERSION`] bytes.
+    /// The error names the field and its length, never its content.
+    pub fn check(&self) -> Result<(), WireError> {
+        check_text("connector_id", &self.connector_id, MAX_CONNECTOR_ID)?;
+        check_text("version", &self.version, MAX_CONNECTOR_VERSION)
+    }
+}
+
+fn check_text(field: &'static str, text: &str, max: usize) -> Result<(), WireError> {
+    if text.len() > max {
+        return Err(WireError::FieldTooLong {
+            field,
+            len: text.len(),
+            max,
+        });
+    }
+    if !text.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+        return Err(WireError::FieldNotPrintable { field });
+    }
+    Ok(())
 }
 
 /// `POST /.postern/config`: what the tunnel serves, at one version.
@@ -502,6 +557,35 @@ mod tests {
         let bytes = to_json(message);
         let back: T = from_json(&bytes).expect("decodes");
         assert_eq!(&back, message);
+    }
+
+    #[test]
+    fn hello_answers_are_bounded_and_printable() {
+        let answer = |connector_id: String, version: &str| HelloAnswer {
+            connector_id,
+            version: version.into(),
+            draining: false,
+        };
+        let uuid = "9f1c2d3e-4b5a-4c6d-8e7f-0a1b2c3d4e5f".to_string();
+        assert!(answer(uuid.clone(), "0.1.0").check().is_ok());
+        let long = answer("x".repeat(1 << 20), "0.1.0").check();
+        assert!(
+            matches!(long, Err(WireError::FieldTooLong { field: "connector_id", len, .. }) if len == 1 << 20)
+        );
+        assert!(
+            !long
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+                .contains("xxx")
+        );
+        assert!(answer(uuid.clone(), &"1".repeat(65)).check().is_err());
+        assert!(
+            answer("a\nforged log line".into(), "0.1.0")
+                .check()
+                .is_err()
+        );
+        assert!(answer(uuid, "0.1.0\u{1b}[2J").check().is_err());
     }
 
     #[test]

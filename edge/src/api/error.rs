@@ -14,6 +14,8 @@ use postern_schema::error_chain;
 pub(crate) struct ApiError {
     status: StatusCode,
     body: ApiErrorBody,
+    /// With 429: when the client may try again.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -28,6 +30,7 @@ impl ApiError {
                     hostnames: None,
                 },
             },
+            retry_after: None,
         }
     }
 
@@ -39,8 +42,25 @@ impl ApiError {
     }
 
     /// 401.
-    pub(crate) fn unauthorized(message: &str) -> Self {
+    pub(crate) fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message)
+    }
+
+    /// 403: the token's role may not do this.
+    pub(crate) fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, message)
+    }
+
+    /// 429 with `Retry-After`: too many failed authentications from the client's address.
+    pub(crate) fn too_many_failures(retry_after: std::time::Duration) -> Self {
+        let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+        let mut error = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::TooManyRequests,
+            format!("too many failed authentications from this address; try again in {seconds} s"),
+        );
+        error.retry_after = Some(seconds);
+        error
     }
 
     /// 404.
@@ -153,6 +173,12 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
                 axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(seconds),
             );
         }
         response

@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use postern_schema::api::{List, PolicySpec};
+use postern_schema::api::{List, Policy, PolicySpec};
 use postern_schema::ids::PolicyId;
 use postern_schema::validate::validate;
 
@@ -30,7 +30,7 @@ async fn list(State(state): State<ApiState>) -> Result<Response, ApiError> {
         .list(Kind::Policy)
         .await?
         .iter()
-        .map(policy_from_record)
+        .map(answer)
         .collect::<Result<Vec<_>, _>>()?;
     Ok(reply(StatusCode::OK, &List { items }, None))
 }
@@ -43,7 +43,7 @@ async fn create(
     let id = PolicyId::new_random();
     let record = state.store.create(write(id, &spec), None).await?;
     state.catalog.refresh_to(record.revision).await;
-    let policy = policy_from_record(&record)?;
+    let policy = answer(&record)?;
     Ok(with_revision(
         reply(StatusCode::CREATED, &policy, Some(policy.version)),
         record.revision,
@@ -52,7 +52,7 @@ async fn create(
 
 async fn read(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let record = find(&state, &id).await?;
-    let policy = policy_from_record(&record)?;
+    let policy = answer(&record)?;
     Ok(reply(StatusCode::OK, &policy, Some(policy.version)))
 }
 
@@ -70,7 +70,7 @@ async fn replace(
         .replace(&id.to_string(), write(id, &spec), expected)
         .await?;
     state.catalog.refresh_to(record.revision).await;
-    let policy = policy_from_record(&record)?;
+    let policy = answer(&record)?;
     Ok(with_revision(
         reply(StatusCode::OK, &policy, Some(policy.version)),
         record.revision,
@@ -112,6 +112,16 @@ fn checked_spec(body: &serde_json::Value) -> Result<PolicySpec, ApiError> {
         }
     }
     Ok(spec.normalized())
+}
+
+/// A stored policy as the API answers it: without `jwt.hs256_secret`, which is write-only
+/// (the edge keeps it to verify tokens; no answer carries it).
+fn answer(record: &Record) -> Result<Policy, ApiError> {
+    let mut policy = policy_from_record(record)?;
+    if let Some(jwt) = policy.spec.jwt.as_mut() {
+        jwt.hs256_secret = None;
+    }
+    Ok(policy)
 }
 
 fn write(id: PolicyId, spec: &PolicySpec) -> Write {

@@ -1,6 +1,6 @@
 //! The control API's router: one router per resource merged behind the token check, the
-//! endpoints without a resource of their own (`/healthz`, `/v1/edge`, `/metrics`), and the
-//! answers for unknown paths and methods.
+//! endpoints without a resource of their own (`/healthz`, `/ready`, `/v1/edge`, `/metrics`),
+//! and the answers for unknown paths and methods.
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -10,10 +10,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use postern_schema::api::EdgeInfo;
 
+use super::access::require_token;
 use super::error::ApiError;
 use super::reply::reply;
-use super::state::ApiState;
-use super::{certificates, hostnames, policies, rollout, status, tunnels, ui};
+use super::state::{ApiState, Phase};
+use super::{certificates, hostnames, policies, rollout, status, tokens, tunnels, ui};
 use crate::metrics::Sample;
 
 /// The control API's router.
@@ -25,11 +26,13 @@ pub(crate) fn router(state: ApiState) -> Router {
         .merge(certificates::router())
         .merge(rollout::router())
         .merge(status::router())
+        .merge(tokens::router())
         .route("/v1/edge", get(edge_info))
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/ready", get(ready))
         // The status page holds no data; it reads the API with the token the visitor gives it.
         .merge(ui::router())
         .merge(v1)
@@ -44,43 +47,60 @@ pub(crate) fn router(state: ApiState) -> Router {
 
 // === middleware ===
 
-/// Rejects requests without a valid bearer token (401, `WWW-Authenticate: Bearer`).
-async fn require_token(State(state): State<ApiState>, request: Request, next: Next) -> Response {
-    let token = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim);
-    match token {
-        Some(token) if state.auth.verify(token).await => next.run(request).await,
-        Some(_) => ApiError::unauthorized("the API token is not valid").into_response(),
-        None => ApiError::unauthorized("an API token is required: Authorization: Bearer <token>")
-            .into_response(),
-    }
-}
-
-/// Counts API requests by method and status.
+/// Counts API requests by method and status. The method label is one of the methods HTTP
+/// defines, or `other`: a client, even without a token, cannot grow `/metrics` (and the
+/// edge's memory) with method names of its own.
 async fn count_requests(State(state): State<ApiState>, request: Request, next: Next) -> Response {
-    let method = request.method().clone();
+    let method = method_label(request.method());
     let response = next.run(request).await;
     state.metrics.inc(
         "postern_edge_api_requests_total",
-        &[
-            ("method", method.as_str()),
-            ("status", response.status().as_str()),
-        ],
+        &[("method", method), ("status", response.status().as_str())],
     );
     response
+}
+
+/// The `method` label of an API request.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
 }
 
 // === small handlers ===
 
 async fn healthz() -> Response {
     reply(StatusCode::OK, &serde_json::json!({"status": "ok"}), None)
+}
+
+/// 200 once the store and every listener are up; 503 before, and while the edge drains.
+async fn ready(State(state): State<ApiState>) -> Response {
+    let (status, phase) = match state.readiness.phase() {
+        Phase::Ready => (StatusCode::OK, "ready"),
+        Phase::Starting => (StatusCode::SERVICE_UNAVAILABLE, "starting"),
+        Phase::Draining => (StatusCode::SERVICE_UNAVAILABLE, "draining"),
+    };
+    reply(status, &serde_json::json!({ "status": phase }), None)
+}
+
+/// The router of `--metrics-listen`: `/metrics` without a token, for a Prometheus server on a
+/// private address.
+pub(crate) fn metrics_router(state: ApiState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
 }
 
 async fn edge_info(State(state): State<ApiState>) -> Response {

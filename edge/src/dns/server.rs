@@ -51,10 +51,15 @@ pub(crate) struct DnsLimits {
     pub(crate) rate_limit: RateLimitConfig,
 }
 
-/// Answers DNS queries for `zones` on `udp` and `tcp` until `cancel`.
+/// The two sockets DNS is served on.
+pub(crate) struct Sockets {
+    pub(crate) udp: UdpSocket,
+    pub(crate) tcp: TcpListener,
+}
+
+/// Answers DNS queries for `zones` on `sockets` until `cancel`.
 pub(crate) async fn serve(
-    udp: UdpSocket,
-    tcp: TcpListener,
+    Sockets { udp, tcp }: Sockets,
     catalog: Catalog,
     zones: &[String],
     limits: DnsLimits,
@@ -135,12 +140,15 @@ impl RequestHandler for Shared {
 /// The `dns-01` answers a view was built with.
 type Acme = Option<Arc<std::collections::HashMap<String, Vec<String>>>>;
 
+/// A view of the zones, with the snapshot and the `dns-01` answers it was built from.
+type View = (Arc<Snapshot>, Acme, Arc<ZoneView>);
+
 /// Answers queries from the catalog.
 pub(crate) struct ZoneHandler {
     catalog: Catalog,
     config: ZoneConfig,
     /// The view of the last snapshot (and `dns-01` answers) seen, rebuilt when either moves on.
-    view: Mutex<Option<(Arc<Snapshot>, Acme, Arc<ZoneView>)>>,
+    view: Mutex<Option<View>>,
     /// Where the `dns-01` answers of the edge's ACME orders come from.
     certificates: Option<Certificates>,
     /// `None` when response-rate limiting is off.

@@ -6,7 +6,6 @@
 //! (deny wins over allow), method, path, JWT, rate limit. So a request refused for any other
 //! reason never spends a token.
 
-use std::borrow::Cow;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -14,6 +13,8 @@ use postern_schema::rules;
 
 use super::compile::CompiledPolicy;
 use super::jwt::JwtRejection;
+use super::path::canonical_path;
+use crate::client::ClientKey;
 
 /// What the policy engine needs to know about one request.
 #[derive(Debug, Clone, Copy)]
@@ -152,7 +153,9 @@ fn check(policy: &CompiledPolicy, hostname: &str, facts: &RequestFacts<'_>) -> R
         return Err(Block::new(Reason::Method));
     }
     if let Some(patterns) = &policy.allow_paths {
-        let path = normalize_path(facts.path);
+        // The proxy refuses ambiguous paths (400) and forwards the canonical form before it
+        // asks; a caller that did not gets a refusal rather than a guess.
+        let path = canonical_path(facts.path).map_err(|_| Block::new(Reason::Path))?;
         if !patterns.iter().any(|p| rules::path_matches(p, &path)) {
             return Err(Block::new(Reason::Path));
         }
@@ -171,7 +174,7 @@ fn check(policy: &CompiledPolicy, hostname: &str, facts: &RequestFacts<'_>) -> R
     }
     if let Some(limiter) = &policy.rate_limit {
         limiter
-            .take(hostname, client_ip, facts.now.monotonic)
+            .take(hostname, ClientKey::of(client_ip), facts.now.monotonic)
             .map_err(|exceeded| Block {
                 retry_after_secs: Some(exceeded.retry_after_secs),
                 ..Block::new(Reason::RateLimit)
@@ -208,79 +211,6 @@ fn bearer_token(header: Option<&[u8]>) -> Option<Result<&str, JwtRejection>> {
         return Some(Err(JwtRejection::Malformed));
     }
     Some(Ok(token))
-}
-
-/// The path as an origin would resolve it, so that `/public/../admin` or `/%61dmin` cannot slip
-/// past `allow_paths`: percent-encoded unreserved characters decoded, then `.` and `..` segments
-/// removed (RFC 3986, 6.2.2.2 and 5.2.4). Borrows when there is nothing to do; drops a query
-/// string if the caller left one on.
-fn normalize_path(path: &str) -> Cow<'_, str> {
-    let path = path.split_once('?').map_or(path, |(p, _)| p);
-    let decoded = if path.contains('%') {
-        Cow::Owned(decode_unreserved(path))
-    } else {
-        Cow::Borrowed(path)
-    };
-    let has_dot_segment = decoded
-        .split('/')
-        .any(|segment| segment == "." || segment == "..");
-    if !has_dot_segment {
-        return decoded;
-    }
-    Cow::Owned(remove_dot_segments(&decoded))
-}
-
-fn decode_unreserved(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    let mut rest = path;
-    while let Some(at) = rest.find('%') {
-        out.push_str(&rest[..at]);
-        let after = &rest[at + 1..];
-        let byte = after
-            .get(..2)
-            .filter(|hex| hex.bytes().all(|b| b.is_ascii_hexdigit()))
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match byte {
-            Some(b) if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') => {
-                out.push(char::from(b));
-                rest = &after[2..];
-            }
-            _ => {
-                out.push('%');
-                rest = after;
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-fn remove_dot_segments(path: &str) -> String {
-    let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
-    let last = segments.len().saturating_sub(1);
-    let mut out: Vec<&str> = Vec::with_capacity(segments.len());
-    for (i, segment) in segments.iter().enumerate() {
-        match *segment {
-            "." => {}
-            ".." => {
-                out.pop();
-            }
-            other => out.push(other),
-        }
-        if i == last && (*segment == "." || *segment == "..") {
-            // `/a/b/..` resolves to the directory `/a/`.
-            out.push("");
-        }
-    }
-    let mut normalized = String::with_capacity(path.len());
-    for segment in out {
-        normalized.push('/');
-        normalized.push_str(segment);
-    }
-    if normalized.is_empty() {
-        normalized.push('/');
-    }
-    normalized
 }
 
 #[cfg(test)]

@@ -132,7 +132,7 @@ impl JwtVerifier {
             hs256: settings
                 .hs256_secret
                 .as_ref()
-                .map(|secret| DecodingKey::from_secret(secret.as_bytes())),
+                .map(|secret| DecodingKey::from_secret(secret.expose().as_bytes())),
             rsa,
             ec,
         };

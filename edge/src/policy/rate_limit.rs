@@ -1,21 +1,27 @@
-//! Token buckets for `rate_limit`: one per hostname, or one per client IP of a hostname. Pure
-//! arithmetic on the `Instant` the caller passes in; memory stays bounded because buckets that
-//! have refilled completely carry no information and are dropped first.
+//! Token buckets for `rate_limit`: one per hostname, or one per client of a hostname (an IPv4
+//! address or an IPv6 /64, [`ClientKey`]). Pure arithmetic on the `Instant` the caller passes
+//! in. Memory stays bounded: a full shard forgets the fullest of a few buckets picked at random
+//! (one that has refilled carries no information), in constant time under the shard's lock.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use postern_schema::api::{RateLimit, RateLimitKey};
+use rand::RngExt;
 
-/// Per-IP buckets of one hostname live in this many independently locked shards.
+use crate::client::ClientKey;
+
+/// Per-client buckets of one hostname live in this many independently locked shards.
 const SHARDS: usize = 16;
 
-/// At most this many per-IP buckets per hostname and policy (about 4 MiB); when full, buckets that
-/// have refilled go first, then the fullest one (forgetting it loses the least).
+/// At most this many per-client buckets per hostname and policy (about 4 MiB); when full, the
+/// fullest of [`EVICTION_SAMPLE`] buckets goes (forgetting it loses the least).
 pub(crate) const MAX_TRACKED_IPS: usize = 65_536;
+
+/// How many buckets a full shard looks at to pick the one it forgets.
+const EVICTION_SAMPLE: usize = 8;
 
 /// The longest `Retry-After` ever announced.
 const MAX_RETRY_AFTER_SECS: u64 = 86_400;
@@ -47,11 +53,6 @@ impl Limit {
     fn wait_for_one(&self, tokens: f64) -> Duration {
         let seconds = ((1.0 - tokens) / self.per_second).clamp(0.0, MAX_RETRY_AFTER_SECS as f64);
         Duration::from_secs_f64(seconds)
-    }
-
-    /// How long an empty bucket takes to fill up.
-    fn refill_time(&self) -> Duration {
-        Duration::from_secs_f64((self.burst / self.per_second).min(MAX_RETRY_AFTER_SECS as f64))
     }
 }
 
@@ -99,11 +100,6 @@ impl TokenBucket {
         })
     }
 
-    /// Has the bucket refilled completely by `now`? Then forgetting it changes nothing.
-    fn is_idle(&self, limit: &Limit, now: Instant) -> bool {
-        now.saturating_duration_since(self.updated) >= limit.refill_time()
-    }
-
     /// The tokens the bucket would hold at `now`.
     fn level(&self, limit: &Limit, now: Instant) -> f64 {
         let elapsed = now.saturating_duration_since(self.updated);
@@ -126,8 +122,70 @@ pub(crate) struct RateLimiter {
 enum HostBuckets {
     /// `per = "hostname"`: everyone shares one bucket.
     Shared(Mutex<Option<TokenBucket>>),
-    /// `per = "client_ip"`: one bucket per address.
-    PerIp(Box<[Mutex<HashMap<IpAddr, TokenBucket>>]>),
+    /// `per = "client_ip"`: one bucket per client.
+    PerIp(Box<[Mutex<Shard>]>),
+}
+
+/// The buckets of the clients that hash to one shard: kept in a dense list (so that a few can
+/// be picked at random in constant time) with an index by client.
+#[derive(Debug, Default)]
+struct Shard {
+    index: HashMap<ClientKey, usize>,
+    buckets: Vec<(ClientKey, TokenBucket)>,
+}
+
+impl Shard {
+    /// Takes a token from `client`'s bucket, making one (full) if it has none; a shard holding
+    /// `max` buckets first forgets one.
+    fn take(
+        &mut self,
+        client: ClientKey,
+        limit: &Limit,
+        now: Instant,
+        max: usize,
+    ) -> Result<(), Exceeded> {
+        if let Some(bucket) = self
+            .index
+            .get(&client)
+            .and_then(|at| self.buckets.get_mut(*at))
+        {
+            return bucket.1.take(limit, now);
+        }
+        if self.buckets.len() >= max {
+            self.evict(limit, now);
+        }
+        let mut bucket = TokenBucket::full(limit, now);
+        let taken = bucket.take(limit, now);
+        self.index.insert(client, self.buckets.len());
+        self.buckets.push((client, bucket));
+        taken
+    }
+
+    /// Forgets the fullest of [`EVICTION_SAMPLE`] buckets in a row from a random place (all of
+    /// them when the shard holds fewer): clients who spent their burst stay limited under a
+    /// flood of new ones, whose buckets are fuller. Constant time, whatever the shard holds.
+    fn evict(&mut self, limit: &Limit, now: Instant) {
+        let len = self.buckets.len();
+        if len == 0 {
+            return;
+        }
+        let start = rand::rng().random_range(0..len);
+        let mut victim = start;
+        let mut fullest = f64::MIN;
+        for offset in 0..EVICTION_SAMPLE.min(len) {
+            let at = (start + offset) % len;
+            let level = self.buckets[at].1.level(limit, now);
+            if level > fullest {
+                fullest = level;
+                victim = at;
+            }
+        }
+        let (gone, _) = self.buckets.swap_remove(victim);
+        self.index.remove(&gone);
+        if let Some((moved, _)) = self.buckets.get(victim) {
+            self.index.insert(*moved, victim);
+        }
+    }
 }
 
 impl RateLimiter {
@@ -135,7 +193,7 @@ impl RateLimiter {
         Self::with_capacity(spec, MAX_TRACKED_IPS)
     }
 
-    /// A limiter that tracks at most about `max_ips` client addresses per hostname.
+    /// A limiter that tracks at most about `max_ips` clients per hostname.
     pub(crate) fn with_capacity(spec: &RateLimit, max_ips: usize) -> Self {
         Self {
             limit: Limit::from_spec(spec),
@@ -152,11 +210,11 @@ impl RateLimiter {
             && self.per == spec.per.unwrap_or(RateLimitKey::ClientIp)
     }
 
-    /// Takes a token for a request to `hostname` from `client_ip`.
+    /// Takes a token for a request to `hostname` from `client`.
     pub(crate) fn take(
         &self,
         hostname: &str,
-        client_ip: IpAddr,
+        client: ClientKey,
         now: Instant,
     ) -> Result<(), Exceeded> {
         let host = self.host(hostname);
@@ -168,18 +226,9 @@ impl RateLimiter {
                     .take(&self.limit, now)
             }
             HostBuckets::PerIp(shards) => {
-                let index = (self.shard_hasher.hash_one(client_ip) as usize) % shards.len();
+                let index = (self.shard_hasher.hash_one(client) as usize) % shards.len();
                 let mut shard = shards[index].lock().unwrap_or_else(|p| p.into_inner());
-                if let Some(bucket) = shard.get_mut(&client_ip) {
-                    return bucket.take(&self.limit, now);
-                }
-                if shard.len() >= self.max_ips_per_shard {
-                    evict(&mut shard, &self.limit, now);
-                }
-                shard
-                    .entry(client_ip)
-                    .or_insert_with(|| TokenBucket::full(&self.limit, now))
-                    .take(&self.limit, now)
+                shard.take(client, &self.limit, now, self.max_ips_per_shard)
             }
         }
     }
@@ -190,14 +239,14 @@ impl RateLimiter {
         hosts.retain(|name, _| keep(name));
     }
 
-    /// How many per-IP buckets `hostname` holds (for tests and debugging).
+    /// How many per-client buckets `hostname` holds (for tests and debugging).
     #[cfg(test)]
     pub(crate) fn tracked_ips(&self, hostname: &str) -> usize {
         let hosts = self.hosts.read().unwrap_or_else(|p| p.into_inner());
         match hosts.get(hostname).map(|h| h.as_ref()) {
             Some(HostBuckets::PerIp(shards)) => shards
                 .iter()
-                .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len())
+                .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).buckets.len())
                 .sum(),
             _ => 0,
         }
@@ -219,28 +268,11 @@ impl RateLimiter {
                 Arc::new(match self.per {
                     RateLimitKey::Hostname => HostBuckets::Shared(Mutex::new(None)),
                     RateLimitKey::ClientIp => HostBuckets::PerIp(
-                        (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+                        (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
                     ),
                 })
             })
             .clone()
-    }
-}
-
-/// Makes room in a full shard: drops every bucket that has refilled, and if none had, the
-/// fullest, so that clients who spent their burst stay limited under a flood of new addresses.
-fn evict(shard: &mut HashMap<IpAddr, TokenBucket>, limit: &Limit, now: Instant) {
-    let before = shard.len();
-    shard.retain(|_, bucket| !bucket.is_idle(limit, now));
-    if shard.len() < before {
-        return;
-    }
-    let fullest = shard
-        .iter()
-        .max_by(|(_, a), (_, b)| a.level(limit, now).total_cmp(&b.level(limit, now)))
-        .map(|(ip, _)| *ip);
-    if let Some(ip) = fullest {
-        shard.remove(&ip);
     }
 }
 
@@ -256,11 +288,21 @@ mod tests {
         }
     }
 
-    fn ip(text: &str) -> IpAddr {
-        text.parse().expect("test address")
+    fn ip(text: &str) -> ClientKey {
+        ClientKey::of(text.parse().expect("test address"))
     }
 
-    fn passed(limiter: &RateLimiter, host: &str, client: IpAddr, now: Instant, n: usize) -> usize {
+    fn v4(bits: u32) -> ClientKey {
+        ClientKey::of(std::net::IpAddr::from(std::net::Ipv4Addr::from(bits)))
+    }
+
+    fn passed(
+        limiter: &RateLimiter,
+        host: &str,
+        client: ClientKey,
+        now: Instant,
+        n: usize,
+    ) -> usize {
         (0..n)
             .filter(|_| limiter.take(host, client, now).is_ok())
             .count()
@@ -370,8 +412,7 @@ mod tests {
         let host = "app.example.com";
         let start = Instant::now();
         for i in 0..10_000u32 {
-            let client = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
-            assert!(limiter.take(host, client, start).is_ok());
+            assert!(limiter.take(host, v4(0x0a00_0000 + i), start).is_ok());
         }
         assert!(
             limiter.tracked_ips(host) <= 64 + SHARDS,
@@ -384,8 +425,7 @@ mod tests {
         let t = start + Duration::from_secs(10);
         assert_eq!(passed(&limiter, host, busy, t, 5), 2);
         for i in 0..1_000u32 {
-            let client = IpAddr::from(std::net::Ipv4Addr::from(0x0b00_0000 + i));
-            let _ = limiter.take(host, client, t + Duration::from_millis(1));
+            let _ = limiter.take(host, v4(0x0b00_0000 + i), t + Duration::from_millis(1));
         }
         assert!(
             limiter
@@ -393,6 +433,40 @@ mod tests {
                 .is_err()
         );
         assert!(limiter.tracked_ips(host) <= 64 + SHARDS);
+    }
+
+    #[test]
+    fn an_ipv6_slash_64_is_one_client() {
+        let limiter = RateLimiter::new(&spec(1.0, 5, RateLimitKey::ClientIp));
+        let now = Instant::now();
+        let host = "app.example.com";
+        let rotating = (0..2_000u32)
+            .filter(|i| {
+                let address = format!("2001:db8:1:2::{:x}", i + 1);
+                limiter.take(host, ip(&address), now).is_ok()
+            })
+            .count();
+        assert_eq!(rotating, 5, "2,000 addresses of one /64 share one bucket");
+        assert_eq!(passed(&limiter, host, ip("2001:db8:1:3::1"), now, 10), 5);
+    }
+
+    #[test]
+    fn a_full_shard_forgets_a_bucket_in_constant_time() {
+        // Every new client of a flood lands in a full shard; each eviction looks at a few
+        // buckets only, so a flood of 200,000 costs about what 200,000 hits cost.
+        let limiter = RateLimiter::with_capacity(&spec(1.0, 5, RateLimitKey::ClientIp), 65_536);
+        let host = "app.example.com";
+        let now = Instant::now();
+        let started = Instant::now();
+        for i in 0..200_000u32 {
+            let _ = limiter.take(host, v4(0x0c00_0000 + i), now);
+        }
+        let took = started.elapsed();
+        assert!(limiter.tracked_ips(host) <= 65_536 + SHARDS);
+        assert!(
+            took < Duration::from_secs(5),
+            "200,000 new clients into full shards took {took:?}"
+        );
     }
 
     #[test]

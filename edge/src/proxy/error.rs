@@ -1,6 +1,8 @@
 //! `ProxyError`: why a visitor request was not forwarded, who is at fault, and the one place
 //! that turns it into a status code and an error page.
 
+use std::time::Duration;
+
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use postern_schema::wire::ConnectorFault;
 
@@ -34,6 +36,18 @@ pub(crate) enum ProxyError {
     /// No hostname with this name is declared.
     #[error("no such hostname")]
     UnknownHostname,
+    /// A path-restricted hostname got a path origins read in different ways.
+    #[error("ambiguous path: {0}")]
+    AmbiguousPath(&'static str),
+    /// This node has not been able to refresh its catalog from the store for longer than
+    /// `--max-staleness`.
+    #[error("the catalog is {}s old, over the limit of {}s", .age.as_secs(), .limit.as_secs())]
+    Stale {
+        /// Since the last successful read of the store.
+        age: Duration,
+        /// `--max-staleness`.
+        limit: Duration,
+    },
     /// An HTTPS request whose Host is not the name its TLS connection was opened for.
     #[error("Host {host:?} does not match the TLS server name {sni:?}")]
     Misdirected {
@@ -59,6 +73,14 @@ pub(crate) enum ProxyError {
     /// The stream on the tunnel failed.
     #[error("the tunnel stream failed")]
     Tunnel(#[source] hyper::Error),
+    /// Every stream of the picked tunnel connection stayed in use past
+    /// `--stream-slot-timeout`.
+    #[error("no free stream on the tunnel connection in time")]
+    NoStreamSlot,
+    /// The connector (or the node holding it) sent no response head within
+    /// `--response-head-timeout`.
+    #[error("the connector did not answer in time")]
+    ResponseTimeout,
     /// The connector reported a failure.
     #[error("the connector reported {}", .0.as_str())]
     Connector(ConnectorFault),
@@ -73,8 +95,13 @@ impl ProxyError {
             | ProxyError::VisitorBody(_)
             | ProxyError::UnknownHostname
             | ProxyError::Misdirected { .. }
+            | ProxyError::AmbiguousPath(_)
             | ProxyError::Rejected { .. } => Fault::Client,
-            ProxyError::NoConnector | ProxyError::Tunnel(_) => Fault::Tunnel,
+            ProxyError::NoConnector
+            | ProxyError::Stale { .. }
+            | ProxyError::Tunnel(_)
+            | ProxyError::NoStreamSlot
+            | ProxyError::ResponseTimeout => Fault::Tunnel,
             ProxyError::Connector(ConnectorFault::UnknownHostname) => Fault::Client,
             ProxyError::Connector(_) => Fault::Origin,
         }
@@ -83,13 +110,16 @@ impl ProxyError {
     /// The status the visitor gets.
     pub(crate) fn status(&self) -> StatusCode {
         match self {
-            ProxyError::MissingHost | ProxyError::VisitorBody(_) => StatusCode::BAD_REQUEST,
+            ProxyError::MissingHost | ProxyError::VisitorBody(_) | ProxyError::AmbiguousPath(_) => {
+                StatusCode::BAD_REQUEST
+            }
             ProxyError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::UnknownHostname => StatusCode::NOT_FOUND,
             ProxyError::Misdirected { .. } => StatusCode::MISDIRECTED_REQUEST,
             ProxyError::Rejected { status, .. } => *status,
-            ProxyError::NoConnector => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::NoConnector | ProxyError::Stale { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Tunnel(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::NoStreamSlot | ProxyError::ResponseTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::Connector(fault) => {
                 StatusCode::from_u16(fault.status()).unwrap_or(StatusCode::BAD_GATEWAY)
             }
@@ -104,12 +134,26 @@ impl ProxyError {
             }
             ProxyError::VisitorBody(_) => "the request body was malformed or cut short".into(),
             ProxyError::UnknownHostname => "no such hostname on this edge".into(),
+            ProxyError::AmbiguousPath(why) => {
+                format!("{why}; origins read such a path in different ways, so it is refused")
+            }
+            ProxyError::Stale { age, limit } => format!(
+                "this edge node has not been able to read its configuration store for {} s \
+                 (its limit is {} s); it refuses requests rather than apply hostnames and \
+                 policies that may have changed since",
+                age.as_secs(),
+                limit.as_secs()
+            ),
             ProxyError::Misdirected { .. } => {
                 "this connection was opened for another hostname".into()
             }
             ProxyError::Rejected { message, .. } => message.clone(),
             ProxyError::NoConnector => "no connector is serving this hostname right now".into(),
             ProxyError::Tunnel(_) => "the connection to the connector failed".into(),
+            ProxyError::NoStreamSlot => {
+                "every stream of the connection to the connector stayed in use".into()
+            }
+            ProxyError::ResponseTimeout => "the connector did not answer in time".into(),
             ProxyError::Connector(ConnectorFault::UnknownHostname) => {
                 "the connector does not serve this hostname".into()
             }
@@ -125,13 +169,12 @@ impl ProxyError {
     /// The edge's error page for this failure.
     pub(crate) fn into_response(self, request_id: &str) -> Response<BoxBody> {
         let status = self.status();
-        match self.fault() {
-            Fault::Client => {
-                tracing::debug!(error = %self, status = status.as_u16(), "request refused")
-            }
-            Fault::Tunnel | Fault::Origin => {
-                tracing::info!(error = %postern_schema::error_chain(&self), status = status.as_u16(), "request failed")
-            }
+        // A stale node says so once, where it fails to read the store; not per request.
+        let quiet = self.fault() == Fault::Client || matches!(self, ProxyError::Stale { .. });
+        if quiet {
+            tracing::debug!(error = %self, status = status.as_u16(), "request refused");
+        } else {
+            tracing::info!(error = %postern_schema::error_chain(&self), status = status.as_u16(), "request failed");
         }
         let body = format!(
             "{} {}: {}\nrequest id: {request_id}\n",
@@ -176,6 +219,16 @@ mod tests {
                 421,
             ),
             (ProxyError::NoConnector, 503),
+            (ProxyError::AmbiguousPath("why"), 400),
+            (
+                ProxyError::Stale {
+                    age: Duration::from_secs(400),
+                    limit: Duration::from_secs(300),
+                },
+                503,
+            ),
+            (ProxyError::NoStreamSlot, 504),
+            (ProxyError::ResponseTimeout, 504),
             (
                 ProxyError::Connector(ConnectorFault::OriginUnreachable),
                 502,

@@ -1,6 +1,8 @@
 //! What one visitor may cost the edge: how long it may take to start and to finish a request
-//! head, how large the head may be, how many streams and connections it may hold. Each limit
-//! is a constant here, applied where the proxy builds its listeners and connections.
+//! head, how large the head may be, how many streams and connections it may hold, how long a
+//! connection may idle. The fixed limits are constants here; those an operator tunes are
+//! [`ProxySettings`] (flags). They are applied where the proxy builds its listeners and
+//! connections.
 //!
 //! - A connection whose first request head is not complete [`FIRST_BYTE_TIMEOUT`] after it
 //!   was accepted (or after its TLS handshake) is closed ([`FirstByteDeadline`], outside the
@@ -14,7 +16,16 @@
 //!   visitors share.
 //! - An HTTP/2 connection may have [`MAX_CONCURRENT_STREAMS`] streams open.
 //! - A public listener holds at most [`MAX_CONNECTIONS`] connections; beyond, it stops
-//!   accepting until one ends.
+//!   accepting until one ends. One client (an IPv4 address or an IPv6 /64) holds at most
+//!   [`ProxySettings::max_connections_per_ip`] of all public listeners' connections together
+//!   (`shares.rs`); beyond, its new connections are closed at once. An upgraded connection
+//!   (WebSocket) keeps its place in both until it ends.
+//! - A connection with no request in flight is closed after its protocol's idle timeout
+//!   (`activity.rs`); HTTP/2 connections are also pinged, and closed when a ping goes
+//!   unanswered.
+//! - A request waits at most [`ProxySettings::stream_slot_timeout`] for a free stream on its
+//!   tunnel connection and [`ProxySettings::response_head_timeout`] for the connector's answer
+//!   (504 beyond either).
 
 use std::future::Future;
 use std::io;
@@ -22,8 +33,12 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
+
+use super::activity::Activity;
 
 /// How long a new connection may take to deliver its first bytes (for HTTP/1.1, through the
 /// framing guard: its whole first request head).
@@ -48,25 +63,62 @@ pub(super) const MAX_CONNECTIONS: usize = 16 * 1024;
 
 pub(super) use postern_schema::wire::header_list_size;
 
+/// The limits an operator sets (each a flag of `postern-edge`).
+#[derive(Debug, Clone)]
+pub(crate) struct ProxySettings {
+    /// Visitor connections one client holds at once (`--max-connections-per-ip`).
+    pub(crate) max_connections_per_ip: u32,
+    /// An HTTP/2 connection without a stream is closed after this (`--http2-idle-timeout`).
+    pub(crate) http2_idle_timeout: Duration,
+    /// HTTP/2 connections are pinged this often, and closed when a ping is not answered
+    /// within as long (`--http2-keepalive-interval`).
+    pub(crate) http2_keepalive_interval: Duration,
+    /// An HTTP/1.1 connection waiting for its next request is closed after this
+    /// (`--http1-idle-timeout`).
+    pub(crate) http1_idle_timeout: Duration,
+    /// How long the connector's response head may take (`--response-head-timeout`).
+    pub(crate) response_head_timeout: Duration,
+    /// How long a request waits for a free stream on its tunnel connection
+    /// (`--stream-slot-timeout`).
+    pub(crate) stream_slot_timeout: Duration,
+    /// How long the node serves from a catalog it cannot refresh (`--max-staleness`).
+    pub(crate) max_staleness: Duration,
+}
+
+/// How long hyper waits for an HTTP/1.1 request head, counted from when it starts waiting:
+/// [`HEADER_READ_TIMEOUT`], or the idle timeout when that is longer (hyper's one timer also
+/// ends idle keep-alive connections).
+pub(super) fn header_read_timeout(settings: &ProxySettings) -> Duration {
+    HEADER_READ_TIMEOUT.max(settings.http1_idle_timeout)
+}
+
 /// An IO that fails with `TimedOut` when no byte has arrived [`FIRST_BYTE_TIMEOUT`] after
-/// it was created; after the first byte it is the plain IO.
+/// it was created; after the first byte it is the plain IO. It tells the connection's
+/// [`Activity`] whether those first bytes were the HTTP/2 preface.
 pub(super) struct FirstByteDeadline<I> {
     io: I,
     deadline: Option<Pin<Box<Sleep>>>,
+    activity: Option<Arc<Activity>>,
 }
 
 impl<I> FirstByteDeadline<I> {
-    pub(super) fn new(io: I) -> Self {
-        Self::with_timeout(io, FIRST_BYTE_TIMEOUT)
+    pub(super) fn new(io: I, activity: Arc<Activity>) -> Self {
+        let mut io = Self::with_timeout(io, FIRST_BYTE_TIMEOUT);
+        io.activity = Some(activity);
+        io
     }
 
     fn with_timeout(io: I, timeout: Duration) -> Self {
         Self {
             io,
             deadline: Some(Box::pin(tokio::time::sleep(timeout))),
+            activity: None,
         }
     }
 }
+
+/// The start of HTTP/2's connection preface.
+const PREFACE_START: &[u8] = b"PRI * HTTP/2.0";
 
 impl<I: AsyncRead + Unpin> AsyncRead for FirstByteDeadline<I> {
     fn poll_read(
@@ -78,8 +130,13 @@ impl<I: AsyncRead + Unpin> AsyncRead for FirstByteDeadline<I> {
         let this = &mut *self;
         match Pin::new(&mut this.io).poll_read(cx, buf) {
             Poll::Ready(result) => {
-                if buf.filled().len() > before {
+                let read = &buf.filled()[before..];
+                if !read.is_empty() {
                     this.deadline = None;
+                    if let Some(activity) = this.activity.take() {
+                        let prefix = read.len().min(PREFACE_START.len());
+                        activity.set_http2(read[..prefix] == PREFACE_START[..prefix]);
+                    }
                 }
                 Poll::Ready(result)
             }

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use super::activity::Splices;
 use super::request::{self, Proxy};
 use crate::ca::node_of_certificate;
 use crate::cluster::{KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT};
@@ -38,6 +39,7 @@ pub(crate) async fn serve_links(
     cancel: CancellationToken,
 ) {
     let tracker = TaskTracker::new();
+    let splices = Splices::new(tracker.clone(), cancel.clone());
     let mut next = 0usize;
     loop {
         let connection = tokio::select! {
@@ -47,7 +49,7 @@ pub(crate) async fn serve_links(
                 None => break,
             },
         };
-        let link = serve_link(connection, proxy.clone(), cancel.clone());
+        let link = serve_link(connection, proxy.clone(), splices.clone(), cancel.clone());
         match workers.get(next % workers.len().max(1)) {
             Some(worker) => tracker.spawn_on(link, worker),
             None => tracker.spawn(link),
@@ -60,7 +62,12 @@ pub(crate) async fn serve_links(
 
 /// Serves one link until it ends or `cancel`: every stream is a request forwarded by the node
 /// its certificate names.
-async fn serve_link(connection: PeerConnection, proxy: Arc<Proxy>, cancel: CancellationToken) {
+async fn serve_link(
+    connection: PeerConnection,
+    proxy: Arc<Proxy>,
+    splices: Splices,
+    cancel: CancellationToken,
+) {
     let PeerConnection { mut stream, peer } = connection;
     if let Err(error) = stream.get_mut().0.rehome() {
         tracing::warn!(peer_addr = %peer, %error, "cannot move a link from another node to its worker");
@@ -83,8 +90,9 @@ async fn serve_link(connection: PeerConnection, proxy: Arc<Proxy>, cancel: Cance
         let service = service_fn(move |incoming| {
             let proxy = proxy.clone();
             let from = from.clone();
+            let splices = splices.clone();
             async move {
-                Ok::<_, Infallible>(request::handle_forwarded(proxy, from, incoming).await)
+                Ok::<_, Infallible>(request::handle_forwarded(proxy, from, incoming, splices).await)
             }
         });
         let connection = hyper::server::conn::http2::Builder::new(postern_heap::BoxingExecutor)

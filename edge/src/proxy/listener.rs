@@ -1,6 +1,7 @@
 //! The public listeners: accepting visitors' connections on HTTP and HTTPS (TLS with SNI),
-//! holding each to the limits of `limits.rs`, and serving HTTP/1.1 and HTTP/2 on it, every
-//! request through [`request::handle`].
+//! holding each to the limits of `limits.rs` (the listener's connection limit, its client's
+//! share, idle timeouts), and serving HTTP/1.1 and HTTP/2 on it, every request through
+//! [`request::handle`].
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -12,23 +13,29 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use super::activity::{Activity, IdleTimeouts, Splices};
 use super::forward::Visitor;
 use super::framing::FramingGuard;
 use super::limits::{self, FirstByteDeadline};
 use super::request::{self, Context, Proxy};
+use super::shares::ConnectionSlot;
 use super::tls::ACME_TLS_ALPN;
 
 /// How long a visitor may take to finish the TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long shutdown waits for in-flight visitor requests.
+/// How long shutdown waits for in-flight visitor requests (the edge's own deadline,
+/// `--shutdown-timeout`, ends whatever is left).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// How long an idle connection told to close (GOAWAY) may take to go.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// Serves visitors on a public listener (HTTPS when `tls` is given) until `cancel`.
 pub(super) async fn serve(
@@ -38,6 +45,7 @@ pub(super) async fn serve(
     cancel: CancellationToken,
 ) {
     let tracker = TaskTracker::new();
+    let splices = Splices::new(tracker.clone(), cancel.clone());
     let slots = Arc::new(Semaphore::new(limits::MAX_CONNECTIONS));
     loop {
         // At the connection limit, stop accepting until a connection ends.
@@ -59,15 +67,28 @@ pub(super) async fn serve(
                 }
             },
         };
+        let Some(share) = proxy.shares.claim(peer.ip()) else {
+            // Closed at once: one client may not hold more than its share of the listeners.
+            tracing::debug!(peer_addr = %peer, "closed a visitor connection: its client holds its share of connections");
+            proxy.metrics.inc(
+                "postern_edge_visitor_connections_refused_total",
+                &[("reason", "client_share")],
+            );
+            continue;
+        };
         let span = tracing::debug_span!("visitor_conn", peer_addr = %peer);
+        let connection = Connection {
+            peer,
+            slot: ConnectionSlot::new(permit, share),
+            splices: splices.clone(),
+        };
         tracker.spawn(
             serve_connection(
                 stream,
-                peer,
+                connection,
                 proxy.clone(),
                 tls.clone(),
                 cancel.clone(),
-                permit,
             )
             .instrument(span),
         );
@@ -77,25 +98,39 @@ pub(super) async fn serve(
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await;
 }
 
+/// An accepted connection, counted against the listener's limit and its client's share.
+struct Connection {
+    peer: SocketAddr,
+    slot: ConnectionSlot,
+    splices: Splices,
+}
+
 async fn serve_connection(
     stream: TcpStream,
-    peer: SocketAddr,
+    connection: Connection,
     proxy: Arc<Proxy>,
     tls: Option<TlsAcceptor>,
     cancel: CancellationToken,
-    _slot: OwnedSemaphorePermit,
 ) {
     let _ = stream.set_nodelay(true);
+    let Connection {
+        peer,
+        slot,
+        splices,
+    } = connection;
+    let activity = Activity::new();
     match tls {
         None => {
             let context = Context {
                 visitor: Visitor::new(peer, "http"),
                 sni: None,
+                splices,
+                _slot: slot,
             };
             // The deadline sits outside the guard, which holds a request head back until it is
             // complete: a head trickled from the first byte on must still be whole in time.
-            let io = FirstByteDeadline::new(FramingGuard::new(stream, true));
-            serve_visitor(io, context, proxy, cancel).await;
+            let io = FirstByteDeadline::new(FramingGuard::new(stream, true), activity.clone());
+            serve_visitor(io, context, activity, proxy, cancel).await;
         }
         Some(acceptor) => {
             let stream =
@@ -119,38 +154,60 @@ async fn serve_connection(
             let context = Context {
                 visitor: Visitor::new(peer, "https"),
                 sni,
+                splices,
+                _slot: slot,
             };
             // Only HTTP/1.1 needs the framing guard; HTTP/2 frames its own messages.
             let http1 = stream.get_ref().1.alpn_protocol() != Some(b"h2");
-            let io = FirstByteDeadline::new(FramingGuard::new(stream, http1));
-            serve_visitor(io, context, proxy, cancel).await;
+            if !http1 {
+                activity.set_http2(true);
+            }
+            let io = FirstByteDeadline::new(FramingGuard::new(stream, http1), activity.clone());
+            serve_visitor(io, context, activity, proxy, cancel).await;
         }
     }
 }
 
-/// Serves HTTP/1.1 or HTTP/2 (with upgrades and extended CONNECT) on one visitor connection.
-async fn serve_visitor<I>(io: I, context: Context, proxy: Arc<Proxy>, cancel: CancellationToken)
-where
+/// Serves HTTP/1.1 or HTTP/2 (with upgrades and extended CONNECT) on one visitor connection,
+/// until it ends, has been idle too long, or the edge shuts down.
+async fn serve_visitor<I>(
+    io: I,
+    context: Context,
+    activity: Arc<Activity>,
+    proxy: Arc<Proxy>,
+    cancel: CancellationToken,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let context = Arc::new(context);
-    let service = service_fn(move |incoming| {
-        let proxy = proxy.clone();
-        let context = context.clone();
-        async move { Ok::<_, Infallible>(request::handle(proxy, context, incoming).await) }
-    });
+    let settings = &proxy.settings;
+    let timeouts = IdleTimeouts {
+        http1: settings.http1_idle_timeout,
+        http2: settings.http2_idle_timeout,
+    };
     let mut builder = auto::Builder::new(postern_heap::BoxingExecutor);
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits::HEADER_READ_TIMEOUT)
+        .header_read_timeout(limits::header_read_timeout(settings))
         .max_buf_size(limits::MAX_HTTP1_BUFFER);
     builder
         .http2()
         .timer(TokioTimer::new())
         .enable_connect_protocol()
+        .keep_alive_interval(settings.http2_keepalive_interval)
+        .keep_alive_timeout(settings.http2_keepalive_interval)
         .max_concurrent_streams(limits::MAX_CONCURRENT_STREAMS)
         .max_header_list_size(limits::MAX_HEADER_LIST as u32);
+    let context = Arc::new(context);
+    let service = {
+        let activity = activity.clone();
+        service_fn(move |incoming: hyper::Request<hyper::body::Incoming>| {
+            let proxy = proxy.clone();
+            let context = context.clone();
+            let active = activity.begin(incoming.version() == http::Version::HTTP_2);
+            async move { Ok::<_, Infallible>(request::handle(proxy, context, incoming, active).await) }
+        })
+    };
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(connection);
     tokio::select! {
@@ -158,6 +215,11 @@ where
             if let Err(error) = result {
                 tracing::debug!(%error, "visitor connection ended with an error");
             }
+        }
+        _ = activity.idle(timeouts) => {
+            tracing::debug!("closing an idle visitor connection");
+            connection.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(CLOSE_GRACE, connection).await;
         }
         _ = cancel.cancelled() => {
             connection.as_mut().graceful_shutdown();

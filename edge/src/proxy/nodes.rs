@@ -9,7 +9,7 @@ use postern_schema::api::{HostnameSpec, Target};
 use postern_schema::ids::TunnelId;
 use postern_schema::rules::selector_matches;
 use postern_schema::wire::{FORWARDED_BY_HEADER, REVISION_HEADER};
-use rand::Rng;
+use rand::RngExt;
 
 use super::forward::REQUEST_ID;
 use super::route;

@@ -13,9 +13,11 @@
 //!
 //! A visitor's request ([`handle`]) runs every phase. A request another node forwarded
 //! ([`handle_forwarded`]) was checked there: it runs phases 1 and 3 to 6, only ever on this
-//! node's own connections. Failures are [`ProxyError`]s, turned into statuses in one place
-//! (`error.rs`).
+//! node's own connections. Either is refused (503) while this node serves a catalog it has
+//! not been able to refresh for longer than `--max-staleness`. Failures are [`ProxyError`]s,
+//! turned into statuses in one place (`error.rs`).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,17 +30,19 @@ use postern_schema::ids::TunnelId;
 use postern_schema::wire::{ConnectorFault, ERROR_HEADER};
 use tracing::Instrument;
 
+use super::activity::{Active, Splices};
 use super::error::ProxyError;
 use super::forward::{self, Upgrade, Visitor};
-use super::limits;
+use super::limits::{self, ProxySettings};
 use super::nodes::{self, Forwarded};
 use super::route::{self, Pick};
+use super::shares::{ConnectionShares, ConnectionSlot};
 use crate::body::{self, BodyFailed, BoxBody, Guarded};
 use crate::catalog::{Catalog, Snapshot};
 use crate::certs::Certificates;
 use crate::cluster::{Cluster, Member, PeerError};
 use crate::metrics::{Metrics, PublicRequest};
-use crate::policy::{Now, PolicyEngine, RequestFacts, Verdict};
+use crate::policy::{Now, PolicyEngine, RequestFacts, Verdict, canonical_path};
 use crate::tunnel::{Registry, StreamGuard};
 
 /// How long a request waits for its connection to push the configuration it was routed with.
@@ -60,16 +64,49 @@ pub(crate) struct Proxy {
     pub(crate) metrics: Arc<Metrics>,
     /// The other edge nodes, to forward to when no connection here serves a hostname.
     pub(crate) cluster: Cluster,
+    /// The limits an operator set.
+    pub(crate) settings: ProxySettings,
+    /// Each client's share of the public listeners.
+    pub(super) shares: Arc<ConnectionShares>,
     /// Public certificates, for the answers to ACME `http-01` validations.
     pub(crate) certificates: Certificates,
 }
 
-/// What the proxy knows about a visitor's connection.
+impl Proxy {
+    /// The request path over these parts of the edge, held to `settings`.
+    pub(crate) fn new(
+        catalog: Catalog,
+        registry: Arc<Registry>,
+        policies: Arc<PolicyEngine>,
+        metrics: Arc<Metrics>,
+        cluster: Cluster,
+        settings: ProxySettings,
+        certificates: Certificates,
+    ) -> Self {
+        Self {
+            certificates,
+            shares: ConnectionShares::new(settings.max_connections_per_ip),
+            catalog,
+            registry,
+            policies,
+            metrics,
+            cluster,
+            settings,
+        }
+    }
+}
+
+/// What the proxy knows about a visitor's connection, and what the connection holds while it
+/// (or an upgraded connection it carried) lives.
 #[derive(Debug)]
 pub(super) struct Context {
     pub(super) visitor: Visitor,
     /// The TLS server name, on HTTPS.
     pub(super) sni: Option<String>,
+    /// Where the connection's upgraded connections run.
+    pub(super) splices: Splices,
+    /// Its place in the listener's limit and its client's share (held, never read).
+    pub(super) _slot: ConnectionSlot,
 }
 
 /// What the metrics need to know about a request once it is answered. Every label value comes
@@ -98,11 +135,13 @@ impl Tally {
 
 // === the two ways in ===
 
-/// One visitor request, start to finish.
+/// One visitor request, start to finish. `active` counts it as in flight on its connection
+/// until its response (or the upgraded connection it became) ends.
 pub(super) async fn handle(
     proxy: Arc<Proxy>,
     context: Arc<Context>,
     request: Request<Incoming>,
+    active: Active,
 ) -> Response<BoxBody> {
     let request_id = new_request_id();
     let span = tracing::debug_span!(
@@ -124,6 +163,7 @@ pub(super) async fn handle(
             request,
             &request_id,
             &mut tally,
+            active,
         )
         .await;
         let response = answered.unwrap_or_else(|error| error.into_response(&request_id));
@@ -137,11 +177,12 @@ pub(super) async fn handle(
 
 /// A request another node forwarded (node `from`): its policies were applied there, so here
 /// it only finds the hostname, picks a connection of this node's own and opens the stream.
-/// Never forwarded again: without a connection here it is 503.
+/// Never forwarded again: without a connection here it is 503. An upgrade runs in `splices`.
 pub(super) async fn handle_forwarded(
     proxy: Arc<Proxy>,
     from: Arc<str>,
     request: Request<Incoming>,
+    splices: Splices,
 ) -> Response<BoxBody> {
     let forwarded = Forwarded::read(request.headers());
     let span = tracing::debug_span!(
@@ -160,7 +201,7 @@ pub(super) async fn handle_forwarded(
         }
         let snapshot = proxy.catalog.snapshot();
         let request_id = forwarded.request_id;
-        let answered = answer_forwarded(&proxy, &snapshot, request, &request_id).await;
+        let answered = answer_forwarded(&proxy, &snapshot, request, &request_id, &splices).await;
         let response = answered.unwrap_or_else(|error| error.into_response(&request_id));
         tracing::debug!(
             status = response.status().as_u16(),
@@ -185,10 +226,11 @@ fn new_request_id() -> String {
 async fn proxy_visitor(
     proxy: &Proxy,
     snapshot: &Snapshot,
-    context: &Context,
+    context: &Arc<Context>,
     request: Request<Incoming>,
     request_id: &str,
     tally: &mut Tally,
+    active: Active,
 ) -> Result<Response<BoxBody>, ProxyError> {
     let (mut parts, body) = request.into_parts();
     if limits::header_list_size(&parts.headers) > limits::MAX_HEADER_LIST {
@@ -197,12 +239,13 @@ async fn proxy_visitor(
     if let Some(answer) = acme_challenge(proxy, &parts) {
         return Ok(answer);
     }
+    refuse_if_stale(proxy)?;
     let hostname = find_hostname(snapshot, context.sni.as_deref(), &parts)?;
     let host = hostname.spec.hostname.as_str();
     tally.hostname = Some(host.to_string());
     tracing::Span::current().record("hostname", host);
 
-    apply_policies(proxy, snapshot, hostname, context, &parts)?;
+    apply_policies(proxy, snapshot, hostname, context, &mut parts)?;
 
     let destination = pick_destination(proxy, snapshot, hostname, Reach::AnyNode)?;
 
@@ -224,8 +267,11 @@ async fn proxy_visitor(
         .await
         .map_err(|error| error.blame_visitor_body(&body_failed))?;
 
+    // The connection stays counted (and in flight) as long as the response or the upgraded
+    // connection lives.
+    let hold = (context.clone(), active);
     respond(
-        forward_response(stream, upgrade, visitor_upgrade),
+        forward_response(stream, upgrade, visitor_upgrade, &context.splices, hold),
         request_id,
     )
 }
@@ -236,7 +282,9 @@ async fn answer_forwarded(
     snapshot: &Snapshot,
     request: Request<Incoming>,
     request_id: &str,
+    splices: &Splices,
 ) -> Result<Response<BoxBody>, ProxyError> {
+    refuse_if_stale(proxy)?;
     let (mut parts, body) = request.into_parts();
     nodes::unmark(&mut parts.headers);
     let hostname = find_hostname(snapshot, None, &parts)?;
@@ -252,7 +300,23 @@ async fn answer_forwarded(
     let stream = open_stream(proxy, snapshot, hostname, destination, request, &mut tally)
         .await
         .map_err(|error| error.blame_visitor_body(&body_failed))?;
-    respond(forward_response(stream, upgrade, link_upgrade), request_id)
+    respond(
+        forward_response(stream, upgrade, link_upgrade, splices, ()),
+        request_id,
+    )
+}
+
+/// Before any phase: a node that has not been able to refresh its catalog from the store for
+/// longer than `--max-staleness` refuses (503, saying so) rather than apply hostnames and
+/// policies that may have changed since.
+fn refuse_if_stale(proxy: &Proxy) -> Result<(), ProxyError> {
+    match proxy.catalog.stale_for(proxy.settings.max_staleness) {
+        None => Ok(()),
+        Some(age) => Err(ProxyError::Stale {
+            age,
+            limit: proxy.settings.max_staleness,
+        }),
+    }
 }
 
 // === the phases ===
@@ -305,15 +369,22 @@ fn find_hostname<'s>(
 /// connector is picked, so refused traffic never reaches a tunnel. A refusal is
 /// [`ProxyError::Rejected`] with its status and headers (`WWW-Authenticate`, `Retry-After`).
 /// Policies in `report` mode let the request through; the engine counts and logs them.
+///
+/// On a hostname whose policies restrict paths, the path checked is the canonical one, and it
+/// replaces the request's own, so the origin receives exactly what was checked; a path origins
+/// read in different ways is refused (400) before any policy runs.
 fn apply_policies(
     proxy: &Proxy,
     snapshot: &Snapshot,
     hostname: &Hostname,
     context: &Context,
-    parts: &request::Parts,
+    parts: &mut request::Parts,
 ) -> Result<(), ProxyError> {
     if hostname.spec.policy_ids.is_empty() {
         return Ok(());
+    }
+    if proxy.policies.restricts_paths(snapshot, hostname) {
+        use_canonical_path(parts)?;
     }
     let facts = RequestFacts {
         client_ip: context.visitor.peer.ip(),
@@ -341,6 +412,26 @@ fn apply_policies(
             })
         }
     }
+}
+
+/// Replaces the request's path by its canonical form (the query stays as it came).
+fn use_canonical_path(parts: &mut request::Parts) -> Result<(), ProxyError> {
+    let canonical =
+        canonical_path(parts.uri.path()).map_err(|why| ProxyError::AmbiguousPath(why.as_str()))?;
+    let Cow::Owned(path) = canonical else {
+        return Ok(());
+    };
+    let path_and_query = match parts.uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path,
+    };
+    let mut uri = std::mem::take(&mut parts.uri).into_parts();
+    // The canonical path only holds characters the request's own path held, so it parses;
+    // should it not, the request is refused rather than forwarded with another path.
+    let unusable = || ProxyError::AmbiguousPath("the path cannot be put in canonical form");
+    uri.path_and_query = Some(path_and_query.parse().map_err(|_| unusable())?);
+    parts.uri = http::Uri::from_parts(uri).map_err(|_| unusable())?;
+    Ok(())
 }
 
 /// Where phase 3 may look for a connection.
@@ -406,7 +497,10 @@ async fn open_stream(
         Destination::Connection(pick) => {
             open_on_connection(proxy, snapshot, hostname, pick, request, tally).await
         }
-        Destination::Nodes(holders) => open_on_node(&proxy.cluster, &holders, request).await,
+        Destination::Nodes(holders) => {
+            let head_timeout = proxy.settings.response_head_timeout;
+            open_on_node(&proxy.cluster, &holders, request, head_timeout).await
+        }
     }
 }
 
@@ -435,8 +529,15 @@ async fn open_on_connection(
         span.record("tunnel_id", tracing::field::display(session.tunnel));
         span.record("config_version", version);
         forward::set_config_version(&mut request, version);
-        let guard = session.begin_stream();
-        match session.send(request).await {
+        let guard = session
+            .begin_stream(proxy.settings.stream_slot_timeout)
+            .await
+            .ok_or(ProxyError::NoStreamSlot)?;
+        let sent =
+            tokio::time::timeout(proxy.settings.response_head_timeout, session.send(request))
+                .await
+                .map_err(|_| ProxyError::ResponseTimeout)?;
+        match sent {
             Ok(response) => {
                 return Ok(Stream {
                     response,
@@ -468,10 +569,14 @@ async fn open_on_node(
     cluster: &Cluster,
     holders: &[Member],
     mut request: Request<BoxBody>,
+    head_timeout: Duration,
 ) -> Result<Stream, ProxyError> {
     for member in holders.iter().take(MAX_ATTEMPTS) {
         let node_id = member.advert.node_id.as_str();
-        match cluster.forward(member, request).await {
+        let forwarded = tokio::time::timeout(head_timeout, cluster.forward(member, request))
+            .await
+            .map_err(|_| ProxyError::ResponseTimeout)?;
+        match forwarded {
             Ok(response) => {
                 tracing::debug!(node_id, "forwarded to the edge node holding a connection");
                 return Ok(Stream {
@@ -503,12 +608,14 @@ struct Answer {
 }
 
 /// Phase 5: the response, its body streamed as it arrives (a tunnel stream stays counted
-/// until the body ends). For an accepted upgrade, the visitor's connection and the stream
-/// are spliced in the background.
-fn forward_response(
+/// until the body ends, and so does `hold`). For an accepted upgrade, the visitor's
+/// connection and the stream are spliced in `splices`, holding both until they end.
+fn forward_response<H: Send + Unpin + 'static>(
     stream: Stream,
     upgrade: Option<Upgrade>,
     visitor_upgrade: Option<OnUpgrade>,
+    splices: &Splices,
+    hold: H,
 ) -> Answer {
     let Stream {
         mut response,
@@ -517,7 +624,7 @@ fn forward_response(
     match (upgrade, visitor_upgrade) {
         (Some(kind), Some(visitor)) if response.status() == StatusCode::OK => {
             let tunnel = hyper::upgrade::on(&mut response);
-            tokio::spawn(body::splice(visitor, tunnel, guard).in_current_span());
+            splices.spawn(body::splice(visitor, tunnel, (guard, hold)).in_current_span());
             let (mut parts, _) = response.into_parts();
             if kind == Upgrade::Http1WebSocket {
                 parts.status = StatusCode::SWITCHING_PROTOCOLS;
@@ -528,7 +635,7 @@ fn forward_response(
             }
         }
         _ => Answer {
-            response: response.map(|body| Guarded::new(body, guard).boxed()),
+            response: response.map(|body| Guarded::new(body, (guard, hold)).boxed()),
             switching: None,
         },
     }

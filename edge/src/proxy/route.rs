@@ -8,7 +8,7 @@ use std::sync::Arc;
 use postern_schema::api::{HostnameSpec, Target};
 use postern_schema::ids::TunnelId;
 use postern_schema::rules::{format_selector, selector_matches};
-use rand::Rng;
+use rand::RngExt;
 
 use crate::catalog::Snapshot;
 use crate::tunnel::{Registry, Session};

@@ -12,11 +12,12 @@
 //!   restart, once it is back. As with any networked database, an error while committing
 //!   (the connection lost mid-commit) is ambiguous: the write may have landed, which a retry
 //!   with `If-Match` or the same name then reports.
-//! - Connections are plain TCP or unix sockets: TLS to PostgreSQL (`sslmode=require`) is not
-//!   supported yet, and is refused when the flags are checked.
+//! - Connections use TLS as the URL's `sslmode` and `sslrootcert` say (rustls; see `tls`):
+//!   `sslmode=verify-full&sslrootcert=FILE` is the recommended setting for a database on
+//!   another host. A certificate that is not trusted, and a server that wants TLS from an edge
+//!   told `sslmode=disable`, are reported as such.
 
 use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -28,21 +29,31 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use postern_schema::error_chain;
 use tokio::sync::mpsc;
-use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::config::Host;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{AsyncMessage, Config, IsolationLevel, NoTls, Row};
+use tokio_postgres::{AsyncMessage, Config, IsolationLevel, Row};
+use tokio_postgres_rustls::MakeRustlsConnect;
 use tokio_util::sync::CancellationToken;
 
 use super::certificates::{CertificateStore, PendingChallenge, StoredCertificate};
 use super::cluster::{ClusterStore, NodeAdvert, NodeLease};
-use super::record::{Dump, Kind, Record, Store, StoreError, Write, check_version, now_rfc3339};
+use super::record::{
+    ApiTokenRecord, Dump, Kind, Record, Store, StoreError, Write, check_version, now_rfc3339,
+};
 use cluster::CLUSTER_CHANNEL;
+use tls::{StoreUrl, TlsMode, certificate_problem};
 
 mod certificates;
 mod cluster;
+mod tls;
 
 /// The channel every committed write notifies, with the new store revision as the payload.
 const CHANGES_CHANNEL: &str = "postern_changes";
+
+/// The channel notified when an API token is added or removed (no payload): every node
+/// re-reads the tokens, so a revoked one is refused everywhere within moments.
+const TOKENS_CHANNEL: &str = "postern_tokens";
 
 /// The advisory lock key that serializes migrations ("postern1" in ASCII).
 const MIGRATION_LOCK: i64 = 0x706f_7374_6572_6e31;
@@ -123,6 +134,16 @@ CREATE TABLE postern_nodes (
 );
 CREATE INDEX postern_nodes_by_expiry ON postern_nodes (expires_at);
 "#,
+    // API tokens get an id, a role and an expiry; the tokens made before roles existed were
+    // admin tokens, and stay so.
+    r#"
+ALTER TABLE postern_api_tokens ADD COLUMN id TEXT COLLATE "C";
+ALTER TABLE postern_api_tokens ADD COLUMN role TEXT NOT NULL DEFAULT 'admin';
+ALTER TABLE postern_api_tokens ADD COLUMN expires_at TEXT;
+UPDATE postern_api_tokens SET id = gen_random_uuid()::text;
+ALTER TABLE postern_api_tokens ALTER COLUMN id SET NOT NULL;
+CREATE UNIQUE INDEX postern_api_tokens_by_id ON postern_api_tokens (id);
+"#,
     certificates::MIGRATION,
 ];
 
@@ -131,9 +152,26 @@ const COLUMNS: &str = "kind, id, name, version, created_at, body, revision";
 /// Why the PostgreSQL store could not do something; carried inside [`StoreError::Unavailable`].
 #[derive(Debug, thiserror::Error)]
 enum PostgresError {
-    /// The URL does not parse.
-    #[error("the store URL is not a valid PostgreSQL URL")]
-    Url(#[source] tokio_postgres::Error),
+    /// The URL does not parse, or its TLS settings cannot be used.
+    #[error("the store URL cannot be used: {0}")]
+    Url(String),
+    /// The database server's certificate is not trusted.
+    #[error(
+        "the database server's TLS certificate is not trusted ({detail}): sslrootcert must \
+         name the CA certificate that signed it (sslmode={mode})"
+    )]
+    UntrustedCertificate {
+        /// What rustls said.
+        detail: String,
+        /// The URL's sslmode.
+        mode: &'static str,
+    },
+    /// The server refused a connection without TLS.
+    #[error(
+        "the database server refused a connection without TLS (the store URL says \
+         sslmode=disable): use sslmode=verify-full with sslrootcert=FILE"
+    )]
+    TlsRequired(#[source] tokio_postgres::Error),
     /// No pooled connection could be had.
     #[error("cannot get a database connection")]
     Pool(#[source] PoolError),
@@ -164,19 +202,12 @@ impl From<tokio_postgres::Error> for StoreError {
 }
 
 /// Checks a `--store` value without connecting: a `postgres://` or `postgresql://` URL that
-/// `tokio-postgres` understands.
+/// `tokio-postgres` understands, with TLS settings that can be used (`sslrootcert` read).
 pub(crate) fn check_url(url: &str) -> Result<(), String> {
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         return Err("expected a postgres://user:password@host:port/database URL".into());
     }
-    let config = Config::from_str(url).map_err(|e| format!("not a valid PostgreSQL URL: {e}"))?;
-    if config.get_ssl_mode() == SslMode::Require {
-        return Err(
-            "sslmode=require: TLS to PostgreSQL is not supported yet; reach the \
-                    database over a private network or a unix socket, with sslmode=disable"
-                .into(),
-        );
-    }
+    StoreUrl::parse(url)?.connector()?;
     Ok(())
 }
 
@@ -186,6 +217,8 @@ pub(crate) struct PostgresStore {
     pool: Pool,
     config: Config,
     target: String,
+    tls: MakeRustlsConnect,
+    mode: TlsMode,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -201,12 +234,15 @@ impl PostgresStore {
     /// `Unavailable` when the database cannot be reached and with `Corrupt` when a newer edge
     /// migrated it further than this one knows.
     pub(crate) async fn connect(url: &str) -> Result<Self, StoreError> {
-        let config = session_config(url)?;
-        let target = describe(&config);
+        let url = StoreUrl::parse(url).map_err(PostgresError::Url)?;
+        let tls = url.connector().map_err(PostgresError::Url)?;
+        let mode = url.mode;
+        let config = session_config(url.config);
+        let target = format!("{} (sslmode={})", describe(&config), mode.as_str());
         let connect_bound = connect_bound(&config);
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -223,6 +259,8 @@ impl PostgresStore {
             pool,
             config,
             target,
+            tls,
+            mode,
         };
         store.migrate().await?;
         tracing::info!(store = %store.target, "using the PostgreSQL store");
@@ -235,6 +273,16 @@ impl PostgresStore {
             config: self.config.clone(),
             target: self.target.clone(),
             channel: CHANGES_CHANNEL,
+            tls: self.tls.clone(),
+            mode: self.mode,
+        }
+    }
+
+    /// The feed of API tokens added or removed by any node ([`TOKENS_CHANNEL`]).
+    pub(crate) fn token_feed(&self) -> ChangeFeed {
+        ChangeFeed {
+            channel: TOKENS_CHANNEL,
+            ..self.change_feed()
         }
     }
 
@@ -259,7 +307,11 @@ impl PostgresStore {
     where
         F: for<'c> FnOnce(&'c mut ClientWrapper) -> BoxFuture<'c, Result<T, StoreError>>,
     {
-        let mut client = self.pool.get().await.map_err(PostgresError::Pool)?;
+        let mut client = self
+            .pool
+            .get()
+            .await
+            .map_err(|error| connect_failure(error, self.mode))?;
         match tokio::time::timeout(limit, op(&mut client)).await {
             Ok(result) => result,
             Err(_) => {
@@ -278,10 +330,33 @@ impl PostgresStore {
     }
 }
 
+/// Why a connection could not be had, saying so when TLS is the reason.
+fn connect_failure(error: PoolError, mode: TlsMode) -> PostgresError {
+    match error {
+        PoolError::Backend(backend) => {
+            if let Some(detail) = certificate_problem(&backend) {
+                return PostgresError::UntrustedCertificate {
+                    detail,
+                    mode: mode.as_str(),
+                };
+            }
+            let refused_in_clear = backend.as_db_error().is_some_and(|db| {
+                *db.code() == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+                    && db.message().contains("no encryption")
+            });
+            if mode == TlsMode::Disable && refused_in_clear {
+                PostgresError::TlsRequired(backend)
+            } else {
+                PostgresError::Pool(PoolError::Backend(backend))
+            }
+        }
+        other => PostgresError::Pool(other),
+    }
+}
+
 /// The URL's settings plus the edge's bounds: a connect timeout (unless the URL sets one),
 /// server-side statement and lock timeouts, and TCP keepalives.
-fn session_config(url: &str) -> Result<Config, StoreError> {
-    let mut config = Config::from_str(url).map_err(PostgresError::Url)?;
+fn session_config(mut config: Config) -> Config {
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
     }
@@ -297,7 +372,7 @@ fn session_config(url: &str) -> Result<Config, StoreError> {
     if config.get_application_name().is_none() {
         config.application_name("postern-edge");
     }
-    Ok(config)
+    config
 }
 
 /// How long opening one connection may take: the URL's `connect_timeout` (per host) or ours,
@@ -776,26 +851,63 @@ async fn take_setting(
 
 async fn add_api_token(
     client: &mut ClientWrapper,
-    hash: String,
-    name: String,
+    token: ApiTokenRecord,
 ) -> Result<(), StoreError> {
-    client
-        .execute(
-            "INSERT INTO postern_api_tokens (hash, name, created_at) VALUES ($1, $2, $3)
-             ON CONFLICT (hash) DO NOTHING",
-            &[&hash, &name, &now_rfc3339()],
-        )
+    let tx = client.transaction().await?;
+    tx.execute(
+        "INSERT INTO postern_api_tokens (hash, name, created_at, id, role, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (hash) DO NOTHING",
+        &[
+            &token.hash,
+            &token.name,
+            &token.created_at,
+            &token.id,
+            &token.role,
+            &token.expires_at,
+        ],
+    )
+    .await?;
+    tx.execute("SELECT pg_notify($1, '')", &[&TOKENS_CHANNEL])
         .await?;
+    tx.commit().await?;
     Ok(())
 }
 
-async fn api_token_hashes(client: &mut ClientWrapper) -> Result<Vec<String>, StoreError> {
+async fn api_tokens(client: &mut ClientWrapper) -> Result<Vec<ApiTokenRecord>, StoreError> {
+    let statement = client
+        .prepare_cached(
+            "SELECT id, hash, name, role, created_at, expires_at FROM postern_api_tokens
+             ORDER BY name, id",
+        )
+        .await?;
     client
-        .query("SELECT hash FROM postern_api_tokens ORDER BY hash", &[])
+        .query(&statement, &[])
         .await?
         .iter()
-        .map(|row| row.try_get(0).map_err(StoreError::from))
+        .map(|row| {
+            Ok(ApiTokenRecord {
+                id: row.try_get(0)?,
+                hash: row.try_get(1)?,
+                name: row.try_get(2)?,
+                role: row.try_get(3)?,
+                created_at: row.try_get(4)?,
+                expires_at: row.try_get(5)?,
+            })
+        })
         .collect()
+}
+
+async fn delete_api_token(client: &mut ClientWrapper, id: String) -> Result<bool, StoreError> {
+    let tx = client.transaction().await?;
+    let deleted = tx
+        .execute("DELETE FROM postern_api_tokens WHERE id = $1", &[&id])
+        .await?;
+    if deleted > 0 {
+        tx.execute("SELECT pg_notify($1, '')", &[&TOKENS_CHANNEL])
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(deleted > 0)
 }
 
 #[async_trait]
@@ -855,14 +967,17 @@ impl Store for PostgresStore {
         self.run(move |c| Box::pin(take_setting(c, key))).await
     }
 
-    async fn add_api_token(&self, hash: &str, name: &str) -> Result<(), StoreError> {
-        let (hash, name) = (hash.to_string(), name.to_string());
-        self.run(move |c| Box::pin(add_api_token(c, hash, name)))
-            .await
+    async fn add_api_token(&self, token: ApiTokenRecord) -> Result<(), StoreError> {
+        self.run(move |c| Box::pin(add_api_token(c, token))).await
     }
 
-    async fn api_token_hashes(&self) -> Result<Vec<String>, StoreError> {
-        self.run(|c| Box::pin(api_token_hashes(c))).await
+    async fn api_tokens(&self) -> Result<Vec<ApiTokenRecord>, StoreError> {
+        self.run(|c| Box::pin(api_tokens(c))).await
+    }
+
+    async fn delete_api_token(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.run(move |c| Box::pin(delete_api_token(c, id))).await
     }
 }
 
@@ -875,6 +990,8 @@ pub(crate) struct ChangeFeed {
     config: Config,
     target: String,
     channel: &'static str,
+    tls: MakeRustlsConnect,
+    mode: TlsMode,
 }
 
 impl fmt::Debug for ChangeFeed {
@@ -930,10 +1047,11 @@ impl ChangeFeed {
         connected: &mut bool,
     ) -> Result<(), PostgresError> {
         let bound = connect_bound(&self.config);
-        let (client, mut connection) = tokio::time::timeout(bound, self.config.connect(NoTls))
-            .await
-            .map_err(|_| PostgresError::TimedOut(bound))?
-            .map_err(PostgresError::Database)?;
+        let (client, mut connection) =
+            tokio::time::timeout(bound, self.config.connect(self.tls.clone()))
+                .await
+                .map_err(|_| PostgresError::TimedOut(bound))?
+                .map_err(|e| connect_failure(PoolError::Backend(e), self.mode))?;
         // The connection delivers notifications only while polled; a task polls it and passes
         // them on, ending when the connection does.
         let (sender, mut messages) = mpsc::unbounded_channel();
@@ -1088,12 +1206,17 @@ mod tests {
         assert!(check_url("sqlite:///tmp/x.db").is_err());
         assert!(check_url("/var/lib/postern").is_err());
         assert!(check_url("postgres://u@h:notaport/db").is_err());
-        assert!(check_url("postgres://u@h/db?sslmode=require").is_err());
+        assert!(check_url("postgres://u@h/db?sslmode=require").is_ok());
+        assert!(check_url("postgres://u@h/db?sslmode=verify-full").is_err());
     }
 
     #[test]
     fn logs_name_the_database_but_never_the_password() {
-        let config = session_config("postgres://edge:s3cret@10.1.2.3:6543/postern").expect("url");
+        let config = session_config(
+            StoreUrl::parse("postgres://edge:s3cret@10.1.2.3:6543/postern")
+                .expect("url")
+                .config,
+        );
         let text = describe(&config);
         assert_eq!(text, "edge@10.1.2.3:6543/postern");
         assert!(!text.contains("s3cret"));
@@ -1101,8 +1224,11 @@ mod tests {
 
     #[test]
     fn sessions_get_the_edge_bounds_and_keep_their_own_options() {
-        let config =
-            session_config("postgres://u@h/db?options=-c%20search_path%3Dedge").expect("url");
+        let config = session_config(
+            StoreUrl::parse("postgres://u@h/db?options=-c%20search_path%3Dedge")
+                .expect("url")
+                .config,
+        );
         let options = config.get_options().unwrap_or_default();
         assert!(options.contains("statement_timeout=5s"), "{options}");
         assert!(
@@ -1111,7 +1237,11 @@ mod tests {
         );
         assert!(options.ends_with("-c search_path=edge"), "{options}");
         assert_eq!(config.get_connect_timeout(), Some(&CONNECT_TIMEOUT));
-        let own = session_config("postgres://u@h/db?connect_timeout=9").expect("url");
+        let own = session_config(
+            StoreUrl::parse("postgres://u@h/db?connect_timeout=9")
+                .expect("url")
+                .config,
+        );
         assert_eq!(own.get_connect_timeout(), Some(&Duration::from_secs(9)));
     }
 }

@@ -89,6 +89,23 @@ pub(crate) struct Record {
     pub(crate) revision: u64,
 }
 
+/// A control API token as the store keeps it: never the token, only its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ApiTokenRecord {
+    /// A UUID, how the API names the token.
+    pub(crate) id: String,
+    /// The SHA-256 of the token, lowercase hex.
+    pub(crate) hash: String,
+    /// What it is for.
+    pub(crate) name: String,
+    /// `admin`, `editor` or `viewer`.
+    pub(crate) role: String,
+    /// RFC 3339.
+    pub(crate) created_at: String,
+    /// RFC 3339 in UTC; `None` never expires.
+    pub(crate) expires_at: Option<String>,
+}
+
 /// Everything in the store at one revision.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Dump {
@@ -200,11 +217,16 @@ pub(crate) trait Store: Send + Sync + 'static {
     /// concurrent callers (on any edge node) gets the value: single-use secrets rely on it.
     async fn take_setting(&self, key: &str) -> Result<Option<String>, StoreError>;
 
-    /// Records the hash of an API token.
-    async fn add_api_token(&self, hash: &str, name: &str) -> Result<(), StoreError>;
+    /// Records an API token; nothing happens when a token with the same hash is there already.
+    /// Every edge node on the store hears of it ([`Store::api_tokens`] changes).
+    async fn add_api_token(&self, token: ApiTokenRecord) -> Result<(), StoreError>;
 
-    /// Every stored API token hash.
-    async fn api_token_hashes(&self) -> Result<Vec<String>, StoreError>;
+    /// Every stored API token, ordered by name, then id.
+    async fn api_tokens(&self) -> Result<Vec<ApiTokenRecord>, StoreError>;
+
+    /// Removes the API token `id`; `false` when there was none. Every edge node on the store
+    /// hears of it.
+    async fn delete_api_token(&self, id: &str) -> Result<bool, StoreError>;
 }
 
 /// Fails with `VersionMismatch` unless `if_match` is absent or names the stored version.
@@ -221,7 +243,7 @@ pub(super) fn check_version(record: &Record, if_match: Option<u64>) -> Result<()
 }
 
 /// Now, RFC 3339 in UTC to the second: the `created_at` of new records.
-pub(super) fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .ok()

@@ -9,7 +9,9 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::certificates::{CertificateStore, PendingChallenge, StoredCertificate};
-use super::record::{Dump, Kind, Record, Store, StoreError, Write, check_version, now_rfc3339};
+use super::record::{
+    ApiTokenRecord, Dump, Kind, Record, Store, StoreError, Write, check_version, now_rfc3339,
+};
 
 mod certificates;
 
@@ -46,6 +48,18 @@ CREATE TABLE settings (
     value TEXT NOT NULL
 );
 INSERT INTO settings (key, value) VALUES ('revision', '0');
+"#,
+    // API tokens get an id, a role and an expiry; the tokens made before roles existed were
+    // admin tokens, and stay so. Their ids are random UUIDs (version 4).
+    r#"
+ALTER TABLE api_tokens ADD COLUMN id TEXT;
+ALTER TABLE api_tokens ADD COLUMN role TEXT NOT NULL DEFAULT 'admin';
+ALTER TABLE api_tokens ADD COLUMN expires_at TEXT;
+UPDATE api_tokens SET id = lower(hex(randomblob(4))) || '-' || lower(hex(randomblob(2)))
+    || '-4' || substr(lower(hex(randomblob(2))), 2) || '-'
+    || substr('89ab', 1 + (abs(random()) % 4), 1) || substr(lower(hex(randomblob(2))), 2)
+    || '-' || lower(hex(randomblob(6)));
+CREATE UNIQUE INDEX api_tokens_by_id ON api_tokens (id);
 "#,
     certificates::MIGRATION,
 ];
@@ -515,12 +529,19 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn add_api_token(&self, hash: &str, name: &str) -> Result<(), StoreError> {
-        let (hash, name) = (hash.to_string(), name.to_string());
+    async fn add_api_token(&self, token: ApiTokenRecord) -> Result<(), StoreError> {
         self.run(move |conn| {
             conn.execute(
-                "INSERT OR IGNORE INTO api_tokens (hash, name, created_at) VALUES (?1, ?2, ?3)",
-                params![hash, name, now_rfc3339()],
+                "INSERT OR IGNORE INTO api_tokens (hash, name, created_at, id, role, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    token.hash,
+                    token.name,
+                    token.created_at,
+                    token.id,
+                    token.role,
+                    token.expires_at
+                ],
             )
             .map(|_| ())
             .map_err(unavailable)
@@ -528,15 +549,37 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn api_token_hashes(&self) -> Result<Vec<String>, StoreError> {
+    async fn api_tokens(&self) -> Result<Vec<ApiTokenRecord>, StoreError> {
         self.run(|conn| {
             let mut statement = conn
-                .prepare("SELECT hash FROM api_tokens")
+                .prepare(
+                    "SELECT id, hash, name, role, created_at, expires_at FROM api_tokens
+                     ORDER BY name, id",
+                )
                 .map_err(unavailable)?;
             statement
-                .query_map([], |r| r.get::<_, String>(0))
+                .query_map([], |r| {
+                    Ok(ApiTokenRecord {
+                        id: r.get(0)?,
+                        hash: r.get(1)?,
+                        name: r.get(2)?,
+                        role: r.get(3)?,
+                        created_at: r.get(4)?,
+                        expires_at: r.get(5)?,
+                    })
+                })
                 .map_err(unavailable)?
                 .collect::<Result<Vec<_>, _>>()
+                .map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn delete_api_token(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.run(move |conn| {
+            conn.execute("DELETE FROM api_tokens WHERE id = ?1", params![id])
+                .map(|deleted| deleted > 0)
                 .map_err(unavailable)
         })
         .await
@@ -609,6 +652,17 @@ mod tests {
             & 0o777
     }
 
+    fn token(hash: &str) -> ApiTokenRecord {
+        ApiTokenRecord {
+            id: uuid::Uuid::new_v4().to_string(),
+            hash: hash.into(),
+            name: "test".into(),
+            role: "admin".into(),
+            created_at: "2026-01-01T00:00:00Z".into(),
+            expires_at: None,
+        }
+    }
+
     fn with_suffix(path: &Path, suffix: &str) -> std::path::PathBuf {
         let mut name = path.as_os_str().to_owned();
         name.push(suffix);
@@ -621,7 +675,7 @@ mod tests {
         let path = dir.path().join("edge.db");
         let store = SqliteStore::open(&path).expect("open");
         store
-            .add_api_token("hash", "admin")
+            .add_api_token(token("hash"))
             .await
             .expect("a write, so the WAL is in use");
         for file in [
@@ -640,13 +694,17 @@ mod tests {
         let wal = with_suffix(&path, "-wal");
         let shm = with_suffix(&path, "-shm");
         let first = SqliteStore::open(&path).expect("open");
-        first.add_api_token("hash", "admin").await.expect("write");
+        first.add_api_token(token("hash")).await.expect("write");
         // Held open, so SQLite keeps its WAL files while they are loosened behind its back.
         for file in [&path, &wal, &shm] {
             std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
         }
         let second = SqliteStore::open(&path).expect("open again");
-        assert_eq!(second.api_token_hashes().await.expect("read"), ["hash"]);
+        let tokens = second.api_tokens().await.expect("read");
+        assert_eq!(
+            tokens.iter().map(|t| t.hash.as_str()).collect::<Vec<_>>(),
+            ["hash"]
+        );
         for file in [&path, &wal, &shm] {
             assert_eq!(mode(file), 0o600, "{}", file.display());
         }

@@ -312,17 +312,81 @@ async fn lists_are_ordered_by_name_bytewise(store: &dyn Store) {
 }
 
 async fn api_tokens_are_kept_once(store: &dyn Store) {
-    let hash = "ab".repeat(32);
-    store.add_api_token(&hash, "admin").await.expect("add");
-    store
-        .add_api_token(&hash, "admin")
-        .await
-        .expect("add again");
-    assert_eq!(store.api_token_hashes().await.expect("hashes"), [hash]);
+    let token = |id: &str, hash: &str, name: &str, role: &str| ApiTokenRecord {
+        id: id.into(),
+        hash: hash.into(),
+        name: name.into(),
+        role: role.into(),
+        created_at: "2026-01-01T00:00:00Z".into(),
+        expires_at: None,
+    };
+    let admin = token(
+        "00000000-0000-4000-8000-000000000001",
+        &"ab".repeat(32),
+        "admin",
+        "admin",
+    );
+    store.add_api_token(admin.clone()).await.expect("add");
+    let again = ApiTokenRecord {
+        id: "00000000-0000-4000-8000-000000000009".into(),
+        ..admin.clone()
+    };
+    store.add_api_token(again).await.expect("add again");
+    let ci = ApiTokenRecord {
+        expires_at: Some("2030-01-01T00:00:00Z".into()),
+        ..token(
+            "00000000-0000-4000-8000-000000000002",
+            &"cd".repeat(32),
+            "ci",
+            "editor",
+        )
+    };
+    store.add_api_token(ci.clone()).await.expect("add ci");
+    assert_eq!(
+        store.api_tokens().await.expect("tokens"),
+        [admin.clone(), ci.clone()]
+    );
+    assert!(store.delete_api_token(&ci.id).await.expect("delete"));
+    assert!(!store.delete_api_token(&ci.id).await.expect("delete again"));
+    assert_eq!(store.api_tokens().await.expect("tokens"), [admin]);
     assert_eq!(
         store.secret(Kind::Tunnel, "nope").await.expect("secret"),
         None
     );
+}
+
+#[tokio::test]
+async fn tokens_made_before_roles_become_admin_tokens_with_an_id() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("old.db");
+    {
+        // The store as the edge wrote it before tokens had roles (schema 1).
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        conn.execute_batch(
+            "CREATE TABLE api_tokens (hash TEXT PRIMARY KEY, name TEXT NOT NULL, created_at TEXT NOT NULL);
+             INSERT INTO api_tokens VALUES ('aa', 'admin', '2025-01-01T00:00:00Z');
+             INSERT INTO api_tokens VALUES ('bb', 'admin', '2025-01-02T00:00:00Z');
+             CREATE TABLE objects (kind TEXT NOT NULL, id TEXT NOT NULL, name TEXT NOT NULL,
+                 version INTEGER NOT NULL, revision INTEGER NOT NULL, created_at TEXT NOT NULL,
+                 body TEXT NOT NULL, secret TEXT, PRIMARY KEY (kind, id), UNIQUE (kind, name));
+             CREATE TABLE refs (from_kind TEXT NOT NULL, from_id TEXT NOT NULL,
+                 to_kind TEXT NOT NULL, to_id TEXT NOT NULL,
+                 PRIMARY KEY (from_kind, from_id, to_kind, to_id));
+             CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             INSERT INTO settings (key, value) VALUES ('revision', '0');
+             PRAGMA user_version = 1;",
+        )
+        .expect("old schema");
+    }
+    let store = SqliteStore::open(&path).expect("migrate");
+    let tokens = store.api_tokens().await.expect("tokens");
+    assert_eq!(tokens.len(), 2);
+    for token in &tokens {
+        assert_eq!(token.role, "admin");
+        assert!(token.id.parse::<uuid::Uuid>().is_ok(), "{}", token.id);
+        assert_eq!(token.expires_at, None);
+    }
+    assert_ne!(tokens[0].id, tokens[1].id);
 }
 
 #[tokio::test]

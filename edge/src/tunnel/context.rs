@@ -20,12 +20,15 @@ pub(crate) struct TunnelSettings {
     /// How long an enrolled or renewed client certificate is valid (connectors renew at two
     /// thirds of it).
     pub(crate) client_cert_lifetime: Duration,
+    /// Live connections one tunnel may hold on this node (`--max-connections-per-tunnel`).
+    pub(crate) max_connections_per_tunnel: u32,
 }
 
 impl Default for TunnelSettings {
     fn default() -> Self {
         Self {
             client_cert_lifetime: Duration::from_secs(12 * 3600),
+            max_connections_per_tunnel: 32,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Enrolment: a connector without a certificate proves it holds its tunnel's secret and gets a
 //! short-lived client certificate for its own key. One request per connection, rate-limited
-//! per source address.
+//! per client (a source IPv4 address or IPv6 /64).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -14,6 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::context::TunnelContext;
 use crate::auth::secrets_equal;
+use crate::client::ClientKey;
 use crate::store::Kind;
 
 /// How long an enrolment client may take to send its request.
@@ -25,13 +26,17 @@ const BURST: f64 = 10.0;
 /// Attempts per second an address earns back.
 const REFILL_PER_SECOND: f64 = 0.5;
 
-/// Beyond this many tracked addresses, full buckets are forgotten.
+/// At most this many clients are tracked; at the limit, the fullest of [`EVICTION_SAMPLE`]
+/// buckets is forgotten for each new one.
 const MAX_TRACKED: usize = 10_000;
 
-/// A token bucket per source address.
+/// How many buckets a full limiter looks at to pick the one it forgets.
+const EVICTION_SAMPLE: usize = 8;
+
+/// A token bucket per client.
 #[derive(Debug, Default)]
 pub(crate) struct Limiter {
-    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+    buckets: Mutex<HashMap<ClientKey, (f64, Instant)>>,
 }
 
 impl Limiter {
@@ -41,19 +46,28 @@ impl Limiter {
     }
 
     fn allow_at(&self, ip: IpAddr, now: Instant) -> bool {
+        let client = ClientKey::of(ip);
+        let level = |(tokens, at): &(f64, Instant)| {
+            (*tokens + now.saturating_duration_since(*at).as_secs_f64() * REFILL_PER_SECOND)
+                .min(BURST)
+        };
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if buckets.len() > MAX_TRACKED {
-            buckets.retain(|_, (tokens, at)| {
-                *tokens + now.saturating_duration_since(*at).as_secs_f64() * REFILL_PER_SECOND
-                    < BURST
-            });
+        if buckets.len() >= MAX_TRACKED && !buckets.contains_key(&client) {
+            // Constant time: a flood of new clients neither grows the map nor scans it.
+            let fullest = buckets
+                .iter()
+                .take(EVICTION_SAMPLE)
+                .max_by(|a, b| level(a.1).total_cmp(&level(b.1)))
+                .map(|(key, _)| *key);
+            if let Some(key) = fullest {
+                buckets.remove(&key);
+            }
         }
-        let (tokens, at) = buckets.entry(ip).or_insert((BURST, now));
-        *tokens = (*tokens + now.saturating_duration_since(*at).as_secs_f64() * REFILL_PER_SECOND)
-            .min(BURST);
-        *at = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
+        let bucket = buckets.entry(client).or_insert((BURST, now));
+        let tokens = level(bucket);
+        *bucket = (tokens, now);
+        if tokens >= 1.0 {
+            bucket.0 -= 1.0;
             true
         } else {
             false
@@ -216,5 +230,24 @@ mod tests {
         assert!(!limiter.allow_at(ip, now));
         assert!(limiter.allow_at([127, 0, 0, 10].into(), now));
         assert!(limiter.allow_at(ip, now + Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn an_ipv6_slash_64_is_one_client_and_a_flood_stays_bounded() {
+        let limiter = Limiter::default();
+        let now = Instant::now();
+        let allowed = (1..=100u32)
+            .filter(|i| {
+                let ip: IpAddr = format!("2001:db8:7:7::{i:x}").parse().expect("address");
+                limiter.allow_at(ip, now)
+            })
+            .count();
+        assert_eq!(allowed, BURST as usize);
+        for i in 0..(MAX_TRACKED as u32 * 3) {
+            let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            assert!(limiter.allow_at(ip, now));
+        }
+        let tracked = limiter.buckets.lock().expect("lock").len();
+        assert!(tracked <= MAX_TRACKED, "{tracked}");
     }
 }

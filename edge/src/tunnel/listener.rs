@@ -10,7 +10,7 @@
 //!   shared store only; both sides present node certificates. Accepted here, handed over
 //!   ([`PeerPort`]) and served by the proxy.
 //!
-//! Anything else is closed. The protocol is described in `docs/tunnel-protocol.md`.
+//! Anything else is closed. The protocol is described in `docs/guides/tunnel-protocol.md`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,6 +31,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::context::TunnelContext;
+use super::registry::certificate_key;
 use super::{enroll, session};
 use crate::ca::{CertCache, tunnel_of_certificate};
 
@@ -39,6 +40,10 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long shutdown waits for sessions to drain.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Warnings that a tunnel is at its connection cap: at most one this often (each refusal is
+/// counted in `postern_edge_tunnel_sessions_total{outcome="over_limit"}`).
+const CAP_WARNING_EVERY: Duration = Duration::from_secs(10);
 
 /// A connection from another edge node (`postern-peer/1`): TLS done, its node certificate
 /// verified against the CA. The tunnel listener only accepts it; the proxy serves it.
@@ -144,6 +149,7 @@ pub(crate) async fn serve(
         peers,
         limiter: enroll::Limiter::default(),
         tracker: tracker.clone(),
+        cap_warned: std::sync::Mutex::new(None),
     });
     loop {
         let (stream, peer) = tokio::select! {
@@ -178,6 +184,25 @@ struct Shared {
     limiter: enroll::Limiter,
     /// The listener's tasks, sessions on the workers included, waited for at shutdown.
     tracker: TaskTracker,
+    /// When a tunnel at its connection cap was last warned about.
+    cap_warned: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl Shared {
+    /// Warns that `tunnel` is at its cap, unless that was said less than
+    /// [`CAP_WARNING_EVERY`] ago.
+    fn warn_at_cap(&self, tunnel: postern_schema::ids::TunnelId) {
+        let mut warned = self.cap_warned.lock().unwrap_or_else(|p| p.into_inner());
+        if warned.is_some_and(|at| at.elapsed() < CAP_WARNING_EVERY) {
+            return;
+        }
+        *warned = Some(std::time::Instant::now());
+        tracing::warn!(
+            tunnel_id = %tunnel,
+            max = self.context.settings.max_connections_per_tunnel,
+            "refused a tunnel connection: the tunnel holds --max-connections-per-tunnel connections"
+        );
+    }
 }
 
 /// Finishes the TLS handshake with the configuration the client's ALPN asks for, then hands
@@ -199,6 +224,7 @@ async fn accept(
         peers,
         limiter,
         tracker,
+        ..
     } = shared.as_ref();
     let peer_tls = peers.as_ref().map(|p| p.tls.clone());
     let handshake = async {
@@ -235,8 +261,9 @@ async fn accept(
             return;
         }
         Ok(Err(error)) => {
-            // A missing or foreign client certificate ends here.
-            tracing::info!(%error, "tunnel TLS handshake failed");
+            // A missing or foreign client certificate ends here, and so does whatever the
+            // internet sends this port: counted, and logged only at debug (no line per stranger).
+            tracing::debug!(%error, "tunnel TLS handshake failed");
             context.metrics.inc(
                 "postern_edge_tunnel_sessions_total",
                 &[("outcome", "handshake_failed")],
@@ -259,13 +286,13 @@ async fn accept(
             }
         }
         Kind::Tunnel => {
-            let tunnel = stream
+            let leaf = stream
                 .get_ref()
                 .1
                 .peer_certificates()
-                .and_then(|chain| chain.first())
-                .and_then(tunnel_of_certificate);
-            let Some(tunnel) = tunnel else {
+                .and_then(|chain| chain.first());
+            let Some((tunnel, leaf)) = leaf.and_then(|l| Some((tunnel_of_certificate(l)?, l)))
+            else {
                 tracing::warn!("a client certificate signed by the edge CA names no tunnel");
                 context.metrics.inc(
                     "postern_edge_tunnel_sessions_total",
@@ -273,11 +300,23 @@ async fn accept(
                 );
                 return;
             };
-            // The session lives on the worker with the fewest of this tunnel's connections.
-            let placement =
-                context
-                    .registry
-                    .place(tunnel, context.workers.len(), postern_workers::current());
+            // The session lives on the worker with the fewest of this connector's (then this
+            // tunnel's) connections, if the tunnel has room for one more.
+            let placement = context.registry.place(
+                tunnel,
+                certificate_key(leaf),
+                context.workers.len(),
+                postern_workers::current(),
+                context.settings.max_connections_per_tunnel,
+            );
+            let Some(placement) = placement else {
+                context.metrics.inc(
+                    "postern_edge_tunnel_sessions_total",
+                    &[("outcome", "over_limit")],
+                );
+                shared.warn_at_cap(tunnel);
+                return;
+            };
             let Some(worker) = context.workers.get(placement.worker).cloned() else {
                 session::run(stream, peer, tunnel, context.clone(), placement, cancel).await;
                 return;

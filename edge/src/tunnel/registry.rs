@@ -1,7 +1,8 @@
 //! Which connectors are connected right now, per tunnel: one [`Session`] per live tunnel
 //! connection, the handle the proxy opens visitor streams on. Each session lives on one
-//! worker; the registry places a tunnel's connections on different workers ([`Registry::place`])
-//! and picks, for a request, a session of the worker serving it when it has one.
+//! worker; the registry spreads each connector's connections over the workers
+//! ([`Registry::place`]) and picks, for a request, the least busy connector, on a connection of
+//! the worker serving it when that connector has one there.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -12,9 +13,9 @@ use hyper::client::conn::http2::SendRequest;
 use hyper::{Request, Response};
 use postern_schema::api::Connection;
 use postern_schema::ids::TunnelId;
-use postern_schema::wire::HostnameConfig;
-use rand::Rng;
-use tokio::sync::watch;
+use postern_schema::wire::{HostnameConfig, tuning};
+use rand::RngExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::body::BoxBody;
@@ -25,11 +26,18 @@ pub(crate) struct Session {
     pub(crate) id: String,
     /// The tunnel its certificate is bound to.
     pub(crate) tunnel: TunnelId,
+    /// The connector process at the other end.
+    pub(crate) connector: String,
+    /// Its certificate, as [`Registry::place`] knows it.
+    certificate: u64,
     /// The worker whose runtime drives the connection (`None` off the workers, in tests).
     pub(crate) worker: Option<usize>,
     sender: SendRequest<BoxBody>,
     info: Mutex<Connection>,
     outstanding: AtomicUsize,
+    /// The connector's streams visitors may use (`tuning::MAX_CONCURRENT_STREAMS`, less those
+    /// kept for control requests).
+    streams: Arc<Semaphore>,
     draining: AtomicBool,
     pushed_version: AtomicU64,
     seen_revision: watch::Sender<u64>,
@@ -57,10 +65,14 @@ pub(crate) struct SendFailure {
     pub(crate) error: hyper::Error,
 }
 
-/// Counts one outstanding stream on a session until dropped.
+/// Visitor streams one connection carries at once.
+const VISITOR_STREAMS: u32 = tuning::MAX_CONCURRENT_STREAMS - tuning::CONTROL_STREAMS;
+
+/// Counts one outstanding stream on a session, and holds its stream, until dropped.
 #[derive(Debug)]
 pub(crate) struct StreamGuard {
     session: Arc<Session>,
+    _stream: OwnedSemaphorePermit,
 }
 
 impl Drop for StreamGuard {
@@ -70,16 +82,19 @@ impl Drop for StreamGuard {
 }
 
 impl Session {
-    /// A session over `sender`, described by `info`; `close` ends the connection.
+    /// A session over `sender`, described by `info`, placed by `placement`; `close` ends the
+    /// connection.
     pub(crate) fn new(
-        tunnel: TunnelId,
         sender: SendRequest<BoxBody>,
         info: Connection,
+        placement: &Placement,
         close: CancellationToken,
     ) -> Self {
         Self {
             id: info.id.clone(),
-            tunnel,
+            tunnel: placement.tunnel,
+            connector: info.connector_id.clone(),
+            certificate: placement.certificate,
             worker: postern_workers::current(),
             sender,
             pushed_version: AtomicU64::new(info.config_version),
@@ -87,6 +102,7 @@ impl Session {
             applied: Mutex::new(Vec::new()),
             info: Mutex::new(info),
             outstanding: AtomicUsize::new(0),
+            streams: Arc::new(Semaphore::new(VISITOR_STREAMS as usize)),
             draining: AtomicBool::new(false),
             close,
         }
@@ -170,12 +186,25 @@ impl Session {
         self.info.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Counts a stream as outstanding until the guard is dropped.
-    pub(crate) fn begin_stream(self: &Arc<Self>) -> StreamGuard {
+    /// Takes one of the connection's visitor streams, waiting at most `wait` for one to be
+    /// free, and counts it as outstanding until the guard is dropped; `None` when none freed
+    /// in time.
+    pub(crate) async fn begin_stream(
+        self: &Arc<Self>,
+        wait: std::time::Duration,
+    ) -> Option<StreamGuard> {
+        let stream = match self.streams.clone().try_acquire_owned() {
+            Ok(stream) => stream,
+            Err(_) => tokio::time::timeout(wait, self.streams.clone().acquire_owned())
+                .await
+                .ok()?
+                .ok()?,
+        };
         self.outstanding.fetch_add(1, Ordering::Relaxed);
-        StreamGuard {
+        Some(StreamGuard {
             session: self.clone(),
-        }
+            _stream: stream,
+        })
     }
 
     /// Opens a stream for `request` and waits for the response head.
@@ -208,9 +237,9 @@ impl Session {
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
     sessions: RwLock<HashMap<TunnelId, Vec<Arc<Session>>>>,
-    /// Connections placed on a worker whose session is not registered yet, by tunnel and
-    /// worker.
-    placing: Mutex<HashMap<TunnelId, Vec<usize>>>,
+    /// Connections placed on a worker whose session is not registered yet, by tunnel:
+    /// (certificate, worker) for each.
+    placing: Mutex<HashMap<TunnelId, Vec<(u64, usize)>>>,
 }
 
 /// Where a request's connection was found.
@@ -229,6 +258,7 @@ pub(crate) struct Picked {
 pub(crate) struct Placement {
     registry: Arc<Registry>,
     tunnel: TunnelId,
+    certificate: u64,
     /// The worker the connection goes to.
     pub(crate) worker: usize,
 }
@@ -240,56 +270,88 @@ impl Drop for Placement {
             .placing
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        if let Some(counts) = placing.get_mut(&self.tunnel) {
-            if let Some(count) = counts.get_mut(self.worker) {
-                *count = count.saturating_sub(1);
+        if let Some(pending) = placing.get_mut(&self.tunnel) {
+            if let Some(at) = pending
+                .iter()
+                .position(|p| *p == (self.certificate, self.worker))
+            {
+                pending.swap_remove(at);
             }
-            if counts.iter().all(|c| *c == 0) {
+            if pending.is_empty() {
                 placing.remove(&self.tunnel);
             }
         }
     }
 }
 
+/// A key for a connector's client certificate (its DER), which every connection of one
+/// connector process presents; [`Registry::place`] spreads the connections under one key
+/// over the workers.
+pub(crate) fn certificate_key(der: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    der.hash(&mut hasher);
+    hasher.finish()
+}
+
 impl Registry {
-    /// The worker (of `workers`) a new connection of `tunnel` should live on: the one with
-    /// the fewest of the tunnel's connections, counting those being placed; ties go to
-    /// `preferred` (the worker that accepted it), then to the lowest index. So a tunnel's
-    /// first connections land on different workers, and every worker can serve its requests
-    /// without a hand-off.
+    /// The worker (of `workers`) a new connection of `tunnel`, presenting the certificate
+    /// `certificate` (a [`certificate_key`]), should live on: the one with the fewest of that
+    /// connector's connections, then the fewest of the tunnel's, counting those being placed;
+    /// remaining ties go to `preferred` (the worker that accepted it), then to the lowest
+    /// index. So each connector's connections land on different workers, and when it has as
+    /// many as there are workers, every worker can serve its requests without a hand-off.
+    /// `None` when the tunnel already holds `max` connections (registered or being placed).
     pub(crate) fn place(
         self: &Arc<Self>,
         tunnel: TunnelId,
+        certificate: u64,
         workers: usize,
         preferred: Option<usize>,
-    ) -> Placement {
+        max: u32,
+    ) -> Option<Placement> {
         let workers = workers.max(1);
-        let mut counts = vec![0usize; workers];
+        // (the connector's, the tunnel's) per worker
+        let mut counts = vec![(0usize, 0usize); workers];
+        let mut total = 0usize;
+        let mut count = |cert: u64, worker: Option<usize>| {
+            total += 1;
+            if let Some(slot) = worker.and_then(|w| counts.get_mut(w)) {
+                slot.0 += usize::from(cert == certificate);
+                slot.1 += 1;
+            }
+        };
+        // The placing lock first, and held while the sessions are counted: a session that
+        // registers meanwhile is then counted at least once, so the cap is never passed.
+        let mut placing = self.placing.lock().unwrap_or_else(|p| p.into_inner());
         {
             let map = self.sessions.read().unwrap_or_else(|p| p.into_inner());
             for session in map.get(&tunnel).into_iter().flatten() {
-                if let Some(worker) = session.worker.filter(|w| *w < workers) {
-                    counts[worker] += 1;
-                }
+                count(session.certificate, session.worker);
             }
         }
-        let mut placing = self.placing.lock().unwrap_or_else(|p| p.into_inner());
-        let pending = placing.entry(tunnel).or_insert_with(|| vec![0; workers]);
-        pending.resize(workers.max(pending.len()), 0);
-        for (worker, count) in counts.iter_mut().enumerate() {
-            *count += pending[worker];
+        let pending = placing.entry(tunnel).or_default();
+        for (cert, worker) in pending.iter() {
+            count(*cert, Some(*worker));
         }
-        let least = counts.iter().copied().min().unwrap_or(0);
+        if total >= max as usize {
+            if pending.is_empty() {
+                placing.remove(&tunnel);
+            }
+            return None;
+        }
+        let least = counts.iter().copied().min().unwrap_or((0, 0));
         let worker = preferred
             .filter(|p| counts.get(*p) == Some(&least))
             .or_else(|| counts.iter().position(|c| *c == least))
             .unwrap_or(0);
-        pending[worker] += 1;
-        Placement {
+        pending.push((certificate, worker));
+        Some(Placement {
             registry: self.clone(),
             tunnel,
+            certificate,
             worker,
-        }
+        })
     }
 
     /// Registers a session: from now on the proxy may route to it.
@@ -342,8 +404,10 @@ impl Registry {
     }
 
     /// The healthy session with the fewest outstanding streams among `tunnels`' sessions,
-    /// skipping `exclude`: one of the calling worker's own when it has one, else any (ties
-    /// broken at random, so idle connectors share the traffic).
+    /// skipping `exclude` (ties broken at random, so idle connectors share the traffic) —
+    /// or, when the chosen session's connector has another one on the calling worker that is
+    /// no busier, that one, so the request needs no hand-off. Connectors are chosen as if
+    /// there were no workers; only the connection within a connector follows the worker.
     pub(crate) fn pick(&self, tunnels: &[TunnelId], exclude: &[String]) -> Option<Picked> {
         self.pick_on(tunnels, exclude, postern_workers::current())
     }
@@ -356,34 +420,44 @@ impl Registry {
         worker: Option<usize>,
     ) -> Option<Picked> {
         let map = self.sessions.read().unwrap_or_else(|p| p.into_inner());
-        // One pass, no allocation (it runs for every request): each count is read once, as
-        // they change under us, and ties are broken by reservoir sampling (the k-th tie
+        // Two passes, no allocation (it runs for every request). Counts change under us, so
+        // each is read once per pass; ties are broken by reservoir sampling (the k-th tie
         // replaces the choice with probability 1/k), which picks uniformly among them.
+        let candidates = || {
+            tunnels
+                .iter()
+                .filter_map(|t| map.get(t))
+                .flatten()
+                .filter(|s| s.is_healthy() && !exclude.contains(&s.id))
+        };
         let mut rng = rand::rng();
-        let mut own = Least::default();
         let mut any = Least::default();
-        let candidates = tunnels
-            .iter()
-            .filter_map(|t| map.get(t))
-            .flatten()
-            .filter(|s| s.is_healthy() && !exclude.contains(&s.id));
-        for session in candidates {
-            let outstanding = session.outstanding();
-            if worker.is_some() && session.worker == worker {
-                own.offer(session, outstanding, &mut rng);
-            }
-            any.offer(session, outstanding, &mut rng);
+        for session in candidates() {
+            any.offer(session, session.outstanding(), &mut rng);
         }
-        if let Some(session) = own.chosen {
+        let chosen = any.chosen?;
+        if worker.is_none() || chosen.worker == worker {
             return Some(Picked {
-                session: session.clone(),
+                session: chosen.clone(),
                 handed_off: false,
             });
         }
-        any.chosen.map(|session| Picked {
-            session: session.clone(),
-            handed_off: worker.is_some() && session.worker != worker,
-        })
+        let mut own = Least::default();
+        for session in candidates() {
+            if session.worker == worker && session.connector == chosen.connector {
+                own.offer(session, session.outstanding(), &mut rng);
+            }
+        }
+        match own.chosen {
+            Some(session) if own.least <= any.least => Some(Picked {
+                session: session.clone(),
+                handed_off: false,
+            }),
+            _ => Some(Picked {
+                session: chosen.clone(),
+                handed_off: true,
+            }),
+        }
     }
 }
 
@@ -405,7 +479,7 @@ impl Default for Least<'_> {
 }
 
 impl<'a> Least<'a> {
-    fn offer(&mut self, session: &'a Arc<Session>, outstanding: usize, rng: &mut impl Rng) {
+    fn offer(&mut self, session: &'a Arc<Session>, outstanding: usize, rng: &mut impl RngExt) {
         if outstanding < self.least {
             self.least = outstanding;
             self.ties = 1;
@@ -424,28 +498,54 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_tunnels_connections_are_placed_on_different_workers() {
+    fn each_connectors_connections_are_spread_over_the_workers() {
         let registry = Arc::new(Registry::default());
         let tunnel = TunnelId::new_random();
-        let first = registry.place(tunnel, 2, Some(1));
+        let (one, two) = (certificate_key(b"one"), certificate_key(b"two"));
+        let place = |tunnel, certificate, preferred| {
+            registry
+                .place(tunnel, certificate, 2, preferred, 32)
+                .expect("room")
+        };
+        let first = place(tunnel, one, Some(1));
         assert_eq!(first.worker, 1, "the accepting worker wins a tie");
-        let second = registry.place(tunnel, 2, Some(1));
+        let other = place(tunnel, two, Some(1));
+        assert_eq!(other.worker, 0, "the tunnel's emptier worker comes next");
+        let second = place(tunnel, one, Some(1));
         assert_eq!(
             second.worker, 0,
-            "the worker without a connection comes next"
+            "a connector's second connection goes where it has none, whatever the tunnel has"
         );
-        let third = registry.place(tunnel, 2, None);
-        assert_eq!(
-            third.worker, 0,
-            "a tie with no preference goes to the lowest index"
-        );
+        let third = place(tunnel, two, None);
+        assert_eq!(third.worker, 1, "and so does the other connector's");
         drop(second);
-        drop(third);
-        let again = registry.place(tunnel, 2, Some(1));
+        let again = place(tunnel, one, Some(1));
         assert_eq!(again.worker, 0, "a placement that ended frees its worker");
-        let other = registry.place(TunnelId::new_random(), 2, Some(1));
-        assert_eq!(other.worker, 1, "other tunnels are counted apart");
-        drop((first, again, other));
+        let apart = place(TunnelId::new_random(), one, Some(1));
+        assert_eq!(apart.worker, 1, "other tunnels are counted apart");
+        drop((first, other, third, again, apart));
         assert!(registry.placing.lock().expect("lock").is_empty());
+    }
+
+    #[test]
+    fn a_tunnel_holds_at_most_its_cap_of_connections() {
+        let registry = Arc::new(Registry::default());
+        let tunnel = TunnelId::new_random();
+        let held: Vec<Placement> = (0..3)
+            .map(|_| {
+                registry
+                    .place(tunnel, 7, 2, None, 3)
+                    .expect("within the cap")
+            })
+            .collect();
+        assert!(registry.place(tunnel, 7, 2, None, 3).is_none());
+        assert!(
+            registry
+                .place(TunnelId::new_random(), 7, 2, None, 3)
+                .is_some(),
+            "other tunnels have caps of their own"
+        );
+        drop(held);
+        assert!(registry.place(tunnel, 7, 2, None, 3).is_some());
     }
 }

@@ -48,6 +48,14 @@ const REVOKE_NOTICE_TIMEOUT: Duration = Duration::from_millis(400);
 /// and close.
 const SHUTDOWN_DRAIN: Duration = Duration::from_secs(8);
 
+/// Renewals one session may ask for at once (connectors ask once, at two thirds of their
+/// certificate's life).
+const RENEWAL_BURST: f64 = 2.0;
+
+/// How often a session earns another renewal: a flood of renewal requests (each a new valid
+/// certificate, and a signature's work) gets this many and no more.
+const RENEWAL_EVERY: Duration = Duration::from_secs(600);
+
 /// Why a session failed.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum SessionError {
@@ -221,6 +229,11 @@ impl Live {
             wanted_connections: u32::try_from(context.workers.len()).unwrap_or(u32::MAX),
         };
         let answer: HelloAnswer = control(&self.sender, HELLO_PATH, &hello).await?;
+        // The connector id and version are shown by the API and logged: bounded, printable.
+        answer.check().map_err(|source| SessionError::Malformed {
+            path: HELLO_PATH,
+            source,
+        })?;
         let (events_tx, mut events) = mpsc::channel(16);
         self.open_events(events_tx).await?;
 
@@ -234,9 +247,9 @@ impl Live {
             draining: false,
         };
         let session = Arc::new(Session::new(
-            self.tunnel,
             self.sender.clone(),
             info,
+            &placement,
             self.close.clone(),
         ));
         if answer.draining {
@@ -281,6 +294,8 @@ impl Live {
         events: &mut mpsc::Receiver<Event>,
     ) -> Result<(), SessionError> {
         let mut events_open = true;
+        let mut drain_confirmed = false;
+        let mut renewals = Renewals::new();
         loop {
             tokio::select! {
                 _ = self.ended.cancelled() => {
@@ -315,7 +330,9 @@ impl Live {
                     }
                 }
                 event = events.recv(), if events_open => match event {
-                    Some(Event::Draining) => {
+                    // One confirmation per session, however often the connector says it.
+                    Some(Event::Draining) if !drain_confirmed => {
+                        drain_confirmed = true;
                         tracing::info!("connector is draining: no new requests go to this connection");
                         session.set_draining();
                         let sender = self.sender.clone();
@@ -326,9 +343,25 @@ impl Live {
                             }
                         }.in_current_span());
                     }
-                    Some(Event::Renew { csr_der }) => {
-                        tokio::spawn(renew(context.clone(), self.tunnel, self.sender.clone(), csr_der).in_current_span());
-                    }
+                    Some(Event::Draining) => {}
+                    Some(Event::Renew { csr_der }) => match renewals.begin() {
+                        Some(renewal) => {
+                            let renew = renew(context.clone(), self.tunnel, self.sender.clone(), csr_der);
+                            tokio::spawn(async move {
+                                renew.await;
+                                drop(renewal);
+                            }.in_current_span());
+                        }
+                        None => {
+                            context.metrics.inc(
+                                "postern_edge_certificate_renewals_total",
+                                &[("outcome", "refused")],
+                            );
+                            if renewals.warn_once() {
+                                tracing::warn!("refused a renewal request: this connection asks for renewals faster than a connector does");
+                            }
+                        }
+                    },
                     None => events_open = false,
                 },
             }
@@ -365,6 +398,57 @@ impl Live {
             }
             Err(_) => tracing::debug!("drain notice timed out"),
         }
+    }
+}
+
+/// The renewals one session may ask for: one at a time, [`RENEWAL_BURST`] at once and one
+/// more every [`RENEWAL_EVERY`].
+struct Renewals {
+    tokens: f64,
+    updated: std::time::Instant,
+    in_flight: Arc<std::sync::atomic::AtomicBool>,
+    warned: bool,
+}
+
+/// A renewal in progress, until dropped.
+struct Renewal(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for Renewal {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Renewals {
+    fn new() -> Self {
+        Self {
+            tokens: RENEWAL_BURST,
+            updated: std::time::Instant::now(),
+            in_flight: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            warned: false,
+        }
+    }
+
+    /// A renewal may start now: none is in progress and the budget has one.
+    fn begin(&mut self) -> Option<Renewal> {
+        let now = std::time::Instant::now();
+        let earned = now.duration_since(self.updated).as_secs_f64() / RENEWAL_EVERY.as_secs_f64();
+        self.tokens = (self.tokens + earned).min(RENEWAL_BURST);
+        self.updated = now;
+        if self.tokens < 1.0
+            || self
+                .in_flight
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            return None;
+        }
+        self.tokens -= 1.0;
+        Some(Renewal(self.in_flight.clone()))
+    }
+
+    /// `true` the first time only: a session's refusals are warned about once.
+    fn warn_once(&mut self) -> bool {
+        !std::mem::replace(&mut self.warned, true)
     }
 }
 
@@ -506,4 +590,22 @@ fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_renewal_flood_gets_the_burst_one_at_a_time() {
+        let mut renewals = Renewals::new();
+        let first = renewals.begin().expect("the first renewal");
+        assert!(renewals.begin().is_none(), "one at a time");
+        drop(first);
+        let second = renewals.begin().expect("the second renewal");
+        drop(second);
+        assert!(renewals.begin().is_none(), "the burst is spent");
+        assert!(renewals.warn_once());
+        assert!(!renewals.warn_once());
+    }
 }

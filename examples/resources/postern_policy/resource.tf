@@ -12,9 +12,11 @@ resource "postern_policy" "api" {
   }
 
   jwt = {
-    issuer       = "https://id.example.com/"
-    audiences    = ["api"]
-    hs256_secret = var.jwt_secret
+    issuer    = "https://id.example.com/"
+    audiences = ["api"]
+    # Write-only: sent to the edge, never kept in state. Change the version to send a new one.
+    hs256_secret         = var.jwt_secret
+    hs256_secret_version = 1
   }
 }
 

@@ -46,6 +46,26 @@ pub(crate) fn diagnose(error: &ClientError, op: Operation<'_>) -> Diagnostic {
                  \"http://127.0.0.1:7070\"."
             ),
         ),
+        ClientError::InvalidCaCertificate { reason } => Diagnostic::error(
+            "Invalid ca_cert_pem",
+            format!(
+                "The provider's `ca_cert_pem` (or POSTERN_CA_CERT) is not a PEM CA \
+                 certificate: {reason}. Give the certificate of the CA that signed the edge \
+                 API's certificate, such as the edge's <data-dir>/ca.pem with \
+                 `--api-tls edge-ca`."
+            ),
+        )
+        .at(AttributePath::root("ca_cert_pem")),
+        ClientError::UntrustedCertificate { endpoint, detail } => Diagnostic::error(
+            "The Postern edge's certificate is not trusted",
+            format!(
+                "While {action} {subject}, the TLS certificate of the edge at {endpoint} was \
+                 not trusted: {detail}. Set the provider's `ca_cert_pem` (or POSTERN_CA_CERT) \
+                 to the CA certificate that signed the edge API's certificate (with \
+                 `--api-tls edge-ca`: the edge's <data-dir>/ca.pem), and check that \
+                 `endpoint` names the host the certificate is for."
+            ),
+        ),
         ClientError::Unreachable { endpoint, source } => Diagnostic::error(
             "Cannot reach the Postern edge",
             format!(
@@ -72,7 +92,26 @@ pub(crate) fn diagnose(error: &ClientError, op: Operation<'_>) -> Diagnostic {
                     format!(
                         "While {action} {subject}, the edge answered 401: {message}. Set the \
                          provider's `api_token` (or POSTERN_API_TOKEN) to a valid token, such \
-                         as the one in the edge's <data-dir>/admin-token."
+                         as the one in the edge's <data-dir>/admin-token or one an admin made \
+                         (postern_api_token, POST /v1/tokens); a revoked or expired token is \
+                         refused."
+                    ),
+                ),
+                ErrorCode::Forbidden => Diagnostic::error(
+                    "The API token's role does not allow this",
+                    format!(
+                        "While {action} {subject}, the edge answered 403: {message}. Use a \
+                         token whose role allows it: an editor token manages tunnels, \
+                         hostnames and policies; only an admin token manages API tokens; a \
+                         viewer token only reads."
+                    ),
+                ),
+                ErrorCode::TooManyRequests => Diagnostic::error(
+                    "Too many failed authentications",
+                    format!(
+                        "While {action} {subject}, the edge answered 429: {message}. This \
+                         address presented wrong or expired API tokens too often; fix \
+                         `api_token` and try again after a minute."
                     ),
                 ),
                 ErrorCode::Invalid => Diagnostic::error(

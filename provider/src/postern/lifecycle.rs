@@ -71,6 +71,10 @@ pub(crate) trait EdgeObject: Send + Sync + 'static {
         Some(state)
     }
 
+    /// Sets `model`'s write-only attributes from `config`: Terraform leaves them out of the
+    /// plan (they are null there), so create and update read them from the configuration.
+    fn fill_write_only(&self, _config: &Value, _model: &mut Self::Model) {}
+
     /// What the provider writes for `model`; a value the edge could not take becomes a
     /// diagnostic on its attribute.
     fn spec(&self, model: &Self::Model) -> Result<Self::Spec, Diagnostic>;
@@ -208,10 +212,11 @@ async fn create<R: EdgeObject>(
     req: CreateRequest,
     resp: &mut StateResponse,
 ) {
-    // Read the plan into the model.
-    let Some(plan) = resp.diagnostics.check(req.planned.decode::<R::Model>()) else {
+    // Read the plan into the model, and the write-only values from the configuration.
+    let Some(mut plan) = resp.diagnostics.check(req.planned.decode::<R::Model>()) else {
         return;
     };
+    r.fill_write_only(&req.config, &mut plan);
     let Some(spec) = resp.diagnostics.check(r.spec(&plan)) else {
         return;
     };
@@ -276,9 +281,10 @@ async fn update<R: EdgeObject>(
     req: UpdateRequest,
     resp: &mut StateResponse,
 ) {
-    let Some(plan) = resp.diagnostics.check(req.planned.decode::<R::Model>()) else {
+    let Some(mut plan) = resp.diagnostics.check(req.planned.decode::<R::Model>()) else {
         return;
     };
+    r.fill_write_only(&req.config, &mut plan);
     let Some(id) = state_id::<R>(&plan, &mut resp.diagnostics) else {
         return;
     };

@@ -1,5 +1,5 @@
 //! Postern's managed resource types (`postern_tunnel`, `postern_hostname`,
-//! `postern_policy`, `postern_certificate`) and ephemeral resources
+//! `postern_policy`, `postern_api_token`, `postern_certificate`) and ephemeral resources
 //! (`postern_enrollment_token`), one file per type.
 //!
 //! To add one: write `src/resources/<type>.rs` with a struct implementing
@@ -8,6 +8,7 @@
 //! [`EphemeralResource<ProviderData>`](crate::framework::EphemeralResource), declare the
 //! module here, and register it in [`registry`](crate::provider::registry).
 
+pub(crate) mod api_token;
 pub(crate) mod certificate;
 pub(crate) mod enrollment_token;
 pub(crate) mod hostname;

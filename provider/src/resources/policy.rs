@@ -9,6 +9,7 @@ use postern_schema::api::{
 use postern_schema::client::{Client, ClientError};
 use postern_schema::ids::PolicyId;
 use postern_schema::rules;
+use postern_schema::secret::Secret;
 use serde::{Deserialize, Serialize};
 
 use crate::framework::{
@@ -61,8 +62,11 @@ pub(crate) struct JwtModel {
     pub(crate) issuer: Option<String>,
     /// Accepted `aud` values.
     pub(crate) audiences: Option<Vec<String>>,
-    /// The HS256 secret.
+    /// The HS256 secret: write-only, so only ever set from the configuration, never in
+    /// state.
     pub(crate) hs256_secret: Option<String>,
+    /// Changed by the user to send a new `hs256_secret`.
+    pub(crate) hs256_secret_version: Option<Number>,
     /// RS256/ES256 public keys.
     pub(crate) public_keys_pem: Option<Vec<String>>,
 }
@@ -122,7 +126,7 @@ impl PolicyModel {
             jwt: self.jwt.as_ref().map(|j| JwtSettings {
                 issuer: j.issuer.clone(),
                 audiences: j.audiences.clone(),
-                hs256_secret: j.hs256_secret.clone(),
+                hs256_secret: j.hs256_secret.clone().map(Secret::new),
                 public_keys_pem: j.public_keys_pem.clone(),
             }),
         })
@@ -136,6 +140,10 @@ impl PolicyModel {
         let known_rps = known
             .and_then(|k| k.rate_limit.as_ref())
             .map(|r| &r.requests_per_second);
+        // The edge keeps no version of the write-only secret: it is Terraform's.
+        let secret_version = known
+            .and_then(|k| k.jwt.as_ref())
+            .and_then(|j| j.hs256_secret_version.clone());
         Self {
             id: Some(policy.id.to_string()),
             name: spec.name.clone(),
@@ -167,7 +175,8 @@ impl PolicyModel {
             jwt: spec.jwt.as_ref().map(|j| JwtModel {
                 issuer: j.issuer.clone(),
                 audiences: j.audiences.clone(),
-                hs256_secret: j.hs256_secret.clone(),
+                hs256_secret: None,
+                hs256_secret_version: secret_version.clone(),
                 public_keys_pem: j.public_keys_pem.clone(),
             }),
         }
@@ -310,10 +319,23 @@ impl EdgeObject for PolicyResource {
                         "hs256_secret",
                         Attribute::string(
                             "Shared secret for HS256 tokens (at least 16 characters). \
-                             Sensitive.",
+                             Write-only (Terraform 1.11 and later): sent to the edge on create \
+                             and update, never stored in state or plan, and never returned by \
+                             the edge. Terraform cannot see it change: change \
+                             `hs256_secret_version` to send a new one.",
                         )
                         .optional()
-                        .sensitive(),
+                        .sensitive()
+                        .write_only(),
+                    )
+                    .with(
+                        "hs256_secret_version",
+                        Attribute::number(
+                            "Any number; change it (e.g. increment it) whenever \
+                             `hs256_secret` changes, so that the policy is updated and the new \
+                             secret sent.",
+                        )
+                        .optional(),
                     )
                     .with(
                         "public_keys_pem",
@@ -381,8 +403,28 @@ impl EdgeObject for PolicyResource {
                 }
             }
         }
-        findings.schema::<PolicySpec>(config, &self.schema().value_type());
+        // The body the provider sends has no hs256_secret_version: it is Terraform's own.
+        let mut body = config.clone();
+        if let Some(jwt) = body
+            .get_mut("jwt")
+            .filter(|j| !j.is_null() && !j.is_unknown())
+        {
+            jwt.set_attribute("hs256_secret_version", Value::Null);
+        }
+        findings.schema::<PolicySpec>(&body, &self.schema().value_type());
         findings.report(diagnostics);
+    }
+
+    /// `jwt.hs256_secret` is write-only: Terraform leaves it out of the plan, so it comes
+    /// from the configuration.
+    fn fill_write_only(&self, config: &Value, model: &mut PolicyModel) {
+        let secret = config
+            .get("jwt")
+            .and_then(|jwt| jwt.get("hs256_secret"))
+            .and_then(Value::as_str);
+        if let Some(jwt) = model.jwt.as_mut() {
+            jwt.hs256_secret = secret.map(str::to_owned);
+        }
     }
 
     /// Plans `rate_limit.burst` exactly when the configuration leaves it unset: the
@@ -513,10 +555,14 @@ impl EdgeObject for PolicyResource {
     }
 }
 
-/// A spec with defaults filled and the method set in a fixed order, for comparison.
+/// A spec with defaults filled and the method set in a fixed order, for comparison; the
+/// write-only HS256 secret left out (the edge never shows it).
 fn comparable(spec: PolicySpec) -> PolicySpec {
     let mut spec = spec.normalized();
     spec.allow_methods.sort();
+    if let Some(jwt) = spec.jwt.as_mut() {
+        jwt.hs256_secret = None;
+    }
     spec
 }
 

@@ -32,8 +32,10 @@ pub struct ApiError {
 pub enum ErrorCode {
     /// 400: the body breaks the contract.
     Invalid,
-    /// 401: missing or wrong token.
+    /// 401: missing, wrong or expired token.
     Unauthorized,
+    /// 403: the token's role may not do this.
+    Forbidden,
     /// 404: no such object.
     NotFound,
     /// 409: a name is taken or a reference dangles.
@@ -48,6 +50,8 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     /// 405.
     MethodNotAllowed,
+    /// 429: too many failed authentications from the client's address.
+    TooManyRequests,
     /// 503: the store cannot be reached.
     Unavailable,
     /// 500.

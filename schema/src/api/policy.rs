@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ids::PolicyId;
+use crate::secret::Secret;
 
 /// What a client writes for a policy. Omitted lists are empty and an omitted mode is `enforce`;
 /// [`PolicySpec::normalized`] also fills the rate limit's `burst` and `per`, as the edge stores them.
@@ -95,9 +96,9 @@ pub struct JwtSettings {
     /// Accepted `aud` values; empty accepts any audience.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audiences: Option<Vec<String>>,
-    /// The HS256 shared secret.
+    /// The HS256 shared secret: write-only, never in an answer of the edge.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hs256_secret: Option<String>,
+    pub hs256_secret: Option<Secret>,
     /// RS256/ES256 public keys (PEM).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_keys_pem: Option<Vec<String>>,

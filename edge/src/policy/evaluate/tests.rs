@@ -126,7 +126,10 @@ fn paths_match_patterns_after_normalisation() {
         ("/api/%", None),
         ("/api/é/%C3%A9", None),
         ("/api/..", Some(Reason::Path)),
-        ("//api/x", Some(Reason::Path)),
+        // Repeated slashes merge (as nginx reads them); the proxy forwards the merged form.
+        ("//api/x", None),
+        ("/public//../admin", Some(Reason::Path)),
+        ("/api/..;/admin", Some(Reason::Path)),
     ];
     let policy = compiled(json!({"name": "paths", "allow_paths": allow}));
     let now = now_plus(Instant::now(), Duration::ZERO);
@@ -137,17 +140,6 @@ fn paths_match_patterns_after_normalisation() {
         };
         assert_eq!(reason(evaluate(&policy, HOST, &request)), *want, "{path}");
     }
-}
-
-#[test]
-fn path_normalisation_borrows_when_there_is_nothing_to_do() {
-    assert!(matches!(normalize_path("/a/b/c"), Cow::Borrowed("/a/b/c")));
-    assert_eq!(normalize_path("/a/b/../c"), "/a/c");
-    assert_eq!(normalize_path("/a/b/.."), "/a/");
-    assert_eq!(normalize_path("/a/b/."), "/a/b/");
-    assert_eq!(normalize_path("/../../x"), "/x");
-    assert_eq!(normalize_path("/.."), "/");
-    assert_eq!(normalize_path("/%7euser/%2Fx"), "/~user/%2Fx");
 }
 
 /// What a token case expects.

@@ -45,7 +45,7 @@ const CHROMIUM_ARGS: &[&str] = &[
 ];
 
 /// A headless Chromium session; stopped when dropped.
-pub struct Browser {
+pub(crate) struct Browser {
     client: Option<Client>,
     driver: Option<Child>,
     driver_log: PathBuf,
@@ -55,7 +55,7 @@ pub struct Browser {
 impl Browser {
     /// Starts chromedriver and a Chromium session whose window is `width` x `height`.
     /// Panics, saying what to install, when Chromium or chromedriver is missing.
-    pub async fn start(width: u32, height: u32) -> Self {
+    pub(crate) async fn start(width: u32, height: u32) -> Self {
         let chromium = find_program(&["chromium", "chromium-browser"]);
         let chromedriver = find_program(&["chromedriver"]);
         let (Some(chromium), Some(chromedriver)) = (chromium, chromedriver) else {
@@ -102,13 +102,13 @@ impl Browser {
     }
 
     /// The WebDriver client.
-    pub fn client(&self) -> &Client {
+    pub(crate) fn client(&self) -> &Client {
         self.client.as_ref().expect("the browser is running")
     }
 
     /// Runs `script` (a function body; `arguments` holds `args`) in the page and decodes what
     /// it returns.
-    pub async fn eval<T: DeserializeOwned>(&self, script: &str, args: Vec<Value>) -> T {
+    pub(crate) async fn eval<T: DeserializeOwned>(&self, script: &str, args: Vec<Value>) -> T {
         let value = self
             .client()
             .execute(script, args)
@@ -120,7 +120,7 @@ impl Browser {
 
     /// Evaluates `script` every 100 ms until it returns something other than `null`, at most
     /// `timeout`; panics naming `what`, with the page's text, otherwise.
-    pub async fn wait_for<T: DeserializeOwned>(
+    pub(crate) async fn wait_for<T: DeserializeOwned>(
         &self,
         timeout: Duration,
         what: &str,
@@ -148,7 +148,7 @@ impl Browser {
     }
 
     /// Resizes the window.
-    pub async fn resize(&self, width: u32, height: u32) {
+    pub(crate) async fn resize(&self, width: u32, height: u32) {
         self.client()
             .set_window_size(width, height)
             .await
@@ -156,7 +156,7 @@ impl Browser {
     }
 
     /// Saves a PNG of the viewport to `path` (creating its directory).
-    pub async fn screenshot(&self, path: &Path) {
+    pub(crate) async fn screenshot(&self, path: &Path) {
         let png = self.client().screenshot().await.expect("screenshot");
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).expect("screenshot directory");
@@ -165,12 +165,12 @@ impl Browser {
     }
 
     /// What chromedriver logged.
-    pub fn driver_log(&self) -> String {
+    pub(crate) fn driver_log(&self) -> String {
         std::fs::read_to_string(&self.driver_log).unwrap_or_default()
     }
 
     /// Ends the session (Chromium quits) and stops chromedriver.
-    pub async fn close(mut self) {
+    pub(crate) async fn close(mut self) {
         if let Some(client) = self.client.take() {
             let _ = tokio::time::timeout(Duration::from_secs(10), client.close()).await;
         }
