@@ -273,6 +273,13 @@ impl EdgeProcess {
         }
     }
 
+    /// Starts the edge again on the same data dir and the same addresses, with `args` added
+    /// to its flags from now on.
+    pub fn restart_with_args(&mut self, args: &[String]) {
+        self.options.args.extend(args.iter().cloned());
+        self.restart();
+    }
+
     /// Starts the edge again on the same data dir and the same addresses.
     pub fn restart(&mut self) {
         self.kill();

@@ -113,7 +113,7 @@ async fn shows_data(browser: &Browser) -> bool {
     browser
         .eval(
             "return !document.getElementById('dashboard').hidden
-                 || ['summary', 'tunnels', 'hostnames', 'policies', 'dns']
+                 || ['summary', 'tunnels', 'hostnames', 'policies', 'certificates', 'dns']
                       .some((id) => document.getElementById(id).childElementCount > 0);",
             Vec::new(),
         )
@@ -426,6 +426,59 @@ async fn the_status_page_shows_tunnels_routes_and_decisions_live() {
         "{dns_text}"
     );
 
+    // The certificates HTTPS serves: an upload, and the visitors' CA's for both hostnames.
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params =
+        rcgen::CertificateParams::new(vec!["www.example.com".to_string()]).expect("params");
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(90);
+    let cert = params.self_signed(&key).expect("certificate");
+    let uploaded = api
+        .post(
+            "/v1/certificates",
+            &json!({"certificate_pem": cert.pem(), "private_key_pem": key.serialize_pem()}),
+        )
+        .await;
+    assert_eq!(uploaded.status, 201, "{}", uploaded.text);
+    let listed = api.get("/v1/certificates").await;
+    let items = listed.body["items"].as_array().cloned().unwrap_or_default();
+    assert_eq!(items.len(), 3, "{}", listed.text);
+    let rows: Vec<(String, String, String)> = browser
+        .wait_for(
+            PAGE_TIMEOUT,
+            "the three certificates",
+            "const rows = [...document.querySelectorAll('#certificates [data-certificate]')]
+                 .map((r) => [r.dataset.certificate, r.dataset.source, r.dataset.status]);
+             return rows.length === 3 ? rows : null;",
+        )
+        .await;
+    assert!(
+        rows.contains(&("www.example.com".into(), "uploaded".into(), "valid".into())),
+        "{rows:?}"
+    );
+    for host in [HOST, "staging.example.com"] {
+        assert!(
+            rows.contains(&(host.into(), "edge_ca".into(), "valid".into())),
+            "{rows:?}"
+        );
+    }
+    let certificates_text: String = browser
+        .eval(
+            "return document.getElementById('certificates').innerText;",
+            Vec::new(),
+        )
+        .await;
+    assert!(
+        certificates_text.contains("visitors' CA"),
+        "{certificates_text}"
+    );
+    assert!(certificates_text.contains("days"), "{certificates_text}");
+    assert!(
+        !certificates_text.contains("PRIVATE KEY"),
+        "{certificates_text}"
+    );
+
     // Readable at a phone's width: nothing wider than the screen.
     full_page_screenshot(&browser, 390, "status-page-phone.png").await;
     let overflow: f64 = browser
@@ -509,6 +562,7 @@ async fn the_status_page_reads_only_the_edge_api_with_the_bearer_token() {
         "/v1/hostnames".to_string(),
         "/v1/policies".to_string(),
         "/v1/status".to_string(),
+        "/v1/certificates".to_string(),
         format!("/v1/tunnels/{}/connections", web.id),
     ];
     for path in &endpoints {
@@ -545,7 +599,7 @@ async fn the_status_page_reads_only_the_edge_api_with_the_bearer_token() {
             Vec::new(),
         )
         .await;
-    let at_least = before + 8;
+    let at_least = before + 10;
     browser
         .wait_for::<usize>(
             PAGE_TIMEOUT,
@@ -580,7 +634,7 @@ async fn the_status_page_reads_only_the_edge_api_with_the_bearer_token() {
         read.insert(path.to_string());
     }
     // (The tunnel has no connector, so the page has no connections to read.)
-    assert_eq!(read.len(), 4, "endpoints read: {read:?}");
+    assert_eq!(read.len(), 5, "endpoints read: {read:?}");
 
     // The token lives in this tab's session only: not in a cookie, the URL or local storage.
     let (stored, cookie, url, local): (String, String, String, u64) = browser

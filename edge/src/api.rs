@@ -6,6 +6,7 @@
 //! with TLS when [`ApiTls`] says so.
 
 mod access;
+mod certificates;
 mod error;
 #[cfg(test)]
 mod fuzz;

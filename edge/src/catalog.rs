@@ -292,5 +292,6 @@ pub(crate) fn hostname_from_record(
         addresses: addresses.to_vec(),
         version: record.version,
         created_at: record.created_at.clone(),
+        certificate: None,
     })
 }

@@ -238,6 +238,33 @@ pub struct EdgeConfig {
     #[arg(long, env = "POSTERN_EDGE_WORKERS", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub(crate) workers: Option<u16>,
 
+    /// Obtain public certificates for the hostnames from this ACME (RFC 8555) directory, e.g.
+    /// Let's Encrypt's staging directory first, then its production one. Off by default:
+    /// hostnames are then served with the visitors' CA's certificates (and any uploaded ones).
+    #[arg(long, env = "POSTERN_EDGE_ACME_DIRECTORY")]
+    pub(crate) acme_directory: Option<String>,
+
+    /// The contact address of the edge's ACME account (the CA writes about expiring
+    /// certificates and problems).
+    #[arg(long, env = "POSTERN_EDGE_ACME_EMAIL")]
+    pub(crate) acme_email: Option<String>,
+
+    /// A PEM file of extra roots to trust for the ACME server's own HTTPS (a private ACME
+    /// server); the system's roots are trusted too.
+    #[arg(long, env = "POSTERN_EDGE_ACME_CA_CERT")]
+    pub(crate) acme_ca_cert: Option<PathBuf>,
+
+    /// The ACME challenges the edge answers, in order of preference: tls-alpn-01 (on the HTTPS
+    /// listener), http-01 (on the HTTP listener, under /.well-known/acme-challenge/), dns-01
+    /// (from the edge's own zones; the only one that can get a wildcard).
+    #[arg(
+        long,
+        env = "POSTERN_EDGE_ACME_CHALLENGES",
+        value_delimiter = ',',
+        default_value = "tls-alpn-01,http-01,dns-01"
+    )]
+    pub(crate) acme_challenges: Vec<String>,
+
     /// Visitor connections one client may hold at once on the public listeners (HTTP and
     /// HTTPS together, upgraded WebSockets included), across every worker. A client is an
     /// IPv4 address or an IPv6 /64. Beyond it, new connections are closed at once.
@@ -469,6 +496,28 @@ impl EdgeConfig {
         }
         if self.dns_tcp_idle_timeout.is_zero() {
             return Err("--dns-tcp-idle-timeout: must be more than 0".into());
+        }
+        if let Some(directory) = &self.acme_directory
+            && !directory.starts_with("https://")
+        {
+            return Err(format!(
+                "--acme-directory: {directory:?} is not an https:// URL"
+            ));
+        }
+        if self.acme_challenges.is_empty() {
+            return Err("--acme-challenges: name at least one challenge".into());
+        }
+        for challenge in &self.acme_challenges {
+            if !matches!(challenge.as_str(), "tls-alpn-01" | "http-01" | "dns-01") {
+                return Err(format!(
+                    "--acme-challenges: {challenge:?} is not one of tls-alpn-01, http-01, dns-01"
+                ));
+            }
+        }
+        if let Some(email) = &self.acme_email
+            && (!email.contains('@') || email.contains(char::is_whitespace))
+        {
+            return Err(format!("--acme-email: {email:?} is not an email address"));
         }
         self.admin_token()?;
         self.check_api_tls()?;

@@ -8,6 +8,6 @@ mod tcp;
 mod zone;
 
 pub(crate) use rate_limit::RateLimitConfig;
-pub(crate) use server::{DnsLimits, serve};
+pub(crate) use server::{DnsLimits, Sockets, serve};
 pub(crate) use tcp::TcpConfig;
 pub(crate) use zone::{ZoneConfig, ZoneView, record_data};

@@ -16,15 +16,18 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, ApiState, ApiTls, ApiTlsError, AuthThrottle, Readiness};
 use crate::auth::{Auth, AuthError};
-use crate::ca::{CaError, EdgeCa};
+use crate::ca::{CaError, EdgeCa, VisitorCa};
 use crate::catalog::Catalog;
+use crate::certs::{
+    AcmeHttpError, AcmeOffer, AcmeSettings, Certificates, CertificatesError, Orders,
+};
 use crate::cluster::{Cluster, ClusterError, NodeSettings};
 use crate::config::{EdgeConfig, EdgeSettings};
 use crate::dns::{DnsLimits, RateLimitConfig, TcpConfig};
 use crate::metrics::Metrics;
 use crate::policy::PolicyEngine;
 use crate::proxy::{self, Proxy, ProxySettings};
-use crate::store::{Store, StoreError};
+use crate::store::{ChallengeKind, Store, StoreError};
 use crate::tunnel::{self, PeerPort, Registry, TunnelContext, TunnelSettings};
 
 /// How many accepted links from other nodes may wait for the proxy to take them.
@@ -56,6 +59,12 @@ enum Failure {
     /// The CA could not be loaded or created.
     #[error("cannot set up the certificate authority")]
     Ca(#[from] CaError),
+    /// Public certificates could not be set up.
+    #[error("cannot set up the public certificates")]
+    Certificates(#[from] CertificatesError),
+    /// The ACME client could not be set up (`--acme-ca-cert`).
+    #[error("cannot set up the ACME client")]
+    Acme(#[from] AcmeHttpError),
     /// The API tokens could not be set up.
     #[error("cannot set up the API tokens")]
     Auth(#[from] AuthError),
@@ -210,6 +219,7 @@ async fn start_edge(config: EdgeConfig) -> Result<RunningEdge, Failure> {
     .await?;
     let store: Arc<dyn Store> = opened.store;
     let ca = Arc::new(EdgeCa::load_or_create(store.as_ref()).await?);
+    let visitor_ca = Arc::new(VisitorCa::load_or_create(store.as_ref(), &config.zones).await?);
     let auth = Auth::set_up(store.clone(), &config.data_dir, admin_token.as_ref()).await?;
     let api_tls = ApiTls::from_config(&config).acceptor(&ca, &config.data_dir)?;
 
@@ -251,13 +261,34 @@ async fn start_edge(config: EdgeConfig) -> Result<RunningEdge, Failure> {
     });
 
     let catalog = Catalog::load(store.clone(), settings.public_addresses.clone()).await?;
+    let acme_settings = acme_settings(&config);
+    let mut unknown_names = vec!["localhost".to_string()];
+    unknown_names.extend(settings.public_addresses.iter().cloned());
+    let certificates = Certificates::load(
+        opened.certificates.clone(),
+        visitor_ca.clone(),
+        &unknown_names,
+        acme_settings.as_ref().map(|acme| AcmeOffer {
+            challenges: acme.challenges.clone(),
+        }),
+    )
+    .await?;
     let cancel = CancellationToken::new();
     let mut tasks = JoinSet::new();
     tasks.spawn(catalog.clone().run(cancel.clone()));
+    tasks.spawn(certificates.clone().run(cancel.clone()));
     if let Some(changes) = opened.changes {
-        // Writes by other edge nodes on the shared store reach this node's catalog.
+        // Writes by other edge nodes on the shared store reach this node's catalog and its
+        // certificates.
         let catalog = catalog.clone();
-        tasks.spawn(changes.run(move || catalog.wake(), cancel.clone()));
+        let certificates = certificates.clone();
+        tasks.spawn(changes.run(
+            move || {
+                catalog.wake();
+                certificates.wake();
+            },
+            cancel.clone(),
+        ));
     }
 
     let registry = Arc::new(Registry::default());
@@ -283,6 +314,23 @@ async fn start_edge(config: EdgeConfig) -> Result<RunningEdge, Failure> {
     };
 
     let metrics = Arc::new(Metrics::default());
+    if let Some(acme) = acme_settings {
+        // One node of a cluster orders at a time: the holder of the store's ACME lease.
+        let holder = cluster
+            .node_id()
+            .map(str::to_string)
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let orders = Orders::new(
+            acme,
+            settings.zones.clone(),
+            certificates.clone(),
+            store.clone(),
+            catalog.clone(),
+            metrics.clone(),
+            holder,
+        )?;
+        tasks.spawn(orders.run(cancel.clone()));
+    }
     let policies = Arc::new(PolicyEngine::new(metrics.clone()));
     // Tokens added or revoked through other nodes on a shared store are heard of at once.
     tasks.spawn(auth.clone().follow(opened.token_changes, cancel.clone()));
@@ -292,6 +340,8 @@ async fn start_edge(config: EdgeConfig) -> Result<RunningEdge, Failure> {
         catalog: catalog.clone(),
         auth,
         ca: ca.clone(),
+        visitor_ca,
+        certificates: certificates.clone(),
         registry: registry.clone(),
         metrics: metrics.clone(),
         settings: settings.clone(),
@@ -335,6 +385,7 @@ async fn start_edge(config: EdgeConfig) -> Result<RunningEdge, Failure> {
             stream_slot_timeout: config.stream_slot_timeout,
             max_staleness: config.max_staleness,
         },
+        certificates.clone(),
     ));
     let handles: Arc<[Handle]> = (0..workers.count())
         .map(|index| workers.handle(index).clone())
@@ -372,7 +423,7 @@ async fn start_edge(config: EdgeConfig) -> Result<RunningEdge, Failure> {
         cancel.clone(),
     ));
     // Each worker serves its share of the public listeners.
-    let https_tls = proxy::https_acceptor(catalog.clone(), ca, &settings.public_addresses)?;
+    let https_tls = proxy::https_acceptor(catalog.clone(), certificates.clone())?;
     for (index, (http, https)) in listeners.http.into_iter().zip(listeners.https).enumerate() {
         let worker = workers.handle(index);
         tasks.spawn_on(
@@ -389,12 +440,15 @@ async fn start_edge(config: EdgeConfig) -> Result<RunningEdge, Failure> {
     let dns_limits = dns_limits(&config);
     tasks.spawn(async move {
         crate::dns::serve(
-            listeners.dns_udp,
-            listeners.dns_tcp,
+            crate::dns::Sockets {
+                udp: listeners.dns_udp,
+                tcp: listeners.dns_tcp,
+            },
             catalog,
             &zones,
             dns_limits,
             metrics,
+            certificates,
             dns_cancel,
         )
         .await
@@ -423,6 +477,21 @@ fn peer_address(config: &EdgeConfig, tunnel: SocketAddr) -> String {
         .or(config.advertise_tunnel.first())
         .cloned()
         .unwrap_or_else(|| tunnel.to_string())
+}
+
+/// The ACME flags, when `--acme-directory` turns ACME on.
+fn acme_settings(config: &EdgeConfig) -> Option<AcmeSettings> {
+    let directory = config.acme_directory.clone()?;
+    Some(AcmeSettings {
+        directory,
+        email: config.acme_email.clone(),
+        ca_cert: config.acme_ca_cert.clone(),
+        challenges: config
+            .acme_challenges
+            .iter()
+            .filter_map(|name| ChallengeKind::parse(name))
+            .collect(),
+    })
 }
 
 /// The DNS server's limits from the `--dns-*` flags.

@@ -11,6 +11,7 @@ mod auth;
 mod body;
 mod ca;
 mod catalog;
+mod certs;
 mod client;
 mod cluster;
 mod config;

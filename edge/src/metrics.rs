@@ -69,6 +69,17 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "Live connector connections by tunnel.",
     ),
     (
+        "postern_edge_certificate_expiry_timestamp_seconds",
+        "gauge",
+        "When each public certificate (ACME or uploaded) expires, Unix seconds, by its names \
+         (comma-separated) and source.",
+    ),
+    (
+        "postern_edge_acme_orders_total",
+        "counter",
+        "ACME orders this node made, by outcome (issued, failed).",
+    ),
+    (
         "postern_edge_tunnel_sessions_total",
         "counter",
         "Tunnel sessions accepted, by outcome.",

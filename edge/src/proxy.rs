@@ -28,8 +28,8 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-use crate::ca::EdgeCa;
 use crate::catalog::Catalog;
+use crate::certs::Certificates;
 
 pub(crate) use limits::ProxySettings;
 pub(crate) use links::serve_links;
@@ -58,14 +58,13 @@ pub(crate) async fn serve_https(
     }
 }
 
-/// The TLS acceptor of the public HTTPS listener: certificates from `ca` by SNI, and for
-/// names that are not hostnames one for `localhost` and `public_addresses`.
+/// The TLS acceptor of the public HTTPS listener: certificates by SNI from `certificates`
+/// (uploaded, ACME, the visitors' CA for hostnames `catalog` declares).
 pub(crate) fn https_acceptor(
     catalog: Catalog,
-    ca: Arc<EdgeCa>,
-    public_addresses: &[String],
+    certificates: Certificates,
 ) -> Result<TlsAcceptor, rustls::Error> {
-    tls::acceptor(catalog, ca, public_addresses)
+    tls::acceptor(catalog, certificates)
 }
 
 /// Registers a worker's share of a public listener with its runtime.

@@ -2,6 +2,7 @@
 //! optimistic concurrency (`version`), unique names and referential integrity, behind the
 //! [`Store`] trait so the embedded SQLite store and a PostgreSQL store are interchangeable.
 
+mod certificates;
 pub(crate) mod cluster;
 mod postgres;
 mod record;
@@ -10,6 +11,9 @@ mod sqlite;
 use std::path::Path;
 use std::sync::Arc;
 
+pub(crate) use certificates::{
+    CertificateSource, CertificateStore, ChallengeKind, PendingChallenge, StoredCertificate,
+};
 pub(crate) use postgres::{ChangeFeed, PostgresStore, check_url};
 pub(crate) use record::{ApiTokenRecord, Kind, Record, Ref, Store, StoreError, Write, now_rfc3339};
 pub(crate) use sqlite::SqliteStore;
@@ -19,6 +23,8 @@ pub(crate) use sqlite::SqliteStore;
 pub(crate) struct OpenedStore {
     /// The store.
     pub(crate) store: Arc<dyn Store>,
+    /// The same store's public certificates and ACME state.
+    pub(crate) certificates: Arc<dyn CertificateStore>,
     /// `None` for the embedded store: only this process writes it.
     pub(crate) changes: Option<ChangeFeed>,
     /// `None` for the embedded store: one node, no members to track.
@@ -44,6 +50,7 @@ pub(crate) async fn open(url: Option<&str>, embedded: &Path) -> Result<OpenedSto
         Some(url) => {
             let store = Arc::new(PostgresStore::connect(url).await?);
             Ok(OpenedStore {
+                certificates: store.clone(),
                 changes: Some(store.change_feed()),
                 token_changes: Some(store.token_feed()),
                 cluster: Some(ClusterBackend {
@@ -53,12 +60,16 @@ pub(crate) async fn open(url: Option<&str>, embedded: &Path) -> Result<OpenedSto
                 store,
             })
         }
-        None => Ok(OpenedStore {
-            store: Arc::new(SqliteStore::open(embedded)?),
-            changes: None,
-            cluster: None,
-            token_changes: None,
-        }),
+        None => {
+            let store = Arc::new(SqliteStore::open(embedded)?);
+            Ok(OpenedStore {
+                certificates: store.clone(),
+                store,
+                changes: None,
+                cluster: None,
+                token_changes: None,
+            })
+        }
     }
 }
 

@@ -19,6 +19,7 @@ use crate::postern::live::LiveView;
 use crate::postern::provider_data::ProviderData;
 use crate::postern::rollout;
 use crate::resources::api_token::ApiTokenResource;
+use crate::resources::certificate::CertificateResource;
 use crate::resources::enrollment_token::EnrollmentTokenResource;
 use crate::resources::hostname::HostnameResource;
 use crate::resources::policy::PolicyResource;
@@ -42,6 +43,7 @@ pub fn registry() -> Registry<PosternProvider> {
         .resource(PolicyResource)
         .resource(HostnameResource)
         .resource(ApiTokenResource)
+        .resource(CertificateResource)
         .ephemeral_resource(EnrollmentTokenResource)
         .data_source(TunnelDataSource)
         .data_source(TunnelsDataSource)

@@ -12,9 +12,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::api::{
-    ApiErrorBody, ApiToken, ApiTokenSpec, Connection, EdgeInfo, EnrollmentToken,
-    EnrollmentTokenSpec, ErrorCode, Hostname, HostnameSpec, List, Policy, PolicySpec,
-    REVISION_HEADER, Rollout, RolloutScope, Tunnel, TunnelSpec, TunnelTokenBody,
+    ApiErrorBody, ApiToken, ApiTokenSpec, Certificate, CertificateSpec, Connection, EdgeInfo,
+    EnrollmentToken, EnrollmentTokenSpec, ErrorCode, Hostname, HostnameSpec, List, Policy,
+    PolicySpec, REVISION_HEADER, Rollout, RolloutScope, Tunnel, TunnelSpec, TunnelTokenBody,
 };
 use crate::ids::{PolicyId, TunnelId};
 use crate::rules::format_selector;
@@ -426,6 +426,46 @@ impl Client {
     ) -> Result<(), ClientError> {
         self.call_empty(Method::DELETE, &format!("/v1/policies/{id}"), if_match)
             .await
+    }
+
+    // === certificates ===
+
+    /// `GET /v1/certificates`.
+    pub async fn list_certificates(&self) -> Result<Vec<Certificate>, ClientError> {
+        let list: List<Certificate> = self
+            .call(Method::GET, "/v1/certificates", None::<&()>, None)
+            .await?;
+        Ok(list.items)
+    }
+
+    /// `POST /v1/certificates`: an upload, or names to obtain a certificate for by ACME.
+    pub async fn create_certificate(
+        &self,
+        spec: &CertificateSpec,
+    ) -> Result<Certificate, ClientError> {
+        self.call(Method::POST, "/v1/certificates", Some(spec), None)
+            .await
+    }
+
+    /// `GET /v1/certificates/{id}`.
+    pub async fn certificate(&self, id: &str) -> Result<Certificate, ClientError> {
+        self.call(
+            Method::GET,
+            &format!("/v1/certificates/{}", encode_path(id)),
+            None::<&()>,
+            None,
+        )
+        .await
+    }
+
+    /// `DELETE /v1/certificates/{id}`.
+    pub async fn delete_certificate(&self, id: &str) -> Result<(), ClientError> {
+        self.call_empty(
+            Method::DELETE,
+            &format!("/v1/certificates/{}", encode_path(id)),
+            None,
+        )
+        .await
     }
 
     // === API tokens ===

@@ -673,10 +673,14 @@ mod tests {
         assert_eq!(
             pointers,
             [
+                "/certificate_pem",
                 "/expires_at",
                 "/hostname",
                 "/jwt/public_keys_pem/*",
+                "/names",
+                "/names/*",
                 "/policy_ids/*",
+                "/private_key_pem",
                 "/tunnel_id"
             ]
         );

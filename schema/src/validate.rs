@@ -11,7 +11,10 @@ use jsonschema::error::ValidationErrorKind;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::api::{ApiTokenSpec, EnrollmentTokenSpec, HostnameSpec, Labels, PolicySpec, TunnelSpec};
+use crate::api::{
+    ApiTokenSpec, CertificateSpec, EnrollmentTokenSpec, HostnameSpec, Labels, PolicySpec,
+    TunnelSpec,
+};
 use crate::error::push_pointer;
 use crate::rules;
 use crate::{ContractError, Violation};
@@ -53,6 +56,10 @@ pub(crate) const SCHEMAS: &[(&str, &str)] = &[
     (
         "status.schema.json",
         include_str!("../schemas/v1/status.schema.json"),
+    ),
+    (
+        "certificate.schema.json",
+        include_str!("../schemas/v1/certificate.schema.json"),
     ),
     (
         "api_token.schema.json",
@@ -218,6 +225,13 @@ fn rule_message(keyword_path: &str, instance: &Value) -> Option<String> {
             Err("set exactly one of tunnel_id and routes, not both".into())
         }
         ("spec", "then/required") => Err("set exactly one of tunnel_id and routes".into()),
+        ("spec", "anyOf") => Err("set names (to obtain a certificate by ACME), or \
+             certificate_pem and private_key_pem (to upload one)"
+            .into()),
+        ("spec", "dependentSchemas/names/properties/certificate_pem")
+        | ("spec", "dependentSchemas/names/properties/private_key_pem") => {
+            Err("set names, or certificate_pem and private_key_pem, not both".into())
+        }
         _ => return None,
     };
     verdict.err()
@@ -262,6 +276,21 @@ static HOSTNAME_SPEC: LazyLock<Validator> =
 
 static ENROLLMENT_SPEC: LazyLock<Validator> =
     LazyLock::new(|| compile_def("enrollment.schema.json", "spec"));
+static CERTIFICATE_SPEC: LazyLock<Validator> =
+    LazyLock::new(|| compile_def("certificate.schema.json", "spec"));
+
+impl Contract for CertificateSpec {
+    const SCHEMA_FILE: &'static str = "certificate.schema.json";
+
+    fn validator() -> &'static Validator {
+        &CERTIFICATE_SPEC
+    }
+
+    /// The names are checked by the schema; that they lie in the edge's zones, and that the
+    /// PEM is a good certificate and its key, only the edge can say.
+    fn check(&self, _violations: &mut Vec<Violation>) {}
+}
+
 static API_TOKEN_SPEC: LazyLock<Validator> =
     LazyLock::new(|| compile_def("api_token.schema.json", "spec"));
 

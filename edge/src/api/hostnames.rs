@@ -16,6 +16,7 @@ use super::request::JsonBody;
 use super::request::{Path, if_match};
 use super::state::ApiState;
 use crate::catalog::hostname_from_record;
+use crate::certs::for_hostname;
 use crate::store::{Kind, Record, Ref, Write};
 
 pub(super) fn router() -> Router<ApiState> {
@@ -34,7 +35,13 @@ async fn list(State(state): State<ApiState>) -> Result<Response, ApiError> {
         .list(Kind::Hostname)
         .await?
         .iter()
-        .map(|r| hostname_from_record(r, &addresses))
+        .map(|r| {
+            hostname_from_record(r, &addresses).map(|mut hostname| {
+                hostname.certificate =
+                    Some(for_hostname(&state.certificates, &hostname.spec.hostname));
+                hostname
+            })
+        })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(reply(StatusCode::OK, &List { items }, None))
 }
@@ -47,7 +54,8 @@ async fn create(
     let record = state.store.create(write(&spec), None).await?;
     state.catalog.refresh_to(record.revision).await;
     tracing::info!(hostname = %spec.hostname, "hostname created");
-    let hostname = hostname_from_record(&record, &state.catalog.public_addresses())?;
+    let mut hostname = hostname_from_record(&record, &state.catalog.public_addresses())?;
+    hostname.certificate = Some(for_hostname(&state.certificates, &spec.hostname));
     Ok(with_revision(
         reply(StatusCode::CREATED, &hostname, Some(hostname.version)),
         record.revision,
@@ -59,7 +67,8 @@ async fn read(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     let record = find(&state, &name).await?;
-    let hostname = hostname_from_record(&record, &state.catalog.public_addresses())?;
+    let mut hostname = hostname_from_record(&record, &state.catalog.public_addresses())?;
+    hostname.certificate = Some(for_hostname(&state.certificates, &name));
     Ok(reply(StatusCode::OK, &hostname, Some(hostname.version)))
 }
 
@@ -79,7 +88,8 @@ async fn replace(
     }
     let record = state.store.replace(&name, write(&spec), expected).await?;
     state.catalog.refresh_to(record.revision).await;
-    let hostname = hostname_from_record(&record, &state.catalog.public_addresses())?;
+    let mut hostname = hostname_from_record(&record, &state.catalog.public_addresses())?;
+    hostname.certificate = Some(for_hostname(&state.certificates, &name));
     Ok(with_revision(
         reply(StatusCode::OK, &hostname, Some(hostname.version)),
         record.revision,

@@ -14,7 +14,7 @@ use super::access::require_token;
 use super::error::ApiError;
 use super::reply::reply;
 use super::state::{ApiState, Phase};
-use super::{hostnames, policies, rollout, status, tokens, tunnels, ui};
+use super::{certificates, hostnames, policies, rollout, status, tokens, tunnels, ui};
 use crate::metrics::Sample;
 
 /// The control API's router.
@@ -23,6 +23,7 @@ pub(crate) fn router(state: ApiState) -> Router {
         .merge(tunnels::router())
         .merge(hostnames::router())
         .merge(policies::router())
+        .merge(certificates::router())
         .merge(rollout::router())
         .merge(status::router())
         .merge(tokens::router())
@@ -108,13 +109,14 @@ async fn edge_info(State(state): State<ApiState>) -> Response {
         public_addresses: state.cluster.public_addresses(),
         tunnel_addresses: state.cluster.tunnel_addresses(),
         ca_cert_pem: state.ca.cert_pem().to_string(),
+        visitor_ca_cert_pem: state.visitor_ca.cert_pem().to_string(),
     };
     reply(StatusCode::OK, &info, None)
 }
 
 async fn metrics(State(state): State<ApiState>) -> Response {
     let snapshot = state.catalog.snapshot();
-    let gauges: Vec<_> = snapshot
+    let mut gauges: Vec<_> = snapshot
         .tunnels
         .values()
         .map(|tunnel| Sample {
@@ -126,6 +128,7 @@ async fn metrics(State(state): State<ApiState>) -> Response {
             value: f64::from(state.registry.count(tunnel.id)),
         })
         .collect();
+    gauges.extend(crate::certs::expiry_samples(&state.certificates));
     let mut response = state.metrics.render(&gauges).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

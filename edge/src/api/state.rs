@@ -5,8 +5,9 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use super::throttle::AuthThrottle;
 use crate::auth::Auth;
-use crate::ca::EdgeCa;
+use crate::ca::{EdgeCa, VisitorCa};
 use crate::catalog::Catalog;
+use crate::certs::Certificates;
 use crate::cluster::Cluster;
 use crate::config::EdgeSettings;
 use crate::metrics::Metrics;
@@ -24,6 +25,10 @@ pub(crate) struct ApiState {
     pub(crate) auth: Auth,
     /// The edge CA.
     pub(crate) ca: Arc<EdgeCa>,
+    /// The visitors' CA, name-constrained to the zones.
+    pub(crate) visitor_ca: Arc<VisitorCa>,
+    /// Public certificates: uploaded, ACME, and the visitors' CA's.
+    pub(crate) certificates: Certificates,
     /// Live connections.
     pub(crate) registry: Arc<Registry>,
     /// Metrics.

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
+use super::issued::ServerIssuer;
 use crate::store::{Store, StoreError};
 
 /// The URI SAN prefix that binds a client certificate to its tunnel.
@@ -180,6 +181,19 @@ impl EdgeCa {
     }
 }
 
+impl ServerIssuer for EdgeCa {
+    fn issue_server_chain(
+        &self,
+        names: &[String],
+        lifetime: Duration,
+    ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+        let (cert, key) = self
+            .issue_server_cert(names, lifetime)
+            .map_err(|e| e.to_string())?;
+        Ok((vec![cert, self.cert_der.clone()], key))
+    }
+}
+
 /// The tunnel a client certificate (already verified against the CA) is bound to.
 pub(crate) fn tunnel_of_certificate(cert: &CertificateDer<'_>) -> Option<TunnelId> {
     uri_san(cert, TUNNEL_URI_PREFIX).and_then(|id| id.parse().ok())
@@ -240,14 +254,14 @@ fn leaf_params(lifetime: Duration) -> Result<CertificateParams, CaError> {
     Ok(params)
 }
 
-fn random_serial() -> SerialNumber {
+pub(super) fn random_serial() -> SerialNumber {
     let mut bytes: [u8; 16] = rand::random();
     // Positive, non-zero leading byte.
     bytes[0] = (bytes[0] & 0x7f) | 0x01;
     SerialNumber::from_slice(&bytes)
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(super) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

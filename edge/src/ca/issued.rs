@@ -1,5 +1,6 @@
-//! Server certificates issued by the edge CA on demand, cached per name and re-issued before
-//! they expire: one per public hostname (HTTPS, by SNI) and one for the tunnel listener.
+//! Server certificates issued on demand, cached per name and re-issued before they expire: the
+//! tunnel listener's (by the edge CA), and one per public hostname on HTTPS while it has no
+//! public certificate (by the visitors' CA). [`ServerIssuer`] is what either CA offers.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -7,8 +8,17 @@ use std::time::{Duration, Instant};
 
 use rustls::crypto::CryptoProvider;
 use rustls::sign::CertifiedKey;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use super::authority::EdgeCa;
+/// A CA that issues server certificates.
+pub(crate) trait ServerIssuer: Send + Sync + 'static {
+    /// A certificate chain (leaf first, then the CA) and key for `names`, valid for `lifetime`.
+    fn issue_server_chain(
+        &self,
+        names: &[String],
+        lifetime: Duration,
+    ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String>;
+}
 
 /// How long an issued server certificate is valid.
 const LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -22,7 +32,7 @@ const MAX_ENTRIES: usize = 10_000;
 
 /// Issued certificates by name.
 pub(crate) struct CertCache {
-    ca: Arc<EdgeCa>,
+    ca: Arc<dyn ServerIssuer>,
     provider: Arc<CryptoProvider>,
     entries: Mutex<HashMap<String, Entry>>,
 }
@@ -40,7 +50,7 @@ impl std::fmt::Debug for CertCache {
 
 impl CertCache {
     /// An empty cache issuing from `ca`.
-    pub(crate) fn new(ca: Arc<EdgeCa>, provider: Arc<CryptoProvider>) -> Self {
+    pub(crate) fn new(ca: Arc<dyn ServerIssuer>, provider: Arc<CryptoProvider>) -> Self {
         Self {
             ca,
             provider,
@@ -80,11 +90,7 @@ impl CertCache {
     }
 
     fn issue(&self, names: &[String]) -> Result<Arc<CertifiedKey>, String> {
-        let (cert, key) = self
-            .ca
-            .issue_server_cert(names, LIFETIME)
-            .map_err(|e| e.to_string())?;
-        let chain = vec![cert, self.ca.cert_der().clone()];
+        let (chain, key) = self.ca.issue_server_chain(names, LIFETIME)?;
         CertifiedKey::from_der(chain, key, &self.provider)
             .map(Arc::new)
             .map_err(|e| e.to_string())

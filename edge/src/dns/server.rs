@@ -28,6 +28,7 @@ use super::rate_limit::{AnswerKind, RateLimitConfig, RateLimiter, Verdict};
 use super::tcp::TcpConfig;
 use super::zone::{Answer, ZoneConfig, ZoneView};
 use crate::catalog::{Catalog, Snapshot};
+use crate::certs::Certificates;
 use crate::metrics::Metrics;
 /// The largest UDP response sent to an EDNS client (the DNS Flag Day 2020 value, which avoids
 /// IP fragmentation); longer answers are truncated and the client retries over TCP.
@@ -50,14 +51,20 @@ pub(crate) struct DnsLimits {
     pub(crate) rate_limit: RateLimitConfig,
 }
 
-/// Answers DNS queries for `zones` on `udp` and `tcp` until `cancel`.
+/// The two sockets DNS is served on.
+pub(crate) struct Sockets {
+    pub(crate) udp: UdpSocket,
+    pub(crate) tcp: TcpListener,
+}
+
+/// Answers DNS queries for `zones` on `sockets` until `cancel`.
 pub(crate) async fn serve(
-    udp: UdpSocket,
-    tcp: TcpListener,
+    Sockets { udp, tcp }: Sockets,
     catalog: Catalog,
     zones: &[String],
     limits: DnsLimits,
     metrics: Arc<Metrics>,
+    certificates: Certificates,
     cancel: CancellationToken,
 ) {
     let addresses: Vec<IpAddr> = catalog
@@ -72,7 +79,8 @@ pub(crate) async fn serve(
         })
         .collect();
     let config = ZoneConfig::new(zones, &addresses);
-    let handler = ZoneHandler::new(catalog, config, limits.rate_limit, metrics);
+    let handler =
+        ZoneHandler::new(catalog, config, limits.rate_limit, metrics).with_acme(certificates);
     tracing::info!(
         addr = ?udp.local_addr().ok(),
         ?zones,
@@ -129,12 +137,20 @@ impl RequestHandler for Shared {
     }
 }
 
+/// The `dns-01` answers a view was built with.
+type Acme = Option<Arc<std::collections::HashMap<String, Vec<String>>>>;
+
+/// A view of the zones, with the snapshot and the `dns-01` answers it was built from.
+type View = (Arc<Snapshot>, Acme, Arc<ZoneView>);
+
 /// Answers queries from the catalog.
 pub(crate) struct ZoneHandler {
     catalog: Catalog,
     config: ZoneConfig,
-    /// The view of the last snapshot seen, rebuilt when the catalog moves on.
-    view: Mutex<Option<(Arc<Snapshot>, Arc<ZoneView>)>>,
+    /// The view of the last snapshot (and `dns-01` answers) seen, rebuilt when either moves on.
+    view: Mutex<Option<View>>,
+    /// Where the `dns-01` answers of the edge's ACME orders come from.
+    certificates: Option<Certificates>,
     /// `None` when response-rate limiting is off.
     limiter: Option<RateLimiter>,
     metrics: Arc<Metrics>,
@@ -154,12 +170,19 @@ impl ZoneHandler {
             catalog,
             config,
             view: Mutex::new(None),
+            certificates: None,
             limiter: RateLimiter::new(rate_limit),
             dropped: metrics.counter(RATE_LIMITED, &[("action", "dropped")]),
             truncated: metrics.counter(RATE_LIMITED, &[("action", "truncated")]),
             metrics,
             counters: Default::default(),
         }
+    }
+
+    /// The same handler, also answering the `dns-01` challenges in flight.
+    pub(crate) fn with_acme(mut self, certificates: Certificates) -> Self {
+        self.certificates = Some(certificates);
+        self
     }
 
     /// Whether the answer of `kind` to `request` may go out: always over TCP (its source
@@ -189,9 +212,15 @@ impl ZoneHandler {
     /// change brings a new snapshot).
     fn view(&self) -> Arc<ZoneView> {
         let snapshot = self.catalog.snapshot();
+        let acme = self.certificates.as_ref().map(Certificates::dns01);
         let mut cached = self.view.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((seen, view)) = cached.as_ref()
+        if let Some((seen, seen_acme, view)) = cached.as_ref()
             && Arc::ptr_eq(seen, &snapshot)
+            && match (seen_acme, &acme) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            }
         {
             return view.clone();
         }
@@ -202,8 +231,12 @@ impl ZoneHandler {
             .filter_map(|address| address.parse().ok())
             .collect();
         let config = self.config.with_addresses(&addresses);
-        let view = Arc::new(ZoneView::build(&snapshot, &config));
-        *cached = Some((snapshot, view.clone()));
+        let mut view = ZoneView::build(&snapshot, &config);
+        if let Some(answers) = &acme {
+            view = view.with_acme(answers);
+        }
+        let view = Arc::new(view);
+        *cached = Some((snapshot, acme, view.clone()));
         view
     }
 

@@ -9,7 +9,9 @@
 //!   string per tunnel that serves it, `tunnel=<name> k=v …` (labels sorted by key, tunnels by
 //!   name);
 //! - the names between a hostname and its zone apex, which exist without records (so
-//!   `b.example.com` is NODATA, not NXDOMAIN, when `a.b.example.com` exists).
+//!   `b.example.com` is NODATA, not NXDOMAIN, when `a.b.example.com` exists);
+//! - while an ACME order of the edge's has a `dns-01` challenge in flight,
+//!   `_acme-challenge.<name>`: one `TXT` record per answer ([`ZoneView::with_acme`]).
 //!
 //! Anything else in a zone is NXDOMAIN; names in no zone are REFUSED. An `ANY` question gets
 //! one of the name's record sets (RFC 8482), never all of them.
@@ -148,6 +150,8 @@ struct Node {
     txt: Option<Vec<Box<[u8]>>>,
     /// The zone this name is the apex of.
     apex_of: Option<usize>,
+    /// `dns-01` answers, one `TXT` record each.
+    acme: Vec<String>,
 }
 
 /// Every name of every zone at one catalog revision.
@@ -225,6 +229,32 @@ impl ZoneView {
             serial: snapshot.revision as u32,
             nodes,
         }
+    }
+
+    /// The same view with the `dns-01` answers in flight (`_acme-challenge.<domain>` →
+    /// values) for names inside the zones.
+    pub(crate) fn with_acme(mut self, answers: &HashMap<String, Vec<String>>) -> Self {
+        for (name, values) in answers {
+            let name = name.to_ascii_lowercase();
+            let Some(zone) = self.config.zone_of(&name) else {
+                continue;
+            };
+            let apex = self.config.zones[zone].text.clone();
+            let mut parent = name.as_str();
+            while let Some((_, rest)) = parent.split_once('.') {
+                if rest.len() <= apex.len() {
+                    break;
+                }
+                self.nodes.entry(rest.to_string()).or_default();
+                parent = rest;
+            }
+            self.nodes
+                .entry(name)
+                .or_default()
+                .acme
+                .extend(values.iter().cloned());
+        }
+        self
     }
 
     /// Answers one question. Names compare case-insensitively.
@@ -306,6 +336,14 @@ impl ZoneView {
                         owner.clone(),
                         RECORD_TTL,
                         RData::TXT(txt),
+                    ));
+                }
+                for value in &node.acme {
+                    // A validator must not cache an answer of an earlier attempt.
+                    answer.answers.push(Record::from_rdata(
+                        owner.clone(),
+                        0,
+                        RData::TXT(TXT::new(vec![value.clone()])),
                     ));
                 }
             }

@@ -28,6 +28,7 @@ fn hostname(name: &str, policies: &[&Policy]) -> Hostname {
         addresses: vec!["127.0.0.1".into()],
         version: 1,
         created_at: "2026-01-01T00:00:00Z".into(),
+        certificate: None,
     }
 }
 

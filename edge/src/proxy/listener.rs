@@ -25,6 +25,7 @@ use super::framing::FramingGuard;
 use super::limits::{self, FirstByteDeadline};
 use super::request::{self, Context, Proxy};
 use super::shares::ConnectionSlot;
+use super::tls::ACME_TLS_ALPN;
 
 /// How long a visitor may take to finish the TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -141,6 +142,10 @@ async fn serve_connection(
                     }
                     Err(_) => return,
                 };
+            // An ACME server's tls-alpn-01 validation ends with the handshake (RFC 8737).
+            if stream.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) {
+                return;
+            }
             let sni = stream
                 .get_ref()
                 .1

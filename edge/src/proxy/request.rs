@@ -1,5 +1,6 @@
 //! One visitor request, phase by phase, top-down in this file:
 //!
+//! 0. [`acme_challenge`]: an ACME server's `http-01` validation is answered before any lookup.
 //! 1. [`find_hostname`]: the declared hostname named by `Host` (and, on HTTPS, the SNI).
 //! 2. [`apply_policies`]: the hostname's policies; refused traffic stops here.
 //! 3. [`pick_destination`]: a route by weight, then the least busy healthy connection of this
@@ -38,6 +39,7 @@ use super::route::{self, Pick};
 use super::shares::{ConnectionShares, ConnectionSlot};
 use crate::body::{self, BodyFailed, BoxBody, Guarded};
 use crate::catalog::{Catalog, Snapshot};
+use crate::certs::Certificates;
 use crate::cluster::{Cluster, Member, PeerError};
 use crate::metrics::{Metrics, PublicRequest};
 use crate::policy::{Now, PolicyEngine, RequestFacts, Verdict, canonical_path};
@@ -66,6 +68,8 @@ pub(crate) struct Proxy {
     pub(crate) settings: ProxySettings,
     /// Each client's share of the public listeners.
     pub(super) shares: Arc<ConnectionShares>,
+    /// Public certificates, for the answers to ACME `http-01` validations.
+    pub(crate) certificates: Certificates,
 }
 
 impl Proxy {
@@ -77,8 +81,10 @@ impl Proxy {
         metrics: Arc<Metrics>,
         cluster: Cluster,
         settings: ProxySettings,
+        certificates: Certificates,
     ) -> Self {
         Self {
+            certificates,
             shares: ConnectionShares::new(settings.max_connections_per_ip),
             catalog,
             registry,
@@ -230,6 +236,9 @@ async fn proxy_visitor(
     if limits::header_list_size(&parts.headers) > limits::MAX_HEADER_LIST {
         return Err(ProxyError::HeadersTooLarge);
     }
+    if let Some(answer) = acme_challenge(proxy, &parts) {
+        return Ok(answer);
+    }
     refuse_if_stale(proxy)?;
     let hostname = find_hostname(snapshot, context.sni.as_deref(), &parts)?;
     let host = hostname.spec.hostname.as_str();
@@ -311,6 +320,27 @@ fn refuse_if_stale(proxy: &Proxy) -> Result<(), ProxyError> {
 }
 
 // === the phases ===
+
+/// Phase 0, before the hostname is looked up: `GET /.well-known/acme-challenge/<token>` for an
+/// `http-01` token the edge's ACME orders have in flight is answered with its key authorization
+/// (RFC 8555, section 8.3), whatever the `Host`. Any other path under it goes on as usual, so an
+/// origin may still answer challenges of its own.
+fn acme_challenge(proxy: &Proxy, parts: &request::Parts) -> Option<Response<BoxBody>> {
+    if parts.method != http::Method::GET {
+        return None;
+    }
+    let token = parts
+        .uri
+        .path()
+        .strip_prefix("/.well-known/acme-challenge/")?;
+    let answer = proxy.certificates.http01(token)?;
+    let mut response = Response::new(body::full(answer));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    Some(response)
+}
 
 /// Phase 1: the declared hostname this request is for, by its `Host` (the URI authority on
 /// HTTP/2 and absolute-form requests). On HTTPS the host must be the SNI name the connection

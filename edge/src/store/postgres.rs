@@ -36,6 +36,7 @@ use tokio_postgres::{AsyncMessage, Config, IsolationLevel, Row};
 use tokio_postgres_rustls::MakeRustlsConnect;
 use tokio_util::sync::CancellationToken;
 
+use super::certificates::{CertificateStore, PendingChallenge, StoredCertificate};
 use super::cluster::{ClusterStore, NodeAdvert, NodeLease};
 use super::record::{
     ApiTokenRecord, Dump, Kind, Record, Store, StoreError, Write, check_version, now_rfc3339,
@@ -43,6 +44,7 @@ use super::record::{
 use cluster::CLUSTER_CHANNEL;
 use tls::{StoreUrl, TlsMode, certificate_problem};
 
+mod certificates;
 mod cluster;
 mod tls;
 
@@ -142,6 +144,7 @@ UPDATE postern_api_tokens SET id = gen_random_uuid()::text;
 ALTER TABLE postern_api_tokens ALTER COLUMN id SET NOT NULL;
 CREATE UNIQUE INDEX postern_api_tokens_by_id ON postern_api_tokens (id);
 "#,
+    certificates::MIGRATION,
 ];
 
 const COLUMNS: &str = "kind, id, name, version, created_at, body, revision";
@@ -1131,6 +1134,63 @@ impl ClusterStore for PostgresStore {
     async fn leave(&self, node_id: &str) -> Result<(), StoreError> {
         let node_id = node_id.to_string();
         self.run(move |c| Box::pin(cluster::leave(c, node_id)))
+            .await
+    }
+}
+
+#[async_trait]
+impl CertificateStore for PostgresStore {
+    async fn certificates(&self) -> Result<Vec<StoredCertificate>, StoreError> {
+        self.run(|c| Box::pin(certificates::certificates(c))).await
+    }
+
+    async fn insert_certificate(&self, certificate: &StoredCertificate) -> Result<(), StoreError> {
+        let certificate = certificate.clone();
+        self.run(move |c| Box::pin(certificates::insert(c, certificate)))
+            .await
+    }
+
+    async fn update_certificate(
+        &self,
+        certificate: &StoredCertificate,
+    ) -> Result<bool, StoreError> {
+        let certificate = certificate.clone();
+        self.run(move |c| Box::pin(certificates::update(c, certificate)))
+            .await
+    }
+
+    async fn delete_certificate(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.run(move |c| Box::pin(certificates::delete(c, id)))
+            .await
+    }
+
+    async fn challenges(&self) -> Result<Vec<PendingChallenge>, StoreError> {
+        self.run(|c| Box::pin(certificates::challenges(c))).await
+    }
+
+    async fn add_challenges(&self, challenges: &[PendingChallenge]) -> Result<(), StoreError> {
+        let challenges = challenges.to_vec();
+        self.run(move |c| Box::pin(certificates::add_challenges(c, challenges)))
+            .await
+    }
+
+    async fn remove_challenges(&self, challenges: &[PendingChallenge]) -> Result<(), StoreError> {
+        let challenges = challenges.to_vec();
+        self.run(move |c| Box::pin(certificates::remove_challenges(c, challenges)))
+            .await
+    }
+
+    async fn acme_lease(&self, holder: &str, lease: Duration) -> Result<bool, StoreError> {
+        let holder = holder.to_string();
+        let seconds = lease.as_secs_f64();
+        self.run(move |c| Box::pin(certificates::acme_lease(c, holder, seconds)))
+            .await
+    }
+
+    async fn release_acme_lease(&self, holder: &str) -> Result<(), StoreError> {
+        let holder = holder.to_string();
+        self.run(move |c| Box::pin(certificates::release_acme_lease(c, holder)))
             .await
     }
 }

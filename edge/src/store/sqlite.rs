@@ -3,13 +3,17 @@
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
+use super::certificates::{CertificateStore, PendingChallenge, StoredCertificate};
 use super::record::{
     ApiTokenRecord, Dump, Kind, Record, Store, StoreError, Write, check_version, now_rfc3339,
 };
+
+mod certificates;
 
 /// The schema, applied in order; `PRAGMA user_version` records how many ran.
 const MIGRATIONS: &[&str] = &[
@@ -57,6 +61,7 @@ UPDATE api_tokens SET id = lower(hex(randomblob(4))) || '-' || lower(hex(randomb
     || '-' || lower(hex(randomblob(6)));
 CREATE UNIQUE INDEX api_tokens_by_id ON api_tokens (id);
 "#,
+    certificates::MIGRATION,
 ];
 
 /// The embedded store.
@@ -578,6 +583,58 @@ impl Store for SqliteStore {
                 .map_err(unavailable)
         })
         .await
+    }
+}
+
+#[async_trait]
+impl CertificateStore for SqliteStore {
+    async fn certificates(&self) -> Result<Vec<StoredCertificate>, StoreError> {
+        self.run(|conn| certificates::certificates(conn)).await
+    }
+
+    async fn insert_certificate(&self, certificate: &StoredCertificate) -> Result<(), StoreError> {
+        let certificate = certificate.clone();
+        self.run(move |conn| certificates::insert(conn, &certificate))
+            .await
+    }
+
+    async fn update_certificate(
+        &self,
+        certificate: &StoredCertificate,
+    ) -> Result<bool, StoreError> {
+        let certificate = certificate.clone();
+        self.run(move |conn| certificates::update(conn, &certificate))
+            .await
+    }
+
+    async fn delete_certificate(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.run(move |conn| certificates::delete(conn, &id)).await
+    }
+
+    async fn challenges(&self) -> Result<Vec<PendingChallenge>, StoreError> {
+        self.run(|conn| certificates::challenges(conn)).await
+    }
+
+    async fn add_challenges(&self, challenges: &[PendingChallenge]) -> Result<(), StoreError> {
+        let challenges = challenges.to_vec();
+        self.run(move |conn| certificates::add_challenges(conn, &challenges))
+            .await
+    }
+
+    async fn remove_challenges(&self, challenges: &[PendingChallenge]) -> Result<(), StoreError> {
+        let challenges = challenges.to_vec();
+        self.run(move |conn| certificates::remove_challenges(conn, &challenges))
+            .await
+    }
+
+    /// One node uses the file: it always holds the lease.
+    async fn acme_lease(&self, _holder: &str, _lease: Duration) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
+    async fn release_acme_lease(&self, _holder: &str) -> Result<(), StoreError> {
+        Ok(())
     }
 }
 

@@ -105,6 +105,7 @@ mod tests {
             addresses: Vec::new(),
             version: 1,
             created_at: String::new(),
+            certificate: None,
         }
     }
 

@@ -526,6 +526,7 @@ mod tests {
             addresses: Vec::new(),
             version: 1,
             created_at: String::new(),
+            certificate: None,
         };
         let mut bound = routed("bound.example.com");
         bound.spec.routes = None;

@@ -37,6 +37,21 @@ pub(crate) struct HostnameModel {
     pub(crate) origin: Option<OriginModel>,
     /// What DNS answers for the hostname.
     pub(crate) addresses: Option<Vec<String>>,
+    /// The certificate that answers it on HTTPS.
+    pub(crate) certificate: Option<CertificateSummary>,
+}
+
+/// `certificate = { ... }`: computed.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct CertificateSummary {
+    /// The certificate's id on the edge.
+    pub(crate) id: Option<String>,
+    /// `acme`, `uploaded` or `edge_ca`.
+    pub(crate) source: Option<String>,
+    /// `pending`, `valid` or `failed`.
+    pub(crate) status: Option<String>,
+    /// RFC 3339.
+    pub(crate) not_after: Option<String>,
 }
 
 /// One element of `routes`.
@@ -179,6 +194,12 @@ impl HostnameModel {
                 connect_timeout_ms: o.connect_timeout_ms.map(Number::from),
             }),
             addresses: Some(hostname.addresses.clone()),
+            certificate: hostname.certificate.as_ref().map(|c| CertificateSummary {
+                id: Some(c.id.clone()),
+                source: Some(c.source.as_str().to_string()),
+                status: Some(c.status.as_str().to_string()),
+                not_after: c.not_after.clone(),
+            }),
         }
     }
 }
@@ -310,6 +331,50 @@ impl EdgeObject for HostnameResource {
             )
             .computed()
             .stable(),
+        )
+        .attribute(
+            "certificate",
+            Attribute::single_nested(
+                Attributes::new()
+                    .with(
+                        "id",
+                        Attribute::string(
+                            "The certificate's id on the edge (see `postern_certificate`, or \
+                             `GET /v1/certificates/{id}`).",
+                        )
+                        .computed(),
+                    )
+                    .with(
+                        "source",
+                        Attribute::string(
+                            "`uploaded` (a `postern_certificate` upload), `acme` (obtained by \
+                             the edge), or `edge_ca` (the edge's visitors' CA, which only clients \
+                             that trust it accept).",
+                        )
+                        .computed(),
+                    )
+                    .with(
+                        "status",
+                        Attribute::string(
+                            "`valid` (served), `pending` (being obtained) or `failed`.",
+                        )
+                        .computed(),
+                    )
+                    .with(
+                        "not_after",
+                        Attribute::string(
+                            "When it expires (RFC 3339); null while none was issued, and for \
+                             `edge_ca` (issued on demand by each edge node).",
+                        )
+                        .computed(),
+                    ),
+                "The certificate that answers the hostname on HTTPS: an uploaded one whose \
+                 names cover it (exact before wildcard), else its ACME one, else one from the \
+                 edge's visitors' CA; while no public certificate is valid and one is being \
+                 obtained, that one. Read on every refresh, so `terraform plan` shows it and a \
+                 `check` block can assert `certificate.status == \"valid\"`.",
+            )
+            .computed(),
         )
     }
 

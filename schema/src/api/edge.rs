@@ -11,8 +11,12 @@ pub struct EdgeInfo {
     pub public_addresses: Vec<String>,
     /// Where connectors dial in.
     pub tunnel_addresses: Vec<String>,
-    /// The edge CA certificate (PEM).
+    /// The edge CA certificate (PEM): the tunnel CA connectors pin.
     pub ca_cert_pem: String,
+    /// The visitors' CA certificate (PEM), name-constrained to the zones: what the HTTPS
+    /// listener falls back to for a hostname without a public certificate.
+    #[serde(default)]
+    pub visitor_ca_cert_pem: String,
 }
 
 /// One live connection of a connector.

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::Labels;
+use super::certificate::HostnameCertificate;
 use crate::ids::{PolicyId, TunnelId};
 
 /// What a client writes for a hostname. Exactly one of `tunnel_id` and `routes` is set.
@@ -84,4 +85,8 @@ pub struct Hostname {
     pub version: u64,
     /// RFC 3339.
     pub created_at: String,
+    /// The certificate that answers the hostname on HTTPS (set by the edge's API; `None` in
+    /// an edge's own snapshot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<HostnameCertificate>,
 }

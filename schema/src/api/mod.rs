@@ -1,6 +1,7 @@
 //! The control API's objects, one file per JSON Schema under `schemas/v1`. `XxxSpec` is what a
 //! client may write; `Xxx` is the spec plus what the edge assigns.
 
+mod certificate;
 mod edge;
 mod error;
 mod hostname;
@@ -14,6 +15,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use certificate::{
+    Certificate, CertificateSource, CertificateSpec, CertificateStatus, HostnameCertificate,
+};
 pub use edge::{Connection, EdgeInfo};
 pub use error::{ApiError, ApiErrorBody, ErrorCode};
 pub use hostname::{Hostname, HostnameSpec, OriginSettings, Route, Target};

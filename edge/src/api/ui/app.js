@@ -100,11 +100,12 @@
   }
 
   async function load(token) {
-    const [tunnels, hostnames, policies, status] = await Promise.all([
+    const [tunnels, hostnames, policies, status, certificates] = await Promise.all([
       api("/v1/tunnels", token),
       api("/v1/hostnames", token),
       api("/v1/policies", token),
       api("/v1/status", token),
+      api("/v1/certificates", token),
     ]);
     const connections = {};
     await Promise.all(tunnels.items.filter((t) => t.connections > 0).map(async (t) => {
@@ -117,7 +118,10 @@
         else throw error;
       }
     }));
-    return { tunnels: tunnels.items, hostnames: hostnames.items, policies: policies.items, status, connections };
+    return {
+      tunnels: tunnels.items, hostnames: hostnames.items, policies: policies.items, status, connections,
+      certificates: certificates.items,
+    };
   }
 
   // === rendering ===
@@ -129,6 +133,7 @@
     byId("tunnels").replaceChildren(tunnelsView(data));
     byId("hostnames").replaceChildren(hostnamesView(data, tunnelNames, policyById));
     byId("policies").replaceChildren(policiesView(data));
+    byId("certificates").replaceChildren(certificatesView(data.certificates));
     byId("dns").replaceChildren(dnsView(data.status.dns));
     byId("window-note").textContent =
       "Weighted routes: configured weight beside the observed share of requests over the last " +
@@ -286,6 +291,33 @@
     return table(["Policy", "Mode", "Allowed", "Blocked, by reason", "Would block (report)"], rows, "No policies.");
   }
 
+  function expires(iso) {
+    if (!iso) return el("span", { class: "muted" }, "—");
+    const then = Date.parse(iso);
+    if (isNaN(then)) return el("span", {}, iso);
+    const days = (then - Date.now()) / 86400000;
+    const text = days >= 2 ? "in " + Math.round(days) + " days"
+      : days > 0 ? "in " + Math.max(1, Math.round(days * 24 * 60)) + " min" : "expired";
+    return el("span", { title: iso, class: days < 7 ? "warn-text" : "" }, text);
+  }
+
+  function certificatesView(certificates) {
+    const sourceName = { acme: "ACME", uploaded: "uploaded", edge_ca: "visitors' CA" };
+    const statusKind = { valid: "ok", pending: "warn", failed: "bad" };
+    const rows = certificates.map((c) => {
+      const row = [
+        el("span", { class: "chips" }, c.names.map((n) => chip(n))),
+        chip(sourceName[c.source] || c.source, c.source === "edge_ca" ? "warn" : "policy"),
+        chip(c.status, statusKind[c.status]),
+        expires(c.not_after),
+        c.last_error ? el("span", { class: "error-text wrap" }, c.last_error) : el("span", { class: "muted" }, "—"),
+      ];
+      row.attrs = { "data-certificate": c.names.join(","), "data-source": c.source, "data-status": c.status };
+      return row;
+    });
+    return table(["Names", "Source", "Status", "Expires", "Last error"], rows, "No certificates.");
+  }
+
   function dnsView(records) {
     const rows = records.map((r) => [
       el("span", { class: "mono" }, r.name),
@@ -299,7 +331,7 @@
   // === the session ===
 
   function clearData() {
-    for (const id of ["summary", "tunnels", "hostnames", "policies", "dns"]) byId(id).replaceChildren();
+    for (const id of ["summary", "tunnels", "hostnames", "policies", "certificates", "dns"]) byId(id).replaceChildren();
     byId("banner").hidden = true;
   }
 

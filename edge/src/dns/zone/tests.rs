@@ -37,6 +37,7 @@ fn hostname(name: &str, tunnel_id: Option<TunnelId>, routes: Option<Vec<Route>>)
         addresses: Vec::new(),
         version: 1,
         created_at: "2026-01-01T00:00:00Z".into(),
+        certificate: None,
     }
 }
 
