@@ -180,21 +180,8 @@ async fn request_certificate(
         c.source == CertificateSource::Acme && !c.automatic && have == wanted
     });
     if !asked {
-        let now = crate::certs::now();
-        let request = StoredCertificate {
-            id: uuid::Uuid::new_v4().to_string(),
-            source: CertificateSource::Acme,
-            names: wanted,
-            automatic: false,
-            chain_pem: None,
-            key_pem: None,
-            not_before: None,
-            not_after: None,
-            last_error: None,
-            failures: 0,
-            next_attempt: None,
-            created_at: crate::certs::rfc3339(now),
-        };
+        let created_at = crate::certs::rfc3339(crate::certs::now());
+        let request = StoredCertificate::acme_request(wanted, false, created_at);
         store
             .insert_certificate(&request)
             .await
