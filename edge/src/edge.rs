@@ -231,7 +231,7 @@ async fn start_edge(config: EdgeConfig) -> Result<RunningEdge, Failure> {
     };
     let addrs = BoundAddrs {
         api: local_addr(&listeners.api, config.api_listen, "api")?,
-        api_tls: api_tls_wanted.is_on(),
+        api_tls: config.api_tls_on(),
         metrics: metrics_addr,
         http: shared_addr(&listeners.http, config.http_listen, "http")?,
         https: shared_addr(&listeners.https, config.https_listen, "https")?,

@@ -92,11 +92,6 @@ impl ApiTls {
         }
     }
 
-    /// Whether the API is served over TLS.
-    pub(crate) fn is_on(&self) -> bool {
-        *self != ApiTls::Off
-    }
-
     /// The acceptor for the API listener (HTTP/2 and HTTP/1.1 by ALPN); `None` for plain HTTP.
     /// With the edge CA (or ACME, until its certificate is issued), also writes the CA's
     /// certificate to `<data_dir>/ca.pem`; with ACME, asks `certificates` for one.
