@@ -147,6 +147,19 @@ impl Api {
         self.finish(method, path, response).await
     }
 
+    /// `GET path`, answered with the response as it arrives (for a streamed body, such as
+    /// `/v1/requests?follow=true`); not checked against openapi.json.
+    pub async fn open_stream(&self, path: &str) -> reqwest::Response {
+        let mut request = self.http.get(format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
     /// Sends raw bytes with a content type (for malformed-input tests); checked like `send`.
     pub async fn send_raw(
         &self,

@@ -134,6 +134,7 @@ impl Fixtures {
             "getEdge" => request(Method::GET, "/v1/edge", None, 200),
             "getStatus" => request(Method::GET, "/v1/status", None, 200),
             "getRollout" => request(Method::GET, "/v1/rollout", None, 200),
+            "getRequests" => request(Method::GET, "/v1/requests", None, 200),
             "listTunnels" => request(Method::GET, "/v1/tunnels", None, 200),
             "createTunnel" => request(
                 Method::POST,

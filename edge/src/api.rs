@@ -14,6 +14,7 @@ mod hostnames;
 mod policies;
 mod reply;
 mod request;
+mod requests;
 mod rollout;
 mod router;
 mod serve;

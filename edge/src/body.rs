@@ -5,7 +5,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -50,6 +50,16 @@ where
 pub(crate) struct Watched<B> {
     body: B,
     failed: Arc<AtomicBool>,
+    /// Where the bytes read are counted, when someone asked (the access log).
+    read: Option<Arc<AtomicU64>>,
+}
+
+impl<B> Watched<B> {
+    /// Also adds the length of every data frame read to `read`.
+    pub(crate) fn counting(mut self, read: Arc<AtomicU64>) -> Self {
+        self.read = Some(read);
+        self
+    }
 }
 
 /// Whether a watched body failed (the visitor's body broke off or was malformed), read after
@@ -71,6 +81,7 @@ pub(crate) fn watch<B>(body: B) -> (Watched<B>, BodyFailed) {
         Watched {
             body,
             failed: failed.0.clone(),
+            read: None,
         },
         failed,
     )
@@ -88,8 +99,14 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let polled = Pin::new(&mut self.body).poll_frame(cx);
-        if let Poll::Ready(Some(Err(_))) = &polled {
-            self.failed.store(true, Ordering::Relaxed);
+        match &polled {
+            Poll::Ready(Some(Err(_))) => self.failed.store(true, Ordering::Relaxed),
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(read), Some(data)) = (&self.read, frame.data_ref()) {
+                    read.fetch_add(data.len() as u64, Ordering::Relaxed);
+                }
+            }
+            _ => {}
         }
         polled
     }

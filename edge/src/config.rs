@@ -360,6 +360,13 @@ pub struct EdgeConfig {
     )]
     pub shutdown_timeout: Duration,
 
+    /// Writes one JSON line per visitor request (request id, time, client, method, host,
+    /// path, status, bytes, duration, route, tunnel, connection, policy decision) to this file,
+    /// appending; `-` writes them to standard error. The file is reopened on SIGHUP (log
+    /// rotation). Viewers can follow the same lines with `GET /v1/requests?follow=true`.
+    #[arg(long, env = "POSTERN_EDGE_ACCESS_LOG", value_name = "FILE")]
+    pub(crate) access_log: Option<String>,
+
     /// Log format: text or json.
     #[arg(long, env = "POSTERN_EDGE_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,

@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::access_log::{self, AccessLog};
 use crate::api::{self, ApiState, ApiTls, ApiTlsError, AuthThrottle, Readiness};
 use crate::auth::{Auth, AuthError};
 use crate::ca::{CaError, EdgeCa, VisitorCa};
@@ -83,6 +84,15 @@ enum Failure {
     /// A flag's value cannot be used.
     #[error("{0}")]
     Config(String),
+    /// The access log file could not be opened (`--access-log`).
+    #[error("cannot open the access log {path}")]
+    AccessLog {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// A listener could not be bound.
     #[error("cannot listen on {address} ({what})")]
     Bind {
@@ -203,6 +213,44 @@ struct Listeners {
     dns_tcp: TcpListener,
 }
 
+/// The access log of `--access-log` (none: only followers read it).
+fn open_access_log(
+    path: Option<&str>,
+    metrics: Arc<Metrics>,
+    closing: CancellationToken,
+) -> Result<Arc<AccessLog>, Failure> {
+    let destination = path.map(access_log::Destination::parse);
+    AccessLog::open(destination.as_ref(), metrics, closing)
+        .map(Arc::new)
+        .map_err(|source| Failure::AccessLog {
+            path: path.unwrap_or_default().to_string(),
+            source,
+        })
+}
+
+/// Reopens the access log on every SIGHUP (after logrotate moved it) until `cancel`.
+async fn reopen_on_hangup(log: Arc<AccessLog>, cancel: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(hangups) => hangups,
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGHUP: the access log will not be reopened");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            received = hangups.recv() => {
+                if received.is_none() {
+                    return;
+                }
+                log.reopen();
+            }
+        }
+    }
+}
+
 /// Starts the edge described by `config`.
 pub async fn start(config: EdgeConfig) -> Result<RunningEdge, StartError> {
     Ok(start_edge(config).await?)
@@ -317,6 +365,14 @@ async fn start_edge(config: EdgeConfig) -> Result<RunningEdge, Failure> {
     };
 
     let metrics = Arc::new(Metrics::default());
+    let access_log = open_access_log(
+        config.access_log.as_deref(),
+        metrics.clone(),
+        cancel.clone(),
+    )?;
+    if config.access_log.is_some() {
+        tasks.spawn(reopen_on_hangup(access_log.clone(), cancel.clone()));
+    }
     if let Some(acme) = acme_settings {
         // One node of a cluster orders at a time: the holder of the store's ACME lease.
         let holder = cluster
@@ -351,6 +407,7 @@ async fn start_edge(config: EdgeConfig) -> Result<RunningEdge, Failure> {
         cluster: cluster.clone(),
         throttle: Arc::new(AuthThrottle::new(config.api_auth_failures_per_minute)),
         readiness: readiness.clone(),
+        access_log: access_log.clone(),
     };
     if let Some(listener) = listeners.metrics {
         let router = api::metrics_router(state.clone());
@@ -389,6 +446,7 @@ async fn start_edge(config: EdgeConfig) -> Result<RunningEdge, Failure> {
             max_staleness: config.max_staleness,
         },
         certificates.clone(),
+        access_log,
     ));
     let handles: Arc<[Handle]> = (0..workers.count())
         .map(|index| workers.handle(index).clone())

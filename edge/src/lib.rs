@@ -6,6 +6,7 @@
 //! [`RunningEdge`] until it should stop. `docs/guides/architecture.md` draws the modules and which
 //! may use which.
 
+mod access_log;
 mod api;
 mod auth;
 mod body;

@@ -14,7 +14,7 @@ use super::access::require_token;
 use super::error::ApiError;
 use super::reply::reply;
 use super::state::{ApiState, Phase};
-use super::{certificates, hostnames, policies, rollout, status, tokens, tunnels, ui};
+use super::{certificates, hostnames, policies, requests, rollout, status, tokens, tunnels, ui};
 use crate::metrics::Sample;
 
 /// The control API's router.
@@ -25,6 +25,7 @@ pub(crate) fn router(state: ApiState) -> Router {
         .merge(policies::router())
         .merge(certificates::router())
         .merge(rollout::router())
+        .merge(requests::router())
         .merge(status::router())
         .merge(tokens::router())
         .route("/v1/edge", get(edge_info))

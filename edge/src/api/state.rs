@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use super::throttle::AuthThrottle;
+use crate::access_log::AccessLog;
 use crate::auth::Auth;
 use crate::ca::{EdgeCa, VisitorCa};
 use crate::catalog::Catalog;
@@ -42,6 +43,8 @@ pub(crate) struct ApiState {
     pub(crate) throttle: Arc<AuthThrottle>,
     /// What `GET /ready` answers.
     pub(crate) readiness: Readiness,
+    /// The visitor requests' lines, for `GET /v1/requests`.
+    pub(crate) access_log: Arc<AccessLog>,
 }
 
 /// Where the edge is in its life, as `GET /ready` tells it; shared by clones.

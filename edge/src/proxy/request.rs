@@ -19,7 +19,8 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant, SystemTime};
 
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, request};
@@ -37,13 +38,15 @@ use super::limits::{self, ProxySettings};
 use super::nodes::{self, Forwarded};
 use super::route::{self, Pick};
 use super::shares::{ConnectionShares, ConnectionSlot};
+use crate::access_log::{self, AccessLog, Entry, Logged};
 use crate::body::{self, BodyFailed, BoxBody, Guarded};
 use crate::catalog::{Catalog, Snapshot};
 use crate::certs::Certificates;
 use crate::cluster::{Cluster, Member, PeerError};
 use crate::metrics::{Metrics, PublicRequest};
 use crate::policy::{Now, PolicyEngine, RequestFacts, Verdict, canonical_path};
-use crate::tunnel::{Registry, StreamGuard};
+use crate::tunnel::{Registry, Session, StreamGuard};
+use http_body_util::BodyExt;
 
 /// How long a request waits for its connection to push the configuration it was routed with.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(1);
@@ -70,10 +73,16 @@ pub(crate) struct Proxy {
     pub(super) shares: Arc<ConnectionShares>,
     /// Public certificates, for the answers to ACME `http-01` validations.
     pub(crate) certificates: Certificates,
+    /// One line per request, while someone reads them.
+    pub(crate) access_log: Arc<AccessLog>,
 }
 
 impl Proxy {
     /// The request path over these parts of the edge, held to `settings`.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "each is a part of the edge the request path reads; its one caller names them"
+    )]
     pub(crate) fn new(
         catalog: Catalog,
         registry: Arc<Registry>,
@@ -82,9 +91,11 @@ impl Proxy {
         cluster: Cluster,
         settings: ProxySettings,
         certificates: Certificates,
+        access_log: Arc<AccessLog>,
     ) -> Self {
         Self {
             certificates,
+            access_log,
             shares: ConnectionShares::new(settings.max_connections_per_ip),
             catalog,
             registry,
@@ -119,6 +130,19 @@ struct Tally {
     /// The `release` label of the tunnel the request was sent to (empty when it has none);
     /// `None` until a connector is picked.
     release: Option<String>,
+    /// What only the access log reads, filled while it is on: the connection that carried
+    /// the request, the policies' decision, and the body bytes read from the visitor.
+    session: Option<Arc<Session>>,
+    decision: Option<Decision>,
+    bytes_in: Option<Arc<AtomicU64>>,
+}
+
+/// What a hostname's policies decided about a request.
+#[derive(Debug)]
+struct Decision {
+    allowed: bool,
+    /// The policy that refused it, and why.
+    refused_by: Option<(Arc<str>, &'static str)>,
 }
 
 impl Tally {
@@ -130,6 +154,83 @@ impl Tally {
             status,
         };
         metrics.count_request(&request, elapsed);
+    }
+}
+
+/// What the access log keeps of a request from its arrival: what the request itself said.
+struct Arrived {
+    at: SystemTime,
+    client_ip: std::net::IpAddr,
+    method: String,
+    host: String,
+    path: String,
+}
+
+impl Arrived {
+    fn of(request: &Request<Incoming>, context: &Context) -> Self {
+        Self {
+            at: SystemTime::now(),
+            client_ip: context.visitor.peer.ip(),
+            method: request.method().as_str().to_string(),
+            host: host_of(request.uri(), request.headers()).unwrap_or_default(),
+            // The path only: a query may carry a secret.
+            path: request.uri().path().to_string(),
+        }
+    }
+
+    /// Wraps `response`'s body so that the request's line is written once it is sent.
+    fn log_when_sent(
+        self,
+        log: Arc<AccessLog>,
+        request_id: String,
+        tally: Tally,
+        failure: Option<String>,
+        started: Instant,
+        response: Response<BoxBody>,
+    ) -> Response<BoxBody> {
+        let Tally {
+            hostname,
+            route,
+            session,
+            decision,
+            bytes_in,
+            ..
+        } = tally;
+        let (decision, policy, refusal) = match decision {
+            None => (None, None, None),
+            Some(Decision {
+                allowed,
+                refused_by,
+            }) => {
+                let (policy, reason) = refused_by.unzip();
+                (
+                    Some(if allowed { "allow" } else { "deny" }),
+                    policy.map(|policy| policy.to_string()),
+                    reason.map(str::to_string),
+                )
+            }
+        };
+        let entry = Entry {
+            request_id,
+            time: access_log::rfc3339(self.at),
+            client_ip: self.client_ip,
+            method: self.method,
+            host: hostname.unwrap_or(self.host),
+            path: self.path,
+            status: response.status().as_u16(),
+            bytes_in: 0,
+            bytes_out: 0,
+            duration_ms: 0.0,
+            route,
+            tunnel_id: session.as_ref().map(|s| s.tunnel.to_string()),
+            connection_id: session.as_ref().map(|s| s.id.clone()),
+            connector: session.as_ref().map(|s| s.connector.clone()),
+            decision,
+            policy,
+            reason: refusal.or(failure),
+        };
+        let read = bytes_in.unwrap_or_default();
+        response.map(|body| Logged::new(body, log, entry, started, read).boxed_unsync())
     }
 }
 
@@ -156,6 +257,10 @@ pub(super) async fn handle(
         let started = Instant::now();
         let snapshot = proxy.catalog.snapshot();
         let mut tally = Tally::default();
+        let arrived = proxy.access_log.is_on().then(|| {
+            tally.bytes_in = Some(Arc::new(AtomicU64::new(0)));
+            Arrived::of(&request, &context)
+        });
         let answered = proxy_visitor(
             &proxy,
             &snapshot,
@@ -166,10 +271,22 @@ pub(super) async fn handle(
             active,
         )
         .await;
-        let response = answered.unwrap_or_else(|error| error.into_response(&request_id));
+        let (response, failure) = match answered {
+            Ok(response) => (response, None),
+            Err(error) => {
+                let why = arrived.as_ref().map(|_| error.to_string());
+                (error.into_response(&request_id), why)
+            }
+        };
         tally.count(&proxy.metrics, response.status(), started.elapsed());
         tracing::debug!(status = response.status().as_u16(), "answered");
-        response
+        match arrived {
+            None => response,
+            Some(arrived) => {
+                let log = proxy.access_log.clone();
+                arrived.log_when_sent(log, request_id, tally, failure, started, response)
+            }
+        }
     }
     .instrument(span)
     .await
@@ -245,13 +362,17 @@ async fn proxy_visitor(
     tally.hostname = Some(host.to_string());
     tracing::Span::current().record("hostname", host);
 
-    apply_policies(proxy, snapshot, hostname, context, &mut parts)?;
+    apply_policies(proxy, snapshot, hostname, context, &mut parts, tally)?;
 
     let destination = pick_destination(proxy, snapshot, hostname, Reach::AnyNode)?;
 
     let upgrade = forward::upgrade_of(&parts);
     let visitor_upgrade = upgrade.and_then(|_| parts.extensions.remove::<OnUpgrade>());
     let (body, body_failed) = body::watch(body);
+    let body = match &tally.bytes_in {
+        Some(read) => body.counting(read.clone()),
+        None => body,
+    };
     let mut request = forward::tunnel_request(
         parts,
         body::boxed(body),
@@ -379,6 +500,7 @@ fn apply_policies(
     hostname: &Hostname,
     context: &Context,
     parts: &mut request::Parts,
+    tally: &mut Tally,
 ) -> Result<(), ProxyError> {
     if hostname.spec.policy_ids.is_empty() {
         return Ok(());
@@ -396,7 +518,20 @@ fn apply_policies(
             .map(HeaderValue::as_bytes),
         now: Now::read(),
     };
-    match proxy.policies.check(snapshot, hostname, &facts) {
+    let verdict = proxy.policies.check(snapshot, hostname, &facts);
+    if tally.bytes_in.is_some() {
+        tally.decision = Some(match &verdict {
+            Verdict::Allow => Decision {
+                allowed: true,
+                refused_by: None,
+            },
+            Verdict::Deny(denial) => Decision {
+                allowed: false,
+                refused_by: Some((denial.policy.clone(), denial.reason.as_str())),
+            },
+        });
+    }
+    match verdict {
         Verdict::Allow => Ok(()),
         Verdict::Deny(denial) => {
             let mut headers = http::HeaderMap::new();
@@ -517,6 +652,9 @@ async fn open_on_connection(
     loop {
         tally.route = pick.route.clone();
         tally.release = Some(release_of(snapshot, pick.session.tunnel));
+        if tally.bytes_in.is_some() {
+            tally.session = Some(pick.session.clone());
+        }
         if pick.handed_off {
             // No connection of this tunnel on this worker: the stream is another thread's.
             proxy.metrics.inc("postern_edge_worker_handoffs_total", &[]);
@@ -689,10 +827,15 @@ fn release_of(snapshot: &Snapshot, tunnel: TunnelId) -> String {
 
 /// The host a request names, lowercase, without port or trailing dot.
 fn request_host(parts: &request::Parts) -> Option<String> {
-    let host = match parts.uri.authority() {
+    host_of(&parts.uri, &parts.headers)
+}
+
+/// The host named by `uri`'s authority, else by the `Host` header; as [`request_host`].
+fn host_of(uri: &http::Uri, headers: &http::HeaderMap) -> Option<String> {
+    let host = match uri.authority() {
         Some(authority) => authority.host().to_string(),
         None => {
-            let value = parts.headers.get(header::HOST)?.to_str().ok()?;
+            let value = headers.get(header::HOST)?.to_str().ok()?;
             value
                 .trim()
                 .parse::<http::uri::Authority>()
