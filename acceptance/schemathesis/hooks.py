@@ -71,13 +71,12 @@ def positive_data_acceptance_as_documented(ctx, response, case):
     )
 
 
+
 @schemathesis.hook
-def map_query(ctx, query):
+def before_call(ctx, case, kwargs):
     """`GET /v1/requests?follow=true` streams until the client goes away, which a generated
-    request never does: it is asked without `follow` here, and followed by
+    request never does: it is asked without `follow` here (in every phase), and followed by
     `acceptance/tests/access_log.rs`."""
-    operation = getattr(ctx, "operation", None)
-    if operation is not None and operation.path == "/v1/requests" and isinstance(query, dict):
-        if query.get("follow") in (True, "true"):
-            query["follow"] = False
-    return query
+    if case.operation.path == "/v1/requests" and isinstance(case.query, dict):
+        if str(case.query.get("follow")).lower() == "true":
+            del case.query["follow"]
