@@ -295,6 +295,7 @@ async fn answer(state: &State, request: Request<Incoming>) -> Response<TestBody>
                 .fetch_max(push.version.max(1), Ordering::SeqCst);
             json(&ConfigAck {
                 applied_version: push.version,
+                refused: Vec::new(),
             })
         }
         wire::DRAIN_PATH => json(&serde_json::json!({})),

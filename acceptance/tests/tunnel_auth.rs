@@ -121,6 +121,7 @@ async fn impostor(stream: tokio_rustls::client::TlsStream<TcpStream>, seen: Arc<
                     let push: ConfigPush = wire::from_json(&bytes).expect("config push");
                     let ack = ConfigAck {
                         applied_version: push.version,
+                        refused: Vec::new(),
                     };
                     seen.lock().expect("lock").config.push(push);
                     Response::new(full(wire::to_json(&ack)))

@@ -172,6 +172,7 @@ impl Provider for PosternProvider {
                 connect_timeout: PROBE_CONNECT_TIMEOUT,
                 call_timeout: PROBE_CALL_TIMEOUT,
                 ca_cert_pem,
+                ..ClientOptions::default()
             },
         );
         let client = match Client::with_options(&endpoint, secret, &options) {

@@ -176,6 +176,22 @@ pub struct CommonArgs {
     /// names one file, which may hold several certificates).
     #[arg(long, env = "POSTERN_ORIGIN_CA", value_name = "PEM")]
     pub origin_ca: Vec<PathBuf>,
+    /// Reach the edge (enrolment, tunnel connections and, in quick mode, the control API)
+    /// through this HTTP proxy with CONNECT: `http://[user:password@]host:port`. Default: the
+    /// proxy HTTPS_PROXY or ALL_PROXY names (NO_PROXY lists hosts reached directly), else none.
+    #[arg(long, env = "POSTERN_PROXY", value_name = "URL")]
+    pub proxy: Option<String>,
+    /// Only proxy to these origins (repeatable, or comma-separated in the variable):
+    /// `host:port`, `host` (any port) or `scheme://host[:port]`. A hostname the edge points at
+    /// any other origin is refused: not served, and reported to the edge, so that
+    /// `terraform apply` fails naming this connector and the reason. Default: any origin.
+    #[arg(
+        long,
+        env = "POSTERN_ALLOW_ORIGIN",
+        value_name = "ORIGIN",
+        value_delimiter = ','
+    )]
+    pub allow_origin: Vec<String>,
     /// Log format on stderr.
     #[arg(long, env = "POSTERN_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,

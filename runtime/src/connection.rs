@@ -48,6 +48,7 @@ use tracing::Instrument;
 
 use crate::body::{self, BoxBody, ChannelBody};
 use crate::connector::{ConnectionKey, Connector};
+use crate::egress::Egress;
 use crate::origin::fault;
 use crate::tls::edge_server_name;
 
@@ -133,7 +134,7 @@ pub(crate) async fn run(
     tls: Arc<rustls::ClientConfig>,
     steering: &Steering,
 ) -> Result<Outcome, ConnectionError> {
-    let tcp = dial(address).await?;
+    let tcp = dial(&connector.egress, address).await?;
     let stream = handshake(tcp, tls, address).await?;
     check_alpn(&stream, address)?;
     let connection = Arc::new(Connection::new(connector, key, steering.clone()));
@@ -145,12 +146,12 @@ pub(crate) async fn run(
 
 /// Phase 1: TCP to `address`, with Nagle off. Fails with [`ConnectionError::Unreachable`]
 /// when the connection is refused or takes longer than [`DIAL_TIMEOUT`].
-async fn dial(address: &str) -> Result<TcpStream, ConnectionError> {
+async fn dial(egress: &Egress, address: &str) -> Result<TcpStream, ConnectionError> {
     let unreachable = |source| ConnectionError::Unreachable {
         address: address.to_string(),
         source,
     };
-    let tcp = tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(address))
+    let tcp = tokio::time::timeout(DIAL_TIMEOUT, egress.connect(address))
         .await
         .map_err(|_| {
             unreachable(std::io::Error::new(
@@ -495,7 +496,11 @@ async fn control(connection: &Connection, request: Request<Incoming>) -> Respons
             let applied_version = connector.orchestrator.apply(push);
             connector.metrics.set_config_version(applied_version);
             connection.register();
-            json(&ConfigAck { applied_version })
+            let refused = connector.orchestrator.routing().refused.clone();
+            json(&ConfigAck {
+                applied_version,
+                refused,
+            })
         }
         DRAIN_PATH => {
             let Some(drain) = read::<Drain>(request).await else {

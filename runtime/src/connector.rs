@@ -12,6 +12,7 @@ use postern_schema::wire::{self, Event};
 use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
+use crate::egress::Egress;
 use crate::identity::{EnrolError, Identity};
 use crate::metrics::ConnectorMetrics;
 use crate::orchestrator::Orchestrator;
@@ -33,6 +34,8 @@ pub struct Connector {
     pub(crate) origins: Origins,
     /// Counters.
     pub(crate) metrics: Arc<ConnectorMetrics>,
+    /// The way out to the edge: direct or through an HTTP proxy.
+    pub(crate) egress: Egress,
     draining: CancellationToken,
     failed: CancellationToken,
     tunnel_deleted: AtomicBool,
@@ -57,9 +60,11 @@ impl Connector {
         origins: Origins,
         metrics: Arc<ConnectorMetrics>,
         id: String,
+        egress: Egress,
     ) -> Self {
         Self {
             id,
+            egress,
             identity,
             orchestrator,
             origins,
@@ -176,6 +181,6 @@ impl Connector {
             return Ok(());
         }
         tracing::info!(tunnel_id = %self.identity.token().tunnel_id, "enrolling with the edge");
-        self.identity.enrol().await
+        self.identity.enrol(&self.egress).await
     }
 }

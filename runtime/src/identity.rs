@@ -15,10 +15,10 @@ use postern_schema::wire::{
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_rustls::TlsConnector;
 
+use crate::egress::Egress;
 use crate::tls::{self, TlsConfigError, edge_server_name, fingerprint};
 
 /// The private key file, PKCS#8 PEM, mode 0600.
@@ -237,11 +237,11 @@ impl Identity {
     }
 
     /// Enrols with the token at the first edge address that answers.
-    pub(crate) async fn enrol(&self) -> Result<(), EnrolError> {
+    pub(crate) async fn enrol(&self, egress: &Egress) -> Result<(), EnrolError> {
         let connector = TlsConnector::from(tls::enrol_config(&self.token.ca_sha256)?);
         let mut last = None;
         for address in &self.token.edge_addresses {
-            match self.enrol_at(&connector, address).await {
+            match self.enrol_at(&connector, egress, address).await {
                 Ok(()) => return Ok(()),
                 Err(error) if error.is_permanent() => return Err(error),
                 Err(error) => last = Some(error),
@@ -250,15 +250,20 @@ impl Identity {
         Err(last.unwrap_or(EnrolError::NoAddress))
     }
 
-    async fn enrol_at(&self, connector: &TlsConnector, address: &str) -> Result<(), EnrolError> {
+    async fn enrol_at(
+        &self,
+        connector: &TlsConnector,
+        egress: &Egress,
+        address: &str,
+    ) -> Result<(), EnrolError> {
         let exchange = async {
-            let tcp =
-                TcpStream::connect(address)
-                    .await
-                    .map_err(|source| EnrolError::Unreachable {
-                        address: address.to_string(),
-                        source,
-                    })?;
+            let tcp = egress
+                .connect(address)
+                .await
+                .map_err(|source| EnrolError::Unreachable {
+                    address: address.to_string(),
+                    source,
+                })?;
             let mut stream =
                 connector
                     .connect(edge_server_name(), tcp)

@@ -14,16 +14,20 @@ pub mod metrics;
 pub mod quick;
 pub mod supervisor;
 
+mod allowlist;
 mod body;
 mod connection;
 mod connector;
+mod egress;
 mod identity;
 mod orchestrator;
 mod origin;
 mod rebalance;
 mod tls;
 
+pub use allowlist::AllowedOrigins;
 pub use connector::Connector;
+pub use egress::{Egress, EgressError};
 pub use identity::Identity;
 pub use orchestrator::Orchestrator;
 pub use origin::Origins;

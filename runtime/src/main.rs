@@ -13,7 +13,8 @@ use postern_runtime::config::{
 use postern_runtime::metrics::ConnectorMetrics;
 use postern_runtime::supervisor::{self, Connections, RunError, RunOptions};
 use postern_runtime::{
-    Connector, Identity, Orchestrator, Origins, config, hello_world, metrics, quick,
+    AllowedOrigins, Connector, Egress, Identity, Orchestrator, Origins, config, hello_world,
+    metrics, quick,
 };
 use postern_schema::client::{Client, ClientOptions};
 use postern_schema::error_chain;
@@ -93,6 +94,12 @@ async fn run_connector(
     hello: Option<String>,
 ) -> anyhow::Result<ExitCode> {
     let signals = Signals::install()?;
+    let egress = Egress::from_settings(common.proxy.as_deref())?;
+    let allowed =
+        AllowedOrigins::parse(&common.allow_origin).map_err(|why| anyhow::anyhow!(why))?;
+    if egress.uses_proxy() {
+        tracing::info!(?egress, "reaching the edge through a proxy");
+    }
     let state_dir = state_dir(common)?;
     let tunnel_id = token.tunnel_id;
     let edges = token.edge_addresses.clone();
@@ -129,10 +136,11 @@ async fn run_connector(
     }
     let connector = Arc::new(Connector::new(
         identity,
-        Orchestrator::new(hello),
+        Orchestrator::new(hello, allowed),
         Origins::new(extra_roots, common.origin_timeout, &connector_id),
         metrics,
         connector_id.clone(),
+        egress,
     ));
     let workers = Workers::start(worker_count(common)).context("starting the workers")?;
     let connections = match common.connections {
@@ -217,6 +225,7 @@ async fn run_quick(args: QuickArgs) -> anyhow::Result<ExitCode> {
     };
     let options = ClientOptions {
         ca_cert_pem,
+        proxy: args.common.proxy.clone(),
         ..ClientOptions::default()
     };
     let client = Client::with_options(&args.api, Secret::new(api_token), &options)

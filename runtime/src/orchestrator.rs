@@ -1,6 +1,8 @@
 //! The connector's live configuration: which hostnames it serves and how, as pushed by the
 //! edge. Each push carries a version; a newer one replaces the whole table atomically, an
-//! older or equal one is ignored, and requests read whichever table is current.
+//! older or equal one is ignored, and requests read whichever table is current. A hostname
+//! whose service this connector will not use (outside `--allow-origin`, or unusable) is left
+//! out, and the refusal goes back to the edge with the acknowledgement.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,8 +10,10 @@ use std::time::Duration;
 
 use postern_schema::api::OriginSettings;
 use postern_schema::rules::{Service, parse_service};
-use postern_schema::wire::ConfigPush;
+use postern_schema::wire::{ConfigPush, RefusedHostname};
 use tokio::sync::watch;
+
+use crate::allowlist::AllowedOrigins;
 
 /// How one hostname is served.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +32,8 @@ pub(crate) struct Routing {
     /// The config version (0 before the first push).
     pub(crate) version: u64,
     hostnames: HashMap<String, Arc<Ingress>>,
+    /// The hostnames of this version the connector refused to serve, and why.
+    pub(crate) refused: Vec<RefusedHostname>,
 }
 
 impl Routing {
@@ -48,16 +54,19 @@ pub struct Orchestrator {
     current: watch::Sender<Arc<Routing>>,
     /// With `--hello-world`: every hostname is served by the built-in origin at this address.
     hello_world: Option<String>,
+    /// `--allow-origin`.
+    allowed: AllowedOrigins,
 }
 
 impl Orchestrator {
     /// Serves nothing until the first push; with `hello_world`, every declared hostname goes
-    /// to the built-in origin at that `host:port`.
-    pub fn new(hello_world: Option<String>) -> Self {
+    /// to the built-in origin at that `host:port`; only services `allowed` allows are served.
+    pub fn new(hello_world: Option<String>, allowed: AllowedOrigins) -> Self {
         let (current, _) = watch::channel(Arc::new(Routing::default()));
         Self {
             current,
             hello_world,
+            allowed,
         }
     }
 
@@ -101,7 +110,19 @@ impl Orchestrator {
 
     fn build(&self, push: &ConfigPush) -> Routing {
         let mut hostnames = HashMap::new();
+        let mut refused = Vec::new();
         for entry in &push.hostnames {
+            let refuse = |reason: String| RefusedHostname {
+                hostname: entry.hostname.clone(),
+                reason,
+            };
+            if self.hello_world.is_none()
+                && let Err(reason) = self.allowed.check(&entry.service)
+            {
+                tracing::warn!(hostname = %entry.hostname, %reason, "refused a hostname");
+                refused.push(refuse(reason));
+                continue;
+            }
             let service = match &self.hello_world {
                 Some(address) => Service::Origin {
                     tls: false,
@@ -112,6 +133,7 @@ impl Orchestrator {
                     Ok(service) => service,
                     Err(message) => {
                         tracing::warn!(hostname = %entry.hostname, %message, "ignored a hostname with an unusable service");
+                        refused.push(refuse(message));
                         continue;
                     }
                 },
@@ -129,6 +151,7 @@ impl Orchestrator {
         Routing {
             version: push.version,
             hostnames,
+            refused,
         }
     }
 }
@@ -155,7 +178,7 @@ mod tests {
 
     #[test]
     fn newer_versions_replace_the_table_and_stale_ones_are_ignored() {
-        let orchestrator = Orchestrator::new(None);
+        let orchestrator = Orchestrator::new(None, AllowedOrigins::any());
         assert_eq!(
             orchestrator.apply(push(3, &[("a.example.com", "http://127.0.0.1:1")])),
             3
@@ -182,8 +205,29 @@ mod tests {
     }
 
     #[test]
+    fn services_outside_the_allow_list_are_refused_with_the_reason() {
+        let allowed = AllowedOrigins::parse(&["127.0.0.1:4000".to_string()]).expect("valid");
+        let orchestrator = Orchestrator::new(None, allowed);
+        orchestrator.apply(push(
+            1,
+            &[
+                ("ok.example.com", "http://127.0.0.1:4000"),
+                ("db.example.com", "http://127.0.0.1:5432"),
+                ("gone.example.com", "http_status:410"),
+            ],
+        ));
+        let routing = orchestrator.routing();
+        assert!(routing.ingress("ok.example.com").is_some());
+        assert!(routing.ingress("gone.example.com").is_some(), "no origin");
+        assert!(routing.ingress("db.example.com").is_none());
+        assert_eq!(routing.refused.len(), 1);
+        assert_eq!(routing.refused[0].hostname, "db.example.com");
+        assert!(routing.refused[0].reason.contains("--allow-origin"));
+    }
+
+    #[test]
     fn unusable_services_are_skipped_not_fatal() {
-        let orchestrator = Orchestrator::new(None);
+        let orchestrator = Orchestrator::new(None, AllowedOrigins::any());
         orchestrator.apply(push(
             1,
             &[
@@ -198,7 +242,7 @@ mod tests {
 
     #[test]
     fn hello_world_overrides_every_service() {
-        let orchestrator = Orchestrator::new(Some("127.0.0.1:9".into()));
+        let orchestrator = Orchestrator::new(Some("127.0.0.1:9".into()), AllowedOrigins::any());
         orchestrator.apply(push(1, &[("a.example.com", "http_status:500")]));
         let ingress = orchestrator
             .routing()
@@ -211,7 +255,7 @@ mod tests {
 
     #[tokio::test]
     async fn requests_wait_briefly_for_a_push_in_flight() {
-        let orchestrator = Arc::new(Orchestrator::new(None));
+        let orchestrator = Arc::new(Orchestrator::new(None, AllowedOrigins::any()));
         let waiter = {
             let orchestrator = orchestrator.clone();
             tokio::spawn(async move {

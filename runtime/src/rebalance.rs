@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use postern_schema::wire::ALPN_PROBE;
 use rand::RngExt;
-use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+use crate::egress::Egress;
 use crate::tls::{TlsConfigError, edge_server_name};
 
 /// About how often a connection away from home probes it (jittered by a quarter).
@@ -50,8 +50,12 @@ pub(crate) fn probe_config(pin: &str) -> Result<Arc<rustls::ClientConfig>, TlsCo
 
 /// Does `address` accept connections? True once TCP connects; the ClientHello that follows is
 /// only so the edge can tell a probe from a broken client.
-pub(crate) async fn is_reachable(address: &str, tls: &Arc<rustls::ClientConfig>) -> bool {
-    let Ok(Ok(tcp)) = tokio::time::timeout(PROBE_TIMEOUT, TcpStream::connect(address)).await else {
+pub(crate) async fn is_reachable(
+    egress: &Egress,
+    address: &str,
+    tls: &Arc<rustls::ClientConfig>,
+) -> bool {
+    let Ok(Ok(tcp)) = tokio::time::timeout(PROBE_TIMEOUT, egress.connect(address)).await else {
         return false;
     };
     let hello = TlsConnector::from(tls.clone()).connect(edge_server_name(), tcp);
@@ -61,11 +65,15 @@ pub(crate) async fn is_reachable(address: &str, tls: &Arc<rustls::ClientConfig>)
 }
 
 /// Probes `home` about every [`PROBE_EVERY`] until it is reachable.
-pub(crate) async fn wait_until_reachable(home: &str, tls: &Arc<rustls::ClientConfig>) {
+pub(crate) async fn wait_until_reachable(
+    egress: &Egress,
+    home: &str,
+    tls: &Arc<rustls::ClientConfig>,
+) {
     loop {
         let pause = PROBE_EVERY.mul_f64(rand::rng().random_range(0.75..1.25));
         tokio::time::sleep(pause).await;
-        if is_reachable(home, tls).await {
+        if is_reachable(egress, home, tls).await {
             tracing::info!(edge = %home, "this connection's own edge node is reachable again; moving back to it");
             return;
         }
@@ -108,7 +116,7 @@ mod tests {
             listener.local_addr().expect("address").to_string()
         };
         let tls = probe_config(&"0".repeat(64)).expect("probe config");
-        assert!(is_reachable(&open, &tls).await);
-        assert!(!is_reachable(&closed, &tls).await);
+        assert!(is_reachable(&Egress::direct(), &open, &tls).await);
+        assert!(!is_reachable(&Egress::direct(), &closed, &tls).await);
     }
 }

@@ -300,7 +300,7 @@ async fn go_home(
     leave: &CancellationToken,
 ) -> Result<Outcome, Failure> {
     loop {
-        rebalance::wait_until_reachable(home, probe).await;
+        rebalance::wait_until_reachable(&connector.egress, home, probe).await;
         let steering = Steering::default();
         let dial = try_once(connector, home, &steering);
         tokio::pin!(dial);

@@ -127,6 +127,9 @@ pub struct ClientOptions {
     /// For an `https://` endpoint: the CA certificate(s), PEM, that signed the edge API's
     /// certificate; when set, only they are trusted. `None`: the system's roots.
     pub ca_cert_pem: Option<String>,
+    /// An HTTP proxy for every call (`http://[user:password@]host:port`). `None`: the one
+    /// `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY` name, if any (`NO_PROXY` honoured).
+    pub proxy: Option<String>,
 }
 
 impl Default for ClientOptions {
@@ -135,6 +138,7 @@ impl Default for ClientOptions {
             connect_timeout: Duration::from_secs(5),
             call_timeout: Duration::from_secs(60),
             ca_cert_pem: None,
+            proxy: None,
         }
     }
 }
@@ -188,6 +192,13 @@ impl Client {
                 });
             }
             builder = builder.tls_certs_only(certs);
+        }
+        if let Some(proxy) = &options.proxy {
+            let proxy = reqwest::Proxy::all(proxy).map_err(|source| ClientError::Unreachable {
+                endpoint: endpoint.clone(),
+                source,
+            })?;
+            builder = builder.proxy(proxy);
         }
         let http = builder.build().map_err(|source| ClientError::Unreachable {
             endpoint: endpoint.clone(),

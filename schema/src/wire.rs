@@ -404,6 +404,55 @@ pub struct HostnameConfig {
 pub struct ConfigAck {
     /// The version the connector serves now (the pushed one, or a newer one it already had).
     pub applied_version: u64,
+    /// Hostnames of that version the connector will not serve, and why (a service outside its
+    /// `--allow-origin` list, or one it cannot use); absent when it serves them all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<RefusedHostname>,
+}
+
+/// The longest refusal reason the edge keeps (bytes); longer ones are cut.
+pub const MAX_REFUSAL_REASON: usize = 512;
+
+impl ConfigAck {
+    /// The refusals the edge keeps and shows: those that name a hostname of `pushed`, one per
+    /// hostname, each reason printable ASCII (anything else replaced by `?`) of at most
+    /// [`MAX_REFUSAL_REASON`] bytes. A connector cannot grow the edge's memory or put control
+    /// characters in its logs and API answers this way.
+    pub fn checked_refusals(&self, pushed: &[HostnameConfig]) -> Vec<RefusedHostname> {
+        let mut kept: Vec<RefusedHostname> = Vec::new();
+        for refused in &self.refused {
+            let known = pushed.iter().any(|h| h.hostname == refused.hostname);
+            if !known || kept.iter().any(|k| k.hostname == refused.hostname) {
+                continue;
+            }
+            let reason: String = refused
+                .reason
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_graphic() || c == ' ' {
+                        c
+                    } else {
+                        '?'
+                    }
+                })
+                .take(MAX_REFUSAL_REASON)
+                .collect();
+            kept.push(RefusedHostname {
+                hostname: refused.hostname.clone(),
+                reason,
+            });
+        }
+        kept
+    }
+}
+
+/// A hostname a connector refuses to serve.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedHostname {
+    /// The hostname.
+    pub hostname: String,
+    /// Why, in a sentence the operator can act on.
+    pub reason: String,
 }
 
 /// One line of the connector's event stream (the answer body of `POST /.postern/events`).
@@ -613,7 +662,47 @@ mod tests {
                 },
             }],
         });
-        round_trip(&ConfigAck { applied_version: 7 });
+        round_trip(&ConfigAck {
+            applied_version: 7,
+            refused: vec![],
+        });
+        let pushed = [HostnameConfig {
+            hostname: "db.example.com".into(),
+            service: "http://127.0.0.1:1".into(),
+            origin: Default::default(),
+        }];
+        let refusal = |hostname: &str, reason: &str| RefusedHostname {
+            hostname: hostname.into(),
+            reason: reason.into(),
+        };
+        let ack = ConfigAck {
+            applied_version: 1,
+            refused: vec![
+                refusal("db.example.com", "not\nallowed"),
+                refusal("db.example.com", "twice"),
+                refusal("never-pushed.example.com", "x"),
+            ],
+        };
+        assert_eq!(
+            ack.checked_refusals(&pushed),
+            vec![refusal("db.example.com", "not?allowed")],
+            "one per pushed hostname, printable"
+        );
+        let long = ConfigAck {
+            applied_version: 1,
+            refused: vec![refusal("db.example.com", &"x".repeat(10_000))],
+        };
+        assert_eq!(
+            long.checked_refusals(&pushed)[0].reason.len(),
+            MAX_REFUSAL_REASON
+        );
+        round_trip(&ConfigAck {
+            applied_version: 8,
+            refused: vec![RefusedHostname {
+                hostname: "db.example.com".into(),
+                reason: "not in --allow-origin".into(),
+            }],
+        });
         round_trip(&Event::Draining);
         round_trip(&Event::Renew {
             csr_der: encode_der(b"csr"),

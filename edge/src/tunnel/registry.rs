@@ -13,7 +13,7 @@ use hyper::client::conn::http2::SendRequest;
 use hyper::{Request, Response};
 use postern_schema::api::Connection;
 use postern_schema::ids::TunnelId;
-use postern_schema::wire::{HostnameConfig, tuning};
+use postern_schema::wire::{HostnameConfig, RefusedHostname, tuning};
 use rand::RngExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
@@ -42,6 +42,7 @@ pub(crate) struct Session {
     pushed_version: AtomicU64,
     seen_revision: watch::Sender<u64>,
     applied: Mutex<Vec<HostnameConfig>>,
+    refused: Mutex<Vec<(HostnameConfig, RefusedHostname)>>,
     close: CancellationToken,
 }
 
@@ -100,6 +101,7 @@ impl Session {
             pushed_version: AtomicU64::new(info.config_version),
             seen_revision: watch::channel(0).0,
             applied: Mutex::new(Vec::new()),
+            refused: Mutex::new(Vec::new()),
             info: Mutex::new(info),
             outstanding: AtomicUsize::new(0),
             streams: Arc::new(Semaphore::new(VISITOR_STREAMS as usize)),
@@ -166,9 +168,23 @@ impl Session {
         self.with_info(|info| info.config_version = version);
     }
 
-    /// Records the hostnames the connector acknowledged serving (a push it applied).
-    pub(crate) fn set_applied(&self, hostnames: Vec<HostnameConfig>) {
+    /// Records the hostnames the connector acknowledged serving (a push it applied), and
+    /// those of that push it refused.
+    pub(crate) fn set_applied(
+        &self,
+        hostnames: Vec<HostnameConfig>,
+        refused: Vec<(HostnameConfig, RefusedHostname)>,
+    ) {
         *self.applied.lock().unwrap_or_else(|p| p.into_inner()) = hostnames;
+        *self.refused.lock().unwrap_or_else(|p| p.into_inner()) = refused;
+    }
+
+    /// The hostnames of its last applied push the connector refused, as pushed, and why.
+    pub(crate) fn refused(&self) -> Vec<(HostnameConfig, RefusedHostname)> {
+        self.refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Runs `look` on the hostnames the connector last acknowledged serving.

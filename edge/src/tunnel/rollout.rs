@@ -57,7 +57,20 @@ pub(crate) fn pending(
                 continue;
             }
             let info = session.connection();
+            // Refusals of what the tunnel still needs, in the scope asked about.
+            let refused = session
+                .refused()
+                .into_iter()
+                .filter(|(config, _)| entry(&wanted, &config.hostname) == Some(config))
+                .filter(|(config, _)| {
+                    names
+                        .as_ref()
+                        .is_none_or(|names| names.contains(&config.hostname.as_str()))
+                })
+                .map(|(_, refusal)| refusal)
+                .collect();
             pending.push(PendingConnection {
+                refused,
                 tunnel_id: tunnel,
                 tunnel_name: record.spec.name.clone(),
                 connection_id: info.id,

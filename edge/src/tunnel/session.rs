@@ -465,7 +465,33 @@ async fn push_config(session: &Session, push: ConfigPush) -> Result<(), SessionE
         "connector applied its configuration"
     );
     if ack.applied_version >= version {
-        session.set_applied(push.hostnames);
+        let refused = ack.checked_refusals(&push.hostnames);
+        for refusal in &refused {
+            tracing::warn!(
+                hostname = %refusal.hostname,
+                reason = %refusal.reason,
+                "the connector refuses to serve a hostname"
+            );
+        }
+        // Each refusal is kept with the configuration refused, so that it only counts while
+        // that is still what the tunnel needs.
+        let refused: Vec<_> = refused
+            .into_iter()
+            .filter_map(|refusal| {
+                let config = push
+                    .hostnames
+                    .iter()
+                    .find(|h| h.hostname == refusal.hostname)?;
+                Some((config.clone(), refusal))
+            })
+            .collect();
+        let mut served = push.hostnames;
+        served.retain(|h| {
+            !refused
+                .iter()
+                .any(|(config, _)| config.hostname == h.hostname)
+        });
+        session.set_applied(served, refused);
     }
     Ok(())
 }

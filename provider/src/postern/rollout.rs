@@ -16,6 +16,10 @@ use crate::framework::Diagnostics;
 /// How long a write waits for the connectors when `rollout_timeout` is not set.
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long the other connectors may take to answer once one refused a change, so that the
+/// error names every one that refuses it.
+const REFUSAL_GRACE: Duration = Duration::from_secs(2);
+
 /// The first pause between two questions to the edge; it grows to [`MAX_POLL`].
 const FIRST_POLL: Duration = Duration::from_millis(20);
 
@@ -67,6 +71,7 @@ pub(crate) async fn wait(
     let started = Instant::now();
     let deadline = started + timeout;
     let mut pause = FIRST_POLL;
+    let mut first_refusal: Option<Instant> = None;
     let last: Result<Rollout, String> = loop {
         // One question may not outlast the timeout by much, even if the edge hangs.
         let budget = deadline
@@ -89,6 +94,20 @@ pub(crate) async fn wait(
                     "every connector applied the change"
                 );
                 return;
+            }
+            Ok(rollout) if rollout.pending.iter().any(|p| !p.refused.is_empty()) => {
+                // A connector said no: waiting longer will not change its mind. The others
+                // get a moment to answer too, so that the error names every one that refused.
+                let first = *first_refusal.get_or_insert_with(Instant::now);
+                if rollout.pending.iter().all(|p| !p.refused.is_empty())
+                    || first.elapsed() >= REFUSAL_GRACE
+                {
+                    diagnostics.error(
+                        "A connector refused the change",
+                        refusal_detail(&change, revision, rollout),
+                    );
+                    return;
+                }
             }
             Err(error) if error.code() == Some(ErrorCode::NotFound) => {
                 diagnostics.warning(
@@ -181,6 +200,35 @@ fn timeout_detail(change: &Change, revision: u64, rollout: &Rollout, timeout: Du
     text
 }
 
+/// The detail of a refusal: per connector and hostname, the reason it gave.
+fn refusal_detail(change: &Change, revision: u64, rollout: &Rollout) -> String {
+    let mut refusals = std::collections::BTreeSet::new();
+    for connection in &rollout.pending {
+        for refused in &connection.refused {
+            refusals.insert((
+                connection.tunnel_name.as_str(),
+                connection.connector_id.as_str(),
+                refused.hostname.as_str(),
+                refused.reason.as_str(),
+            ));
+        }
+    }
+    let mut text = format!(
+        "The edge stored the new {} (revision {revision}), but connectors refused to serve it:\n",
+        change.subject
+    );
+    for (tunnel, connector, hostname, reason) in refusals {
+        text.push_str(&format!(
+            "  - connector {connector} of tunnel {tunnel:?} refused {hostname}: {reason}\n"
+        ));
+    }
+    text.push_str(
+        "Point the hostname at an origin the connector allows, or add the origin to the \
+         connector's --allow-origin list and restart it.",
+    );
+    text
+}
+
 /// One line per connector (its connections grouped): id, addresses, tunnel, version.
 fn connector_lines(pending: &[PendingConnection]) -> Vec<String> {
     let mut connectors: BTreeMap<(&str, &str), Vec<&PendingConnection>> = BTreeMap::new();
@@ -252,6 +300,7 @@ mod tests {
             connector_id: "c-frozen".into(),
             address: address.into(),
             config_version: 7,
+            refused: Vec::new(),
         };
         let rollout = Rollout {
             revision: 9,

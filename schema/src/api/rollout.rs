@@ -37,6 +37,9 @@ pub struct PendingConnection {
     pub address: String,
     /// The configuration version the connector last acknowledged.
     pub config_version: u64,
+    /// Hostnames the connector refused to serve, and why: waiting longer will not help.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<crate::wire::RefusedHostname>,
 }
 
 /// Which part of the configuration a rollout question is about (`GET /v1/rollout`'s
