@@ -677,6 +677,7 @@ mod tests {
                 "/expires_at",
                 "/hostname",
                 "/jwt/public_keys_pem/*",
+                "/listen_port",
                 "/names",
                 "/names/*",
                 "/policy_ids/*",

@@ -224,6 +224,39 @@ pub fn parse_service(service: &str) -> Result<Service, String> {
     })
 }
 
+/// A TCP service's origin, `tcp://host:port`, as the connector dials it: `host:port` (an IPv6
+/// host keeps its brackets).
+pub fn parse_tcp_service(service: &str) -> Result<String, String> {
+    let bad = || {
+        format!(
+            "service {service:?} must be tcp://host:port, such as tcp://127.0.0.1:22 or tcp://[::1]:5432"
+        )
+    };
+    let rest = service.strip_prefix("tcp://").ok_or_else(bad)?;
+    if rest.contains('@') {
+        return Err(bad());
+    }
+    let authority: http::uri::Authority = rest.parse().map_err(|_| bad())?;
+    let host = authority.host();
+    let port_given = rest.len() > host.len() + 1;
+    let host_ok = if let Some(inner) = host.strip_prefix('[') {
+        inner
+            .strip_suffix(']')
+            .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok())
+    } else {
+        !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-'))
+    };
+    match authority.port_u16() {
+        Some(port) if port > 0 && host_ok && port_given && authority.as_str() == rest => {
+            Ok(rest.to_string())
+        }
+        _ => Err(bad()),
+    }
+}
+
 /// A route weight: 1 to 100.
 pub fn check_weight(weight: i64) -> Result<(), String> {
     if (1..=100).contains(&weight) {
@@ -461,6 +494,36 @@ mod tests {
             "",
         ] {
             assert!(parse_service(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn tcp_services_are_host_and_port() {
+        assert_eq!(
+            parse_tcp_service("tcp://127.0.0.1:22").as_deref(),
+            Ok("127.0.0.1:22")
+        );
+        assert_eq!(
+            parse_tcp_service("tcp://[::1]:5432").as_deref(),
+            Ok("[::1]:5432")
+        );
+        assert_eq!(
+            parse_tcp_service("tcp://db.internal:6379").as_deref(),
+            Ok("db.internal:6379")
+        );
+        for bad in [
+            "tcp://host",
+            "tcp://host:",
+            "tcp://host:0",
+            "tcp://host:65536",
+            "tcp://user@host:22",
+            "tcp://host:22/path",
+            "tcp://[zz]:22",
+            "http://host:22",
+            "tcp://:22",
+            "",
+        ] {
+            assert!(parse_tcp_service(bad).is_err(), "{bad}");
         }
     }
 

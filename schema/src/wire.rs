@@ -378,6 +378,12 @@ fn check_text(field: &'static str, text: &str, max: usize) -> Result<(), WireErr
     Ok(())
 }
 
+/// The `:protocol` of an extended CONNECT stream that carries one raw TCP connection.
+pub const TCP_PROTOCOL: &str = "postern-tcp";
+
+/// The header of a [`TCP_PROTOCOL`] stream that names the TCP service (its id).
+pub const TCP_SERVICE_HEADER: &str = "x-postern-tcp-service";
+
 /// `POST /.postern/config`: what the tunnel serves, at one version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConfigPush {
@@ -385,6 +391,22 @@ pub struct ConfigPush {
     pub version: u64,
     /// The hostnames the tunnel serves, ordered by name.
     pub hostnames: Vec<HostnameConfig>,
+    /// The TCP services the tunnel serves, ordered by name (absent from older edges).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tcp_services: Vec<TcpServiceConfig>,
+}
+
+/// One TCP service a tunnel serves: the edge opens an extended CONNECT stream with
+/// `:protocol` [`TCP_PROTOCOL`] and [`TCP_SERVICE_HEADER`] naming it; the connector dials
+/// `service` and splices the two byte streams (half-close passed on both ways).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TcpServiceConfig {
+    /// The service's id (a UUID), as the stream names it.
+    pub id: String,
+    /// Its name, for logs.
+    pub name: String,
+    /// Its origin, `tcp://host:port`.
+    pub service: String,
 }
 
 /// One hostname a tunnel serves.
