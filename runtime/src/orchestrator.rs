@@ -1,4 +1,4 @@
-//! The connector's live configuration: which hostnames it serves and how, as pushed by the
+//! The connector's live configuration: which hostnames and TCP services it serves and how, as pushed by the
 //! edge. Each push carries a version; a newer one replaces the whole table atomically, an
 //! older or equal one is ignored, and requests read whichever table is current.
 
@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use postern_schema::api::OriginSettings;
-use postern_schema::rules::{Service, parse_service};
+use postern_schema::rules::{Service, parse_service, parse_tcp_service};
 use postern_schema::wire::ConfigPush;
 use tokio::sync::watch;
 
@@ -22,15 +22,30 @@ pub(crate) struct Ingress {
     pub(crate) origin: OriginSettings,
 }
 
-/// The hostnames served at one version.
+/// How one TCP service is served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TcpIngress {
+    /// The service's name, for logs.
+    pub(crate) name: String,
+    /// The origin to dial, `host:port`.
+    pub(crate) address: String,
+}
+
+/// The hostnames and TCP services served at one version.
 #[derive(Debug, Default)]
 pub(crate) struct Routing {
     /// The config version (0 before the first push).
     pub(crate) version: u64,
     hostnames: HashMap<String, Arc<Ingress>>,
+    tcp_services: HashMap<String, Arc<TcpIngress>>,
 }
 
 impl Routing {
+    /// How the TCP service with id `id` is served, if it is declared for this tunnel.
+    pub(crate) fn tcp_ingress(&self, id: &str) -> Option<Arc<TcpIngress>> {
+        self.tcp_services.get(id).cloned()
+    }
+
     /// How `hostname` is served, if it is declared for this tunnel.
     pub(crate) fn ingress(&self, hostname: &str) -> Option<Arc<Ingress>> {
         self.hostnames.get(hostname).cloned()
@@ -126,9 +141,27 @@ impl Orchestrator {
                 }),
             );
         }
+        let mut tcp_services = HashMap::new();
+        for entry in &push.tcp_services {
+            match parse_tcp_service(&entry.service) {
+                Ok(address) => {
+                    tcp_services.insert(
+                        entry.id.clone(),
+                        Arc::new(TcpIngress {
+                            name: entry.name.clone(),
+                            address,
+                        }),
+                    );
+                }
+                Err(message) => {
+                    tracing::warn!(service = %entry.name, %message, "ignored a TCP service with an unusable service");
+                }
+            }
+        }
         Routing {
             version: push.version,
             hostnames,
+            tcp_services,
         }
     }
 }
@@ -141,6 +174,7 @@ mod tests {
 
     fn push(version: u64, entries: &[(&str, &str)]) -> ConfigPush {
         ConfigPush {
+            tcp_services: Vec::new(),
             version,
             hostnames: entries
                 .iter()

@@ -1,7 +1,8 @@
 //! The connector's origin side: one visitor stream in, one request to the local service out
 //! (pooled HTTP/1.1 connections, plain or TLS), the response streamed back. WebSockets arrive
 //! as extended CONNECT and leave as an HTTP/1.1 upgrade. Failures the edge must turn into a
-//! status are reported in [`ERROR_HEADER`].
+//! status are reported in [`ERROR_HEADER`]. A TCP service's stream is dialed and spliced in
+//! [`tcp`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -30,8 +31,10 @@ use crate::body::{self, BoxBody, BoxError};
 use crate::orchestrator::Ingress;
 
 mod pool;
+mod tcp;
 
 use pool::Pool;
+pub(crate) use tcp::serve as serve_tcp;
 
 /// How long to wait for a connection to the origin when the hostname does not say.
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

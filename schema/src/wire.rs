@@ -381,6 +381,9 @@ fn check_text(field: &'static str, text: &str, max: usize) -> Result<(), WireErr
 /// The `:protocol` of an extended CONNECT stream that carries one raw TCP connection.
 pub const TCP_PROTOCOL: &str = "postern-tcp";
 
+/// The authority of a [`TCP_PROTOCOL`] stream (it names no hostname).
+pub const TCP_AUTHORITY: &str = "_postern-tcp";
+
 /// The header of a [`TCP_PROTOCOL`] stream that names the TCP service (its id).
 pub const TCP_SERVICE_HEADER: &str = "x-postern-tcp-service";
 
@@ -625,6 +628,7 @@ mod tests {
             draining: false,
         });
         round_trip(&ConfigPush {
+            tcp_services: Vec::new(),
             version: 7,
             hostnames: vec![HostnameConfig {
                 hostname: "app.example.com".into(),

@@ -12,6 +12,7 @@ use crate::cluster::Cluster;
 use crate::config::EdgeSettings;
 use crate::metrics::Metrics;
 use crate::store::Store;
+use crate::tcp_ports::TcpPorts;
 use crate::tunnel::Registry;
 
 /// Everything the edge's subsystems share; cheap to clone.
@@ -42,6 +43,8 @@ pub(crate) struct ApiState {
     pub(crate) throttle: Arc<AuthThrottle>,
     /// What `GET /ready` answers.
     pub(crate) readiness: Readiness,
+    /// The ports of TCP services.
+    pub(crate) tcp_ports: Arc<TcpPorts>,
 }
 
 /// Where the edge is in its life, as `GET /ready` tells it; shared by clones.

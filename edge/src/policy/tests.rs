@@ -41,6 +41,7 @@ fn snapshot(revision: u64, policies: &[&Policy], hostnames: &[&Hostname]) -> Sna
             .map(|h| (h.spec.hostname.clone(), (*h).clone()))
             .collect(),
         policies: policies.iter().map(|p| (p.id, (*p).clone())).collect(),
+        tcp_services: BTreeMap::new(),
     }
 }
 

@@ -79,6 +79,7 @@ fn fixture() -> (Snapshot, ZoneConfig) {
             .map(|h| (h.spec.hostname.clone(), h))
             .collect(),
         policies: BTreeMap::new(),
+        tcp_services: BTreeMap::new(),
     };
     let config = ZoneConfig::new(
         &["example.com".into(), "dev.example.com".into()],
@@ -335,6 +336,7 @@ fn long_label_lists_continue_in_the_next_string() {
         tunnels: BTreeMap::from([(big.id, big)]),
         hostnames: BTreeMap::from([(host.spec.hostname.clone(), host)]),
         policies: BTreeMap::new(),
+        tcp_services: BTreeMap::new(),
     };
     let config = ZoneConfig::new(&["example.com".into()], &[]);
     let view = ZoneView::build(&snapshot, &config);
