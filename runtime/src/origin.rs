@@ -34,7 +34,6 @@ mod pool;
 mod tcp;
 
 use pool::Pool;
-pub(crate) use tcp::serve as serve_tcp;
 
 /// How long to wait for a connection to the origin when the hostname does not say.
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -431,6 +430,17 @@ impl ServerCertVerifier for NoVerification {
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
     }
+}
+
+/// Answers one TCP service stream for `ingress`: the origin dialed and spliced, or the
+/// fault that kept it from being reached.
+pub(crate) async fn serve_tcp(
+    ingress: &crate::orchestrator::TcpIngress,
+    request: Request<Incoming>,
+) -> Response<BoxBody> {
+    tcp::serve(ingress, request)
+        .await
+        .unwrap_or_else(|(kind, message)| fault(kind, message))
 }
 
 /// The connector's answer when it cannot serve a request: the status, and the fault in

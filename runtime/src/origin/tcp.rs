@@ -13,34 +13,34 @@ use postern_schema::wire::ConnectorFault;
 use tokio::net::TcpStream;
 use tracing::Instrument;
 
-use super::fault;
 use crate::body::{self, BoxBody};
 use crate::orchestrator::TcpIngress;
 
 /// How long to wait for the origin to accept.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Dials `ingress`'s origin for one stream and splices the two once the stream is upgraded.
+/// Dials `ingress`'s origin for one stream and splices the two once the stream is upgraded;
+/// the fault to answer with (and why) when the origin cannot be reached.
 pub(crate) async fn serve(
     ingress: &TcpIngress,
     mut request: Request<Incoming>,
-) -> Response<BoxBody> {
+) -> Result<Response<BoxBody>, (ConnectorFault, &'static str)> {
     let dialed = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&ingress.address)).await;
     let mut origin = match dialed {
         Ok(Ok(origin)) => origin,
         Ok(Err(error)) => {
             tracing::debug!(service = %ingress.name, address = %ingress.address, %error, "cannot reach the TCP origin");
-            return fault(
+            return Err((
                 ConnectorFault::OriginUnreachable,
                 "the connector cannot reach the TCP origin",
-            );
+            ));
         }
         Err(_) => {
             tracing::debug!(service = %ingress.name, address = %ingress.address, "the TCP origin did not accept in time");
-            return fault(
+            return Err((
                 ConnectorFault::OriginTimeout,
                 "the TCP origin did not accept in time",
-            );
+            ));
         }
     };
     let _ = origin.set_nodelay(true);
@@ -66,5 +66,5 @@ pub(crate) async fn serve(
     );
     let mut response = Response::new(body::empty());
     *response.status_mut() = StatusCode::OK;
-    response
+    Ok(response)
 }
