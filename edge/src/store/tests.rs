@@ -491,7 +491,7 @@ mod postgres {
             .iter()
             .map(|row| row.get(0))
             .collect();
-        assert_eq!(versions, [1, 2, 3]);
+        assert_eq!(versions, [1, 2, 3, 4, 5]);
     }
 
     #[tokio::test]
