@@ -14,8 +14,8 @@ use serde::de::DeserializeOwned;
 use crate::api::{
     ApiErrorBody, ApiToken, ApiTokenSpec, Certificate, CertificateSpec, Connection, EdgeInfo,
     EnrollmentToken, EnrollmentTokenSpec, ErrorCode, Hostname, HostnameSpec, List, Policy,
-    PolicySpec, REVISION_HEADER, Rollout, RolloutScope, TcpService, TcpServiceSpec, Tunnel, TunnelSpec,
-    TunnelTokenBody,
+    PolicySpec, REVISION_HEADER, Rollout, RolloutScope, TcpService, TcpServiceSpec, Tunnel,
+    TunnelSpec, TunnelTokenBody,
 };
 use crate::ids::{PolicyId, TcpServiceId, TunnelId};
 use crate::rules::format_selector;
