@@ -209,6 +209,7 @@ async fn the_status_page_shows_tunnels_routes_and_decisions_live() {
     .await;
     client
         .create_hostname(&HostnameSpec {
+            tls_passthrough: None,
             hostname: HOST.into(),
             service: origin.url(),
             tunnel_id: None,
@@ -220,6 +221,7 @@ async fn the_status_page_shows_tunnels_routes_and_decisions_live() {
         .expect("routed hostname");
     client
         .create_hostname(&HostnameSpec {
+            tls_passthrough: None,
             hostname: "staging.example.com".into(),
             service: origin.url(),
             tunnel_id: Some(staging.id),

@@ -417,6 +417,7 @@ async fn a_connector_serves_only_the_hostnames_declared_for_its_tunnel() {
             hostname: "declared.example.com".into(),
             service: origin.url(),
             origin: OriginSettings::default(),
+            tls_passthrough: false,
         }],
     };
     let (status, _, body) = on_tunnel(

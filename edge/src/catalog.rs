@@ -43,6 +43,9 @@ pub(crate) struct Snapshot {
     pub(crate) policies: BTreeMap<PolicyId, Policy>,
     /// TCP services by id (their `listen` is left empty: the API fills it in).
     pub(crate) tcp_services: BTreeMap<TcpServiceId, TcpService>,
+    /// Some hostname has `tls_passthrough`: the HTTPS listener reads each ClientHello's
+    /// server name before it terminates TLS.
+    pub(crate) passthrough: bool,
 }
 
 /// The current snapshot and the means to refresh it.
@@ -245,6 +248,7 @@ async fn build_snapshot(store: &dyn Store, addresses: &[String]) -> Result<Snaps
             }
             Kind::Hostname => {
                 let hostname = hostname_from_record(record, addresses)?;
+                snapshot.passthrough |= hostname.spec.passes_tls_through();
                 snapshot
                     .hostnames
                     .insert(hostname.spec.hostname.clone(), hostname);

@@ -172,6 +172,26 @@ impl PolicyEngine {
         self.check_ids(snapshot, &tcp_key(service_name), policy_ids, &facts)
     }
 
+    /// Applies a TLS passthrough hostname's policies to one connection from `client_ip`, as
+    /// [`Self::check_connection`] does for a TCP service, under the hostname's own counters
+    /// and buckets (it serves no HTTP to share them with).
+    pub(crate) fn check_passthrough(
+        &self,
+        snapshot: &Snapshot,
+        hostname: &str,
+        policy_ids: &[PolicyId],
+        client_ip: std::net::IpAddr,
+    ) -> Verdict {
+        let facts = RequestFacts {
+            client_ip,
+            method: "",
+            path: "/",
+            authorization: None,
+            now: Now::read(),
+        };
+        self.check_ids(snapshot, hostname, policy_ids, &facts)
+    }
+
     fn check_ids(
         &self,
         snapshot: &Snapshot,

@@ -9,7 +9,9 @@
 //! the choice of connection ([`route`]), requests to and from other nodes ([`nodes`],
 //! [`links`]), and the one place failures become statuses ([`error`]). Raw TCP services are
 //! carried beside it ([`tcp`]): a listener per service port, the same policies' IP lists and
-//! rate limits at accept, one tunnel stream per connection.
+//! rate limits at accept, one tunnel stream per connection; and so are TLS passthrough
+//! hostnames, whose ClientHello's server name ([`sni`]) sends the connection down the tunnel
+//! untouched.
 
 mod activity;
 mod error;
@@ -22,6 +24,7 @@ mod nodes;
 mod request;
 mod route;
 mod shares;
+mod sni;
 mod tcp;
 mod tls;
 

@@ -35,7 +35,7 @@ use hyper_util::server::graceful::GracefulConnection;
 use postern_schema::wire::{
     self, ALPN_TUNNEL, CERTIFICATE_PATH, CONFIG_PATH, CONFIG_VERSION_HEADER, CONTROL_AUTHORITY,
     CertificateGrant, ConfigAck, ConfigPush, ConnectorFault, DRAIN_PATH, Drain, DrainReason,
-    EVENTS_PATH, Event, HELLO_PATH, Hello, HelloAnswer, TCP_PROTOCOL, TCP_SERVICE_HEADER, tuning,
+    EVENTS_PATH, Event, HELLO_PATH, Hello, HelloAnswer, TCP_HOSTNAME_HEADER, TCP_PROTOCOL, TCP_SERVICE_HEADER, tuning,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -413,7 +413,8 @@ async fn handle(connection: Arc<Connection>, request: Request<Incoming>) -> Resp
     }
 }
 
-/// A TCP service's stream: to its declared origin, or 404 when this tunnel does not serve it.
+/// A TCP service's stream, or a passthrough hostname's: to its declared origin, or 404 when
+/// this tunnel does not serve it.
 async fn tcp(connection: &Connection, request: Request<Incoming>) -> Response<BoxBody> {
     let header = |name: &'static str| {
         request
@@ -423,23 +424,29 @@ async fn tcp(connection: &Connection, request: Request<Incoming>) -> Response<Bo
             .map(str::to_owned)
     };
     let service = header(TCP_SERVICE_HEADER).unwrap_or_default();
+    let passthrough = header(TCP_HOSTNAME_HEADER);
     let wanted_version = header(CONFIG_VERSION_HEADER)
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(0);
-    let span = tracing::debug_span!("tcp_stream", tcp_service_id = %service);
+    let span = tracing::debug_span!("tcp_stream", tcp_service_id = %service, hostname = passthrough.as_deref().unwrap_or_default());
     async {
         let routing = connection
             .connector
             .orchestrator
             .routing_at_least(wanted_version, CONFIG_WAIT)
             .await;
-        let response = match routing.tcp_ingress(&service) {
+        // A visitor's TLS to a passthrough hostname, or a TCP service's connection.
+        let ingress = match &passthrough {
+            Some(hostname) => routing.passthrough_ingress(hostname),
+            None => routing.tcp_ingress(&service),
+        };
+        let response = match ingress {
             Some(ingress) => serve_tcp(&ingress, request).await,
             None => {
-                tracing::debug!("refused a TCP service not declared for this tunnel");
+                tracing::debug!("refused a TCP stream not declared for this tunnel");
                 fault(
                     ConnectorFault::UnknownHostname,
-                    "this connector does not serve that TCP service",
+                    "this connector does not serve that TCP service or passthrough hostname",
                 )
             }
         };

@@ -1,5 +1,5 @@
-//! The connector's live configuration: which hostnames and TCP services it serves and how, as pushed by the
-//! edge. Each push carries a version; a newer one replaces the whole table atomically, an
+//! The connector's live configuration: which hostnames (TLS passthrough ones apart) and TCP
+//! services it serves and how, as pushed by the edge. Each push carries a version; a newer one replaces the whole table atomically, an
 //! older or equal one is ignored, and requests read whichever table is current.
 
 use std::collections::HashMap;
@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use postern_schema::api::OriginSettings;
-use postern_schema::rules::{Service, parse_service, parse_tcp_service};
+use postern_schema::rules::{Service, parse_service, parse_tcp_service, passthrough_address};
 use postern_schema::wire::ConfigPush;
 use tokio::sync::watch;
 
@@ -38,9 +38,19 @@ pub(crate) struct Routing {
     pub(crate) version: u64,
     hostnames: HashMap<String, Arc<Ingress>>,
     tcp_services: HashMap<String, Arc<TcpIngress>>,
+    /// The hostnames whose TLS passes through, by name: their origins, dialed as TCP.
+    passthrough: HashMap<String, Arc<TcpIngress>>,
 }
 
 impl Routing {
+    /// Where a TLS passthrough `hostname`'s raw bytes go, if it is declared so for this
+    /// tunnel.
+    pub(crate) fn passthrough_ingress(&self, hostname: &str) -> Option<Arc<TcpIngress>> {
+        self.passthrough
+            .get(&hostname.to_ascii_lowercase())
+            .cloned()
+    }
+
     /// How the TCP service with id `id` is served, if it is declared for this tunnel.
     pub(crate) fn tcp_ingress(&self, id: &str) -> Option<Arc<TcpIngress>> {
         self.tcp_services.get(id).cloned()
@@ -116,7 +126,29 @@ impl Orchestrator {
 
     fn build(&self, push: &ConfigPush) -> Routing {
         let mut hostnames = HashMap::new();
+        let mut passthrough = HashMap::new();
         for entry in &push.hostnames {
+            if entry.tls_passthrough {
+                // The visitor's TLS bytes go to the origin as they are: a TCP origin.
+                let address = parse_service(&entry.service)
+                    .ok()
+                    .and_then(|service| passthrough_address(&service));
+                match address {
+                    Some(address) => {
+                        passthrough.insert(
+                            entry.hostname.to_ascii_lowercase(),
+                            Arc::new(TcpIngress {
+                                name: entry.hostname.clone(),
+                                address,
+                            }),
+                        );
+                    }
+                    None => {
+                        tracing::warn!(hostname = %entry.hostname, service = %entry.service, "ignored a TLS passthrough hostname whose service is not https://host[:port]");
+                    }
+                }
+                continue;
+            }
             let service = match &self.hello_world {
                 Some(address) => Service::Origin {
                     tls: false,
@@ -162,6 +194,7 @@ impl Orchestrator {
             version: push.version,
             hostnames,
             tcp_services,
+            passthrough,
         }
     }
 }
@@ -182,6 +215,7 @@ mod tests {
                     hostname: hostname.to_string(),
                     service: service.to_string(),
                     origin: OriginSettings::default(),
+                    tls_passthrough: false,
                 })
                 .collect(),
         }

@@ -180,6 +180,23 @@ pub enum Service {
     Status(u16),
 }
 
+/// The `host:port` a TLS passthrough hostname's `service` names: an `https://` origin without
+/// a path (port 443 when left out); `None` for any other service.
+pub fn passthrough_address(service: &Service) -> Option<String> {
+    match service {
+        Service::Origin {
+            tls: true,
+            authority,
+            path_prefix,
+        } if path_prefix.is_empty() => {
+            let authority: http::uri::Authority = authority.parse().ok()?;
+            let port = authority.port_u16().unwrap_or(443);
+            Some(format!("{}:{port}", authority.host()))
+        }
+        _ => None,
+    }
+}
+
 /// Parses a `service`: `http://host[:port][/path]`, `https://…` or `http_status:NNN`.
 pub fn parse_service(service: &str) -> Result<Service, String> {
     if let Some(text) = service.strip_prefix("http_status:") {
@@ -372,6 +389,20 @@ fn is_label_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_passthrough_address_is_an_https_origins_host_and_port() {
+        let address = |service: &str| passthrough_address(&parse_service(service).ok()?);
+        assert_eq!(address("https://db.internal").as_deref(), Some("db.internal:443"));
+        assert_eq!(
+            address("https://127.0.0.1:8443").as_deref(),
+            Some("127.0.0.1:8443")
+        );
+        assert_eq!(address("https://[::1]:5000").as_deref(), Some("[::1]:5000"));
+        assert_eq!(address("https://127.0.0.1:8443/base"), None);
+        assert_eq!(address("http://127.0.0.1:8443"), None);
+        assert_eq!(address("http_status:204"), None);
+    }
 
     #[test]
     fn label_keys_follow_kubernetes_syntax() {

@@ -483,8 +483,28 @@ impl Contract for HostnameSpec {
         if let Err(message) = rules::check_fqdn(&self.hostname) {
             violations.push(Violation::new("/hostname", message));
         }
-        if let Err(message) = rules::parse_service(&self.service) {
-            violations.push(Violation::new("/service", message));
+        match rules::parse_service(&self.service) {
+            Err(message) => violations.push(Violation::new("/service", message)),
+            Ok(service) if self.passes_tls_through() => {
+                if rules::passthrough_address(&service).is_none() {
+                    violations.push(Violation::new(
+                        "/service",
+                        format!(
+                            "with tls_passthrough the service must be https://host[:port] \
+                             without a path (the origin speaks TLS itself), not {:?}",
+                            self.service
+                        ),
+                    ));
+                }
+                if self.origin.is_some() {
+                    violations.push(Violation::new(
+                        "/origin",
+                        "origin settings do not apply with tls_passthrough: the edge and the \
+                         connector carry the visitor's TLS bytes as they are",
+                    ));
+                }
+            }
+            Ok(_) => {}
         }
         check_target(self.tunnel_id.is_some(), self.routes.as_deref(), violations);
         check_policy_ids(&self.policy_ids, violations);

@@ -387,6 +387,11 @@ pub const TCP_AUTHORITY: &str = "_postern-tcp";
 /// The header of a [`TCP_PROTOCOL`] stream that names the TCP service (its id).
 pub const TCP_SERVICE_HEADER: &str = "x-postern-tcp-service";
 
+/// The header of a [`TCP_PROTOCOL`] stream that carries a visitor's TLS connection to a
+/// hostname with [`HostnameConfig::tls_passthrough`] (instead of [`TCP_SERVICE_HEADER`]): it
+/// names the hostname, whose `https://` origin the connector dials.
+pub const TCP_HOSTNAME_HEADER: &str = "x-postern-tcp-hostname";
+
 /// `POST /.postern/config`: what the tunnel serves, at one version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConfigPush {
@@ -422,6 +427,10 @@ pub struct HostnameConfig {
     /// How to reach the origin.
     #[serde(default)]
     pub origin: OriginSettings,
+    /// TLS passes through: the edge sends the visitor's raw TLS bytes on a [`TCP_PROTOCOL`]
+    /// stream with [`TCP_HOSTNAME_HEADER`], never an HTTP request (absent from older edges).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tls_passthrough: bool,
 }
 
 /// The connector's answer to [`ConfigPush`].
@@ -633,6 +642,7 @@ mod tests {
             hostnames: vec![HostnameConfig {
                 hostname: "app.example.com".into(),
                 service: "http://localhost:4000".into(),
+                tls_passthrough: false,
                 origin: OriginSettings {
                     no_tls_verify: Some(true),
                     ..OriginSettings::default()

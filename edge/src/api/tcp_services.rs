@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use postern_schema::api::{List, PolicySpec, TcpService, TcpServiceSpec};
-use postern_schema::ids::TcpServiceId;
+use postern_schema::ids::{PolicyId, TcpServiceId};
 use postern_schema::validate::validate;
 
 use super::error::ApiError;
@@ -147,7 +147,18 @@ async fn checked_spec(
     body: &serde_json::Value,
 ) -> Result<TcpServiceSpec, ApiError> {
     let spec: TcpServiceSpec = validate(body)?;
-    for (i, id) in spec.policy_ids.iter().enumerate() {
+    connection_policies(state, &spec.policy_ids, "a TCP service").await?;
+    Ok(spec)
+}
+
+/// Each of `policy_ids` must use only what applies to a connection (IP lists, rate limit):
+/// the policies of a TCP service, or of a TLS passthrough hostname (`what` names which).
+pub(super) async fn connection_policies(
+    state: &ApiState,
+    policy_ids: &[PolicyId],
+    what: &str,
+) -> Result<(), ApiError> {
+    for (i, id) in policy_ids.iter().enumerate() {
         let Some(record) = state.store.get(Kind::Policy, &id.to_string()).await? else {
             // The store answers a missing reference with 400 at this pointer.
             continue;
@@ -163,14 +174,14 @@ async fn checked_spec(
             return Err(ApiError::invalid(
                 format!("/policy_ids/{i}"),
                 format!(
-                    "policy {} sets {field}, which does not apply to TCP: a TCP service takes \
+                    "policy {} sets {field}, which does not apply to TCP: {what} takes \
                      policies with allow_ips, deny_ips and rate_limit only",
                     policy.name
                 ),
             ));
         }
     }
-    Ok(spec)
+    Ok(())
 }
 
 /// The ports of every TCP service but `except`.

@@ -18,6 +18,7 @@ const HOST: &str = "app.example.com";
 fn hostname(name: &str, policies: &[&Policy]) -> Hostname {
     Hostname {
         spec: HostnameSpec {
+            tls_passthrough: None,
             hostname: name.into(),
             service: "http://localhost:4000".into(),
             tunnel_id: Some(TunnelId::new_random()),
@@ -42,6 +43,7 @@ fn snapshot(revision: u64, policies: &[&Policy], hostnames: &[&Hostname]) -> Sna
             .collect(),
         policies: policies.iter().map(|p| (p.id, (*p).clone())).collect(),
         tcp_services: BTreeMap::new(),
+        passthrough: false,
     }
 }
 

@@ -26,9 +26,9 @@ use std::time::{Duration, Instant};
 use http::{Method, Request, StatusCode};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use postern_schema::api::TcpService;
+use postern_schema::api::Target;
 use postern_schema::ids::TcpServiceId;
-use postern_schema::wire::{TCP_AUTHORITY, TCP_PROTOCOL, TCP_SERVICE_HEADER};
+use postern_schema::wire::{TCP_AUTHORITY, TCP_HOSTNAME_HEADER, TCP_PROTOCOL, TCP_SERVICE_HEADER};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
@@ -193,11 +193,75 @@ async fn connection(
     let name = service.spec.name.as_str();
     let _ = visitor.set_nodelay(true);
     let carried = async {
-        let share = admit(&proxy, &snapshot, service, peer)?;
-        let (tunnel, guard) = open_stream(&proxy, &snapshot, service, peer).await?;
+        let share = admit(&proxy, peer)?;
+        allowed(proxy.policies.check_connection(
+            &snapshot,
+            name,
+            &service.spec.policy_ids,
+            peer.ip(),
+        ))?;
+        let stream = Stream {
+            target: service.spec.target(),
+            header: (TCP_SERVICE_HEADER, service.id.to_string()),
+        };
+        let (tunnel, guard) = open_stream(&proxy, &snapshot, stream, peer).await?;
         Ok::<_, Refusal>(splice(visitor, tunnel, &stop, (share, guard)).await)
     }
     .await;
+    count(&proxy, name, started, carried);
+}
+
+/// A visitor's TLS connection to a hostname with `tls_passthrough`, its ClientHello already
+/// read (and given back first by `visitor`): the hostname's policies (IP lists, connections per
+/// second per client), then a stream down its tunnel to its `https://` origin, spliced with
+/// the visitor's bytes as they are. `hold` (the listener's slot) is kept until the end.
+pub(super) async fn passthrough<V, H>(
+    visitor: V,
+    peer: SocketAddr,
+    hostname: &str,
+    proxy: Arc<Proxy>,
+    hold: H,
+    stop: CancellationToken,
+) where
+    V: AsyncRead + AsyncWrite + Unpin,
+{
+    let started = Instant::now();
+    let snapshot = proxy.catalog.snapshot();
+    let Some(declared) = snapshot
+        .hostnames
+        .get(hostname)
+        .filter(|h| h.spec.passes_tls_through())
+    else {
+        return; // changed a moment ago
+    };
+    let carried = async {
+        if proxy
+            .catalog
+            .stale_for(proxy.settings.max_staleness)
+            .is_some()
+        {
+            return Err(Refusal::Stale);
+        }
+        allowed(proxy.policies.check_passthrough(
+            &snapshot,
+            hostname,
+            &declared.spec.policy_ids,
+            peer.ip(),
+        ))?;
+        let stream = Stream {
+            target: declared.spec.target(),
+            header: (TCP_HOSTNAME_HEADER, hostname.to_string()),
+        };
+        let (tunnel, guard) = open_stream(&proxy, &snapshot, stream, peer).await?;
+        Ok::<_, Refusal>(splice(visitor, tunnel, &stop, (hold, guard)).await)
+    }
+    .await;
+    count(&proxy, hostname, started, carried);
+}
+
+/// Counts and logs how a connection to `name` (a TCP service, or a passthrough hostname)
+/// ended.
+fn count(proxy: &Proxy, name: &str, started: Instant, carried: Result<Bytes, Refusal>) {
     let metrics = &proxy.metrics;
     match carried {
         Ok(bytes) => {
@@ -240,14 +304,9 @@ async fn connection(
 
 // === the phases ===
 
-/// Phase 1: the client's share of the edge's connections (`--max-connections-per-ip`), then
-/// the service's policies in order (the first deny wins; `report` policies only count).
-fn admit(
-    proxy: &Proxy,
-    snapshot: &Snapshot,
-    service: &TcpService,
-    peer: SocketAddr,
-) -> Result<Share, Refusal> {
+/// Phase 1: a catalog fresh enough to trust, and the client's share of the edge's
+/// connections (`--max-connections-per-ip`).
+fn admit(proxy: &Proxy, peer: SocketAddr) -> Result<Share, Refusal> {
     if proxy
         .catalog
         .stale_for(proxy.settings.max_staleness)
@@ -255,16 +314,23 @@ fn admit(
     {
         return Err(Refusal::Stale);
     }
-    let share = proxy.shares.claim(peer.ip()).ok_or(Refusal::ClientShare)?;
-    match proxy.policies.check_connection(
-        snapshot,
-        &service.spec.name,
-        &service.spec.policy_ids,
-        peer.ip(),
-    ) {
-        Verdict::Allow => Ok(share),
+    proxy.shares.claim(peer.ip()).ok_or(Refusal::ClientShare)
+}
+
+/// Phase 1, then: the policies' verdict, applied in order (the first deny wins; `report`
+/// policies only count).
+fn allowed(verdict: Verdict) -> Result<(), Refusal> {
+    match verdict {
+        Verdict::Allow => Ok(()),
         Verdict::Deny(denial) => Err(Refusal::Policy(denial.reason.as_str())),
     }
+}
+
+/// What a stream is for: the tunnels that may carry it, and the header that tells the
+/// connector where it goes.
+struct Stream<'a> {
+    target: Option<Target<'a>>,
+    header: (&'static str, String),
 }
 
 /// Phase 2: a stream to the origin through a connector of the service's tunnels: its
@@ -272,10 +338,10 @@ fn admit(
 async fn open_stream(
     proxy: &Proxy,
     snapshot: &Snapshot,
-    service: &TcpService,
+    stream: Stream<'_>,
     peer: SocketAddr,
 ) -> Result<(Upgraded, StreamGuard), Refusal> {
-    let target = service.spec.target().ok_or(Refusal::NoConnector)?;
+    let target = stream.target.ok_or(Refusal::NoConnector)?;
     let pick =
         route::pick_target(snapshot, target, &proxy.registry, &[]).ok_or(Refusal::NoConnector)?;
     let session = pick.session;
@@ -284,7 +350,7 @@ async fn open_stream(
     let mut request = Request::builder()
         .method(Method::CONNECT)
         .uri(format!("https://{TCP_AUTHORITY}/"))
-        .header(TCP_SERVICE_HEADER, service.id.to_string())
+        .header(stream.header.0, stream.header.1)
         .header("x-forwarded-for", peer.ip().to_string())
         .body(body::empty())
         .map_err(|_| Refusal::Tunnel)?;
@@ -320,12 +386,15 @@ struct Bytes {
 
 /// Phase 3: bytes both ways until both directions ended, holding `hold` meanwhile. An end of
 /// stream is passed on as a half-close; an error on either side, or `stop`, closes both.
-async fn splice<H>(
-    visitor: TcpStream,
+async fn splice<V, H>(
+    visitor: V,
     tunnel: Upgraded,
     stop: &CancellationToken,
     hold: H,
-) -> Bytes {
+) -> Bytes
+where
+    V: AsyncRead + AsyncWrite + Unpin,
+{
     let mut visitor = Counted {
         inner: visitor,
         read: 0,
@@ -348,13 +417,13 @@ async fn splice<H>(
 }
 
 /// The visitor's socket, counting the bytes read from it and written to it.
-struct Counted {
-    inner: TcpStream,
+struct Counted<V> {
+    inner: V,
     read: u64,
     written: u64,
 }
 
-impl AsyncRead for Counted {
+impl<V: AsyncRead + Unpin> AsyncRead for Counted<V> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -367,7 +436,7 @@ impl AsyncRead for Counted {
     }
 }
 
-impl AsyncWrite for Counted {
+impl<V: AsyncWrite + Unpin> AsyncWrite for Counted<V> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

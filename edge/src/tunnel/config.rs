@@ -22,6 +22,7 @@ pub(crate) fn hostnames_for(snapshot: &Snapshot, tunnel: TunnelId) -> Option<Vec
                 hostname: h.spec.hostname.clone(),
                 service: h.spec.service.clone(),
                 origin: h.spec.origin.clone().unwrap_or_default(),
+                tls_passthrough: h.spec.passes_tls_through(),
             })
             .collect(),
     )
@@ -125,6 +126,7 @@ mod tests {
     fn hostname(name: &str, tunnel_id: Option<TunnelId>, routes: Option<Vec<Route>>) -> Hostname {
         Hostname {
             spec: HostnameSpec {
+                tls_passthrough: None,
                 hostname: name.into(),
                 service: "http://localhost:4000".into(),
                 tunnel_id,
@@ -156,6 +158,7 @@ mod tests {
                 .collect(),
             policies: BTreeMap::new(),
             tcp_services: BTreeMap::new(),
+            passthrough: false,
         }
     }
 

@@ -139,6 +139,7 @@ impl HostnameModel {
             }),
         };
         Ok(HostnameSpec {
+            tls_passthrough: None,
             hostname: self.hostname.clone(),
             service: self.service.clone(),
             tunnel_id,

@@ -27,6 +27,7 @@ fn tunnel(name: &str, labels: &[(&str, &str)]) -> Tunnel {
 fn hostname(name: &str, tunnel_id: Option<TunnelId>, routes: Option<Vec<Route>>) -> Hostname {
     Hostname {
         spec: HostnameSpec {
+            tls_passthrough: None,
             hostname: name.into(),
             service: "http://localhost:4000".into(),
             tunnel_id,
@@ -80,6 +81,7 @@ fn fixture() -> (Snapshot, ZoneConfig) {
             .collect(),
         policies: BTreeMap::new(),
         tcp_services: BTreeMap::new(),
+        passthrough: false,
     };
     let config = ZoneConfig::new(
         &["example.com".into(), "dev.example.com".into()],
@@ -337,6 +339,7 @@ fn long_label_lists_continue_in_the_next_string() {
         hostnames: BTreeMap::from([(host.spec.hostname.clone(), host)]),
         policies: BTreeMap::new(),
         tcp_services: BTreeMap::new(),
+        passthrough: false,
     };
     let config = ZoneConfig::new(&["example.com".into()], &[]);
     let view = ZoneView::build(&snapshot, &config);
