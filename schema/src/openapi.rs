@@ -680,8 +680,10 @@ mod tests {
                 "/listen_port",
                 "/names",
                 "/names/*",
+                "/origin",
                 "/policy_ids/*",
                 "/private_key_pem",
+                "/service",
                 "/tunnel_id"
             ]
         );
