@@ -300,4 +300,54 @@ async fn a_passthrough_hostnames_ip_list_refuses_at_the_edge_and_http_rules_are_
         before,
         "a refused client reached the origin"
     );
+    assert_eq!(
+        stage
+            .edge
+            .metric(&format!(
+                "postern_edge_tcp_connections_total{{service=\"{PASSTHROUGH}\",outcome=\"ip\"}}"
+            ))
+            .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_passthrough_hostnames_connection_rate_limit_refuses_the_excess() {
+    let stage = Stage::start().await;
+    let limited = stage
+        .create(
+            "/v1/policies",
+            json!({"name": "two-at-once", "rate_limit": {"requests_per_second": 0.01, "burst": 2}}),
+        )
+        .await;
+    stage
+        .create(
+            "/v1/hostnames",
+            json!({
+                "hostname": PASSTHROUGH,
+                "service": format!("https://{}", stage.origin.addr),
+                "tunnel_id": stage.tunnel.id,
+                "tls_passthrough": true,
+                "policy_ids": [limited["id"]],
+            }),
+        )
+        .await;
+    let local: IpAddr = "127.0.0.1".parse().expect("ip");
+    let mut outcomes = Vec::new();
+    for _ in 0..4 {
+        outcomes.push(
+            handshake(&stage.edge, local, PASSTHROUGH, &stage.origin.ca_pem)
+                .await
+                .is_ok(),
+        );
+    }
+    assert_eq!(outcomes, [true, true, false, false], "burst 2, then refused");
+    assert_eq!(stage.origin.accepted(), 2, "refused connections reached the origin");
+    // Another client has its own allowance.
+    let other: IpAddr = "127.0.0.3".parse().expect("ip");
+    assert!(
+        handshake(&stage.edge, other, PASSTHROUGH, &stage.origin.ca_pem)
+            .await
+            .is_ok()
+    );
 }

@@ -113,7 +113,8 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "Connections to TCP services, by service and outcome: carried (through a tunnel to the \
          origin), or why the edge closed it at once (ip, rate_limit and the other policy \
          reasons, client_share, no_connector, no_stream_slot, stale, tunnel_error, \
-         origin_unreachable).",
+         origin_unreachable). A TLS passthrough hostname's connections are counted here too, \
+         its hostname as the service.",
     ),
     (
         "postern_edge_tcp_bytes_total",
