@@ -126,7 +126,10 @@ async fn handshake(
     from: IpAddr,
     name: &str,
     ca_pem: &str,
-) -> std::io::Result<(tokio_rustls::client::TlsStream<tokio::net::TcpStream>, Vec<u8>)> {
+) -> std::io::Result<(
+    tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    Vec<u8>,
+)> {
     let tcp = connect_from(from, edge.addrs.https).await?;
     let server = ServerName::try_from(name.to_string()).expect("name");
     let tls = tokio::time::timeout(
@@ -158,8 +161,7 @@ impl Stage {
         let edge = EdgeProcess::start();
         let client = edge.client();
         let tunnel = create_tunnel(&client, "origin-host", &[]).await;
-        let connector =
-            ConnectorProcess::run(tunnel.token.as_deref().expect("token"), 1, &[]);
+        let connector = ConnectorProcess::run(tunnel.token.as_deref().expect("token"), 1, &[]);
         eventually(Duration::from_secs(20), "the connector", || async {
             (!client.tunnel_connections(tunnel.id).await.ok()?.is_empty()).then_some(())
         })
@@ -341,8 +343,16 @@ async fn a_passthrough_hostnames_connection_rate_limit_refuses_the_excess() {
                 .is_ok(),
         );
     }
-    assert_eq!(outcomes, [true, true, false, false], "burst 2, then refused");
-    assert_eq!(stage.origin.accepted(), 2, "refused connections reached the origin");
+    assert_eq!(
+        outcomes,
+        [true, true, false, false],
+        "burst 2, then refused"
+    );
+    assert_eq!(
+        stage.origin.accepted(),
+        2,
+        "refused connections reached the origin"
+    );
     // Another client has its own allowance.
     let other: IpAddr = "127.0.0.3".parse().expect("ip");
     assert!(

@@ -35,7 +35,8 @@ use hyper_util::server::graceful::GracefulConnection;
 use postern_schema::wire::{
     self, ALPN_TUNNEL, CERTIFICATE_PATH, CONFIG_PATH, CONFIG_VERSION_HEADER, CONTROL_AUTHORITY,
     CertificateGrant, ConfigAck, ConfigPush, ConnectorFault, DRAIN_PATH, Drain, DrainReason,
-    EVENTS_PATH, Event, HELLO_PATH, Hello, HelloAnswer, TCP_HOSTNAME_HEADER, TCP_PROTOCOL, TCP_SERVICE_HEADER, tuning,
+    EVENTS_PATH, Event, HELLO_PATH, Hello, HelloAnswer, TCP_HOSTNAME_HEADER, TCP_PROTOCOL,
+    TCP_SERVICE_HEADER, tuning,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;

@@ -393,7 +393,10 @@ mod tests {
     #[test]
     fn a_passthrough_address_is_an_https_origins_host_and_port() {
         let address = |service: &str| passthrough_address(&parse_service(service).ok()?);
-        assert_eq!(address("https://db.internal").as_deref(), Some("db.internal:443"));
+        assert_eq!(
+            address("https://db.internal").as_deref(),
+            Some("db.internal:443")
+        );
         assert_eq!(
             address("https://127.0.0.1:8443").as_deref(),
             Some("127.0.0.1:8443")

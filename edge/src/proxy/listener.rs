@@ -153,15 +153,14 @@ async fn serve_connection(
             };
             let stream = Replayed::new(head, stream);
             let handshake = TLS_HANDSHAKE_TIMEOUT.saturating_sub(started.elapsed());
-            let stream =
-                match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => stream,
-                    Ok(Err(error)) => {
-                        tracing::debug!(%error, "visitor TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => return,
-                };
+            let stream = match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, "visitor TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            };
             // An ACME server's tls-alpn-01 validation ends with the handshake (RFC 8737).
             if stream.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) {
                 return;

@@ -285,7 +285,11 @@ mod tests {
         );
         // Every proper prefix is partial, never a wrong answer.
         for cut in 0..hello.len() {
-            assert_eq!(parse(hello.get(..cut).expect("cut")), Hello::Partial, "{cut}");
+            assert_eq!(
+                parse(hello.get(..cut).expect("cut")),
+                Hello::Partial,
+                "{cut}"
+            );
         }
     }
 

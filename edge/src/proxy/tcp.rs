@@ -386,12 +386,7 @@ struct Bytes {
 
 /// Phase 3: bytes both ways until both directions ended, holding `hold` meanwhile. An end of
 /// stream is passed on as a half-close; an error on either side, or `stop`, closes both.
-async fn splice<V, H>(
-    visitor: V,
-    tunnel: Upgraded,
-    stop: &CancellationToken,
-    hold: H,
-) -> Bytes
+async fn splice<V, H>(visitor: V, tunnel: Upgraded, stop: &CancellationToken, hold: H) -> Bytes
 where
     V: AsyncRead + AsyncWrite + Unpin,
 {

@@ -583,10 +583,12 @@ fn every_example_in_the_schemas_is_valid() {
 
 #[test]
 fn tls_passthrough_takes_a_path_less_https_service_and_no_origin_settings() {
-    let body = |service: &str| {
-        json!({"hostname": "db.example.com", "service": service, "tunnel_id": TUNNEL, "tls_passthrough": true})
-    };
-    for good in ["https://127.0.0.1:8443", "https://db.internal", "https://[::1]:5000"] {
+    let body = |service: &str| json!({"hostname": "db.example.com", "service": service, "tunnel_id": TUNNEL, "tls_passthrough": true});
+    for good in [
+        "https://127.0.0.1:8443",
+        "https://db.internal",
+        "https://[::1]:5000",
+    ] {
         let spec: HostnameSpec = validate(&body(good)).expect(good);
         assert!(spec.passes_tls_through(), "{good}");
     }
