@@ -407,6 +407,17 @@ impl EdgeObject for HostnameResource {
                 AttributePath::root("service"),
                 rules::parse_service(service),
             );
+            let passthrough = matches!(config.get("tls_passthrough"), Some(Value::Bool(true)));
+            if passthrough
+                && let Ok(parsed) = rules::parse_service(service)
+                && rules::passthrough_address(&parsed).is_none()
+            {
+                findings.add(
+                    AttributePath::root("service"),
+                    "with tls_passthrough the service must be https://host[:port] without a \
+                     path (the origin speaks TLS itself)",
+                );
+            }
         }
         let tunnel_id = config.get("tunnel_id").unwrap_or(&Value::Null);
         let routes = config.get("routes").unwrap_or(&Value::Null);
