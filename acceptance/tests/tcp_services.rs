@@ -415,6 +415,25 @@ async fn an_address_outside_allow_ips_is_refused_before_the_origin() {
             .await,
         1
     );
+
+    // The status page's source lists the service with its counts (the carried connection is
+    // counted once it has ended).
+    let listed = eventually(
+        Duration::from_secs(10),
+        "the status to count the connection",
+        || async {
+            let status = stage.edge.api().get("/v1/status").await;
+            let listed = status.body["tcp_services"]
+                .as_array()?
+                .iter()
+                .find(|s| s["name"] == "echo")?
+                .clone();
+            (listed["connections"] == 1).then_some(listed)
+        },
+    )
+    .await;
+    assert_eq!(listed["refused"], 1, "{listed}");
+    assert_eq!(listed["listen"], json!(service.listen), "{listed}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
