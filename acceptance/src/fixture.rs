@@ -135,6 +135,7 @@ pub async fn served_with(hostname: &str, options: EdgeOptions) -> Served {
 pub async fn add_hostname(client: &Client, tunnel: &Tunnel, hostname: &str, service: &str) {
     client
         .create_hostname(&HostnameSpec {
+            tls_passthrough: None,
             hostname: hostname.into(),
             service: service.into(),
             tunnel_id: Some(tunnel.id),

@@ -1,11 +1,12 @@
 //! Scoped API tokens against a real edge. Must-show 2: for every operation of
-//! `schema/openapi.json` that needs a token, an admin, an editor and a viewer token each get
-//! the answer the contract gives their role (the operation's 2xx, 403, or 404 for an object
-//! that does not exist), a viewer cannot read a tunnel's token, an expired token gets 401, and
-//! a token revoked through one node is refused by another node on the same PostgreSQL within
-//! a second. Must-show 6: twenty wrong tokens from one address get 429 after the tenth, while
-//! another address's right token still gets 200. Also: existing admin tokens stay admin
-//! tokens, and no answer carries a policy's HS256 secret.
+//! `schema/openapi.json` that needs a token (TCP services' too, needing what hostnames need),
+//! an admin, an editor and a viewer token each get the answer the contract gives their role
+//! (the operation's 2xx, 403, or 404 for an object that does not exist), a viewer cannot read
+//! a tunnel's token, an expired token gets 401, and a token revoked through one node is
+//! refused by another node on the same PostgreSQL within a second. Must-show 6: twenty wrong
+//! tokens from one address get 429 after the tenth, while another address's right token still
+//! gets 200. Also: existing admin tokens stay admin tokens, and no answer carries a policy's
+//! HS256 secret.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -78,6 +79,7 @@ struct Fixtures {
     tunnel: String,
     policy: String,
     hostname: String,
+    tcp_service: String,
 }
 
 impl Fixtures {
@@ -95,11 +97,19 @@ impl Fixtures {
             )
             .await;
         assert_eq!(created.status, 201, "{}", created.text);
+        let tcp_service = admin
+            .post(
+                "/v1/tcp-services",
+                &json!({"name": "ssh", "service": "tcp://127.0.0.1:22", "tunnel_id": tunnel}),
+            )
+            .await;
+        assert_eq!(tcp_service.status, 201, "{}", tcp_service.text);
         Self {
             admin: admin.clone(),
             tunnel,
             policy: policy.body["id"].as_str().expect("id").to_string(),
             hostname,
+            tcp_service: tcp_service.body["id"].as_str().expect("id").to_string(),
         }
     }
 
@@ -111,6 +121,11 @@ impl Fixtures {
             "hostnames" => json!({
                 "hostname": format!("gone-{n}.example.com"),
                 "service": "http_status:204",
+                "tunnel_id": self.tunnel,
+            }),
+            "tcp-services" => json!({
+                "name": format!("gone-{n}"),
+                "service": "tcp://127.0.0.1:22",
                 "tunnel_id": self.tunnel,
             }),
             "tokens" => json!({"name": format!("gone-{n}"), "role": "viewer"}),
@@ -199,6 +214,37 @@ impl Fixtures {
             "deleteHostname" => {
                 request(Method::DELETE, self.fresh("hostnames", n).await, None, 204)
             }
+            "listTcpServices" => request(Method::GET, "/v1/tcp-services", None, 200),
+            "createTcpService" => request(
+                Method::POST,
+                "/v1/tcp-services",
+                Some(json!({
+                    "name": format!("new-{n}"),
+                    "service": "tcp://127.0.0.1:22",
+                    "tunnel_id": t,
+                })),
+                201,
+            ),
+            "getTcpService" => request(
+                Method::GET,
+                format!("/v1/tcp-services/{}", self.tcp_service),
+                None,
+                200,
+            ),
+            "replaceTcpService" => request(
+                Method::PUT,
+                format!("/v1/tcp-services/{}", self.tcp_service),
+                Some(json!({
+                    "name": "ssh",
+                    "service": format!("tcp://127.0.0.1:{}", 2200 + n),
+                    "tunnel_id": t,
+                })),
+                200,
+            ),
+            "deleteTcpService" => {
+                let path = self.fresh("tcp-services", n).await;
+                request(Method::DELETE, path, None, 204)
+            }
             "listApiTokens" => request(Method::GET, "/v1/tokens", None, 200),
             "createApiToken" => request(
                 Method::POST,
@@ -248,6 +294,8 @@ fn missing(operation: &str) -> Option<Request> {
         "deletePolicy" => (Method::DELETE, format!("/v1/policies/{nobody}")),
         "getHostname" => (Method::GET, "/v1/hostnames/nobody.example.com".into()),
         "deleteHostname" => (Method::DELETE, "/v1/hostnames/nobody.example.com".into()),
+        "getTcpService" => (Method::GET, format!("/v1/tcp-services/{nobody}")),
+        "deleteTcpService" => (Method::DELETE, format!("/v1/tcp-services/{nobody}")),
         "getApiToken" => (Method::GET, format!("/v1/tokens/{nobody}")),
         "deleteApiToken" => (Method::DELETE, format!("/v1/tokens/{nobody}")),
         "getCertificate" => (Method::GET, format!("/v1/certificates/{nobody}")),
@@ -278,7 +326,11 @@ async fn token(admin: &Api, name: &str, role: &str, expires_at: Option<&str>) ->
 
 #[tokio::test]
 async fn every_role_gets_the_contracts_answer_on_every_operation() {
-    let edge = EdgeProcess::start();
+    // TCP services take their public ports from --tcp-ports (0: the system picks each).
+    let edge = EdgeProcess::start_with(EdgeOptions {
+        args: vec!["--tcp-ports".into(), "0".into()],
+        ..EdgeOptions::default()
+    });
     let admin = edge.api();
     let fixtures = Fixtures::make(&admin).await;
     let mut apis = Vec::new();

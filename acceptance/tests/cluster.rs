@@ -91,6 +91,7 @@ async fn wait_for_members(nodes: &[&EdgeProcess], public: &[&str], within: Durat
 
 fn hostname(host: &str, service: &str, tunnel: TunnelId, policy_ids: Vec<String>) -> HostnameSpec {
     HostnameSpec {
+        tls_passthrough: None,
         hostname: host.into(),
         service: service.into(),
         tunnel_id: Some(tunnel),

@@ -112,6 +112,7 @@ async fn tunnel_for(client: &Client, name: &str, hostname: &str, service: &str) 
         .expect("create tunnel");
     client
         .create_hostname(&HostnameSpec {
+            tls_passthrough: None,
             hostname: hostname.into(),
             service: service.into(),
             tunnel_id: Some(tunnel.id),

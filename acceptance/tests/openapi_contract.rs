@@ -102,9 +102,15 @@ async fn the_edge_accepts_what_openapi_json_allows_and_refuses_what_it_forbids()
     );
 
     // Schemathesis checks that every operation refuses a wrong token, one probe per operation:
-    // more failed authentications than the edge's default allowance of one address.
+    // more failed authentications than the edge's default allowance of one address. TCP
+    // services get ports the system picks (`--tcp-ports 0`), so creating one can succeed.
     let edge = EdgeProcess::start_with(acceptance::EdgeOptions {
-        args: vec!["--api-auth-failures-per-minute".into(), "10000".into()],
+        args: vec![
+            "--api-auth-failures-per-minute".into(),
+            "10000".into(),
+            "--tcp-ports".into(),
+            "0".into(),
+        ],
         ..acceptance::EdgeOptions::default()
     });
     let root = workspace_root();

@@ -53,6 +53,7 @@ impl Stage {
     async fn hostname(&self, hostname: &str, policies: &[&Policy]) {
         self.client
             .create_hostname(&HostnameSpec {
+                tls_passthrough: None,
                 hostname: hostname.into(),
                 service: self.origin.url(),
                 tunnel_id: Some(self.tunnel.id),

@@ -40,6 +40,7 @@ async fn make_objects(client: &Client) -> Objects {
         .expect("policy");
     client
         .create_hostname(&HostnameSpec {
+            tls_passthrough: None,
             hostname: "app.example.com".into(),
             service: "http://127.0.0.1:4000".into(),
             tunnel_id: Some(tunnel.id),
@@ -54,6 +55,7 @@ async fn make_objects(client: &Client) -> Objects {
         .expect("hostname");
     client
         .create_hostname(&HostnameSpec {
+            tls_passthrough: None,
             hostname: "canary.example.com".into(),
             service: "http_status:204".into(),
             tunnel_id: None,

@@ -55,6 +55,7 @@ async fn weighted_routes_split_fail_over_and_follow_weight_changes() {
     let stable = create_tunnel(&client, "stable", &[("release", "stable")]).await;
     let canary = create_tunnel(&client, "canary", &[("release", "canary")]).await;
     let mut spec = HostnameSpec {
+        tls_passthrough: None,
         hostname: HOST.into(),
         service: origin.url(),
         tunnel_id: None,

@@ -54,6 +54,7 @@ async fn no_secret_appears_in_any_log_at_trace_level() {
     let tunnel = create_tunnel(&client, "secretive", &[]).await;
     client
         .create_hostname(&HostnameSpec {
+            tls_passthrough: None,
             hostname: HOST.into(),
             service: origin.url(),
             tunnel_id: Some(tunnel.id),

@@ -8,7 +8,8 @@
 //!   the observed split after 200 requests near 90/10 (and equal to what the origin saw per
 //!   connector), a blocked count that rises after a denied request and a would-block count
 //!   after a request the report-mode policy dislikes. Screenshots at desktop and phone widths
-//!   go to `target/test-artifacts/` (the README's is the desktop one).
+//!   go to `target/test-artifacts/` (the README's is the desktop one). A TCP service is listed
+//!   with its port and its refused connection.
 //! - Must show 2, `the_status_page_reads_only_the_edge_api_with_the_bearer_token`: the page and
 //!   its assets carry the strict headers and no data; every request the page makes goes to the
 //!   edge's own API and is accepted (so carried the token), while those endpoints answer 401
@@ -189,8 +190,12 @@ async fn policy_counts(browser: &Browser, name: &str) -> [u64; 3] {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_status_page_shows_tunnels_routes_and_decisions_live() {
     // The edge: stable (two connections) and canary (one) behind a 90/10 route, staging with
-    // no connector behind a plain hostname; an enforcing and a report-mode policy.
-    let edge = EdgeProcess::start();
+    // no connector behind a plain hostname; an enforcing and a report-mode policy; TCP
+    // services on ports the system picks.
+    let edge = EdgeProcess::start_with(acceptance::EdgeOptions {
+        args: vec!["--tcp-ports".into(), "0".into()],
+        ..acceptance::EdgeOptions::default()
+    });
     let client = edge.client();
     let api = edge.api();
     let origin = TestOrigin::start().await;
@@ -209,6 +214,7 @@ async fn the_status_page_shows_tunnels_routes_and_decisions_live() {
     .await;
     client
         .create_hostname(&HostnameSpec {
+            tls_passthrough: None,
             hostname: HOST.into(),
             service: origin.url(),
             tunnel_id: None,
@@ -220,6 +226,7 @@ async fn the_status_page_shows_tunnels_routes_and_decisions_live() {
         .expect("routed hostname");
     client
         .create_hostname(&HostnameSpec {
+            tls_passthrough: None,
             hostname: "staging.example.com".into(),
             service: origin.url(),
             tunnel_id: Some(staging.id),
@@ -478,6 +485,38 @@ async fn the_status_page_shows_tunnels_routes_and_decisions_live() {
         !certificates_text.contains("PRIVATE KEY"),
         "{certificates_text}"
     );
+
+    // A TCP service: listed with where it listens, and a connection it could not carry
+    // (its tunnel has no connector) counted as refused.
+    let ssh = api
+        .post(
+            "/v1/tcp-services",
+            &json!({"name": "ssh", "service": "tcp://127.0.0.1:22", "tunnel_id": staging.id}),
+        )
+        .await;
+    assert_eq!(ssh.status, 201, "{}", ssh.text);
+    let listen = ssh.body["listen"].as_str().expect("listen").to_string();
+    let port: std::net::SocketAddr = listen.parse().expect("an address");
+    let mut refused = tokio::net::TcpStream::connect(port)
+        .await
+        .expect("the edge accepts");
+    let mut nothing = Vec::new();
+    let _ = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::io::AsyncReadExt::read_to_end(&mut refused, &mut nothing),
+    )
+    .await;
+    let row: (String, String) = browser
+        .wait_for(
+            PAGE_TIMEOUT,
+            "the TCP service with one refused connection",
+            "const row = document.querySelector('#tcp-services [data-tcp-service=\"ssh\"]');
+             return row && row.dataset.refused === '1'
+               ? [row.dataset.connections, row.innerText] : null;",
+        )
+        .await;
+    assert_eq!(row.0, "0");
+    assert!(row.1.contains(&listen), "{row:?}");
 
     // Readable at a phone's width: nothing wider than the screen.
     full_page_screenshot(&browser, 390, "status-page-phone.png").await;

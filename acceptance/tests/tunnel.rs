@@ -706,6 +706,7 @@ async fn https_origins_honour_their_origin_settings() {
     let client = edge.client();
     let tunnel = tunnel_for(&client, "tls", "verified.example.com", &origin.https_url()).await;
     let with = |hostname: &str, origin_settings: OriginSettings| HostnameSpec {
+        tls_passthrough: None,
         hostname: hostname.into(),
         service: format!("https://{}", origin.addr),
         tunnel_id: Some(tunnel.id),

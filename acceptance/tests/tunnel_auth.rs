@@ -412,11 +412,13 @@ async fn a_connector_serves_only_the_hostnames_declared_for_its_tunnel() {
     assert_eq!(status, 200);
     on_tunnel(&mut sender, control, wire::EVENTS_PATH, full("{}")).await;
     let push = ConfigPush {
+        tcp_services: Vec::new(),
         version: 1,
         hostnames: vec![HostnameConfig {
             hostname: "declared.example.com".into(),
             service: origin.url(),
             origin: OriginSettings::default(),
+            tls_passthrough: false,
         }],
     };
     let (status, _, body) = on_tunnel(

@@ -20,6 +20,7 @@ mod router;
 mod serve;
 mod state;
 mod status;
+mod tcp_services;
 mod throttle;
 mod tls;
 mod tokens;

@@ -11,9 +11,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use postern_schema::api::{Hostname, HostnameSpec, Policy, PolicySpec, Tunnel, TunnelSpec};
+use postern_schema::api::{
+    Hostname, HostnameSpec, Policy, PolicySpec, TcpService, TcpServiceSpec, Tunnel, TunnelSpec,
+};
 use postern_schema::error_chain;
-use postern_schema::ids::{PolicyId, TunnelId};
+use postern_schema::ids::{PolicyId, TcpServiceId, TunnelId};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -39,6 +41,11 @@ pub(crate) struct Snapshot {
     pub(crate) hostnames: BTreeMap<String, Hostname>,
     /// Policies by id.
     pub(crate) policies: BTreeMap<PolicyId, Policy>,
+    /// TCP services by id (their `listen` is left empty: the API fills it in).
+    pub(crate) tcp_services: BTreeMap<TcpServiceId, TcpService>,
+    /// Some hostname has `tls_passthrough`: the HTTPS listener reads each ClientHello's
+    /// server name before it terminates TLS.
+    pub(crate) passthrough: bool,
 }
 
 /// The current snapshot and the means to refresh it.
@@ -235,8 +242,13 @@ async fn build_snapshot(store: &dyn Store, addresses: &[String]) -> Result<Snaps
                 let policy = policy_from_record(record)?;
                 snapshot.policies.insert(policy.id, policy);
             }
+            Kind::TcpService => {
+                let service = tcp_service_from_record(record, "")?;
+                snapshot.tcp_services.insert(service.id, service);
+            }
             Kind::Hostname => {
                 let hostname = hostname_from_record(record, addresses)?;
+                snapshot.passthrough |= hostname.spec.passes_tls_through();
                 snapshot
                     .hostnames
                     .insert(hostname.spec.hostname.clone(), hostname);
@@ -293,5 +305,23 @@ pub(crate) fn hostname_from_record(
         version: record.version,
         created_at: record.created_at.clone(),
         certificate: None,
+    })
+}
+
+/// A stored TCP service record as the API object, with `listen` as given.
+pub(crate) fn tcp_service_from_record(
+    record: &Record,
+    listen: &str,
+) -> Result<TcpService, StoreError> {
+    let spec: TcpServiceSpec = body(record)?;
+    Ok(TcpService {
+        id: record
+            .id
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("tcp service id {}", record.id)))?,
+        spec,
+        listen: listen.to_string(),
+        version: record.version,
+        created_at: record.created_at.clone(),
     })
 }

@@ -203,6 +203,20 @@ pub struct EdgeConfig {
     )]
     pub(crate) public_addresses: Vec<IpAddr>,
 
+    /// Public ports for TCP services: LOW-HIGH, or one PORT; a service without listen_port
+    /// gets the lowest free one. 0 lets the system pick a port for each service (one edge node
+    /// only). Without it the edge serves no TCP services.
+    #[arg(long = "tcp-ports", env = "POSTERN_EDGE_TCP_PORTS", value_parser = port_range)]
+    pub(crate) tcp_ports: Option<(u16, u16)>,
+
+    /// The address TCP services listen on; their `listen` answers it with their port.
+    #[arg(
+        long = "tcp-address",
+        env = "POSTERN_EDGE_TCP_ADDRESS",
+        default_value = "127.0.0.1"
+    )]
+    pub(crate) tcp_address: IpAddr,
+
     /// A tunnel address written into tokens, HOST:PORT (repeatable; default: the bound tunnel address).
     #[arg(
         long = "advertise-tunnel",
@@ -550,6 +564,22 @@ impl EdgeConfig {
     }
 }
 
+/// `--tcp-ports`: `LOW-HIGH` with `LOW <= HIGH`, one port `P` (`P-P`), or `0` (the system
+/// picks, `(0, 0)`).
+fn port_range(text: &str) -> Result<(u16, u16), String> {
+    let bad = || format!("{text:?} is not a port range such as 20000-20999, one port, or 0");
+    let (low, high) = match text.split_once('-') {
+        Some((low, high)) => (low, high),
+        None => (text, text),
+    };
+    let low: u16 = low.trim().parse().map_err(|_| bad())?;
+    let high: u16 = high.trim().parse().map_err(|_| bad())?;
+    if (low == 0) != (high == 0) || low > high {
+        return Err(bad());
+    }
+    Ok((low, high))
+}
+
 /// A duration flag (`30s`, `1m30s`, `500ms`; the grammar of `postern_schema::duration`), more
 /// than zero.
 fn positive_duration(text: &str) -> Result<Duration, String> {
@@ -660,6 +690,20 @@ mod tests {
     use clap::{CommandFactory, Parser};
 
     use super::*;
+
+    #[test]
+    fn tcp_ports_take_a_range_one_port_or_zero() {
+        assert_eq!(port_range("20000-20999"), Ok((20000, 20999)));
+        assert_eq!(port_range("2222"), Ok((2222, 2222)));
+        assert_eq!(port_range("0"), Ok((0, 0)));
+        for bad in ["", "a-b", "20-10", "0-10", "1-70000", "-5", "10-"] {
+            assert!(port_range(bad).is_err(), "{bad}");
+        }
+        let config = EdgeConfig::try_parse_from(["postern-edge", "--tcp-ports", "4000-4009"])
+            .expect("flags");
+        assert_eq!(config.tcp_ports, Some((4000, 4009)));
+        assert_eq!(config.tcp_address, IpAddr::from([127, 0, 0, 1]));
+    }
 
     #[test]
     fn debug_hides_the_admin_token_and_the_store_password() {

@@ -29,6 +29,7 @@ use crate::metrics::Metrics;
 use crate::policy::PolicyEngine;
 use crate::proxy::{self, Proxy, ProxySettings};
 use crate::store::{ChallengeKind, Store, StoreError};
+use crate::tcp_ports::{PortMode, TcpPorts};
 use crate::tunnel::{self, PeerPort, Registry, TunnelContext, TunnelSettings};
 
 /// How many accepted links from other nodes may wait for the proxy to take them.
@@ -394,6 +395,11 @@ async fn start_edge(config: EdgeConfig) -> Result<RunningEdge, Failure> {
     // Tokens added or revoked through other nodes on a shared store are heard of at once.
     tasks.spawn(auth.clone().follow(opened.token_changes, cancel.clone()));
     let readiness = Readiness::default();
+    let tcp_ports = Arc::new(TcpPorts::new(
+        config.tcp_address,
+        PortMode::from_flag(config.tcp_ports),
+        workers.count(),
+    ));
     let state = ApiState {
         store: store.clone(),
         catalog: catalog.clone(),
@@ -408,6 +414,7 @@ async fn start_edge(config: EdgeConfig) -> Result<RunningEdge, Failure> {
         throttle: Arc::new(AuthThrottle::new(config.api_auth_failures_per_minute)),
         readiness: readiness.clone(),
         access_log: access_log.clone(),
+        tcp_ports: tcp_ports.clone(),
     };
     if let Some(listener) = listeners.metrics {
         let router = api::metrics_router(state.clone());
@@ -496,6 +503,13 @@ async fn start_edge(config: EdgeConfig) -> Result<RunningEdge, Failure> {
             worker,
         );
     }
+    // TCP services: one listener per service port on every worker, as the catalog says.
+    tasks.spawn(proxy::serve_tcp_services(
+        proxy.clone(),
+        tcp_ports,
+        handles.clone(),
+        cancel.clone(),
+    ));
     let zones = settings.zones.clone();
     let dns_cancel = cancel.clone();
     let dns_limits = dns_limits(&config);

@@ -23,6 +23,7 @@ mod metrics;
 mod policy;
 mod proxy;
 mod store;
+mod tcp_ports;
 mod tunnel;
 
 pub use config::{EdgeConfig, LogFormat};

@@ -108,6 +108,26 @@ const FAMILIES: &[(&str, &str, &str)] = &[
          them (the connector chosen had no connection on that worker): each is handed between threads.",
     ),
     (
+        "postern_edge_tcp_connections_total",
+        "counter",
+        "Connections to TCP services, by service and outcome: carried (through a tunnel to the \
+         origin), or why the edge closed it at once (ip, rate_limit and the other policy \
+         reasons, client_share, no_connector, no_stream_slot, stale, tunnel_error, \
+         origin_unreachable). A TLS passthrough hostname's connections are counted here too, \
+         its hostname as the service.",
+    ),
+    (
+        "postern_edge_tcp_bytes_total",
+        "counter",
+        "Bytes carried for TCP services, by service and direction (to_origin, to_visitor), \
+         counted when a connection ends.",
+    ),
+    (
+        "postern_edge_tcp_connection_duration_seconds",
+        "histogram",
+        "Seconds a carried TCP connection lasted, by service.",
+    ),
+    (
         "postern_edge_dns_queries_total",
         "counter",
         "DNS queries by response code.",

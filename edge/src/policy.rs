@@ -142,12 +142,67 @@ impl PolicyEngine {
         hostname: &Hostname,
         facts: &RequestFacts<'_>,
     ) -> Verdict {
-        let ids = &hostname.spec.policy_ids;
+        self.check_ids(
+            snapshot,
+            hostname.spec.hostname.as_str(),
+            &hostname.spec.policy_ids,
+            facts,
+        )
+    }
+
+    /// Applies a TCP service's policies, in order, to one connection from `client_ip`, when
+    /// it is accepted: its IP lists and its rate limit (one connection is one request). The
+    /// service's counters and buckets are its own, under the key [`tcp_key`]. The API lets
+    /// no policy with methods, paths or a JWT onto a TCP service; one that gained them since
+    /// refuses every connection rather than let them through unchecked.
+    pub(crate) fn check_connection(
+        &self,
+        snapshot: &Snapshot,
+        service_name: &str,
+        policy_ids: &[PolicyId],
+        client_ip: std::net::IpAddr,
+    ) -> Verdict {
+        let facts = RequestFacts {
+            client_ip,
+            method: "",
+            path: "/",
+            authorization: None,
+            now: Now::read(),
+        };
+        self.check_ids(snapshot, &tcp_key(service_name), policy_ids, &facts)
+    }
+
+    /// Applies a TLS passthrough hostname's policies to one connection from `client_ip`, as
+    /// [`Self::check_connection`] does for a TCP service, under the hostname's own counters
+    /// and buckets (it serves no HTTP to share them with).
+    pub(crate) fn check_passthrough(
+        &self,
+        snapshot: &Snapshot,
+        hostname: &str,
+        policy_ids: &[PolicyId],
+        client_ip: std::net::IpAddr,
+    ) -> Verdict {
+        let facts = RequestFacts {
+            client_ip,
+            method: "",
+            path: "/",
+            authorization: None,
+            now: Now::read(),
+        };
+        self.check_ids(snapshot, hostname, policy_ids, &facts)
+    }
+
+    fn check_ids(
+        &self,
+        snapshot: &Snapshot,
+        host: &str,
+        ids: &[PolicyId],
+        facts: &RequestFacts<'_>,
+    ) -> Verdict {
         if ids.is_empty() {
             return Verdict::Allow;
         }
         self.prune(snapshot);
-        let host = hostname.spec.hostname.as_str();
         for id in ids {
             let Some(policy) = snapshot.policies.get(id) else {
                 // The store keeps references intact, so a consistent snapshot cannot get here;
@@ -261,11 +316,15 @@ impl PolicyEngine {
         let mut compiled = self.compiled.write().unwrap_or_else(|p| p.into_inner());
         compiled.retain(|id, _| snapshot.policies.contains_key(id));
         for (id, entry) in compiled.iter() {
-            let uses = |host: &str| {
-                snapshot
+            let uses = |host: &str| match host.strip_prefix(TCP_KEY_PREFIX) {
+                Some(name) => snapshot
+                    .tcp_services
+                    .values()
+                    .any(|s| s.spec.name == name && s.spec.policy_ids.contains(id)),
+                None => snapshot
                     .hostnames
                     .get(host)
-                    .is_some_and(|h| h.spec.policy_ids.contains(id))
+                    .is_some_and(|h| h.spec.policy_ids.contains(id)),
             };
             if let Some(limiter) = &entry.policy.rate_limit {
                 limiter.retain_hosts(uses);
@@ -355,6 +414,15 @@ impl HostCounters {
         );
     }
 }
+
+/// What a TCP service's decisions and rate-limit buckets are kept under, in place of a
+/// hostname: `tcp:<name>` (no hostname holds a `:`), also the `hostname` label of its
+/// decisions.
+pub(crate) fn tcp_key(service_name: &str) -> String {
+    format!("{TCP_KEY_PREFIX}{service_name}")
+}
+
+const TCP_KEY_PREFIX: &str = "tcp:";
 
 fn reason_index(reason: Reason) -> usize {
     // `Reason` is a fieldless enum listed in `Reason::ALL` order.

@@ -7,7 +7,11 @@
 //! Around them: the public listeners and their limits ([`listener`], [`limits`], [`shares`],
 //! [`activity`], [`framing`], [`tls`]), the rewriting between the visitor's HTTP and the tunnel's HTTP/2 ([`forward`]),
 //! the choice of connection ([`route`]), requests to and from other nodes ([`nodes`],
-//! [`links`]), and the one place failures become statuses ([`error`]).
+//! [`links`]), and the one place failures become statuses ([`error`]). Raw TCP services are
+//! carried beside it ([`tcp`]): a listener per service port, the same policies' IP lists and
+//! rate limits at accept, one tunnel stream per connection; and so are TLS passthrough
+//! hostnames, whose ClientHello's server name ([`sni`]) sends the connection down the tunnel
+//! untouched.
 
 mod activity;
 mod error;
@@ -20,6 +24,8 @@ mod nodes;
 mod request;
 mod route;
 mod shares;
+mod sni;
+mod tcp;
 mod tls;
 
 use std::sync::Arc;
@@ -34,6 +40,7 @@ use crate::certs::Certificates;
 pub(crate) use limits::ProxySettings;
 pub(crate) use links::serve_links;
 pub(crate) use request::Proxy;
+pub(crate) use tcp::serve_tcp_services;
 
 /// Serves visitors on (this worker's share of) the public HTTP listener until `cancel`.
 pub(crate) async fn serve_http(

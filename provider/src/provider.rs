@@ -23,6 +23,7 @@ use crate::resources::certificate::CertificateResource;
 use crate::resources::enrollment_token::EnrollmentTokenResource;
 use crate::resources::hostname::HostnameResource;
 use crate::resources::policy::PolicyResource;
+use crate::resources::tcp_service::TcpServiceResource;
 use crate::resources::tunnel::TunnelResource;
 
 /// The control API address used when neither the configuration nor
@@ -44,6 +45,7 @@ pub fn registry() -> Registry<PosternProvider> {
         .resource(HostnameResource)
         .resource(ApiTokenResource)
         .resource(CertificateResource)
+        .resource(TcpServiceResource)
         .ephemeral_resource(EnrollmentTokenResource)
         .data_source(TunnelDataSource)
         .data_source(TunnelsDataSource)

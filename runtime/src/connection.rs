@@ -35,7 +35,8 @@ use hyper_util::server::graceful::GracefulConnection;
 use postern_schema::wire::{
     self, ALPN_TUNNEL, CERTIFICATE_PATH, CONFIG_PATH, CONFIG_VERSION_HEADER, CONTROL_AUTHORITY,
     CertificateGrant, ConfigAck, ConfigPush, ConnectorFault, DRAIN_PATH, Drain, DrainReason,
-    EVENTS_PATH, Event, HELLO_PATH, Hello, HelloAnswer, tuning,
+    EVENTS_PATH, Event, HELLO_PATH, Hello, HelloAnswer, TCP_HOSTNAME_HEADER, TCP_PROTOCOL,
+    TCP_SERVICE_HEADER, tuning,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -49,7 +50,7 @@ use tracing::Instrument;
 use crate::body::{self, BoxBody, ChannelBody};
 use crate::connector::{ConnectionKey, Connector};
 use crate::egress::Egress;
-use crate::origin::fault;
+use crate::origin::{fault, serve_tcp};
 use crate::tls::edge_server_name;
 
 /// How long dialing the edge, and then the TLS handshake, may each take.
@@ -400,11 +401,62 @@ async fn handle(connection: Arc<Connection>, request: Request<Incoming>) -> Resp
         .uri()
         .authority()
         .is_some_and(|a| a.as_str() == CONTROL_AUTHORITY);
+    let is_tcp = request.method() == Method::CONNECT
+        && request
+            .extensions()
+            .get::<hyper::ext::Protocol>()
+            .is_some_and(|p| p.as_str() == TCP_PROTOCOL);
     if is_control {
         control(&connection, request).await
+    } else if is_tcp {
+        tcp(&connection, request).await
     } else {
         visitor(&connection, request).await
     }
+}
+
+/// A TCP service's stream, or a passthrough hostname's: to its declared origin, or 404 when
+/// this tunnel does not serve it.
+async fn tcp(connection: &Connection, request: Request<Incoming>) -> Response<BoxBody> {
+    let header = |name: &'static str| {
+        request
+            .headers()
+            .get(HeaderName::from_static(name))
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let service = header(TCP_SERVICE_HEADER).unwrap_or_default();
+    let passthrough = header(TCP_HOSTNAME_HEADER);
+    let wanted_version = header(CONFIG_VERSION_HEADER)
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    let span = tracing::debug_span!("tcp_stream", tcp_service_id = %service, hostname = passthrough.as_deref().unwrap_or_default());
+    async {
+        let routing = connection
+            .connector
+            .orchestrator
+            .routing_at_least(wanted_version, CONFIG_WAIT)
+            .await;
+        // A visitor's TLS to a passthrough hostname, or a TCP service's connection.
+        let ingress = match &passthrough {
+            Some(hostname) => routing.passthrough_ingress(hostname),
+            None => routing.tcp_ingress(&service),
+        };
+        let response = match ingress {
+            Some(ingress) => serve_tcp(&ingress, request).await,
+            None => {
+                tracing::debug!("refused a TCP stream not declared for this tunnel");
+                fault(
+                    ConnectorFault::UnknownHostname,
+                    "this connector does not serve that TCP service or passthrough hostname",
+                )
+            }
+        };
+        connection.connector.metrics.request(response.status());
+        response
+    }
+    .instrument(span)
+    .await
 }
 
 /// A visitor request: routed by its authority to a declared hostname, or 404.

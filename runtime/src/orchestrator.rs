@@ -1,15 +1,16 @@
-//! The connector's live configuration: which hostnames it serves and how, as pushed by the
-//! edge. Each push carries a version; a newer one replaces the whole table atomically, an
-//! older or equal one is ignored, and requests read whichever table is current. A hostname
-//! whose service this connector will not use (outside `--allow-origin`, or unusable) is left
-//! out, and the refusal goes back to the edge with the acknowledgement.
+//! The connector's live configuration: which hostnames (TLS passthrough ones apart) and TCP
+//! services it serves and how, as pushed by the edge. Each push carries a version; a newer one
+//! replaces the whole table atomically, an older or equal one is ignored, and requests read
+//! whichever table is current. A hostname whose service this connector will not use (outside
+//! `--allow-origin`, or unusable) is left out, and the refusal goes back to the edge with the
+//! acknowledgement.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use postern_schema::api::OriginSettings;
-use postern_schema::rules::{Service, parse_service};
+use postern_schema::rules::{Service, parse_service, parse_tcp_service, passthrough_address};
 use postern_schema::wire::{ConfigPush, RefusedHostname};
 use tokio::sync::watch;
 
@@ -26,7 +27,16 @@ pub(crate) struct Ingress {
     pub(crate) origin: OriginSettings,
 }
 
-/// The hostnames served at one version.
+/// How one TCP service is served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TcpIngress {
+    /// The service's name, for logs.
+    pub(crate) name: String,
+    /// The origin to dial, `host:port`.
+    pub(crate) address: String,
+}
+
+/// The hostnames and TCP services served at one version.
 #[derive(Debug, Default)]
 pub(crate) struct Routing {
     /// The config version (0 before the first push).
@@ -34,9 +44,25 @@ pub(crate) struct Routing {
     hostnames: HashMap<String, Arc<Ingress>>,
     /// The hostnames of this version the connector refused to serve, and why.
     pub(crate) refused: Vec<RefusedHostname>,
+    tcp_services: HashMap<String, Arc<TcpIngress>>,
+    /// The hostnames whose TLS passes through, by name: their origins, dialed as TCP.
+    passthrough: HashMap<String, Arc<TcpIngress>>,
 }
 
 impl Routing {
+    /// Where a TLS passthrough `hostname`'s raw bytes go, if it is declared so for this
+    /// tunnel.
+    pub(crate) fn passthrough_ingress(&self, hostname: &str) -> Option<Arc<TcpIngress>> {
+        self.passthrough
+            .get(&hostname.to_ascii_lowercase())
+            .cloned()
+    }
+
+    /// How the TCP service with id `id` is served, if it is declared for this tunnel.
+    pub(crate) fn tcp_ingress(&self, id: &str) -> Option<Arc<TcpIngress>> {
+        self.tcp_services.get(id).cloned()
+    }
+
     /// How `hostname` is served, if it is declared for this tunnel.
     pub(crate) fn ingress(&self, hostname: &str) -> Option<Arc<Ingress>> {
         self.hostnames.get(hostname).cloned()
@@ -111,6 +137,7 @@ impl Orchestrator {
     fn build(&self, push: &ConfigPush) -> Routing {
         let mut hostnames = HashMap::new();
         let mut refused = Vec::new();
+        let mut passthrough = HashMap::new();
         for entry in &push.hostnames {
             let refuse = |reason: String| RefusedHostname {
                 hostname: entry.hostname.clone(),
@@ -121,6 +148,27 @@ impl Orchestrator {
             {
                 tracing::warn!(hostname = %entry.hostname, %reason, "refused a hostname");
                 refused.push(refuse(reason));
+                continue;
+            }
+            if entry.tls_passthrough {
+                // The visitor's TLS bytes go to the origin as they are: a TCP origin.
+                let address = parse_service(&entry.service)
+                    .ok()
+                    .and_then(|service| passthrough_address(&service));
+                match address {
+                    Some(address) => {
+                        passthrough.insert(
+                            entry.hostname.to_ascii_lowercase(),
+                            Arc::new(TcpIngress {
+                                name: entry.hostname.clone(),
+                                address,
+                            }),
+                        );
+                    }
+                    None => {
+                        tracing::warn!(hostname = %entry.hostname, service = %entry.service, "ignored a TLS passthrough hostname whose service is not https://host[:port]");
+                    }
+                }
                 continue;
             }
             let service = match &self.hello_world {
@@ -148,10 +196,33 @@ impl Orchestrator {
                 }),
             );
         }
+        let mut tcp_services = HashMap::new();
+        for entry in &push.tcp_services {
+            if let Err(reason) = self.allowed.check(&entry.service) {
+                tracing::warn!(service = %entry.name, %reason, "refused a TCP service");
+                continue;
+            }
+            match parse_tcp_service(&entry.service) {
+                Ok(address) => {
+                    tcp_services.insert(
+                        entry.id.clone(),
+                        Arc::new(TcpIngress {
+                            name: entry.name.clone(),
+                            address,
+                        }),
+                    );
+                }
+                Err(message) => {
+                    tracing::warn!(service = %entry.name, %message, "ignored a TCP service with an unusable service");
+                }
+            }
+        }
         Routing {
             version: push.version,
             hostnames,
             refused,
+            tcp_services,
+            passthrough,
         }
     }
 }
@@ -164,6 +235,7 @@ mod tests {
 
     fn push(version: u64, entries: &[(&str, &str)]) -> ConfigPush {
         ConfigPush {
+            tcp_services: Vec::new(),
             version,
             hostnames: entries
                 .iter()
@@ -171,6 +243,7 @@ mod tests {
                     hostname: hostname.to_string(),
                     service: service.to_string(),
                     origin: OriginSettings::default(),
+                    tls_passthrough: false,
                 })
                 .collect(),
         }

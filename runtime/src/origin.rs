@@ -1,7 +1,8 @@
 //! The connector's origin side: one visitor stream in, one request to the local service out
 //! (pooled HTTP/1.1 connections, plain or TLS), the response streamed back. WebSockets arrive
 //! as extended CONNECT and leave as an HTTP/1.1 upgrade. Failures the edge must turn into a
-//! status are reported in [`ERROR_HEADER`].
+//! status are reported in [`ERROR_HEADER`]. A TCP service's stream is dialed and spliced in
+//! [`tcp`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -30,6 +31,7 @@ use crate::body::{self, BoxBody, BoxError};
 use crate::orchestrator::Ingress;
 
 mod pool;
+mod tcp;
 
 use pool::Pool;
 
@@ -428,6 +430,17 @@ impl ServerCertVerifier for NoVerification {
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
     }
+}
+
+/// Answers one TCP service stream for `ingress`: the origin dialed and spliced, or the
+/// fault that kept it from being reached.
+pub(crate) async fn serve_tcp(
+    ingress: &crate::orchestrator::TcpIngress,
+    request: Request<Incoming>,
+) -> Response<BoxBody> {
+    tcp::serve(ingress, request)
+        .await
+        .unwrap_or_else(|(kind, message)| fault(kind, message))
 }
 
 /// The connector's answer when it cannot serve a request: the status, and the fault in

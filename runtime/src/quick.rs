@@ -64,6 +64,7 @@ pub async fn create(
         }
     };
     let spec = HostnameSpec {
+        tls_passthrough: None,
         hostname: hostname.to_string(),
         service: service.to_string(),
         tunnel_id: Some(tunnel.id),

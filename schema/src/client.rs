@@ -14,9 +14,10 @@ use serde::de::DeserializeOwned;
 use crate::api::{
     ApiErrorBody, ApiToken, ApiTokenSpec, Certificate, CertificateSpec, Connection, EdgeInfo,
     EnrollmentToken, EnrollmentTokenSpec, ErrorCode, Hostname, HostnameSpec, List, Policy,
-    PolicySpec, REVISION_HEADER, Rollout, RolloutScope, Tunnel, TunnelSpec, TunnelTokenBody,
+    PolicySpec, REVISION_HEADER, Rollout, RolloutScope, TcpService, TcpServiceSpec, Tunnel,
+    TunnelSpec, TunnelTokenBody,
 };
-use crate::ids::{PolicyId, TunnelId};
+use crate::ids::{PolicyId, TcpServiceId, TunnelId};
 use crate::rules::format_selector;
 use crate::secret::Secret;
 
@@ -436,6 +437,62 @@ impl Client {
         if_match: Option<u64>,
     ) -> Result<(), ClientError> {
         self.call_empty(Method::DELETE, &format!("/v1/policies/{id}"), if_match)
+            .await
+    }
+
+    // === TCP services ===
+
+    /// `GET /v1/tcp-services`.
+    pub async fn list_tcp_services(&self) -> Result<Vec<TcpService>, ClientError> {
+        let list: List<TcpService> = self
+            .call(Method::GET, "/v1/tcp-services", None::<&()>, None)
+            .await?;
+        Ok(list.items)
+    }
+
+    /// `POST /v1/tcp-services`.
+    pub async fn create_tcp_service(
+        &self,
+        spec: &TcpServiceSpec,
+    ) -> Result<TcpService, ClientError> {
+        self.call(Method::POST, "/v1/tcp-services", Some(spec), None)
+            .await
+    }
+
+    /// `GET /v1/tcp-services/{id}`.
+    pub async fn tcp_service(&self, id: TcpServiceId) -> Result<TcpService, ClientError> {
+        self.call(
+            Method::GET,
+            &format!("/v1/tcp-services/{id}"),
+            None::<&()>,
+            None,
+        )
+        .await
+    }
+
+    /// `PUT /v1/tcp-services/{id}`.
+    pub async fn replace_tcp_service(
+        &self,
+        id: TcpServiceId,
+        spec: &TcpServiceSpec,
+        if_match: Option<u64>,
+    ) -> Result<TcpService, ClientError> {
+        self.call(
+            Method::PUT,
+            &format!("/v1/tcp-services/{id}"),
+            Some(spec),
+            if_match,
+        )
+        .await
+    }
+
+    /// `DELETE /v1/tcp-services/{id}`.
+    pub async fn delete_tcp_service(
+        &self,
+        id: TcpServiceId,
+        if_match: Option<u64>,
+    ) -> Result<(), ClientError> {
+        self.call_empty(Method::DELETE, &format!("/v1/tcp-services/{id}"), if_match)
             .await
     }
 

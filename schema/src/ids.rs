@@ -1,4 +1,4 @@
-//! Identifiers, parsed once: `TunnelId` and `PolicyId` are UUIDs assigned by the edge.
+//! Identifiers, parsed once: `TunnelId`, `PolicyId` and `TcpServiceId` are UUIDs assigned by the edge.
 
 use std::fmt;
 use std::str::FromStr;
@@ -42,4 +42,8 @@ uuid_id!(
 uuid_id!(
     /// The id of a policy.
     PolicyId
+);
+uuid_id!(
+    /// The id of a TCP service.
+    TcpServiceId
 );

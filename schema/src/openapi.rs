@@ -475,7 +475,9 @@ mod tests {
 
     #[test]
     fn the_status_types_write_what_the_document_describes() {
-        use crate::api::{Decision, DnsRecord, EdgeStatus, PolicyDecisionCount, RouteTraffic};
+        use crate::api::{
+            Decision, DnsRecord, EdgeStatus, PolicyDecisionCount, RouteTraffic, TcpServiceTraffic,
+        };
 
         let status = EdgeStatus {
             catalog_revision: 7,
@@ -501,6 +503,13 @@ mod tests {
                 record_type: "TXT".into(),
                 ttl: 30,
                 data: "\"tunnel=canary release=canary\"".into(),
+            }],
+            tcp_services: vec![TcpServiceTraffic {
+                id: "6f1c1d5e-0d55-4c8e-9a39-1c1e4b0b6a12".parse().expect("id"),
+                name: "ssh".into(),
+                listen: "127.0.0.1:4022".into(),
+                connections: 5,
+                refused: 1,
             }],
         };
         let body = serde_json::to_vec(&status).expect("json");
@@ -677,10 +686,13 @@ mod tests {
                 "/expires_at",
                 "/hostname",
                 "/jwt/public_keys_pem/*",
+                "/listen_port",
                 "/names",
                 "/names/*",
+                "/origin",
                 "/policy_ids/*",
                 "/private_key_pem",
+                "/service",
                 "/tunnel_id"
             ]
         );

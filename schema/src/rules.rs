@@ -180,6 +180,23 @@ pub enum Service {
     Status(u16),
 }
 
+/// The `host:port` a TLS passthrough hostname's `service` names: an `https://` origin without
+/// a path (port 443 when left out); `None` for any other service.
+pub fn passthrough_address(service: &Service) -> Option<String> {
+    match service {
+        Service::Origin {
+            tls: true,
+            authority,
+            path_prefix,
+        } if path_prefix.is_empty() => {
+            let authority: http::uri::Authority = authority.parse().ok()?;
+            let port = authority.port_u16().unwrap_or(443);
+            Some(format!("{}:{port}", authority.host()))
+        }
+        _ => None,
+    }
+}
+
 /// Parses a `service`: `http://host[:port][/path]`, `https://…` or `http_status:NNN`.
 pub fn parse_service(service: &str) -> Result<Service, String> {
     if let Some(text) = service.strip_prefix("http_status:") {
@@ -222,6 +239,39 @@ pub fn parse_service(service: &str) -> Result<Service, String> {
         authority: authority.as_str().to_string(),
         path_prefix,
     })
+}
+
+/// A TCP service's origin, `tcp://host:port`, as the connector dials it: `host:port` (an IPv6
+/// host keeps its brackets).
+pub fn parse_tcp_service(service: &str) -> Result<String, String> {
+    let bad = || {
+        format!(
+            "service {service:?} must be tcp://host:port, such as tcp://127.0.0.1:22 or tcp://[::1]:5432"
+        )
+    };
+    let rest = service.strip_prefix("tcp://").ok_or_else(bad)?;
+    if rest.contains('@') {
+        return Err(bad());
+    }
+    let authority: http::uri::Authority = rest.parse().map_err(|_| bad())?;
+    let host = authority.host();
+    let port_given = rest.len() > host.len() + 1;
+    let host_ok = if let Some(inner) = host.strip_prefix('[') {
+        inner
+            .strip_suffix(']')
+            .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok())
+    } else {
+        !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-'))
+    };
+    match authority.port_u16() {
+        Some(port) if port > 0 && host_ok && port_given && authority.as_str() == rest => {
+            Ok(rest.to_string())
+        }
+        _ => Err(bad()),
+    }
 }
 
 /// A route weight: 1 to 100.
@@ -339,6 +389,23 @@ fn is_label_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_passthrough_address_is_an_https_origins_host_and_port() {
+        let address = |service: &str| passthrough_address(&parse_service(service).ok()?);
+        assert_eq!(
+            address("https://db.internal").as_deref(),
+            Some("db.internal:443")
+        );
+        assert_eq!(
+            address("https://127.0.0.1:8443").as_deref(),
+            Some("127.0.0.1:8443")
+        );
+        assert_eq!(address("https://[::1]:5000").as_deref(), Some("[::1]:5000"));
+        assert_eq!(address("https://127.0.0.1:8443/base"), None);
+        assert_eq!(address("http://127.0.0.1:8443"), None);
+        assert_eq!(address("http_status:204"), None);
+    }
 
     #[test]
     fn label_keys_follow_kubernetes_syntax() {
@@ -461,6 +528,36 @@ mod tests {
             "",
         ] {
             assert!(parse_service(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn tcp_services_are_host_and_port() {
+        assert_eq!(
+            parse_tcp_service("tcp://127.0.0.1:22").as_deref(),
+            Ok("127.0.0.1:22")
+        );
+        assert_eq!(
+            parse_tcp_service("tcp://[::1]:5432").as_deref(),
+            Ok("[::1]:5432")
+        );
+        assert_eq!(
+            parse_tcp_service("tcp://db.internal:6379").as_deref(),
+            Ok("db.internal:6379")
+        );
+        for bad in [
+            "tcp://host",
+            "tcp://host:",
+            "tcp://host:0",
+            "tcp://host:65536",
+            "tcp://user@host:22",
+            "tcp://host:22/path",
+            "tcp://[zz]:22",
+            "http://host:22",
+            "tcp://:22",
+            "",
+        ] {
+            assert!(parse_tcp_service(bad).is_err(), "{bad}");
         }
     }
 

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::api::{
     ApiTokenSpec, CertificateSpec, EnrollmentTokenSpec, HostnameSpec, Labels, PolicySpec,
-    TunnelSpec,
+    TcpServiceSpec, TunnelSpec,
 };
 use crate::error::push_pointer;
 use crate::rules;
@@ -64,6 +64,10 @@ pub(crate) const SCHEMAS: &[(&str, &str)] = &[
     (
         "api_token.schema.json",
         include_str!("../schemas/v1/api_token.schema.json"),
+    ),
+    (
+        "tcp_service.schema.json",
+        include_str!("../schemas/v1/tcp_service.schema.json"),
     ),
 ];
 
@@ -395,6 +399,79 @@ impl Contract for PolicySpec {
     }
 }
 
+static TCP_SERVICE_SPEC: LazyLock<Validator> =
+    LazyLock::new(|| compile_def("tcp_service.schema.json", "spec"));
+
+impl Contract for TcpServiceSpec {
+    const SCHEMA_FILE: &'static str = "tcp_service.schema.json";
+
+    fn validator() -> &'static Validator {
+        &TCP_SERVICE_SPEC
+    }
+
+    /// The name, the `tcp://` service, exactly one of `tunnel_id` and `routes`, routes and
+    /// policies as on a hostname. That the port lies in the edge's range and is free, and that
+    /// the policies use only what applies to TCP, only the edge can say.
+    fn check(&self, violations: &mut Vec<Violation>) {
+        if let Err(message) = rules::check_name(&self.name) {
+            violations.push(Violation::new("/name", message));
+        }
+        if let Err(message) = rules::parse_tcp_service(&self.service) {
+            violations.push(Violation::new("/service", message));
+        }
+        check_target(self.tunnel_id.is_some(), self.routes.as_deref(), violations);
+        check_policy_ids(&self.policy_ids, violations);
+        if self.listen_port == Some(0) {
+            violations.push(Violation::new(
+                "/listen_port",
+                "listen_port must be between 1 and 65535; leave it out to let the edge pick one",
+            ));
+        }
+    }
+}
+
+/// Exactly one of `tunnel_id` and `routes`; each route's selector and weight.
+fn check_target(
+    has_tunnel: bool,
+    routes: Option<&[crate::api::Route]>,
+    violations: &mut Vec<Violation>,
+) {
+    match (has_tunnel, routes) {
+        (true, Some(_)) => violations.push(Violation::new(
+            "/routes",
+            "set exactly one of tunnel_id and routes, not both",
+        )),
+        (false, None) => violations.push(Violation::new(
+            "/tunnel_id",
+            "set exactly one of tunnel_id and routes",
+        )),
+        _ => {}
+    }
+    for (i, route) in routes.into_iter().flatten().enumerate() {
+        check_labels(
+            &route.selector,
+            &format!("/routes/{i}/selector"),
+            violations,
+        );
+        if let Err(message) = rules::check_weight(i64::from(route.weight)) {
+            violations.push(Violation::new(format!("/routes/{i}/weight"), message));
+        }
+    }
+}
+
+/// No policy listed twice.
+fn check_policy_ids(ids: &[crate::ids::PolicyId], violations: &mut Vec<Violation>) {
+    let mut seen = BTreeSet::new();
+    for (i, id) in ids.iter().enumerate() {
+        if !seen.insert(id) {
+            violations.push(Violation::new(
+                format!("/policy_ids/{i}"),
+                format!("policy {id} is listed twice"),
+            ));
+        }
+    }
+}
+
 impl Contract for HostnameSpec {
     const SCHEMA_FILE: &'static str = "hostname.schema.json";
 
@@ -406,39 +483,31 @@ impl Contract for HostnameSpec {
         if let Err(message) = rules::check_fqdn(&self.hostname) {
             violations.push(Violation::new("/hostname", message));
         }
-        if let Err(message) = rules::parse_service(&self.service) {
-            violations.push(Violation::new("/service", message));
-        }
-        match (&self.tunnel_id, &self.routes) {
-            (Some(_), Some(_)) => violations.push(Violation::new(
-                "/routes",
-                "set exactly one of tunnel_id and routes, not both",
-            )),
-            (None, None) => violations.push(Violation::new(
-                "/tunnel_id",
-                "set exactly one of tunnel_id and routes",
-            )),
-            _ => {}
-        }
-        for (i, route) in self.routes.iter().flatten().enumerate() {
-            check_labels(
-                &route.selector,
-                &format!("/routes/{i}/selector"),
-                violations,
-            );
-            if let Err(message) = rules::check_weight(i64::from(route.weight)) {
-                violations.push(Violation::new(format!("/routes/{i}/weight"), message));
+        match rules::parse_service(&self.service) {
+            Err(message) => violations.push(Violation::new("/service", message)),
+            Ok(service) if self.passes_tls_through() => {
+                if rules::passthrough_address(&service).is_none() {
+                    violations.push(Violation::new(
+                        "/service",
+                        format!(
+                            "with tls_passthrough the service must be https://host[:port] \
+                             without a path (the origin speaks TLS itself), not {:?}",
+                            self.service
+                        ),
+                    ));
+                }
+                if self.origin.is_some() {
+                    violations.push(Violation::new(
+                        "/origin",
+                        "origin settings do not apply with tls_passthrough: the edge and the \
+                         connector carry the visitor's TLS bytes as they are",
+                    ));
+                }
             }
+            Ok(_) => {}
         }
-        let mut seen = BTreeSet::new();
-        for (i, id) in self.policy_ids.iter().enumerate() {
-            if !seen.insert(id) {
-                violations.push(Violation::new(
-                    format!("/policy_ids/{i}"),
-                    format!("policy {id} is listed twice"),
-                ));
-            }
-        }
+        check_target(self.tunnel_id.is_some(), self.routes.as_deref(), violations);
+        check_policy_ids(&self.policy_ids, violations);
         if let Some(header) = self
             .origin
             .as_ref()

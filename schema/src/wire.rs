@@ -378,6 +378,20 @@ fn check_text(field: &'static str, text: &str, max: usize) -> Result<(), WireErr
     Ok(())
 }
 
+/// The `:protocol` of an extended CONNECT stream that carries one raw TCP connection.
+pub const TCP_PROTOCOL: &str = "postern-tcp";
+
+/// The authority of a [`TCP_PROTOCOL`] stream (it names no hostname).
+pub const TCP_AUTHORITY: &str = "_postern-tcp";
+
+/// The header of a [`TCP_PROTOCOL`] stream that names the TCP service (its id).
+pub const TCP_SERVICE_HEADER: &str = "x-postern-tcp-service";
+
+/// The header of a [`TCP_PROTOCOL`] stream that carries a visitor's TLS connection to a
+/// hostname with [`HostnameConfig::tls_passthrough`] (instead of [`TCP_SERVICE_HEADER`]): it
+/// names the hostname, whose `https://` origin the connector dials.
+pub const TCP_HOSTNAME_HEADER: &str = "x-postern-tcp-hostname";
+
 /// `POST /.postern/config`: what the tunnel serves, at one version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConfigPush {
@@ -385,6 +399,22 @@ pub struct ConfigPush {
     pub version: u64,
     /// The hostnames the tunnel serves, ordered by name.
     pub hostnames: Vec<HostnameConfig>,
+    /// The TCP services the tunnel serves, ordered by name (absent from older edges).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tcp_services: Vec<TcpServiceConfig>,
+}
+
+/// One TCP service a tunnel serves: the edge opens an extended CONNECT stream with
+/// `:protocol` [`TCP_PROTOCOL`] and [`TCP_SERVICE_HEADER`] naming it; the connector dials
+/// `service` and splices the two byte streams (half-close passed on both ways).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TcpServiceConfig {
+    /// The service's id (a UUID), as the stream names it.
+    pub id: String,
+    /// Its name, for logs.
+    pub name: String,
+    /// Its origin, `tcp://host:port`.
+    pub service: String,
 }
 
 /// One hostname a tunnel serves.
@@ -397,6 +427,10 @@ pub struct HostnameConfig {
     /// How to reach the origin.
     #[serde(default)]
     pub origin: OriginSettings,
+    /// TLS passes through: the edge sends the visitor's raw TLS bytes on a [`TCP_PROTOCOL`]
+    /// stream with [`TCP_HOSTNAME_HEADER`], never an HTTP request (absent from older edges).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tls_passthrough: bool,
 }
 
 /// The connector's answer to [`ConfigPush`].
@@ -652,10 +686,12 @@ mod tests {
             draining: false,
         });
         round_trip(&ConfigPush {
+            tcp_services: Vec::new(),
             version: 7,
             hostnames: vec![HostnameConfig {
                 hostname: "app.example.com".into(),
                 service: "http://localhost:4000".into(),
+                tls_passthrough: false,
                 origin: OriginSettings {
                     no_tls_verify: Some(true),
                     ..OriginSettings::default()

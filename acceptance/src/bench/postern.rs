@@ -58,6 +58,7 @@ pub async fn start(origin_url: String, env: Vec<(String, String)>) -> Result<Pos
         .map_err(|e| format!("creating the tunnel failed: {e}"))?;
     client
         .create_hostname(&HostnameSpec {
+            tls_passthrough: None,
             hostname: HOSTNAME.into(),
             service: origin_url,
             tunnel_id: Some(tunnel.id),

@@ -281,6 +281,7 @@ async fn soak() -> anyhow::Result<bool> {
         .context("creating the policy")?;
     client
         .create_hostname(&HostnameSpec {
+            tls_passthrough: None,
             hostname: GUARDED.into(),
             service: origin.url(),
             tunnel_id: Some(tunnel.id),

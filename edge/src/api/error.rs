@@ -41,6 +41,13 @@ impl ApiError {
         error
     }
 
+    /// 409: the write conflicts with another object at `pointer`.
+    pub(crate) fn conflict(pointer: impl Into<String>, message: impl Into<String>) -> Self {
+        let mut error = Self::new(StatusCode::CONFLICT, ErrorCode::Conflict, message);
+        error.body.error.path = Some(pointer.into());
+        error
+    }
+
     /// 401.
     pub(crate) fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message)
@@ -130,7 +137,7 @@ impl From<StoreError> for ApiError {
                 // A hostname's name is its `hostname` field; the others have a `name`.
                 let field = match kind {
                     Kind::Hostname => "/hostname",
-                    Kind::Tunnel | Kind::Policy => "/name",
+                    Kind::Tunnel | Kind::Policy | Kind::TcpService => "/name",
                 };
                 e.body.error.path = Some(field.into());
                 e

@@ -15,6 +15,7 @@ use super::reply::with_revision;
 use super::request::JsonBody;
 use super::request::{Path, if_match};
 use super::state::ApiState;
+use super::tcp_services::connection_policies;
 use crate::catalog::hostname_from_record;
 use crate::certs::for_hostname;
 use crate::store::{Kind, Record, Ref, Write};
@@ -50,7 +51,7 @@ async fn create(
     State(state): State<ApiState>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    let spec = checked_spec(&state, &body)?;
+    let spec = checked_spec(&state, &body).await?;
     let record = state.store.create(write(&spec), None).await?;
     state.catalog.refresh_to(record.revision).await;
     tracing::info!(hostname = %spec.hostname, "hostname created");
@@ -79,7 +80,7 @@ async fn replace(
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let expected = if_match(&headers)?;
-    let spec = checked_spec(&state, &body)?;
+    let spec = checked_spec(&state, &body).await?;
     if spec.hostname != name {
         return Err(ApiError::invalid(
             "/hostname",
@@ -111,9 +112,16 @@ async fn delete(
     ))
 }
 
-/// The contract, then what only the edge knows: the hostname must lie in one of its zones.
-fn checked_spec(state: &ApiState, body: &serde_json::Value) -> Result<HostnameSpec, ApiError> {
+/// The contract, then what only the edge knows: the hostname must lie in one of its zones,
+/// and a TLS passthrough hostname's policies must apply to connections.
+async fn checked_spec(
+    state: &ApiState,
+    body: &serde_json::Value,
+) -> Result<HostnameSpec, ApiError> {
     let spec: HostnameSpec = validate(body)?;
+    if spec.passes_tls_through() {
+        connection_policies(state, &spec.policy_ids, "a TLS passthrough hostname").await?;
+    }
     let zones = &state.settings.zones;
     if !zones.iter().any(|zone| in_zone(&spec.hostname, zone)) {
         return Err(ApiError::invalid(

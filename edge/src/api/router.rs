@@ -14,7 +14,9 @@ use super::access::require_token;
 use super::error::ApiError;
 use super::reply::reply;
 use super::state::{ApiState, Phase};
-use super::{certificates, hostnames, policies, requests, rollout, status, tokens, tunnels, ui};
+use super::{
+    certificates, hostnames, policies, requests, rollout, status, tcp_services, tokens, tunnels, ui,
+};
 use crate::metrics::Sample;
 
 /// The control API's router.
@@ -24,6 +26,7 @@ pub(crate) fn router(state: ApiState) -> Router {
         .merge(hostnames::router())
         .merge(policies::router())
         .merge(certificates::router())
+        .merge(tcp_services::router())
         .merge(rollout::router())
         .merge(requests::router())
         .merge(status::router())

@@ -13,6 +13,7 @@ use crate::cluster::Cluster;
 use crate::config::EdgeSettings;
 use crate::metrics::Metrics;
 use crate::store::Store;
+use crate::tcp_ports::TcpPorts;
 use crate::tunnel::Registry;
 
 /// Everything the edge's subsystems share; cheap to clone.
@@ -45,6 +46,8 @@ pub(crate) struct ApiState {
     pub(crate) readiness: Readiness,
     /// The visitor requests' lines, for `GET /v1/requests`.
     pub(crate) access_log: Arc<AccessLog>,
+    /// The ports of TCP services.
+    pub(crate) tcp_ports: Arc<TcpPorts>,
 }
 
 /// Where the edge is in its life, as `GET /ready` tells it; shared by clones.

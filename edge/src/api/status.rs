@@ -1,5 +1,6 @@
 //! `/v1/status`: what the edge observes beside what was declared: the last minute's requests
-//! per weighted route, policy decisions, and the DNS records it answers. Read-only; the status
+//! per weighted route, policy decisions, the DNS records it answers, and each TCP service's
+//! connections. Read-only; the status
 //! page (`/ui`) reads it with the tunnels, hostnames and policies.
 
 use std::collections::HashMap;
@@ -11,7 +12,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
 use postern_schema::api::{
-    Decision, DnsRecord, EdgeStatus, PolicyDecisionCount, RouteTraffic, Target,
+    Decision, DnsRecord, EdgeStatus, PolicyDecisionCount, RouteTraffic, Target, TcpServiceTraffic,
 };
 use postern_schema::rules::format_selector;
 
@@ -33,6 +34,7 @@ async fn status(State(state): State<ApiState>) -> Response {
         routes: routes(&snapshot, &state.metrics),
         decisions: decisions(&snapshot, &state.metrics),
         dns: dns(&snapshot, &state),
+        tcp_services: tcp_services(&snapshot, &state),
     };
     reply(StatusCode::OK, &body, None)
 }
@@ -98,6 +100,50 @@ fn decisions(snapshot: &Snapshot, metrics: &Metrics) -> Vec<PolicyDecisionCount>
             })
         })
         .collect()
+}
+
+/// Every TCP service, by name, with the connections this node carried and refused for it (the
+/// `outcome` of `postern_edge_tcp_connections_total`: `carried`, or why it was closed).
+fn tcp_services(snapshot: &Snapshot, state: &ApiState) -> Vec<TcpServiceTraffic> {
+    let mut counts: HashMap<String, (u64, u64)> = HashMap::new();
+    for (labels, count) in state.metrics.series("postern_edge_tcp_connections_total") {
+        let label = |key: &str| {
+            labels
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v.as_str())
+        };
+        let (Some(service), Some(outcome)) = (label("service"), label("outcome")) else {
+            continue;
+        };
+        let entry = counts.entry(service.to_string()).or_default();
+        if outcome == "carried" {
+            entry.0 += count;
+        } else {
+            entry.1 += count;
+        }
+    }
+    let mut out: Vec<TcpServiceTraffic> = snapshot
+        .tcp_services
+        .values()
+        .map(|service| {
+            let (connections, refused) =
+                counts.get(&service.spec.name).copied().unwrap_or_default();
+            TcpServiceTraffic {
+                id: service.id,
+                name: service.spec.name.clone(),
+                listen: service
+                    .spec
+                    .listen_port
+                    .map(|port| state.tcp_ports.listen(port))
+                    .unwrap_or_default(),
+                connections,
+                refused,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
 }
 
 /// The records the edge's DNS answers now: the zones of `--zone` with the catalog's public

@@ -242,12 +242,15 @@ impl Orders {
         Err(AcmeError::StoredAccount)
     }
 
-    /// Every hostname inside the zones.
+    /// Every hostname inside the zones, but those whose TLS passes through to their origin
+    /// (the edge never presents a certificate for them, and could not answer a challenge).
     fn hostnames(&self) -> BTreeSet<String> {
         self.catalog
             .snapshot()
             .hostnames
-            .keys()
+            .values()
+            .filter(|h| !h.spec.passes_tls_through())
+            .map(|h| &h.spec.hostname)
             .filter(|name| self.zones.iter().any(|zone| in_zone(name, zone)))
             .cloned()
             .collect()

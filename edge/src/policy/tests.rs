@@ -18,6 +18,7 @@ const HOST: &str = "app.example.com";
 fn hostname(name: &str, policies: &[&Policy]) -> Hostname {
     Hostname {
         spec: HostnameSpec {
+            tls_passthrough: None,
             hostname: name.into(),
             service: "http://localhost:4000".into(),
             tunnel_id: Some(TunnelId::new_random()),
@@ -41,6 +42,8 @@ fn snapshot(revision: u64, policies: &[&Policy], hostnames: &[&Hostname]) -> Sna
             .map(|h| (h.spec.hostname.clone(), (*h).clone()))
             .collect(),
         policies: policies.iter().map(|p| (p.id, (*p).clone())).collect(),
+        tcp_services: BTreeMap::new(),
+        passthrough: false,
     }
 }
 

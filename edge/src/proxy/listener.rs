@@ -1,7 +1,8 @@
 //! The public listeners: accepting visitors' connections on HTTP and HTTPS (TLS with SNI),
 //! holding each to the limits of `limits.rs` (the listener's connection limit, its client's
 //! share, idle timeouts), and serving HTTP/1.1 and HTTP/2 on it, every request through
-//! [`request::handle`].
+//! [`request::handle`]. On HTTPS, a ClientHello naming a hostname with `tls_passthrough` is
+//! not terminated: the connection goes to [`tcp::passthrough`] as it is.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -25,6 +26,8 @@ use super::framing::FramingGuard;
 use super::limits::{self, FirstByteDeadline};
 use super::request::{self, Context, Proxy};
 use super::shares::ConnectionSlot;
+use super::sni::{self, Replayed};
+use super::tcp;
 use super::tls::ACME_TLS_ALPN;
 
 /// How long a visitor may take to finish the TLS handshake.
@@ -133,15 +136,31 @@ async fn serve_connection(
             serve_visitor(io, context, activity, proxy, cancel).await;
         }
         Some(acceptor) => {
-            let stream =
-                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => stream,
-                    Ok(Err(error)) => {
-                        tracing::debug!(%error, "visitor TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => return,
-                };
+            let started = tokio::time::Instant::now();
+            let mut stream = stream;
+            // With a passthrough hostname declared, the ClientHello is read first; one that
+            // names such a hostname goes to its origin untouched, the rest to the acceptor.
+            let head = if proxy.catalog.snapshot().passthrough {
+                let (head, sni) = sni::read_hello(&mut stream, TLS_HANDSHAKE_TIMEOUT).await;
+                if let Some(hostname) = sni.filter(|name| passes_through(&proxy, name)) {
+                    let visitor = Replayed::new(head, stream);
+                    tcp::passthrough(visitor, peer, &hostname, proxy.clone(), slot, cancel).await;
+                    return;
+                }
+                head
+            } else {
+                Vec::new()
+            };
+            let stream = Replayed::new(head, stream);
+            let handshake = TLS_HANDSHAKE_TIMEOUT.saturating_sub(started.elapsed());
+            let stream = match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, "visitor TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            };
             // An ACME server's tls-alpn-01 validation ends with the handshake (RFC 8737).
             if stream.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) {
                 return;
@@ -166,6 +185,16 @@ async fn serve_connection(
             serve_visitor(io, context, activity, proxy, cancel).await;
         }
     }
+}
+
+/// Whether `name` is a hostname whose TLS passes through the edge.
+fn passes_through(proxy: &Proxy, name: &str) -> bool {
+    proxy
+        .catalog
+        .snapshot()
+        .hostnames
+        .get(name)
+        .is_some_and(|h| h.spec.passes_tls_through())
 }
 
 /// Serves HTTP/1.1 or HTTP/2 (with upgrades and extended CONNECT) on one visitor connection,

@@ -465,7 +465,7 @@ fn acme_challenge(proxy: &Proxy, parts: &request::Parts) -> Option<Response<BoxB
 
 /// Phase 1: the declared hostname this request is for, by its `Host` (the URI authority on
 /// HTTP/2 and absolute-form requests). On HTTPS the host must be the SNI name the connection
-/// was opened for (421 otherwise); an undeclared host is 404.
+/// was opened for (421 otherwise); an undeclared host, or one whose TLS passes through, is 404.
 fn find_hostname<'s>(
     snapshot: &'s Snapshot,
     sni: Option<&str>,
@@ -480,9 +480,11 @@ fn find_hostname<'s>(
             host,
         });
     }
+    // A passthrough hostname's origin speaks TLS to the visitor itself: no HTTP for it here.
     snapshot
         .hostnames
         .get(&host)
+        .filter(|h| !h.spec.passes_tls_through())
         .ok_or(ProxyError::UnknownHostname)
 }
 

@@ -33,7 +33,18 @@ pub(super) fn pick(
     registry: &Registry,
     exclude: &[String],
 ) -> Option<Pick> {
-    match hostname.target()? {
+    pick_target(snapshot, hostname.target()?, registry, exclude)
+}
+
+/// Picks a healthy connection of `target`'s tunnels (a hostname's or a TCP service's),
+/// skipping the sessions in `exclude`; `None` when there is none.
+pub(super) fn pick_target(
+    snapshot: &Snapshot,
+    target: Target<'_>,
+    registry: &Registry,
+    exclude: &[String],
+) -> Option<Pick> {
+    match target {
         Target::Tunnel(id) => registry.pick(&[id], exclude).map(|picked| Pick {
             session: picked.session,
             handed_off: picked.handed_off,

@@ -145,6 +145,12 @@ ALTER TABLE postern_api_tokens ALTER COLUMN id SET NOT NULL;
 CREATE UNIQUE INDEX postern_api_tokens_by_id ON postern_api_tokens (id);
 "#,
     certificates::MIGRATION,
+    // TCP services live in `postern_objects` like the other kinds; no two may hold one public
+    // port.
+    r#"
+CREATE UNIQUE INDEX postern_objects_tcp_service_ports ON postern_objects (((body::jsonb) ->> 'listen_port'))
+    WHERE kind = 'tcp_service';
+"#,
 ];
 
 const COLUMNS: &str = "kind, id, name, version, created_at, body, revision";

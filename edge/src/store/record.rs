@@ -15,6 +15,8 @@ pub(crate) enum Kind {
     Policy,
     /// A hostname; id and name are the hostname.
     Hostname,
+    /// A TCP service; id is a UUID, name unique, `listen_port` unique.
+    TcpService,
 }
 
 impl Kind {
@@ -24,6 +26,7 @@ impl Kind {
             Kind::Tunnel => "tunnel",
             Kind::Policy => "policy",
             Kind::Hostname => "hostname",
+            Kind::TcpService => "tcp_service",
         }
     }
 
@@ -33,6 +36,7 @@ impl Kind {
             "tunnel" => Some(Kind::Tunnel),
             "policy" => Some(Kind::Policy),
             "hostname" => Some(Kind::Hostname),
+            "tcp_service" => Some(Kind::TcpService),
             _ => None,
         }
     }

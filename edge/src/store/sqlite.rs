@@ -62,6 +62,11 @@ UPDATE api_tokens SET id = lower(hex(randomblob(4))) || '-' || lower(hex(randomb
 CREATE UNIQUE INDEX api_tokens_by_id ON api_tokens (id);
 "#,
     certificates::MIGRATION,
+    // TCP services live in `objects` like the other kinds; no two may hold one public port.
+    r#"
+CREATE UNIQUE INDEX objects_tcp_service_ports ON objects (json_extract(body, '$.listen_port'))
+    WHERE kind = 'tcp_service';
+"#,
 ];
 
 /// The embedded store.

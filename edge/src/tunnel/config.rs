@@ -1,11 +1,11 @@
-//! What a tunnel serves, computed from a catalog snapshot: the hostnames bound to it directly
-//! (`tunnel_id`) or through routes whose selectors match its labels. Pure, so the session
-//! pushes exactly what the proxy routes.
+//! What a tunnel serves, computed from a catalog snapshot: the hostnames and TCP services
+//! bound to it directly (`tunnel_id`) or through routes whose selectors match its labels.
+//! Pure, so the session pushes exactly what the proxy routes.
 
 use postern_schema::api::{HostnameSpec, Labels, Target};
 use postern_schema::ids::TunnelId;
 use postern_schema::rules::selector_matches;
-use postern_schema::wire::{ConfigPush, HostnameConfig};
+use postern_schema::wire::{ConfigPush, HostnameConfig, TcpServiceConfig};
 
 use crate::catalog::Snapshot;
 
@@ -22,14 +22,40 @@ pub(crate) fn hostnames_for(snapshot: &Snapshot, tunnel: TunnelId) -> Option<Vec
                 hostname: h.spec.hostname.clone(),
                 service: h.spec.service.clone(),
                 origin: h.spec.origin.clone().unwrap_or_default(),
+                tls_passthrough: h.spec.passes_tls_through(),
             })
             .collect(),
     )
 }
 
+/// The TCP services `tunnel` serves in `snapshot`, ordered by name (empty when the tunnel
+/// does not exist).
+pub(crate) fn tcp_services_for(snapshot: &Snapshot, tunnel: TunnelId) -> Vec<TcpServiceConfig> {
+    let Some(record) = snapshot.tunnels.get(&tunnel) else {
+        return Vec::new();
+    };
+    let mut services: Vec<TcpServiceConfig> = snapshot
+        .tcp_services
+        .values()
+        .filter(|s| targets(s.spec.target(), tunnel, &record.spec.labels))
+        .map(|s| TcpServiceConfig {
+            id: s.id.to_string(),
+            name: s.spec.name.clone(),
+            service: s.spec.service.clone(),
+        })
+        .collect();
+    services.sort_by(|a, b| a.name.cmp(&b.name));
+    services
+}
+
 /// Does a tunnel with this id and these labels serve `hostname`?
 pub(crate) fn serves(hostname: &HostnameSpec, tunnel: TunnelId, labels: &Labels) -> bool {
-    match hostname.target() {
+    targets(hostname.target(), tunnel, labels)
+}
+
+/// Is a tunnel with this id and these labels one of `target`'s?
+fn targets(target: Option<Target<'_>>, tunnel: TunnelId, labels: &Labels) -> bool {
+    match target {
         Some(Target::Tunnel(id)) => id == tunnel,
         Some(Target::Routes(routes)) => routes
             .iter()
@@ -51,16 +77,20 @@ impl PushState {
     pub(crate) fn next(
         &mut self,
         snapshot: &Snapshot,
+        tunnel: TunnelId,
         hostnames: Vec<HostnameConfig>,
     ) -> Option<ConfigPush> {
+        let tcp_services = tcp_services_for(snapshot, tunnel);
         if let Some(last) = &self.last
-            && (last.hostnames == hostnames || snapshot.revision <= last.version)
+            && ((last.hostnames == hostnames && last.tcp_services == tcp_services)
+                || snapshot.revision <= last.version)
         {
             return None;
         }
         let push = ConfigPush {
             version: snapshot.revision,
             hostnames,
+            tcp_services,
         };
         self.last = Some(push.clone());
         Some(push)
@@ -71,7 +101,8 @@ impl PushState {
 mod tests {
     use std::collections::BTreeMap;
 
-    use postern_schema::api::{Hostname, Route, Tunnel, TunnelSpec};
+    use postern_schema::api::{Hostname, Route, TcpService, TcpServiceSpec, Tunnel, TunnelSpec};
+    use postern_schema::ids::TcpServiceId;
 
     use super::*;
 
@@ -95,6 +126,7 @@ mod tests {
     fn hostname(name: &str, tunnel_id: Option<TunnelId>, routes: Option<Vec<Route>>) -> Hostname {
         Hostname {
             spec: HostnameSpec {
+                tls_passthrough: None,
                 hostname: name.into(),
                 service: "http://localhost:4000".into(),
                 tunnel_id,
@@ -125,7 +157,58 @@ mod tests {
                 .map(|h| (h.spec.hostname.clone(), h))
                 .collect(),
             policies: BTreeMap::new(),
+            tcp_services: BTreeMap::new(),
+            passthrough: false,
         }
+    }
+
+    fn tcp_service(
+        name: &str,
+        tunnel_id: Option<TunnelId>,
+        routes: Option<Vec<Route>>,
+    ) -> TcpService {
+        TcpService {
+            id: TcpServiceId::new_random(),
+            spec: TcpServiceSpec {
+                name: name.into(),
+                service: "tcp://127.0.0.1:22".into(),
+                tunnel_id,
+                routes,
+                policy_ids: Vec::new(),
+                listen_port: Some(4000),
+            },
+            listen: String::new(),
+            version: 1,
+            created_at: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_tunnel_serves_its_own_and_its_routed_tcp_services_and_a_new_one_is_pushed() {
+        let stable = tunnel(&[("release", "stable")]);
+        let other = tunnel(&[]);
+        let mut snap = snapshot(3, &[&stable, &other], Vec::new());
+        for service in [
+            tcp_service("ssh", Some(stable.id), None),
+            tcp_service("db", None, Some(vec![route("release", "stable", 1)])),
+            tcp_service("redis", Some(other.id), None),
+        ] {
+            snap.tcp_services.insert(service.id, service);
+        }
+        let names: Vec<String> = tcp_services_for(&snap, stable.id)
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(names, ["db", "ssh"]);
+
+        let mut state = PushState::default();
+        let first = snapshot(2, &[&stable], Vec::new());
+        assert!(state.next(&first, stable.id, Vec::new()).is_some());
+        let push = state
+            .next(&snap, stable.id, Vec::new())
+            .expect("the TCP services changed");
+        assert_eq!(push.tcp_services.len(), 2);
+        assert_eq!(push.tcp_services[1].service, "tcp://127.0.0.1:22");
     }
 
     #[test]
@@ -171,7 +254,7 @@ mod tests {
         let mut state = PushState::default();
         let first = snapshot(5, &[&t], vec![hostname("a.example.com", Some(t.id), None)]);
         let push = state
-            .next(&first, hostnames_for(&first, t.id).expect("exists"))
+            .next(&first, t.id, hostnames_for(&first, t.id).expect("exists"))
             .expect("first push");
         assert_eq!(push.version, 5);
 
@@ -179,7 +262,11 @@ mod tests {
         let unrelated = snapshot(6, &[&t], vec![hostname("a.example.com", Some(t.id), None)]);
         assert!(
             state
-                .next(&unrelated, hostnames_for(&unrelated, t.id).expect("exists"))
+                .next(
+                    &unrelated,
+                    t.id,
+                    hostnames_for(&unrelated, t.id).expect("exists")
+                )
                 .is_none()
         );
 
@@ -188,12 +275,16 @@ mod tests {
         changed.spec.service = "http://localhost:5000".into();
         let changed = snapshot(7, &[&t], vec![changed]);
         let push = state
-            .next(&changed, hostnames_for(&changed, t.id).expect("exists"))
+            .next(
+                &changed,
+                t.id,
+                hostnames_for(&changed, t.id).expect("exists"),
+            )
             .expect("changed");
         assert_eq!(push.version, 7);
         assert_eq!(push.hostnames[0].service, "http://localhost:5000");
 
         // An older snapshot never produces a push.
-        assert!(state.next(&first, Vec::new()).is_none());
+        assert!(state.next(&first, t.id, Vec::new()).is_none());
     }
 }

@@ -256,7 +256,7 @@ impl Live {
             session.set_draining();
         }
         let mut pushes = PushState::default();
-        if let Some(push) = pushes.next(&snapshot, hostnames) {
+        if let Some(push) = pushes.next(&snapshot, self.tunnel, hostnames) {
             push_config(&session, push).await?;
         }
         session.set_seen_revision(snapshot.revision);
@@ -322,7 +322,7 @@ impl Live {
                             return Ok(());
                         }
                         Some(hostnames) => {
-                            if let Some(push) = pushes.next(&snapshot, hostnames) {
+                            if let Some(push) = pushes.next(&snapshot, self.tunnel, hostnames) {
                                 push_config(session, push).await?;
                             }
                             session.set_seen_revision(snapshot.revision);

@@ -507,6 +507,7 @@ mod tests {
         let canary = tunnel("canary", "canary", 1);
         let routed = |name: &str| Hostname {
             spec: postern_schema::api::HostnameSpec {
+                tls_passthrough: None,
                 hostname: name.into(),
                 service: "http_status:204".into(),
                 tunnel_id: None,

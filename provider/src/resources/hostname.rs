@@ -35,6 +35,8 @@ pub(crate) struct HostnameModel {
     pub(crate) policy_ids: Option<Vec<String>>,
     /// How the connector reaches the origin, as written.
     pub(crate) origin: Option<OriginModel>,
+    /// TLS passes through the edge to the `https://` origin, as written.
+    pub(crate) tls_passthrough: Option<bool>,
     /// What DNS answers for the hostname.
     pub(crate) addresses: Option<Vec<String>>,
     /// The certificate that answers it on HTTPS.
@@ -139,6 +141,7 @@ impl HostnameModel {
             }),
         };
         Ok(HostnameSpec {
+            tls_passthrough: self.tls_passthrough,
             hostname: self.hostname.clone(),
             service: self.service.clone(),
             tunnel_id,
@@ -193,6 +196,7 @@ impl HostnameModel {
                 origin_server_name: o.origin_server_name.clone(),
                 connect_timeout_ms: o.connect_timeout_ms.map(Number::from),
             }),
+            tls_passthrough: spec.tls_passthrough,
             addresses: Some(hostname.addresses.clone()),
             certificate: hostname.certificate.as_ref().map(|c| CertificateSummary {
                 id: Some(c.id.clone()),
@@ -293,6 +297,18 @@ impl EdgeObject for HostnameResource {
             .default(Value::List(Vec::new())),
         )
         .attribute(
+            "tls_passthrough",
+            Attribute::bool(
+                "Serve the hostname on the edge's HTTPS port without terminating TLS: the edge \
+                 reads only the server name of the visitor's ClientHello and carries the raw \
+                 bytes to the origin, which presents its own certificate (end-to-end TLS). \
+                 `service` must then be `https://host[:port]` without a path, `origin` is left \
+                 out, and the policies may use only `allow_ips`, `deny_ips` and `rate_limit` \
+                 (one connection counts as one request).",
+            )
+            .optional(),
+        )
+        .attribute(
             "origin",
             Attribute::single_nested(
                 Attributes::new()
@@ -391,6 +407,17 @@ impl EdgeObject for HostnameResource {
                 AttributePath::root("service"),
                 rules::parse_service(service),
             );
+            let passthrough = matches!(config.get("tls_passthrough"), Some(Value::Bool(true)));
+            if passthrough
+                && let Ok(parsed) = rules::parse_service(service)
+                && rules::passthrough_address(&parsed).is_none()
+            {
+                findings.add(
+                    AttributePath::root("service"),
+                    "with tls_passthrough the service must be https://host[:port] without a \
+                     path (the origin speaks TLS itself)",
+                );
+            }
         }
         let tunnel_id = config.get("tunnel_id").unwrap_or(&Value::Null);
         let routes = config.get("routes").unwrap_or(&Value::Null);

@@ -1,5 +1,5 @@
 //! Postern's managed resource types (`postern_tunnel`, `postern_hostname`,
-//! `postern_policy`, `postern_api_token`, `postern_certificate`) and ephemeral resources
+//! `postern_policy`, `postern_api_token`, `postern_certificate`, `postern_tcp_service`) and ephemeral resources
 //! (`postern_enrollment_token`), one file per type.
 //!
 //! To add one: write `src/resources/<type>.rs` with a struct implementing
@@ -13,4 +13,5 @@ pub(crate) mod certificate;
 pub(crate) mod enrollment_token;
 pub(crate) mod hostname;
 pub(crate) mod policy;
+pub(crate) mod tcp_service;
 pub(crate) mod tunnel;

@@ -25,9 +25,18 @@ pub struct HostnameSpec {
     /// How the connector reaches the origin.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<OriginSettings>,
+    /// Served on the HTTPS port without terminating TLS: the edge reads the ClientHello's
+    /// server name only and carries the raw bytes to the `https://` origin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_passthrough: Option<bool>,
 }
 
 impl HostnameSpec {
+    /// Whether TLS to this hostname passes through the edge to the origin.
+    pub fn passes_tls_through(&self) -> bool {
+        self.tls_passthrough == Some(true)
+    }
+
     /// Which tunnels serve the hostname; `None` only for a spec that was never validated.
     pub fn target(&self) -> Option<Target<'_>> {
         match (&self.tunnel_id, &self.routes) {

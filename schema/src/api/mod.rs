@@ -8,6 +8,7 @@ mod hostname;
 mod policy;
 mod rollout;
 mod status;
+mod tcp_service;
 mod token;
 mod tunnel;
 
@@ -23,7 +24,10 @@ pub use error::{ApiError, ApiErrorBody, ErrorCode};
 pub use hostname::{Hostname, HostnameSpec, OriginSettings, Route, Target};
 pub use policy::{JwtSettings, Policy, PolicyMode, PolicySpec, RateLimit, RateLimitKey};
 pub use rollout::{PendingConnection, REVISION_HEADER, Rollout, RolloutScope};
-pub use status::{Decision, DnsRecord, EdgeStatus, PolicyDecisionCount, RouteTraffic};
+pub use status::{
+    Decision, DnsRecord, EdgeStatus, PolicyDecisionCount, RouteTraffic, TcpServiceTraffic,
+};
+pub use tcp_service::{TcpService, TcpServiceSpec};
 pub use token::{ApiToken, ApiTokenSpec, Role};
 pub use tunnel::{
     EnrollmentToken, EnrollmentTokenSpec, Tunnel, TunnelSpec, TunnelToken as TunnelTokenBody,

@@ -1,10 +1,10 @@
 //! `status.schema.json`: what the edge observes (`GET /v1/status`): recent requests per route,
-//! policy decisions and the DNS records it answers.
+//! policy decisions, the DNS records it answers and the connections of TCP services.
 
 use serde::{Deserialize, Serialize};
 
 use crate::api::Labels;
-use crate::ids::PolicyId;
+use crate::ids::{PolicyId, TcpServiceId};
 
 /// `GET /v1/status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,6 +19,24 @@ pub struct EdgeStatus {
     pub decisions: Vec<PolicyDecisionCount>,
     /// Every record the edge's DNS answers, by name, then type.
     pub dns: Vec<DnsRecord>,
+    /// Every TCP service, by name, with its connections since the edge started.
+    #[serde(default)]
+    pub tcp_services: Vec<TcpServiceTraffic>,
+}
+
+/// One TCP service and the connections this edge node took for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TcpServiceTraffic {
+    /// The service.
+    pub id: TcpServiceId,
+    /// Its name.
+    pub name: String,
+    /// Where it listens, `address:port`.
+    pub listen: String,
+    /// Connections carried to the origin since the edge started.
+    pub connections: u64,
+    /// Connections closed at once (policies, limits, no connector, origin unreachable).
+    pub refused: u64,
 }
 
 /// One weighted route of a hostname and the requests that took it lately.

@@ -580,3 +580,31 @@ fn every_example_in_the_schemas_is_valid() {
     }
     assert!(seen > 0, "no examples found");
 }
+
+#[test]
+fn tls_passthrough_takes_a_path_less_https_service_and_no_origin_settings() {
+    let body = |service: &str| json!({"hostname": "db.example.com", "service": service, "tunnel_id": TUNNEL, "tls_passthrough": true});
+    for good in [
+        "https://127.0.0.1:8443",
+        "https://db.internal",
+        "https://[::1]:5000",
+    ] {
+        let spec: HostnameSpec = validate(&body(good)).expect(good);
+        assert!(spec.passes_tls_through(), "{good}");
+    }
+    for bad in [
+        "http://127.0.0.1:8443",
+        "https://127.0.0.1:8443/base",
+        "http_status:204",
+    ] {
+        assert_eq!(pointer_of::<HostnameSpec>(body(bad)), "/service", "{bad}");
+    }
+    let mut with_origin = body("https://127.0.0.1:8443");
+    with_origin["origin"] = json!({"no_tls_verify": true});
+    assert_eq!(pointer_of::<HostnameSpec>(with_origin), "/origin");
+    // Off, the same services are ordinary ones.
+    let mut off = body("https://127.0.0.1:8443/base");
+    off["tls_passthrough"] = json!(false);
+    let spec: HostnameSpec = validate(&off).expect("passthrough off");
+    assert!(!spec.passes_tls_through());
+}

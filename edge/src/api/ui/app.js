@@ -133,6 +133,7 @@
     byId("tunnels").replaceChildren(tunnelsView(data));
     byId("hostnames").replaceChildren(hostnamesView(data, tunnelNames, policyById));
     byId("policies").replaceChildren(policiesView(data));
+    byId("tcp-services").replaceChildren(tcpServicesView(data.status.tcp_services || []));
     byId("certificates").replaceChildren(certificatesView(data.certificates));
     byId("dns").replaceChildren(dnsView(data.status.dns));
     byId("window-note").textContent =
@@ -318,6 +319,20 @@
     return table(["Names", "Source", "Status", "Expires", "Last error"], rows, "No certificates.");
   }
 
+  function tcpServicesView(services) {
+    const rows = services.map((s) => {
+      const row = [
+        el("span", { class: "mono" }, s.name),
+        el("span", { class: "mono" }, s.listen || "—"),
+        el("span", {}, s.connections),
+        s.refused > 0 ? chip(String(s.refused), "bad") : el("span", { class: "muted" }, "0"),
+      ];
+      row.attrs = { "data-tcp-service": s.name, "data-connections": s.connections, "data-refused": s.refused };
+      return row;
+    });
+    return table(["Name", "Listens on", "Connections", "Refused"], rows, "No TCP services.", "compact");
+  }
+
   function dnsView(records) {
     const rows = records.map((r) => [
       el("span", { class: "mono" }, r.name),
@@ -331,7 +346,7 @@
   // === the session ===
 
   function clearData() {
-    for (const id of ["summary", "tunnels", "hostnames", "policies", "certificates", "dns"]) byId(id).replaceChildren();
+    for (const id of ["summary", "tunnels", "hostnames", "policies", "tcp-services", "certificates", "dns"]) byId(id).replaceChildren();
     byId("banner").hidden = true;
   }
 

@@ -142,6 +142,7 @@ async fn create_hostname(
     routes: Option<Vec<Route>>,
 ) {
     let spec = HostnameSpec {
+        tls_passthrough: None,
         hostname: hostname.into(),
         service: "http://localhost:4000".into(),
         tunnel_id,

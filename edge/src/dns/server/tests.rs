@@ -159,6 +159,7 @@ async fn create_hostname(dns: &TestDns, hostname: &str) -> TunnelId {
         .await
         .expect("create tunnel");
     let spec = HostnameSpec {
+        tls_passthrough: None,
         hostname: hostname.into(),
         service: "http://localhost:4000".into(),
         tunnel_id: Some(tunnel_id),

@@ -27,6 +27,7 @@ fn tunnel(name: &str, labels: &[(&str, &str)]) -> Tunnel {
 fn hostname(name: &str, tunnel_id: Option<TunnelId>, routes: Option<Vec<Route>>) -> Hostname {
     Hostname {
         spec: HostnameSpec {
+            tls_passthrough: None,
             hostname: name.into(),
             service: "http://localhost:4000".into(),
             tunnel_id,
@@ -79,6 +80,8 @@ fn fixture() -> (Snapshot, ZoneConfig) {
             .map(|h| (h.spec.hostname.clone(), h))
             .collect(),
         policies: BTreeMap::new(),
+        tcp_services: BTreeMap::new(),
+        passthrough: false,
     };
     let config = ZoneConfig::new(
         &["example.com".into(), "dev.example.com".into()],
@@ -335,6 +338,8 @@ fn long_label_lists_continue_in_the_next_string() {
         tunnels: BTreeMap::from([(big.id, big)]),
         hostnames: BTreeMap::from([(host.spec.hostname.clone(), host)]),
         policies: BTreeMap::new(),
+        tcp_services: BTreeMap::new(),
+        passthrough: false,
     };
     let config = ZoneConfig::new(&["example.com".into()], &[]);
     let view = ZoneView::build(&snapshot, &config);
