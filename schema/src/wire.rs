@@ -706,6 +706,7 @@ mod tests {
             hostname: "db.example.com".into(),
             service: "http://127.0.0.1:1".into(),
             origin: Default::default(),
+            tls_passthrough: false,
         }];
         let refusal = |hostname: &str, reason: &str| RefusedHostname {
             hostname: hostname.into(),
