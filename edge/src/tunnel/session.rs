@@ -278,7 +278,9 @@ impl Live {
                 &mut events,
             )
             .await;
-        context.registry.remove(self.tunnel, &session.id);
+        context
+            .registry
+            .leave(&session, context.catalog.snapshot().revision);
         result
     }
 
