@@ -20,7 +20,7 @@ use super::registry::Registry;
 use crate::catalog::Snapshot;
 use crate::store::cluster::{ConnectionRecord, Departure};
 
-/// The live connections that may receive new requests (neither draining nor closed) whose
+/// The live connections that are not draining whose
 /// acknowledged configuration differs, within `scope`, from what `snapshot` gives their
 /// tunnel; ordered by tunnel name, then connector. Connections of deleted tunnels are left
 /// out: they are being closed.
@@ -53,7 +53,9 @@ pub(crate) fn pending(
             continue;
         };
         for session in sessions {
-            if !session.is_healthy() {
+            // A connection that closed without draining stays pending until its session ends
+            // (moments later), when it is remembered as departed if it had not applied.
+            if session.is_draining() {
                 continue;
             }
             let current = session.with_applied(|applied| match &names {
@@ -76,7 +78,7 @@ pub(crate) fn pending(
     pending
 }
 
-/// The connections of other nodes (`remote`) that may receive new requests and whose
+/// The connections of other nodes (`remote`) that are not draining and whose
 /// connector has not applied revision `revision` yet, within `scope`.
 pub(crate) fn remote_pending(
     snapshot: &Snapshot,
@@ -86,7 +88,7 @@ pub(crate) fn remote_pending(
 ) -> Vec<PendingConnection> {
     let mut pending: Vec<PendingConnection> = remote
         .iter()
-        .filter(|r| r.healthy && r.current_through < revision)
+        .filter(|r| !r.connection.draining && r.current_through < revision)
         .filter(|r| in_scope(snapshot, r.tunnel_id, scope))
         .filter_map(|r| {
             let tunnel = snapshot.tunnels.get(&r.tunnel_id)?;
