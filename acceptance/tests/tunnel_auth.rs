@@ -417,6 +417,8 @@ async fn a_connector_serves_only_the_hostnames_declared_for_its_tunnel() {
             service: origin.url(),
             origin: OriginSettings::default(),
         }],
+        base: None,
+        removed: Vec::new(),
     };
     let (status, _, body) = on_tunnel(
         &mut sender,

@@ -1,5 +1,6 @@
 //! The connector's live configuration: which hostnames it serves and how, as pushed by the
-//! edge. Each push carries a version; a newer one replaces the whole table atomically, an
+//! edge. Each push carries a version; a newer one replaces the table atomically (a snapshot
+//! builds it anew, a delta changes the served table's entries when that table is its base), an
 //! older or equal one is ignored, and requests read whichever table is current.
 
 use std::collections::HashMap;
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use postern_schema::api::OriginSettings;
 use postern_schema::rules::{Service, parse_service};
-use postern_schema::wire::ConfigPush;
+use postern_schema::wire::{ConfigPush, HostnameConfig};
 use tokio::sync::watch;
 
 /// How one hostname is served.
@@ -69,7 +70,20 @@ impl Orchestrator {
                 served = current.version;
                 return false;
             }
-            let routing = self.build(&push);
+            let routing = match push.base {
+                None => self.build(&push),
+                Some(base) if base == current.version => self.change(current, &push),
+                Some(base) => {
+                    // Not what the delta changes: the edge sends a snapshot on this answer.
+                    tracing::debug!(
+                        base,
+                        served = current.version,
+                        "ignored a configuration delta for another version"
+                    );
+                    served = current.version;
+                    return false;
+                }
+            };
             tracing::info!(
                 config_version = push.version,
                 hostnames = routing.len(),
@@ -99,9 +113,30 @@ impl Orchestrator {
         self.routing()
     }
 
+    /// `current` with `delta`'s entries added or replaced and its removed ones gone.
+    fn change(&self, current: &Routing, delta: &ConfigPush) -> Routing {
+        let mut hostnames = current.hostnames.clone();
+        for name in &delta.removed {
+            hostnames.remove(&name.to_ascii_lowercase());
+        }
+        self.insert(&mut hostnames, &delta.hostnames);
+        Routing {
+            version: delta.version,
+            hostnames,
+        }
+    }
+
     fn build(&self, push: &ConfigPush) -> Routing {
         let mut hostnames = HashMap::new();
-        for entry in &push.hostnames {
+        self.insert(&mut hostnames, &push.hostnames);
+        Routing {
+            version: push.version,
+            hostnames,
+        }
+    }
+
+    fn insert(&self, hostnames: &mut HashMap<String, Arc<Ingress>>, entries: &[HostnameConfig]) {
+        for entry in entries {
             let service = match &self.hello_world {
                 Some(address) => Service::Origin {
                     tls: false,
@@ -126,17 +161,11 @@ impl Orchestrator {
                 }),
             );
         }
-        Routing {
-            version: push.version,
-            hostnames,
-        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use postern_schema::wire::HostnameConfig;
-
     use super::*;
 
     fn push(version: u64, entries: &[(&str, &str)]) -> ConfigPush {
@@ -150,7 +179,35 @@ mod tests {
                     origin: OriginSettings::default(),
                 })
                 .collect(),
+            base: None,
+            removed: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_delta_changes_its_base_and_nothing_else() {
+        let orchestrator = Orchestrator::new(None);
+        orchestrator.apply(push(
+            3,
+            &[
+                ("a.example.com", "http://127.0.0.1:1"),
+                ("b.example.com", "http://127.0.0.1:2"),
+            ],
+        ));
+        let delta = |version, base| ConfigPush {
+            base: Some(base),
+            removed: vec!["b.example.com".into()],
+            ..push(version, &[("c.example.com", "http_status:204")])
+        };
+        // A delta from another version than the one served is not applied.
+        assert_eq!(orchestrator.apply(delta(5, 4)), 3);
+        assert!(orchestrator.routing().ingress("c.example.com").is_none());
+        assert_eq!(orchestrator.apply(delta(5, 3)), 5);
+        let routing = orchestrator.routing();
+        assert!(routing.ingress("a.example.com").is_some());
+        assert!(routing.ingress("b.example.com").is_none());
+        assert!(routing.ingress("c.example.com").is_some());
+        assert_eq!(routing.len(), 2);
     }
 
     #[test]
