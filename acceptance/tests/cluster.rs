@@ -28,9 +28,9 @@ use acceptance::{
     eventually, websocket,
 };
 use hickory_proto::op::Message;
-use nix::sys::signal::Signal;
 use hickory_proto::op::Query;
 use hickory_proto::rr::{Name, RData, RecordType};
+use nix::sys::signal::Signal;
 use postern_schema::api::{HostnameSpec, PolicySpec, Tunnel};
 use postern_schema::client::Client;
 use postern_schema::ids::TunnelId;
@@ -770,9 +770,11 @@ async fn an_apply_through_one_node_waits_for_the_connector_on_the_other_and_both
         live_connections(client, web.id, 2, Duration::from_secs(20)).await;
     }
     for node in [&node_a, &node_b] {
-        eventually(PROPAGATION, "the status counting both connectors", || async {
-            (status_counts(node).await == (2, 2)).then_some(())
-        })
+        eventually(
+            PROPAGATION,
+            "the status counting both connectors",
+            || async { (status_counts(node).await == (2, 2)).then_some(()) },
+        )
         .await;
         let listed: Vec<String> = node
             .client()
@@ -837,7 +839,11 @@ async fn an_apply_through_one_node_waits_for_the_connector_on_the_other_and_both
     let http = client_from(&node_b, host, "127.0.0.1".parse().expect("ip"));
     let answer = hello(&http, &node_b, host).await;
     assert!(ok_hello(&answer), "{answer:?}");
-    assert_eq!(old.hits(), 0, "no request after the apply went to the old service");
+    assert_eq!(
+        old.hits(),
+        0,
+        "no request after the apply went to the old service"
+    );
     assert!(new.hits() >= 1);
     drop((on_a, on_b));
 }

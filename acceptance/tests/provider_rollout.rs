@@ -287,7 +287,10 @@ async fn a_connector_dropped_during_the_wait_is_named_in_a_warning() {
     let took = started.elapsed();
     only.signal(Signal::SIGCONT);
     let text = squash(&apply.all());
-    eprintln!("apply with the only connector frozen, after {took:?}:\n{}", apply.all());
+    eprintln!(
+        "apply with the only connector frozen, after {took:?}:\n{}",
+        apply.all()
+    );
     assert_eq!(apply.code, 0, "{text}");
     assert!(
         text.contains("Connectors left before applying the change"),

@@ -42,7 +42,12 @@ async fn status(State(state): State<ApiState>) -> Response {
 
 /// Live connections on this node and on the others, as they advertise theirs.
 fn connections(state: &ApiState) -> u32 {
-    let local: usize = state.registry.counts().iter().map(|(_, n)| *n as usize).sum();
+    let local: usize = state
+        .registry
+        .counts()
+        .iter()
+        .map(|(_, n)| *n as usize)
+        .sum();
     let remote = state.cluster.remote_records().len();
     u32::try_from(local + remote).unwrap_or(u32::MAX)
 }

@@ -92,11 +92,7 @@ pub(crate) fn remote_pending(
         .filter(|r| in_scope(snapshot, r.tunnel_id, scope))
         .filter_map(|r| {
             let tunnel = snapshot.tunnels.get(&r.tunnel_id)?;
-            Some(pending_entry(
-                r.tunnel_id,
-                &tunnel.spec.name,
-                &r.connection,
-            ))
+            Some(pending_entry(r.tunnel_id, &tunnel.spec.name, &r.connection))
         })
         .collect();
     sort(&mut pending);

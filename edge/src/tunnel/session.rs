@@ -457,11 +457,7 @@ impl Renewals {
 
 /// Pushes `push` and records what the connector acknowledged; a delta the connector did not
 /// apply (it serves another version than the delta's base) is followed by the snapshot.
-async fn push_config(
-    session: &Session,
-    metrics: &Metrics,
-    push: Push,
-) -> Result<(), SessionError> {
+async fn push_config(session: &Session, metrics: &Metrics, push: Push) -> Result<(), SessionError> {
     let version = push.message.version;
     session.set_pushed_version(version);
     let mut ack = send_config(session, metrics, &push.message).await?;

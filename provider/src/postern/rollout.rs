@@ -331,6 +331,9 @@ mod tests {
             )),
             "{detail}"
         );
-        assert!(detail.contains("hostname \"app.example.com\" (revision 5)"), "{detail}");
+        assert!(
+            detail.contains("hostname \"app.example.com\" (revision 5)"),
+            "{detail}"
+        );
     }
 }
