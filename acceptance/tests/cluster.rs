@@ -94,6 +94,26 @@ async fn wait_for_members(nodes: &[&EdgeProcess], public: &[&str], within: Durat
     started.elapsed()
 }
 
+/// Waits until `count` live, non-draining connections of `tunnel` are held by `node` (as the
+/// node's own list names the node holding each).
+async fn held_by(node: &EdgeProcess, tunnel: TunnelId, count: usize, within: Duration) {
+    let client = node.client();
+    let edge = node.addrs.tunnel.to_string();
+    eventually(
+        within,
+        &format!("{count} connections held by {edge}"),
+        || async {
+            let list = client.tunnel_connections(tunnel).await.ok()?;
+            let held = list
+                .iter()
+                .filter(|c| !c.draining && c.edge == edge)
+                .count();
+            (held == count).then_some(())
+        },
+    )
+    .await;
+}
+
 fn hostname(host: &str, service: &str, tunnel: TunnelId, policy_ids: Vec<String>) -> HostnameSpec {
     HostnameSpec {
         hostname: host.into(),
@@ -338,7 +358,7 @@ async fn a_tunnel_and_hostname_created_through_node_a_are_served_by_node_b_withi
         ..full
     };
     let _connector = ConnectorProcess::run(&only_a.encode(), 2, &[]);
-    live_connections(&client_a, tunnel.id, 2, Duration::from_secs(20)).await;
+    held_by(&node_a, tunnel.id, 2, Duration::from_secs(20)).await;
     let started = Instant::now();
     eventually(PROPAGATION, "B counting A's connections", || async {
         let seen = client_b.tunnel(tunnel.id).await.ok()?;
@@ -349,12 +369,17 @@ async fn a_tunnel_and_hostname_created_through_node_a_are_served_by_node_b_withi
         "B learned that A holds the tunnel {:?} after A registered it",
         started.elapsed()
     );
+    // B lists them too (every node lists every node's), as held by A.
+    let listed_by_b = client_b
+        .tunnel_connections(tunnel.id)
+        .await
+        .expect("B's connections");
+    assert_eq!(listed_by_b.len(), 2, "{listed_by_b:?}");
     assert!(
-        client_b
-            .tunnel_connections(tunnel.id)
-            .await
-            .expect("B's connections")
-            .is_empty()
+        listed_by_b
+            .iter()
+            .all(|c| c.edge == node_a.addrs.tunnel.to_string()),
+        "{listed_by_b:?}"
     );
 
     // A hostname created through A's API: B serves it (forwarding to A) within a second.
@@ -556,8 +581,8 @@ async fn a_connector_on_both_nodes_outlives_one_killed_and_moves_back_when_it_re
         .await
         .expect("create hostname");
     let connector = ConnectorProcess::run(web.token.as_deref().expect("token"), 2, &[]);
-    live_connections(&client_a, web.id, 1, Duration::from_secs(20)).await;
-    live_connections(&client_b, web.id, 1, Duration::from_secs(20)).await;
+    held_by(&node_a, web.id, 1, Duration::from_secs(20)).await;
+    held_by(&node_b, web.id, 1, Duration::from_secs(20)).await;
 
     // "solo": one connection, at home on A (its token lists A first), B as the fallback. B
     // serves it by forwarding to A until A dies.
@@ -575,7 +600,7 @@ async fn a_connector_on_both_nodes_outlives_one_killed_and_moves_back_when_it_re
         ..token(&solo)
     };
     let solo_connector = ConnectorProcess::run(&solo_token.encode(), 1, &[]);
-    live_connections(&client_a, solo.id, 1, Duration::from_secs(20)).await;
+    held_by(&node_a, solo.id, 1, Duration::from_secs(20)).await;
     eventually(PROPAGATION, "B counting A's solo connection", || async {
         let seen = client_b.tunnel(solo.id).await.ok()?;
         (seen.connections == 1).then_some(())
@@ -603,8 +628,8 @@ async fn a_connector_on_both_nodes_outlives_one_killed_and_moves_back_when_it_re
     let noticed = killed.elapsed();
     println!("B noticed A's death {noticed:?} after the SIGKILL (lease 3 s, heartbeat 1 s)");
     // The connections that were on A are on B now.
-    live_connections(&client_b, web.id, 2, Duration::from_secs(20)).await;
-    live_connections(&client_b, solo.id, 1, Duration::from_secs(20)).await;
+    held_by(&node_b, web.id, 2, Duration::from_secs(20)).await;
+    held_by(&node_b, solo.id, 1, Duration::from_secs(20)).await;
     let (ok_web, ok_solo) = (load.ok(), solo_load.ok());
     eventually(Duration::from_secs(10), "load after the notice", || async {
         (load.ok() >= ok_web + 100 && solo_load.ok() >= ok_solo + 100).then_some(())
@@ -667,10 +692,10 @@ async fn a_connector_on_both_nodes_outlives_one_killed_and_moves_back_when_it_re
         Duration::from_secs(10),
     )
     .await;
-    live_connections(&client_a, web.id, 1, Duration::from_secs(20)).await;
-    live_connections(&client_b, web.id, 1, Duration::from_secs(20)).await;
-    live_connections(&client_a, solo.id, 1, Duration::from_secs(20)).await;
-    live_connections(&client_b, solo.id, 0, Duration::from_secs(20)).await;
+    held_by(&node_a, web.id, 1, Duration::from_secs(20)).await;
+    held_by(&node_b, web.id, 1, Duration::from_secs(20)).await;
+    held_by(&node_a, solo.id, 1, Duration::from_secs(20)).await;
+    held_by(&node_b, solo.id, 0, Duration::from_secs(20)).await;
     println!(
         "connections back on A (web one on each node, solo on A) {:?} after A was ready again",
         restarted.elapsed()

@@ -169,9 +169,21 @@ impl Cluster {
         }
     }
 
-    /// The connections the other live nodes hold, as they last advertised them.
+    /// The connections the other live nodes hold, as they last advertised them, each naming
+    /// its node.
     pub(crate) fn remote_records(&self) -> Vec<ConnectionRecord> {
-        self.others(|advert| advert.connections.clone())
+        self.others(|advert| {
+            let mut records = advert.connections.clone();
+            for record in &mut records {
+                record.connection.edge.clone_from(&advert.peer_address);
+            }
+            records
+        })
+    }
+
+    /// Where other nodes reach this one: what its connections name as their `edge`.
+    pub(crate) fn peer_address(&self) -> &str {
+        &self.own.peer_address
     }
 
     /// The connections that left the other live nodes lately before applying what those

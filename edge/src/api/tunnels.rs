@@ -154,6 +154,9 @@ async fn connections(
     let id = parse_id(&record.id)?;
     // Every node's: a connector may be connected to any of them.
     let mut items = state.registry.connections(id);
+    for item in &mut items {
+        state.cluster.peer_address().clone_into(&mut item.edge);
+    }
     items.extend(
         state
             .cluster

@@ -246,6 +246,7 @@ impl Live {
             version: answer.version.clone(),
             config_version: 0,
             draining: false,
+            edge: String::new(),
         };
         let session = Arc::new(Session::new(
             self.sender.clone(),
