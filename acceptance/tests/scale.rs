@@ -31,13 +31,28 @@ fn spec(i: usize, tunnel: TunnelId, service: &str) -> HostnameSpec {
     }
 }
 
-/// Creates `count` hostnames on `tunnel` from [`WRITERS`] clients at once.
+/// Creates `count` hostnames on `tunnel` from [`WRITERS`] clients at once, in batches of 500,
+/// printing the create rate of each (the curve issue 29 is about: it should stay flat).
 async fn create_many(client: &Client, tunnel: TunnelId, count: usize) {
+    const BATCH: usize = 500;
+    for start in (0..count).step_by(BATCH) {
+        let end = (start + BATCH).min(count);
+        let started = std::time::Instant::now();
+        create_range(client, tunnel, start, end).await;
+        println!(
+            "hostnames {start}..{end}: {:.0} created/s from {WRITERS} clients",
+            (end - start) as f64 / started.elapsed().as_secs_f64()
+        );
+    }
+}
+
+/// Creates the hostnames `start..end` from [`WRITERS`] clients at once.
+async fn create_range(client: &Client, tunnel: TunnelId, start: usize, end: usize) {
     let mut writers = tokio::task::JoinSet::new();
     for writer in 0..WRITERS {
         let client = client.clone();
         writers.spawn(async move {
-            for i in (writer..count).step_by(WRITERS) {
+            for i in (start + writer..end).step_by(WRITERS) {
                 client
                     .create_hostname(&spec(i, tunnel, "http_status:204"))
                     .await
