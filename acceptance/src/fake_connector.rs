@@ -270,6 +270,7 @@ async fn answer(state: &State, request: Request<Incoming>) -> Response<TestBody>
                 connector_id: state.options.connector_id.clone(),
                 version: state.options.version.clone(),
                 draining: false,
+                deltas: false,
             })
         }
         wire::EVENTS_PATH => {

@@ -4,6 +4,10 @@
 //! holds the tunnel's connection; a connector spreads its connections over both nodes, keeps
 //! serving when one is killed, and moves back when it returns.
 //!
+//! One edge, not N views of it (issue 29, must show 3): through either node, the status, a
+//! tunnel's connections and the rollout wait cover the connectors of both
+//! (`an_apply_through_one_node_waits_for_the_connector_on_the_other_and_both_count_both`).
+//!
 //! The other must-shows of the issue live beside the store: concurrent `If-Match` replaces
 //! through two nodes (`postgres.rs`,
 //! `concurrent_replaces_through_two_nodes_with_one_if_match_have_one_winner`), PostgreSQL
@@ -26,6 +30,7 @@ use acceptance::{
 use hickory_proto::op::Message;
 use hickory_proto::op::Query;
 use hickory_proto::rr::{Name, RData, RecordType};
+use nix::sys::signal::Signal;
 use postern_schema::api::{HostnameSpec, PolicySpec, Tunnel};
 use postern_schema::client::Client;
 use postern_schema::ids::TunnelId;
@@ -87,6 +92,26 @@ async fn wait_for_members(nodes: &[&EdgeProcess], public: &[&str], within: Durat
     })
     .await;
     started.elapsed()
+}
+
+/// Waits until `count` live, non-draining connections of `tunnel` are held by `node` (as the
+/// node's own list names the node holding each).
+async fn held_by(node: &EdgeProcess, tunnel: TunnelId, count: usize, within: Duration) {
+    let client = node.client();
+    let edge = node.addrs.tunnel.to_string();
+    eventually(
+        within,
+        &format!("{count} connections held by {edge}"),
+        || async {
+            let list = client.tunnel_connections(tunnel).await.ok()?;
+            let held = list
+                .iter()
+                .filter(|c| !c.draining && c.edge == edge)
+                .count();
+            (held == count).then_some(())
+        },
+    )
+    .await;
 }
 
 fn hostname(host: &str, service: &str, tunnel: TunnelId, policy_ids: Vec<String>) -> HostnameSpec {
@@ -334,7 +359,7 @@ async fn a_tunnel_and_hostname_created_through_node_a_are_served_by_node_b_withi
         ..full
     };
     let _connector = ConnectorProcess::run(&only_a.encode(), 2, &[]);
-    live_connections(&client_a, tunnel.id, 2, Duration::from_secs(20)).await;
+    held_by(&node_a, tunnel.id, 2, Duration::from_secs(20)).await;
     let started = Instant::now();
     eventually(PROPAGATION, "B counting A's connections", || async {
         let seen = client_b.tunnel(tunnel.id).await.ok()?;
@@ -345,12 +370,17 @@ async fn a_tunnel_and_hostname_created_through_node_a_are_served_by_node_b_withi
         "B learned that A holds the tunnel {:?} after A registered it",
         started.elapsed()
     );
+    // B lists them too (every node lists every node's), as held by A.
+    let listed_by_b = client_b
+        .tunnel_connections(tunnel.id)
+        .await
+        .expect("B's connections");
+    assert_eq!(listed_by_b.len(), 2, "{listed_by_b:?}");
     assert!(
-        client_b
-            .tunnel_connections(tunnel.id)
-            .await
-            .expect("B's connections")
-            .is_empty()
+        listed_by_b
+            .iter()
+            .all(|c| c.edge == node_a.addrs.tunnel.to_string()),
+        "{listed_by_b:?}"
     );
 
     // A hostname created through A's API: B serves it (forwarding to A) within a second.
@@ -552,8 +582,8 @@ async fn a_connector_on_both_nodes_outlives_one_killed_and_moves_back_when_it_re
         .await
         .expect("create hostname");
     let connector = ConnectorProcess::run(web.token.as_deref().expect("token"), 2, &[]);
-    live_connections(&client_a, web.id, 1, Duration::from_secs(20)).await;
-    live_connections(&client_b, web.id, 1, Duration::from_secs(20)).await;
+    held_by(&node_a, web.id, 1, Duration::from_secs(20)).await;
+    held_by(&node_b, web.id, 1, Duration::from_secs(20)).await;
 
     // "solo": one connection, at home on A (its token lists A first), B as the fallback. B
     // serves it by forwarding to A until A dies.
@@ -571,7 +601,7 @@ async fn a_connector_on_both_nodes_outlives_one_killed_and_moves_back_when_it_re
         ..token(&solo)
     };
     let solo_connector = ConnectorProcess::run(&solo_token.encode(), 1, &[]);
-    live_connections(&client_a, solo.id, 1, Duration::from_secs(20)).await;
+    held_by(&node_a, solo.id, 1, Duration::from_secs(20)).await;
     eventually(PROPAGATION, "B counting A's solo connection", || async {
         let seen = client_b.tunnel(solo.id).await.ok()?;
         (seen.connections == 1).then_some(())
@@ -599,8 +629,8 @@ async fn a_connector_on_both_nodes_outlives_one_killed_and_moves_back_when_it_re
     let noticed = killed.elapsed();
     println!("B noticed A's death {noticed:?} after the SIGKILL (lease 3 s, heartbeat 1 s)");
     // The connections that were on A are on B now.
-    live_connections(&client_b, web.id, 2, Duration::from_secs(20)).await;
-    live_connections(&client_b, solo.id, 1, Duration::from_secs(20)).await;
+    held_by(&node_b, web.id, 2, Duration::from_secs(20)).await;
+    held_by(&node_b, solo.id, 1, Duration::from_secs(20)).await;
     let (ok_web, ok_solo) = (load.ok(), solo_load.ok());
     eventually(Duration::from_secs(10), "load after the notice", || async {
         (load.ok() >= ok_web + 100 && solo_load.ok() >= ok_solo + 100).then_some(())
@@ -663,10 +693,10 @@ async fn a_connector_on_both_nodes_outlives_one_killed_and_moves_back_when_it_re
         Duration::from_secs(10),
     )
     .await;
-    live_connections(&client_a, web.id, 1, Duration::from_secs(20)).await;
-    live_connections(&client_b, web.id, 1, Duration::from_secs(20)).await;
-    live_connections(&client_a, solo.id, 1, Duration::from_secs(20)).await;
-    live_connections(&client_b, solo.id, 0, Duration::from_secs(20)).await;
+    held_by(&node_a, web.id, 1, Duration::from_secs(20)).await;
+    held_by(&node_b, web.id, 1, Duration::from_secs(20)).await;
+    held_by(&node_a, solo.id, 1, Duration::from_secs(20)).await;
+    held_by(&node_b, solo.id, 0, Duration::from_secs(20)).await;
     println!(
         "connections back on A (web one on each node, solo on A) {:?} after A was ready again",
         restarted.elapsed()
@@ -701,4 +731,145 @@ async fn a_connector_on_both_nodes_outlives_one_killed_and_moves_back_when_it_re
         "{}",
         solo_connector.log()
     );
+}
+
+/// `terraform` files of the tunnel "web" serving `host` from `service`, with its token as an
+/// output and the provider's `rollout_timeout`.
+fn rollout_tf(host: &str, service: &str, rollout_timeout: &str) -> String {
+    acceptance::fixture::tf_config(
+        &[
+            "provider/rollout_timeout.tf",
+            "tunnel/web.tf",
+            "hostname/app.tf",
+            "tunnel/web_token.tf",
+        ],
+        &[
+            ("rollout_timeout", rollout_timeout),
+            ("host", host),
+            ("service", service),
+        ],
+    )
+}
+
+/// `GET /v1/status` of `node`: (nodes, connections).
+async fn status_counts(node: &EdgeProcess) -> (u64, u64) {
+    let status = node.api().get("/v1/status").await;
+    assert_eq!(status.status, 200, "{}", status.text);
+    (
+        status.body["nodes"].as_u64().unwrap_or_default(),
+        status.body["connections"].as_u64().unwrap_or_default(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_apply_through_one_node_waits_for_the_connector_on_the_other_and_both_count_both() {
+    let _serial = serial().await;
+    let postgres = PostgresServer::start();
+    let node_a = start_node(&postgres, PUBLIC_A, None);
+    let node_b = start_node(&postgres, PUBLIC_B, Some(&node_a.admin_token));
+    wait_for_members(&[&node_a, &node_b], &[PUBLIC_A, PUBLIC_B], PROPAGATION).await;
+    let (client_a, client_b) = (node_a.client(), node_b.client());
+    let old = TestOrigin::start().await;
+    let new = TestOrigin::start().await;
+    let host = "app.example.com";
+
+    let tf = Terraform::new(&node_a);
+    tf.write("main.tf", &rollout_tf(host, &old.url(), "30s"));
+    tf.init();
+    tf.apply().success();
+    let web_id = acceptance::provider::tunnel_id(&tf, "postern_tunnel.web");
+    let web = client_a.tunnel(web_id).await.expect("the tunnel");
+    let only = |node: &EdgeProcess| {
+        TunnelToken {
+            edge_addresses: vec![node.addrs.tunnel.to_string()],
+            ..TunnelToken::parse(&tf.output_raw("token")).expect("token")
+        }
+        .encode()
+    };
+    // One connector on each node, each knowing only its own.
+    let on_a = ConnectorProcess::run(&only(&node_a), 1, &[]);
+    let on_b = ConnectorProcess::run(&only(&node_b), 1, &[]);
+    let (id_a, id_b) = (on_a.connector_id().await, on_b.connector_id().await);
+
+    // Either node lists both connections and counts both.
+    for client in [&client_a, &client_b] {
+        live_connections(client, web.id, 2, Duration::from_secs(20)).await;
+    }
+    for node in [&node_a, &node_b] {
+        eventually(
+            PROPAGATION,
+            "the status counting both connectors",
+            || async { (status_counts(node).await == (2, 2)).then_some(()) },
+        )
+        .await;
+        let listed: Vec<String> = node
+            .client()
+            .tunnel_connections(web.id)
+            .await
+            .expect("connections")
+            .into_iter()
+            .map(|c| c.connector_id)
+            .collect();
+        assert!(
+            listed.contains(&id_a) && listed.contains(&id_b),
+            "{listed:?} lists both {id_a} and {id_b}"
+        );
+    }
+
+    // The connector on B is frozen for a moment (well under the 5 s the edge takes to declare
+    // a connection dead): the apply through A is still waiting for it after 1.5 s, and returns
+    // once it is thawed and acknowledged.
+    tf.write("main.tf", &rollout_tf(host, &new.url(), "30s"));
+    tf.plan(&[]);
+    let before = client_a
+        .rollout(None, &postern_schema::api::RolloutScope::All)
+        .await
+        .expect("rollout")
+        .catalog_revision;
+    on_b.signal(Signal::SIGSTOP);
+    let started = Instant::now();
+    let apply = std::thread::scope(|scope| {
+        let apply = scope.spawn(|| tf.run(&["apply", "-no-color", "tfplan"]));
+        std::thread::sleep(Duration::from_millis(1_500));
+        let waited = apply.is_finished();
+        on_b.signal(Signal::SIGCONT);
+        assert!(
+            !waited,
+            "the apply through A returned while B's connector was frozen"
+        );
+        apply.join().expect("the apply thread")
+    });
+    let took = started.elapsed();
+    // The moment the apply returned: B's own view of its connector says it runs the new
+    // configuration (a revision after the one before the apply: the write's).
+    let connections_b = client_b
+        .tunnel_connections(web.id)
+        .await
+        .expect("B's connections");
+    assert_eq!(apply.code, 0, "{}", apply.all());
+    let b_version = connections_b
+        .iter()
+        .find(|c| c.connector_id == id_b)
+        .map(|c| c.config_version)
+        .unwrap_or_default();
+    println!(
+        "apply through A returned {took:?} after it started, B's connector frozen for the first \
+         1.5 s; B's connector on configuration version {b_version}, store revision {before} \
+         before the apply"
+    );
+    assert!(
+        b_version > before,
+        "B's connector acknowledged the change before the apply returned: {connections_b:?}"
+    );
+    // And a request through B (served by B's connector) reaches the new service at once.
+    let http = client_from(&node_b, host, "127.0.0.1".parse().expect("ip"));
+    let answer = hello(&http, &node_b, host).await;
+    assert!(ok_hello(&answer), "{answer:?}");
+    assert_eq!(
+        old.hits(),
+        0,
+        "no request after the apply went to the old service"
+    );
+    assert!(new.hits() >= 1);
+    drop((on_a, on_b));
 }

@@ -490,17 +490,22 @@ async fn a_postgres_outage_fails_the_api_fast_keeps_the_data_plane_and_recovers(
         ..TunnelToken::parse(solo["token"].as_str().expect("token")).expect("token")
     };
     let _solo = ConnectorProcess::run(&solo_token.encode(), 1, &[]);
-    for (api, id, count) in [
-        (&api_a, &tunnel_id, 1),
-        (&api_b, &tunnel_id, 1),
-        (&api_a, &solo_id, 1),
+    // Every node lists every node's connections, each naming the node holding it.
+    for (api, node, id, count) in [
+        (&api_a, &node_a, &tunnel_id, 1),
+        (&api_b, &node_b, &tunnel_id, 1),
+        (&api_a, &node_a, &solo_id, 1),
     ] {
+        let edge = node.addrs.tunnel.to_string();
         wait_until(
             Duration::from_secs(20),
             "the connectors registering",
             || async {
                 let list = api.get(&format!("/v1/tunnels/{id}/connections")).await;
-                list.body["items"].as_array().map(Vec::len) == Some(count)
+                let held = list.body["items"]
+                    .as_array()
+                    .map(|items| items.iter().filter(|c| c["edge"] == edge.as_str()).count());
+                held == Some(count)
             },
         )
         .await;

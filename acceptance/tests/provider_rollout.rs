@@ -2,6 +2,8 @@
 //! changes a hostname's `service` returns only once both acknowledged it, so the very next
 //! request goes to the new service, through either connector. With one connector frozen
 //! (SIGSTOP), the apply fails within `rollout_timeout` and the diagnostic names that connector.
+//! When the tunnel's only connector is frozen long enough for the edge to declare it dead
+//! during the wait, the apply succeeds with a warning naming it (issue 29).
 
 use std::time::{Duration, Instant};
 
@@ -254,4 +256,61 @@ async fn writes_carry_their_revision_and_rollout_names_what_is_pending() {
     let deleted = api.delete(&format!("/v1/hostnames/{HOST}"), None).await;
     assert_eq!(deleted.status, 204);
     assert!(revision(&deleted) > at);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connector_dropped_during_the_wait_is_named_in_a_warning() {
+    let edge = EdgeProcess::start();
+    let client = edge.client();
+    let old = TestOrigin::start().await;
+    let new = TestOrigin::start().await;
+    let tf = Terraform::new(&edge);
+    // Longer than the edge takes to declare a frozen connection dead (about 5 s), so the
+    // connector leaves during the wait rather than outlasting it.
+    let timeout = "12s";
+    tf.write("main.tf", &main_tf(&old.url(), timeout));
+    tf.init();
+    tf.apply().success();
+    let tunnel = tunnel_id(&tf, "postern_tunnel.web");
+    let only = ConnectorProcess::run(&tf.output_raw("token"), 1, &[]);
+    eventually(Duration::from_secs(20), "the connector", || async {
+        (client.tunnel_connections(tunnel).await.ok()?.len() == 1).then_some(())
+    })
+    .await;
+    let id = only.connector_id().await;
+
+    tf.write("main.tf", &main_tf(&new.url(), timeout));
+    tf.plan(&[]);
+    only.signal(Signal::SIGSTOP);
+    let started = Instant::now();
+    let apply = tf.run(&["apply", "-no-color", "tfplan"]);
+    let took = started.elapsed();
+    only.signal(Signal::SIGCONT);
+    let text = squash(&apply.all());
+    eprintln!(
+        "apply with the only connector frozen, after {took:?}:\n{}",
+        apply.all()
+    );
+    assert_eq!(apply.code, 0, "{text}");
+    assert!(
+        text.contains("Connectors left before applying the change"),
+        "{text}"
+    );
+    assert!(text.contains(&format!("connector {id}")), "{text}");
+    assert!(text.contains(r#"(tunnel "web""#), "{text}");
+    // The edge's answer carries it too, for a client other than Terraform.
+    let rollout = client
+        .rollout(None, &RolloutScope::All)
+        .await
+        .expect("GET /v1/rollout");
+    let named = rollout.departed.iter().any(|d| d.connector_id == id)
+        || client
+            .tunnel_connections(tunnel)
+            .await
+            .is_ok_and(|c| c.iter().any(|c| c.connector_id == id));
+    assert!(named, "departed, or back and up to date: {rollout:?}");
+    assert!(
+        took < Duration::from_secs(12),
+        "the apply returned once the connector was dropped, not at the timeout: {took:?}"
+    );
 }

@@ -420,6 +420,8 @@ async fn a_connector_serves_only_the_hostnames_declared_for_its_tunnel() {
             origin: OriginSettings::default(),
             tls_passthrough: false,
         }],
+        base: None,
+        removed: Vec::new(),
     };
     let (status, _, body) = on_tunnel(
         &mut sender,

@@ -27,7 +27,7 @@ use crate::body::BoxBody;
 use crate::ca::EdgeCa;
 use crate::catalog::Catalog;
 use crate::store::ClusterBackend;
-use crate::store::cluster::NodeAdvert;
+use crate::store::cluster::{ConnectionRecord, Departure, NodeAdvert};
 use crate::tunnel::Registry;
 use links::PeerLinks;
 use membership::{Heartbeat, LEASE, View};
@@ -169,6 +169,58 @@ impl Cluster {
         }
     }
 
+    /// The connections the other live nodes hold, as they last advertised them, each naming
+    /// its node.
+    pub(crate) fn remote_records(&self) -> Vec<ConnectionRecord> {
+        self.others(|advert| {
+            let mut records = advert.connections.clone();
+            for record in &mut records {
+                record.connection.edge.clone_from(&advert.peer_address);
+            }
+            records
+        })
+    }
+
+    /// Where other nodes reach this one: what its connections name as their `edge`.
+    pub(crate) fn peer_address(&self) -> &str {
+        &self.own.peer_address
+    }
+
+    /// The connections that left the other live nodes lately before applying what those
+    /// nodes had for them.
+    pub(crate) fn remote_departed(&self) -> Vec<Departure> {
+        self.others(|advert| advert.departed.clone())
+    }
+
+    /// How many edge nodes are live, this one included.
+    pub(crate) fn nodes(&self) -> usize {
+        match &self.joined {
+            None => 1,
+            Some(joined) => {
+                let now = Instant::now();
+                let view = joined.view.borrow();
+                let others = view
+                    .live(now)
+                    .filter(|m| m.advert.node_id != self.own.node_id)
+                    .count();
+                others + 1
+            }
+        }
+    }
+
+    /// `take` of every live node's advert but this one's, concatenated.
+    fn others<T>(&self, take: impl Fn(&NodeAdvert) -> Vec<T>) -> Vec<T> {
+        let Some(joined) = &self.joined else {
+            return Vec::new();
+        };
+        let now = Instant::now();
+        let view = joined.view.borrow();
+        view.live(now)
+            .filter(|m| m.advert.node_id != self.own.node_id)
+            .flat_map(|m| take(&m.advert))
+            .collect()
+    }
+
     /// The other live nodes holding a healthy connection for one of `tunnels`, in random order,
     /// leaving out nodes a dial just failed to reach.
     pub(crate) fn holders(&self, tunnels: &[TunnelId]) -> Vec<Member> {
@@ -240,5 +292,7 @@ fn advert(node_id: String, settings: NodeSettings) -> NodeAdvert {
         public_addresses: settings.public_addresses,
         tunnel_addresses: settings.tunnel_addresses,
         holdings: Vec::new(),
+        connections: Vec::new(),
+        departed: Vec::new(),
     }
 }

@@ -85,6 +85,16 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "Tunnel sessions accepted, by outcome.",
     ),
     (
+        CONFIG_PUSHES,
+        "counter",
+        "Configuration messages sent to connectors, by kind (snapshot: everything the tunnel serves; delta: what changed).",
+    ),
+    (
+        CONFIG_PUSH_BYTES,
+        "counter",
+        "Bytes of the configuration messages sent to connectors, by kind.",
+    ),
+    (
         "postern_edge_enrollments_total",
         "counter",
         "Enrolment attempts by outcome.",
@@ -148,6 +158,12 @@ const FAMILIES: &[(&str, &str, &str)] = &[
 ];
 
 pub(crate) use window::{WINDOW_SECONDS, Window};
+
+/// Configuration messages sent to connectors, by kind.
+pub(crate) const CONFIG_PUSHES: &str = "postern_edge_config_pushes_total";
+
+/// Bytes of the configuration messages sent to connectors, by kind.
+pub(crate) const CONFIG_PUSH_BYTES: &str = "postern_edge_config_push_bytes_total";
 
 /// The [`Window`] of requests per route: by `hostname` and `route`, like
 /// `postern_edge_route_requests_total` without the status.

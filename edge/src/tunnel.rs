@@ -14,4 +14,4 @@ mod session;
 pub(crate) use context::{TunnelContext, TunnelSettings};
 pub(crate) use listener::{PeerConnection, PeerPort, serve};
 pub(crate) use registry::{Registry, Session, StreamGuard};
-pub(crate) use rollout::pending;
+pub(crate) use rollout::{departed, pending, remote_pending, sort as sort_pending};

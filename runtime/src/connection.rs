@@ -526,6 +526,7 @@ async fn control(connection: &Connection, request: Request<Incoming>) -> Respons
                 connector_id: connector.id.clone(),
                 version: env!("CARGO_PKG_VERSION").to_string(),
                 draining: connector.is_draining(),
+                deltas: true,
             })
         }
         EVENTS_PATH => {

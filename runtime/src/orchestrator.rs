@@ -1,9 +1,10 @@
 //! The connector's live configuration: which hostnames (TLS passthrough ones apart) and TCP
 //! services it serves and how, as pushed by the edge. Each push carries a version; a newer one
-//! replaces the whole table atomically, an older or equal one is ignored, and requests read
-//! whichever table is current. A hostname whose service this connector will not use (outside
-//! `--allow-origin`, or unusable) is left out, and the refusal goes back to the edge with the
-//! acknowledgement.
+//! replaces the table atomically (a snapshot builds it anew, a delta changes the served
+//! table's entries when that table is its base), an older or equal one is ignored, and
+//! requests read whichever table is current. A hostname whose service this connector will not
+//! use (outside `--allow-origin`, or unusable) is left out, and the refusal goes back to the
+//! edge with the acknowledgement.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use postern_schema::api::OriginSettings;
 use postern_schema::rules::{Service, parse_service, parse_tcp_service, passthrough_address};
-use postern_schema::wire::{ConfigPush, RefusedHostname};
+use postern_schema::wire::{ConfigPush, HostnameConfig, RefusedHostname, TcpServiceConfig};
 use tokio::sync::watch;
 
 use crate::allowlist::AllowedOrigins;
@@ -104,7 +105,20 @@ impl Orchestrator {
                 served = current.version;
                 return false;
             }
-            let routing = self.build(&push);
+            let routing = match push.base {
+                None => self.build(&push),
+                Some(base) if base == current.version => self.change(current, &push),
+                Some(base) => {
+                    // Not what the delta changes: the edge sends a snapshot on this answer.
+                    tracing::debug!(
+                        base,
+                        served = current.version,
+                        "ignored a configuration delta for another version"
+                    );
+                    served = current.version;
+                    return false;
+                }
+            };
             tracing::info!(
                 config_version = push.version,
                 hostnames = routing.len(),
@@ -134,11 +148,30 @@ impl Orchestrator {
         self.routing()
     }
 
+    /// `current` with `delta`'s entries added or replaced and its removed ones gone; its TCP
+    /// services are all of them.
+    fn change(&self, current: &Routing, delta: &ConfigPush) -> Routing {
+        let mut table = Table {
+            hostnames: current.hostnames.clone(),
+            passthrough: current.passthrough.clone(),
+            refused: current.refused.clone(),
+        };
+        for name in delta.removed.iter().chain(delta.hostnames.iter().map(|h| &h.hostname)) {
+            table.forget(name);
+        }
+        self.insert(&mut table, &delta.hostnames);
+        table.into_routing(delta.version, self.tcp_services(&delta.tcp_services))
+    }
+
     fn build(&self, push: &ConfigPush) -> Routing {
-        let mut hostnames = HashMap::new();
-        let mut refused = Vec::new();
-        let mut passthrough = HashMap::new();
-        for entry in &push.hostnames {
+        let mut table = Table::default();
+        self.insert(&mut table, &push.hostnames);
+        table.into_routing(push.version, self.tcp_services(&push.tcp_services))
+    }
+
+    /// Serves `entries` (or refuses them) in `table`.
+    fn insert(&self, table: &mut Table, entries: &[HostnameConfig]) {
+        for entry in entries {
             let refuse = |reason: String| RefusedHostname {
                 hostname: entry.hostname.clone(),
                 reason,
@@ -147,7 +180,7 @@ impl Orchestrator {
                 && let Err(reason) = self.allowed.check(&entry.service)
             {
                 tracing::warn!(hostname = %entry.hostname, %reason, "refused a hostname");
-                refused.push(refuse(reason));
+                table.refused.push(refuse(reason));
                 continue;
             }
             if entry.tls_passthrough {
@@ -157,7 +190,7 @@ impl Orchestrator {
                     .and_then(|service| passthrough_address(&service));
                 match address {
                     Some(address) => {
-                        passthrough.insert(
+                        table.passthrough.insert(
                             entry.hostname.to_ascii_lowercase(),
                             Arc::new(TcpIngress {
                                 name: entry.hostname.clone(),
@@ -181,13 +214,13 @@ impl Orchestrator {
                     Ok(service) => service,
                     Err(message) => {
                         tracing::warn!(hostname = %entry.hostname, %message, "ignored a hostname with an unusable service");
-                        refused.push(refuse(message));
+                        table.refused.push(refuse(message));
                         continue;
                     }
                 },
             };
             let hostname = entry.hostname.to_ascii_lowercase();
-            hostnames.insert(
+            table.hostnames.insert(
                 hostname.clone(),
                 Arc::new(Ingress {
                     hostname,
@@ -196,8 +229,12 @@ impl Orchestrator {
                 }),
             );
         }
+    }
+
+    /// The TCP services of a push, by id; those outside `--allow-origin` or unusable left out.
+    fn tcp_services(&self, entries: &[TcpServiceConfig]) -> HashMap<String, Arc<TcpIngress>> {
         let mut tcp_services = HashMap::new();
-        for entry in &push.tcp_services {
+        for entry in entries {
             if let Err(reason) = self.allowed.check(&entry.service) {
                 tracing::warn!(service = %entry.name, %reason, "refused a TCP service");
                 continue;
@@ -217,20 +254,44 @@ impl Orchestrator {
                 }
             }
         }
+        tcp_services
+    }
+}
+
+/// The hostnames of a [`Routing`] while it is built.
+#[derive(Default)]
+struct Table {
+    hostnames: HashMap<String, Arc<Ingress>>,
+    passthrough: HashMap<String, Arc<TcpIngress>>,
+    refused: Vec<RefusedHostname>,
+}
+
+impl Table {
+    /// Drops every trace of hostname `name` (removed, or about to be replaced).
+    fn forget(&mut self, name: &str) {
+        let key = name.to_ascii_lowercase();
+        self.hostnames.remove(&key);
+        self.passthrough.remove(&key);
+        self.refused.retain(|r| !r.hostname.eq_ignore_ascii_case(name));
+    }
+
+    fn into_routing(
+        self,
+        version: u64,
+        tcp_services: HashMap<String, Arc<TcpIngress>>,
+    ) -> Routing {
         Routing {
-            version: push.version,
-            hostnames,
-            refused,
+            version,
+            hostnames: self.hostnames,
+            refused: self.refused,
             tcp_services,
-            passthrough,
+            passthrough: self.passthrough,
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use postern_schema::wire::HostnameConfig;
-
     use super::*;
 
     fn push(version: u64, entries: &[(&str, &str)]) -> ConfigPush {
@@ -246,7 +307,35 @@ mod tests {
                     tls_passthrough: false,
                 })
                 .collect(),
+            base: None,
+            removed: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_delta_changes_its_base_and_nothing_else() {
+        let orchestrator = Orchestrator::new(None, AllowedOrigins::any());
+        orchestrator.apply(push(
+            3,
+            &[
+                ("a.example.com", "http://127.0.0.1:1"),
+                ("b.example.com", "http://127.0.0.1:2"),
+            ],
+        ));
+        let delta = |version, base| ConfigPush {
+            base: Some(base),
+            removed: vec!["b.example.com".into()],
+            ..push(version, &[("c.example.com", "http_status:204")])
+        };
+        // A delta from another version than the one served is not applied.
+        assert_eq!(orchestrator.apply(delta(5, 4)), 3);
+        assert!(orchestrator.routing().ingress("c.example.com").is_none());
+        assert_eq!(orchestrator.apply(delta(5, 3)), 5);
+        let routing = orchestrator.routing();
+        assert!(routing.ingress("a.example.com").is_some());
+        assert!(routing.ingress("b.example.com").is_none());
+        assert!(routing.ingress("c.example.com").is_some());
+        assert_eq!(routing.len(), 2);
     }
 
     #[test]

@@ -482,6 +482,8 @@ mod tests {
         let status = EdgeStatus {
             catalog_revision: 7,
             window_seconds: 60,
+            nodes: 2,
+            connections: 3,
             routes: vec![RouteTraffic {
                 hostname: "split.example.com".into(),
                 index: 1,

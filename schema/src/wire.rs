@@ -346,6 +346,9 @@ pub struct HelloAnswer {
     /// The connector is shutting down: route nothing new to it.
     #[serde(default)]
     pub draining: bool,
+    /// The connector applies deltas ([`ConfigPush::base`]); an older one takes snapshots only.
+    #[serde(default)]
+    pub deltas: bool,
 }
 
 /// The longest `connector_id` a [`HelloAnswer`] may carry (connectors send a UUID).
@@ -392,16 +395,45 @@ pub const TCP_SERVICE_HEADER: &str = "x-postern-tcp-service";
 /// names the hostname, whose `https://` origin the connector dials.
 pub const TCP_HOSTNAME_HEADER: &str = "x-postern-tcp-hostname";
 
-/// `POST /.postern/config`: what the tunnel serves, at one version.
+/// `POST /.postern/config`: what the tunnel serves, at one version: all of it (a snapshot,
+/// without `base`), or only what changed since version `base` (a delta, sent only to a
+/// connector that said [`HelloAnswer::deltas`]). A connector that does not serve exactly
+/// `base` ignores a delta and acknowledges the version it serves; the edge then sends a
+/// snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConfigPush {
     /// Increases with every change (the edge's catalog revision); stale versions are ignored.
     pub version: u64,
-    /// The hostnames the tunnel serves, ordered by name.
+    /// A snapshot: the hostnames the tunnel serves, ordered by name. A delta: the hostnames
+    /// added or changed since `base`.
     pub hostnames: Vec<HostnameConfig>,
-    /// The TCP services the tunnel serves, ordered by name (absent from older edges).
+    /// Present on a delta: the version it applies to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<u64>,
+    /// On a delta: the hostnames no longer served since `base`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<String>,
+    /// The TCP services the tunnel serves, ordered by name: all of them, in a delta too
+    /// (absent from older edges).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tcp_services: Vec<TcpServiceConfig>,
+}
+
+impl ConfigPush {
+    /// Everything the tunnel serves at `version`.
+    pub fn snapshot(
+        version: u64,
+        hostnames: Vec<HostnameConfig>,
+        tcp_services: Vec<TcpServiceConfig>,
+    ) -> Self {
+        Self {
+            version,
+            hostnames,
+            base: None,
+            removed: Vec::new(),
+            tcp_services,
+        }
+    }
 }
 
 /// One TCP service a tunnel serves: the edge opens an extended CONNECT stream with
@@ -648,6 +680,7 @@ mod tests {
             connector_id,
             version: version.into(),
             draining: false,
+            deltas: true,
         };
         let uuid = "9f1c2d3e-4b5a-4c6d-8e7f-0a1b2c3d4e5f".to_string();
         assert!(answer(uuid.clone(), "0.1.0").check().is_ok());
@@ -684,6 +717,7 @@ mod tests {
             connector_id: "k".into(),
             version: "0.1.0".into(),
             draining: false,
+            deltas: true,
         });
         round_trip(&ConfigPush {
             tcp_services: Vec::new(),
@@ -697,6 +731,15 @@ mod tests {
                     ..OriginSettings::default()
                 },
             }],
+            base: None,
+            removed: Vec::new(),
+        });
+        round_trip(&ConfigPush {
+            version: 9,
+            hostnames: Vec::new(),
+            base: Some(7),
+            removed: vec!["gone.example.com".into()],
+            tcp_services: Vec::new(),
         });
         round_trip(&ConfigAck {
             applied_version: 7,

@@ -1,4 +1,5 @@
-//! `/v1/rollout`: whether every live connector applied a write (see [`crate::rollout`]).
+//! `/v1/rollout`: whether every live connector, on every edge node, applied a write (see
+//! `crate::tunnel::pending`).
 
 use axum::Router;
 use axum::extract::State;
@@ -53,9 +54,10 @@ fn hyphenated(id: &str) -> Option<&str> {
     (id.len() == 36).then_some(id)
 }
 
-/// The connections still on an older configuration than revision `revision` (or the current
-/// one) needs, within the scope asked for. Until the catalog reaches `revision` the rollout is
-/// not complete and lists nothing: which configuration is needed is not known yet.
+/// The connections, on every node, still on an older configuration than revision `revision`
+/// (or the current one) needs, within the scope asked for, and those that left before
+/// applying it. Until the catalog reaches `revision` the rollout is not complete and lists
+/// nothing: which configuration is needed is not known yet.
 async fn status(
     State(state): State<ApiState>,
     Query(query): Query<RolloutQuery>,
@@ -64,17 +66,45 @@ async fn status(
     let snapshot = state.catalog.snapshot();
     let revision = query.revision.unwrap_or(snapshot.revision);
     let reached = snapshot.revision >= revision;
-    let pending = if reached {
-        crate::tunnel::pending(&snapshot, &state.registry, &scope)
+    let (pending, departed) = if reached {
+        let remote = state.cluster.remote_records();
+        let mut pending = crate::tunnel::pending(&snapshot, &state.registry, &scope);
+        pending.extend(crate::tunnel::remote_pending(
+            &snapshot, &remote, revision, &scope,
+        ));
+        crate::tunnel::sort_pending(&mut pending);
+        let mut live: Vec<_> = state
+            .registry
+            .all()
+            .into_iter()
+            .flat_map(|(tunnel, sessions)| {
+                sessions
+                    .into_iter()
+                    .filter(|s| s.is_healthy())
+                    .map(move |s| (tunnel, s.connector.clone()))
+            })
+            .collect();
+        live.extend(
+            remote
+                .iter()
+                .filter(|r| r.healthy)
+                .map(|r| (r.tunnel_id, r.connection.connector_id.clone())),
+        );
+        let mut departures = state.registry.departed();
+        departures.extend(state.cluster.remote_departed());
+        let departed =
+            crate::tunnel::departed(&snapshot, &departures, &live, &pending, revision, &scope);
+        (pending, departed)
     } else {
         state.catalog.wake();
-        Vec::new()
+        (Vec::new(), Vec::new())
     };
     let body = Rollout {
         revision,
         catalog_revision: snapshot.revision,
         complete: reached && pending.is_empty(),
         pending,
+        departed,
     };
     Ok(reply(StatusCode::OK, &body, None))
 }

@@ -1,6 +1,6 @@
-//! `/v1/status`: what the edge observes beside what was declared: the last minute's requests
-//! per weighted route, policy decisions, the DNS records it answers, and each TCP service's
-//! connections. Read-only; the status
+//! `/v1/status`: what the edge observes beside what was declared: the live nodes and connector
+//! connections of the whole cluster, the last minute's requests per weighted route, policy
+//! decisions, the DNS records it answers, and each TCP service's connections. Read-only; the status
 //! page (`/ui`) reads it with the tunnels, hostnames and policies.
 
 use std::collections::HashMap;
@@ -31,12 +31,26 @@ async fn status(State(state): State<ApiState>) -> Response {
     let body = EdgeStatus {
         catalog_revision: snapshot.revision,
         window_seconds: WINDOW_SECONDS,
+        nodes: u32::try_from(state.cluster.nodes()).unwrap_or(u32::MAX),
+        connections: connections(&state),
         routes: routes(&snapshot, &state.metrics),
         decisions: decisions(&snapshot, &state.metrics),
         dns: dns(&snapshot, &state),
         tcp_services: tcp_services(&snapshot, &state),
     };
     reply(StatusCode::OK, &body, None)
+}
+
+/// Live connections on this node and on the others, as they advertise theirs.
+fn connections(state: &ApiState) -> u32 {
+    let local: usize = state
+        .registry
+        .counts()
+        .iter()
+        .map(|(_, n)| *n as usize)
+        .sum();
+    let remote = state.cluster.remote_records().len();
+    u32::try_from(local + remote).unwrap_or(u32::MAX)
 }
 
 /// Every route of every routed hostname, with the requests that took it in the window.

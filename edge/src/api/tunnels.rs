@@ -152,7 +152,19 @@ async fn connections(
 ) -> Result<Response, ApiError> {
     let record = find(&state, &id).await?;
     let id = parse_id(&record.id)?;
-    let items = state.registry.connections(id);
+    // Every node's: a connector may be connected to any of them.
+    let mut items = state.registry.connections(id);
+    for item in &mut items {
+        state.cluster.peer_address().clone_into(&mut item.edge);
+    }
+    items.extend(
+        state
+            .cluster
+            .remote_records()
+            .into_iter()
+            .filter(|r| r.tunnel_id == id)
+            .map(|r| r.connection),
+    );
     Ok(reply(StatusCode::OK, &List { items }, None))
 }
 

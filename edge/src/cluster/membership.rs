@@ -1,6 +1,6 @@
 //! Membership: this node's view of the live edge nodes, kept from the leases in the shared
-//! store. The node renews its own lease every [`HEARTBEAT`] (at once when the tunnels it holds
-//! change) and reads everyone's with it; a lease lasts [`LEASE`], so a node that died (SIGKILL,
+//! store. The node renews its own lease every [`HEARTBEAT`] (at once when its connections
+//! change: one opens or closes, or its connector acknowledges a configuration) and reads everyone's with it; a lease lasts [`LEASE`], so a node that died (SIGKILL,
 //! power loss, partition from the store) drops out of every other node's view within
 //! [`LEASE`] of its last renewal, without anyone having to notice the death itself.
 //!
@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use postern_schema::error_chain;
 
 use crate::catalog::Catalog;
-use crate::store::cluster::{ClusterStore, Holding, NodeAdvert, NodeLease};
+use crate::store::cluster::{ClusterStore, ConnectionRecord, Holding, NodeAdvert, NodeLease};
 use crate::tunnel::Registry;
 
 /// How often a node renews its lease.
@@ -193,6 +193,25 @@ pub(crate) fn holdings_of(registry: &Registry) -> Vec<Holding> {
     holdings
 }
 
+/// Every connection this node holds, with how far its connector is, ordered by tunnel, then
+/// connection id.
+pub(crate) fn connections_of(registry: &Registry) -> Vec<ConnectionRecord> {
+    let mut records: Vec<ConnectionRecord> = registry
+        .all()
+        .into_iter()
+        .flat_map(|(tunnel_id, sessions)| {
+            sessions.into_iter().map(move |session| ConnectionRecord {
+                tunnel_id,
+                connection: session.connection(),
+                healthy: session.is_healthy(),
+                current_through: session.current_through(),
+            })
+        })
+        .collect();
+    records.sort_by(|a, b| (a.tunnel_id, &a.connection.id).cmp(&(b.tunnel_id, &b.connection.id)));
+    records
+}
+
 /// What the heartbeat loop needs.
 pub(super) struct Heartbeat {
     pub(super) store: Arc<dyn ClusterStore>,
@@ -209,6 +228,8 @@ impl Heartbeat {
     /// before it says it is ready. A failure is logged; the loop keeps trying.
     pub(super) async fn first(&mut self) {
         self.own.holdings = holdings_of(&self.registry);
+        self.own.connections = connections_of(&self.registry);
+        self.own.departed = self.registry.departed();
         self.renew(true).await;
     }
 
@@ -228,9 +249,15 @@ impl Heartbeat {
                 _ = poll.tick() => {}
             }
             let holdings = holdings_of(&self.registry);
-            let changed = holdings != self.own.holdings;
+            let connections = connections_of(&self.registry);
+            let departed = self.registry.departed();
+            let changed = holdings != self.own.holdings
+                || connections != self.own.connections
+                || departed != self.own.departed;
             if changed || last_renewal.elapsed() >= HEARTBEAT {
                 self.own.holdings = holdings;
+                self.own.connections = connections;
+                self.own.departed = departed;
                 self.renew(changed).await;
                 last_renewal = Instant::now();
             }
@@ -313,6 +340,8 @@ mod tests {
                     connections: *connections,
                 })
                 .collect(),
+            connections: Vec::new(),
+            departed: Vec::new(),
         }
     }
 

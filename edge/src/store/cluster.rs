@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use postern_schema::api::Connection;
 use postern_schema::ids::TunnelId;
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +27,50 @@ pub(crate) struct NodeAdvert {
     pub(crate) tunnel_addresses: Vec<String>,
     /// The tunnels this node holds healthy connections for, by tunnel id.
     pub(crate) holdings: Vec<Holding>,
+    /// Every connection this node holds, with how far its connector is: what the other nodes
+    /// list and wait for (`/v1/tunnels/{id}/connections`, `/v1/rollout`, `/v1/status`).
+    #[serde(default)]
+    pub(crate) connections: Vec<ConnectionRecord>,
+    /// Connections that closed lately before acknowledging what the edge had for them.
+    #[serde(default)]
+    pub(crate) departed: Vec<Departure>,
+}
+
+/// One connection a node holds, as the other nodes see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ConnectionRecord {
+    /// Its tunnel.
+    pub(crate) tunnel_id: TunnelId,
+    /// The API's view of it.
+    pub(crate) connection: Connection,
+    /// It may receive new requests (neither draining nor closing).
+    pub(crate) healthy: bool,
+    /// The catalog revision up to which its connector applied everything its tunnel serves.
+    pub(crate) current_through: u64,
+}
+
+/// A connection that closed (or was declared dead) while its connector had not applied the
+/// configuration of the node's catalog revision at that moment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Departure {
+    /// Its tunnel.
+    pub(crate) tunnel_id: TunnelId,
+    /// The API's view of it when it left.
+    pub(crate) connection: Connection,
+    /// The catalog revision up to which its connector had applied everything.
+    pub(crate) current_through: u64,
+    /// The node's catalog revision when it left: it missed the revisions after
+    /// `current_through` up to this one.
+    pub(crate) left_at: u64,
+}
+
+impl Departure {
+    /// It left before acknowledging revision `revision`, which the edge already had.
+    pub(crate) fn missed(&self, revision: u64) -> bool {
+        self.current_through < revision && revision <= self.left_at
+    }
 }
 
 /// A tunnel a node holds connections for.

@@ -680,6 +680,8 @@ mod postgres {
                 tunnel_id: postern_schema::ids::TunnelId::new_random(),
                 connections: 2,
             }],
+            connections: Vec::new(),
+            departed: Vec::new(),
         }
     }
 

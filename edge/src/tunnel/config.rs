@@ -65,36 +65,113 @@ fn targets(target: Option<Target<'_>>, tunnel: TunnelId, labels: &Labels) -> boo
 }
 
 /// Tracks what was pushed on one connection, so only changes are pushed, each with a newer
-/// version.
+/// version: to a connector that takes deltas, only the hostnames that changed (a change to one
+/// hostname costs the same bytes whatever the tunnel serves), else everything. TCP services,
+/// few, are always sent whole.
 #[derive(Debug, Default)]
 pub(crate) struct PushState {
-    last: Option<ConfigPush>,
+    /// The version, hostnames and TCP services of the last push.
+    last: Option<(u64, Vec<HostnameConfig>, Vec<TcpServiceConfig>)>,
+    /// The connector applies deltas.
+    deltas: bool,
+}
+
+/// One push: the message, and everything the tunnel serves at its version (what the
+/// connector serves once it applied it; a snapshot to send instead if it refuses a delta).
+#[derive(Debug)]
+pub(crate) struct Push {
+    /// What is sent.
+    pub(crate) message: ConfigPush,
+    /// The hostnames the tunnel serves at `message.version`.
+    pub(crate) hostnames: Vec<HostnameConfig>,
+}
+
+impl Push {
+    /// The snapshot that replaces a refused delta.
+    pub(crate) fn snapshot(&self) -> ConfigPush {
+        ConfigPush::snapshot(
+            self.message.version,
+            self.hostnames.clone(),
+            self.message.tcp_services.clone(),
+        )
+    }
 }
 
 impl PushState {
-    /// The push to send for `snapshot`, if the tunnel's hostnames changed since the last one
+    /// Nothing pushed yet; deltas when the connector said it takes them.
+    pub(crate) fn new(deltas: bool) -> Self {
+        Self { last: None, deltas }
+    }
+
+    /// The push to send for `snapshot`, if what the tunnel serves changed since the last one
     /// (or nothing was pushed yet). The version is the snapshot's revision.
     pub(crate) fn next(
         &mut self,
         snapshot: &Snapshot,
         tunnel: TunnelId,
         hostnames: Vec<HostnameConfig>,
-    ) -> Option<ConfigPush> {
+    ) -> Option<Push> {
         let tcp_services = tcp_services_for(snapshot, tunnel);
-        if let Some(last) = &self.last
-            && ((last.hostnames == hostnames && last.tcp_services == tcp_services)
-                || snapshot.revision <= last.version)
-        {
-            return None;
-        }
-        let push = ConfigPush {
-            version: snapshot.revision,
-            hostnames,
-            tcp_services,
+        let message = match &self.last {
+            Some((version, last, last_tcp))
+                if (*last == hostnames && *last_tcp == tcp_services)
+                    || snapshot.revision <= *version =>
+            {
+                return None;
+            }
+            Some((version, last, _)) if self.deltas => {
+                let (changed, removed) = diff(last, &hostnames);
+                ConfigPush {
+                    version: snapshot.revision,
+                    hostnames: changed,
+                    base: Some(*version),
+                    removed,
+                    tcp_services: tcp_services.clone(),
+                }
+            }
+            _ => ConfigPush::snapshot(snapshot.revision, hostnames.clone(), tcp_services.clone()),
         };
-        self.last = Some(push.clone());
-        Some(push)
+        self.last = Some((snapshot.revision, hostnames.clone(), tcp_services));
+        Some(Push { message, hostnames })
     }
+}
+
+/// What changed from `old` to `new` (both ordered by name): the entries added or changed, and
+/// the names removed.
+fn diff(old: &[HostnameConfig], new: &[HostnameConfig]) -> (Vec<HostnameConfig>, Vec<String>) {
+    let (mut changed, mut removed) = (Vec::new(), Vec::new());
+    let (mut i, mut j) = (0, 0);
+    loop {
+        match (old.get(i), new.get(j)) {
+            (None, None) => break,
+            (Some(o), None) => {
+                removed.push(o.hostname.clone());
+                i += 1;
+            }
+            (None, Some(n)) => {
+                changed.push(n.clone());
+                j += 1;
+            }
+            (Some(o), Some(n)) => match o.hostname.cmp(&n.hostname) {
+                std::cmp::Ordering::Less => {
+                    removed.push(o.hostname.clone());
+                    i += 1;
+                }
+                std::cmp::Ordering::Greater => {
+                    changed.push(n.clone());
+                    j += 1;
+                }
+                std::cmp::Ordering::Equal => {
+                    if o != n {
+                        changed.push(n.clone());
+                    }
+                    i += 1;
+                    j += 1;
+                }
+            },
+        }
+    }
+    (changed, removed)
 }
 
 #[cfg(test)]
@@ -251,11 +328,12 @@ mod tests {
     #[test]
     fn pushes_carry_new_versions_and_only_changes() {
         let t = tunnel(&[]);
-        let mut state = PushState::default();
+        let mut state = PushState::new(false);
         let first = snapshot(5, &[&t], vec![hostname("a.example.com", Some(t.id), None)]);
         let push = state
             .next(&first, t.id, hostnames_for(&first, t.id).expect("exists"))
-            .expect("first push");
+            .expect("first push")
+            .message;
         assert_eq!(push.version, 5);
 
         // An unrelated write: same hostnames, no push.
@@ -280,11 +358,54 @@ mod tests {
                 t.id,
                 hostnames_for(&changed, t.id).expect("exists"),
             )
-            .expect("changed");
+            .expect("changed")
+            .message;
         assert_eq!(push.version, 7);
         assert_eq!(push.hostnames[0].service, "http://localhost:5000");
 
         // An older snapshot never produces a push.
         assert!(state.next(&first, t.id, Vec::new()).is_none());
+    }
+
+    #[test]
+    fn a_connector_that_takes_deltas_gets_only_what_changed() {
+        let t = tunnel(&[]);
+        let mut state = PushState::new(true);
+        let names = |n: usize| -> Vec<Hostname> {
+            (0..n)
+                .map(|i| hostname(&format!("h{i:04}.example.com"), Some(t.id), None))
+                .collect()
+        };
+        let first = snapshot(5, &[&t], names(1000));
+        let push = state
+            .next(&first, t.id, hostnames_for(&first, t.id).expect("exists"))
+            .expect("first push");
+        assert_eq!(push.message.base, None);
+        assert_eq!(push.message.hostnames.len(), 1000);
+
+        // One changed, one removed, one added: the delta names three, from version 5.
+        let mut next = names(1000);
+        next[10].spec.service = "http://localhost:5000".into();
+        next.remove(20);
+        next.push(hostname("zz.example.com", Some(t.id), None));
+        let second = snapshot(8, &[&t], next);
+        let push = state
+            .next(&second, t.id, hostnames_for(&second, t.id).expect("exists"))
+            .expect("delta");
+        assert_eq!(push.message.base, Some(5));
+        assert_eq!(push.message.version, 8);
+        let changed: Vec<&str> = push
+            .message
+            .hostnames
+            .iter()
+            .map(|h| h.hostname.as_str())
+            .collect();
+        assert_eq!(changed, ["h0010.example.com", "zz.example.com"]);
+        assert_eq!(push.message.removed, ["h0020.example.com"]);
+        assert_eq!(push.hostnames.len(), 1000);
+        assert!(postern_schema::wire::to_json(&push.message).len() < 4096);
+        // Refused, it becomes the whole configuration at the same version.
+        assert_eq!(push.snapshot().hostnames.len(), 1000);
+        assert_eq!(push.snapshot().base, None);
     }
 }

@@ -4,7 +4,7 @@
 //! ([`Registry::place`]) and picks, for a request, the least busy connector, on a connection of
 //! the worker serving it when that connector has one there.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -14,6 +14,8 @@ use hyper::{Request, Response};
 use postern_schema::api::Connection;
 use postern_schema::ids::TunnelId;
 use postern_schema::wire::{HostnameConfig, RefusedHostname, tuning};
+
+use crate::store::cluster::Departure;
 use rand::RngExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
@@ -163,6 +165,19 @@ impl Session {
         let _ = tokio::time::timeout(timeout, seen.wait_for(|seen| *seen >= revision)).await;
     }
 
+    /// The catalog revision up to which the connector applied everything its tunnel serves:
+    /// the last revision the session handled, unless the connector did not acknowledge the
+    /// push of it in full (then the version it did acknowledge).
+    pub(crate) fn current_through(&self) -> u64 {
+        let seen = *self.seen_revision.borrow();
+        let acked = self.connection().config_version;
+        if acked >= self.pushed_version() {
+            seen
+        } else {
+            acked.min(seen)
+        }
+    }
+
     /// Records the version the connector acknowledged.
     pub(crate) fn set_acked_version(&self, version: u64) {
         self.with_info(|info| info.config_version = version);
@@ -256,7 +271,16 @@ pub(crate) struct Registry {
     /// Connections placed on a worker whose session is not registered yet, by tunnel:
     /// (certificate, worker) for each.
     placing: Mutex<HashMap<TunnelId, Vec<(u64, usize)>>>,
+    /// Connections that left lately before applying what the edge had for them, oldest first,
+    /// with when they left.
+    departed: Mutex<VecDeque<(std::time::Instant, Departure)>>,
 }
+
+/// How long a departed connection is remembered (for `/v1/rollout` to name it).
+const DEPARTED_FOR: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// How many departed connections are remembered at most.
+const DEPARTED_MAX: usize = 256;
 
 /// Where a request's connection was found.
 #[derive(Debug)]
@@ -384,6 +408,49 @@ impl Registry {
             if list.is_empty() {
                 map.remove(&tunnel);
             }
+        }
+    }
+
+    /// Forgets a session that ended by itself (the connector went away or stopped answering),
+    /// remembering it for a while when it had not applied catalog revision `catalog_revision`
+    /// (the one the edge had when it left). A draining session left on purpose and is not
+    /// remembered.
+    pub(crate) fn leave(&self, session: &Session, catalog_revision: u64) {
+        self.remove(session.tunnel, &session.id);
+        let current_through = session.current_through();
+        if session.is_draining() || current_through >= catalog_revision {
+            return;
+        }
+        let now = std::time::Instant::now();
+        let mut departed = self.departed.lock().unwrap_or_else(|p| p.into_inner());
+        Self::prune(&mut departed, now);
+        if departed.len() >= DEPARTED_MAX {
+            departed.pop_front();
+        }
+        departed.push_back((
+            now,
+            Departure {
+                tunnel_id: session.tunnel,
+                connection: session.connection(),
+                current_through,
+                left_at: catalog_revision,
+            },
+        ));
+    }
+
+    /// The connections remembered by [`Registry::leave`], oldest first.
+    pub(crate) fn departed(&self) -> Vec<Departure> {
+        let mut departed = self.departed.lock().unwrap_or_else(|p| p.into_inner());
+        Self::prune(&mut departed, std::time::Instant::now());
+        departed.iter().map(|(_, d)| d.clone()).collect()
+    }
+
+    fn prune(departed: &mut VecDeque<(std::time::Instant, Departure)>, now: std::time::Instant) {
+        while departed
+            .front()
+            .is_some_and(|(at, _)| now.duration_since(*at) > DEPARTED_FOR)
+        {
+            departed.pop_front();
         }
     }
 

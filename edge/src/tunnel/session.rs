@@ -31,11 +31,12 @@ use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::config::{PushState, hostnames_for};
+use super::config::{Push, PushState, hostnames_for};
 use super::context::TunnelContext;
 use super::registry::{Placement, Session};
 use crate::body::{self, BoxBody, BoxError};
 use crate::catalog::Snapshot;
+use crate::metrics::{CONFIG_PUSH_BYTES, CONFIG_PUSHES, Metrics};
 
 /// How long a control request may take.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -245,6 +246,7 @@ impl Live {
             version: answer.version.clone(),
             config_version: 0,
             draining: false,
+            edge: String::new(),
         };
         let session = Arc::new(Session::new(
             self.sender.clone(),
@@ -255,9 +257,9 @@ impl Live {
         if answer.draining {
             session.set_draining();
         }
-        let mut pushes = PushState::default();
+        let mut pushes = PushState::new(answer.deltas);
         if let Some(push) = pushes.next(&snapshot, self.tunnel, hostnames) {
-            push_config(&session, push).await?;
+            push_config(&session, &context.metrics, push).await?;
         }
         session.set_seen_revision(snapshot.revision);
         context.registry.add(session.clone());
@@ -278,7 +280,9 @@ impl Live {
                 &mut events,
             )
             .await;
-        context.registry.remove(self.tunnel, &session.id);
+        context
+            .registry
+            .leave(&session, context.catalog.snapshot().revision);
         result
     }
 
@@ -323,7 +327,7 @@ impl Live {
                         }
                         Some(hostnames) => {
                             if let Some(push) = pushes.next(&snapshot, self.tunnel, hostnames) {
-                                push_config(session, push).await?;
+                                push_config(session, &context.metrics, push).await?;
                             }
                             session.set_seen_revision(snapshot.revision);
                         }
@@ -452,16 +456,25 @@ impl Renewals {
     }
 }
 
-/// Pushes `push` and records what the connector acknowledged.
-async fn push_config(session: &Session, push: ConfigPush) -> Result<(), SessionError> {
-    let version = push.version;
+/// Pushes `push` and records what the connector acknowledged; a delta the connector did not
+/// apply (it serves another version than the delta's base) is followed by the snapshot.
+async fn push_config(session: &Session, metrics: &Metrics, push: Push) -> Result<(), SessionError> {
+    let version = push.message.version;
     session.set_pushed_version(version);
-    let ack: ConfigAck = control(&session.sender(), CONFIG_PATH, &push).await?;
+    let mut ack = send_config(session, metrics, &push.message).await?;
+    if ack.applied_version < version && push.message.base.is_some() {
+        tracing::debug!(
+            served = ack.applied_version,
+            "the connector did not apply a delta; sending the whole configuration"
+        );
+        ack = send_config(session, metrics, &push.snapshot()).await?;
+    }
     session.set_acked_version(ack.applied_version);
     tracing::Span::current().record("config_version", ack.applied_version);
     tracing::info!(
         config_version = ack.applied_version,
         hostnames = push.hostnames.len(),
+        changed = push.message.hostnames.len() + push.message.removed.len(),
         "connector applied its configuration"
     );
     if ack.applied_version >= version {
@@ -494,6 +507,23 @@ async fn push_config(session: &Session, push: ConfigPush) -> Result<(), SessionE
         session.set_applied(served, refused);
     }
     Ok(())
+}
+
+/// Sends one configuration message, counting its bytes.
+async fn send_config(
+    session: &Session,
+    metrics: &Metrics,
+    message: &ConfigPush,
+) -> Result<ConfigAck, SessionError> {
+    let body = wire::to_json(message);
+    let kind = if message.base.is_some() {
+        "delta"
+    } else {
+        "snapshot"
+    };
+    metrics.inc(CONFIG_PUSHES, &[("kind", kind)]);
+    metrics.add(CONFIG_PUSH_BYTES, &[("kind", kind)], body.len() as u64);
+    control_raw(&session.sender(), CONFIG_PATH, body).await
 }
 
 /// Signs a renewal CSR for the session's tunnel (if it still exists) and hands the
@@ -565,7 +595,12 @@ async fn read_events(mut body: Incoming, events: mpsc::Sender<Event>) {
 
 /// A control request: `POST https://_postern/.postern/...` with a JSON body.
 fn control_request<T: Serialize>(path: &'static str, body: &T) -> Request<BoxBody> {
-    let mut request = Request::new(body::full(wire::to_json(body)));
+    raw_request(path, wire::to_json(body))
+}
+
+/// [`control_request`] of a body already in JSON.
+fn raw_request(path: &'static str, body: Vec<u8>) -> Request<BoxBody> {
+    let mut request = Request::new(body::full(body));
     *request.method_mut() = http::Method::POST;
     *request.uri_mut() = http::Uri::builder()
         .scheme("https")
@@ -586,7 +621,16 @@ async fn control<Req: Serialize, Ans: DeserializeOwned>(
     path: &'static str,
     body: &Req,
 ) -> Result<Ans, SessionError> {
-    let request = control_request(path, body);
+    control_raw(sender, path, wire::to_json(body)).await
+}
+
+/// [`control`] with a body already in JSON.
+async fn control_raw<Ans: DeserializeOwned>(
+    sender: &SendRequest<BoxBody>,
+    path: &'static str,
+    body: Vec<u8>,
+) -> Result<Ans, SessionError> {
+    let request = raw_request(path, body);
     let call = async {
         let mut sender = sender.clone();
         let response = sender

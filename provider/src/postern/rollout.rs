@@ -1,7 +1,8 @@
 //! Applied means in effect: after a write, the provider waits until every live connector the
 //! write affects has acknowledged the new configuration (the edge's `GET /v1/rollout`), for at
 //! most the provider's `rollout_timeout`. On timeout the apply fails with a diagnostic that
-//! names the connectors still on the old version.
+//! names the connectors still on the old version; connectors that left before acknowledging
+//! the change (the edge's `departed`) are named in a warning.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -91,8 +92,15 @@ pub(crate) async fn wait(
                 tracing::debug!(
                     revision,
                     elapsed_ms = started.elapsed().as_millis() as u64,
-                    "every connector applied the change"
+                    departed = rollout.departed.len(),
+                    "every connector still connected applied the change"
                 );
+                if !rollout.departed.is_empty() {
+                    diagnostics.warning(
+                        "Connectors left before applying the change",
+                        departed_detail(&change, revision, &rollout.departed),
+                    );
+                }
                 return;
             }
             Ok(rollout) if rollout.pending.iter().any(|p| !p.refused.is_empty()) => {
@@ -186,6 +194,12 @@ fn timeout_detail(change: &Change, revision: u64, rollout: &Rollout, timeout: Du
         for line in connector_lines(&rollout.pending) {
             text.push_str(&format!("  - {line}\n"));
         }
+        if !rollout.departed.is_empty() {
+            text.push_str("and these left before acknowledging it:\n");
+            for line in connector_lines(&rollout.departed) {
+                text.push_str(&format!("  - {line}\n"));
+            }
+        }
         text.push_str(
             "Check that they are running and can reach the edge: a stopped or frozen connector \
              is dropped by the edge within seconds, and gets the new configuration when it \
@@ -225,6 +239,27 @@ fn refusal_detail(change: &Change, revision: u64, rollout: &Rollout) -> String {
     text.push_str(
         "Point the hostname at an origin the connector allows, or add the origin to the \
          connector's --allow-origin list and restart it.",
+    );
+    text
+}
+
+/// The detail of a rollout some connectors left before acknowledging: what was written and,
+/// per connector, where it ran and which version it was on.
+fn departed_detail(change: &Change, revision: u64, departed: &[PendingConnection]) -> String {
+    let mut text = format!(
+        "The edge stored the new {} (revision {revision}) and every connector still connected \
+         applied it, but these connectors disconnected (or were declared dead after not \
+         answering) before acknowledging it:\n",
+        change.subject
+    );
+    for line in connector_lines(departed) {
+        text.push_str(&format!("  - {line}\n"));
+    }
+    text.push_str(
+        "They serve nothing of the change until they connect again (they then get the new \
+         configuration before any request). If they were their tunnel's only connectors, its \
+         hostnames have no connector now: check that they are running and can reach the edge \
+         (GET /v1/tunnels/{id}/connections).",
     );
     text
 }
@@ -310,6 +345,7 @@ mod tests {
                 connection("1", "127.0.0.1:5001"),
                 connection("2", "127.0.0.1:5002"),
             ],
+            departed: Vec::new(),
         };
         let change = Change::new(RolloutScope::Hostname("app.example.com".into()));
         let detail = timeout_detail(&change, 9, &rollout, Duration::from_secs(2));
@@ -322,5 +358,31 @@ mod tests {
         );
         assert!(detail.contains("after 2s"), "{detail}");
         assert_eq!(detail.matches("c-frozen").count(), 1, "{detail}");
+    }
+
+    #[test]
+    fn connectors_that_left_are_named_with_their_tunnel() {
+        let tunnel_id = TunnelId::new_random();
+        let left = PendingConnection {
+            tunnel_id,
+            tunnel_name: "web".into(),
+            connection_id: "1".into(),
+            connector_id: "c-stopped".into(),
+            address: "127.0.0.1:5001".into(),
+            config_version: 4,
+        };
+        let change = Change::new(RolloutScope::Hostname("app.example.com".into()));
+        let detail = departed_detail(&change, 5, &[left]);
+        assert!(
+            detail.contains(&format!(
+                "connector c-stopped at 127.0.0.1:5001 (tunnel \"web\", {tunnel_id}), on \
+                 configuration version 4"
+            )),
+            "{detail}"
+        );
+        assert!(
+            detail.contains("hostname \"app.example.com\" (revision 5)"),
+            "{detail}"
+        );
     }
 }

@@ -37,4 +37,7 @@ pub struct Connection {
     /// The connector announced it is leaving; no new requests go to it.
     #[serde(default)]
     pub draining: bool,
+    /// The edge node holding it, by the address other nodes reach its tunnel listener at.
+    #[serde(default)]
+    pub edge: String,
 }

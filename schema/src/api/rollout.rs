@@ -20,6 +20,12 @@ pub struct Rollout {
     pub complete: bool,
     /// The connections still on an older configuration.
     pub pending: Vec<PendingConnection>,
+    /// Connections that were live when the edge reached `revision` and closed (or were
+    /// declared dead) before acknowledging it, within the last ten minutes, on any edge node;
+    /// their connector is not waited for, and serves none of the change until it connects
+    /// again.
+    #[serde(default)]
+    pub departed: Vec<PendingConnection>,
 }
 
 /// One live connection that has not acknowledged its tunnel's current configuration.

@@ -13,6 +13,12 @@ pub struct EdgeStatus {
     pub catalog_revision: u64,
     /// How many seconds back [`RouteTraffic::requests`] reach.
     pub window_seconds: u64,
+    /// Live edge nodes sharing the store, this one included (1 with the embedded store).
+    #[serde(default)]
+    pub nodes: u32,
+    /// Live connector connections on every edge node, draining ones included.
+    #[serde(default)]
+    pub connections: u32,
     /// Every route of every hostname with weighted routes, by hostname, then as declared.
     pub routes: Vec<RouteTraffic>,
     /// Policy decisions since the edge started, by policy name.
