@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use postern_schema::api::OriginSettings;
-use postern_schema::rules::{Service, parse_service};
+use postern_schema::rules::{OriginScheme, Service, parse_service};
 use postern_schema::wire::ConfigPush;
 use tokio::sync::watch;
 
@@ -104,7 +104,7 @@ impl Orchestrator {
         for entry in &push.hostnames {
             let service = match &self.hello_world {
                 Some(address) => Service::Origin {
-                    tls: false,
+                    scheme: OriginScheme::Http,
                     authority: address.clone(),
                     path_prefix: String::new(),
                 },

@@ -163,14 +163,33 @@ pub fn in_zone(hostname: &str, zone: &str) -> bool {
             .is_some_and(|rest| rest.ends_with('.'))
 }
 
+/// How the connector speaks to an origin, from the service's scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OriginScheme {
+    /// `http://`: HTTP/1.1 in cleartext.
+    Http,
+    /// `https://`: TLS, then HTTP/1.1 (or HTTP/2 by ALPN when the origin settings say
+    /// `http2`).
+    Https,
+    /// `h2c://`: HTTP/2 in cleartext with prior knowledge (gRPC servers without TLS).
+    H2c,
+}
+
+impl OriginScheme {
+    /// Is the connection to the origin TLS?
+    pub fn is_tls(self) -> bool {
+        self == OriginScheme::Https
+    }
+}
+
 /// What a hostname's `service` says the connector should do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Service {
-    /// Forward to an origin over HTTP or HTTPS; `base` is `scheme://authority` and `path` a
-    /// prefix (without trailing `/`) put before every request path.
+    /// Forward to an origin over HTTP/1.1, HTTPS or HTTP/2; `authority` is where to connect
+    /// and `path_prefix` a prefix (without trailing `/`) put before every request path.
     Origin {
-        /// `true` for https.
-        tls: bool,
+        /// `http`, `https` or `h2c`.
+        scheme: OriginScheme,
         /// The authority, `host[:port]`.
         authority: String,
         /// A path prefix, empty or starting with `/` and not ending with one.
@@ -180,7 +199,8 @@ pub enum Service {
     Status(u16),
 }
 
-/// Parses a `service`: `http://host[:port][/path]`, `https://…` or `http_status:NNN`.
+/// Parses a `service`: `http://host[:port][/path]`, `https://…`, `h2c://…` or
+/// `http_status:NNN`.
 pub fn parse_service(service: &str) -> Result<Service, String> {
     if let Some(text) = service.strip_prefix("http_status:") {
         return match text.parse::<u16>() {
@@ -194,13 +214,14 @@ pub fn parse_service(service: &str) -> Result<Service, String> {
     }
     let bad = || {
         format!(
-            "service {service:?} must be an origin URL such as http://localhost:4000 or https://10.0.0.5, or http_status:NNN"
+            "service {service:?} must be an origin URL such as http://localhost:4000, https://10.0.0.5 or h2c://localhost:50051, or http_status:NNN"
         )
     };
     let uri: http::Uri = service.parse().map_err(|_| bad())?;
-    let tls = match uri.scheme_str() {
-        Some("http") => false,
-        Some("https") => true,
+    let scheme = match uri.scheme_str() {
+        Some("http") => OriginScheme::Http,
+        Some("https") => OriginScheme::Https,
+        Some("h2c") => OriginScheme::H2c,
         _ => return Err(bad()),
     };
     let authority = uri.authority().ok_or_else(bad)?;
@@ -218,7 +239,7 @@ pub fn parse_service(service: &str) -> Result<Service, String> {
     }
     let path_prefix = uri.path().trim_end_matches('/').to_string();
     Ok(Service::Origin {
-        tls,
+        scheme,
         authority: authority.as_str().to_string(),
         path_prefix,
     })
@@ -258,6 +279,30 @@ pub fn check_public_key_pem(pem: &str) -> Result<(), String> {
             "not a PEM public key: expected -----BEGIN PUBLIC KEY----- … -----END PUBLIC KEY-----"
                 .into(),
         )
+    }
+}
+
+/// `origin.ca_cert_pem`: one or more PEM certificates (their contents are checked by the
+/// connector, which uses them).
+pub fn check_ca_cert_pem(pem: &str) -> Result<(), String> {
+    let trimmed = pem.trim();
+    if trimmed.starts_with("-----BEGIN CERTIFICATE-----")
+        && trimmed.ends_with("-----END CERTIFICATE-----")
+    {
+        Ok(())
+    } else {
+        Err("not PEM certificates: expected -----BEGIN CERTIFICATE----- … -----END CERTIFICATE----- (one or more)".into())
+    }
+}
+
+/// `origin.http2` with a service: HTTP/2 by ALPN needs TLS; cleartext HTTP/2 is `h2c://`.
+pub fn check_http2(service: &Service, http2: bool) -> Result<(), String> {
+    match service {
+        Service::Origin {
+            scheme: OriginScheme::Http,
+            ..
+        } if http2 => Err("http2 needs an https:// service (HTTP/2 by ALPN); for HTTP/2 without TLS write the service as h2c://host:port".into()),
+        _ => Ok(()),
     }
 }
 
@@ -433,7 +478,7 @@ mod tests {
         assert_eq!(
             parse_service("http://localhost:4000"),
             Ok(Service::Origin {
-                tls: false,
+                scheme: OriginScheme::Http,
                 authority: "localhost:4000".into(),
                 path_prefix: String::new()
             })
@@ -441,14 +486,23 @@ mod tests {
         assert_eq!(
             parse_service("https://10.0.0.5/base/"),
             Ok(Service::Origin {
-                tls: true,
+                scheme: OriginScheme::Https,
                 authority: "10.0.0.5".into(),
                 path_prefix: "/base".into()
+            })
+        );
+        assert_eq!(
+            parse_service("h2c://127.0.0.1:50051"),
+            Ok(Service::Origin {
+                scheme: OriginScheme::H2c,
+                authority: "127.0.0.1:50051".into(),
+                path_prefix: String::new()
             })
         );
         assert_eq!(parse_service("http_status:404"), Ok(Service::Status(404)));
         for bad in [
             "ftp://x",
+            "h2://x",
             "localhost:4000",
             "http_status:99",
             "http_status:600",

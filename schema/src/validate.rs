@@ -215,6 +215,7 @@ fn rule_message(keyword_path: &str, instance: &Value) -> Option<String> {
         ("method", _) => rules::check_method(text?),
         ("path_pattern", _) => rules::check_path_pattern(text?),
         ("public_key_pem", _) => rules::check_public_key_pem(text?),
+        ("ca_cert_pem", _) => rules::check_ca_cert_pem(text?),
         ("host_header", _) => {
             Err("http_host_header must be a host name, optionally with a port".to_string())
         }
@@ -406,8 +407,19 @@ impl Contract for HostnameSpec {
         if let Err(message) = rules::check_fqdn(&self.hostname) {
             violations.push(Violation::new("/hostname", message));
         }
-        if let Err(message) = rules::parse_service(&self.service) {
-            violations.push(Violation::new("/service", message));
+        match rules::parse_service(&self.service) {
+            Err(message) => violations.push(Violation::new("/service", message)),
+            Ok(service) => {
+                let http2 = self.origin.as_ref().and_then(|o| o.http2) == Some(true);
+                if let Err(message) = rules::check_http2(&service, http2) {
+                    violations.push(Violation::new("/origin/http2", message));
+                }
+            }
+        }
+        if let Some(pem) = self.origin.as_ref().and_then(|o| o.ca_cert_pem.as_deref())
+            && let Err(message) = rules::check_ca_cert_pem(pem)
+        {
+            violations.push(Violation::new("/origin/ca_cert_pem", message));
         }
         match (&self.tunnel_id, &self.routes) {
             (Some(_), Some(_)) => violations.push(Violation::new(

@@ -74,6 +74,10 @@ pub(crate) struct OriginModel {
     pub(crate) origin_server_name: Option<String>,
     /// Connect timeout in milliseconds.
     pub(crate) connect_timeout_ms: Option<Number>,
+    /// HTTP/2 by ALPN to an https origin.
+    pub(crate) http2: Option<bool>,
+    /// Extra CAs for an https origin, PEM.
+    pub(crate) ca_cert_pem: Option<String>,
 }
 
 impl HostnameModel {
@@ -136,6 +140,8 @@ impl HostnameModel {
                         )
                     })?),
                 },
+                http2: o.http2,
+                ca_cert_pem: o.ca_cert_pem.clone(),
             }),
         };
         Ok(HostnameSpec {
@@ -192,6 +198,8 @@ impl HostnameModel {
                 http_host_header: o.http_host_header.clone(),
                 origin_server_name: o.origin_server_name.clone(),
                 connect_timeout_ms: o.connect_timeout_ms.map(Number::from),
+                http2: o.http2,
+                ca_cert_pem: o.ca_cert_pem.clone(),
             }),
             addresses: Some(hostname.addresses.clone()),
             certificate: hostname.certificate.as_ref().map(|c| CertificateSummary {
@@ -242,7 +250,9 @@ impl EdgeObject for HostnameResource {
             "service",
             Attribute::string(
                 "The origin as seen from the connector's host: `http://host[:port][/path]`, \
-                 `https://…`, or `http_status:NNN` to answer every request with that status.",
+                 `https://…` (HTTP/1.1, or HTTP/2 with `origin.http2`), `h2c://host:port` \
+                 (HTTP/2 without TLS, e.g. a gRPC server), or `http_status:NNN` to answer \
+                 every request with that status.",
             )
             .required(),
         )
@@ -298,7 +308,13 @@ impl EdgeObject for HostnameResource {
                 Attributes::new()
                     .with(
                         "no_tls_verify",
-                        Attribute::bool("Skip verifying an https origin's certificate.").optional(),
+                        Attribute::bool(
+                            "**Insecure.** Accept any certificate from an https origin: anyone \
+                             between the connector and the origin can then read and change the \
+                             traffic. Prefer `ca_cert_pem` (trust a private CA) and \
+                             `origin_server_name` (the name the certificate carries).",
+                        )
+                        .optional(),
                     )
                     .with(
                         "http_host_header",
@@ -309,13 +325,35 @@ impl EdgeObject for HostnameResource {
                     )
                     .with(
                         "origin_server_name",
-                        Attribute::string("TLS server name used for an https origin.").optional(),
+                        Attribute::string(
+                            "The name an https origin's certificate is verified against and sent \
+                             as SNI, instead of the service's host.",
+                        )
+                        .optional(),
                     )
                     .with(
                         "connect_timeout_ms",
                         Attribute::number(
                             "How long the connector waits for a connection to the origin, \
                              in milliseconds (1 to 600000).",
+                        )
+                        .optional(),
+                    )
+                    .with(
+                        "http2",
+                        Attribute::bool(
+                            "Speak HTTP/2 to an `https://` origin (ALPN `h2`), e.g. a gRPC server \
+                             behind TLS; the default speaks HTTP/1.1. For HTTP/2 without TLS \
+                             write the service as `h2c://host:port`.",
+                        )
+                        .optional(),
+                    )
+                    .with(
+                        "ca_cert_pem",
+                        Attribute::string(
+                            "PEM certificates of CAs an https origin's certificate may chain to, \
+                             trusted for this hostname besides the connector's system roots and \
+                             `--origin-ca`.",
                         )
                         .optional(),
                     ),

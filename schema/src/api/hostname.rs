@@ -59,7 +59,7 @@ pub struct Route {
 /// How the connector reaches the origin.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OriginSettings {
-    /// Skip verifying an https origin's certificate.
+    /// INSECURE: accept any certificate from an https origin.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_tls_verify: Option<bool>,
     /// The Host header sent to the origin instead of the visitor's.
@@ -71,6 +71,12 @@ pub struct OriginSettings {
     /// How long to wait for a connection to the origin.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect_timeout_ms: Option<u32>,
+    /// Speak HTTP/2 (ALPN `h2`) to an https origin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http2: Option<bool>,
+    /// Extra CAs (PEM) an https origin's certificate may chain to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_cert_pem: Option<String>,
 }
 
 /// A hostname as the edge returns it.

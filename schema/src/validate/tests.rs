@@ -180,6 +180,11 @@ fn invalid_hostnames_are_located() {
             "/origin/connect_timeout_ms",
         ),
         (ok(json!({"origin": {"sni": "x"}})), "/origin/sni"),
+        (ok(json!({"origin": {"http2": true}})), "/origin/http2"),
+        (
+            ok(json!({"origin": {"ca_cert_pem": "not a certificate"}})),
+            "/origin/ca_cert_pem",
+        ),
         (ok(json!({"addresses": ["1.2.3.4"]})), "/addresses"),
     ];
     for (body, pointer) in table {
@@ -319,6 +324,8 @@ fn what_a_schema_pattern_allows_its_rule_allows() {
             vec![
                 ("http://localhost:4000", true),
                 ("https://10.0.0.5/base/", true),
+                ("h2c://127.0.0.1:50051", true),
+                ("h2://127.0.0.1:50051", false),
                 ("http://[::1]:8080/x", true),
                 ("http://[::ffff:10.0.0.1]", true),
                 ("http://my_host", true),
