@@ -99,6 +99,7 @@ fn hostname(host: &str, service: &str, tunnel: TunnelId, policy_ids: Vec<String>
             .iter()
             .map(|id| id.parse().expect("policy id"))
             .collect(),
+        paths: Vec::new(),
         origin: None,
     }
 }
@@ -460,6 +461,7 @@ async fn a_tunnel_and_hostname_created_through_node_a_are_served_by_node_b_withi
             rcgen::SanType::DnsName("peer.postern.invalid".try_into().expect("name")),
             rcgen::SanType::URI("urn:postern:node:impostor".try_into().expect("uri")),
         ],
+        paths: Vec::new(),
     )
     .await;
     assert_eq!(send_as_peer(&node_b, host, &node_cert).await, Ok(503));

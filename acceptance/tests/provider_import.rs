@@ -45,6 +45,7 @@ async fn make_objects(client: &Client) -> Objects {
             tunnel_id: Some(tunnel.id),
             routes: None,
             policy_ids: vec![policy.id],
+            paths: Vec::new(),
             origin: Some(OriginSettings {
                 connect_timeout_ms: Some(700),
                 ..OriginSettings::default()
@@ -62,6 +63,7 @@ async fn make_objects(client: &Client) -> Objects {
                 weight: 100,
             }]),
             policy_ids: vec![],
+            paths: Vec::new(),
             origin: None,
         })
         .await

@@ -60,6 +60,7 @@ async fn weighted_routes_split_fail_over_and_follow_weight_changes() {
         tunnel_id: None,
         routes: Some(routes(90, 10)),
         policy_ids: Vec::new(),
+        paths: Vec::new(),
         origin: None,
     };
     client

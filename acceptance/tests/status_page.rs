@@ -214,6 +214,7 @@ async fn the_status_page_shows_tunnels_routes_and_decisions_live() {
             tunnel_id: None,
             routes: Some(vec![route("stable", 90), route("canary", 10)]),
             policy_ids: vec![guard.id, audit.id],
+            paths: Vec::new(),
             origin: None,
         })
         .await
@@ -225,6 +226,7 @@ async fn the_status_page_shows_tunnels_routes_and_decisions_live() {
             tunnel_id: Some(staging.id),
             routes: None,
             policy_ids: vec![guard.id],
+            paths: Vec::new(),
             origin: None,
         })
         .await

@@ -7,19 +7,32 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use postern_schema::api::OriginSettings;
-use postern_schema::rules::{OriginScheme, Service, parse_service};
+use postern_schema::rules::{OriginScheme, Service, parse_service, prefix_covers, wildcard_of};
 use postern_schema::wire::ConfigPush;
 use tokio::sync::watch;
 
 /// How one hostname is served.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Ingress {
-    /// The hostname.
+    /// The hostname (a wildcard one, `*.dev.example.com`, serves every name one label below).
     pub(crate) hostname: String,
-    /// Where requests go.
+    /// Where requests go that no path route covers.
     pub(crate) service: Service,
+    /// Path routes: prefix and service, longest prefix first.
+    pub(crate) paths: Vec<(String, Service)>,
     /// How the origin is reached.
     pub(crate) origin: OriginSettings,
+}
+
+impl Ingress {
+    /// The service for a request to `path`: the longest path route that covers it, else the
+    /// hostname's (the edge chose the tunnel by the same rule).
+    pub(crate) fn service_for(&self, path: &str) -> &Service {
+        self.paths
+            .iter()
+            .find(|(prefix, _)| prefix_covers(prefix, path))
+            .map_or(&self.service, |(_, service)| service)
+    }
 }
 
 /// The hostnames served at one version.
@@ -31,9 +44,13 @@ pub(crate) struct Routing {
 }
 
 impl Routing {
-    /// How `hostname` is served, if it is declared for this tunnel.
+    /// How `hostname` is served, if it is declared for this tunnel: by its own name, else by
+    /// the wildcard one label above it.
     pub(crate) fn ingress(&self, hostname: &str) -> Option<Arc<Ingress>> {
-        self.hostnames.get(hostname).cloned()
+        if let Some(ingress) = self.hostnames.get(hostname) {
+            return Some(ingress.clone());
+        }
+        self.hostnames.get(&wildcard_of(hostname)?).cloned()
     }
 
     /// How many hostnames are served.
@@ -102,26 +119,22 @@ impl Orchestrator {
     fn build(&self, push: &ConfigPush) -> Routing {
         let mut hostnames = HashMap::new();
         for entry in &push.hostnames {
-            let service = match &self.hello_world {
-                Some(address) => Service::Origin {
-                    scheme: OriginScheme::Http,
-                    authority: address.clone(),
-                    path_prefix: String::new(),
-                },
-                None => match parse_service(&entry.service) {
-                    Ok(service) => service,
-                    Err(message) => {
-                        tracing::warn!(hostname = %entry.hostname, %message, "ignored a hostname with an unusable service");
-                        continue;
-                    }
-                },
+            let Some(service) = self.service(&entry.hostname, &entry.service) else {
+                continue;
             };
+            let mut paths: Vec<(String, Service)> = entry
+                .paths
+                .iter()
+                .filter_map(|path| Some((path.prefix.clone(), self.service(&entry.hostname, &path.service)?)))
+                .collect();
+            paths.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
             let hostname = entry.hostname.to_ascii_lowercase();
             hostnames.insert(
                 hostname.clone(),
                 Arc::new(Ingress {
                     hostname,
                     service,
+                    paths,
                     origin: entry.origin.clone(),
                 }),
             );
@@ -129,6 +142,25 @@ impl Orchestrator {
         Routing {
             version: push.version,
             hostnames,
+        }
+    }
+
+    /// A pushed service as the connector serves it (every one the built-in origin with
+    /// `--hello-world`); `None`, with a warning, for one it cannot use.
+    fn service(&self, hostname: &str, service: &str) -> Option<Service> {
+        if let Some(address) = &self.hello_world {
+            return Some(Service::Origin {
+                scheme: OriginScheme::Http,
+                authority: address.clone(),
+                path_prefix: String::new(),
+            });
+        }
+        match parse_service(service) {
+            Ok(service) => Some(service),
+            Err(message) => {
+                tracing::warn!(%hostname, %message, "ignored a hostname with an unusable service");
+                None
+            }
         }
     }
 }
@@ -148,6 +180,7 @@ mod tests {
                     hostname: hostname.to_string(),
                     service: service.to_string(),
                     origin: OriginSettings::default(),
+                    paths: Vec::new(),
                 })
                 .collect(),
         }
@@ -179,6 +212,35 @@ mod tests {
             Some(Service::Status(204))
         );
         assert_eq!(orchestrator.apply(push(5, &[])), 5);
+    }
+
+    #[test]
+    fn path_routes_and_wildcards_pick_the_service() {
+        let orchestrator = Orchestrator::new(None);
+        let mut push = push(1, &[("*.dev.example.com", "http://127.0.0.1:1")]);
+        push.hostnames[0].paths = vec![
+            postern_schema::wire::PathConfig {
+                prefix: "/api".into(),
+                service: "h2c://127.0.0.1:2".into(),
+            },
+            postern_schema::wire::PathConfig {
+                prefix: "/api/v2".into(),
+                service: "http_status:204".into(),
+            },
+        ];
+        orchestrator.apply(push);
+        let routing = orchestrator.routing();
+        let ingress = routing.ingress("a.dev.example.com").expect("wildcard");
+        let authority = |service: &Service| match service {
+            Service::Origin { authority, .. } => authority.clone(),
+            Service::Status(code) => code.to_string(),
+        };
+        assert_eq!(authority(ingress.service_for("/")), "127.0.0.1:1");
+        assert_eq!(authority(ingress.service_for("/apiary")), "127.0.0.1:1");
+        assert_eq!(authority(ingress.service_for("/api/x")), "127.0.0.1:2");
+        assert_eq!(authority(ingress.service_for("/api/v2/x")), "204");
+        assert!(routing.ingress("a.b.dev.example.com").is_none());
+        assert!(routing.ingress("dev.example.com").is_none());
     }
 
     #[test]

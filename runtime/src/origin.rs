@@ -111,7 +111,7 @@ impl Origins {
         ingress: &Ingress,
         request: Request<Incoming>,
     ) -> Response<BoxBody> {
-        match &ingress.service {
+        match ingress.service_for(request.uri().path()) {
             Service::Status(code) => {
                 let mut response = Response::new(body::empty());
                 *response.status_mut() = StatusCode::from_u16(*code).unwrap_or(StatusCode::OK);

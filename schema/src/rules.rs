@@ -141,6 +141,42 @@ fn glob_segment(pattern: &str, segment: &str) -> bool {
     rest.len() >= last.len() && rest.ends_with(last)
 }
 
+/// A path route's prefix: a literal path starting with `/`; no `*`, `?`, `#`, whitespace,
+/// control characters, empty (`//`), `.` or `..` segments. It covers itself and everything
+/// below it ([`prefix_covers`]).
+pub fn check_path_prefix(prefix: &str) -> Result<(), String> {
+    if !prefix.starts_with('/') {
+        return Err(format!("path prefix {prefix:?} must start with '/'"));
+    }
+    if prefix.len() > 1024 {
+        return Err(format!("path prefix {prefix:?} is longer than 1024 characters"));
+    }
+    if prefix
+        .chars()
+        .any(|c| c.is_control() || c.is_whitespace() || matches!(c, '?' | '#' | '*'))
+    {
+        return Err(format!(
+            "path prefix {prefix:?} is a literal path: no '*', '?', '#', spaces or control characters (/api covers /api and everything below it)"
+        ));
+    }
+    let inner = prefix[1..].strip_suffix('/').unwrap_or(&prefix[1..]);
+    if !inner.is_empty() && inner.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+        return Err(format!(
+            "path prefix {prefix:?} may not have empty, '.' or '..' segments"
+        ));
+    }
+    Ok(())
+}
+
+/// Does the path route `prefix` cover `path`? `/api` covers `/api` and `/api/…`, not
+/// `/apiary`; `/api/` covers `/api/…` only; `/` covers everything.
+pub fn prefix_covers(prefix: &str, path: &str) -> bool {
+    match path.strip_prefix(prefix) {
+        None => false,
+        Some(rest) => rest.is_empty() || prefix.ends_with('/') || rest.starts_with('/'),
+    }
+}
+
 /// A hostname: a lowercase fully qualified domain name of at least two labels, no trailing dot.
 pub fn check_fqdn(hostname: &str) -> Result<(), String> {
     let ok = hostname.len() <= MAX_FQDN
@@ -153,6 +189,29 @@ pub fn check_fqdn(hostname: &str) -> Result<(), String> {
             "{hostname:?} is not a lowercase fully qualified domain name such as app.example.com"
         ))
     }
+}
+
+/// A hostname as declared: a fully qualified domain name ([`check_fqdn`]), or a wildcard
+/// `*.` followed by one (`*.dev.example.com`), which serves every name one label below it.
+pub fn check_hostname(hostname: &str) -> Result<(), String> {
+    match hostname.strip_prefix("*.") {
+        Some(parent) if check_fqdn(parent).is_ok() && hostname.len() <= MAX_FQDN => Ok(()),
+        _ if check_fqdn(hostname).is_ok() => Ok(()),
+        _ => Err(format!(
+            "{hostname:?} is not a lowercase fully qualified domain name such as app.example.com, or a wildcard such as *.dev.example.com"
+        )),
+    }
+}
+
+/// The wildcard hostname that covers `name` (`*.dev.example.com` for `a.dev.example.com`):
+/// one label replaced, so a wildcard covers the names exactly one label below it, as a
+/// wildcard certificate does. `None` for a name of fewer than three labels or a wildcard.
+pub fn wildcard_of(name: &str) -> Option<String> {
+    let (first, parent) = name.split_once('.')?;
+    if first == "*" || first.is_empty() || !parent.contains('.') {
+        return None;
+    }
+    Some(format!("*.{parent}"))
 }
 
 /// Is `hostname` inside `zone` (equal to it or a subdomain of it)?
@@ -455,6 +514,29 @@ mod tests {
     }
 
     #[test]
+    fn path_prefixes_cover_themselves_and_what_is_below() {
+        let table = [
+            ("/", "/", true),
+            ("/", "/anything/at/all", true),
+            ("/api", "/api", true),
+            ("/api", "/api/users/1", true),
+            ("/api", "/apiary", false),
+            ("/api", "/", false),
+            ("/api/", "/api/users", true),
+            ("/api/", "/api", false),
+            ("/a/b", "/a/b/c", true),
+            ("/a/b", "/a", false),
+        ];
+        for (prefix, path, want) in table {
+            assert!(check_path_prefix(prefix).is_ok(), "{prefix}");
+            assert_eq!(prefix_covers(prefix, path), want, "{prefix} vs {path}");
+        }
+        for bad in ["api", "/api/*", "/a b", "/a?x", "/a//b", "/a/../b", "/./a", "", "/a#b"] {
+            assert!(check_path_prefix(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn fqdns_are_lowercase_with_two_labels() {
         assert!(check_fqdn("app.example.com").is_ok());
         for bad in [
@@ -469,6 +551,17 @@ mod tests {
             assert!(check_fqdn(bad).is_err(), "{bad}");
         }
         assert!(in_zone("app.example.com", "example.com"));
+        assert!(in_zone("*.dev.example.com", "example.com"));
+        for good in ["*.dev.example.com", "*.example.com", "app.example.com"] {
+            assert!(check_hostname(good).is_ok(), "{good}");
+        }
+        for bad in ["*.com", "*", "a.*.example.com", "**.example.com", "*example.com", "*.Example.com"] {
+            assert!(check_hostname(bad).is_err(), "{bad}");
+        }
+        assert_eq!(wildcard_of("a.dev.example.com").as_deref(), Some("*.dev.example.com"));
+        assert_eq!(wildcard_of("a.example.com").as_deref(), Some("*.example.com"));
+        assert_eq!(wildcard_of("example.com"), None);
+        assert_eq!(wildcard_of("*.dev.example.com"), None);
         assert!(in_zone("example.com", "example.com"));
         assert!(!in_zone("badexample.com", "example.com"));
     }

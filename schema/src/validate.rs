@@ -12,9 +12,10 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::api::{
-    ApiTokenSpec, CertificateSpec, EnrollmentTokenSpec, HostnameSpec, Labels, PolicySpec,
+    ApiTokenSpec, CertificateSpec, EnrollmentTokenSpec, HostnameSpec, Labels, PolicySpec, Route,
     TunnelSpec,
 };
+use crate::ids::PolicyId;
 use crate::error::push_pointer;
 use crate::rules;
 use crate::{ContractError, Violation};
@@ -209,13 +210,17 @@ fn rule_message(keyword_path: &str, instance: &Value) -> Option<String> {
         ("name", _) => rules::check_name(text?),
         ("label_key", _) => rules::check_label_key(text?),
         ("label_value", _) => rules::check_label_value(text?),
-        ("hostname", _) => rules::check_fqdn(text?),
+        ("hostname", _) => rules::check_hostname(text?),
         ("service", _) => rules::parse_service(text?).map(drop),
         ("cidr", _) => rules::parse_cidr(text?).map(drop),
         ("method", _) => rules::check_method(text?),
         ("path_pattern", _) => rules::check_path_pattern(text?),
         ("public_key_pem", _) => rules::check_public_key_pem(text?),
         ("ca_cert_pem", _) => rules::check_ca_cert_pem(text?),
+        ("path_prefix", _) => rules::check_path_prefix(text?),
+        ("path_route", "anyOf") => {
+            Err("set service or routes (or both) for a path route".into())
+        }
         ("host_header", _) => {
             Err("http_host_header must be a host name, optionally with a port".to_string())
         }
@@ -404,18 +409,11 @@ impl Contract for HostnameSpec {
     }
 
     fn check(&self, violations: &mut Vec<Violation>) {
-        if let Err(message) = rules::check_fqdn(&self.hostname) {
+        if let Err(message) = rules::check_hostname(&self.hostname) {
             violations.push(Violation::new("/hostname", message));
         }
-        match rules::parse_service(&self.service) {
-            Err(message) => violations.push(Violation::new("/service", message)),
-            Ok(service) => {
-                let http2 = self.origin.as_ref().and_then(|o| o.http2) == Some(true);
-                if let Err(message) = rules::check_http2(&service, http2) {
-                    violations.push(Violation::new("/origin/http2", message));
-                }
-            }
-        }
+        let http2 = self.origin.as_ref().and_then(|o| o.http2) == Some(true);
+        check_service(&self.service, "/service", http2, violations);
         if let Some(pem) = self.origin.as_ref().and_then(|o| o.ca_cert_pem.as_deref())
             && let Err(message) = rules::check_ca_cert_pem(pem)
         {
@@ -432,24 +430,30 @@ impl Contract for HostnameSpec {
             )),
             _ => {}
         }
-        for (i, route) in self.routes.iter().flatten().enumerate() {
-            check_labels(
-                &route.selector,
-                &format!("/routes/{i}/selector"),
-                violations,
-            );
-            if let Err(message) = rules::check_weight(i64::from(route.weight)) {
-                violations.push(Violation::new(format!("/routes/{i}/weight"), message));
-            }
-        }
-        let mut seen = BTreeSet::new();
-        for (i, id) in self.policy_ids.iter().enumerate() {
-            if !seen.insert(id) {
+        check_routes(self.routes.as_deref().unwrap_or_default(), "", violations);
+        check_policy_ids(&self.policy_ids, "", violations);
+        let mut prefixes = BTreeSet::new();
+        for (i, path) in self.paths.iter().enumerate() {
+            let at = format!("/paths/{i}");
+            if let Err(message) = rules::check_path_prefix(&path.prefix) {
+                violations.push(Violation::new(format!("{at}/prefix"), message));
+            } else if !prefixes.insert(path.prefix.as_str()) {
                 violations.push(Violation::new(
-                    format!("/policy_ids/{i}"),
-                    format!("policy {id} is listed twice"),
+                    format!("{at}/prefix"),
+                    format!("prefix {:?} is listed twice", path.prefix),
                 ));
             }
+            if path.service.is_none() && path.routes.is_none() {
+                violations.push(Violation::new(
+                    at.clone(),
+                    "set service or routes (or both) for a path route",
+                ));
+            }
+            if let Some(service) = &path.service {
+                check_service(service, &format!("{at}/service"), http2, violations);
+            }
+            check_routes(path.routes.as_deref().unwrap_or_default(), &at, violations);
+            check_policy_ids(path.policy_ids.as_deref().unwrap_or_default(), &at, violations);
         }
         if let Some(header) = self
             .origin
@@ -461,6 +465,48 @@ impl Contract for HostnameSpec {
             violations.push(Violation::new(
                 "/origin/http_host_header",
                 "http_host_header must be a host name, optionally with a port",
+            ));
+        }
+    }
+}
+
+/// A service, and `origin.http2` with it.
+fn check_service(service: &str, pointer: &str, http2: bool, violations: &mut Vec<Violation>) {
+    match rules::parse_service(service) {
+        Err(message) => violations.push(Violation::new(pointer, message)),
+        Ok(service) => {
+            if let Err(message) = rules::check_http2(&service, http2) {
+                violations.push(Violation::new("/origin/http2", message));
+            }
+        }
+    }
+}
+
+/// Weighted routes under `<base>/routes`.
+fn check_routes(routes: &[Route], base: &str, violations: &mut Vec<Violation>) {
+    for (i, route) in routes.iter().enumerate() {
+        check_labels(
+            &route.selector,
+            &format!("{base}/routes/{i}/selector"),
+            violations,
+        );
+        if let Err(message) = rules::check_weight(i64::from(route.weight)) {
+            violations.push(Violation::new(
+                format!("{base}/routes/{i}/weight"),
+                message,
+            ));
+        }
+    }
+}
+
+/// Policy ids under `<base>/policy_ids`: none twice.
+fn check_policy_ids(ids: &[PolicyId], base: &str, violations: &mut Vec<Violation>) {
+    let mut seen = BTreeSet::new();
+    for (i, id) in ids.iter().enumerate() {
+        if !seen.insert(id) {
+            violations.push(Violation::new(
+                format!("{base}/policy_ids/{i}"),
+                format!("policy {id} is listed twice"),
             ));
         }
     }

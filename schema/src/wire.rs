@@ -397,6 +397,19 @@ pub struct HostnameConfig {
     /// How to reach the origin.
     #[serde(default)]
     pub origin: OriginSettings,
+    /// The hostname's path routes this tunnel serves: a request whose path one of them covers
+    /// (the longest prefix wins) goes to its service instead of `service`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<PathConfig>,
+}
+
+/// One path route a tunnel serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathConfig {
+    /// The prefix: it covers itself and everything below it.
+    pub prefix: String,
+    /// Its service: an origin URL or `http_status:NNN`.
+    pub service: String,
 }
 
 /// The connector's answer to [`ConfigPush`].
@@ -611,6 +624,10 @@ mod tests {
                     no_tls_verify: Some(true),
                     ..OriginSettings::default()
                 },
+                paths: vec![PathConfig {
+                    prefix: "/api".into(),
+                    service: "h2c://localhost:50051".into(),
+                }],
             }],
         });
         round_trip(&ConfigAck { applied_version: 7 });

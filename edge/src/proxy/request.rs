@@ -1,8 +1,10 @@
 //! One visitor request, phase by phase, top-down in this file:
 //!
 //! 0. [`acme_challenge`]: an ACME server's `http-01` validation is answered before any lookup.
-//! 1. [`find_hostname`]: the declared hostname named by `Host` (and, on HTTPS, the SNI).
-//! 2. [`apply_policies`]: the hostname's policies; refused traffic stops here.
+//! 1. [`find_hostname`]: the declared hostname named by `Host` (and, on HTTPS, the SNI): the
+//!    exact one, else the wildcard one label above; then [`choose_route`]: the path route
+//!    whose prefix covers the path (the longest), else the hostname's default.
+//! 2. [`apply_policies`]: that route's policies; refused traffic stops here.
 //! 3. [`pick_destination`]: a route by weight, then the least busy healthy connection of this
 //!    node; with several edge nodes and none here, the nodes that hold one.
 //! 4. [`open_stream`]: the request as an HTTP/2 stream on that tunnel connection, or on the
@@ -25,7 +27,7 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, request};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
-use postern_schema::api::Hostname;
+use postern_schema::api::{Hostname, Serving};
 use postern_schema::ids::TunnelId;
 use postern_schema::wire::{ConnectorFault, ERROR_HEADER};
 use tracing::Instrument;
@@ -240,14 +242,14 @@ async fn proxy_visitor(
         return Ok(answer);
     }
     refuse_if_stale(proxy)?;
-    let hostname = find_hostname(snapshot, context.sni.as_deref(), &parts)?;
-    let host = hostname.spec.hostname.as_str();
-    tally.hostname = Some(host.to_string());
-    tracing::Span::current().record("hostname", host);
+    let (hostname, host) = find_hostname(snapshot, context.sni.as_deref(), &parts)?;
+    tally.hostname = Some(hostname.spec.hostname.clone());
+    tracing::Span::current().record("hostname", host.as_str());
+    let serving = choose_route(hostname, &mut parts)?;
 
-    apply_policies(proxy, snapshot, hostname, context, &mut parts)?;
+    apply_policies(proxy, snapshot, hostname, &serving, context, &mut parts)?;
 
-    let destination = pick_destination(proxy, snapshot, hostname, Reach::AnyNode)?;
+    let destination = pick_destination(proxy, snapshot, &serving, Reach::AnyNode)?;
 
     let upgrade = forward::upgrade_of(&parts);
     let visitor_upgrade = upgrade.and_then(|_| parts.extensions.remove::<OnUpgrade>());
@@ -255,7 +257,7 @@ async fn proxy_visitor(
     let mut request = forward::tunnel_request(
         parts,
         body::boxed(body),
-        host,
+        &host,
         &context.visitor,
         request_id,
         upgrade,
@@ -263,7 +265,7 @@ async fn proxy_visitor(
     if let (Destination::Nodes(_), Some(node_id)) = (&destination, proxy.cluster.node_id()) {
         nodes::mark_forwarded(&mut request, node_id, snapshot.revision);
     }
-    let stream = open_stream(proxy, snapshot, hostname, destination, request, tally)
+    let stream = open_stream(proxy, snapshot, &serving, destination, request, tally)
         .await
         .map_err(|error| error.blame_visitor_body(&body_failed))?;
 
@@ -287,17 +289,18 @@ async fn answer_forwarded(
     refuse_if_stale(proxy)?;
     let (mut parts, body) = request.into_parts();
     nodes::unmark(&mut parts.headers);
-    let hostname = find_hostname(snapshot, None, &parts)?;
-    tracing::Span::current().record("hostname", hostname.spec.hostname.as_str());
+    let (hostname, host) = find_hostname(snapshot, None, &parts)?;
+    tracing::Span::current().record("hostname", host.as_str());
+    let serving = choose_route(hostname, &mut parts)?;
 
-    let destination = pick_destination(proxy, snapshot, hostname, Reach::ThisNode)?;
+    let destination = pick_destination(proxy, snapshot, &serving, Reach::ThisNode)?;
 
     let upgrade = forward::upgrade_of(&parts);
     let link_upgrade = upgrade.and_then(|_| parts.extensions.remove::<OnUpgrade>());
     let (body, body_failed) = body::watch(body);
     let request = Request::from_parts(parts, body::boxed(body));
     let mut tally = Tally::default();
-    let stream = open_stream(proxy, snapshot, hostname, destination, request, &mut tally)
+    let stream = open_stream(proxy, snapshot, &serving, destination, request, &mut tally)
         .await
         .map_err(|error| error.blame_visitor_body(&body_failed))?;
     respond(
@@ -343,13 +346,15 @@ fn acme_challenge(proxy: &Proxy, parts: &request::Parts) -> Option<Response<BoxB
 }
 
 /// Phase 1: the declared hostname this request is for, by its `Host` (the URI authority on
-/// HTTP/2 and absolute-form requests). On HTTPS the host must be the SNI name the connection
-/// was opened for (421 otherwise); an undeclared host is 404.
+/// HTTP/2 and absolute-form requests): the hostname of that name, else the wildcard one label
+/// above it (an exact hostname wins over a wildcard). On HTTPS the host must be the SNI name
+/// the connection was opened for (421 otherwise); an undeclared host is 404. Returns the
+/// hostname and the host the request named.
 fn find_hostname<'s>(
     snapshot: &'s Snapshot,
     sni: Option<&str>,
     parts: &request::Parts,
-) -> Result<&'s Hostname, ProxyError> {
+) -> Result<(&'s Hostname, String), ProxyError> {
     let host = request_host(parts).ok_or(ProxyError::MissingHost)?;
     if let Some(sni) = sni
         && sni != host
@@ -359,13 +364,30 @@ fn find_hostname<'s>(
             host,
         });
     }
-    snapshot
-        .hostnames
-        .get(&host)
-        .ok_or(ProxyError::UnknownHostname)
+    let hostname = snapshot
+        .hostname_for(&host)
+        .ok_or(ProxyError::UnknownHostname)?;
+    Ok((hostname, host))
 }
 
-/// Phase 2: the hostname's policies, applied in order; the first deny wins. Runs before any
+/// Phase 1, continued: how the request is served: the path route whose prefix covers its
+/// path (the longest prefix wins), else the hostname's default. On a hostname with path
+/// routes the path is first put in canonical form (and the request refused, 400, when origins
+/// would read it in different ways), so that `/x/../api` cannot reach `/api` past the
+/// policies of another route.
+fn choose_route<'h>(
+    hostname: &'h Hostname,
+    parts: &mut request::Parts,
+) -> Result<Serving<'h>, ProxyError> {
+    if hostname.spec.paths.is_empty() {
+        return Ok(hostname.spec.serving_route(None));
+    }
+    use_canonical_path(parts)?;
+    Ok(hostname.spec.serving(parts.uri.path()))
+}
+
+/// Phase 2: the policies of the request's route (the hostname's, or its path route's),
+/// applied in order; the first deny wins. Runs before any
 /// connector is picked, so refused traffic never reaches a tunnel. A refusal is
 /// [`ProxyError::Rejected`] with its status and headers (`WWW-Authenticate`, `Retry-After`).
 /// Policies in `report` mode let the request through; the engine counts and logs them.
@@ -377,13 +399,14 @@ fn apply_policies(
     proxy: &Proxy,
     snapshot: &Snapshot,
     hostname: &Hostname,
+    serving: &Serving<'_>,
     context: &Context,
     parts: &mut request::Parts,
 ) -> Result<(), ProxyError> {
-    if hostname.spec.policy_ids.is_empty() {
+    if serving.policy_ids.is_empty() {
         return Ok(());
     }
-    if proxy.policies.restricts_paths(snapshot, hostname) {
+    if proxy.policies.restricts_paths(snapshot, serving.policy_ids) {
         use_canonical_path(parts)?;
     }
     let facts = RequestFacts {
@@ -396,7 +419,10 @@ fn apply_policies(
             .map(HeaderValue::as_bytes),
         now: Now::read(),
     };
-    match proxy.policies.check(snapshot, hostname, &facts) {
+    match proxy
+        .policies
+        .check_policies(snapshot, hostname, serving.policy_ids, &facts)
+    {
         Verdict::Allow => Ok(()),
         Verdict::Deny(denial) => {
             let mut headers = http::HeaderMap::new();
@@ -459,16 +485,16 @@ enum Destination {
 fn pick_destination(
     proxy: &Proxy,
     snapshot: &Snapshot,
-    hostname: &Hostname,
+    serving: &Serving<'_>,
     reach: Reach,
 ) -> Result<Destination, ProxyError> {
-    if let Some(pick) = route::pick(snapshot, &hostname.spec, &proxy.registry, &[]) {
+    if let Some(pick) = route::pick(snapshot, serving.target, &proxy.registry, &[]) {
         return Ok(Destination::Connection(pick));
     }
     if reach == Reach::ThisNode || proxy.cluster.node_id().is_none() {
         return Err(ProxyError::NoConnector);
     }
-    let holders = nodes::holders_for(&proxy.cluster, snapshot, &hostname.spec);
+    let holders = nodes::holders_for(&proxy.cluster, snapshot, serving.target);
     if holders.is_empty() {
         return Err(ProxyError::NoConnector);
     }
@@ -488,14 +514,14 @@ struct Stream {
 async fn open_stream(
     proxy: &Proxy,
     snapshot: &Snapshot,
-    hostname: &Hostname,
+    serving: &Serving<'_>,
     destination: Destination,
     request: Request<BoxBody>,
     tally: &mut Tally,
 ) -> Result<Stream, ProxyError> {
     match destination {
         Destination::Connection(pick) => {
-            open_on_connection(proxy, snapshot, hostname, pick, request, tally).await
+            open_on_connection(proxy, snapshot, serving, pick, request, tally).await
         }
         Destination::Nodes(holders) => {
             let head_timeout = proxy.settings.response_head_timeout;
@@ -508,7 +534,7 @@ async fn open_stream(
 async fn open_on_connection(
     proxy: &Proxy,
     snapshot: &Snapshot,
-    hostname: &Hostname,
+    serving: &Serving<'_>,
     mut pick: Pick,
     mut request: Request<BoxBody>,
     tally: &mut Tally,
@@ -552,7 +578,7 @@ async fn open_on_connection(
                             "the connection closed before the stream opened; trying another"
                         );
                         request = returned;
-                        pick = route::pick(snapshot, &hostname.spec, &proxy.registry, &tried)
+                        pick = route::pick(snapshot, serving.target, &proxy.registry, &tried)
                             .ok_or(ProxyError::NoConnector)?;
                     }
                     _ => return Err(ProxyError::Tunnel(failure.error)),

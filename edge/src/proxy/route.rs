@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use postern_schema::api::{HostnameSpec, Target};
+use postern_schema::api::Target;
 use postern_schema::ids::TunnelId;
 use postern_schema::rules::{format_selector, selector_matches};
 use rand::RngExt;
@@ -25,15 +25,15 @@ pub(super) struct Pick {
     pub(super) route: Option<String>,
 }
 
-/// Picks a healthy connection for `hostname`, skipping the sessions in `exclude` (already
-/// tried); `None` when there is none.
+/// Picks a healthy connection of `target` (the tunnels of the request's hostname or path
+/// route), skipping the sessions in `exclude` (already tried); `None` when there is none.
 pub(super) fn pick(
     snapshot: &Snapshot,
-    hostname: &HostnameSpec,
+    target: Option<Target<'_>>,
     registry: &Registry,
     exclude: &[String],
 ) -> Option<Pick> {
-    match hostname.target()? {
+    match target? {
         Target::Tunnel(id) => registry.pick(&[id], exclude).map(|picked| Pick {
             session: picked.session,
             handed_off: picked.handed_off,

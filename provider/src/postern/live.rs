@@ -521,6 +521,7 @@ mod tests {
                     },
                 ]),
                 policy_ids: Vec::new(),
+                paths: Vec::new(),
                 origin: None,
             },
             addresses: Vec::new(),

@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use postern_schema::api::{Hostname, HostnameSpec, OriginSettings, RolloutScope, Route};
+use postern_schema::api::{
+    Hostname, HostnameSpec, OriginSettings, PathRoute, RolloutScope, Route,
+};
 use postern_schema::client::{Client, ClientError};
 use postern_schema::ids::{PolicyId, TunnelId};
 use postern_schema::rules;
@@ -33,6 +35,8 @@ pub(crate) struct HostnameModel {
     pub(crate) routes: Option<Vec<RouteModel>>,
     /// Policies, in order.
     pub(crate) policy_ids: Option<Vec<String>>,
+    /// Path routes beside the default.
+    pub(crate) paths: Option<Vec<PathModel>>,
     /// How the connector reaches the origin, as written.
     pub(crate) origin: Option<OriginModel>,
     /// What DNS answers for the hostname.
@@ -61,6 +65,19 @@ pub(crate) struct RouteModel {
     pub(crate) selector: BTreeMap<String, String>,
     /// 1 to 100.
     pub(crate) weight: Number,
+}
+
+/// One element of `paths`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct PathModel {
+    /// The prefix it covers.
+    pub(crate) prefix: String,
+    /// Its origin (default: the hostname's).
+    pub(crate) service: Option<String>,
+    /// Its routes (default: the hostname's tunnel or routes).
+    pub(crate) routes: Option<Vec<RouteModel>>,
+    /// Its policies, replacing the hostname's (default: the hostname's).
+    pub(crate) policy_ids: Option<Vec<String>>,
 }
 
 /// `origin = { ... }`.
@@ -93,36 +110,30 @@ impl HostnameModel {
                 )
             })?),
         };
-        let mut policy_ids = Vec::new();
-        for (i, text) in self.policy_ids.iter().flatten().enumerate() {
-            policy_ids.push(text.parse::<PolicyId>().map_err(|_| {
-                invalid(
-                    AttributePath::root("policy_ids").index(i as i64),
-                    format!("{text:?} is not a policy UUID"),
-                )
-            })?);
-        }
+        let policy_ids = policy_ids(
+            self.policy_ids.as_deref().unwrap_or_default(),
+            AttributePath::root("policy_ids"),
+        )?;
         let routes = match &self.routes {
             None => None,
-            Some(routes) => {
-                let mut out = Vec::with_capacity(routes.len());
-                for (i, route) in routes.iter().enumerate() {
-                    let weight = small_integer(&route.weight).ok_or_else(|| {
-                        invalid(
-                            AttributePath::root("routes")
-                                .index(i as i64)
-                                .attribute("weight"),
-                            format!("weight {} must be between 1 and 100", route.weight),
-                        )
-                    })?;
-                    out.push(Route {
-                        selector: route.selector.clone(),
-                        weight,
-                    });
-                }
-                Some(out)
-            }
+            Some(routes) => Some(routes_spec(routes, AttributePath::root("routes"))?),
         };
+        let mut paths = Vec::new();
+        for (i, path) in self.paths.iter().flatten().enumerate() {
+            let at = AttributePath::root("paths").index(i as i64);
+            paths.push(PathRoute {
+                prefix: path.prefix.clone(),
+                service: path.service.clone(),
+                routes: match &path.routes {
+                    None => None,
+                    Some(routes) => Some(routes_spec(routes, at.clone().attribute("routes"))?),
+                },
+                policy_ids: match &path.policy_ids {
+                    None => None,
+                    Some(ids) => Some(policy_ids(ids, at.attribute("policy_ids"))?),
+                },
+            });
+        }
         let origin = match &self.origin {
             None => None,
             Some(o) => Some(OriginSettings {
@@ -150,6 +161,7 @@ impl HostnameModel {
             tunnel_id,
             routes,
             policy_ids,
+            paths,
             origin,
         })
     }
@@ -164,35 +176,39 @@ impl HostnameModel {
                 .filter(|text| text.parse::<TunnelId>().ok() == Some(id))
                 .unwrap_or_else(|| id.to_string())
         });
-        let known_policies = known
-            .and_then(|k| k.policy_ids.as_deref())
-            .unwrap_or_default();
-        let policy_ids = spec
-            .policy_ids
-            .iter()
-            .enumerate()
-            .map(|(i, id)| {
-                known_policies
-                    .get(i)
-                    .filter(|text| text.parse::<PolicyId>().ok() == Some(*id))
-                    .cloned()
-                    .unwrap_or_else(|| id.to_string())
-            })
-            .collect();
+        let policy_ids = policy_texts(
+            &spec.policy_ids,
+            known.and_then(|k| k.policy_ids.as_deref()),
+        );
+        let known_paths = known.and_then(|k| k.paths.as_deref()).unwrap_or_default();
+        // `paths = []` stays `[]`; unset stays null.
+        let written_empty = known
+            .and_then(|k| k.paths.as_ref())
+            .is_some_and(Vec::is_empty);
+        let paths = (!spec.paths.is_empty() || written_empty).then(|| {
+            spec.paths
+                .iter()
+                .enumerate()
+                .map(|(i, path)| PathModel {
+                    prefix: path.prefix.clone(),
+                    service: path.service.clone(),
+                    routes: path.routes.as_deref().map(route_models),
+                    policy_ids: path.policy_ids.as_deref().map(|ids| {
+                        policy_texts(
+                            ids,
+                            known_paths.get(i).and_then(|k| k.policy_ids.as_deref()),
+                        )
+                    }),
+                })
+                .collect()
+        });
         Self {
             hostname: spec.hostname.clone(),
             service: spec.service.clone(),
             tunnel_id,
-            routes: spec.routes.as_ref().map(|routes| {
-                routes
-                    .iter()
-                    .map(|r| RouteModel {
-                        selector: r.selector.clone(),
-                        weight: Number::from(r.weight),
-                    })
-                    .collect()
-            }),
+            routes: spec.routes.as_deref().map(route_models),
             policy_ids: Some(policy_ids),
+            paths,
             origin: spec.origin.as_ref().map(|o| OriginModel {
                 no_tls_verify: o.no_tls_verify,
                 http_host_header: o.http_host_header.clone(),
@@ -240,8 +256,10 @@ impl EdgeObject for HostnameResource {
             "hostname",
             Attribute::string(
                 "The public hostname, a lowercase fully qualified domain name inside one of \
-                 the edge's zones, e.g. `app.example.com`. It is the object's id: changing it \
-                 replaces the hostname.",
+                 the edge's zones, e.g. `app.example.com`; or a wildcard such as \
+                 `*.dev.example.com`, which serves (and DNS answers) every name exactly one \
+                 label below it that is not a hostname of its own: an exact hostname wins. \
+                 It is the object's id: changing it replaces the hostname.",
             )
             .required()
             .requires_replace(),
@@ -267,24 +285,7 @@ impl EdgeObject for HostnameResource {
         .attribute(
             "routes",
             Attribute::list_nested(
-                Attributes::new()
-                    .with(
-                        "selector",
-                        Attribute::map(
-                            Type::String,
-                            "Labels a tunnel must all carry to serve this route, e.g. \
-                             `{ release = \"canary\" }`.",
-                        )
-                        .required(),
-                    )
-                    .with(
-                        "weight",
-                        Attribute::number(
-                            "Relative share of requests, 1 to 100, compared with the other \
-                             routes.",
-                        )
-                        .required(),
-                    ),
+                route_attributes(),
                 "Weighted routes over tunnel labels: a request picks a route by weight, then \
                  a healthy connector of a tunnel whose labels match its selector, failing \
                  over to the other routes. Set exactly one of `tunnel_id` and `routes`.",
@@ -301,6 +302,55 @@ impl EdgeObject for HostnameResource {
             .optional()
             .computed()
             .default(Value::List(Vec::new())),
+        )
+        .attribute(
+            "paths",
+            Attribute::list_nested(
+                Attributes::new()
+                    .with(
+                        "prefix",
+                        Attribute::string(
+                            "A literal path starting with `/` that covers itself and \
+                             everything below it: `/api` covers `/api` and `/api/users`, not \
+                             `/apiary`; `/` covers every path.",
+                        )
+                        .required(),
+                    )
+                    .with(
+                        "service",
+                        Attribute::string(
+                            "The origin for requests under the prefix, written as the \
+                             hostname's `service`; defaults to the hostname's.",
+                        )
+                        .optional(),
+                    )
+                    .with(
+                        "routes",
+                        Attribute::list_nested(
+                            route_attributes(),
+                            "Weighted routes over tunnel labels for requests under the \
+                             prefix; defaults to the hostname's `tunnel_id` or `routes`.",
+                        )
+                        .optional(),
+                    )
+                    .with(
+                        "policy_ids",
+                        Attribute::list(
+                            Type::String,
+                            "Policies for requests under the prefix, in order, replacing the \
+                             hostname's (`[]` applies none); when unset, the hostname's apply.",
+                        )
+                        .optional(),
+                    ),
+                "Path routes beside the hostname's default, like cloudflared's ingress rules \
+                 with a `path`: a request whose path lies under a `prefix` goes to that \
+                 entry's `service` through its `routes`, after its `policy_ids`; the longest \
+                 matching prefix wins; requests under no prefix use the hostname's own \
+                 settings. Set `service`, `routes` or both. On a hostname with paths the \
+                 edge routes the canonical path (`/a/../api` is `/api`) and refuses paths \
+                 origins read in different ways (`%2f`).",
+            )
+            .optional(),
         )
         .attribute(
             "origin",
@@ -419,7 +469,10 @@ impl EdgeObject for HostnameResource {
     fn validate(&self, config: &Value, diagnostics: &mut Diagnostics) {
         let mut findings = Findings::new();
         if let Some(hostname) = known_str(config, "hostname") {
-            findings.rule(AttributePath::root("hostname"), rules::check_fqdn(hostname));
+            findings.rule(
+                AttributePath::root("hostname"),
+                rules::check_hostname(hostname),
+            );
         }
         if let Some(service) = known_str(config, "service") {
             findings.rule(
@@ -452,6 +505,27 @@ impl EdgeObject for HostnameResource {
                 && let Some(weight) = weight.to_i64()
             {
                 findings.rule(at.attribute("weight"), rules::check_weight(weight));
+            }
+        }
+        let paths = config.get("paths").unwrap_or(&Value::Null);
+        for (i, path) in paths.as_elements().unwrap_or_default().iter().enumerate() {
+            let at = AttributePath::root("paths").index(i as i64);
+            if let Some(prefix) = known_str(path, "prefix") {
+                findings.rule(
+                    at.clone().attribute("prefix"),
+                    rules::check_path_prefix(prefix),
+                );
+            }
+            if let Some(service) = known_str(path, "service") {
+                findings.rule(
+                    at.clone().attribute("service"),
+                    rules::parse_service(service),
+                );
+            }
+            let service = path.get("service").unwrap_or(&Value::Null);
+            let routes = path.get("routes").unwrap_or(&Value::Null);
+            if service.is_null() && routes.is_null() {
+                findings.add(at, "set service or routes (or both) for a path route");
             }
         }
         let mut seen = Vec::new();
@@ -510,7 +584,7 @@ impl EdgeObject for HostnameResource {
 
     fn parse_import_id(&self, text: &str) -> Result<String, Diagnostic> {
         let name = text.trim();
-        match rules::check_fqdn(name) {
+        match rules::check_hostname(name) {
             Ok(_) => Ok(name.to_owned()),
             Err(message) => Err(Diagnostic::error(
                 "Invalid hostname",
@@ -598,6 +672,27 @@ impl EdgeObject for HostnameResource {
     }
 }
 
+/// The attributes of one weighted route, in `routes` and in `paths[*].routes`.
+fn route_attributes() -> Attributes {
+    Attributes::new()
+        .with(
+            "selector",
+            Attribute::map(
+                Type::String,
+                "Labels a tunnel must all carry to serve this route, e.g. \
+                 `{ release = \"canary\" }`.",
+            )
+            .required(),
+        )
+        .with(
+            "weight",
+            Attribute::number(
+                "Relative share of requests, 1 to 100, compared with the other routes.",
+            )
+            .required(),
+        )
+}
+
 /// Where the planned hostname sends its requests; `None` while anything about it is unknown.
 fn planned_target(planned: &Value) -> Option<PlannedTarget> {
     if let Some(id) = planned.get("tunnel_id").and_then(Value::as_str) {
@@ -617,6 +712,65 @@ fn planned_target(planned: &Value) -> Option<PlannedTarget> {
         routes.push((selector, weight));
     }
     Some(PlannedTarget::Routes(routes))
+}
+
+/// Policy ids as written, each a UUID; a diagnostic at `at[i]` for one that is not.
+fn policy_ids(texts: &[String], at: AttributePath) -> Result<Vec<PolicyId>, Diagnostic> {
+    let mut ids = Vec::with_capacity(texts.len());
+    for (i, text) in texts.iter().enumerate() {
+        ids.push(text.parse::<PolicyId>().map_err(|_| {
+            invalid(
+                at.clone().index(i as i64),
+                format!("{text:?} is not a policy UUID"),
+            )
+        })?);
+    }
+    Ok(ids)
+}
+
+/// Weighted routes as written; a diagnostic at `at[i].weight` for a weight out of range.
+fn routes_spec(routes: &[RouteModel], at: AttributePath) -> Result<Vec<Route>, Diagnostic> {
+    let mut out = Vec::with_capacity(routes.len());
+    for (i, route) in routes.iter().enumerate() {
+        let weight = small_integer(&route.weight).ok_or_else(|| {
+            invalid(
+                at.clone().index(i as i64).attribute("weight"),
+                format!("weight {} must be between 1 and 100", route.weight),
+            )
+        })?;
+        out.push(Route {
+            selector: route.selector.clone(),
+            weight,
+        });
+    }
+    Ok(out)
+}
+
+/// Routes as state.
+fn route_models(routes: &[Route]) -> Vec<RouteModel> {
+    routes
+        .iter()
+        .map(|r| RouteModel {
+            selector: r.selector.clone(),
+            weight: Number::from(r.weight),
+        })
+        .collect()
+}
+
+/// Policy ids as state; ids Terraform had in another spelling of the same UUID (`known`)
+/// keep it.
+fn policy_texts(ids: &[PolicyId], known: Option<&[String]>) -> Vec<String> {
+    let known = known.unwrap_or_default();
+    ids.iter()
+        .enumerate()
+        .map(|(i, id)| {
+            known
+                .get(i)
+                .filter(|text| text.parse::<PolicyId>().ok() == Some(*id))
+                .cloned()
+                .unwrap_or_else(|| id.to_string())
+        })
+        .collect()
 }
 
 /// A whole number that fits `u32`.

@@ -22,13 +22,17 @@ pub struct HostnameSpec {
     /// Policies applied in order.
     #[serde(default)]
     pub policy_ids: Vec<PolicyId>,
+    /// Path routes beside the default; the longest matching prefix wins.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<PathRoute>,
     /// How the connector reaches the origin.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<OriginSettings>,
 }
 
 impl HostnameSpec {
-    /// Which tunnels serve the hostname; `None` only for a spec that was never validated.
+    /// Which tunnels serve the hostname's default route; `None` only for a spec that was never
+    /// validated.
     pub fn target(&self) -> Option<Target<'_>> {
         match (&self.tunnel_id, &self.routes) {
             (Some(id), None) => Some(Target::Tunnel(*id)),
@@ -36,6 +40,86 @@ impl HostnameSpec {
             _ => None,
         }
     }
+
+    /// The path route whose prefix covers `path` (the longest such prefix), or `None` for
+    /// the hostname's default.
+    pub fn path_route(&self, path: &str) -> Option<&PathRoute> {
+        self.paths
+            .iter()
+            .filter(|p| crate::rules::prefix_covers(&p.prefix, path))
+            .max_by_key(|p| p.prefix.len())
+    }
+
+    /// How a request for `path` is served: its service, tunnels and policies.
+    pub fn serving(&self, path: &str) -> Serving<'_> {
+        self.serving_route(self.path_route(path))
+    }
+
+    /// How requests under `route` (one of [`HostnameSpec::paths`], or `None` for the default)
+    /// are served.
+    pub fn serving_route<'a>(&'a self, route: Option<&'a PathRoute>) -> Serving<'a> {
+        let Some(route) = route else {
+            return Serving {
+                prefix: None,
+                service: &self.service,
+                target: self.target(),
+                policy_ids: &self.policy_ids,
+            };
+        };
+        Serving {
+            prefix: Some(&route.prefix),
+            service: route.service.as_deref().unwrap_or(&self.service),
+            target: match &route.routes {
+                Some(routes) => Some(Target::Routes(routes)),
+                None => self.target(),
+            },
+            policy_ids: route.policy_ids.as_deref().unwrap_or(&self.policy_ids),
+        }
+    }
+
+    /// Every way the hostname is served: the default, then each path route.
+    pub fn servings(&self) -> impl Iterator<Item = Serving<'_>> {
+        std::iter::once(None)
+            .chain(self.paths.iter().map(Some))
+            .map(|route| self.serving_route(route))
+    }
+
+    /// Every policy the hostname applies somewhere (the default's and the paths').
+    pub fn all_policy_ids(&self) -> impl Iterator<Item = &PolicyId> {
+        self.policy_ids
+            .iter()
+            .chain(self.paths.iter().flat_map(|p| p.policy_ids.iter().flatten()))
+    }
+}
+
+/// One path route of a hostname.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathRoute {
+    /// A literal path; it covers itself and everything below it.
+    pub prefix: String,
+    /// The origin for requests under the prefix (default: the hostname's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// The tunnels for requests under the prefix (default: the hostname's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routes: Option<Vec<Route>>,
+    /// The policies for requests under the prefix, replacing the hostname's (default: the
+    /// hostname's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_ids: Option<Vec<PolicyId>>,
+}
+
+/// How one class of a hostname's requests is served: the default, or one path route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Serving<'a> {
+    /// The path route's prefix; `None` for the hostname's default.
+    pub prefix: Option<&'a str>,
+    /// The origin.
+    pub service: &'a str,
+    /// The tunnels; `None` only for a spec that was never validated.
+    pub target: Option<Target<'a>>,
+    /// The policies, in order.
+    pub policy_ids: &'a [PolicyId],
 }
 
 /// The tunnels behind a hostname.
@@ -95,4 +179,57 @@ pub struct Hostname {
     /// an edge's own snapshot).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate: Option<HostnameCertificate>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_longest_prefix_picks_service_tunnels_and_policies() {
+        let tunnel = TunnelId::new_random();
+        let policy = PolicyId::new_random();
+        let canary = Route {
+            selector: Labels::from([("release".to_string(), "canary".to_string())]),
+            weight: 1,
+        };
+        let spec = HostnameSpec {
+            hostname: "app.example.com".into(),
+            service: "http://web".into(),
+            tunnel_id: Some(tunnel),
+            routes: None,
+            policy_ids: vec![policy],
+            paths: vec![
+                PathRoute {
+                    prefix: "/api".into(),
+                    service: Some("h2c://api".into()),
+                    routes: None,
+                    policy_ids: None,
+                },
+                PathRoute {
+                    prefix: "/api/v2".into(),
+                    service: None,
+                    routes: Some(vec![canary.clone()]),
+                    policy_ids: Some(Vec::new()),
+                },
+            ],
+            origin: None,
+        };
+        let default = spec.serving("/apiary");
+        assert_eq!(default.prefix, None);
+        assert_eq!(default.service, "http://web");
+        assert_eq!(default.target, Some(Target::Tunnel(tunnel)));
+        let api = spec.serving("/api/users");
+        assert_eq!(api.prefix, Some("/api"));
+        assert_eq!(api.service, "h2c://api");
+        assert_eq!(api.target, Some(Target::Tunnel(tunnel)));
+        assert_eq!(api.policy_ids, [policy]);
+        let v2 = spec.serving("/api/v2/users");
+        assert_eq!(v2.prefix, Some("/api/v2"));
+        assert_eq!(v2.service, "http://web");
+        assert_eq!(v2.target, Some(Target::Routes(std::slice::from_ref(&canary))));
+        assert!(v2.policy_ids.is_empty());
+        assert_eq!(spec.servings().count(), 3);
+        assert_eq!(spec.all_policy_ids().count(), 1);
+    }
 }

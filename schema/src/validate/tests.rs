@@ -181,6 +181,37 @@ fn invalid_hostnames_are_located() {
         ),
         (ok(json!({"origin": {"sni": "x"}})), "/origin/sni"),
         (ok(json!({"origin": {"http2": true}})), "/origin/http2"),
+        (ok(json!({"paths": [{"prefix": "/api"}]})), "/paths/0"),
+        (
+            ok(json!({"paths": [{"prefix": "api", "service": "http://x"}]})),
+            "/paths/0/prefix",
+        ),
+        (
+            ok(json!({"paths": [{"prefix": "/a/../b", "service": "http://x"}]})),
+            "/paths/0/prefix",
+        ),
+        (
+            ok(
+                json!({"paths": [{"prefix": "/a", "service": "http://x"}, {"prefix": "/a", "service": "http://y"}]}),
+            ),
+            "/paths/1/prefix",
+        ),
+        (
+            ok(json!({"paths": [{"prefix": "/a", "service": "ftp://x"}]})),
+            "/paths/0/service",
+        ),
+        (
+            ok(json!({"paths": [{"prefix": "/a", "routes": [{"selector": {"a": "b"}, "weight": 0}]}]})),
+            "/paths/0/routes/0/weight",
+        ),
+        (
+            ok(json!({"paths": [{"prefix": "/a", "service": "http://x", "policy_ids": [TUNNEL, TUNNEL]}]})),
+            "/paths/0/policy_ids/1",
+        ),
+        (
+            ok(json!({"paths": [{"prefix": "/a", "service": "http://x", "extra": 1}]})),
+            "/paths/0/extra",
+        ),
         (
             ok(json!({"origin": {"ca_cert_pem": "not a certificate"}})),
             "/origin/ca_cert_pem",
@@ -301,9 +332,12 @@ fn what_a_schema_pattern_allows_its_rule_allows() {
         (
             "hostname.schema.json",
             "hostname",
-            |s| rules::check_fqdn(s).is_ok(),
+            |s| rules::check_hostname(s).is_ok(),
             vec![
                 ("app.example.com", true),
+                ("*.dev.example.com", true),
+                ("*.com", false),
+                ("a.*.com", false),
                 ("a.b", true),
                 ("xn--d1acufc.xn--p1ai", true),
                 (&long_fqdn, true),

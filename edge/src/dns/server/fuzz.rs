@@ -147,6 +147,7 @@ async fn create_hostname(
         tunnel_id,
         routes,
         policy_ids: Vec::new(),
+        paths: Vec::new(),
         origin: None,
     };
     let refs = tunnel_id

@@ -32,6 +32,7 @@ fn hostname(name: &str, tunnel_id: Option<TunnelId>, routes: Option<Vec<Route>>)
             tunnel_id,
             routes,
             policy_ids: Vec::new(),
+            paths: Vec::new(),
             origin: None,
         },
         addresses: Vec::new(),
