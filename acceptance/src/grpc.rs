@@ -153,6 +153,10 @@ impl tonic::codegen::Service<http::Uri> for ConnectTo {
 
     fn call(&mut self, _uri: http::Uri) -> Self::Future {
         let addr = self.0;
-        Box::pin(async move { Ok(hyper_util::rt::TokioIo::new(TcpStream::connect(addr).await?)) })
+        Box::pin(async move {
+            Ok(hyper_util::rt::TokioIo::new(
+                TcpStream::connect(addr).await?,
+            ))
+        })
     }
 }

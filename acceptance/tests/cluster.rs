@@ -461,7 +461,6 @@ async fn a_tunnel_and_hostname_created_through_node_a_are_served_by_node_b_withi
             rcgen::SanType::DnsName("peer.postern.invalid".try_into().expect("name")),
             rcgen::SanType::URI("urn:postern:node:impostor".try_into().expect("uri")),
         ],
-        paths: Vec::new(),
     )
     .await;
     assert_eq!(send_as_peer(&node_b, host, &node_cert).await, Ok(503));

@@ -48,7 +48,8 @@ impl Snapshot {
         if let Some(hostname) = self.hostnames.get(name) {
             return Some(hostname);
         }
-        self.hostnames.get(&postern_schema::rules::wildcard_of(name)?)
+        self.hostnames
+            .get(&postern_schema::rules::wildcard_of(name)?)
     }
 }
 

@@ -125,7 +125,12 @@ impl Orchestrator {
             let mut paths: Vec<(String, Service)> = entry
                 .paths
                 .iter()
-                .filter_map(|path| Some((path.prefix.clone(), self.service(&entry.hostname, &path.service)?)))
+                .filter_map(|path| {
+                    Some((
+                        path.prefix.clone(),
+                        self.service(&entry.hostname, &path.service)?,
+                    ))
+                })
                 .collect();
             paths.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
             let hostname = entry.hostname.to_ascii_lowercase();

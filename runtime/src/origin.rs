@@ -389,7 +389,11 @@ impl Origins {
 
     /// The HTTP/2 connections for these origin settings (TLS with ALPN `h2` for https,
     /// cleartext for h2c).
-    fn multiplexed_pool(&self, scheme: OriginScheme, origin: &OriginSettings) -> Arc<MultiplexedPool> {
+    fn multiplexed_pool(
+        &self,
+        scheme: OriginScheme,
+        origin: &OriginSettings,
+    ) -> Arc<MultiplexedPool> {
         let key = ClientKey::new(origin, true);
         let mut pools = self.multiplexed.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(pool) = pools.get(&key) {
@@ -418,9 +422,14 @@ impl Origins {
         let mut roots = (*self.roots).clone();
         let mut added = 0;
         for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-            match cert.map_err(|e| e.to_string()).and_then(|c| roots.add(c).map_err(|e| e.to_string())) {
+            match cert
+                .map_err(|e| e.to_string())
+                .and_then(|c| roots.add(c).map_err(|e| e.to_string()))
+            {
                 Ok(()) => added += 1,
-                Err(error) => tracing::warn!(%error, "ignored an unusable certificate in origin.ca_cert_pem"),
+                Err(error) => {
+                    tracing::warn!(%error, "ignored an unusable certificate in origin.ca_cert_pem")
+                }
             }
         }
         tracing::debug!(added, "trusting origin.ca_cert_pem for an https origin");
@@ -461,7 +470,9 @@ struct Target<'a> {
 
 fn connect_timeout(key: &ClientKey) -> Duration {
     key.connect_timeout_ms
-        .map_or(DEFAULT_CONNECT_TIMEOUT, |ms| Duration::from_millis(u64::from(ms)))
+        .map_or(DEFAULT_CONNECT_TIMEOUT, |ms| {
+            Duration::from_millis(u64::from(ms))
+        })
 }
 
 /// `origin_server_name`, when it is a usable name.

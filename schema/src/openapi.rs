@@ -679,6 +679,7 @@ mod tests {
                 "/jwt/public_keys_pem/*",
                 "/names",
                 "/names/*",
+                "/paths/*/policy_ids/*",
                 "/policy_ids/*",
                 "/private_key_pem",
                 "/tunnel_id"

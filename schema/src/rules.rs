@@ -149,7 +149,9 @@ pub fn check_path_prefix(prefix: &str) -> Result<(), String> {
         return Err(format!("path prefix {prefix:?} must start with '/'"));
     }
     if prefix.len() > 1024 {
-        return Err(format!("path prefix {prefix:?} is longer than 1024 characters"));
+        return Err(format!(
+            "path prefix {prefix:?} is longer than 1024 characters"
+        ));
     }
     if prefix
         .chars()
@@ -160,7 +162,11 @@ pub fn check_path_prefix(prefix: &str) -> Result<(), String> {
         ));
     }
     let inner = prefix[1..].strip_suffix('/').unwrap_or(&prefix[1..]);
-    if !inner.is_empty() && inner.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+    if !inner.is_empty()
+        && inner
+            .split('/')
+            .any(|s| s.is_empty() || s == "." || s == "..")
+    {
         return Err(format!(
             "path prefix {prefix:?} may not have empty, '.' or '..' segments"
         ));
@@ -531,7 +537,9 @@ mod tests {
             assert!(check_path_prefix(prefix).is_ok(), "{prefix}");
             assert_eq!(prefix_covers(prefix, path), want, "{prefix} vs {path}");
         }
-        for bad in ["api", "/api/*", "/a b", "/a?x", "/a//b", "/a/../b", "/./a", "", "/a#b"] {
+        for bad in [
+            "api", "/api/*", "/a b", "/a?x", "/a//b", "/a/../b", "/./a", "", "/a#b",
+        ] {
             assert!(check_path_prefix(bad).is_err(), "{bad}");
         }
     }
@@ -555,11 +563,24 @@ mod tests {
         for good in ["*.dev.example.com", "*.example.com", "app.example.com"] {
             assert!(check_hostname(good).is_ok(), "{good}");
         }
-        for bad in ["*.com", "*", "a.*.example.com", "**.example.com", "*example.com", "*.Example.com"] {
+        for bad in [
+            "*.com",
+            "*",
+            "a.*.example.com",
+            "**.example.com",
+            "*example.com",
+            "*.Example.com",
+        ] {
             assert!(check_hostname(bad).is_err(), "{bad}");
         }
-        assert_eq!(wildcard_of("a.dev.example.com").as_deref(), Some("*.dev.example.com"));
-        assert_eq!(wildcard_of("a.example.com").as_deref(), Some("*.example.com"));
+        assert_eq!(
+            wildcard_of("a.dev.example.com").as_deref(),
+            Some("*.dev.example.com")
+        );
+        assert_eq!(
+            wildcard_of("a.example.com").as_deref(),
+            Some("*.example.com")
+        );
         assert_eq!(wildcard_of("example.com"), None);
         assert_eq!(wildcard_of("*.dev.example.com"), None);
         assert!(in_zone("example.com", "example.com"));

@@ -15,8 +15,8 @@ use crate::api::{
     ApiTokenSpec, CertificateSpec, EnrollmentTokenSpec, HostnameSpec, Labels, PolicySpec, Route,
     TunnelSpec,
 };
-use crate::ids::PolicyId;
 use crate::error::push_pointer;
+use crate::ids::PolicyId;
 use crate::rules;
 use crate::{ContractError, Violation};
 
@@ -218,9 +218,7 @@ fn rule_message(keyword_path: &str, instance: &Value) -> Option<String> {
         ("public_key_pem", _) => rules::check_public_key_pem(text?),
         ("ca_cert_pem", _) => rules::check_ca_cert_pem(text?),
         ("path_prefix", _) => rules::check_path_prefix(text?),
-        ("path_route", "anyOf") => {
-            Err("set service or routes (or both) for a path route".into())
-        }
+        ("path_route", "anyOf") => Err("set service or routes (or both) for a path route".into()),
         ("host_header", _) => {
             Err("http_host_header must be a host name, optionally with a port".to_string())
         }
@@ -453,7 +451,11 @@ impl Contract for HostnameSpec {
                 check_service(service, &format!("{at}/service"), http2, violations);
             }
             check_routes(path.routes.as_deref().unwrap_or_default(), &at, violations);
-            check_policy_ids(path.policy_ids.as_deref().unwrap_or_default(), &at, violations);
+            check_policy_ids(
+                path.policy_ids.as_deref().unwrap_or_default(),
+                &at,
+                violations,
+            );
         }
         if let Some(header) = self
             .origin
@@ -491,10 +493,7 @@ fn check_routes(routes: &[Route], base: &str, violations: &mut Vec<Violation>) {
             violations,
         );
         if let Err(message) = rules::check_weight(i64::from(route.weight)) {
-            violations.push(Violation::new(
-                format!("{base}/routes/{i}/weight"),
-                message,
-            ));
+            violations.push(Violation::new(format!("{base}/routes/{i}/weight"), message));
         }
     }
 }

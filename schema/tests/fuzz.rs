@@ -152,7 +152,10 @@ fn hostname_shape() -> Shape {
                 ("http2", Shape::Bool),
                 (
                     "ca_cert_pem",
-                    Shape::Str(&["-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----", "x"]),
+                    Shape::Str(&[
+                        "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----",
+                        "x",
+                    ]),
                 ),
             ]),
         ),

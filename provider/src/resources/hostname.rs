@@ -4,9 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use postern_schema::api::{
-    Hostname, HostnameSpec, OriginSettings, PathRoute, RolloutScope, Route,
-};
+use postern_schema::api::{Hostname, HostnameSpec, OriginSettings, PathRoute, RolloutScope, Route};
 use postern_schema::client::{Client, ClientError};
 use postern_schema::ids::{PolicyId, TunnelId};
 use postern_schema::rules;
@@ -110,7 +108,7 @@ impl HostnameModel {
                 )
             })?),
         };
-        let policy_ids = policy_ids(
+        let policy_ids = parse_policy_ids(
             self.policy_ids.as_deref().unwrap_or_default(),
             AttributePath::root("policy_ids"),
         )?;
@@ -130,7 +128,7 @@ impl HostnameModel {
                 },
                 policy_ids: match &path.policy_ids {
                     None => None,
-                    Some(ids) => Some(policy_ids(ids, at.attribute("policy_ids"))?),
+                    Some(ids) => Some(parse_policy_ids(ids, at.attribute("policy_ids"))?),
                 },
             });
         }
@@ -715,7 +713,7 @@ fn planned_target(planned: &Value) -> Option<PlannedTarget> {
 }
 
 /// Policy ids as written, each a UUID; a diagnostic at `at[i]` for one that is not.
-fn policy_ids(texts: &[String], at: AttributePath) -> Result<Vec<PolicyId>, Diagnostic> {
+fn parse_policy_ids(texts: &[String], at: AttributePath) -> Result<Vec<PolicyId>, Diagnostic> {
     let mut ids = Vec::with_capacity(texts.len());
     for (i, text) in texts.iter().enumerate() {
         ids.push(text.parse::<PolicyId>().map_err(|_| {

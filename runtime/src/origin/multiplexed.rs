@@ -83,11 +83,17 @@ impl MultiplexedPool {
         let default_port = if self.tls.is_some() { 443 } else { 80 };
         let port = authority.port_u16().unwrap_or(default_port);
         let host = authority.host();
-        let tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect((host_only(host), port)))
-            .await
-            .map_err(|_| {
-                std::io::Error::new(std::io::ErrorKind::TimedOut, "connecting to the origin timed out")
-            })??;
+        let tcp = tokio::time::timeout(
+            self.connect_timeout,
+            TcpStream::connect((host_only(host), port)),
+        )
+        .await
+        .map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "connecting to the origin timed out",
+            )
+        })??;
         tcp.set_nodelay(true)?;
         let Some(tls) = &self.tls else {
             return handshake(tcp).await;
@@ -102,7 +108,10 @@ impl MultiplexedPool {
         )
         .await
         .map_err(|_| {
-            std::io::Error::new(std::io::ErrorKind::TimedOut, "the origin's TLS handshake timed out")
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the origin's TLS handshake timed out",
+            )
         })??;
         if stream.get_ref().1.alpn_protocol() != Some(ALPN_H2) {
             return Err("the https origin did not agree to HTTP/2 (ALPN h2); set origin.http2 = false to speak HTTP/1.1 to it".into());

@@ -86,9 +86,11 @@ impl HostnameSpec {
 
     /// Every policy the hostname applies somewhere (the default's and the paths').
     pub fn all_policy_ids(&self) -> impl Iterator<Item = &PolicyId> {
-        self.policy_ids
-            .iter()
-            .chain(self.paths.iter().flat_map(|p| p.policy_ids.iter().flatten()))
+        self.policy_ids.iter().chain(
+            self.paths
+                .iter()
+                .flat_map(|p| p.policy_ids.iter().flatten()),
+        )
     }
 }
 
@@ -227,7 +229,10 @@ mod tests {
         let v2 = spec.serving("/api/v2/users");
         assert_eq!(v2.prefix, Some("/api/v2"));
         assert_eq!(v2.service, "http://web");
-        assert_eq!(v2.target, Some(Target::Routes(std::slice::from_ref(&canary))));
+        assert_eq!(
+            v2.target,
+            Some(Target::Routes(std::slice::from_ref(&canary)))
+        );
         assert!(v2.policy_ids.is_empty());
         assert_eq!(spec.servings().count(), 3);
         assert_eq!(spec.all_policy_ids().count(), 1);

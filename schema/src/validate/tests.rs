@@ -201,11 +201,15 @@ fn invalid_hostnames_are_located() {
             "/paths/0/service",
         ),
         (
-            ok(json!({"paths": [{"prefix": "/a", "routes": [{"selector": {"a": "b"}, "weight": 0}]}]})),
+            ok(
+                json!({"paths": [{"prefix": "/a", "routes": [{"selector": {"a": "b"}, "weight": 0}]}]}),
+            ),
             "/paths/0/routes/0/weight",
         ),
         (
-            ok(json!({"paths": [{"prefix": "/a", "service": "http://x", "policy_ids": [TUNNEL, TUNNEL]}]})),
+            ok(
+                json!({"paths": [{"prefix": "/a", "service": "http://x", "policy_ids": [TUNNEL, TUNNEL]}]}),
+            ),
             "/paths/0/policy_ids/1",
         ),
         (
