@@ -121,7 +121,7 @@ impl Echo for EchoService {
 pub async fn channel_through_edge(edge: &EdgeProcess, hostname: &str) -> Channel {
     let info = edge.client().edge().await.expect("GET /v1/edge");
     let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(info.ca_cert_pem.as_bytes()))
+        .ca_certificate(Certificate::from_pem(info.visitor_ca_cert_pem.as_bytes()))
         .domain_name(hostname);
     let https = edge.addrs.https;
     let endpoint = Endpoint::from_shared(format!("https://{hostname}:{}", https.port()))

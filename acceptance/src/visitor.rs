@@ -16,10 +16,10 @@ use tokio::task::JoinHandle;
 
 use crate::edge::EdgeProcess;
 
-/// A client for `https://hostname` through the edge's HTTPS listener, trusting the edge CA.
+/// A client for `https://hostname` through the edge's HTTPS listener, trusting the edge's visitors' CA.
 pub async fn https_client(edge: &EdgeProcess, hostname: &str) -> reqwest::Client {
     let info = edge.client().edge().await.expect("GET /v1/edge");
-    let ca = reqwest::Certificate::from_pem(info.ca_cert_pem.as_bytes()).expect("CA PEM");
+    let ca = reqwest::Certificate::from_pem(info.visitor_ca_cert_pem.as_bytes()).expect("CA PEM");
     reqwest::Client::builder()
         .tls_certs_only([ca])
         .resolve(hostname, edge.addrs.https)

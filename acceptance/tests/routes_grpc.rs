@@ -22,7 +22,7 @@ use hickory_proto::rr::{Name, RData, RecordType};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use postern_schema::api::{HostnameSpec, OriginSettings};
-use prost::Message;
+use prost::Message as _;
 use rustls_pki_types::pem::PemObject;
 
 /// One gRPC call's HTTP/2 exchange, as a visitor's client sees it through the edge.
@@ -38,7 +38,9 @@ struct RawCall {
 async fn raw_call(edge: &EdgeProcess, hostname: &str, path: &str, message: &[u8]) -> RawCall {
     let info = edge.client().edge().await.expect("GET /v1/edge");
     let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(info.ca_cert_pem.as_bytes()) {
+    for cert in
+        rustls_pki_types::CertificateDer::pem_slice_iter(info.visitor_ca_cert_pem.as_bytes())
+    {
         roots.add(cert.expect("CA PEM")).expect("CA");
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
