@@ -416,6 +416,7 @@ async fn a_connector_serves_only_the_hostnames_declared_for_its_tunnel() {
             hostname: "declared.example.com".into(),
             service: origin.url(),
             origin: OriginSettings::default(),
+            paths: Vec::new(),
         }],
     };
     let (status, _, body) = on_tunnel(
