@@ -777,7 +777,9 @@ async fn an_https_request_for_another_host_than_its_sni_is_misdirected() {
     connections(&client, tunnel.id, 1).await;
     let info = client.edge().await.expect("edge");
     let https = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(info.ca_cert_pem.as_bytes()).expect("ca")])
+        .tls_certs_only([
+            reqwest::Certificate::from_pem(info.visitor_ca_cert_pem.as_bytes()).expect("ca"),
+        ])
         .resolve("one.example.com", edge.addrs.https)
         .http1_only()
         .no_proxy()
