@@ -16,7 +16,8 @@ use tokio::task::JoinHandle;
 
 use crate::edge::EdgeProcess;
 
-/// A client for `https://hostname` through the edge's HTTPS listener, trusting the edge's visitors' CA.
+/// A client for `https://hostname` through the edge's HTTPS listener, trusting the edge's
+/// visitors' CA (what the listener serves a hostname without a public certificate with).
 pub async fn https_client(edge: &EdgeProcess, hostname: &str) -> reqwest::Client {
     let info = edge.client().edge().await.expect("GET /v1/edge");
     let ca = reqwest::Certificate::from_pem(info.visitor_ca_cert_pem.as_bytes()).expect("CA PEM");

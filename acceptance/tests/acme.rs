@@ -11,6 +11,8 @@
 //! - Must show 4: `an_upload_wins_over_acme_and_its_key_is_never_shown` and
 //!   `bad_uploads_are_refused_with_a_pointer`.
 //! - Must show 5: `the_fallback_ca_is_name_constrained_to_the_zones`.
+//! - Beyond the list: `the_control_api_is_served_with_a_certificate_ordered_by_acme`
+//!   (`--api-tls acme`).
 //! - Must show 6: the tls-alpn-01 test's plan (the hostname's `certificate` object, and a
 //!   `check` block), and `status_page.rs` (the certificates panel).
 
@@ -193,6 +195,82 @@ async fn a_hostname_applied_by_terraform_is_served_by_http_01() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostname_applied_by_terraform_is_served_by_dns_01() {
     served_by_challenge("dns-01", "txt.example.com").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_control_api_is_served_with_a_certificate_ordered_by_acme() {
+    let _serial = serial().await;
+    let (mut edge, pebble) = acme_edge("dns-01", PebbleOptions::default(), EdgeOptions::default());
+    let root = pebble.root_pem();
+    let api_name = "api.example.com";
+    edge.restart_with_args(&[
+        "--api-tls".into(),
+        "acme".into(),
+        "--api-name".into(),
+        api_name.into(),
+    ]);
+    assert!(edge.addrs.api_tls, "the ready line says https");
+    // Until the order completes the edge CA's certificate serves; then Pebble's, renewed like
+    // a hostname's.
+    let served = trusted(
+        edge.addrs.api,
+        api_name,
+        &root,
+        Instant::now() + WITHIN,
+        |_| true,
+    )
+    .await;
+    assert_eq!(served.names, [api_name]);
+    // An ordinary client that trusts only the ACME server's root talks to the API.
+    let http = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(root.as_bytes()).expect("root")])
+        .resolve(api_name, edge.addrs.api)
+        .no_proxy()
+        .build()
+        .expect("client");
+    let response = http
+        .get(format!(
+            "https://{api_name}:{}/v1/edge",
+            edge.addrs.api.port()
+        ))
+        .bearer_auth(&edge.admin_token)
+        .send()
+        .await
+        .expect("the API over the ACME certificate");
+    assert_eq!(response.status(), 200);
+    let certificates: Value = http
+        .get(format!(
+            "https://{api_name}:{}/v1/certificates",
+            edge.addrs.api.port()
+        ))
+        .bearer_auth(&edge.admin_token)
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("JSON");
+    let listed = certificates["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["names"] == json!([api_name]))
+        .unwrap_or_else(|| panic!("the API's certificate is listed: {certificates}"));
+    assert_eq!(listed["source"], "acme", "{listed}");
+    assert_eq!(listed["status"], "valid", "{listed}");
+
+    // Restarted, the edge asks for no second certificate: it serves the one it has.
+    let orders = pebble.orders();
+    edge.restart();
+    trusted(
+        edge.addrs.api,
+        api_name,
+        &root,
+        Instant::now() + WITHIN,
+        |s| s.serial == served.serial,
+    )
+    .await;
+    assert_eq!(pebble.orders(), orders, "no new order after a restart");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

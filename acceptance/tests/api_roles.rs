@@ -12,6 +12,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use acceptance::binaries::workspace_root;
+use acceptance::pki::TestCa;
 use acceptance::{Api, ApiResponse, EdgeOptions, EdgeProcess, PostgresServer, eventually};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -113,6 +114,7 @@ impl Fixtures {
                 "tunnel_id": self.tunnel,
             }),
             "tokens" => json!({"name": format!("gone-{n}"), "role": "viewer"}),
+            "certificates" => upload(&format!("gone-{n}.example.com")),
             other => panic!("no fresh {other}"),
         };
         let made = self.admin.post(&format!("/v1/{collection}"), &body).await;
@@ -208,9 +210,30 @@ impl Fixtures {
                 request(Method::GET, path, None, 200)
             }
             "deleteApiToken" => request(Method::DELETE, self.fresh("tokens", n).await, None, 204),
+            "listCertificates" => request(Method::GET, "/v1/certificates", None, 200),
+            "createCertificate" => request(
+                Method::POST,
+                "/v1/certificates",
+                Some(upload(&format!("new-{n}.example.com"))),
+                201,
+            ),
+            "getCertificate" => {
+                let path = self.fresh("certificates", n).await;
+                request(Method::GET, path, None, 200)
+            }
+            "deleteCertificate" => {
+                let path = self.fresh("certificates", n).await;
+                request(Method::DELETE, path, None, 204)
+            }
             other => panic!("the role matrix has no request for {other}: add one"),
         }
     }
+}
+
+/// An upload of a certificate for `name` and its key (signed by a CA of the test's own).
+fn upload(name: &str) -> Value {
+    let cert = TestCa::new("operator's CA").server_cert(&[name]);
+    json!({"certificate_pem": cert.cert_pem, "private_key_pem": cert.key_pem})
 }
 
 /// The same request on an object that does not exist, for the operations that name one.
@@ -226,6 +249,8 @@ fn missing(operation: &str) -> Option<Request> {
         "deleteHostname" => (Method::DELETE, "/v1/hostnames/nobody.example.com".into()),
         "getApiToken" => (Method::GET, format!("/v1/tokens/{nobody}")),
         "deleteApiToken" => (Method::DELETE, format!("/v1/tokens/{nobody}")),
+        "getCertificate" => (Method::GET, format!("/v1/certificates/{nobody}")),
+        "deleteCertificate" => (Method::DELETE, format!("/v1/certificates/{nobody}")),
         _ => return None,
     };
     Some(request(method, path, None, 404))

@@ -423,7 +423,8 @@ impl std::fmt::Debug for StoreUrl {
 pub(crate) enum ApiTlsSource {
     /// Issued by the edge's CA for every --api-name.
     EdgeCa,
-    /// Ordered from the ACME server for --api-name.
+    /// Ordered from the ACME server (--acme-directory) for every --api-name, like a
+    /// hostname's; the edge CA's certificate serves until it is issued.
     Acme,
 }
 
@@ -560,10 +561,27 @@ impl EdgeConfig {
 
     fn check_api_tls(&self) -> Result<(), String> {
         match self.api_tls {
+            Some(ApiTlsSource::Acme) if self.acme_directory.is_none() => {
+                return Err(
+                    "--api-tls acme needs --acme-directory: the ACME server the \
+                            API's certificate is ordered from"
+                        .into(),
+                );
+            }
+            Some(ApiTlsSource::Acme) if self.api_names.is_empty() => {
+                return Err(
+                    "--api-tls acme needs --api-name NAME: the DNS name clients use to \
+                            reach the API (repeatable)"
+                        .into(),
+                );
+            }
             Some(ApiTlsSource::Acme) => {
-                return Err("--api-tls acme: this edge has no ACME client yet; use \
-                            --api-tls-cert and --api-tls-key, or --api-tls edge-ca"
-                    .into());
+                if let Some(ip) = self.api_names.iter().find(|n| n.parse::<IpAddr>().is_ok()) {
+                    return Err(format!(
+                        "--api-name {ip}: an ACME server certifies DNS names, not IP addresses; \
+                         use --api-tls edge-ca for an address"
+                    ));
+                }
             }
             Some(ApiTlsSource::EdgeCa) if self.api_names.is_empty() => {
                 return Err(
@@ -699,6 +717,32 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn api_tls_acme_needs_an_acme_server_and_dns_names() {
+        let check = |args: &[&str]| {
+            let mut all = vec!["postern-edge"];
+            all.extend_from_slice(args);
+            EdgeConfig::try_parse_from(all).expect("flags").check()
+        };
+        let acme = ["--acme-directory", "https://acme.example.net/dir"];
+        let error = check(&["--api-tls", "acme", "--api-name", "api.example.com"])
+            .expect_err("no ACME server");
+        assert!(error.contains("--acme-directory"), "{error}");
+        let error = check(&[&acme[..], &["--api-tls", "acme"]].concat()).expect_err("no name");
+        assert!(error.contains("--api-name"), "{error}");
+        let error = check(&[&acme[..], &["--api-tls", "acme", "--api-name", "10.0.0.5"]].concat())
+            .expect_err("an address");
+        assert!(error.contains("not IP addresses"), "{error}");
+        check(
+            &[
+                &acme[..],
+                &["--api-tls", "acme", "--api-name", "api.example.com"],
+            ]
+            .concat(),
+        )
+        .expect("an ACME server and a DNS name");
     }
 
     #[test]

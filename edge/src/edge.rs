@@ -221,7 +221,7 @@ async fn start_edge(config: EdgeConfig) -> Result<RunningEdge, Failure> {
     let ca = Arc::new(EdgeCa::load_or_create(store.as_ref()).await?);
     let visitor_ca = Arc::new(VisitorCa::load_or_create(store.as_ref(), &config.zones).await?);
     let auth = Auth::set_up(store.clone(), &config.data_dir, admin_token.as_ref()).await?;
-    let api_tls = ApiTls::from_config(&config).acceptor(&ca, &config.data_dir)?;
+    let api_tls_wanted = ApiTls::from_config(&config);
 
     let workers = Workers::start(config.worker_count())?;
     let listeners = bind(&config, workers.count()).await?;
@@ -231,7 +231,7 @@ async fn start_edge(config: EdgeConfig) -> Result<RunningEdge, Failure> {
     };
     let addrs = BoundAddrs {
         api: local_addr(&listeners.api, config.api_listen, "api")?,
-        api_tls: api_tls.is_some(),
+        api_tls: config.api_tls_on(),
         metrics: metrics_addr,
         http: shared_addr(&listeners.http, config.http_listen, "http")?,
         https: shared_addr(&listeners.https, config.https_listen, "https")?,
@@ -273,6 +273,9 @@ async fn start_edge(config: EdgeConfig) -> Result<RunningEdge, Failure> {
         }),
     )
     .await?;
+    let api_tls = api_tls_wanted
+        .acceptor(&ca, &certificates, &config.data_dir)
+        .await?;
     let cancel = CancellationToken::new();
     let mut tasks = JoinSet::new();
     tasks.spawn(catalog.clone().run(cancel.clone()));

@@ -106,11 +106,12 @@ pub async fn start(origin_url: String, env: Vec<(String, String)>) -> Result<Pos
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // What the HTTPS listener serves a hostname without a public certificate with.
     let ca = client
         .edge()
         .await
         .map_err(|e| format!("GET /v1/edge failed: {e}"))?
-        .ca_cert_pem;
+        .visitor_ca_cert_pem;
     let http = Endpoint {
         addr: edge.addrs.http,
         host: HOSTNAME.into(),

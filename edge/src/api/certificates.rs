@@ -136,20 +136,11 @@ fn acme_request(
             ));
         }
     }
-    Ok(StoredCertificate {
-        id: uuid::Uuid::new_v4().to_string(),
-        source: CertificateSource::Acme,
-        names: names.to_vec(),
-        automatic: false,
-        chain_pem: None,
-        key_pem: None,
-        not_before: None,
-        not_after: None,
-        last_error: None,
-        failures: 0,
-        next_attempt: None,
-        created_at: certs::rfc3339(now),
-    })
+    Ok(StoredCertificate::acme_request(
+        names.to_vec(),
+        false,
+        certs::rfc3339(now),
+    ))
 }
 
 async fn read(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Response, ApiError> {

@@ -40,10 +40,43 @@ pub(crate) enum CaError {
     Malformed,
 }
 
+/// A CA as the store's settings keep it.
 #[derive(Serialize, Deserialize)]
-struct StoredCa {
-    cert_pem: String,
-    key_pem: String,
+pub(super) struct StoredCa {
+    pub(super) cert_pem: String,
+    pub(super) key_pem: String,
+}
+
+/// A CA read back from the store: what signs, and its certificate in both encodings.
+pub(super) struct LoadedCa {
+    pub(super) issuer: Issuer<'static, KeyPair>,
+    pub(super) cert_pem: String,
+    pub(super) cert_der: CertificateDer<'static>,
+}
+
+/// The CA stored under the setting `setting`, storing `fresh` there first when there is none
+/// (on a shared store, the first node's wins).
+pub(super) async fn load_or_insert(
+    store: &dyn Store,
+    setting: &str,
+    fresh: StoredCa,
+) -> Result<LoadedCa, CaError> {
+    let stored = store
+        .setting_or_insert(
+            setting,
+            serde_json::to_string(&fresh).map_err(|_| CaError::Malformed)?,
+        )
+        .await?;
+    let stored: StoredCa = serde_json::from_str(&stored).map_err(|_| CaError::Malformed)?;
+    let key = KeyPair::from_pem(&stored.key_pem)?;
+    let issuer = Issuer::from_ca_cert_pem(&stored.cert_pem, key)?;
+    let cert_der = rustls_pki_types::pem::PemObject::from_pem_slice(stored.cert_pem.as_bytes())
+        .map_err(|_| CaError::Malformed)?;
+    Ok(LoadedCa {
+        issuer,
+        cert_pem: stored.cert_pem,
+        cert_der,
+    })
 }
 
 /// The edge CA.
@@ -64,22 +97,11 @@ impl std::fmt::Debug for EdgeCa {
 impl EdgeCa {
     /// Loads the CA from the store, creating it on first start.
     pub(crate) async fn load_or_create(store: &dyn Store) -> Result<Self, CaError> {
-        let fresh = generate_ca()?;
-        let stored = store
-            .setting_or_insert(
-                SETTING,
-                serde_json::to_string(&fresh).map_err(|_| CaError::Malformed)?,
-            )
-            .await?;
-        let stored: StoredCa = serde_json::from_str(&stored).map_err(|_| CaError::Malformed)?;
-        let key = KeyPair::from_pem(&stored.key_pem)?;
-        let issuer = Issuer::from_ca_cert_pem(&stored.cert_pem, key)?;
-        let cert_der = rustls_pki_types::pem::PemObject::from_pem_slice(stored.cert_pem.as_bytes())
-            .map_err(|_| CaError::Malformed)?;
+        let loaded = load_or_insert(store, SETTING, generate_ca()?).await?;
         Ok(Self {
-            issuer,
-            cert_pem: stored.cert_pem,
-            cert_der,
+            issuer: loaded.issuer,
+            cert_pem: loaded.cert_pem,
+            cert_der: loaded.cert_der,
         })
     }
 

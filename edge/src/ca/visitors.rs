@@ -13,23 +13,16 @@ use rcgen::{
     NameConstraints, SanType,
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use super::authority::{CaError, hex, random_serial};
+use super::authority::{CaError, StoredCa, hex, load_or_insert, random_serial};
 use super::issued::ServerIssuer;
 use crate::store::Store;
 
 /// Where the CA for a set of zones lives in the store's settings: this, then the SHA-256 of
 /// the sorted zones.
 const SETTING_PREFIX: &str = "visitor-ca:";
-
-#[derive(Serialize, Deserialize)]
-struct StoredCa {
-    cert_pem: String,
-    key_pem: String,
-}
 
 /// The visitors' CA for the edge's zones.
 pub(crate) struct VisitorCa {
@@ -60,22 +53,11 @@ impl VisitorCa {
             "{SETTING_PREFIX}{}",
             hex(&Sha256::digest(zones.join(",").as_bytes()))
         );
-        let fresh = generate(&zones)?;
-        let stored = store
-            .setting_or_insert(
-                &key,
-                serde_json::to_string(&fresh).map_err(|_| CaError::Malformed)?,
-            )
-            .await?;
-        let stored: StoredCa = serde_json::from_str(&stored).map_err(|_| CaError::Malformed)?;
-        let key = KeyPair::from_pem(&stored.key_pem)?;
-        let issuer = Issuer::from_ca_cert_pem(&stored.cert_pem, key)?;
-        let cert_der = rustls_pki_types::pem::PemObject::from_pem_slice(stored.cert_pem.as_bytes())
-            .map_err(|_| CaError::Malformed)?;
+        let loaded = load_or_insert(store, &key, generate(&zones)?).await?;
         Ok(Self {
-            issuer,
-            cert_pem: stored.cert_pem,
-            cert_der,
+            issuer: loaded.issuer,
+            cert_pem: loaded.cert_pem,
+            cert_der: loaded.cert_der,
             zones,
         })
     }

@@ -327,19 +327,8 @@ fn reconcile(
                 .any(|c| c.automatic && c.names.iter().any(|n| n == *hostname));
             !has_own && !others(hostname, &|status| status != Status::Failed)
         })
-        .map(|hostname| StoredCertificate {
-            id: uuid::Uuid::new_v4().to_string(),
-            source: CertificateSource::Acme,
-            names: vec![hostname.clone()],
-            automatic: true,
-            chain_pem: None,
-            key_pem: None,
-            not_before: None,
-            not_after: None,
-            last_error: None,
-            failures: 0,
-            next_attempt: None,
-            created_at: super::pem::rfc3339(now),
+        .map(|hostname| {
+            StoredCertificate::acme_request(vec![hostname.clone()], true, super::pem::rfc3339(now))
         })
         .collect();
     let drop = stored

@@ -69,6 +69,27 @@ pub(crate) struct StoredCertificate {
     pub(crate) created_at: String,
 }
 
+impl StoredCertificate {
+    /// A new request for an ACME certificate for `names`, not yet ordered (`automatic`: the
+    /// edge asks on its own, for a hostname), made at `created_at` (RFC 3339).
+    pub(crate) fn acme_request(names: Vec<String>, automatic: bool, created_at: String) -> Self {
+        Self {
+            id: uuid::Uuid::new_v4().to_string(),
+            source: CertificateSource::Acme,
+            names,
+            automatic,
+            chain_pem: None,
+            key_pem: None,
+            not_before: None,
+            not_after: None,
+            last_error: None,
+            failures: 0,
+            next_attempt: None,
+            created_at,
+        }
+    }
+}
+
 /// The kinds of ACME challenge the edge answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) enum ChallengeKind {

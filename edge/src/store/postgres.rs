@@ -86,7 +86,7 @@ const FEED_HEARTBEAT: Duration = Duration::from_secs(10);
 const FEED_BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(2));
 
 /// The schema, applied in order; `postern_migrations` records which ran.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE postern_objects (
     kind TEXT COLLATE "C" NOT NULL,

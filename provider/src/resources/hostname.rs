@@ -458,9 +458,12 @@ impl EdgeObject for HostnameResource {
                  names cover it (exact before wildcard), else its ACME one, else one from the \
                  edge's visitors' CA; while no public certificate is valid and one is being \
                  obtained, that one. Read on every refresh, so `terraform plan` shows it and a \
-                 `check` block can assert `certificate.status == \"valid\"`.",
+                 `check` block can assert `certificate.status == \"valid\"`. A change to the \
+                 hostname's other attributes keeps it as it was (the next refresh reads it \
+                 again), so a plan shows no churn.",
             )
-            .computed(),
+            .computed()
+            .stable(),
         )
     }
 
@@ -663,10 +666,17 @@ impl EdgeObject for HostnameResource {
         _data: &ProviderData,
         hostname: &Hostname,
         known: Option<&HostnameModel>,
-        _op: Operation<'_>,
+        op: Operation<'_>,
         _diagnostics: &mut Diagnostics,
     ) -> HostnameModel {
-        HostnameModel::from_hostname(hostname, known)
+        let mut model = HostnameModel::from_hostname(hostname, known);
+        if op.action == "updating" {
+            // The plan kept the certificate (it is stable, and a hostname is replaced, not
+            // updated, when its name changes); the state must say what the plan said even if
+            // the edge moved on meanwhile (say, a pending certificate was just issued).
+            model.certificate = known.and_then(|k| k.certificate.clone());
+        }
+        model
     }
 }
 
