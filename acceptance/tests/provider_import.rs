@@ -61,6 +61,7 @@ async fn make_objects(client: &Client) -> Objects {
             routes: Some(vec![Route {
                 selector: BTreeMap::from([("release".into(), "stable".into())]),
                 weight: 100,
+                max_error_rate: None,
             }]),
             policy_ids: vec![],
             paths: Vec::new(),

@@ -34,6 +34,7 @@ fn routes(stable: u32, canary: u32) -> Vec<Route> {
     let route = |release: &str, weight| Route {
         selector: BTreeMap::from([("release".to_string(), release.to_string())]),
         weight,
+        max_error_rate: None,
     };
     vec![route("stable", stable), route("canary", canary)]
 }

@@ -59,6 +59,7 @@ fn route(release: &str, weight: u32) -> Route {
     Route {
         selector: BTreeMap::from([("release".to_string(), release.to_string())]),
         weight,
+        max_error_rate: None,
     }
 }
 

@@ -315,11 +315,7 @@ impl Origins {
         parts
             .headers
             .remove(HeaderName::from_static(CONFIG_VERSION_HEADER));
-        let host = ingress
-            .origin
-            .http_host_header
-            .as_deref()
-            .unwrap_or(&ingress.hostname);
+        let host = ingress.origin.host_header().unwrap_or(&ingress.hostname);
         if let Ok(value) = HeaderValue::from_str(host) {
             parts.headers.insert(header::HOST, value);
         }
@@ -442,8 +438,8 @@ impl ClientKey {
     fn new(origin: &OriginSettings, http2: bool) -> Self {
         Self {
             worker: postern_workers::current(),
-            no_tls_verify: origin.no_tls_verify.unwrap_or(false),
-            server_name: origin.origin_server_name.clone(),
+            no_tls_verify: origin.skip_verify(),
+            server_name: origin.server_name().map(str::to_owned),
             connect_timeout_ms: origin.connect_timeout_ms,
             ca_cert_pem: origin.ca_cert_pem.clone(),
             http2,

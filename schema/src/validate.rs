@@ -12,7 +12,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::api::{
-    ApiTokenSpec, CertificateSpec, EnrollmentTokenSpec, HostnameSpec, Labels, PolicySpec, Route,
+    ApiTokenSpec, CertificateSpec, EnrollmentTokenSpec, HostnameSpec, Labels, OriginSettings, PolicySpec,
+    Route,
     TunnelSpec,
 };
 use crate::error::push_pointer;
@@ -457,16 +458,95 @@ impl Contract for HostnameSpec {
                 violations,
             );
         }
-        if let Some(header) = self
-            .origin
-            .as_ref()
-            .and_then(|o| o.http_host_header.as_ref())
+        if let Some(origin) = &self.origin {
+            check_origin(origin, violations);
+        }
+    }
+}
+
+/// `origin`: its host headers, the old and new spellings of each setting (one value when
+/// both are given), and its health check.
+fn check_origin(origin: &OriginSettings, violations: &mut Vec<Violation>) {
+    for (name, header) in [
+        ("http_host_header", &origin.http_host_header),
+        ("host_header", &origin.host_header),
+    ] {
+        if let Some(header) = header
             && (http::HeaderValue::from_str(header).is_err()
                 || header.contains(char::is_whitespace))
         {
             violations.push(Violation::new(
-                "/origin/http_host_header",
-                "http_host_header must be a host name, optionally with a port",
+                format!("/origin/{name}"),
+                format!("{name} must be a host name, optionally with a port"),
+            ));
+        }
+    }
+    let pairs = [
+        (
+            "insecure_skip_verify",
+            "no_tls_verify",
+            origin.insecure_skip_verify.is_some() && origin.no_tls_verify.is_some(),
+            origin.insecure_skip_verify == origin.no_tls_verify,
+        ),
+        (
+            "host_header",
+            "http_host_header",
+            origin.host_header.is_some() && origin.http_host_header.is_some(),
+            origin.host_header == origin.http_host_header,
+        ),
+        (
+            "server_name",
+            "origin_server_name",
+            origin.server_name.is_some() && origin.origin_server_name.is_some(),
+            origin.server_name == origin.origin_server_name,
+        ),
+    ];
+    for (new, old, both, same) in pairs {
+        if both && !same {
+            violations.push(Violation::new(
+                format!("/origin/{old}"),
+                format!(
+                    "{old} is the deprecated spelling of {new} and says something else; \
+                     set only {new}"
+                ),
+            ));
+        }
+    }
+    if let Some(check) = &origin.health_check {
+        if let Some(path) = &check.path
+            && (!path.starts_with('/')
+                || path.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            violations.push(Violation::new(
+                "/origin/health_check/path",
+                "health_check.path must start with '/' and hold no spaces or control characters",
+            ));
+        }
+        for (name, text) in [("interval", &check.interval), ("timeout", &check.timeout)] {
+            if let Some(text) = text {
+                match crate::duration::parse(text) {
+                    Err(e) => violations.push(Violation::new(
+                        format!("/origin/health_check/{name}"),
+                        format!("health_check.{name}: {e}"),
+                    )),
+                    Ok(d) if d < std::time::Duration::from_millis(100)
+                        || d > std::time::Duration::from_secs(3600) =>
+                    {
+                        violations.push(Violation::new(
+                            format!("/origin/health_check/{name}"),
+                            format!("health_check.{name} must be between 100ms and 1h"),
+                        ))
+                    }
+                    Ok(_) => {}
+                }
+            }
+        }
+        if let Some(n) = check.unhealthy_after
+            && !(1..=100).contains(&n)
+        {
+            violations.push(Violation::new(
+                "/origin/health_check/unhealthy_after",
+                "health_check.unhealthy_after must be 1 to 100",
             ));
         }
     }
@@ -494,6 +574,14 @@ fn check_routes(routes: &[Route], base: &str, violations: &mut Vec<Violation>) {
         );
         if let Err(message) = rules::check_weight(i64::from(route.weight)) {
             violations.push(Violation::new(format!("{base}/routes/{i}/weight"), message));
+        }
+        if let Some(rate) = route.max_error_rate
+            && !(rate.0.is_finite() && (0.0..=1.0).contains(&rate.0))
+        {
+            violations.push(Violation::new(
+                format!("{base}/routes/{i}/max_error_rate"),
+                "max_error_rate must be a share between 0 and 1",
+            ));
         }
     }
 }

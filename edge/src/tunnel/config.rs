@@ -134,6 +134,7 @@ mod tests {
         Route {
             selector: BTreeMap::from([(key.to_string(), value.to_string())]),
             weight,
+            max_error_rate: None,
         }
     }
 

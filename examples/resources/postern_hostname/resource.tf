@@ -41,9 +41,9 @@ resource "postern_hostname" "grpc" {
   tunnel_id = postern_tunnel.web.id
 
   origin = {
-    http2              = true
-    ca_cert_pem        = file("${path.module}/origin-ca.pem")
-    origin_server_name = "grpc.internal"
+    http2       = true
+    ca_cert_pem = file("${path.module}/origin-ca.pem")
+    server_name = "grpc.internal"
   }
 }
 

@@ -514,10 +514,12 @@ mod tests {
                     postern_schema::api::Route {
                         selector: BTreeMap::from([("release".into(), "stable".into())]),
                         weight: 90,
+                        max_error_rate: None,
                     },
                     postern_schema::api::Route {
                         selector: BTreeMap::from([("release".into(), "canary".into())]),
                         weight: 10,
+                        max_error_rate: None,
                     },
                 ]),
                 policy_ids: Vec::new(),

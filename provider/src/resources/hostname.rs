@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use postern_schema::api::{Hostname, HostnameSpec, OriginSettings, PathRoute, RolloutScope, Route};
+use postern_schema::api::{
+    ErrorRate, HealthCheck, Hostname, HostnameSpec, OriginSettings, PathRoute, RolloutScope, Route,
+};
 use postern_schema::client::{Client, ClientError};
 use postern_schema::ids::{PolicyId, TunnelId};
 use postern_schema::rules;
@@ -63,6 +65,8 @@ pub(crate) struct RouteModel {
     pub(crate) selector: BTreeMap<String, String>,
     /// 1 to 100.
     pub(crate) weight: Number,
+    /// 0 to 1: the 5xx share over a minute above which the route is ejected.
+    pub(crate) max_error_rate: Option<Number>,
 }
 
 /// One element of `paths`.
@@ -81,18 +85,39 @@ pub(crate) struct PathModel {
 /// `origin = { ... }`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct OriginModel {
-    /// Skip verifying an https origin's certificate.
+    /// Deprecated spelling of `insecure_skip_verify`.
     pub(crate) no_tls_verify: Option<bool>,
-    /// Host header sent to the origin.
+    /// Deprecated spelling of `host_header`.
     pub(crate) http_host_header: Option<String>,
-    /// TLS server name for an https origin.
+    /// Deprecated spelling of `server_name`.
     pub(crate) origin_server_name: Option<String>,
+    /// Skip verifying an https origin's certificate.
+    pub(crate) insecure_skip_verify: Option<bool>,
+    /// Host header sent to the origin.
+    pub(crate) host_header: Option<String>,
+    /// TLS server name for an https origin.
+    pub(crate) server_name: Option<String>,
+    /// The connector's probes of the origin.
+    pub(crate) health_check: Option<HealthCheckModel>,
     /// Connect timeout in milliseconds.
     pub(crate) connect_timeout_ms: Option<Number>,
     /// HTTP/2 by ALPN to an https origin.
     pub(crate) http2: Option<bool>,
     /// Extra CAs for an https origin, PEM.
     pub(crate) ca_cert_pem: Option<String>,
+}
+
+/// `origin.health_check = { ... }`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct HealthCheckModel {
+    /// The probed path.
+    pub(crate) path: Option<String>,
+    /// Time between probes.
+    pub(crate) interval: Option<String>,
+    /// How long a probe may take.
+    pub(crate) timeout: Option<String>,
+    /// Failed probes in a row that make the origin unhealthy.
+    pub(crate) unhealthy_after: Option<Number>,
 }
 
 impl HostnameModel {
@@ -138,6 +163,28 @@ impl HostnameModel {
                 no_tls_verify: o.no_tls_verify,
                 http_host_header: o.http_host_header.clone(),
                 origin_server_name: o.origin_server_name.clone(),
+                insecure_skip_verify: o.insecure_skip_verify,
+                host_header: o.host_header.clone(),
+                server_name: o.server_name.clone(),
+                health_check: match &o.health_check {
+                    None => None,
+                    Some(h) => Some(HealthCheck {
+                        path: h.path.clone(),
+                        interval: h.interval.clone(),
+                        timeout: h.timeout.clone(),
+                        unhealthy_after: match &h.unhealthy_after {
+                            None => None,
+                            Some(n) => Some(small_integer(n).ok_or_else(|| {
+                                invalid(
+                                    AttributePath::root("origin")
+                                        .attribute("health_check")
+                                        .attribute("unhealthy_after"),
+                                    format!("unhealthy_after {n} must be a whole number"),
+                                )
+                            })?),
+                        },
+                    }),
+                },
                 connect_timeout_ms: match &o.connect_timeout_ms {
                     None => None,
                     Some(ms) => Some(small_integer(ms).ok_or_else(|| {
@@ -211,6 +258,15 @@ impl HostnameModel {
                 no_tls_verify: o.no_tls_verify,
                 http_host_header: o.http_host_header.clone(),
                 origin_server_name: o.origin_server_name.clone(),
+                insecure_skip_verify: o.insecure_skip_verify,
+                host_header: o.host_header.clone(),
+                server_name: o.server_name.clone(),
+                health_check: o.health_check.as_ref().map(|h| HealthCheckModel {
+                    path: h.path.clone(),
+                    interval: h.interval.clone(),
+                    timeout: h.timeout.clone(),
+                    unhealthy_after: h.unhealthy_after.map(Number::from),
+                }),
                 connect_timeout_ms: o.connect_timeout_ms.map(Number::from),
                 http2: o.http2,
                 ca_cert_pem: o.ca_cert_pem.clone(),
@@ -355,27 +411,90 @@ impl EdgeObject for HostnameResource {
             Attribute::single_nested(
                 Attributes::new()
                     .with(
-                        "no_tls_verify",
+                        "insecure_skip_verify",
                         Attribute::bool(
                             "**Insecure.** Accept any certificate from an https origin: anyone \
                              between the connector and the origin can then read and change the \
                              traffic. Prefer `ca_cert_pem` (trust a private CA) and \
-                             `origin_server_name` (the name the certificate carries).",
+                             `server_name` (the name the certificate carries).",
                         )
                         .optional(),
                     )
                     .with(
-                        "http_host_header",
+                        "host_header",
                         Attribute::string(
                             "Host header sent to the origin instead of the visitor's.",
                         )
                         .optional(),
                     )
                     .with(
-                        "origin_server_name",
+                        "server_name",
                         Attribute::string(
                             "The name an https origin's certificate is verified against and sent \
                              as SNI, instead of the service's host.",
+                        )
+                        .optional(),
+                    )
+                    .with(
+                        "no_tls_verify",
+                        Attribute::bool("Deprecated: use `insecure_skip_verify`.")
+                            .optional()
+                            .deprecated(
+                                "origin.no_tls_verify is deprecated: use \
+                                 origin.insecure_skip_verify, which means the same.",
+                            ),
+                    )
+                    .with(
+                        "http_host_header",
+                        Attribute::string("Deprecated: use `host_header`.")
+                            .optional()
+                            .deprecated(
+                                "origin.http_host_header is deprecated: use \
+                                 origin.host_header, which means the same.",
+                            ),
+                    )
+                    .with(
+                        "origin_server_name",
+                        Attribute::string("Deprecated: use `server_name`.")
+                            .optional()
+                            .deprecated(
+                                "origin.origin_server_name is deprecated: use \
+                                 origin.server_name, which means the same.",
+                            ),
+                    )
+                    .with(
+                        "health_check",
+                        Attribute::single_nested(
+                            Attributes::new()
+                                .with(
+                                    "path",
+                                    Attribute::string("The path probed with GET (default `/`).")
+                                        .optional(),
+                                )
+                                .with(
+                                    "interval",
+                                    Attribute::string(
+                                        "Time between probes, e.g. `10s` (default), `500ms`.",
+                                    )
+                                    .optional(),
+                                )
+                                .with(
+                                    "timeout",
+                                    Attribute::string("How long a probe may take (default `2s`).")
+                                        .optional(),
+                                )
+                                .with(
+                                    "unhealthy_after",
+                                    Attribute::number(
+                                        "Failed probes in a row (an error, a timeout or a 5xx) \
+                                         after which the origin is unhealthy (default 3).",
+                                    )
+                                    .optional(),
+                                ),
+                            "The connector probes the origin and reports its health to the \
+                             edge, which routes around a connector whose origin is unhealthy \
+                             (to another route's, or 503 when none is left) until a probe \
+                             succeeds again.",
                         )
                         .optional(),
                     )
@@ -541,16 +660,20 @@ impl EdgeObject for HostnameResource {
                 seen.push(id);
             }
         }
-        if let Some(origin) = config.get("origin")
-            && let Some(header) = known_str(origin, "http_host_header")
-            && (header.is_empty()
-                || header.contains(char::is_whitespace)
-                || header.chars().any(|c| c.is_control()))
-        {
-            findings.add(
-                AttributePath::root("origin").attribute("http_host_header"),
-                "http_host_header must be a host name, optionally with a port",
-            );
+        if let Some(origin) = config.get("origin") {
+            for name in ["http_host_header", "host_header"] {
+                if let Some(header) = known_str(origin, name)
+                    && (header.is_empty()
+                        || header.contains(char::is_whitespace)
+                        || header.chars().any(|c| c.is_control()))
+                {
+                    findings.add(
+                        AttributePath::root("origin").attribute(name),
+                        format!("{name} must be a host name, optionally with a port"),
+                    );
+                }
+            }
+            deprecation_warnings(&self.schema(), origin, diagnostics);
         }
         findings.schema::<HostnameSpec>(config, &self.schema().value_type());
         findings.report(diagnostics);
@@ -699,6 +822,39 @@ fn route_attributes() -> Attributes {
             )
             .required(),
         )
+        .with(
+            "max_error_rate",
+            Attribute::number(
+                "0 to 1: when the route's share of 5xx answers over the last minute exceeds \
+                 it (after at least 20 answers), the edge gives the route's weight to the \
+                 other routes (automatic canary rollback) until it recovers: after 10 \
+                 seconds, and while its connectors report the origin healthy. `plan` warns \
+                 while a route is ejected.",
+            )
+            .optional(),
+        )
+}
+
+/// A warning for each deprecated `origin` attribute the configuration sets, naming the one
+/// to use instead.
+fn deprecation_warnings(schema: &Schema, origin: &Value, diagnostics: &mut Diagnostics) {
+    let Some((_, origin_attribute)) = schema.attributes().iter().find(|(n, _)| *n == "origin")
+    else {
+        return;
+    };
+    let crate::framework::AttributeKind::Nested(_, attributes) = origin_attribute.kind() else {
+        return;
+    };
+    for (name, attribute) in attributes.iter() {
+        if let Some(message) = attribute.deprecation()
+            && origin.get(name).is_some_and(|v| !v.is_null())
+        {
+            diagnostics.push(
+                Diagnostic::warning("Deprecated attribute", message)
+                    .at(AttributePath::root("origin").attribute(name)),
+            );
+        }
+    }
 }
 
 /// Where the planned hostname sends its requests; `None` while anything about it is unknown.
@@ -749,6 +905,7 @@ fn routes_spec(routes: &[RouteModel], at: AttributePath) -> Result<Vec<Route>, D
         out.push(Route {
             selector: route.selector.clone(),
             weight,
+            max_error_rate: route.max_error_rate.as_ref().map(|n| ErrorRate(n.to_f64())),
         });
     }
     Ok(out)
@@ -761,6 +918,9 @@ fn route_models(routes: &[Route]) -> Vec<RouteModel> {
         .map(|r| RouteModel {
             selector: r.selector.clone(),
             weight: Number::from(r.weight),
+            max_error_rate: r
+                .max_error_rate
+                .and_then(|rate| Number::from_f64_shortest(rate.0)),
         })
         .collect()
 }

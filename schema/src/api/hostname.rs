@@ -140,20 +140,89 @@ pub struct Route {
     pub selector: Labels,
     /// 1 to 100, relative to the other routes.
     pub weight: u32,
+    /// 0 to 1: when the route's share of 5xx answers over the last minute exceeds it, the
+    /// edge gives its weight to the other routes until it recovers (canary rollback).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_error_rate: Option<ErrorRate>,
+}
+
+/// A share of requests, 0 to 1 (validated; JSON carries no NaN, so equality is total).
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ErrorRate(pub f64);
+
+// The rate is a finite number (JSON has no NaN or infinity), so `==` is an equivalence.
+impl Eq for ErrorRate {}
+
+/// `origin.health_check`: how the connector probes the origin.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthCheck {
+    /// The path probed with GET (default `/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Time between probes, in the duration grammar (default `10s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+    /// How long a probe may take (default `2s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// Consecutive failed probes after which the origin is unhealthy (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unhealthy_after: Option<u32>,
+}
+
+impl HealthCheck {
+    /// The probed path.
+    pub fn path(&self) -> &str {
+        self.path.as_deref().unwrap_or("/")
+    }
+
+    /// Time between probes (an unparsable value, refused by validation, falls back to the
+    /// default).
+    pub fn interval(&self) -> std::time::Duration {
+        duration_or(self.interval.as_deref(), 10)
+    }
+
+    /// How long one probe may take.
+    pub fn timeout(&self) -> std::time::Duration {
+        duration_or(self.timeout.as_deref(), 2)
+    }
+
+    /// Failed probes in a row that make the origin unhealthy.
+    pub fn unhealthy_after(&self) -> u32 {
+        self.unhealthy_after.unwrap_or(3).max(1)
+    }
+}
+
+fn duration_or(text: Option<&str>, seconds: u64) -> std::time::Duration {
+    text.and_then(|t| crate::duration::parse(t).ok())
+        .unwrap_or(std::time::Duration::from_secs(seconds))
 }
 
 /// How the connector reaches the origin.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OriginSettings {
-    /// INSECURE: accept any certificate from an https origin.
+    /// Deprecated spelling of `insecure_skip_verify`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_tls_verify: Option<bool>,
-    /// The Host header sent to the origin instead of the visitor's.
+    /// Deprecated spelling of `host_header`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_host_header: Option<String>,
-    /// The TLS server name used for an https origin.
+    /// Deprecated spelling of `server_name`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin_server_name: Option<String>,
+    /// INSECURE: accept any certificate from an https origin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insecure_skip_verify: Option<bool>,
+    /// The Host header sent to the origin instead of the visitor's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_header: Option<String>,
+    /// The TLS server name used for an https origin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    /// Active probes of the origin by the connector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
     /// How long to wait for a connection to the origin.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect_timeout_ms: Option<u32>,
@@ -163,6 +232,27 @@ pub struct OriginSettings {
     /// Extra CAs (PEM) an https origin's certificate may chain to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_cert_pem: Option<String>,
+}
+
+impl OriginSettings {
+    /// `insecure_skip_verify`, or its deprecated spelling `no_tls_verify`.
+    pub fn skip_verify(&self) -> bool {
+        self.insecure_skip_verify.or(self.no_tls_verify) == Some(true)
+    }
+
+    /// `host_header`, or its deprecated spelling `http_host_header`.
+    pub fn host_header(&self) -> Option<&str> {
+        self.host_header
+            .as_deref()
+            .or(self.http_host_header.as_deref())
+    }
+
+    /// `server_name`, or its deprecated spelling `origin_server_name`.
+    pub fn server_name(&self) -> Option<&str> {
+        self.server_name
+            .as_deref()
+            .or(self.origin_server_name.as_deref())
+    }
 }
 
 /// A hostname as the edge returns it.
@@ -194,6 +284,7 @@ mod tests {
         let canary = Route {
             selector: Labels::from([("release".to_string(), "canary".to_string())]),
             weight: 1,
+            max_error_rate: None,
         };
         let spec = HostnameSpec {
             hostname: "app.example.com".into(),

@@ -20,7 +20,10 @@ pub use certificate::{
 };
 pub use edge::{Connection, EdgeInfo};
 pub use error::{ApiError, ApiErrorBody, ErrorCode};
-pub use hostname::{Hostname, HostnameSpec, OriginSettings, PathRoute, Route, Serving, Target};
+pub use hostname::{
+    ErrorRate, HealthCheck, Hostname, HostnameSpec, OriginSettings, PathRoute, Route, Serving,
+    Target,
+};
 pub use policy::{JwtSettings, Policy, PolicyMode, PolicySpec, RateLimit, RateLimitKey};
 pub use rollout::{PendingConnection, REVISION_HEADER, Rollout, RolloutScope};
 pub use status::{Decision, DnsRecord, EdgeStatus, PolicyDecisionCount, RouteTraffic};

@@ -46,6 +46,7 @@ fn route(key: &str, value: &str) -> Route {
     Route {
         selector: BTreeMap::from([(key.to_string(), value.to_string())]),
         weight: 50,
+        max_error_rate: None,
     }
 }
 
