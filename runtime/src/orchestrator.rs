@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use postern_schema::api::OriginSettings;
+use postern_schema::api::{HealthCheck, OriginSettings};
 use postern_schema::rules::{OriginScheme, Service, parse_service, prefix_covers, wildcard_of};
 use postern_schema::wire::ConfigPush;
 use tokio::sync::watch;
@@ -41,6 +41,21 @@ pub(crate) struct Routing {
     /// The config version (0 before the first push).
     pub(crate) version: u64,
     hostnames: HashMap<String, Arc<Ingress>>,
+    /// The origins to probe (`origin.health_check`), one per service as pushed.
+    pub(crate) probes: Vec<Probe>,
+}
+
+/// One origin the connector probes: a service of a hostname with `origin.health_check`.
+#[derive(Debug, Clone)]
+pub(crate) struct Probe {
+    /// The service as the edge pushed it (the key the edge knows it by).
+    pub(crate) text: String,
+    /// The service.
+    pub(crate) service: Service,
+    /// The hostname it belongs to (its origin settings reach it).
+    pub(crate) ingress: Arc<Ingress>,
+    /// How to probe it.
+    pub(crate) check: HealthCheck,
 }
 
 impl Routing {
@@ -99,6 +114,11 @@ impl Orchestrator {
         served
     }
 
+    /// Follows the current table.
+    pub(crate) fn watch(&self) -> watch::Receiver<Arc<Routing>> {
+        self.current.subscribe()
+    }
+
     /// The current table.
     pub(crate) fn routing(&self) -> Arc<Routing> {
         self.current.borrow().clone()
@@ -118,6 +138,7 @@ impl Orchestrator {
 
     fn build(&self, push: &ConfigPush) -> Routing {
         let mut hostnames = HashMap::new();
+        let mut probes: Vec<Probe> = Vec::new();
         for entry in &push.hostnames {
             let Some(service) = self.service(&entry.hostname, &entry.service) else {
                 continue;
@@ -134,19 +155,36 @@ impl Orchestrator {
                 .collect();
             paths.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
             let hostname = entry.hostname.to_ascii_lowercase();
-            hostnames.insert(
-                hostname.clone(),
-                Arc::new(Ingress {
-                    hostname,
-                    service,
-                    paths,
-                    origin: entry.origin.clone(),
-                }),
-            );
+            let ingress = Arc::new(Ingress {
+                hostname: hostname.clone(),
+                service,
+                paths,
+                origin: entry.origin.clone(),
+            });
+            if let Some(check) = &entry.origin.health_check
+                && self.hello_world.is_none()
+            {
+                let texts = std::iter::once(&entry.service).chain(entry.paths.iter().map(|p| &p.service));
+                for text in texts {
+                    if probes.iter().any(|p| &p.text == text) {
+                        continue;
+                    }
+                    if let Ok(service @ Service::Origin { .. }) = parse_service(text) {
+                        probes.push(Probe {
+                            text: text.clone(),
+                            service,
+                            ingress: ingress.clone(),
+                            check: check.clone(),
+                        });
+                    }
+                }
+            }
+            hostnames.insert(hostname, ingress);
         }
         Routing {
             version: push.version,
             hostnames,
+            probes,
         }
     }
 

@@ -150,6 +150,57 @@ impl Origins {
         }
     }
 
+    /// One health probe of `service` (an origin of `ingress`): `GET path` with the Host and
+    /// TLS settings visitors' requests get, answered within `timeout` with a status below 500.
+    pub(crate) async fn probe(
+        &self,
+        ingress: &Ingress,
+        service: &Service,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let Service::Origin {
+            scheme,
+            authority,
+            path_prefix,
+        } = service
+        else {
+            return Ok(());
+        };
+        let target = Target {
+            scheme: if scheme.is_tls() { "https" } else { "http" },
+            authority,
+            path_prefix,
+        };
+        let (parts, ()) = Request::get(path)
+            .body(())
+            .map_err(|e| format!("the health check path is not usable: {e}"))?
+            .into_parts();
+        let mut outgoing = self
+            .origin_request(ingress, &target, parts, body::empty())
+            .map_err(|_| "the origin URL is not valid".to_string())?;
+        let answer = if speaks_http2(*scheme, &ingress.origin) {
+            *outgoing.version_mut() = Version::HTTP_2;
+            outgoing.headers_mut().remove(header::HOST);
+            let pool = self.multiplexed_pool(*scheme, &ingress.origin);
+            tokio::time::timeout(timeout, pool.send(target.authority, outgoing))
+                .await
+                .map(|r| r.map(|response| response.status()))
+        } else {
+            *outgoing.version_mut() = Version::HTTP_11;
+            let pool = self.pool(&ingress.origin);
+            tokio::time::timeout(timeout, pool.send(outgoing))
+                .await
+                .map(|r| r.map(|response| response.status()))
+        };
+        match answer {
+            Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+            Ok(Err(error)) => Err(error_chain(&*error)),
+            Ok(Ok(status)) if status.is_server_error() => Err(format!("answered {status}")),
+            Ok(Ok(_)) => Ok(()),
+        }
+    }
+
     /// An ordinary request: forwarded, response streamed back.
     async fn forward(
         &self,

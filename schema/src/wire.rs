@@ -432,6 +432,13 @@ pub enum Event {
         /// The CSR for the connector's key.
         csr_der: String,
     },
+    /// The services (as pushed) whose origins this connector's health checks find unhealthy,
+    /// all of them each time (empty once every one recovered). The edge routes around this
+    /// connection for those services.
+    OriginHealth {
+        /// The unhealthy services.
+        unhealthy: Vec<String>,
+    },
 }
 
 /// `POST /.postern/drain`: stop using this connection.
@@ -632,6 +639,9 @@ mod tests {
         });
         round_trip(&ConfigAck { applied_version: 7 });
         round_trip(&Event::Draining);
+        round_trip(&Event::OriginHealth {
+            unhealthy: vec!["http://127.0.0.1:4000".into()],
+        });
         round_trip(&Event::Renew {
             csr_der: encode_der(b"csr"),
         });
