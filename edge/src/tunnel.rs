@@ -6,11 +6,13 @@
 mod config;
 mod context;
 mod enroll;
+mod health;
 mod listener;
 mod registry;
 mod rollout;
 mod session;
 
+pub(crate) use health::RouteKey;
 pub(crate) use context::{TunnelContext, TunnelSettings};
 pub(crate) use listener::{PeerConnection, PeerPort, serve};
 pub(crate) use registry::{Registry, Session, StreamGuard};

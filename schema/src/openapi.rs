@@ -475,7 +475,10 @@ mod tests {
 
     #[test]
     fn the_status_types_write_what_the_document_describes() {
-        use crate::api::{Decision, DnsRecord, EdgeStatus, PolicyDecisionCount, RouteTraffic};
+        use crate::api::{
+            Decision, DnsRecord, EdgeStatus, EjectedRoute, ErrorRate, PolicyDecisionCount,
+            RouteTraffic,
+        };
 
         let status = EdgeStatus {
             catalog_revision: 7,
@@ -501,6 +504,14 @@ mod tests {
                 record_type: "TXT".into(),
                 ttl: 30,
                 data: "\"tunnel=canary release=canary\"".into(),
+            }],
+            ejected_routes: vec![EjectedRoute {
+                hostname: "split.example.com".into(),
+                prefix: None,
+                route: "release=canary".into(),
+                reason: "error_rate".into(),
+                error_rate: Some(ErrorRate(0.5)),
+                retry_in_seconds: Some(7),
             }],
         };
         let body = serde_json::to_vec(&status).expect("json");

@@ -45,7 +45,7 @@ use crate::certs::Certificates;
 use crate::cluster::{Cluster, Member, PeerError};
 use crate::metrics::{Metrics, PublicRequest};
 use crate::policy::{Now, PolicyEngine, RequestFacts, Verdict, canonical_path};
-use crate::tunnel::{Registry, StreamGuard};
+use crate::tunnel::{Registry, RouteKey, StreamGuard};
 
 /// How long a request waits for its connection to push the configuration it was routed with.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(1);
@@ -121,6 +121,10 @@ struct Tally {
     /// The `release` label of the tunnel the request was sent to (empty when it has none);
     /// `None` until a connector is picked.
     release: Option<String>,
+    /// The path route's prefix the request was served under.
+    prefix: Option<String>,
+    /// The picked route's `max_error_rate`.
+    max_error_rate: Option<f64>,
 }
 
 impl Tally {
@@ -132,6 +136,21 @@ impl Tally {
             status,
         };
         metrics.count_request(&request, elapsed);
+    }
+
+    /// Counts the answer in the passive health of the route the request took, if it took a
+    /// weighted route of this node's connections.
+    fn judge(&self, registry: &Registry, status: StatusCode) {
+        if let (Some(hostname), Some(route)) = (&self.hostname, &self.route) {
+            let key = RouteKey {
+                hostname: hostname.clone(),
+                prefix: self.prefix.clone(),
+                route: route.clone(),
+            };
+            registry
+                .routes
+                .record(&key, status.is_server_error(), self.max_error_rate);
+        }
     }
 }
 
@@ -170,6 +189,7 @@ pub(super) async fn handle(
         .await;
         let response = answered.unwrap_or_else(|error| error.into_response(&request_id));
         tally.count(&proxy.metrics, response.status(), started.elapsed());
+        tally.judge(&proxy.registry, response.status());
         tracing::debug!(status = response.status().as_u16(), "answered");
         response
     }
@@ -249,7 +269,13 @@ async fn proxy_visitor(
 
     apply_policies(proxy, snapshot, hostname, &serving, context, &mut parts)?;
 
-    let destination = pick_destination(proxy, snapshot, &serving, Reach::AnyNode)?;
+    let destination = pick_destination(
+        proxy,
+        snapshot,
+        &hostname.spec.hostname,
+        &serving,
+        Reach::AnyNode,
+    )?;
 
     let upgrade = forward::upgrade_of(&parts);
     let visitor_upgrade = upgrade.and_then(|_| parts.extensions.remove::<OnUpgrade>());
@@ -293,18 +319,32 @@ async fn answer_forwarded(
     tracing::Span::current().record("hostname", host.as_str());
     let serving = choose_route(hostname, &mut parts)?;
 
-    let destination = pick_destination(proxy, snapshot, &serving, Reach::ThisNode)?;
+    let destination = pick_destination(
+        proxy,
+        snapshot,
+        &hostname.spec.hostname,
+        &serving,
+        Reach::ThisNode,
+    )?;
 
     let upgrade = forward::upgrade_of(&parts);
     let link_upgrade = upgrade.and_then(|_| parts.extensions.remove::<OnUpgrade>());
     let (body, body_failed) = body::watch(body);
     let request = Request::from_parts(parts, body::boxed(body));
-    let mut tally = Tally::default();
-    let stream = open_stream(proxy, snapshot, &serving, destination, request, &mut tally)
+    let mut tally = Tally {
+        hostname: Some(hostname.spec.hostname.clone()),
+        ..Tally::default()
+    };
+    let opened = open_stream(proxy, snapshot, &serving, destination, request, &mut tally)
         .await
-        .map_err(|error| error.blame_visitor_body(&body_failed))?;
+        .map_err(|error| error.blame_visitor_body(&body_failed));
+    let status = match &opened {
+        Ok(stream) => stream.response.status(),
+        Err(error) => error.status(),
+    };
+    tally.judge(&proxy.registry, status);
     respond(
-        forward_response(stream, upgrade, link_upgrade, splices, ()),
+        forward_response(opened?, upgrade, link_upgrade, splices, ()),
         request_id,
     )
 }
@@ -485,10 +525,11 @@ enum Destination {
 fn pick_destination(
     proxy: &Proxy,
     snapshot: &Snapshot,
+    hostname: &str,
     serving: &Serving<'_>,
     reach: Reach,
 ) -> Result<Destination, ProxyError> {
-    if let Some(pick) = route::pick(snapshot, serving.target, &proxy.registry, &[]) {
+    if let Some(pick) = route::pick(snapshot, hostname, serving, &proxy.registry, &[]) {
         return Ok(Destination::Connection(pick));
     }
     if reach == Reach::ThisNode || proxy.cluster.node_id().is_none() {
@@ -542,6 +583,8 @@ async fn open_on_connection(
     let mut tried = Vec::new();
     loop {
         tally.route = pick.route.clone();
+        tally.prefix = serving.prefix.map(str::to_owned);
+        tally.max_error_rate = pick.max_error_rate;
         tally.release = Some(release_of(snapshot, pick.session.tunnel));
         if pick.handed_off {
             // No connection of this tunnel on this worker: the stream is another thread's.
@@ -578,7 +621,8 @@ async fn open_on_connection(
                             "the connection closed before the stream opened; trying another"
                         );
                         request = returned;
-                        pick = route::pick(snapshot, serving.target, &proxy.registry, &tried)
+                        let hostname = tally.hostname.as_deref().unwrap_or_default();
+                        pick = route::pick(snapshot, hostname, serving, &proxy.registry, &tried)
                             .ok_or(ProxyError::NoConnector)?;
                     }
                     _ => return Err(ProxyError::Tunnel(failure.error)),

@@ -43,6 +43,10 @@ pub(crate) struct Session {
     seen_revision: watch::Sender<u64>,
     applied: Mutex<Vec<HostnameConfig>>,
     close: CancellationToken,
+    /// Some service's origin is unhealthy by the connector's health checks (read on every
+    /// pick, so the list is locked only when set).
+    any_unhealthy: AtomicBool,
+    unhealthy: Mutex<Vec<String>>,
 }
 
 impl std::fmt::Debug for Session {
@@ -105,8 +109,29 @@ impl Session {
             streams: Arc::new(Semaphore::new(VISITOR_STREAMS as usize)),
             draining: AtomicBool::new(false),
             close,
+            any_unhealthy: AtomicBool::new(false),
+            unhealthy: Mutex::new(Vec::new()),
         }
     }
+
+    /// Records the services whose origins the connector's health checks find unhealthy.
+    pub(crate) fn set_unhealthy_origins(&self, services: Vec<String>) {
+        let mut unhealthy = self.unhealthy.lock().unwrap_or_else(|p| p.into_inner());
+        self.any_unhealthy
+            .store(!services.is_empty(), Ordering::Relaxed);
+        *unhealthy = services;
+    }
+
+    /// Does the connector find `service`'s origin healthy (or not probe it)?
+    pub(crate) fn serves_origin(&self, service: &str) -> bool {
+        if !self.any_unhealthy.load(Ordering::Relaxed) {
+            return true;
+        }
+        let unhealthy = self.unhealthy.lock().unwrap_or_else(|p| p.into_inner());
+        !unhealthy.iter().any(|s| s == service)
+    }
+
+
 
     /// Can new visitor streams go here?
     pub(crate) fn is_healthy(&self) -> bool {
@@ -240,6 +265,8 @@ pub(crate) struct Registry {
     /// Connections placed on a worker whose session is not registered yet, by tunnel:
     /// (certificate, worker) for each.
     placing: Mutex<HashMap<TunnelId, Vec<(u64, usize)>>>,
+    /// The passive health of weighted routes, from the answers through these sessions.
+    pub(crate) routes: super::health::RouteHealth,
 }
 
 /// Where a request's connection was found.
@@ -408,15 +435,23 @@ impl Registry {
     /// or, when the chosen session's connector has another one on the calling worker that is
     /// no busier, that one, so the request needs no hand-off. Connectors are chosen as if
     /// there were no workers; only the connection within a connector follows the worker.
-    pub(crate) fn pick(&self, tunnels: &[TunnelId], exclude: &[String]) -> Option<Picked> {
-        self.pick_on(tunnels, exclude, postern_workers::current())
+    /// Only sessions whose connector finds `service`'s origin healthy count.
+    pub(crate) fn pick_for(
+        &self,
+        tunnels: &[TunnelId],
+        exclude: &[String],
+        service: &str,
+    ) -> Option<Picked> {
+        self.pick_on(tunnels, exclude, Some(service), postern_workers::current())
     }
 
-    /// [`Registry::pick`] for a request served by `worker`.
+    /// [`Registry::pick_for`] for a request served by `worker` (`service`: `None` counts every
+    /// session).
     fn pick_on(
         &self,
         tunnels: &[TunnelId],
         exclude: &[String],
+        service: Option<&str>,
         worker: Option<usize>,
     ) -> Option<Picked> {
         let map = self.sessions.read().unwrap_or_else(|p| p.into_inner());
@@ -428,7 +463,11 @@ impl Registry {
                 .iter()
                 .filter_map(|t| map.get(t))
                 .flatten()
-                .filter(|s| s.is_healthy() && !exclude.contains(&s.id))
+                .filter(|s| {
+                    s.is_healthy()
+                        && !exclude.contains(&s.id)
+                        && service.is_none_or(|service| s.serves_origin(service))
+                })
         };
         let mut rng = rand::rng();
         let mut any = Least::default();

@@ -26,7 +26,9 @@ pub use hostname::{
 };
 pub use policy::{JwtSettings, Policy, PolicyMode, PolicySpec, RateLimit, RateLimitKey};
 pub use rollout::{PendingConnection, REVISION_HEADER, Rollout, RolloutScope};
-pub use status::{Decision, DnsRecord, EdgeStatus, PolicyDecisionCount, RouteTraffic};
+pub use status::{
+    Decision, DnsRecord, EdgeStatus, EjectedRoute, PolicyDecisionCount, RouteTraffic,
+};
 pub use token::{ApiToken, ApiTokenSpec, Role};
 pub use tunnel::{
     EnrollmentToken, EnrollmentTokenSpec, Tunnel, TunnelSpec, TunnelToken as TunnelTokenBody,
