@@ -9,6 +9,9 @@
 //! - `GET /headers` → the forwarding headers it received, as JSON
 //! - `GET /trailers` → a chunked body followed by the trailer `x-checksum: abc`
 //! - `GET /ws` → a WebSocket echo (text and binary frames)
+//!
+//! [`TestOrigin::fail_for`] makes it answer 500 to every request one connector forwards, as if
+//! the origin on that connector's host broke (connectors of one test share this origin).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -47,6 +50,7 @@ struct OriginState {
     hits: AtomicU64,
     by_connector: Mutex<HashMap<String, u64>>,
     seen: Mutex<Vec<SeenRequest>>,
+    failing_for: Mutex<Option<String>>,
 }
 
 /// How many requests [`TestOrigin::requests`] remembers (the first ones), so that long runs
@@ -154,6 +158,16 @@ impl TestOrigin {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// From now on, answers 500 to every request the connector `id` forwards (health probes
+    /// included); `None` heals it.
+    pub fn fail_for(&self, id: Option<&str>) {
+        *self
+            .state
+            .failing_for
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = id.map(str::to_owned);
     }
 
     /// Requests received so far, by the `x-postern-connector` header (connector id).
@@ -289,6 +303,20 @@ async fn serve(state: Arc<OriginState>, mut request: Request<Incoming>) -> Respo
             .unwrap_or_else(|p| p.into_inner())
             .entry(id.to_string())
             .or_default() += 1;
+    }
+    let connector = request
+        .headers()
+        .get("x-postern-connector")
+        .and_then(|v| v.to_str().ok());
+    let failing = state
+        .failing_for
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    if failing.is_some() && connector == failing.as_deref() {
+        let mut response = Response::new(full("origin broken"));
+        *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+        return response;
     }
     let query = request.uri().query().unwrap_or("").to_string();
     let number = |key: &str| -> u64 {

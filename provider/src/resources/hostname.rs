@@ -682,12 +682,22 @@ impl EdgeObject for HostnameResource {
     /// Plan-time truth: for a hostname being created or changed, warnings about what the
     /// edge's live state means for it (see [`live`]).
     async fn plan(&self, data: &ProviderData, req: &PlanRequest, plan: &mut Plan) {
-        if req.prior.as_ref() == Some(&plan.planned) {
-            return;
-        }
         let Some(hostname) = plan.planned.get("hostname").and_then(Value::as_str) else {
             return;
         };
+        if plan.planned.get("routes").is_some_and(|r| !r.is_null())
+            || plan
+                .planned
+                .get("paths")
+                .and_then(Value::as_elements)
+                .is_some_and(|paths| paths.iter().any(|p| p.get("routes").is_some_and(|r| !r.is_null())))
+        {
+            // Every plan, changed or not: an ejected canary is news while it lasts.
+            live::check_ejected(&data.live, hostname, &mut plan.diagnostics).await;
+        }
+        if req.prior.as_ref() == Some(&plan.planned) {
+            return;
+        }
         let Some(target) = planned_target(&plan.planned) else {
             return;
         };
