@@ -35,6 +35,7 @@ async fn make_objects(client: &Client) -> Objects {
                 per: None,
             }),
             jwt: None,
+            rules: None,
         })
         .await
         .expect("policy");

@@ -19,6 +19,7 @@ mod listener;
 mod nodes;
 mod request;
 mod route;
+mod rules;
 mod shares;
 mod tls;
 

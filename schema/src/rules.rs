@@ -228,6 +228,42 @@ pub fn in_zone(hostname: &str, zone: &str) -> bool {
             .is_some_and(|rest| rest.ends_with('.'))
 }
 
+/// Headers a policy's `rules` may not add, set or remove: those that frame the message or the
+/// connection (changing them would break or smuggle requests), and the edge's own.
+const RULE_FORBIDDEN_HEADERS: [&str; 10] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "keep-alive",
+    "proxy-connection",
+    "strict-transport-security",
+];
+
+/// A header name in a policy's `rules`: a valid HTTP field name, none of the framing headers,
+/// not `Strict-Transport-Security` (that is `hsts`), nothing of the edge's own (`x-postern-…`,
+/// `x-forwarded-…`, `x-request-id`).
+pub fn check_rule_header(name: &str) -> Result<(), String> {
+    if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+        return Err(format!("{name:?} is not a valid header name"));
+    }
+    let lower = name.to_ascii_lowercase();
+    if RULE_FORBIDDEN_HEADERS.contains(&lower.as_str())
+        || lower.starts_with("x-postern-")
+        || lower.starts_with("x-forwarded-")
+        || lower == "x-request-id"
+    {
+        return Err(format!(
+            "header {name:?} cannot be changed by a rule: it frames the message or is the edge's \
+             own (use hsts for Strict-Transport-Security)"
+        ));
+    }
+    Ok(())
+}
+
 /// How the connector speaks to an origin, from the service's scheme.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OriginScheme {

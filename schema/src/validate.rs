@@ -397,6 +397,34 @@ impl Contract for PolicySpec {
                 }
             }
         }
+        if let Some(header_rules) = &self.rules {
+            for (field, edits) in [
+                ("request_headers", &header_rules.request_headers),
+                ("response_headers", &header_rules.response_headers),
+            ] {
+                let Some(edits) = edits else { continue };
+                let at = format!("/rules/{field}");
+                for (i, name) in edits.remove.iter().flatten().enumerate() {
+                    if let Err(message) = rules::check_rule_header(name) {
+                        violations.push(Violation::new(format!("{at}/remove/{i}"), message));
+                    }
+                }
+                for (kind, map) in [("set", &edits.set), ("add", &edits.add)] {
+                    for (name, value) in map.iter().flatten() {
+                        let pointer = format!("{at}/{kind}/{}", pointer_escape(name));
+                        if let Err(message) = rules::check_rule_header(name) {
+                            violations.push(Violation::new(pointer.clone(), message));
+                        }
+                        if http::HeaderValue::from_str(value).is_err() {
+                            violations.push(Violation::new(
+                                pointer,
+                                "a header value must be visible ASCII, spaces and tabs",
+                            ));
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -462,6 +490,11 @@ impl Contract for HostnameSpec {
             check_origin(origin, violations);
         }
     }
+}
+
+/// A JSON Pointer token for `text` (RFC 6901: `~` and `/` escaped).
+fn pointer_escape(text: &str) -> String {
+    text.replace('~', "~0").replace('/', "~1")
 }
 
 /// `origin`: its host headers, the old and new spellings of each setting (one value when

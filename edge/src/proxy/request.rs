@@ -38,6 +38,7 @@ use super::forward::{self, Upgrade, Visitor};
 use super::limits::{self, ProxySettings};
 use super::nodes::{self, Forwarded};
 use super::route::{self, Pick};
+use super::rules;
 use super::shares::{ConnectionShares, ConnectionSlot};
 use crate::body::{self, BodyFailed, BoxBody, Guarded};
 use crate::catalog::{Catalog, Snapshot};
@@ -267,7 +268,12 @@ async fn proxy_visitor(
     tracing::Span::current().record("hostname", host.as_str());
     let serving = choose_route(hostname, &mut parts)?;
 
+    let header_rules = rules::of(snapshot, serving.policy_ids);
+    if let Some(redirect) = rules::redirect(&header_rules, context.visitor.scheme, &host, &parts) {
+        return Ok(redirect);
+    }
     apply_policies(proxy, snapshot, hostname, &serving, context, &mut parts)?;
+    rules::edit_request(&header_rules, &mut parts.headers);
 
     let destination = pick_destination(
         proxy,
@@ -298,10 +304,12 @@ async fn proxy_visitor(
     // The connection stays counted (and in flight) as long as the response or the upgraded
     // connection lives.
     let hold = (context.clone(), active);
-    respond(
+    let mut response = respond(
         forward_response(stream, upgrade, visitor_upgrade, &context.splices, hold),
         request_id,
-    )
+    )?;
+    rules::edit_response(&header_rules, context.visitor.scheme, response.headers_mut());
+    Ok(response)
 }
 
 /// Phases 1 and 3 to 6 for a forwarded request, already in tunnel form.

@@ -24,7 +24,10 @@ pub use hostname::{
     ErrorRate, HealthCheck, Hostname, HostnameSpec, OriginSettings, PathRoute, Route, Serving,
     Target,
 };
-pub use policy::{JwtSettings, Policy, PolicyMode, PolicySpec, RateLimit, RateLimitKey};
+pub use policy::{
+    HeaderEdits, HeaderRules, Hsts, JwtSettings, Policy, PolicyMode, PolicySpec, RateLimit,
+    RateLimitKey,
+};
 pub use rollout::{PendingConnection, REVISION_HEADER, Rollout, RolloutScope};
 pub use status::{
     Decision, DnsRecord, EdgeStatus, EjectedRoute, PolicyDecisionCount, RouteTraffic,
