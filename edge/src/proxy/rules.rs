@@ -144,10 +144,10 @@ mod tests {
             .body(())
             .expect("request")
             .into_parts();
-        let redirect = redirect(&[&rules], "http", "app.example.com", &parts).expect("308");
-        assert_eq!(redirect.status(), StatusCode::PERMANENT_REDIRECT);
+        let answer = redirect(&[&rules], "http", "app.example.com", &parts).expect("308");
+        assert_eq!(answer.status(), StatusCode::PERMANENT_REDIRECT);
         assert_eq!(
-            redirect.headers()[header::LOCATION],
+            answer.headers()[header::LOCATION],
             "https://app.example.com/a/b?c=d"
         );
         assert!(redirect(&[&rules], "https", "app.example.com", &parts).is_none());
