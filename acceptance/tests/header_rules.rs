@@ -10,9 +10,7 @@ use std::time::Duration;
 use acceptance::fixture::create_tunnel;
 use acceptance::visitor::{https_client, https_url};
 use acceptance::{ConnectorProcess, EdgeProcess, TestOrigin, eventually};
-use postern_schema::api::{
-    HeaderEdits, HeaderRules, HostnameSpec, Hsts, PolicyMode, PolicySpec,
-};
+use postern_schema::api::{HeaderEdits, HeaderRules, HostnameSpec, Hsts, PolicyMode, PolicySpec};
 use postern_schema::ids::PolicyId;
 
 const RULED: &str = "ruled.example.com";
@@ -41,7 +39,12 @@ fn policy(name: &str, rules: HeaderRules) -> PolicySpec {
     }
 }
 
-fn hostname(name: &str, origin: &TestOrigin, tunnel: postern_schema::ids::TunnelId, policy: PolicyId) -> HostnameSpec {
+fn hostname(
+    name: &str,
+    origin: &TestOrigin,
+    tunnel: postern_schema::ids::TunnelId,
+    policy: PolicyId,
+) -> HostnameSpec {
     HostnameSpec {
         hostname: name.into(),
         service: origin.url(),
@@ -166,14 +169,21 @@ async fn policy_rules_edit_headers_redirect_to_https_and_add_hsts() {
         let (headers, seen) = exchange(&client, &url).await;
         // At the origin: removed, set (replacing the visitor's), added (beside it).
         assert!(!seen.contains_key("x-debug"), "{scheme}: {seen:?}");
-        assert_eq!(seen.get("x-env"), Some(&vec!["prod".to_string()]), "{scheme}");
+        assert_eq!(
+            seen.get("x-env"),
+            Some(&vec!["prod".to_string()]),
+            "{scheme}"
+        );
         assert_eq!(
             seen.get("x-tag"),
             Some(&vec!["visitor".to_string(), "edge".to_string()]),
             "{scheme}"
         );
         // At the visitor.
-        assert!(headers.get("x-origin-debug").is_none(), "{scheme}: {headers:?}");
+        assert!(
+            headers.get("x-origin-debug").is_none(),
+            "{scheme}: {headers:?}"
+        );
         assert_eq!(headers["cache-control"], "no-store", "{scheme}");
         assert_eq!(headers["x-served-by"], "postern", "{scheme}");
         let hsts = headers.get("strict-transport-security");
@@ -199,8 +209,17 @@ async fn policy_rules_edit_headers_redirect_to_https_and_add_hsts() {
         response.headers()["location"],
         format!("https://{SECURE}/request-headers?a=b").as_str()
     );
-    assert!(response.headers().get("strict-transport-security").is_none());
-    assert_eq!(origin.hits(), hits, "a redirected request reached the origin");
+    assert!(
+        response
+            .headers()
+            .get("strict-transport-security")
+            .is_none()
+    );
+    assert_eq!(
+        origin.hits(),
+        hits,
+        "a redirected request reached the origin"
+    );
     let response = https_client(&edge, SECURE)
         .await
         .get(https_url(&edge, SECURE, "/request-headers?a=b"))

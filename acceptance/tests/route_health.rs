@@ -87,7 +87,10 @@ async fn a_failing_canary_is_ejected_without_failed_requests_and_comes_back_when
     let report = load().run().await;
     assert_eq!(report.ok, 2000, "{}", report.describe_failures());
     let share = served(&report, &origin, &canary_id);
-    assert!((120..=280).contains(&share), "canary served {share} of 2000");
+    assert!(
+        (120..=280).contains(&share),
+        "canary served {share} of 2000"
+    );
     assert!(ejected(&edge).await.is_empty());
 
     // The canary's origin breaks while requests run: the edge stops sending it traffic
@@ -112,7 +115,8 @@ async fn a_failing_canary_is_ejected_without_failed_requests_and_comes_back_when
         "detection took {detected:?}"
     );
     assert!(
-        out.iter().all(|e| e.hostname == HOST && e.route == "release=canary"),
+        out.iter()
+            .all(|e| e.hostname == HOST && e.route == "release=canary"),
         "{out:?}"
     );
     assert!(
@@ -121,7 +125,12 @@ async fn a_failing_canary_is_ejected_without_failed_requests_and_comes_back_when
         during.failures.len(),
         during.describe_failures()
     );
-    assert_eq!(during.ok + during.count(500), 2000, "{}", during.describe_failures());
+    assert_eq!(
+        during.ok + during.count(500),
+        2000,
+        "{}",
+        during.describe_failures()
+    );
 
     // Afterwards: 2,000 requests, none failed, all at the stable origin.
     let report = load().run().await;
@@ -145,12 +154,16 @@ async fn a_failing_canary_is_ejected_without_failed_requests_and_comes_back_when
 
     // Still out past the passive ejection (10 s) while its probes fail, now for that reason:
     // no failed request.
-    eventually(Duration::from_secs(20), "the passive ejection over", || async {
-        let out = ejected(&edge).await;
-        out.iter()
-            .any(|e| e.route == "release=canary" && e.reason == "origin_unhealthy")
-            .then_some(())
-    })
+    eventually(
+        Duration::from_secs(20),
+        "the passive ejection over",
+        || async {
+            let out = ejected(&edge).await;
+            out.iter()
+                .any(|e| e.route == "release=canary" && e.reason == "origin_unhealthy")
+                .then_some(())
+        },
+    )
     .await;
     let report = load().run().await;
     assert_eq!(report.ok, 2000, "{}", report.describe_failures());
@@ -165,13 +178,15 @@ async fn a_failing_canary_is_ejected_without_failed_requests_and_comes_back_when
             .run()
             .await;
         assert_eq!(report.ok, 400, "{}", report.describe_failures());
-        (served(&report, &origin, &canary_id) > 0 && ejected(&edge).await.is_empty())
-            .then_some(())
+        (served(&report, &origin, &canary_id) > 0 && ejected(&edge).await.is_empty()).then_some(())
     })
     .await;
     let () = back;
     let report = load().run().await;
     assert_eq!(report.ok, 2000, "{}", report.describe_failures());
     let share = served(&report, &origin, &canary_id);
-    assert!((120..=280).contains(&share), "canary served {share} of 2000 once healed");
+    assert!(
+        (120..=280).contains(&share),
+        "canary served {share} of 2000 once healed"
+    );
 }

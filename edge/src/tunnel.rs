@@ -12,8 +12,8 @@ mod registry;
 mod rollout;
 mod session;
 
-pub(crate) use health::RouteKey;
 pub(crate) use context::{TunnelContext, TunnelSettings};
+pub(crate) use health::RouteKey;
 pub(crate) use listener::{PeerConnection, PeerPort, serve};
 pub(crate) use registry::{Registry, Session, StreamGuard};
 pub(crate) use rollout::pending;

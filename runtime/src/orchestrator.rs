@@ -164,7 +164,8 @@ impl Orchestrator {
             if let Some(check) = &entry.origin.health_check
                 && self.hello_world.is_none()
             {
-                let texts = std::iter::once(&entry.service).chain(entry.paths.iter().map(|p| &p.service));
+                let texts =
+                    std::iter::once(&entry.service).chain(entry.paths.iter().map(|p| &p.service));
                 for text in texts {
                     if probes.iter().any(|p| &p.text == text) {
                         continue;

@@ -515,7 +515,8 @@ impl Client {
     /// `GET /v1/status`: what the edge observes (recent traffic per route, decisions, DNS,
     /// ejected routes).
     pub async fn status(&self) -> Result<crate::api::EdgeStatus, ClientError> {
-        self.call(Method::GET, "/v1/status", None::<&()>, None).await
+        self.call(Method::GET, "/v1/status", None::<&()>, None)
+            .await
     }
 
     /// `GET /v1/rollout?revision=N`: which live connections have not yet acknowledged what

@@ -12,9 +12,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::api::{
-    ApiTokenSpec, CertificateSpec, EnrollmentTokenSpec, HostnameSpec, Labels, OriginSettings, PolicySpec,
-    Route,
-    TunnelSpec,
+    ApiTokenSpec, CertificateSpec, EnrollmentTokenSpec, HostnameSpec, Labels, OriginSettings,
+    PolicySpec, Route, TunnelSpec,
 };
 use crate::error::push_pointer;
 use crate::ids::PolicyId;
@@ -547,8 +546,7 @@ fn check_origin(origin: &OriginSettings, violations: &mut Vec<Violation>) {
     }
     if let Some(check) = &origin.health_check {
         if let Some(path) = &check.path
-            && (!path.starts_with('/')
-                || path.chars().any(|c| c.is_whitespace() || c.is_control()))
+            && (!path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()))
         {
             violations.push(Violation::new(
                 "/origin/health_check/path",
@@ -562,8 +560,9 @@ fn check_origin(origin: &OriginSettings, violations: &mut Vec<Violation>) {
                         format!("/origin/health_check/{name}"),
                         format!("health_check.{name}: {e}"),
                     )),
-                    Ok(d) if d < std::time::Duration::from_millis(100)
-                        || d > std::time::Duration::from_secs(3600) =>
+                    Ok(d)
+                        if d < std::time::Duration::from_millis(100)
+                            || d > std::time::Duration::from_secs(3600) =>
                     {
                         violations.push(Violation::new(
                             format!("/origin/health_check/{name}"),

@@ -308,7 +308,11 @@ async fn proxy_visitor(
         forward_response(stream, upgrade, visitor_upgrade, &context.splices, hold),
         request_id,
     )?;
-    rules::edit_response(&header_rules, context.visitor.scheme, response.headers_mut());
+    rules::edit_response(
+        &header_rules,
+        context.visitor.scheme,
+        response.headers_mut(),
+    );
     Ok(response)
 }
 

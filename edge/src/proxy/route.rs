@@ -50,12 +50,14 @@ pub(super) fn pick(
 ) -> Option<Pick> {
     let service = serving.service;
     match serving.target? {
-        Target::Tunnel(id) => registry.pick_for(&[id], exclude, service).map(|picked| Pick {
-            session: picked.session,
-            handed_off: picked.handed_off,
-            route: None,
-            max_error_rate: None,
-        }),
+        Target::Tunnel(id) => registry
+            .pick_for(&[id], exclude, service)
+            .map(|picked| Pick {
+                session: picked.session,
+                handed_off: picked.handed_off,
+                route: None,
+                max_error_rate: None,
+            }),
         Target::Routes(routes) => {
             let weights: Vec<u32> = routes.iter().map(|r| r.weight).collect();
             let total: u32 = weights.iter().sum();

@@ -324,7 +324,10 @@ mod tests {
         assert!(!health.is_ejected_at(&key(), now));
         health.record_at(&key(), true, None, now);
         assert!(health.is_ejected_at(&key(), now));
-        assert_eq!(health.ejected_at(now)[0].reason, Reason::ConsecutiveFailures);
+        assert_eq!(
+            health.ejected_at(now)[0].reason,
+            Reason::ConsecutiveFailures
+        );
     }
 
     #[test]

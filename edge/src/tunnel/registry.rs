@@ -131,8 +131,6 @@ impl Session {
         !unhealthy.iter().any(|s| s == service)
     }
 
-
-
     /// Can new visitor streams go here?
     pub(crate) fn is_healthy(&self) -> bool {
         !self.is_draining() && !self.sender.is_closed() && !self.close.is_cancelled()

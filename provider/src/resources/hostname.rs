@@ -690,7 +690,11 @@ impl EdgeObject for HostnameResource {
                 .planned
                 .get("paths")
                 .and_then(Value::as_elements)
-                .is_some_and(|paths| paths.iter().any(|p| p.get("routes").is_some_and(|r| !r.is_null())))
+                .is_some_and(|paths| {
+                    paths
+                        .iter()
+                        .any(|p| p.get("routes").is_some_and(|r| !r.is_null()))
+                })
         {
             // Every plan, changed or not: an ejected canary is news while it lasts.
             live::check_ejected(&data.live, hostname, &mut plan.diagnostics).await;

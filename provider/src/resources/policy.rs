@@ -540,7 +540,10 @@ impl EdgeObject for PolicyResource {
                 }
             }
         }
-        if let Some(header_rules) = config.get("rules").filter(|r| !r.is_null() && !r.is_unknown()) {
+        if let Some(header_rules) = config
+            .get("rules")
+            .filter(|r| !r.is_null() && !r.is_unknown())
+        {
             for field in ["request_headers", "response_headers"] {
                 let Some(edits) = header_rules.get(field).filter(|e| !e.is_null()) else {
                     continue;
@@ -747,8 +750,7 @@ fn header_edits(description: &str) -> Attribute {
             )
             .with(
                 "add",
-                Attribute::map(Type::String, "Header values added beside any it has.")
-                    .optional(),
+                Attribute::map(Type::String, "Header values added beside any it has.").optional(),
             ),
         format!(
             "{description} Applied in the order remove, set, add. Host, the framing \
