@@ -574,6 +574,31 @@ fn schema_refusals_are_worded_as_the_rules_word_them() {
             "hostname",
             "http_host_header must be a host name",
         ),
+        (
+            json!({"hostname": "a.example.com", "service": "https://x", "tunnel_id": TUNNEL, "origin": {"no_tls_verify": true, "insecure_skip_verify": false}}),
+            "hostname",
+            "no_tls_verify is the deprecated spelling of insecure_skip_verify",
+        ),
+        (
+            json!({"hostname": "a.example.com", "service": "https://x", "tunnel_id": TUNNEL, "origin": {"origin_server_name": "a", "server_name": "b"}}),
+            "hostname",
+            "set only server_name",
+        ),
+        (
+            json!({"hostname": "a.example.com", "service": "http://x", "tunnel_id": TUNNEL, "origin": {"health_check": {"interval": "10"}}}),
+            "hostname",
+            "health_check.interval",
+        ),
+        (
+            json!({"hostname": "a.example.com", "service": "http://x", "tunnel_id": TUNNEL, "origin": {"health_check": {"timeout": "10ms"}}}),
+            "hostname",
+            "between 100ms and 1h",
+        ),
+        (
+            json!({"name": "p", "rules": {"response_headers": {"remove": ["X-Forwarded-For"]}}}),
+            "policy",
+            "cannot be changed by a rule",
+        ),
     ];
     for (body, spec, wanted) in table {
         let got = message(body.clone(), spec);
