@@ -141,6 +141,7 @@ pub async fn add_hostname(client: &Client, tunnel: &Tunnel, hostname: &str, serv
             tunnel_id: Some(tunnel.id),
             routes: None,
             policy_ids: Vec::new(),
+            paths: Vec::new(),
             origin: None,
         })
         .await

@@ -10,6 +10,7 @@ pub mod connector;
 pub mod edge;
 pub mod fake_connector;
 pub mod fixture;
+pub mod grpc;
 pub mod load;
 pub mod netns;
 pub mod origin;

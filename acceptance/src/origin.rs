@@ -7,10 +7,15 @@
 //! - `GET /download?bytes=N` → N bytes of [`pattern`], streamed
 //! - `GET /slow?ms=N` → waits N ms, then `slow done`
 //! - `GET /headers` → the forwarding headers it received, as JSON
+//! - `GET /request-headers` → every request header, as JSON (name → values), answered with
+//!   `x-origin-debug: internal` and `cache-control: max-age=60`
 //! - `GET /trailers` → a chunked body followed by the trailer `x-checksum: abc`
 //! - `GET /ws` → a WebSocket echo (text and binary frames)
+//!
+//! [`TestOrigin::fail_for`] makes it answer 500 to every request one connector forwards, as if
+//! the origin on that connector's host broke (connectors of one test share this origin).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -47,6 +52,7 @@ struct OriginState {
     hits: AtomicU64,
     by_connector: Mutex<HashMap<String, u64>>,
     seen: Mutex<Vec<SeenRequest>>,
+    failing_for: Mutex<Option<String>>,
 }
 
 /// How many requests [`TestOrigin::requests`] remembers (the first ones), so that long runs
@@ -154,6 +160,16 @@ impl TestOrigin {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// From now on, answers 500 to every request the connector `id` forwards (health probes
+    /// included); `None` heals it.
+    pub fn fail_for(&self, id: Option<&str>) {
+        *self
+            .state
+            .failing_for
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = id.map(str::to_owned);
     }
 
     /// Requests received so far, by the `x-postern-connector` header (connector id).
@@ -290,6 +306,20 @@ async fn serve(state: Arc<OriginState>, mut request: Request<Incoming>) -> Respo
             .entry(id.to_string())
             .or_default() += 1;
     }
+    let connector = request
+        .headers()
+        .get("x-postern-connector")
+        .and_then(|v| v.to_str().ok());
+    let failing = state
+        .failing_for
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    if failing.is_some() && connector == failing.as_deref() {
+        let mut response = Response::new(full("origin broken"));
+        *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+        return response;
+    }
     let query = request.uri().query().unwrap_or("").to_string();
     let number = |key: &str| -> u64 {
         query
@@ -344,6 +374,22 @@ async fn serve(state: Arc<OriginState>, mut request: Request<Incoming>) -> Respo
                 "x-postern-connector": pick("x-postern-connector"),
             });
             Response::new(full(body.to_string()))
+        }
+        ("GET", "/request-headers") => {
+            let mut seen: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for (name, value) in request.headers() {
+                seen.entry(name.as_str().to_owned())
+                    .or_default()
+                    .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
+            }
+            let mut response = Response::new(full(serde_json::json!(seen).to_string()));
+            response
+                .headers_mut()
+                .insert("x-origin-debug", HeaderValue::from_static("internal"));
+            response
+                .headers_mut()
+                .insert("cache-control", HeaderValue::from_static("max-age=60"));
+            response
         }
         ("GET", "/trailers") => {
             let mut response = Response::new(TrailerBody { step: 0 }.boxed_unsync());

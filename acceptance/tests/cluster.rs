@@ -125,6 +125,7 @@ fn hostname(host: &str, service: &str, tunnel: TunnelId, policy_ids: Vec<String>
             .iter()
             .map(|id| id.parse().expect("policy id"))
             .collect(),
+        paths: Vec::new(),
         origin: None,
     }
 }

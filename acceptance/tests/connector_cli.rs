@@ -118,6 +118,7 @@ async fn tunnel_for(client: &Client, name: &str, hostname: &str, service: &str) 
             tunnel_id: Some(tunnel.id),
             routes: None,
             policy_ids: Vec::new(),
+            paths: Vec::new(),
             origin: None,
         })
         .await

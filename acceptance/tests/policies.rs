@@ -59,6 +59,7 @@ impl Stage {
                 tunnel_id: Some(self.tunnel.id),
                 routes: None,
                 policy_ids: policies.iter().map(|p| p.id).collect(),
+                paths: Vec::new(),
                 origin: None,
             })
             .await

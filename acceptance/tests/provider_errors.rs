@@ -168,6 +168,7 @@ async fn leftovers_are_adopted_only_when_identical() {
             allow_paths: vec![],
             rate_limit: None,
             jwt: None,
+            rules: None,
         })
         .await
         .expect("policy");

@@ -35,6 +35,7 @@ async fn make_objects(client: &Client) -> Objects {
                 per: None,
             }),
             jwt: None,
+            rules: None,
         })
         .await
         .expect("policy");
@@ -46,6 +47,7 @@ async fn make_objects(client: &Client) -> Objects {
             tunnel_id: Some(tunnel.id),
             routes: None,
             policy_ids: vec![policy.id],
+            paths: Vec::new(),
             origin: Some(OriginSettings {
                 connect_timeout_ms: Some(700),
                 ..OriginSettings::default()
@@ -62,8 +64,10 @@ async fn make_objects(client: &Client) -> Objects {
             routes: Some(vec![Route {
                 selector: BTreeMap::from([("release".into(), "stable".into())]),
                 weight: 100,
+                max_error_rate: None,
             }]),
             policy_ids: vec![],
+            paths: Vec::new(),
             origin: None,
         })
         .await

@@ -112,6 +112,8 @@ async fn policies_and_origins_are_kept_exactly_as_written() {
             "http_host_header": null,
             "origin_server_name": null,
             "connect_timeout_ms": null,
+            "http2": null,
+            "ca_cert_pem": null,
         })
     );
     let show = tf.run(&["show", "-no-color"]).success();

@@ -34,6 +34,7 @@ fn routes(stable: u32, canary: u32) -> Vec<Route> {
     let route = |release: &str, weight| Route {
         selector: BTreeMap::from([("release".to_string(), release.to_string())]),
         weight,
+        max_error_rate: None,
     };
     vec![route("stable", stable), route("canary", canary)]
 }
@@ -61,6 +62,7 @@ async fn weighted_routes_split_fail_over_and_follow_weight_changes() {
         tunnel_id: None,
         routes: Some(routes(90, 10)),
         policy_ids: Vec::new(),
+        paths: Vec::new(),
         origin: None,
     };
     client

@@ -60,6 +60,7 @@ async fn no_secret_appears_in_any_log_at_trace_level() {
             tunnel_id: Some(tunnel.id),
             routes: None,
             policy_ids: vec![policy.id],
+            paths: Vec::new(),
             origin: None,
         })
         .await

@@ -60,6 +60,7 @@ fn route(release: &str, weight: u32) -> Route {
     Route {
         selector: BTreeMap::from([("release".to_string(), release.to_string())]),
         weight,
+        max_error_rate: None,
     }
 }
 
@@ -220,6 +221,7 @@ async fn the_status_page_shows_tunnels_routes_and_decisions_live() {
             tunnel_id: None,
             routes: Some(vec![route("stable", 90), route("canary", 10)]),
             policy_ids: vec![guard.id, audit.id],
+            paths: Vec::new(),
             origin: None,
         })
         .await
@@ -232,6 +234,7 @@ async fn the_status_page_shows_tunnels_routes_and_decisions_live() {
             tunnel_id: Some(staging.id),
             routes: None,
             policy_ids: vec![guard.id],
+            paths: Vec::new(),
             origin: None,
         })
         .await

@@ -712,6 +712,7 @@ async fn https_origins_honour_their_origin_settings() {
         tunnel_id: Some(tunnel.id),
         routes: None,
         policy_ids: Vec::new(),
+        paths: Vec::new(),
         origin: Some(origin_settings),
     };
     let mut spec = with(

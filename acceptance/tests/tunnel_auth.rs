@@ -419,6 +419,7 @@ async fn a_connector_serves_only_the_hostnames_declared_for_its_tunnel() {
             service: origin.url(),
             origin: OriginSettings::default(),
             tls_passthrough: false,
+            paths: Vec::new(),
         }],
         base: None,
         removed: Vec::new(),

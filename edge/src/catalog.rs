@@ -48,6 +48,18 @@ pub(crate) struct Snapshot {
     pub(crate) passthrough: bool,
 }
 
+impl Snapshot {
+    /// The hostname that serves `name`: the one declared with that name, else the wildcard
+    /// one label above it (`*.dev.example.com` for `a.dev.example.com`).
+    pub(crate) fn hostname_for(&self, name: &str) -> Option<&Hostname> {
+        if let Some(hostname) = self.hostnames.get(name) {
+            return Some(hostname);
+        }
+        self.hostnames
+            .get(&postern_schema::rules::wildcard_of(name)?)
+    }
+}
+
 /// The current snapshot and the means to refresh it.
 #[derive(Clone)]
 pub(crate) struct Catalog {

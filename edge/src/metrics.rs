@@ -69,6 +69,13 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "Live connector connections by tunnel.",
     ),
     (
+        "postern_edge_route_ejected",
+        "gauge",
+        "1 for each weighted route out of rotation, by hostname, path prefix (empty for the \
+         hostname's own routes), route and reason (error_rate, consecutive_failures, \
+         origin_unhealthy).",
+    ),
+    (
         "postern_edge_certificate_expiry_timestamp_seconds",
         "gauge",
         "When each public certificate (ACME or uploaded) expires, Unix seconds, by its names \

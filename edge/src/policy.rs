@@ -131,23 +131,20 @@ impl PolicyEngine {
         }
     }
 
-    /// Applies `hostname`'s policies, in order, to one request. `snapshot` is the catalog
-    /// snapshot `hostname` was found in.
+    /// Applies `policy_ids` (the hostname's, or those of the path route the request falls
+    /// under), in order, to one request for `hostname`. `snapshot` is the catalog snapshot
+    /// `hostname` was found in.
     ///
     /// On [`Verdict::Deny`], answer with [`Denial::status`] and the headers of
     /// [`Denial::add_headers`], and do not forward the request.
-    pub(crate) fn check(
+    pub(crate) fn check_policies(
         &self,
         snapshot: &Snapshot,
         hostname: &Hostname,
+        policy_ids: &[PolicyId],
         facts: &RequestFacts<'_>,
     ) -> Verdict {
-        self.check_ids(
-            snapshot,
-            hostname.spec.hostname.as_str(),
-            &hostname.spec.policy_ids,
-            facts,
-        )
+        self.check_ids(snapshot, hostname.spec.hostname.as_str(), policy_ids, facts)
     }
 
     /// Applies a TCP service's policies, in order, to one connection from `client_ip`, when
@@ -261,10 +258,21 @@ impl PolicyEngine {
         Verdict::Allow
     }
 
-    /// Does one of `hostname`'s enforcing policies restrict paths (`allow_paths`)? Then the
-    /// proxy checks and forwards the canonical path only ([`canonical_path`]).
-    pub(crate) fn restricts_paths(&self, snapshot: &Snapshot, hostname: &Hostname) -> bool {
-        hostname.spec.policy_ids.iter().any(|id| {
+    /// [`PolicyEngine::check_policies`] with the hostname's own policies.
+    #[cfg(test)]
+    pub(crate) fn check(
+        &self,
+        snapshot: &Snapshot,
+        hostname: &Hostname,
+        facts: &RequestFacts<'_>,
+    ) -> Verdict {
+        self.check_policies(snapshot, hostname, &hostname.spec.policy_ids, facts)
+    }
+
+    /// Does one of these enforcing policies restrict paths (`allow_paths`)? Then the proxy
+    /// checks and forwards the canonical path only ([`canonical_path`]).
+    pub(crate) fn restricts_paths(&self, snapshot: &Snapshot, policy_ids: &[PolicyId]) -> bool {
+        policy_ids.iter().any(|id| {
             snapshot.policies.get(id).is_some_and(|policy| {
                 policy.spec.mode == PolicyMode::Enforce && !policy.spec.allow_paths.is_empty()
             })
@@ -324,7 +332,7 @@ impl PolicyEngine {
                 None => snapshot
                     .hostnames
                     .get(host)
-                    .is_some_and(|h| h.spec.policy_ids.contains(id)),
+                    .is_some_and(|h| h.spec.all_policy_ids().any(|used| used == id)),
             };
             if let Some(limiter) = &entry.policy.rate_limit {
                 limiter.retain_hosts(uses);

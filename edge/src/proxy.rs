@@ -23,6 +23,7 @@ mod listener;
 mod nodes;
 mod request;
 mod route;
+mod rules;
 mod shares;
 mod sni;
 mod tcp;

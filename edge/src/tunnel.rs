@@ -6,12 +6,14 @@
 mod config;
 mod context;
 mod enroll;
+mod health;
 mod listener;
 mod registry;
 mod rollout;
 mod session;
 
 pub(crate) use context::{TunnelContext, TunnelSettings};
+pub(crate) use health::RouteKey;
 pub(crate) use listener::{PeerConnection, PeerPort, serve};
 pub(crate) use registry::{Registry, Session, StreamGuard};
 pub(crate) use rollout::{departed, pending, remote_pending, sort as sort_pending};

@@ -3,7 +3,9 @@
 //! and the two process-wide signals (draining on a stop signal, failed when the tunnel was
 //! deleted). The supervisor owns the [`Connector`]; each connection reads it.
 
-use std::collections::HashMap;
+pub(crate) mod health;
+
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -44,6 +46,8 @@ pub struct Connector {
     next_key: AtomicUsize,
     /// The most connections an edge node asked for in its hello (one per edge worker).
     wanted: tokio::sync::watch::Sender<usize>,
+    /// The services whose origins the health checks find unhealthy.
+    unhealthy: Mutex<BTreeSet<String>>,
 }
 
 impl std::fmt::Debug for Connector {
@@ -76,6 +80,7 @@ impl Connector {
             enrolling: tokio::sync::Mutex::new(()),
             next_key: AtomicUsize::new(0),
             wanted: tokio::sync::watch::channel(0).0,
+            unhealthy: Mutex::new(BTreeSet::new()),
         }
     }
 
@@ -138,12 +143,91 @@ impl Connector {
         self.failed.cancelled()
     }
 
-    /// Records the event stream of a registered connection.
+    /// Records the event stream of a registered connection, and tells it the unhealthy
+    /// origins, if any.
     pub(crate) fn add_events(&self, key: ConnectionKey, sender: mpsc::Sender<Bytes>) {
+        if let Some(line) = self.origin_health_line() {
+            let _ = sender.try_send(line);
+        }
         self.events
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(key, sender);
+    }
+
+    /// The [`Event::OriginHealth`] line, when an origin is unhealthy.
+    fn origin_health_line(&self) -> Option<Bytes> {
+        let unhealthy = self.unhealthy.lock().unwrap_or_else(|p| p.into_inner());
+        if unhealthy.is_empty() {
+            return None;
+        }
+        let event = Event::OriginHealth {
+            unhealthy: unhealthy.iter().cloned().collect(),
+        };
+        let mut line = wire::to_json(&event);
+        line.push(b'\n');
+        Some(Bytes::from(line))
+    }
+
+    /// Records a health check's verdict on `service`'s origin (`failure`: why it is
+    /// unhealthy; `None`: healthy) and tells every registered connection when it changed, or
+    /// while any origin stays unhealthy.
+    pub(crate) fn note_origin_health(&self, service: &str, failure: Option<&str>) {
+        let changed = {
+            let mut unhealthy = self.unhealthy.lock().unwrap_or_else(|p| p.into_inner());
+            match failure {
+                Some(_) => unhealthy.insert(service.to_owned()),
+                None => unhealthy.remove(service),
+            }
+        };
+        if changed {
+            match failure {
+                Some(reason) => {
+                    tracing::warn!(%service, %reason, "origin unhealthy: the edge routes around this connector for it")
+                }
+                None => tracing::info!(%service, "origin healthy again"),
+            }
+        }
+        self.tell_origin_health(changed);
+    }
+
+    /// Sends the unhealthy origins to every registered connection: when any is unhealthy,
+    /// or (`changed`) the list just emptied.
+    fn tell_origin_health(&self, changed: bool) {
+        let line = match self.origin_health_line() {
+            Some(line) => line,
+            None if changed => {
+                let mut line = wire::to_json(&Event::OriginHealth {
+                    unhealthy: Vec::new(),
+                });
+                line.push(b'\n');
+                Bytes::from(line)
+            }
+            None => return,
+        };
+        let senders: Vec<mpsc::Sender<Bytes>> = self
+            .events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for sender in senders {
+            let _ = sender.try_send(line.clone());
+        }
+    }
+
+    /// Forgets the health of services no longer probed (`keep` says which still are).
+    pub(crate) fn forget_origins_except(&self, keep: impl Fn(&str) -> bool) {
+        let forgotten = {
+            let mut unhealthy = self.unhealthy.lock().unwrap_or_else(|p| p.into_inner());
+            let before = unhealthy.len();
+            unhealthy.retain(|service| keep(service));
+            unhealthy.len() != before
+        };
+        if forgotten {
+            self.tell_origin_health(true);
+        }
     }
 
     /// Forgets the event stream of a connection that ended or drains.

@@ -2,16 +2,19 @@
 //! services it serves and how, as pushed by the edge. Each push carries a version; a newer one
 //! replaces the table atomically (a snapshot builds it anew, a delta changes the served
 //! table's entries when that table is its base), an older or equal one is ignored, and
-//! requests read whichever table is current. A hostname whose service this connector will not
-//! use (outside `--allow-origin`, or unusable) is left out, and the refusal goes back to the
-//! edge with the acknowledgement.
+//! requests read whichever table is current. A hostname whose service (or one of whose path
+//! routes' services) this connector will not use (outside `--allow-origin`, or unusable) is
+//! left out, and the refusal goes back to the edge with the acknowledgement.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use postern_schema::api::OriginSettings;
-use postern_schema::rules::{Service, parse_service, parse_tcp_service, passthrough_address};
+use postern_schema::api::{HealthCheck, OriginSettings};
+use postern_schema::rules::{
+    OriginScheme, Service, parse_service, parse_tcp_service, passthrough_address, prefix_covers,
+    wildcard_of,
+};
 use postern_schema::wire::{ConfigPush, HostnameConfig, RefusedHostname, TcpServiceConfig};
 use tokio::sync::watch;
 
@@ -20,12 +23,25 @@ use crate::allowlist::AllowedOrigins;
 /// How one hostname is served.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Ingress {
-    /// The hostname.
+    /// The hostname (a wildcard one, `*.dev.example.com`, serves every name one label below).
     pub(crate) hostname: String,
-    /// Where requests go.
+    /// Where requests go that no path route covers.
     pub(crate) service: Service,
+    /// Path routes: prefix and service, longest prefix first.
+    pub(crate) paths: Vec<(String, Service)>,
     /// How the origin is reached.
     pub(crate) origin: OriginSettings,
+}
+
+impl Ingress {
+    /// The service for a request to `path`: the longest path route that covers it, else the
+    /// hostname's (the edge chose the tunnel by the same rule).
+    pub(crate) fn service_for(&self, path: &str) -> &Service {
+        self.paths
+            .iter()
+            .find(|(prefix, _)| prefix_covers(prefix, path))
+            .map_or(&self.service, |(_, service)| service)
+    }
 }
 
 /// How one TCP service is served.
@@ -43,11 +59,26 @@ pub(crate) struct Routing {
     /// The config version (0 before the first push).
     pub(crate) version: u64,
     hostnames: HashMap<String, Arc<Ingress>>,
+    /// The origins to probe (`origin.health_check`), one per service as pushed.
+    pub(crate) probes: Vec<Probe>,
     /// The hostnames of this version the connector refused to serve, and why.
     pub(crate) refused: Vec<RefusedHostname>,
     tcp_services: HashMap<String, Arc<TcpIngress>>,
     /// The hostnames whose TLS passes through, by name: their origins, dialed as TCP.
     passthrough: HashMap<String, Arc<TcpIngress>>,
+}
+
+/// One origin the connector probes: a service of a hostname with `origin.health_check`.
+#[derive(Debug, Clone)]
+pub(crate) struct Probe {
+    /// The service as the edge pushed it (the key the edge knows it by).
+    pub(crate) text: String,
+    /// The service.
+    pub(crate) service: Service,
+    /// The hostname it belongs to (its origin settings reach it).
+    pub(crate) ingress: Arc<Ingress>,
+    /// How to probe it.
+    pub(crate) check: HealthCheck,
 }
 
 impl Routing {
@@ -64,9 +95,13 @@ impl Routing {
         self.tcp_services.get(id).cloned()
     }
 
-    /// How `hostname` is served, if it is declared for this tunnel.
+    /// How `hostname` is served, if it is declared for this tunnel: by its own name, else by
+    /// the wildcard one label above it.
     pub(crate) fn ingress(&self, hostname: &str) -> Option<Arc<Ingress>> {
-        self.hostnames.get(hostname).cloned()
+        if let Some(ingress) = self.hostnames.get(hostname) {
+            return Some(ingress.clone());
+        }
+        self.hostnames.get(&wildcard_of(hostname)?).cloned()
     }
 
     /// How many hostnames are served.
@@ -131,6 +166,11 @@ impl Orchestrator {
         served
     }
 
+    /// Follows the current table.
+    pub(crate) fn watch(&self) -> watch::Receiver<Arc<Routing>> {
+        self.current.subscribe()
+    }
+
     /// The current table.
     pub(crate) fn routing(&self) -> Arc<Routing> {
         self.current.borrow().clone()
@@ -153,6 +193,7 @@ impl Orchestrator {
     fn change(&self, current: &Routing, delta: &ConfigPush) -> Routing {
         let mut table = Table {
             hostnames: current.hostnames.clone(),
+            probes: current.probes.clone(),
             passthrough: current.passthrough.clone(),
             refused: current.refused.clone(),
         };
@@ -176,12 +217,15 @@ impl Orchestrator {
                 hostname: entry.hostname.clone(),
                 reason,
             };
-            if self.hello_world.is_none()
-                && let Err(reason) = self.allowed.check(&entry.service)
-            {
-                tracing::warn!(hostname = %entry.hostname, %reason, "refused a hostname");
-                table.refused.push(refuse(reason));
-                continue;
+            if self.hello_world.is_none() {
+                let texts =
+                    std::iter::once(&entry.service).chain(entry.paths.iter().map(|p| &p.service));
+                if let Some(reason) = texts.filter_map(|text| self.allowed.check(text).err()).next()
+                {
+                    tracing::warn!(hostname = %entry.hostname, %reason, "refused a hostname");
+                    table.refused.push(refuse(reason));
+                    continue;
+                }
             }
             if entry.tls_passthrough {
                 // The visitor's TLS bytes go to the origin as they are: a TCP origin.
@@ -204,31 +248,67 @@ impl Orchestrator {
                 }
                 continue;
             }
-            let service = match &self.hello_world {
-                Some(address) => Service::Origin {
-                    tls: false,
-                    authority: address.clone(),
-                    path_prefix: String::new(),
-                },
-                None => match parse_service(&entry.service) {
-                    Ok(service) => service,
-                    Err(message) => {
-                        tracing::warn!(hostname = %entry.hostname, %message, "ignored a hostname with an unusable service");
-                        table.refused.push(refuse(message));
+            let service = match self.service(&entry.hostname, &entry.service) {
+                Ok(service) => service,
+                Err(message) => {
+                    table.refused.push(refuse(message));
+                    continue;
+                }
+            };
+            let mut paths: Vec<(String, Service)> = entry
+                .paths
+                .iter()
+                .filter_map(|path| {
+                    Some((
+                        path.prefix.clone(),
+                        self.service(&entry.hostname, &path.service).ok()?,
+                    ))
+                })
+                .collect();
+            paths.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
+            let hostname = entry.hostname.to_ascii_lowercase();
+            let ingress = Arc::new(Ingress {
+                hostname: hostname.clone(),
+                service,
+                paths,
+                origin: entry.origin.clone(),
+            });
+            if let Some(check) = &entry.origin.health_check
+                && self.hello_world.is_none()
+            {
+                let texts =
+                    std::iter::once(&entry.service).chain(entry.paths.iter().map(|p| &p.service));
+                for text in texts {
+                    if table.probes.iter().any(|p| &p.text == text) {
                         continue;
                     }
-                },
-            };
-            let hostname = entry.hostname.to_ascii_lowercase();
-            table.hostnames.insert(
-                hostname.clone(),
-                Arc::new(Ingress {
-                    hostname,
-                    service,
-                    origin: entry.origin.clone(),
-                }),
-            );
+                    if let Ok(service @ Service::Origin { .. }) = parse_service(text) {
+                        table.probes.push(Probe {
+                            text: text.clone(),
+                            service,
+                            ingress: ingress.clone(),
+                            check: check.clone(),
+                        });
+                    }
+                }
+            }
+            table.hostnames.insert(hostname, ingress);
         }
+    }
+
+    /// A pushed service as the connector serves it (every one the built-in origin with
+    /// `--hello-world`); why not, with a warning, for one it cannot use.
+    fn service(&self, hostname: &str, service: &str) -> Result<Service, String> {
+        if let Some(address) = &self.hello_world {
+            return Ok(Service::Origin {
+                scheme: OriginScheme::Http,
+                authority: address.clone(),
+                path_prefix: String::new(),
+            });
+        }
+        parse_service(service).inspect_err(|message| {
+            tracing::warn!(%hostname, %message, "ignored a hostname with an unusable service");
+        })
     }
 
     /// The TCP services of a push, by id; those outside `--allow-origin` or unusable left out.
@@ -262,6 +342,7 @@ impl Orchestrator {
 #[derive(Default)]
 struct Table {
     hostnames: HashMap<String, Arc<Ingress>>,
+    probes: Vec<Probe>,
     passthrough: HashMap<String, Arc<TcpIngress>>,
     refused: Vec<RefusedHostname>,
 }
@@ -271,6 +352,7 @@ impl Table {
     fn forget(&mut self, name: &str) {
         let key = name.to_ascii_lowercase();
         self.hostnames.remove(&key);
+        self.probes.retain(|p| p.ingress.hostname != key);
         self.passthrough.remove(&key);
         self.refused.retain(|r| !r.hostname.eq_ignore_ascii_case(name));
     }
@@ -283,6 +365,7 @@ impl Table {
         Routing {
             version,
             hostnames: self.hostnames,
+            probes: self.probes,
             refused: self.refused,
             tcp_services,
             passthrough: self.passthrough,
@@ -305,6 +388,7 @@ mod tests {
                     service: service.to_string(),
                     origin: OriginSettings::default(),
                     tls_passthrough: false,
+                    paths: Vec::new(),
                 })
                 .collect(),
             base: None,
@@ -385,6 +469,35 @@ mod tests {
         assert_eq!(routing.refused.len(), 1);
         assert_eq!(routing.refused[0].hostname, "db.example.com");
         assert!(routing.refused[0].reason.contains("--allow-origin"));
+    }
+
+    #[test]
+    fn path_routes_and_wildcards_pick_the_service() {
+        let orchestrator = Orchestrator::new(None, AllowedOrigins::any());
+        let mut push = push(1, &[("*.dev.example.com", "http://127.0.0.1:1")]);
+        push.hostnames[0].paths = vec![
+            postern_schema::wire::PathConfig {
+                prefix: "/api".into(),
+                service: "h2c://127.0.0.1:2".into(),
+            },
+            postern_schema::wire::PathConfig {
+                prefix: "/api/v2".into(),
+                service: "http_status:204".into(),
+            },
+        ];
+        orchestrator.apply(push);
+        let routing = orchestrator.routing();
+        let ingress = routing.ingress("a.dev.example.com").expect("wildcard");
+        let authority = |service: &Service| match service {
+            Service::Origin { authority, .. } => authority.clone(),
+            Service::Status(code) => code.to_string(),
+        };
+        assert_eq!(authority(ingress.service_for("/")), "127.0.0.1:1");
+        assert_eq!(authority(ingress.service_for("/apiary")), "127.0.0.1:1");
+        assert_eq!(authority(ingress.service_for("/api/x")), "127.0.0.1:2");
+        assert_eq!(authority(ingress.service_for("/api/v2/x")), "204");
+        assert!(routing.ingress("a.b.dev.example.com").is_none());
+        assert!(routing.ingress("dev.example.com").is_none());
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The connector's origin side: one visitor stream in, one request to the local service out
-//! (pooled HTTP/1.1 connections, plain or TLS), the response streamed back. WebSockets arrive
-//! as extended CONNECT and leave as an HTTP/1.1 upgrade. Failures the edge must turn into a
+//! (pooled HTTP/1.1 connections, plain or TLS, in [`pool`]; or one multiplexed HTTP/2
+//! connection per origin for `h2c://` and `https://` with `origin.http2`, in
+//! [`multiplexed`]), the response streamed back with its trailers. WebSockets arrive as
+//! extended CONNECT and leave as an HTTP/1.1 upgrade. Failures the edge must turn into a
 //! status are reported in [`ERROR_HEADER`]. A TCP service's stream is dialed and spliced in
 //! [`tcp`].
 
@@ -17,7 +19,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
 use postern_schema::api::OriginSettings;
 use postern_schema::error_chain;
-use postern_schema::rules::Service;
+use postern_schema::rules::{OriginScheme, Service};
 use postern_schema::wire::{
     CONFIG_VERSION_HEADER, CONNECTOR_HEADER, ConnectorFault, ERROR_HEADER, MAX_HEADER_LIST,
     header_list_size, strip_hop_by_hop,
@@ -30,9 +32,11 @@ use tracing::Instrument;
 use crate::body::{self, BoxBody, BoxError};
 use crate::orchestrator::Ingress;
 
+mod multiplexed;
 mod pool;
 mod tcp;
 
+use multiplexed::{ALPN_H2, MultiplexedPool, OriginTls};
 use pool::Pool;
 
 /// How long to wait for a connection to the origin when the hostname does not say.
@@ -50,11 +54,16 @@ struct ClientKey {
     no_tls_verify: bool,
     server_name: Option<String>,
     connect_timeout_ms: Option<u32>,
+    /// The hostname's own CAs (`origin.ca_cert_pem`), trusted besides the connector's.
+    ca_cert_pem: Option<String>,
+    /// HTTP/2 (`h2c://`, or `https://` with `origin.http2`) rather than HTTP/1.1.
+    http2: bool,
 }
 
 /// Connection pools to origins: every tunnel connection of a worker shares its worker's.
 pub struct Origins {
     pools: Mutex<HashMap<ClientKey, Arc<Pool>>>,
+    multiplexed: Mutex<HashMap<ClientKey, Arc<MultiplexedPool>>>,
     roots: Arc<RootCertStore>,
     response_timeout: Duration,
     connector_id: HeaderValue,
@@ -90,6 +99,7 @@ impl Origins {
         }
         Self {
             pools: Mutex::new(HashMap::new()),
+            multiplexed: Mutex::new(HashMap::new()),
             roots: Arc::new(roots),
             response_timeout,
             connector_id: HeaderValue::from_str(connector_id)
@@ -103,31 +113,93 @@ impl Origins {
         ingress: &Ingress,
         request: Request<Incoming>,
     ) -> Response<BoxBody> {
-        match &ingress.service {
+        match ingress.service_for(request.uri().path()) {
             Service::Status(code) => {
                 let mut response = Response::new(body::empty());
                 *response.status_mut() = StatusCode::from_u16(*code).unwrap_or(StatusCode::OK);
                 response
             }
             Service::Origin {
-                tls,
+                scheme,
                 authority,
                 path_prefix,
             } => {
                 let target = Target {
-                    scheme: if *tls { "https" } else { "http" },
+                    scheme: if scheme.is_tls() { "https" } else { "http" },
                     authority,
                     path_prefix,
                 };
-                let pool = self.pool(&ingress.origin);
                 let extended_connect = request.method() == Method::CONNECT
                     && request.extensions().get::<hyper::ext::Protocol>().is_some();
+                if speaks_http2(*scheme, &ingress.origin) {
+                    if extended_connect {
+                        tracing::info!(hostname = %ingress.hostname, "refused a WebSocket to an HTTP/2 origin");
+                        return fault(
+                            ConnectorFault::OriginUnreachable,
+                            "WebSockets to an HTTP/2 origin are not supported",
+                        );
+                    }
+                    let pool = self.multiplexed_pool(*scheme, &ingress.origin);
+                    return self.forward_http2(&pool, ingress, &target, request).await;
+                }
+                let pool = self.pool(&ingress.origin);
                 if extended_connect {
                     self.upgrade(&pool, ingress, &target, request).await
                 } else {
                     self.forward(&pool, ingress, &target, request).await
                 }
             }
+        }
+    }
+
+    /// One health probe of `service` (an origin of `ingress`): `GET path` with the Host and
+    /// TLS settings visitors' requests get, answered within `timeout` with a status below 500.
+    pub(crate) async fn probe(
+        &self,
+        ingress: &Ingress,
+        service: &Service,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let Service::Origin {
+            scheme,
+            authority,
+            path_prefix,
+        } = service
+        else {
+            return Ok(());
+        };
+        let target = Target {
+            scheme: if scheme.is_tls() { "https" } else { "http" },
+            authority,
+            path_prefix,
+        };
+        let (parts, ()) = Request::get(path)
+            .body(())
+            .map_err(|e| format!("the health check path is not usable: {e}"))?
+            .into_parts();
+        let mut outgoing = self
+            .origin_request(ingress, &target, parts, body::empty())
+            .map_err(|_| "the origin URL is not valid".to_string())?;
+        let answer = if speaks_http2(*scheme, &ingress.origin) {
+            *outgoing.version_mut() = Version::HTTP_2;
+            outgoing.headers_mut().remove(header::HOST);
+            let pool = self.multiplexed_pool(*scheme, &ingress.origin);
+            tokio::time::timeout(timeout, pool.send(target.authority, outgoing))
+                .await
+                .map(|r| r.map(|response| response.status()))
+        } else {
+            *outgoing.version_mut() = Version::HTTP_11;
+            let pool = self.pool(&ingress.origin);
+            tokio::time::timeout(timeout, pool.send(outgoing))
+                .await
+                .map(|r| r.map(|response| response.status()))
+        };
+        match answer {
+            Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+            Ok(Err(error)) => Err(error_chain(&*error)),
+            Ok(Ok(status)) if status.is_server_error() => Err(format!("answered {status}")),
+            Ok(Ok(_)) => Ok(()),
         }
     }
 
@@ -154,6 +226,48 @@ impl Origins {
         strip_hop_by_hop(&mut parts.headers);
         let body = pooled.map_err(|e| Box::new(e) as BoxError).boxed_unsync();
         Response::from_parts(parts, body)
+    }
+
+    /// An ordinary request to an HTTP/2 origin: `:authority` is the Host the origin expects
+    /// (as HTTP/1.1's `Host`), the connection goes to the service's address; the response and
+    /// its trailers streamed back.
+    async fn forward_http2(
+        &self,
+        pool: &MultiplexedPool,
+        ingress: &Ingress,
+        target: &Target<'_>,
+        request: Request<Incoming>,
+    ) -> Response<BoxBody> {
+        let (parts, incoming) = request.into_parts();
+        let mut outgoing =
+            match self.origin_request(ingress, target, parts, body::incoming(incoming)) {
+                Ok(request) => request,
+                Err(response) => return *response,
+            };
+        *outgoing.version_mut() = Version::HTTP_2;
+        if let Some(host) = outgoing.headers_mut().remove(header::HOST)
+            && let Ok(host) = host.to_str()
+            && let Ok(authority) = host.parse::<http::uri::Authority>()
+        {
+            let mut uri = std::mem::take(outgoing.uri_mut()).into_parts();
+            uri.authority = Some(authority);
+            match Uri::from_parts(uri) {
+                Ok(uri) => *outgoing.uri_mut() = uri,
+                Err(_) => {
+                    return fault(
+                        ConnectorFault::OriginUnreachable,
+                        "the origin URL is not valid",
+                    );
+                }
+            }
+        }
+        let response = match self.answer(pool.send(target.authority, outgoing)).await {
+            Ok(response) => response,
+            Err(response) => return response,
+        };
+        let (mut parts, incoming) = response.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        Response::from_parts(parts, body::incoming(incoming))
     }
 
     /// An extended CONNECT (WebSocket over HTTP/2): an HTTP/1.1 upgrade to the origin, and
@@ -254,11 +368,7 @@ impl Origins {
         parts
             .headers
             .remove(HeaderName::from_static(CONFIG_VERSION_HEADER));
-        let host = ingress
-            .origin
-            .http_host_header
-            .as_deref()
-            .unwrap_or(&ingress.hostname);
+        let host = ingress.origin.host_header().unwrap_or(&ingress.hostname);
         if let Ok(value) = HeaderValue::from_str(host) {
             parts.headers.insert(header::HOST, value);
         }
@@ -314,21 +424,89 @@ impl Origins {
         }
     }
 
-    /// The connection pool for these origin settings.
+    /// The HTTP/1.1 connection pool for these origin settings.
     fn pool(&self, origin: &OriginSettings) -> Arc<Pool> {
-        let key = ClientKey {
-            worker: postern_workers::current(),
-            no_tls_verify: origin.no_tls_verify.unwrap_or(false),
-            server_name: origin.origin_server_name.clone(),
-            connect_timeout_ms: origin.connect_timeout_ms,
-        };
+        let key = ClientKey::new(origin, false);
         let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(pool) = pools.get(&key) {
             return Arc::clone(pool);
         }
-        let pool = build_pool(&key, self.roots.clone());
+        let pool = build_pool(&key, self.roots_for(&key));
         pools.insert(key, Arc::clone(&pool));
         pool
+    }
+
+    /// The HTTP/2 connections for these origin settings (TLS with ALPN `h2` for https,
+    /// cleartext for h2c).
+    fn multiplexed_pool(
+        &self,
+        scheme: OriginScheme,
+        origin: &OriginSettings,
+    ) -> Arc<MultiplexedPool> {
+        let key = ClientKey::new(origin, true);
+        let mut pools = self.multiplexed.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(pool) = pools.get(&key) {
+            return Arc::clone(pool);
+        }
+        let tls = scheme.is_tls().then(|| {
+            let mut config = tls_config(&key, self.roots_for(&key));
+            config.alpn_protocols = vec![ALPN_H2.to_vec()];
+            OriginTls {
+                config: Arc::new(config),
+                server_name: server_name(&key),
+            }
+        });
+        let pool = MultiplexedPool::new(tls, connect_timeout(&key));
+        pools.insert(key, Arc::clone(&pool));
+        pool
+    }
+
+    /// The roots an https origin's certificate may chain to: the system's, `--origin-ca`, and
+    /// the hostname's own `ca_cert_pem`.
+    fn roots_for(&self, key: &ClientKey) -> Arc<RootCertStore> {
+        let Some(pem) = &key.ca_cert_pem else {
+            return self.roots.clone();
+        };
+        use rustls_pki_types::pem::PemObject;
+        let mut roots = (*self.roots).clone();
+        let mut added = 0;
+        for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+            match cert
+                .map_err(|e| e.to_string())
+                .and_then(|c| roots.add(c).map_err(|e| e.to_string()))
+            {
+                Ok(()) => added += 1,
+                Err(error) => {
+                    tracing::warn!(%error, "ignored an unusable certificate in origin.ca_cert_pem")
+                }
+            }
+        }
+        tracing::debug!(added, "trusting origin.ca_cert_pem for an https origin");
+        Arc::new(roots)
+    }
+}
+
+impl ClientKey {
+    /// The key of `origin`'s settings on this worker.
+    fn new(origin: &OriginSettings, http2: bool) -> Self {
+        Self {
+            worker: postern_workers::current(),
+            no_tls_verify: origin.skip_verify(),
+            server_name: origin.server_name().map(str::to_owned),
+            connect_timeout_ms: origin.connect_timeout_ms,
+            ca_cert_pem: origin.ca_cert_pem.clone(),
+            http2,
+        }
+    }
+}
+
+/// Does the connector speak HTTP/2 to this origin? `h2c://` always; `https://` when the
+/// hostname's `origin.http2` says so.
+fn speaks_http2(scheme: OriginScheme, origin: &OriginSettings) -> bool {
+    match scheme {
+        OriginScheme::H2c => true,
+        OriginScheme::Https => origin.http2 == Some(true),
+        OriginScheme::Http => false,
     }
 }
 
@@ -339,16 +517,27 @@ struct Target<'a> {
     path_prefix: &'a str,
 }
 
-fn build_pool(key: &ClientKey, roots: Arc<RootCertStore>) -> Arc<Pool> {
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(
-        key.connect_timeout_ms
-            .map_or(DEFAULT_CONNECT_TIMEOUT, |ms| {
-                Duration::from_millis(u64::from(ms))
-            }),
-    ));
+fn connect_timeout(key: &ClientKey) -> Duration {
+    key.connect_timeout_ms
+        .map_or(DEFAULT_CONNECT_TIMEOUT, |ms| {
+            Duration::from_millis(u64::from(ms))
+        })
+}
+
+/// `origin_server_name`, when it is a usable name.
+fn server_name(key: &ClientKey) -> Option<ServerName<'static>> {
+    let name = key.server_name.as_ref()?;
+    match ServerName::try_from(name.clone()) {
+        Ok(name) => Some(name),
+        Err(_) => {
+            tracing::warn!(server_name = %name, "ignored an invalid origin_server_name");
+            None
+        }
+    }
+}
+
+/// TLS towards an https origin: `roots`, or with `no_tls_verify` no verification at all.
+fn tls_config(key: &ClientKey, roots: Arc<RootCertStore>) -> rustls::ClientConfig {
     let provider = crate::tls::provider();
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -358,24 +547,27 @@ fn build_pool(key: &ClientKey, roots: Arc<RootCertStore>) -> Arc<Pool> {
                 .with_protocol_versions(&[&rustls::version::TLS13])
                 .unwrap_or_else(|_| rustls::ClientConfig::builder())
         });
-    let tls = if key.no_tls_verify {
+    if key.no_tls_verify {
         builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
             .with_no_client_auth()
     } else {
         builder.with_root_certificates(roots).with_no_client_auth()
-    };
+    }
+}
+
+fn build_pool(key: &ClientKey, roots: Arc<RootCertStore>) -> Arc<Pool> {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(connect_timeout(key)));
+    let tls = tls_config(key, roots);
     let mut connector = HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http();
-    if let Some(name) = &key.server_name {
-        match ServerName::try_from(name.clone()) {
-            Ok(name) => {
-                connector = connector.with_server_name_resolver(FixedServerNameResolver::new(name))
-            }
-            Err(_) => tracing::warn!(server_name = %name, "ignored an invalid origin_server_name"),
-        }
+    if let Some(name) = server_name(key) {
+        connector = connector.with_server_name_resolver(FixedServerNameResolver::new(name));
     }
     Pool::new(
         connector.enable_http1().wrap_connector(http),
@@ -383,7 +575,8 @@ fn build_pool(key: &ClientKey, roots: Arc<RootCertStore>) -> Arc<Pool> {
     )
 }
 
-/// `no_tls_verify`: accepts any origin certificate (signatures are still checked).
+/// `no_tls_verify`: accepts any origin certificate (signatures are still checked). INSECURE:
+/// whoever sits between the connector and the origin can read and change the traffic.
 #[derive(Debug)]
 struct NoVerification(Arc<rustls::crypto::CryptoProvider>);
 

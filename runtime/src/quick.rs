@@ -70,6 +70,7 @@ pub async fn create(
         tunnel_id: Some(tunnel.id),
         routes: None,
         policy_ids: Vec::new(),
+        paths: Vec::new(),
         origin: None,
     };
     if let Err(source) = client.create_hostname(&spec).await {

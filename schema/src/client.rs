@@ -580,6 +580,13 @@ impl Client {
         self.call(Method::GET, "/v1/edge", None::<&()>, None).await
     }
 
+    /// `GET /v1/status`: what the edge observes (recent traffic per route, decisions, DNS,
+    /// ejected routes).
+    pub async fn status(&self) -> Result<crate::api::EdgeStatus, ClientError> {
+        self.call(Method::GET, "/v1/status", None::<&()>, None)
+            .await
+    }
+
     /// `GET /v1/rollout?revision=N`: which live connections have not yet acknowledged what
     /// their tunnel needs, within `scope`, at store revision `revision` (the edge's current
     /// one when `None`).

@@ -476,7 +476,8 @@ mod tests {
     #[test]
     fn the_status_types_write_what_the_document_describes() {
         use crate::api::{
-            Decision, DnsRecord, EdgeStatus, PolicyDecisionCount, RouteTraffic, TcpServiceTraffic,
+            Decision, DnsRecord, EdgeStatus, EjectedRoute, ErrorRate, PolicyDecisionCount,
+            RouteTraffic, TcpServiceTraffic,
         };
 
         let status = EdgeStatus {
@@ -512,6 +513,14 @@ mod tests {
                 listen: "127.0.0.1:4022".into(),
                 connections: 5,
                 refused: 1,
+            }],
+            ejected_routes: vec![EjectedRoute {
+                hostname: "split.example.com".into(),
+                prefix: None,
+                route: "release=canary".into(),
+                reason: "error_rate".into(),
+                error_rate: Some(ErrorRate(0.5)),
+                retry_in_seconds: Some(7),
             }],
         };
         let body = serde_json::to_vec(&status).expect("json");
@@ -692,6 +701,7 @@ mod tests {
                 "/names",
                 "/names/*",
                 "/origin",
+                "/paths/*/policy_ids/*",
                 "/policy_ids/*",
                 "/private_key_pem",
                 "/service",

@@ -141,6 +141,48 @@ fn glob_segment(pattern: &str, segment: &str) -> bool {
     rest.len() >= last.len() && rest.ends_with(last)
 }
 
+/// A path route's prefix: a literal path starting with `/`; no `*`, `?`, `#`, whitespace,
+/// control characters, empty (`//`), `.` or `..` segments. It covers itself and everything
+/// below it ([`prefix_covers`]).
+pub fn check_path_prefix(prefix: &str) -> Result<(), String> {
+    if !prefix.starts_with('/') {
+        return Err(format!("path prefix {prefix:?} must start with '/'"));
+    }
+    if prefix.len() > 1024 {
+        return Err(format!(
+            "path prefix {prefix:?} is longer than 1024 characters"
+        ));
+    }
+    if prefix
+        .chars()
+        .any(|c| c.is_control() || c.is_whitespace() || matches!(c, '?' | '#' | '*'))
+    {
+        return Err(format!(
+            "path prefix {prefix:?} is a literal path: no '*', '?', '#', spaces or control characters (/api covers /api and everything below it)"
+        ));
+    }
+    let inner = prefix[1..].strip_suffix('/').unwrap_or(&prefix[1..]);
+    if !inner.is_empty()
+        && inner
+            .split('/')
+            .any(|s| s.is_empty() || s == "." || s == "..")
+    {
+        return Err(format!(
+            "path prefix {prefix:?} may not have empty, '.' or '..' segments"
+        ));
+    }
+    Ok(())
+}
+
+/// Does the path route `prefix` cover `path`? `/api` covers `/api` and `/api/…`, not
+/// `/apiary`; `/api/` covers `/api/…` only; `/` covers everything.
+pub fn prefix_covers(prefix: &str, path: &str) -> bool {
+    match path.strip_prefix(prefix) {
+        None => false,
+        Some(rest) => rest.is_empty() || prefix.ends_with('/') || rest.starts_with('/'),
+    }
+}
+
 /// A hostname: a lowercase fully qualified domain name of at least two labels, no trailing dot.
 pub fn check_fqdn(hostname: &str) -> Result<(), String> {
     let ok = hostname.len() <= MAX_FQDN
@@ -155,6 +197,29 @@ pub fn check_fqdn(hostname: &str) -> Result<(), String> {
     }
 }
 
+/// A hostname as declared: a fully qualified domain name ([`check_fqdn`]), or a wildcard
+/// `*.` followed by one (`*.dev.example.com`), which serves every name one label below it.
+pub fn check_hostname(hostname: &str) -> Result<(), String> {
+    match hostname.strip_prefix("*.") {
+        Some(parent) if check_fqdn(parent).is_ok() && hostname.len() <= MAX_FQDN => Ok(()),
+        _ if check_fqdn(hostname).is_ok() => Ok(()),
+        _ => Err(format!(
+            "{hostname:?} is not a lowercase fully qualified domain name such as app.example.com, or a wildcard such as *.dev.example.com"
+        )),
+    }
+}
+
+/// The wildcard hostname that covers `name` (`*.dev.example.com` for `a.dev.example.com`):
+/// one label replaced, so a wildcard covers the names exactly one label below it, as a
+/// wildcard certificate does. `None` for a name of fewer than three labels or a wildcard.
+pub fn wildcard_of(name: &str) -> Option<String> {
+    let (first, parent) = name.split_once('.')?;
+    if first == "*" || first.is_empty() || !parent.contains('.') {
+        return None;
+    }
+    Some(format!("*.{parent}"))
+}
+
 /// Is `hostname` inside `zone` (equal to it or a subdomain of it)?
 pub fn in_zone(hostname: &str, zone: &str) -> bool {
     hostname == zone
@@ -163,14 +228,69 @@ pub fn in_zone(hostname: &str, zone: &str) -> bool {
             .is_some_and(|rest| rest.ends_with('.'))
 }
 
+/// Headers a policy's `rules` may not add, set or remove: those that frame the message or the
+/// connection (changing them would break or smuggle requests), and the edge's own.
+const RULE_FORBIDDEN_HEADERS: [&str; 10] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "keep-alive",
+    "proxy-connection",
+    "strict-transport-security",
+];
+
+/// A header name in a policy's `rules`: a valid HTTP field name, none of the framing headers,
+/// not `Strict-Transport-Security` (that is `hsts`), nothing of the edge's own (`x-postern-…`,
+/// `x-forwarded-…`, `x-request-id`).
+pub fn check_rule_header(name: &str) -> Result<(), String> {
+    if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+        return Err(format!("{name:?} is not a valid header name"));
+    }
+    let lower = name.to_ascii_lowercase();
+    if RULE_FORBIDDEN_HEADERS.contains(&lower.as_str())
+        || lower.starts_with("x-postern-")
+        || lower.starts_with("x-forwarded-")
+        || lower == "x-request-id"
+    {
+        return Err(format!(
+            "header {name:?} cannot be changed by a rule: it frames the message or is the edge's \
+             own (use hsts for Strict-Transport-Security)"
+        ));
+    }
+    Ok(())
+}
+
+/// How the connector speaks to an origin, from the service's scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OriginScheme {
+    /// `http://`: HTTP/1.1 in cleartext.
+    Http,
+    /// `https://`: TLS, then HTTP/1.1 (or HTTP/2 by ALPN when the origin settings say
+    /// `http2`).
+    Https,
+    /// `h2c://`: HTTP/2 in cleartext with prior knowledge (gRPC servers without TLS).
+    H2c,
+}
+
+impl OriginScheme {
+    /// Is the connection to the origin TLS?
+    pub fn is_tls(self) -> bool {
+        self == OriginScheme::Https
+    }
+}
+
 /// What a hostname's `service` says the connector should do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Service {
-    /// Forward to an origin over HTTP or HTTPS; `base` is `scheme://authority` and `path` a
-    /// prefix (without trailing `/`) put before every request path.
+    /// Forward to an origin over HTTP/1.1, HTTPS or HTTP/2; `authority` is where to connect
+    /// and `path_prefix` a prefix (without trailing `/`) put before every request path.
     Origin {
-        /// `true` for https.
-        tls: bool,
+        /// `http`, `https` or `h2c`.
+        scheme: OriginScheme,
         /// The authority, `host[:port]`.
         authority: String,
         /// A path prefix, empty or starting with `/` and not ending with one.
@@ -185,7 +305,7 @@ pub enum Service {
 pub fn passthrough_address(service: &Service) -> Option<String> {
     match service {
         Service::Origin {
-            tls: true,
+            scheme: OriginScheme::Https,
             authority,
             path_prefix,
         } if path_prefix.is_empty() => {
@@ -197,7 +317,8 @@ pub fn passthrough_address(service: &Service) -> Option<String> {
     }
 }
 
-/// Parses a `service`: `http://host[:port][/path]`, `https://…` or `http_status:NNN`.
+/// Parses a `service`: `http://host[:port][/path]`, `https://…`, `h2c://…` or
+/// `http_status:NNN`.
 pub fn parse_service(service: &str) -> Result<Service, String> {
     if let Some(text) = service.strip_prefix("http_status:") {
         return match text.parse::<u16>() {
@@ -211,13 +332,14 @@ pub fn parse_service(service: &str) -> Result<Service, String> {
     }
     let bad = || {
         format!(
-            "service {service:?} must be an origin URL such as http://localhost:4000 or https://10.0.0.5, or http_status:NNN"
+            "service {service:?} must be an origin URL such as http://localhost:4000, https://10.0.0.5 or h2c://localhost:50051, or http_status:NNN"
         )
     };
     let uri: http::Uri = service.parse().map_err(|_| bad())?;
-    let tls = match uri.scheme_str() {
-        Some("http") => false,
-        Some("https") => true,
+    let scheme = match uri.scheme_str() {
+        Some("http") => OriginScheme::Http,
+        Some("https") => OriginScheme::Https,
+        Some("h2c") => OriginScheme::H2c,
         _ => return Err(bad()),
     };
     let authority = uri.authority().ok_or_else(bad)?;
@@ -235,7 +357,7 @@ pub fn parse_service(service: &str) -> Result<Service, String> {
     }
     let path_prefix = uri.path().trim_end_matches('/').to_string();
     Ok(Service::Origin {
-        tls,
+        scheme,
         authority: authority.as_str().to_string(),
         path_prefix,
     })
@@ -308,6 +430,30 @@ pub fn check_public_key_pem(pem: &str) -> Result<(), String> {
             "not a PEM public key: expected -----BEGIN PUBLIC KEY----- … -----END PUBLIC KEY-----"
                 .into(),
         )
+    }
+}
+
+/// `origin.ca_cert_pem`: one or more PEM certificates (their contents are checked by the
+/// connector, which uses them).
+pub fn check_ca_cert_pem(pem: &str) -> Result<(), String> {
+    let trimmed = pem.trim();
+    if trimmed.starts_with("-----BEGIN CERTIFICATE-----")
+        && trimmed.ends_with("-----END CERTIFICATE-----")
+    {
+        Ok(())
+    } else {
+        Err("not PEM certificates: expected -----BEGIN CERTIFICATE----- … -----END CERTIFICATE----- (one or more)".into())
+    }
+}
+
+/// `origin.http2` with a service: HTTP/2 by ALPN needs TLS; cleartext HTTP/2 is `h2c://`.
+pub fn check_http2(service: &Service, http2: bool) -> Result<(), String> {
+    match service {
+        Service::Origin {
+            scheme: OriginScheme::Http,
+            ..
+        } if http2 => Err("http2 needs an https:// service (HTTP/2 by ALPN); for HTTP/2 without TLS write the service as h2c://host:port".into()),
+        _ => Ok(()),
     }
 }
 
@@ -477,6 +623,31 @@ mod tests {
     }
 
     #[test]
+    fn path_prefixes_cover_themselves_and_what_is_below() {
+        let table = [
+            ("/", "/", true),
+            ("/", "/anything/at/all", true),
+            ("/api", "/api", true),
+            ("/api", "/api/users/1", true),
+            ("/api", "/apiary", false),
+            ("/api", "/", false),
+            ("/api/", "/api/users", true),
+            ("/api/", "/api", false),
+            ("/a/b", "/a/b/c", true),
+            ("/a/b", "/a", false),
+        ];
+        for (prefix, path, want) in table {
+            assert!(check_path_prefix(prefix).is_ok(), "{prefix}");
+            assert_eq!(prefix_covers(prefix, path), want, "{prefix} vs {path}");
+        }
+        for bad in [
+            "api", "/api/*", "/a b", "/a?x", "/a//b", "/a/../b", "/./a", "", "/a#b",
+        ] {
+            assert!(check_path_prefix(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn fqdns_are_lowercase_with_two_labels() {
         assert!(check_fqdn("app.example.com").is_ok());
         for bad in [
@@ -491,6 +662,30 @@ mod tests {
             assert!(check_fqdn(bad).is_err(), "{bad}");
         }
         assert!(in_zone("app.example.com", "example.com"));
+        assert!(in_zone("*.dev.example.com", "example.com"));
+        for good in ["*.dev.example.com", "*.example.com", "app.example.com"] {
+            assert!(check_hostname(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "*.com",
+            "*",
+            "a.*.example.com",
+            "**.example.com",
+            "*example.com",
+            "*.Example.com",
+        ] {
+            assert!(check_hostname(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            wildcard_of("a.dev.example.com").as_deref(),
+            Some("*.dev.example.com")
+        );
+        assert_eq!(
+            wildcard_of("a.example.com").as_deref(),
+            Some("*.example.com")
+        );
+        assert_eq!(wildcard_of("example.com"), None);
+        assert_eq!(wildcard_of("*.dev.example.com"), None);
         assert!(in_zone("example.com", "example.com"));
         assert!(!in_zone("badexample.com", "example.com"));
     }
@@ -500,7 +695,7 @@ mod tests {
         assert_eq!(
             parse_service("http://localhost:4000"),
             Ok(Service::Origin {
-                tls: false,
+                scheme: OriginScheme::Http,
                 authority: "localhost:4000".into(),
                 path_prefix: String::new()
             })
@@ -508,14 +703,23 @@ mod tests {
         assert_eq!(
             parse_service("https://10.0.0.5/base/"),
             Ok(Service::Origin {
-                tls: true,
+                scheme: OriginScheme::Https,
                 authority: "10.0.0.5".into(),
                 path_prefix: "/base".into()
+            })
+        );
+        assert_eq!(
+            parse_service("h2c://127.0.0.1:50051"),
+            Ok(Service::Origin {
+                scheme: OriginScheme::H2c,
+                authority: "127.0.0.1:50051".into(),
+                path_prefix: String::new()
             })
         );
         assert_eq!(parse_service("http_status:404"), Ok(Service::Status(404)));
         for bad in [
             "ftp://x",
+            "h2://x",
             "localhost:4000",
             "http_status:99",
             "http_status:600",

@@ -12,10 +12,11 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::api::{
-    ApiTokenSpec, CertificateSpec, EnrollmentTokenSpec, HostnameSpec, Labels, PolicySpec,
-    TcpServiceSpec, TunnelSpec,
+    ApiTokenSpec, CertificateSpec, EnrollmentTokenSpec, HostnameSpec, Labels, OriginSettings,
+    PolicySpec, Route, TcpServiceSpec, TunnelSpec,
 };
 use crate::error::push_pointer;
+use crate::ids::PolicyId;
 use crate::rules;
 use crate::{ContractError, Violation};
 
@@ -213,12 +214,15 @@ fn rule_message(keyword_path: &str, instance: &Value) -> Option<String> {
         ("name", _) => rules::check_name(text?),
         ("label_key", _) => rules::check_label_key(text?),
         ("label_value", _) => rules::check_label_value(text?),
-        ("hostname", _) => rules::check_fqdn(text?),
+        ("hostname", _) => rules::check_hostname(text?),
         ("service", _) => rules::parse_service(text?).map(drop),
         ("cidr", _) => rules::parse_cidr(text?).map(drop),
         ("method", _) => rules::check_method(text?),
         ("path_pattern", _) => rules::check_path_pattern(text?),
         ("public_key_pem", _) => rules::check_public_key_pem(text?),
+        ("ca_cert_pem", _) => rules::check_ca_cert_pem(text?),
+        ("path_prefix", _) => rules::check_path_prefix(text?),
+        ("path_route", "anyOf") => Err("set service or routes (or both) for a path route".into()),
         ("host_header", _) => {
             Err("http_host_header must be a host name, optionally with a port".to_string())
         }
@@ -396,6 +400,34 @@ impl Contract for PolicySpec {
                 }
             }
         }
+        if let Some(header_rules) = &self.rules {
+            for (field, edits) in [
+                ("request_headers", &header_rules.request_headers),
+                ("response_headers", &header_rules.response_headers),
+            ] {
+                let Some(edits) = edits else { continue };
+                let at = format!("/rules/{field}");
+                for (i, name) in edits.remove.iter().flatten().enumerate() {
+                    if let Err(message) = rules::check_rule_header(name) {
+                        violations.push(Violation::new(format!("{at}/remove/{i}"), message));
+                    }
+                }
+                for (kind, map) in [("set", &edits.set), ("add", &edits.add)] {
+                    for (name, value) in map.iter().flatten() {
+                        let pointer = format!("{at}/{kind}/{}", pointer_escape(name));
+                        if let Err(message) = rules::check_rule_header(name) {
+                            violations.push(Violation::new(pointer.clone(), message));
+                        }
+                        if http::HeaderValue::from_str(value).is_err() {
+                            violations.push(Violation::new(
+                                pointer,
+                                "a header value must be visible ASCII, spaces and tabs",
+                            ));
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -420,7 +452,7 @@ impl Contract for TcpServiceSpec {
             violations.push(Violation::new("/service", message));
         }
         check_target(self.tunnel_id.is_some(), self.routes.as_deref(), violations);
-        check_policy_ids(&self.policy_ids, violations);
+        check_policy_ids(&self.policy_ids, "", violations);
         if self.listen_port == Some(0) {
             violations.push(Violation::new(
                 "/listen_port",
@@ -459,18 +491,6 @@ fn check_target(
     }
 }
 
-/// No policy listed twice.
-fn check_policy_ids(ids: &[crate::ids::PolicyId], violations: &mut Vec<Violation>) {
-    let mut seen = BTreeSet::new();
-    for (i, id) in ids.iter().enumerate() {
-        if !seen.insert(id) {
-            violations.push(Violation::new(
-                format!("/policy_ids/{i}"),
-                format!("policy {id} is listed twice"),
-            ));
-        }
-    }
-}
 
 impl Contract for HostnameSpec {
     const SCHEMA_FILE: &'static str = "hostname.schema.json";
@@ -480,44 +500,224 @@ impl Contract for HostnameSpec {
     }
 
     fn check(&self, violations: &mut Vec<Violation>) {
-        if let Err(message) = rules::check_fqdn(&self.hostname) {
+        if let Err(message) = rules::check_hostname(&self.hostname) {
             violations.push(Violation::new("/hostname", message));
         }
-        match rules::parse_service(&self.service) {
-            Err(message) => violations.push(Violation::new("/service", message)),
-            Ok(service) if self.passes_tls_through() => {
-                if rules::passthrough_address(&service).is_none() {
-                    violations.push(Violation::new(
-                        "/service",
-                        format!(
-                            "with tls_passthrough the service must be https://host[:port] \
-                             without a path (the origin speaks TLS itself), not {:?}",
-                            self.service
-                        ),
-                    ));
-                }
-                if self.origin.is_some() {
-                    violations.push(Violation::new(
-                        "/origin",
-                        "origin settings do not apply with tls_passthrough: the edge and the \
-                         connector carry the visitor's TLS bytes as they are",
-                    ));
-                }
+        let http2 = self.origin.as_ref().and_then(|o| o.http2) == Some(true);
+        check_service(&self.service, "/service", http2, violations);
+        if self.passes_tls_through() {
+            if let Ok(service) = rules::parse_service(&self.service)
+                && rules::passthrough_address(&service).is_none()
+            {
+                violations.push(Violation::new(
+                    "/service",
+                    format!(
+                        "with tls_passthrough the service must be https://host[:port] \
+                         without a path (the origin speaks TLS itself), not {:?}",
+                        self.service
+                    ),
+                ));
             }
-            Ok(_) => {}
+            if self.origin.is_some() {
+                violations.push(Violation::new(
+                    "/origin",
+                    "origin settings do not apply with tls_passthrough: the edge and the \
+                     connector carry the visitor's TLS bytes as they are",
+                ));
+            }
+            if !self.paths.is_empty() {
+                violations.push(Violation::new(
+                    "/paths",
+                    "path routes do not apply with tls_passthrough: the edge never sees a path",
+                ));
+            }
         }
-        check_target(self.tunnel_id.is_some(), self.routes.as_deref(), violations);
-        check_policy_ids(&self.policy_ids, violations);
-        if let Some(header) = self
-            .origin
-            .as_ref()
-            .and_then(|o| o.http_host_header.as_ref())
+        if let Some(pem) = self.origin.as_ref().and_then(|o| o.ca_cert_pem.as_deref())
+            && let Err(message) = rules::check_ca_cert_pem(pem)
+        {
+            violations.push(Violation::new("/origin/ca_cert_pem", message));
+        }
+        match (&self.tunnel_id, &self.routes) {
+            (Some(_), Some(_)) => violations.push(Violation::new(
+                "/routes",
+                "set exactly one of tunnel_id and routes, not both",
+            )),
+            (None, None) => violations.push(Violation::new(
+                "/tunnel_id",
+                "set exactly one of tunnel_id and routes",
+            )),
+            _ => {}
+        }
+        check_routes(self.routes.as_deref().unwrap_or_default(), "", violations);
+        check_policy_ids(&self.policy_ids, "", violations);
+        let mut prefixes = BTreeSet::new();
+        for (i, path) in self.paths.iter().enumerate() {
+            let at = format!("/paths/{i}");
+            if let Err(message) = rules::check_path_prefix(&path.prefix) {
+                violations.push(Violation::new(format!("{at}/prefix"), message));
+            } else if !prefixes.insert(path.prefix.as_str()) {
+                violations.push(Violation::new(
+                    format!("{at}/prefix"),
+                    format!("prefix {:?} is listed twice", path.prefix),
+                ));
+            }
+            if path.service.is_none() && path.routes.is_none() {
+                violations.push(Violation::new(
+                    at.clone(),
+                    "set service or routes (or both) for a path route",
+                ));
+            }
+            if let Some(service) = &path.service {
+                check_service(service, &format!("{at}/service"), http2, violations);
+            }
+            check_routes(path.routes.as_deref().unwrap_or_default(), &at, violations);
+            check_policy_ids(
+                path.policy_ids.as_deref().unwrap_or_default(),
+                &at,
+                violations,
+            );
+        }
+        if let Some(origin) = &self.origin {
+            check_origin(origin, violations);
+        }
+    }
+}
+
+/// A JSON Pointer token for `text` (RFC 6901: `~` and `/` escaped).
+fn pointer_escape(text: &str) -> String {
+    text.replace('~', "~0").replace('/', "~1")
+}
+
+/// `origin`: its host headers, the old and new spellings of each setting (one value when
+/// both are given), and its health check.
+fn check_origin(origin: &OriginSettings, violations: &mut Vec<Violation>) {
+    for (name, header) in [
+        ("http_host_header", &origin.http_host_header),
+        ("host_header", &origin.host_header),
+    ] {
+        if let Some(header) = header
             && (http::HeaderValue::from_str(header).is_err()
                 || header.contains(char::is_whitespace))
         {
             violations.push(Violation::new(
-                "/origin/http_host_header",
-                "http_host_header must be a host name, optionally with a port",
+                format!("/origin/{name}"),
+                format!("{name} must be a host name, optionally with a port"),
+            ));
+        }
+    }
+    let pairs = [
+        (
+            "insecure_skip_verify",
+            "no_tls_verify",
+            origin.insecure_skip_verify.is_some() && origin.no_tls_verify.is_some(),
+            origin.insecure_skip_verify == origin.no_tls_verify,
+        ),
+        (
+            "host_header",
+            "http_host_header",
+            origin.host_header.is_some() && origin.http_host_header.is_some(),
+            origin.host_header == origin.http_host_header,
+        ),
+        (
+            "server_name",
+            "origin_server_name",
+            origin.server_name.is_some() && origin.origin_server_name.is_some(),
+            origin.server_name == origin.origin_server_name,
+        ),
+    ];
+    for (new, old, both, same) in pairs {
+        if both && !same {
+            violations.push(Violation::new(
+                format!("/origin/{old}"),
+                format!(
+                    "{old} is the deprecated spelling of {new} and says something else; \
+                     set only {new}"
+                ),
+            ));
+        }
+    }
+    if let Some(check) = &origin.health_check {
+        if let Some(path) = &check.path
+            && (!path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            violations.push(Violation::new(
+                "/origin/health_check/path",
+                "health_check.path must start with '/' and hold no spaces or control characters",
+            ));
+        }
+        for (name, text) in [("interval", &check.interval), ("timeout", &check.timeout)] {
+            if let Some(text) = text {
+                match crate::duration::parse(text) {
+                    Err(e) => violations.push(Violation::new(
+                        format!("/origin/health_check/{name}"),
+                        format!("health_check.{name}: {e}"),
+                    )),
+                    Ok(d)
+                        if d < std::time::Duration::from_millis(100)
+                            || d > std::time::Duration::from_secs(3600) =>
+                    {
+                        violations.push(Violation::new(
+                            format!("/origin/health_check/{name}"),
+                            format!("health_check.{name} must be between 100ms and 1h"),
+                        ))
+                    }
+                    Ok(_) => {}
+                }
+            }
+        }
+        if let Some(n) = check.unhealthy_after
+            && !(1..=100).contains(&n)
+        {
+            violations.push(Violation::new(
+                "/origin/health_check/unhealthy_after",
+                "health_check.unhealthy_after must be 1 to 100",
+            ));
+        }
+    }
+}
+
+/// A service, and `origin.http2` with it.
+fn check_service(service: &str, pointer: &str, http2: bool, violations: &mut Vec<Violation>) {
+    match rules::parse_service(service) {
+        Err(message) => violations.push(Violation::new(pointer, message)),
+        Ok(service) => {
+            if let Err(message) = rules::check_http2(&service, http2) {
+                violations.push(Violation::new("/origin/http2", message));
+            }
+        }
+    }
+}
+
+/// Weighted routes under `<base>/routes`.
+fn check_routes(routes: &[Route], base: &str, violations: &mut Vec<Violation>) {
+    for (i, route) in routes.iter().enumerate() {
+        check_labels(
+            &route.selector,
+            &format!("{base}/routes/{i}/selector"),
+            violations,
+        );
+        if let Err(message) = rules::check_weight(i64::from(route.weight)) {
+            violations.push(Violation::new(format!("{base}/routes/{i}/weight"), message));
+        }
+        if let Some(rate) = route.max_error_rate
+            && !(rate.0.is_finite() && (0.0..=1.0).contains(&rate.0))
+        {
+            violations.push(Violation::new(
+                format!("{base}/routes/{i}/max_error_rate"),
+                "max_error_rate must be a share between 0 and 1",
+            ));
+        }
+    }
+}
+
+/// Policy ids under `<base>/policy_ids`: none twice.
+fn check_policy_ids(ids: &[PolicyId], base: &str, violations: &mut Vec<Violation>) {
+    let mut seen = BTreeSet::new();
+    for (i, id) in ids.iter().enumerate() {
+        if !seen.insert(id) {
+            violations.push(Violation::new(
+                format!("{base}/policy_ids/{i}"),
+                format!("policy {id} is listed twice"),
             ));
         }
     }

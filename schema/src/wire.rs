@@ -463,6 +463,19 @@ pub struct HostnameConfig {
     /// stream with [`TCP_HOSTNAME_HEADER`], never an HTTP request (absent from older edges).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub tls_passthrough: bool,
+    /// The hostname's path routes this tunnel serves: a request whose path one of them covers
+    /// (the longest prefix wins) goes to its service instead of `service`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<PathConfig>,
+}
+
+/// One path route a tunnel serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathConfig {
+    /// The prefix: it covers itself and everything below it.
+    pub prefix: String,
+    /// Its service: an origin URL or `http_status:NNN`.
+    pub service: String,
 }
 
 /// The connector's answer to [`ConfigPush`].
@@ -533,6 +546,13 @@ pub enum Event {
     Renew {
         /// The CSR for the connector's key.
         csr_der: String,
+    },
+    /// The services (as pushed) whose origins this connector's health checks find unhealthy,
+    /// all of them each time (empty once every one recovered). The edge routes around this
+    /// connection for those services.
+    OriginHealth {
+        /// The unhealthy services.
+        unhealthy: Vec<String>,
     },
 }
 
@@ -730,6 +750,10 @@ mod tests {
                     no_tls_verify: Some(true),
                     ..OriginSettings::default()
                 },
+                paths: vec![PathConfig {
+                    prefix: "/api".into(),
+                    service: "h2c://localhost:50051".into(),
+                }],
             }],
             base: None,
             removed: Vec::new(),
@@ -784,6 +808,9 @@ mod tests {
             }],
         });
         round_trip(&Event::Draining);
+        round_trip(&Event::OriginHealth {
+            unhealthy: vec!["http://127.0.0.1:4000".into()],
+        });
         round_trip(&Event::Renew {
             csr_der: encode_der(b"csr"),
         });

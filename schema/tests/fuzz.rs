@@ -76,6 +76,7 @@ const HOSTNAMES: &[&str] = &[
 const SERVICES: &[&str] = &[
     "http://localhost:4000",
     "https://10.0.0.5/base/",
+    "h2c://127.0.0.1:50051",
     "http_status:404",
     "http_status:0404",
     "ftp://x",
@@ -148,6 +149,14 @@ fn hostname_shape() -> Shape {
                 ),
                 ("origin_server_name", Shape::Str(&["origin.internal", ""])),
                 ("connect_timeout_ms", Shape::Int(-1, 600_001)),
+                ("http2", Shape::Bool),
+                (
+                    "ca_cert_pem",
+                    Shape::Str(&[
+                        "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----",
+                        "x",
+                    ]),
+                ),
             ]),
         ),
     ])
@@ -183,6 +192,8 @@ const FIELDS: &[&str] = &[
     "http_host_header",
     "origin_server_name",
     "connect_timeout_ms",
+    "http2",
+    "ca_cert_pem",
 ];
 
 /// Is `pointer` in `document`, or a missing member of an object that is?

@@ -64,6 +64,7 @@ pub async fn start(origin_url: String, env: Vec<(String, String)>) -> Result<Pos
             tunnel_id: Some(tunnel.id),
             routes: None,
             policy_ids: Vec::new(),
+            paths: Vec::new(),
             origin: None,
         })
         .await

@@ -287,6 +287,7 @@ async fn soak() -> anyhow::Result<bool> {
             tunnel_id: Some(tunnel.id),
             routes: None,
             policy_ids: vec![policy.id],
+            paths: Vec::new(),
             origin: None,
         })
         .await

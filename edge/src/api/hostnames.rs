@@ -152,6 +152,15 @@ fn write(spec: &HostnameSpec) -> Write {
             pointer: format!("/policy_ids/{i}"),
         });
     }
+    for (i, path) in spec.paths.iter().enumerate() {
+        for (j, policy) in path.policy_ids.iter().flatten().enumerate() {
+            refs.push(Ref {
+                kind: Kind::Policy,
+                id: policy.to_string(),
+                pointer: format!("/paths/{i}/policy_ids/{j}"),
+            });
+        }
+    }
     Write {
         kind: Kind::Hostname,
         id: spec.hostname.clone(),

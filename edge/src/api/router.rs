@@ -133,6 +133,20 @@ async fn metrics(State(state): State<ApiState>) -> Response {
         })
         .collect();
     gauges.extend(crate::certs::expiry_samples(&state.certificates));
+    gauges.extend(
+        super::status::ejected_routes(&snapshot, &state.registry)
+            .into_iter()
+            .map(|ejected| Sample {
+                name: "postern_edge_route_ejected",
+                labels: vec![
+                    ("hostname", ejected.hostname),
+                    ("prefix", ejected.prefix.unwrap_or_default()),
+                    ("route", ejected.route),
+                    ("reason", ejected.reason),
+                ],
+                value: 1.0,
+            }),
+    );
     let mut response = state.metrics.render(&gauges).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

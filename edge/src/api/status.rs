@@ -12,15 +12,17 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
 use postern_schema::api::{
-    Decision, DnsRecord, EdgeStatus, PolicyDecisionCount, RouteTraffic, Target, TcpServiceTraffic,
+    Decision, DnsRecord, EdgeStatus, EjectedRoute, ErrorRate, PolicyDecisionCount, RouteTraffic,
+    Target, TcpServiceTraffic,
 };
-use postern_schema::rules::format_selector;
+use postern_schema::rules::{format_selector, selector_matches};
 
 use super::reply::reply;
 use super::state::ApiState;
 use crate::catalog::Snapshot;
 use crate::dns::{ZoneConfig, ZoneView, record_data};
 use crate::metrics::{Metrics, RECENT_ROUTE_REQUESTS, WINDOW_SECONDS};
+use crate::tunnel::Registry;
 
 pub(super) fn router() -> Router<ApiState> {
     Router::new().route("/v1/status", get(status))
@@ -37,6 +39,7 @@ async fn status(State(state): State<ApiState>) -> Response {
         decisions: decisions(&snapshot, &state.metrics),
         dns: dns(&snapshot, &state),
         tcp_services: tcp_services(&snapshot, &state),
+        ejected_routes: ejected_routes(&snapshot, &state.registry),
     };
     reply(StatusCode::OK, &body, None)
 }
@@ -76,6 +79,70 @@ fn routes(snapshot: &Snapshot, metrics: &Metrics) -> Vec<RouteTraffic> {
             });
         }
     }
+    out
+}
+
+/// The weighted routes out of rotation: ejected by the passive health of this node's answers,
+/// or with every connection of the route reporting the service's origin unhealthy.
+pub(crate) fn ejected_routes(snapshot: &Snapshot, registry: &Registry) -> Vec<EjectedRoute> {
+    // Forget the health of routes no longer declared.
+    registry.routes.retain(|key| {
+        snapshot.hostnames.get(&key.hostname).is_some_and(|h| {
+            h.spec.servings().any(|serving| {
+                serving.prefix == key.prefix.as_deref()
+                    && matches!(serving.target, Some(Target::Routes(routes))
+                        if routes.iter().any(|r| format_selector(&r.selector) == key.route))
+            })
+        })
+    });
+    let mut out: Vec<EjectedRoute> = registry
+        .routes
+        .ejected()
+        .into_iter()
+        .map(|ejected| EjectedRoute {
+            hostname: ejected.key.hostname,
+            prefix: ejected.key.prefix,
+            route: ejected.key.route,
+            reason: ejected.reason.as_str().to_string(),
+            error_rate: Some(ErrorRate(ejected.error_rate)),
+            retry_in_seconds: Some(ejected.remaining.as_secs_f64().ceil() as u64),
+        })
+        .collect();
+    for (name, hostname) in &snapshot.hostnames {
+        for serving in hostname.spec.servings() {
+            let Some(Target::Routes(routes)) = serving.target else {
+                continue;
+            };
+            for route in routes {
+                let label = format_selector(&route.selector);
+                let sessions: Vec<_> = snapshot
+                    .tunnels
+                    .values()
+                    .filter(|t| selector_matches(&route.selector, &t.spec.labels))
+                    .flat_map(|t| registry.sessions(t.id))
+                    .filter(|s| s.is_healthy())
+                    .collect();
+                let prefix = serving.prefix.map(str::to_owned);
+                let listed = out
+                    .iter()
+                    .any(|e| &e.hostname == name && e.prefix == prefix && e.route == label);
+                if !listed
+                    && !sessions.is_empty()
+                    && sessions.iter().all(|s| !s.serves_origin(serving.service))
+                {
+                    out.push(EjectedRoute {
+                        hostname: name.clone(),
+                        prefix,
+                        route: label,
+                        reason: "origin_unhealthy".to_string(),
+                        error_rate: None,
+                        retry_in_seconds: None,
+                    });
+                }
+            }
+        }
+    }
+    out.sort_by(|a, b| (&a.hostname, &a.prefix, &a.route).cmp(&(&b.hostname, &b.prefix, &b.route)));
     out
 }
 

@@ -271,7 +271,14 @@ impl ZoneView {
             // Other classes have no data here, and zone transfers are not offered.
             return Answer::refused();
         }
-        let Some(node) = self.nodes.get(key) else {
+        // A name that exists answers for itself; one that does not, from the wildcard
+        // hostname one label above it when there is one (records synthesized with the name
+        // asked for, RFC 4592).
+        let node = self.nodes.get(key).or_else(|| {
+            let wildcard = rules::wildcard_of(key)?;
+            self.nodes.get(&wildcard).filter(|node| node.addresses)
+        });
+        let Some(node) = node else {
             return self.negative(zone, ResponseCode::NXDomain);
         };
         let answer = if qtype == RecordType::ANY {
@@ -429,7 +436,19 @@ fn tunnels_serving<'a>(
     spec: &postern_schema::api::HostnameSpec,
 ) -> Vec<&'a Tunnel> {
     let mut tunnels: BTreeMap<&str, &Tunnel> = BTreeMap::new();
-    match spec.target() {
+    for serving in spec.servings() {
+        add_tunnels(snapshot, serving.target, &mut tunnels);
+    }
+    tunnels.into_values().collect()
+}
+
+/// Adds the tunnels of `target` to `tunnels`, by name.
+fn add_tunnels<'a>(
+    snapshot: &'a Snapshot,
+    target: Option<Target<'_>>,
+    tunnels: &mut BTreeMap<&'a str, &'a Tunnel>,
+) {
+    match target {
         Some(Target::Tunnel(id)) => {
             if let Some(tunnel) = snapshot.tunnels.get(&id) {
                 tunnels.insert(&tunnel.spec.name, tunnel);
@@ -447,7 +466,6 @@ fn tunnels_serving<'a>(
         }
         None => {}
     }
-    tunnels.into_values().collect()
 }
 
 /// One string per tunnel, `tunnel=<name> k=v …` with labels in key order. A string longer than

@@ -24,6 +24,7 @@ fn hostname(name: &str, policies: &[&Policy]) -> Hostname {
             tunnel_id: Some(TunnelId::new_random()),
             routes: None,
             policy_ids: policies.iter().map(|p| p.id).collect(),
+            paths: Vec::new(),
             origin: None,
         },
         addresses: vec!["127.0.0.1".into()],

@@ -5,7 +5,7 @@
 
 use http::header::HeaderName;
 use http::{HeaderMap, HeaderValue, Request};
-use postern_schema::api::{HostnameSpec, Target};
+use postern_schema::api::Target;
 use postern_schema::ids::TunnelId;
 use postern_schema::rules::selector_matches;
 use postern_schema::wire::{FORWARDED_BY_HEADER, REVISION_HEADER};
@@ -22,9 +22,9 @@ use crate::cluster::{Cluster, Member};
 pub(super) fn holders_for(
     cluster: &Cluster,
     snapshot: &Snapshot,
-    spec: &HostnameSpec,
+    target: Option<Target<'_>>,
 ) -> Vec<Member> {
-    match spec.target() {
+    match target {
         None => Vec::new(),
         Some(Target::Tunnel(id)) => cluster.holders(&[id]),
         Some(Target::Routes(routes)) => {

@@ -1,8 +1,10 @@
 //! One visitor request, phase by phase, top-down in this file:
 //!
 //! 0. [`acme_challenge`]: an ACME server's `http-01` validation is answered before any lookup.
-//! 1. [`find_hostname`]: the declared hostname named by `Host` (and, on HTTPS, the SNI).
-//! 2. [`apply_policies`]: the hostname's policies; refused traffic stops here.
+//! 1. [`find_hostname`]: the declared hostname named by `Host` (and, on HTTPS, the SNI): the
+//!    exact one, else the wildcard one label above; then [`choose_route`]: the path route
+//!    whose prefix covers the path (the longest), else the hostname's default.
+//! 2. [`apply_policies`]: that route's policies; refused traffic stops here.
 //! 3. [`pick_destination`]: a route by weight, then the least busy healthy connection of this
 //!    node; with several edge nodes and none here, the nodes that hold one.
 //! 4. [`open_stream`]: the request as an HTTP/2 stream on that tunnel connection, or on the
@@ -26,7 +28,7 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, request};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
-use postern_schema::api::Hostname;
+use postern_schema::api::{Hostname, Serving};
 use postern_schema::ids::TunnelId;
 use postern_schema::wire::{ConnectorFault, ERROR_HEADER};
 use tracing::Instrument;
@@ -37,6 +39,7 @@ use super::forward::{self, Upgrade, Visitor};
 use super::limits::{self, ProxySettings};
 use super::nodes::{self, Forwarded};
 use super::route::{self, Pick};
+use super::rules;
 use super::shares::{ConnectionShares, ConnectionSlot};
 use crate::access_log::{self, AccessLog, Entry, Logged};
 use crate::body::{self, BodyFailed, BoxBody, Guarded};
@@ -45,7 +48,7 @@ use crate::certs::Certificates;
 use crate::cluster::{Cluster, Member, PeerError};
 use crate::metrics::{Metrics, PublicRequest};
 use crate::policy::{Now, PolicyEngine, RequestFacts, Verdict, canonical_path};
-use crate::tunnel::{Registry, Session, StreamGuard};
+use crate::tunnel::{Registry, RouteKey, Session, StreamGuard};
 use http_body_util::BodyExt;
 
 /// How long a request waits for its connection to push the configuration it was routed with.
@@ -130,6 +133,10 @@ struct Tally {
     /// The `release` label of the tunnel the request was sent to (empty when it has none);
     /// `None` until a connector is picked.
     release: Option<String>,
+    /// The path route's prefix the request was served under.
+    prefix: Option<String>,
+    /// The picked route's `max_error_rate`.
+    max_error_rate: Option<f64>,
     /// What only the access log reads, filled while it is on: the connection that carried
     /// the request, the policies' decision, and the body bytes read from the visitor.
     session: Option<Arc<Session>>,
@@ -154,6 +161,21 @@ impl Tally {
             status,
         };
         metrics.count_request(&request, elapsed);
+    }
+
+    /// Counts the answer in the passive health of the route the request took, if it took a
+    /// weighted route of this node's connections.
+    fn judge(&self, registry: &Registry, status: StatusCode) {
+        if let (Some(hostname), Some(route)) = (&self.hostname, &self.route) {
+            let key = RouteKey {
+                hostname: hostname.clone(),
+                prefix: self.prefix.clone(),
+                route: route.clone(),
+            };
+            registry
+                .routes
+                .record(&key, status.is_server_error(), self.max_error_rate);
+        }
     }
 }
 
@@ -279,6 +301,7 @@ pub(super) async fn handle(
             }
         };
         tally.count(&proxy.metrics, response.status(), started.elapsed());
+        tally.judge(&proxy.registry, response.status());
         tracing::debug!(status = response.status().as_u16(), "answered");
         match arrived {
             None => response,
@@ -357,14 +380,25 @@ async fn proxy_visitor(
         return Ok(answer);
     }
     refuse_if_stale(proxy)?;
-    let hostname = find_hostname(snapshot, context.sni.as_deref(), &parts)?;
-    let host = hostname.spec.hostname.as_str();
-    tally.hostname = Some(host.to_string());
-    tracing::Span::current().record("hostname", host);
+    let (hostname, host) = find_hostname(snapshot, context.sni.as_deref(), &parts)?;
+    tally.hostname = Some(hostname.spec.hostname.clone());
+    tracing::Span::current().record("hostname", host.as_str());
+    let serving = choose_route(hostname, &mut parts)?;
 
-    apply_policies(proxy, snapshot, hostname, context, &mut parts, tally)?;
+    let header_rules = rules::of(snapshot, serving.policy_ids);
+    if let Some(redirect) = rules::redirect(&header_rules, context.visitor.scheme, &host, &parts) {
+        return Ok(redirect);
+    }
+    apply_policies(proxy, snapshot, hostname, &serving, context, &mut parts, tally)?;
+    rules::edit_request(&header_rules, &mut parts.headers);
 
-    let destination = pick_destination(proxy, snapshot, hostname, Reach::AnyNode)?;
+    let destination = pick_destination(
+        proxy,
+        snapshot,
+        &hostname.spec.hostname,
+        &serving,
+        Reach::AnyNode,
+    )?;
 
     let upgrade = forward::upgrade_of(&parts);
     let visitor_upgrade = upgrade.and_then(|_| parts.extensions.remove::<OnUpgrade>());
@@ -376,7 +410,7 @@ async fn proxy_visitor(
     let mut request = forward::tunnel_request(
         parts,
         body::boxed(body),
-        host,
+        &host,
         &context.visitor,
         request_id,
         upgrade,
@@ -384,17 +418,23 @@ async fn proxy_visitor(
     if let (Destination::Nodes(_), Some(node_id)) = (&destination, proxy.cluster.node_id()) {
         nodes::mark_forwarded(&mut request, node_id, snapshot.revision);
     }
-    let stream = open_stream(proxy, snapshot, hostname, destination, request, tally)
+    let stream = open_stream(proxy, snapshot, &serving, destination, request, tally)
         .await
         .map_err(|error| error.blame_visitor_body(&body_failed))?;
 
     // The connection stays counted (and in flight) as long as the response or the upgraded
     // connection lives.
     let hold = (context.clone(), active);
-    respond(
+    let mut response = respond(
         forward_response(stream, upgrade, visitor_upgrade, &context.splices, hold),
         request_id,
-    )
+    )?;
+    rules::edit_response(
+        &header_rules,
+        context.visitor.scheme,
+        response.headers_mut(),
+    );
+    Ok(response)
 }
 
 /// Phases 1 and 3 to 6 for a forwarded request, already in tunnel form.
@@ -408,21 +448,36 @@ async fn answer_forwarded(
     refuse_if_stale(proxy)?;
     let (mut parts, body) = request.into_parts();
     nodes::unmark(&mut parts.headers);
-    let hostname = find_hostname(snapshot, None, &parts)?;
-    tracing::Span::current().record("hostname", hostname.spec.hostname.as_str());
+    let (hostname, host) = find_hostname(snapshot, None, &parts)?;
+    tracing::Span::current().record("hostname", host.as_str());
+    let serving = choose_route(hostname, &mut parts)?;
 
-    let destination = pick_destination(proxy, snapshot, hostname, Reach::ThisNode)?;
+    let destination = pick_destination(
+        proxy,
+        snapshot,
+        &hostname.spec.hostname,
+        &serving,
+        Reach::ThisNode,
+    )?;
 
     let upgrade = forward::upgrade_of(&parts);
     let link_upgrade = upgrade.and_then(|_| parts.extensions.remove::<OnUpgrade>());
     let (body, body_failed) = body::watch(body);
     let request = Request::from_parts(parts, body::boxed(body));
-    let mut tally = Tally::default();
-    let stream = open_stream(proxy, snapshot, hostname, destination, request, &mut tally)
+    let mut tally = Tally {
+        hostname: Some(hostname.spec.hostname.clone()),
+        ..Tally::default()
+    };
+    let opened = open_stream(proxy, snapshot, &serving, destination, request, &mut tally)
         .await
-        .map_err(|error| error.blame_visitor_body(&body_failed))?;
+        .map_err(|error| error.blame_visitor_body(&body_failed));
+    let status = match &opened {
+        Ok(stream) => stream.response.status(),
+        Err(error) => error.status(),
+    };
+    tally.judge(&proxy.registry, status);
     respond(
-        forward_response(stream, upgrade, link_upgrade, splices, ()),
+        forward_response(opened?, upgrade, link_upgrade, splices, ()),
         request_id,
     )
 }
@@ -464,13 +519,15 @@ fn acme_challenge(proxy: &Proxy, parts: &request::Parts) -> Option<Response<BoxB
 }
 
 /// Phase 1: the declared hostname this request is for, by its `Host` (the URI authority on
-/// HTTP/2 and absolute-form requests). On HTTPS the host must be the SNI name the connection
-/// was opened for (421 otherwise); an undeclared host, or one whose TLS passes through, is 404.
+/// HTTP/2 and absolute-form requests): the hostname of that name, else the wildcard one label
+/// above it (an exact hostname wins over a wildcard). On HTTPS the host must be the SNI name
+/// the connection was opened for (421 otherwise); an undeclared host, or one whose TLS passes through, is 404. Returns the
+/// hostname and the host the request named.
 fn find_hostname<'s>(
     snapshot: &'s Snapshot,
     sni: Option<&str>,
     parts: &request::Parts,
-) -> Result<&'s Hostname, ProxyError> {
+) -> Result<(&'s Hostname, String), ProxyError> {
     let host = request_host(parts).ok_or(ProxyError::MissingHost)?;
     if let Some(sni) = sni
         && sni != host
@@ -481,14 +538,31 @@ fn find_hostname<'s>(
         });
     }
     // A passthrough hostname's origin speaks TLS to the visitor itself: no HTTP for it here.
-    snapshot
-        .hostnames
-        .get(&host)
+    let hostname = snapshot
+        .hostname_for(&host)
         .filter(|h| !h.spec.passes_tls_through())
-        .ok_or(ProxyError::UnknownHostname)
+        .ok_or(ProxyError::UnknownHostname)?;
+    Ok((hostname, host))
 }
 
-/// Phase 2: the hostname's policies, applied in order; the first deny wins. Runs before any
+/// Phase 1, continued: how the request is served: the path route whose prefix covers its
+/// path (the longest prefix wins), else the hostname's default. On a hostname with path
+/// routes the path is first put in canonical form (and the request refused, 400, when origins
+/// would read it in different ways), so that `/x/../api` cannot reach `/api` past the
+/// policies of another route.
+fn choose_route<'h>(
+    hostname: &'h Hostname,
+    parts: &mut request::Parts,
+) -> Result<Serving<'h>, ProxyError> {
+    if hostname.spec.paths.is_empty() {
+        return Ok(hostname.spec.serving_route(None));
+    }
+    use_canonical_path(parts)?;
+    Ok(hostname.spec.serving(parts.uri.path()))
+}
+
+/// Phase 2: the policies of the request's route (the hostname's, or its path route's),
+/// applied in order; the first deny wins. Runs before any
 /// connector is picked, so refused traffic never reaches a tunnel. A refusal is
 /// [`ProxyError::Rejected`] with its status and headers (`WWW-Authenticate`, `Retry-After`).
 /// Policies in `report` mode let the request through; the engine counts and logs them.
@@ -500,14 +574,15 @@ fn apply_policies(
     proxy: &Proxy,
     snapshot: &Snapshot,
     hostname: &Hostname,
+    serving: &Serving<'_>,
     context: &Context,
     parts: &mut request::Parts,
     tally: &mut Tally,
 ) -> Result<(), ProxyError> {
-    if hostname.spec.policy_ids.is_empty() {
+    if serving.policy_ids.is_empty() {
         return Ok(());
     }
-    if proxy.policies.restricts_paths(snapshot, hostname) {
+    if proxy.policies.restricts_paths(snapshot, serving.policy_ids) {
         use_canonical_path(parts)?;
     }
     let facts = RequestFacts {
@@ -520,7 +595,9 @@ fn apply_policies(
             .map(HeaderValue::as_bytes),
         now: Now::read(),
     };
-    let verdict = proxy.policies.check(snapshot, hostname, &facts);
+    let verdict = proxy
+        .policies
+        .check_policies(snapshot, hostname, serving.policy_ids, &facts);
     if tally.bytes_in.is_some() {
         tally.decision = Some(match &verdict {
             Verdict::Allow => Decision {
@@ -596,16 +673,17 @@ enum Destination {
 fn pick_destination(
     proxy: &Proxy,
     snapshot: &Snapshot,
-    hostname: &Hostname,
+    hostname: &str,
+    serving: &Serving<'_>,
     reach: Reach,
 ) -> Result<Destination, ProxyError> {
-    if let Some(pick) = route::pick(snapshot, &hostname.spec, &proxy.registry, &[]) {
+    if let Some(pick) = route::pick(snapshot, hostname, serving, &proxy.registry, &[]) {
         return Ok(Destination::Connection(pick));
     }
     if reach == Reach::ThisNode || proxy.cluster.node_id().is_none() {
         return Err(ProxyError::NoConnector);
     }
-    let holders = nodes::holders_for(&proxy.cluster, snapshot, &hostname.spec);
+    let holders = nodes::holders_for(&proxy.cluster, snapshot, serving.target);
     if holders.is_empty() {
         return Err(ProxyError::NoConnector);
     }
@@ -625,14 +703,14 @@ struct Stream {
 async fn open_stream(
     proxy: &Proxy,
     snapshot: &Snapshot,
-    hostname: &Hostname,
+    serving: &Serving<'_>,
     destination: Destination,
     request: Request<BoxBody>,
     tally: &mut Tally,
 ) -> Result<Stream, ProxyError> {
     match destination {
         Destination::Connection(pick) => {
-            open_on_connection(proxy, snapshot, hostname, pick, request, tally).await
+            open_on_connection(proxy, snapshot, serving, pick, request, tally).await
         }
         Destination::Nodes(holders) => {
             let head_timeout = proxy.settings.response_head_timeout;
@@ -645,7 +723,7 @@ async fn open_stream(
 async fn open_on_connection(
     proxy: &Proxy,
     snapshot: &Snapshot,
-    hostname: &Hostname,
+    serving: &Serving<'_>,
     mut pick: Pick,
     mut request: Request<BoxBody>,
     tally: &mut Tally,
@@ -653,6 +731,8 @@ async fn open_on_connection(
     let mut tried = Vec::new();
     loop {
         tally.route = pick.route.clone();
+        tally.prefix = serving.prefix.map(str::to_owned);
+        tally.max_error_rate = pick.max_error_rate;
         tally.release = Some(release_of(snapshot, pick.session.tunnel));
         if tally.bytes_in.is_some() {
             tally.session = Some(pick.session.clone());
@@ -692,7 +772,8 @@ async fn open_on_connection(
                             "the connection closed before the stream opened; trying another"
                         );
                         request = returned;
-                        pick = route::pick(snapshot, &hostname.spec, &proxy.registry, &tried)
+                        let hostname = tally.hostname.as_deref().unwrap_or_default();
+                        pick = route::pick(snapshot, hostname, serving, &proxy.registry, &tried)
                             .ok_or(ProxyError::NoConnector)?;
                     }
                     _ => return Err(ProxyError::Tunnel(failure.error)),

@@ -1,17 +1,20 @@
 //! Picking the connector for a request: the hostname's tunnel, or a weighted route and then a
 //! tunnel whose labels match its selector, failing over to the other routes when the picked
-//! one has no healthy connection. Within the candidate tunnels the registry picks the healthy
-//! connection with the fewest outstanding streams.
+//! one has no healthy connection. A route the edge ejected (`tunnel::health`: 5xx answers) is
+//! tried after the others, only when none of them can serve; a connection whose connector
+//! finds the service's origin unhealthy (its health checks) is skipped like a closed one.
+//! Within the candidate tunnels the registry picks the healthy connection with the fewest
+//! outstanding streams.
 
 use std::sync::Arc;
 
-use postern_schema::api::{HostnameSpec, Target};
+use postern_schema::api::{Serving, Target};
 use postern_schema::ids::TunnelId;
 use postern_schema::rules::{format_selector, selector_matches};
 use rand::RngExt;
 
 use crate::catalog::Snapshot;
-use crate::tunnel::{Registry, Session};
+use crate::tunnel::{Registry, RouteKey, Session};
 
 /// Where a request goes.
 #[derive(Debug)]
@@ -23,21 +26,86 @@ pub(super) struct Pick {
     /// The route taken, written as its selector (`k=v,k2=v2`, keys sorted); `None` for a
     /// hostname bound to one tunnel.
     pub(super) route: Option<String>,
+    /// The route's `max_error_rate`.
+    pub(super) max_error_rate: Option<f64>,
 }
 
-/// Picks a healthy connection for `hostname`, skipping the sessions in `exclude` (already
-/// tried); `None` when there is none.
+/// The key of a route of `hostname` served as `serving`, for its passive health.
+pub(super) fn route_key(hostname: &str, serving: &Serving<'_>, route: &str) -> RouteKey {
+    RouteKey {
+        hostname: hostname.to_owned(),
+        prefix: serving.prefix.map(str::to_owned),
+        route: route.to_owned(),
+    }
+}
+
+/// Picks a healthy connection for `serving` (the hostname's own routes or a path route's) of
+/// `hostname`, skipping the sessions in `exclude` (already tried); `None` when there is none.
 pub(super) fn pick(
     snapshot: &Snapshot,
-    hostname: &HostnameSpec,
+    hostname: &str,
+    serving: &Serving<'_>,
     registry: &Registry,
     exclude: &[String],
 ) -> Option<Pick> {
-    pick_target(snapshot, hostname.target()?, registry, exclude)
+    let service = serving.service;
+    match serving.target? {
+        Target::Tunnel(id) => registry
+            .pick_for(&[id], exclude, service)
+            .map(|picked| Pick {
+                session: picked.session,
+                handed_off: picked.handed_off,
+                route: None,
+                max_error_rate: None,
+            }),
+        Target::Routes(routes) => {
+            let weights: Vec<u32> = routes.iter().map(|r| r.weight).collect();
+            let total: u32 = weights.iter().sum();
+            let roll = if total == 0 {
+                0
+            } else {
+                rand::rng().random_range(0..total)
+            };
+            let mut order = route_order(&weights, roll);
+            if registry.routes.any_ejected() {
+                // Ejected routes last, in their order (a stable partition).
+                let ejected = |index: &usize| {
+                    routes.get(*index).is_some_and(|route| {
+                        let label = format_selector(&route.selector);
+                        registry
+                            .routes
+                            .is_ejected(&route_key(hostname, serving, &label))
+                    })
+                };
+                let (healthy, out): (Vec<usize>, Vec<usize>) =
+                    order.into_iter().partition(|i| !ejected(i));
+                order = healthy.into_iter().chain(out).collect();
+            }
+            order.into_iter().find_map(|index| {
+                let route = routes.get(index)?;
+                let tunnels: Vec<TunnelId> = snapshot
+                    .tunnels
+                    .values()
+                    .filter(|t| selector_matches(&route.selector, &t.spec.labels))
+                    .map(|t| t.id)
+                    .collect();
+                registry
+                    .pick_for(&tunnels, exclude, service)
+                    .map(|picked| Pick {
+                        session: picked.session,
+                        handed_off: picked.handed_off,
+                        route: Some(format_selector(&route.selector)),
+                        max_error_rate: route.max_error_rate.map(|rate| rate.0),
+                    })
+            })
+        }
+    }
 }
 
-/// Picks a healthy connection of `target`'s tunnels (a hostname's or a TCP service's),
-/// skipping the sessions in `exclude`; `None` when there is none.
+/// Picks a healthy connection of a TCP service's `target` tunnels (its tunnel, or a weighted
+/// route by weight, failing over to the others), skipping the sessions in `exclude`; `None`
+/// when there is none. TCP services have no passive route health: a connection carries no
+/// status to judge an origin by.
 pub(super) fn pick_target(
     snapshot: &Snapshot,
     target: Target<'_>,
@@ -49,6 +117,7 @@ pub(super) fn pick_target(
             session: picked.session,
             handed_off: picked.handed_off,
             route: None,
+            max_error_rate: None,
         }),
         Target::Routes(routes) => {
             let weights: Vec<u32> = routes.iter().map(|r| r.weight).collect();
@@ -70,6 +139,7 @@ pub(super) fn pick_target(
                     session: picked.session,
                     handed_off: picked.handed_off,
                     route: Some(format_selector(&route.selector)),
+                    max_error_rate: None,
                 })
             })
         }

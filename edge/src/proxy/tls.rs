@@ -1,6 +1,7 @@
 //! TLS for the public HTTPS listener: the certificate is chosen by SNI (see `certs`): an
 //! uploaded certificate whose names cover the name (exact before wildcard), else an ACME one,
-//! else for a declared hostname one from the visitors' CA; other names get a self-signed
+//! else for a declared hostname (or a name a wildcard hostname serves) one from the visitors'
+//! CA; other names get a self-signed
 //! certificate (and then a 404 from the proxy). A hello that offers only `acme-tls/1` is an
 //! ACME server's `tls-alpn-01` validation: it gets that challenge's certificate or nothing.
 
@@ -40,7 +41,8 @@ impl ResolvesServerCert for SniResolver {
             if let Some(public) = self.certificates.public(&name) {
                 return Some(public);
             }
-            if self.catalog.snapshot().hostnames.contains_key(&name) {
+            // A name a wildcard hostname serves gets a certificate for that name.
+            if self.catalog.snapshot().hostname_for(&name).is_some() {
                 return self.certificates.visitors_ca(&name);
             }
         }

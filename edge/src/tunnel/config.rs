@@ -1,11 +1,12 @@
-//! What a tunnel serves, computed from a catalog snapshot: the hostnames and TCP services
-//! bound to it directly (`tunnel_id`) or through routes whose selectors match its labels.
-//! Pure, so the session pushes exactly what the proxy routes.
+//! What a tunnel serves, computed from a catalog snapshot: the hostnames bound to it directly
+//! (`tunnel_id`) or through routes whose selectors match its labels, by their default or by
+//! one of their path routes (with those path routes), and its TCP services. Pure, so the
+//! session pushes exactly what the proxy routes.
 
 use postern_schema::api::{HostnameSpec, Labels, Target};
 use postern_schema::ids::TunnelId;
 use postern_schema::rules::selector_matches;
-use postern_schema::wire::{ConfigPush, HostnameConfig, TcpServiceConfig};
+use postern_schema::wire::{ConfigPush, HostnameConfig, PathConfig, TcpServiceConfig};
 
 use crate::catalog::Snapshot;
 
@@ -23,6 +24,17 @@ pub(crate) fn hostnames_for(snapshot: &Snapshot, tunnel: TunnelId) -> Option<Vec
                 service: h.spec.service.clone(),
                 origin: h.spec.origin.clone().unwrap_or_default(),
                 tls_passthrough: h.spec.passes_tls_through(),
+                paths: h
+                    .spec
+                    .servings()
+                    .filter(|s| targets(s.target, tunnel, labels))
+                    .filter_map(|s| {
+                        Some(PathConfig {
+                            prefix: s.prefix?.to_string(),
+                            service: s.service.to_string(),
+                        })
+                    })
+                    .collect(),
             })
             .collect(),
     )
@@ -48,9 +60,12 @@ pub(crate) fn tcp_services_for(snapshot: &Snapshot, tunnel: TunnelId) -> Vec<Tcp
     services
 }
 
-/// Does a tunnel with this id and these labels serve `hostname`?
+/// Does a tunnel with this id and these labels serve `hostname` (its default, or one of its
+/// path routes)?
 pub(crate) fn serves(hostname: &HostnameSpec, tunnel: TunnelId, labels: &Labels) -> bool {
-    targets(hostname.target(), tunnel, labels)
+    hostname
+        .servings()
+        .any(|serving| targets(serving.target, tunnel, labels))
 }
 
 /// Is a tunnel with this id and these labels one of `target`'s?
@@ -209,6 +224,7 @@ mod tests {
                 tunnel_id,
                 routes,
                 policy_ids: Vec::new(),
+                paths: Vec::new(),
                 origin: None,
             },
             addresses: Vec::new(),
@@ -222,6 +238,7 @@ mod tests {
         Route {
             selector: BTreeMap::from([(key.to_string(), value.to_string())]),
             weight,
+            max_error_rate: None,
         }
     }
 
@@ -323,6 +340,32 @@ mod tests {
         assert_eq!(names(&stable), ["a.example.com", "split.example.com"]);
         assert_eq!(names(&canary), ["b.example.com", "split.example.com"]);
         assert!(hostnames_for(&snap, TunnelId::new_random()).is_none());
+    }
+
+    #[test]
+    fn a_tunnel_that_serves_a_path_route_gets_the_hostname_with_that_route() {
+        let web = tunnel(&[("app", "web")]);
+        let api = tunnel(&[("app", "api")]);
+        let mut shop = hostname("shop.example.com", Some(web.id), None);
+        shop.spec.paths = vec![postern_schema::api::PathRoute {
+            prefix: "/api".into(),
+            service: Some("h2c://localhost:50051".into()),
+            routes: Some(vec![route("app", "api", 1)]),
+            policy_ids: None,
+        }];
+        let snap = snapshot(1, &[&web, &api], vec![shop]);
+        let for_web = hostnames_for(&snap, web.id).expect("exists");
+        assert_eq!(for_web.len(), 1);
+        assert!(for_web[0].paths.is_empty(), "web serves the default only");
+        let for_api = hostnames_for(&snap, api.id).expect("exists");
+        assert_eq!(for_api.len(), 1);
+        assert_eq!(
+            for_api[0].paths,
+            [PathConfig {
+                prefix: "/api".into(),
+                service: "h2c://localhost:50051".into()
+            }]
+        );
     }
 
     #[test]

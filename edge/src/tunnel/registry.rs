@@ -46,6 +46,10 @@ pub(crate) struct Session {
     applied: Mutex<Vec<HostnameConfig>>,
     refused: Mutex<Vec<(HostnameConfig, RefusedHostname)>>,
     close: CancellationToken,
+    /// Some service's origin is unhealthy by the connector's health checks (read on every
+    /// pick, so the list is locked only when set).
+    any_unhealthy: AtomicBool,
+    unhealthy: Mutex<Vec<String>>,
 }
 
 impl std::fmt::Debug for Session {
@@ -109,7 +113,26 @@ impl Session {
             streams: Arc::new(Semaphore::new(VISITOR_STREAMS as usize)),
             draining: AtomicBool::new(false),
             close,
+            any_unhealthy: AtomicBool::new(false),
+            unhealthy: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Records the services whose origins the connector's health checks find unhealthy.
+    pub(crate) fn set_unhealthy_origins(&self, services: Vec<String>) {
+        let mut unhealthy = self.unhealthy.lock().unwrap_or_else(|p| p.into_inner());
+        self.any_unhealthy
+            .store(!services.is_empty(), Ordering::Relaxed);
+        *unhealthy = services;
+    }
+
+    /// Does the connector find `service`'s origin healthy (or not probe it)?
+    pub(crate) fn serves_origin(&self, service: &str) -> bool {
+        if !self.any_unhealthy.load(Ordering::Relaxed) {
+            return true;
+        }
+        let unhealthy = self.unhealthy.lock().unwrap_or_else(|p| p.into_inner());
+        !unhealthy.iter().any(|s| s == service)
     }
 
     /// Can new visitor streams go here?
@@ -274,6 +297,8 @@ pub(crate) struct Registry {
     /// Connections that left lately before applying what the edge had for them, oldest first,
     /// with when they left.
     departed: Mutex<VecDeque<(std::time::Instant, Departure)>>,
+    /// The passive health of weighted routes, from the answers through these sessions.
+    pub(crate) routes: super::health::RouteHealth,
 }
 
 /// How long a departed connection is remembered (for `/v1/rollout` to name it).
@@ -491,15 +516,28 @@ impl Registry {
     /// or, when the chosen session's connector has another one on the calling worker that is
     /// no busier, that one, so the request needs no hand-off. Connectors are chosen as if
     /// there were no workers; only the connection within a connector follows the worker.
-    pub(crate) fn pick(&self, tunnels: &[TunnelId], exclude: &[String]) -> Option<Picked> {
-        self.pick_on(tunnels, exclude, postern_workers::current())
+    /// Only sessions whose connector finds `service`'s origin healthy count.
+    pub(crate) fn pick_for(
+        &self,
+        tunnels: &[TunnelId],
+        exclude: &[String],
+        service: &str,
+    ) -> Option<Picked> {
+        self.pick_on(tunnels, exclude, Some(service), postern_workers::current())
     }
 
-    /// [`Registry::pick`] for a request served by `worker`.
+    /// [`Registry::pick_for`] without an origin to be healthy (a TCP service's connection).
+    pub(crate) fn pick(&self, tunnels: &[TunnelId], exclude: &[String]) -> Option<Picked> {
+        self.pick_on(tunnels, exclude, None, postern_workers::current())
+    }
+
+    /// [`Registry::pick_for`] for a request served by `worker` (`service`: `None` counts every
+    /// session).
     fn pick_on(
         &self,
         tunnels: &[TunnelId],
         exclude: &[String],
+        service: Option<&str>,
         worker: Option<usize>,
     ) -> Option<Picked> {
         let map = self.sessions.read().unwrap_or_else(|p| p.into_inner());
@@ -511,7 +549,11 @@ impl Registry {
                 .iter()
                 .filter_map(|t| map.get(t))
                 .flatten()
-                .filter(|s| s.is_healthy() && !exclude.contains(&s.id))
+                .filter(|s| {
+                    s.is_healthy()
+                        && !exclude.contains(&s.id)
+                        && service.is_none_or(|service| s.serves_origin(service))
+                })
         };
         let mut rng = rand::rng();
         let mut any = Least::default();

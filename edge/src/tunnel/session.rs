@@ -366,6 +366,14 @@ impl Live {
                             }
                         }
                     },
+                    Some(Event::OriginHealth { unhealthy }) => {
+                        if unhealthy.is_empty() {
+                            tracing::debug!("the connector finds its origins healthy");
+                        } else {
+                            tracing::debug!(?unhealthy, "the connector finds origins unhealthy");
+                        }
+                        session.set_unhealthy_origins(unhealthy);
+                    }
                     None => events_open = false,
                 },
             }

@@ -68,6 +68,7 @@ pub struct Attribute {
     pub(crate) requires_replace: bool,
     pub(crate) stable: bool,
     pub(crate) default: Option<Value>,
+    pub(crate) deprecation: Option<String>,
 }
 
 impl Schema {
@@ -178,6 +179,7 @@ impl Attribute {
             requires_replace: false,
             stable: false,
             default: None,
+            deprecation: None,
         }
     }
 
@@ -289,6 +291,18 @@ impl Attribute {
     pub fn default(mut self, value: impl Into<Value>) -> Self {
         self.default = Some(value.into());
         self
+    }
+
+    /// Marks the attribute deprecated (Terraform shows it so); `message` names what to use
+    /// instead, and the resource warns with it when a configuration sets the attribute.
+    pub(crate) fn deprecated(mut self, message: impl Into<String>) -> Self {
+        self.deprecation = Some(message.into());
+        self
+    }
+
+    /// The deprecation message, when the attribute is deprecated.
+    pub(crate) fn deprecation(&self) -> Option<&str> {
+        self.deprecation.as_deref()
     }
 
     /// What the attribute holds.

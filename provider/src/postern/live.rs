@@ -109,6 +109,71 @@ pub(crate) async fn check_hostname(
     }
 }
 
+/// Adds a warning for each route of `hostname` the edge has taken out of rotation (its
+/// weight goes to the other routes): ejected for its 5xx answers, or with its origin
+/// reported unhealthy. Silent when the edge's status cannot be read (the other checks say
+/// so already).
+pub(crate) async fn check_ejected(live: &LiveView, hostname: &str, diagnostics: &mut Diagnostics) {
+    let Some(client) = &live.client else {
+        return;
+    };
+    let status = match client.status().await {
+        Ok(status) => status,
+        Err(error) => {
+            tracing::debug!(%error, "no ejected-route check: the edge's status is not readable");
+            return;
+        }
+    };
+    for diagnostic in assess_ejected(&status.ejected_routes, hostname) {
+        diagnostics.push(diagnostic);
+    }
+}
+
+/// The warnings about `hostname`'s routes in `ejected`.
+pub(crate) fn assess_ejected(
+    ejected: &[postern_schema::api::EjectedRoute],
+    hostname: &str,
+) -> Vec<Diagnostic> {
+    ejected
+        .iter()
+        .filter(|e| e.hostname == hostname)
+        .map(|e| {
+            let under = e
+                .prefix
+                .as_deref()
+                .map(|p| format!(" (path route {p})"))
+                .unwrap_or_default();
+            let why = match e.reason.as_str() {
+                "error_rate" => format!(
+                    "its share of 5xx answers over the last minute ({}) exceeded its max_error_rate",
+                    e.error_rate
+                        .map_or_else(|| "?".to_string(), |r| format_percent(r.0 * 100.0))
+                ),
+                "consecutive_failures" => {
+                    "its last answers were 5xx (or failed to connect) five times in a row"
+                        .to_string()
+                }
+                _ => "every connector of the route reports its origin unhealthy (origin.health_check)"
+                    .to_string(),
+            };
+            let retry = e
+                .retry_in_seconds
+                .map(|s| format!(" It is tried again in {s} s."))
+                .unwrap_or_default();
+            Diagnostic::warning(
+                format!("Route {} of {hostname} is ejected", e.route),
+                format!(
+                    "The edge sends no traffic to route {}{under} of {hostname}: {why}; its \
+                     weight goes to the other routes until it recovers.{retry} Fix the \
+                     origin, or plan a rollback of the canary.",
+                    e.route
+                ),
+            )
+            .at(AttributePath::root("routes"))
+        })
+        .collect()
+}
+
 /// Adds the plan-time warnings about tunnel `id` (named `name`) taking the labels `labels`:
 /// for every hostname whose routes select it before or after, the traffic split that results.
 pub(crate) async fn check_tunnel_labels(
@@ -440,6 +505,35 @@ mod tests {
     }
 
     #[test]
+    fn an_ejected_route_is_warned_about_with_its_reason() {
+        let ejected = vec![
+            postern_schema::api::EjectedRoute {
+                hostname: "split.example.com".into(),
+                prefix: None,
+                route: "release=canary".into(),
+                reason: "error_rate".into(),
+                error_rate: Some(postern_schema::api::ErrorRate(0.5)),
+                retry_in_seconds: Some(4),
+            },
+            postern_schema::api::EjectedRoute {
+                hostname: "other.example.com".into(),
+                prefix: None,
+                route: "release=canary".into(),
+                reason: "origin_unhealthy".into(),
+                error_rate: None,
+                retry_in_seconds: None,
+            },
+        ];
+        let found = texts(&assess_ejected(&ejected, "split.example.com"));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("Route release=canary of split.example.com is ejected"));
+        assert!(found[0].contains("50%"), "{}", found[0]);
+        assert!(found[0].contains("max_error_rate"));
+        let other = texts(&assess_ejected(&ejected, "other.example.com"));
+        assert!(other[0].contains("origin unhealthy"), "{}", other[0]);
+    }
+
+    #[test]
     fn a_route_without_connectors_is_named_and_its_share_fails_over() {
         let tunnels = [tunnel("stable", "stable", 2), tunnel("canary", "canary", 0)];
         let found = assess(
@@ -515,13 +609,16 @@ mod tests {
                     postern_schema::api::Route {
                         selector: BTreeMap::from([("release".into(), "stable".into())]),
                         weight: 90,
+                        max_error_rate: None,
                     },
                     postern_schema::api::Route {
                         selector: BTreeMap::from([("release".into(), "canary".into())]),
                         weight: 10,
+                        max_error_rate: None,
                     },
                 ]),
                 policy_ids: Vec::new(),
+                paths: Vec::new(),
                 origin: None,
             },
             addresses: Vec::new(),

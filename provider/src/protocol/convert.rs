@@ -57,7 +57,7 @@ fn attribute(name: &str, attr: &Attribute) -> tf::schema::Attribute {
         computed: attr.is_computed(),
         sensitive: attr.is_sensitive(),
         description_kind: tf::StringKind::Markdown.into(),
-        deprecated: false,
+        deprecated: attr.deprecation().is_some(),
         write_only: attr.is_write_only(),
     }
 }

@@ -3,8 +3,11 @@
 //! lists, the rate limit's `burst` and `per`) are planned exactly, so plans never show
 //! them as "known after apply".
 
+use std::collections::BTreeMap;
+
 use postern_schema::api::{
-    JwtSettings, Policy, PolicyMode, PolicySpec, RateLimit, RateLimitKey, RolloutScope,
+    HeaderEdits, HeaderRules, Hsts, JwtSettings, Policy, PolicyMode, PolicySpec, RateLimit,
+    RateLimitKey, RolloutScope,
 };
 use postern_schema::client::{Client, ClientError};
 use postern_schema::ids::PolicyId;
@@ -42,6 +45,87 @@ pub(crate) struct PolicyModel {
     pub(crate) rate_limit: Option<RateLimitModel>,
     /// JWT requirements, exactly as written.
     pub(crate) jwt: Option<JwtModel>,
+    /// Header rules, the HTTPS redirect and HSTS.
+    pub(crate) rules: Option<RulesModel>,
+}
+
+/// `rules = { ... }`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct RulesModel {
+    /// Edits of requests.
+    pub(crate) request_headers: Option<EditsModel>,
+    /// Edits of responses.
+    pub(crate) response_headers: Option<EditsModel>,
+    /// 308 from http to https.
+    pub(crate) redirect_https: Option<bool>,
+    /// Strict-Transport-Security.
+    pub(crate) hsts: Option<HstsModel>,
+}
+
+/// `request_headers` / `response_headers`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct EditsModel {
+    /// Headers removed.
+    pub(crate) remove: Option<Vec<String>>,
+    /// Headers set.
+    pub(crate) set: Option<BTreeMap<String, String>>,
+    /// Header values added.
+    pub(crate) add: Option<BTreeMap<String, String>>,
+}
+
+/// `hsts = { ... }`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct HstsModel {
+    /// Seconds.
+    pub(crate) max_age: Number,
+    /// Subdomains too.
+    pub(crate) include_subdomains: Option<bool>,
+}
+
+impl RulesModel {
+    fn spec(&self) -> Result<HeaderRules, Diagnostic> {
+        let edits = |e: &EditsModel| HeaderEdits {
+            remove: e.remove.clone(),
+            set: e.set.clone(),
+            add: e.add.clone(),
+        };
+        Ok(HeaderRules {
+            request_headers: self.request_headers.as_ref().map(edits),
+            response_headers: self.response_headers.as_ref().map(edits),
+            redirect_https: self.redirect_https,
+            hsts: match &self.hsts {
+                None => None,
+                Some(h) => Some(Hsts {
+                    max_age: h.max_age.to_u64().ok_or_else(|| {
+                        invalid(
+                            AttributePath::root("rules")
+                                .attribute("hsts")
+                                .attribute("max_age"),
+                            format!("max_age {} must be a whole number of seconds", h.max_age),
+                        )
+                    })?,
+                    include_subdomains: h.include_subdomains,
+                }),
+            },
+        })
+    }
+
+    fn from_rules(rules: &HeaderRules) -> Self {
+        let edits = |e: &HeaderEdits| EditsModel {
+            remove: e.remove.clone(),
+            set: e.set.clone(),
+            add: e.add.clone(),
+        };
+        Self {
+            request_headers: rules.request_headers.as_ref().map(edits),
+            response_headers: rules.response_headers.as_ref().map(edits),
+            redirect_https: rules.redirect_https,
+            hsts: rules.hsts.as_ref().map(|h| HstsModel {
+                max_age: Number::from(h.max_age),
+                include_subdomains: h.include_subdomains,
+            }),
+        }
+    }
 }
 
 /// `rate_limit = { ... }`.
@@ -129,6 +213,10 @@ impl PolicyModel {
                 hs256_secret: j.hs256_secret.clone().map(Secret::new),
                 public_keys_pem: j.public_keys_pem.clone(),
             }),
+            rules: match &self.rules {
+                None => None,
+                Some(r) => Some(r.spec()?),
+            },
         })
     }
 
@@ -179,6 +267,7 @@ impl PolicyModel {
                 hs256_secret_version: secret_version.clone(),
                 public_keys_pem: j.public_keys_pem.clone(),
             }),
+            rules: spec.rules.as_ref().map(RulesModel::from_rules),
         }
     }
 }
@@ -352,6 +441,54 @@ impl EdgeObject for PolicyResource {
             )
             .optional(),
         )
+        .attribute(
+            "rules",
+            Attribute::single_nested(
+                Attributes::new()
+                    .with(
+                        "request_headers",
+                        header_edits("Edits of the request before it goes to the origin."),
+                    )
+                    .with(
+                        "response_headers",
+                        header_edits("Edits of the origin's response before the visitor gets it."),
+                    )
+                    .with(
+                        "redirect_https",
+                        Attribute::bool(
+                            "Answer every plain-HTTP request with `308 Permanent Redirect` to \
+                             the same host, path and query on `https://` (port 443), before \
+                             any policy checks it.",
+                        )
+                        .optional(),
+                    )
+                    .with(
+                        "hsts",
+                        Attribute::single_nested(
+                            Attributes::new()
+                                .with(
+                                    "max_age",
+                                    Attribute::number(
+                                        "Seconds browsers remember to use HTTPS only (at \
+                                         most 315360000, ten years).",
+                                    )
+                                    .required(),
+                                )
+                                .with(
+                                    "include_subdomains",
+                                    Attribute::bool("Cover every subdomain too.").optional(),
+                                ),
+                            "`Strict-Transport-Security: max-age=N[; includeSubDomains]` on \
+                             every HTTPS response (never on plain HTTP, as RFC 6797 asks).",
+                        )
+                        .optional(),
+                    ),
+                "What the edge changes on the requests this policy lets through and on their \
+                 responses; in `report` mode too (rules block nothing). With several policies \
+                 on a hostname, each one's rules apply after the previous one's.",
+            )
+            .optional(),
+        )
     }
 
     fn validate(&self, config: &Value, diagnostics: &mut Diagnostics) {
@@ -400,6 +537,35 @@ impl EdgeObject for PolicyResource {
                         .attribute("public_keys_pem")
                         .index(i as i64);
                     findings.rule(at, rules::check_public_key_pem(pem));
+                }
+            }
+        }
+        if let Some(header_rules) = config
+            .get("rules")
+            .filter(|r| !r.is_null() && !r.is_unknown())
+        {
+            for field in ["request_headers", "response_headers"] {
+                let Some(edits) = header_rules.get(field).filter(|e| !e.is_null()) else {
+                    continue;
+                };
+                let at = AttributePath::root("rules").attribute(field);
+                for (i, name) in known_elements(edits, "remove") {
+                    if let Some(name) = name.as_str() {
+                        findings.rule(
+                            at.clone().attribute("remove").index(i as i64),
+                            rules::check_rule_header(name),
+                        );
+                    }
+                }
+                for kind in ["set", "add"] {
+                    if let Some(Value::Map(map)) = edits.get(kind) {
+                        for name in map.keys() {
+                            findings.rule(
+                                at.clone().attribute(kind).key(name),
+                                rules::check_rule_header(name),
+                            );
+                        }
+                    }
                 }
             }
         }
@@ -566,6 +732,35 @@ fn comparable(spec: PolicySpec) -> PolicySpec {
     spec
 }
 
+/// `request_headers` / `response_headers`.
+fn header_edits(description: &str) -> Attribute {
+    Attribute::single_nested(
+        Attributes::new()
+            .with(
+                "remove",
+                Attribute::list(Type::String, "Header names removed (every value).").optional(),
+            )
+            .with(
+                "set",
+                Attribute::map(
+                    Type::String,
+                    "Headers set to one value, replacing any the message has.",
+                )
+                .optional(),
+            )
+            .with(
+                "add",
+                Attribute::map(Type::String, "Header values added beside any it has.").optional(),
+            ),
+        format!(
+            "{description} Applied in the order remove, set, add. Host, the framing \
+             headers, `Strict-Transport-Security` (see `hsts`) and the edge's own \
+             (`X-Postern-*`, `X-Forwarded-*`, `X-Request-Id`) cannot be changed."
+        ),
+    )
+    .optional()
+}
+
 fn invalid(path: AttributePath, message: String) -> Diagnostic {
     Diagnostic::error(
         "Invalid policy",
@@ -598,6 +793,7 @@ mod tests {
                 per: None,
             }),
             jwt: None,
+            rules: None,
         };
         let spec = model.spec().unwrap_or_else(|d| panic!("{d}")).normalized();
         let policy = Policy {

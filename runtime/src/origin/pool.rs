@@ -368,6 +368,8 @@ mod tests {
             no_tls_verify: false,
             server_name: None,
             connect_timeout_ms: Some(2_000),
+            ca_cert_pem: None,
+            http2: false,
         };
         build_pool(&key, Arc::new(rustls::RootCertStore::empty()))
     }

@@ -21,11 +21,18 @@ pub use certificate::{
 };
 pub use edge::{Connection, EdgeInfo};
 pub use error::{ApiError, ApiErrorBody, ErrorCode};
-pub use hostname::{Hostname, HostnameSpec, OriginSettings, Route, Target};
-pub use policy::{JwtSettings, Policy, PolicyMode, PolicySpec, RateLimit, RateLimitKey};
+pub use hostname::{
+    ErrorRate, HealthCheck, Hostname, HostnameSpec, OriginSettings, PathRoute, Route, Serving,
+    Target,
+};
+pub use policy::{
+    HeaderEdits, HeaderRules, Hsts, JwtSettings, Policy, PolicyMode, PolicySpec, RateLimit,
+    RateLimitKey,
+};
 pub use rollout::{PendingConnection, REVISION_HEADER, Rollout, RolloutScope};
 pub use status::{
-    Decision, DnsRecord, EdgeStatus, PolicyDecisionCount, RouteTraffic, TcpServiceTraffic,
+    Decision, DnsRecord, EdgeStatus, EjectedRoute, PolicyDecisionCount, RouteTraffic,
+    TcpServiceTraffic,
 };
 pub use tcp_service::{TcpService, TcpServiceSpec};
 pub use token::{ApiToken, ApiTokenSpec, Role};

@@ -32,6 +32,61 @@ pub struct PolicySpec {
     /// Require a valid JWT bearer token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwt: Option<JwtSettings>,
+    /// Header rules, the HTTPS redirect and HSTS for the requests the policy lets through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<HeaderRules>,
+}
+
+/// `rules`: what the edge changes on the requests a policy lets through and on their
+/// responses. Policies apply in order, each one's edits after the previous one's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeaderRules {
+    /// Edits of the request before it goes to the origin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_headers: Option<HeaderEdits>,
+    /// Edits of the response before it goes to the visitor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_headers: Option<HeaderEdits>,
+    /// Answer plain-HTTP requests with 308 to the same URL on https.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_https: Option<bool>,
+    /// `Strict-Transport-Security` on HTTPS responses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hsts: Option<Hsts>,
+}
+
+/// Header edits, applied in the order remove, set, add.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeaderEdits {
+    /// Headers removed (every value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remove: Option<Vec<String>>,
+    /// Headers set to one value, replacing any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set: Option<std::collections::BTreeMap<String, String>>,
+    /// Values added beside any the header has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub add: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// `hsts`: HTTP Strict Transport Security.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hsts {
+    /// Seconds browsers remember to use HTTPS only.
+    pub max_age: u64,
+    /// The rule covers every subdomain too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_subdomains: Option<bool>,
+}
+
+impl Hsts {
+    /// The `Strict-Transport-Security` value.
+    pub fn header_value(&self) -> String {
+        match self.include_subdomains {
+            Some(true) => format!("max-age={}; includeSubDomains", self.max_age),
+            _ => format!("max-age={}", self.max_age),
+        }
+    }
 }
 
 impl PolicySpec {

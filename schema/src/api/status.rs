@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::Labels;
+use crate::api::{ErrorRate, Labels};
 use crate::ids::{PolicyId, TcpServiceId};
 
 /// `GET /v1/status`.
@@ -28,6 +28,9 @@ pub struct EdgeStatus {
     /// Every TCP service, by name, with its connections since the edge started.
     #[serde(default)]
     pub tcp_services: Vec<TcpServiceTraffic>,
+    /// Weighted routes out of rotation right now.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ejected_routes: Vec<EjectedRoute>,
 }
 
 /// One TCP service and the connections this edge node took for it.
@@ -43,6 +46,27 @@ pub struct TcpServiceTraffic {
     pub connections: u64,
     /// Connections closed at once (policies, limits, no connector, origin unreachable).
     pub refused: u64,
+}
+
+
+/// A weighted route out of rotation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EjectedRoute {
+    /// The hostname.
+    pub hostname: String,
+    /// The path route's prefix; `None` for the hostname's own routes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// The selector as `k=v,k2=v2`.
+    pub route: String,
+    /// `error_rate`, `consecutive_failures` or `origin_unhealthy`.
+    pub reason: String,
+    /// The 5xx share when it was ejected (passive ejections).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_rate: Option<ErrorRate>,
+    /// Seconds until it takes traffic again (passive ejections).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_in_seconds: Option<u64>,
 }
 
 /// One weighted route of a hostname and the requests that took it lately.

@@ -180,6 +180,46 @@ fn invalid_hostnames_are_located() {
             "/origin/connect_timeout_ms",
         ),
         (ok(json!({"origin": {"sni": "x"}})), "/origin/sni"),
+        (ok(json!({"origin": {"http2": true}})), "/origin/http2"),
+        (ok(json!({"paths": [{"prefix": "/api"}]})), "/paths/0"),
+        (
+            ok(json!({"paths": [{"prefix": "api", "service": "http://x"}]})),
+            "/paths/0/prefix",
+        ),
+        (
+            ok(json!({"paths": [{"prefix": "/a/../b", "service": "http://x"}]})),
+            "/paths/0/prefix",
+        ),
+        (
+            ok(
+                json!({"paths": [{"prefix": "/a", "service": "http://x"}, {"prefix": "/a", "service": "http://y"}]}),
+            ),
+            "/paths/1/prefix",
+        ),
+        (
+            ok(json!({"paths": [{"prefix": "/a", "service": "ftp://x"}]})),
+            "/paths/0/service",
+        ),
+        (
+            ok(
+                json!({"paths": [{"prefix": "/a", "routes": [{"selector": {"a": "b"}, "weight": 0}]}]}),
+            ),
+            "/paths/0/routes/0/weight",
+        ),
+        (
+            ok(
+                json!({"paths": [{"prefix": "/a", "service": "http://x", "policy_ids": [TUNNEL, TUNNEL]}]}),
+            ),
+            "/paths/0/policy_ids/1",
+        ),
+        (
+            ok(json!({"paths": [{"prefix": "/a", "service": "http://x", "extra": 1}]})),
+            "/paths/0/extra",
+        ),
+        (
+            ok(json!({"origin": {"ca_cert_pem": "not a certificate"}})),
+            "/origin/ca_cert_pem",
+        ),
         (ok(json!({"addresses": ["1.2.3.4"]})), "/addresses"),
     ];
     for (body, pointer) in table {
@@ -296,9 +336,12 @@ fn what_a_schema_pattern_allows_its_rule_allows() {
         (
             "hostname.schema.json",
             "hostname",
-            |s| rules::check_fqdn(s).is_ok(),
+            |s| rules::check_hostname(s).is_ok(),
             vec![
                 ("app.example.com", true),
+                ("*.dev.example.com", true),
+                ("*.com", false),
+                ("a.*.com", false),
                 ("a.b", true),
                 ("xn--d1acufc.xn--p1ai", true),
                 (&long_fqdn, true),
@@ -319,6 +362,8 @@ fn what_a_schema_pattern_allows_its_rule_allows() {
             vec![
                 ("http://localhost:4000", true),
                 ("https://10.0.0.5/base/", true),
+                ("h2c://127.0.0.1:50051", true),
+                ("h2://127.0.0.1:50051", false),
                 ("http://[::1]:8080/x", true),
                 ("http://[::ffff:10.0.0.1]", true),
                 ("http://my_host", true),
@@ -528,6 +573,31 @@ fn schema_refusals_are_worded_as_the_rules_word_them() {
             json!({"hostname": "a.example.com", "service": "http://x", "tunnel_id": TUNNEL, "origin": {"http_host_header": "a b"}}),
             "hostname",
             "http_host_header must be a host name",
+        ),
+        (
+            json!({"hostname": "a.example.com", "service": "https://x", "tunnel_id": TUNNEL, "origin": {"no_tls_verify": true, "insecure_skip_verify": false}}),
+            "hostname",
+            "no_tls_verify is the deprecated spelling of insecure_skip_verify",
+        ),
+        (
+            json!({"hostname": "a.example.com", "service": "https://x", "tunnel_id": TUNNEL, "origin": {"origin_server_name": "a", "server_name": "b"}}),
+            "hostname",
+            "set only server_name",
+        ),
+        (
+            json!({"hostname": "a.example.com", "service": "http://x", "tunnel_id": TUNNEL, "origin": {"health_check": {"interval": "10"}}}),
+            "hostname",
+            "health_check.interval",
+        ),
+        (
+            json!({"hostname": "a.example.com", "service": "http://x", "tunnel_id": TUNNEL, "origin": {"health_check": {"timeout": "10ms"}}}),
+            "hostname",
+            "between 100ms and 1h",
+        ),
+        (
+            json!({"name": "p", "rules": {"response_headers": {"remove": ["X-Forwarded-For"]}}}),
+            "policy",
+            "cannot be changed by a rule",
         ),
     ];
     for (body, spec, wanted) in table {

@@ -82,6 +82,7 @@ fn set_up() -> DnsUnderTest {
         let routes = vec![Route {
             selector: [("release".to_string(), "canary".to_string())].into(),
             weight: 100,
+            max_error_rate: None,
         }];
         create_hostname(&store, "routed.example.com", None, Some(routes)).await;
         let catalog = Catalog::load(store, vec!["127.0.0.1".into(), "::1".into()])
@@ -148,6 +149,7 @@ async fn create_hostname(
         tunnel_id,
         routes,
         policy_ids: Vec::new(),
+        paths: Vec::new(),
         origin: None,
     };
     let refs = tunnel_id

@@ -165,6 +165,7 @@ async fn create_hostname(dns: &TestDns, hostname: &str) -> TunnelId {
         tunnel_id: Some(tunnel_id),
         routes: None,
         policy_ids: Vec::new(),
+        paths: Vec::new(),
         origin: None,
     };
     let record = dns

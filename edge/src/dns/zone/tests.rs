@@ -33,6 +33,7 @@ fn hostname(name: &str, tunnel_id: Option<TunnelId>, routes: Option<Vec<Route>>)
             tunnel_id,
             routes,
             policy_ids: Vec::new(),
+            paths: Vec::new(),
             origin: None,
         },
         addresses: Vec::new(),
@@ -46,6 +47,7 @@ fn route(key: &str, value: &str) -> Route {
     Route {
         selector: BTreeMap::from([(key.to_string(), value.to_string())]),
         weight: 50,
+        max_error_rate: None,
     }
 }
 
