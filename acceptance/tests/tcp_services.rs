@@ -494,6 +494,28 @@ async fn the_policies_http_rules_are_refused_on_a_tcp_service() {
         .await;
     assert_eq!(response.status, 400, "{}", response.text);
     assert_eq!(response.error_path(), Some("/service"));
+
+    // A policy a TCP service uses cannot gain HTTP rules later.
+    let office = stage
+        .policy(json!({"name": "office", "allow_ips": ["127.0.0.0/8"]}))
+        .await;
+    stage.service("ssh", "127.0.0.1:22", &[&office]).await;
+    let response = stage
+        .edge
+        .api()
+        .put(
+            &format!("/v1/policies/{}", office.id),
+            &json!({"name": "office", "allow_ips": ["127.0.0.0/8"], "allow_paths": ["/api/**"]}),
+            None,
+        )
+        .await;
+    assert_eq!(response.status, 400, "{}", response.text);
+    assert_eq!(response.error_path(), Some("/allow_paths"));
+    assert!(
+        response.text.contains("TCP service ssh"),
+        "{}",
+        response.text
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

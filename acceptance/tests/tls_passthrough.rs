@@ -284,6 +284,19 @@ async fn a_passthrough_hostnames_ip_list_refuses_at_the_edge_and_http_rules_are_
 
     body["policy_ids"] = json!([only_local["id"]]);
     stage.create("/v1/hostnames", body).await;
+    // Nor may its policy gain them later.
+    let gains = stage
+        .edge
+        .api()
+        .put(
+            &format!("/v1/policies/{}", only_local["id"].as_str().expect("id")),
+            &json!({"name": "only-local", "allow_ips": ["127.0.0.1/32"], "allow_methods": ["GET"]}),
+            None,
+        )
+        .await;
+    assert_eq!(gains.status, 400, "{}", gains.text);
+    assert_eq!(gains.error_path(), Some("/allow_methods"));
+    assert!(gains.text.contains(PASSTHROUGH), "{}", gains.text);
 
     // From 127.0.0.1 the handshake completes; from 127.0.0.2 the edge closes the connection
     // and the origin never hears of it.

@@ -693,9 +693,12 @@ mod tests {
         assert_eq!(
             pointers,
             [
+                "/allow_methods",
+                "/allow_paths",
                 "/certificate_pem",
                 "/expires_at",
                 "/hostname",
+                "/jwt",
                 "/jwt/public_keys_pem/*",
                 "/listen_port",
                 "/names",

@@ -15,7 +15,7 @@ use super::reply::with_revision;
 use super::request::JsonBody;
 use super::request::{Path, if_match};
 use super::state::ApiState;
-use crate::catalog::policy_from_record;
+use crate::catalog::{hostname_from_record, policy_from_record, tcp_service_from_record};
 use crate::store::{Kind, Record, Write};
 
 pub(super) fn router() -> Router<ApiState> {
@@ -65,6 +65,7 @@ async fn replace(
     let expected = if_match(&headers)?;
     let id = parse_id(&id)?;
     let spec = checked_spec(&body)?;
+    connections_only_where_used(&state, id, &spec).await?;
     let record = state
         .store
         .replace(&id.to_string(), write(id, &spec), expected)
@@ -112,6 +113,51 @@ fn checked_spec(body: &serde_json::Value) -> Result<PolicySpec, ApiError> {
         }
     }
     Ok(spec.normalized())
+}
+
+/// A policy on a TCP service or a TLS passthrough hostname may not gain what applies to
+/// HTTP requests only (methods, paths, a JWT): 400 at that field, naming who uses it.
+async fn connections_only_where_used(
+    state: &ApiState,
+    id: PolicyId,
+    spec: &PolicySpec,
+) -> Result<(), ApiError> {
+    let http_only = [
+        ("/allow_methods", !spec.allow_methods.is_empty()),
+        ("/allow_paths", !spec.allow_paths.is_empty()),
+        ("/jwt", spec.jwt.is_some()),
+    ];
+    let Some((field, _)) = http_only.iter().find(|(_, set)| *set) else {
+        return Ok(());
+    };
+    let mut users = Vec::new();
+    for record in state.store.list(Kind::TcpService).await? {
+        let service = tcp_service_from_record(&record, "")?;
+        if service.spec.policy_ids.contains(&id) {
+            users.push(format!("TCP service {}", service.spec.name));
+        }
+    }
+    for record in state.store.list(Kind::Hostname).await? {
+        let hostname = hostname_from_record(&record, &[])?;
+        if hostname.spec.passes_tls_through() && hostname.spec.policy_ids.contains(&id) {
+            users.push(format!(
+                "TLS passthrough hostname {}",
+                hostname.spec.hostname
+            ));
+        }
+    }
+    if users.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::invalid(
+        *field,
+        format!(
+            "{} does not apply to a connection, and this policy is used by {}: \
+             take the policy off first",
+            field.trim_start_matches('/'),
+            users.join(", ")
+        ),
+    ))
 }
 
 /// A stored policy as the API answers it: without `jwt.hs256_secret`, which is write-only
