@@ -46,6 +46,7 @@ fn hostname(
     policy: PolicyId,
 ) -> HostnameSpec {
     HostnameSpec {
+        tls_passthrough: None,
         hostname: name.into(),
         service: origin.url(),
         tunnel_id: Some(tunnel),

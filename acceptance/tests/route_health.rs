@@ -49,6 +49,7 @@ async fn a_failing_canary_is_ejected_without_failed_requests_and_comes_back_when
     let stable = create_tunnel(&client, "stable", &[("release", "stable")]).await;
     let canary = create_tunnel(&client, "canary", &[("release", "canary")]).await;
     let spec = HostnameSpec {
+        tls_passthrough: None,
         hostname: HOST.into(),
         service: origin.url(),
         tunnel_id: None,

@@ -22,6 +22,8 @@ const WRITERS: usize = 8;
 
 fn spec(i: usize, tunnel: TunnelId, service: &str) -> HostnameSpec {
     HostnameSpec {
+        paths: Vec::new(),
+        tls_passthrough: None,
         hostname: format!("h{i:05}.example.com"),
         service: service.into(),
         tunnel_id: Some(tunnel),

@@ -197,7 +197,11 @@ impl Orchestrator {
             passthrough: current.passthrough.clone(),
             refused: current.refused.clone(),
         };
-        for name in delta.removed.iter().chain(delta.hostnames.iter().map(|h| &h.hostname)) {
+        for name in delta
+            .removed
+            .iter()
+            .chain(delta.hostnames.iter().map(|h| &h.hostname))
+        {
             table.forget(name);
         }
         self.insert(&mut table, &delta.hostnames);
@@ -220,7 +224,9 @@ impl Orchestrator {
             if self.hello_world.is_none() {
                 let texts =
                     std::iter::once(&entry.service).chain(entry.paths.iter().map(|p| &p.service));
-                if let Some(reason) = texts.filter_map(|text| self.allowed.check(text).err()).next()
+                if let Some(reason) = texts
+                    .filter_map(|text| self.allowed.check(text).err())
+                    .next()
                 {
                     tracing::warn!(hostname = %entry.hostname, %reason, "refused a hostname");
                     table.refused.push(refuse(reason));
@@ -354,14 +360,11 @@ impl Table {
         self.hostnames.remove(&key);
         self.probes.retain(|p| p.ingress.hostname != key);
         self.passthrough.remove(&key);
-        self.refused.retain(|r| !r.hostname.eq_ignore_ascii_case(name));
+        self.refused
+            .retain(|r| !r.hostname.eq_ignore_ascii_case(name));
     }
 
-    fn into_routing(
-        self,
-        version: u64,
-        tcp_services: HashMap<String, Arc<TcpIngress>>,
-    ) -> Routing {
+    fn into_routing(self, version: u64, tcp_services: HashMap<String, Arc<TcpIngress>>) -> Routing {
         Routing {
             version,
             hostnames: self.hostnames,

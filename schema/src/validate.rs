@@ -491,7 +491,6 @@ fn check_target(
     }
 }
 
-
 impl Contract for HostnameSpec {
     const SCHEMA_FILE: &'static str = "hostname.schema.json";
 

@@ -770,6 +770,7 @@ mod tests {
             refused: vec![],
         });
         let pushed = [HostnameConfig {
+            paths: Vec::new(),
             hostname: "db.example.com".into(),
             service: "http://127.0.0.1:1".into(),
             origin: Default::default(),

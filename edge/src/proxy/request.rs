@@ -389,7 +389,9 @@ async fn proxy_visitor(
     if let Some(redirect) = rules::redirect(&header_rules, context.visitor.scheme, &host, &parts) {
         return Ok(redirect);
     }
-    apply_policies(proxy, snapshot, hostname, &serving, context, &mut parts, tally)?;
+    apply_policies(
+        proxy, snapshot, hostname, &serving, context, &mut parts, tally,
+    )?;
     rules::edit_request(&header_rules, &mut parts.headers);
 
     let destination = pick_destination(

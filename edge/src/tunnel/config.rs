@@ -301,8 +301,8 @@ mod tests {
         let push = state
             .next(&snap, stable.id, Vec::new())
             .expect("the TCP services changed");
-        assert_eq!(push.tcp_services.len(), 2);
-        assert_eq!(push.tcp_services[1].service, "tcp://127.0.0.1:22");
+        assert_eq!(push.message.tcp_services.len(), 2);
+        assert_eq!(push.message.tcp_services[1].service, "tcp://127.0.0.1:22");
     }
 
     #[test]

@@ -364,6 +364,7 @@ mod tests {
     fn connectors_that_left_are_named_with_their_tunnel() {
         let tunnel_id = TunnelId::new_random();
         let left = PendingConnection {
+            refused: Vec::new(),
             tunnel_id,
             tunnel_name: "web".into(),
             connection_id: "1".into(),

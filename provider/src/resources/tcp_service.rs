@@ -90,6 +90,7 @@ impl TcpServiceModel {
                             )
                         })?;
                     out.push(Route {
+                        max_error_rate: None,
                         selector: route.selector.clone(),
                         weight,
                     });

@@ -296,6 +296,7 @@ mod tests {
             max_error_rate: None,
         };
         let spec = HostnameSpec {
+            tls_passthrough: None,
             hostname: "app.example.com".into(),
             service: "http://web".into(),
             tunnel_id: Some(tunnel),

@@ -48,7 +48,6 @@ pub struct TcpServiceTraffic {
     pub refused: u64,
 }
 
-
 /// A weighted route out of rotation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EjectedRoute {
