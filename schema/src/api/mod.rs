@@ -21,7 +21,10 @@ pub use certificate::{
 pub use edge::{Connection, EdgeInfo};
 pub use error::{ApiError, ApiErrorBody, ErrorCode};
 pub use hostname::{Hostname, HostnameSpec, OriginSettings, Route, Target};
-pub use policy::{JwtSettings, Policy, PolicyMode, PolicySpec, RateLimit, RateLimitKey};
+pub use policy::{
+    BasicAuthSettings, JwtSettings, OidcSettings, Policy, PolicyMode, PolicySpec, RateLimit,
+    RateLimitKey,
+};
 pub use rollout::{PendingConnection, REVISION_HEADER, Rollout, RolloutScope};
 pub use status::{Decision, DnsRecord, EdgeStatus, PolicyDecisionCount, RouteTraffic};
 pub use token::{ApiToken, ApiTokenSpec, Role};
