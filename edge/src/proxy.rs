@@ -15,6 +15,7 @@ mod forward;
 mod framing;
 mod limits;
 mod links;
+mod login;
 mod listener;
 mod nodes;
 mod request;

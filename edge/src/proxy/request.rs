@@ -2,7 +2,9 @@
 //!
 //! 0. [`acme_challenge`]: an ACME server's `http-01` validation is answered before any lookup.
 //! 1. [`find_hostname`]: the declared hostname named by `Host` (and, on HTTPS, the SNI).
-//! 2. [`apply_policies`]: the hostname's policies; refused traffic stops here.
+//! 2. [`apply_policies`]: the hostname's policies; refused traffic stops here. Before them,
+//!    the identity headers a visitor sent are removed and the paths under `/.postern/` answered
+//!    (`login.rs`); after them, a request that passed as someone carries who.
 //! 3. [`pick_destination`]: a route by weight, then the least busy healthy connection of this
 //!    node; with several edge nodes and none here, the nodes that hold one.
 //! 4. [`open_stream`]: the request as an HTTP/2 stream on that tunnel connection, or on the
@@ -34,6 +36,7 @@ use super::activity::{Active, Splices};
 use super::error::ProxyError;
 use super::forward::{self, Upgrade, Visitor};
 use super::limits::{self, ProxySettings};
+use super::login;
 use super::nodes::{self, Forwarded};
 use super::route::{self, Pick};
 use super::shares::{ConnectionShares, ConnectionSlot};
@@ -42,7 +45,7 @@ use crate::catalog::{Catalog, Snapshot};
 use crate::certs::Certificates;
 use crate::cluster::{Cluster, Member, PeerError};
 use crate::metrics::{Metrics, PublicRequest};
-use crate::policy::{Now, PolicyEngine, RequestFacts, Verdict, canonical_path};
+use crate::policy::{Now, PolicyEngine, Reason, RequestFacts, Verdict, canonical_path};
 use crate::tunnel::{Registry, StreamGuard};
 
 /// How long a request waits for its connection to push the configuration it was routed with.
@@ -245,7 +248,14 @@ async fn proxy_visitor(
     tally.hostname = Some(host.to_string());
     tracing::Span::current().record("hostname", host);
 
-    apply_policies(proxy, snapshot, hostname, context, &mut parts)?;
+    login::strip_identity_headers(&mut parts.headers);
+    let https = context.sni.is_some();
+    if let Some(answer) =
+        login::reserved(&proxy.policies, snapshot, hostname, https, &parts).await
+    {
+        return answer;
+    }
+    apply_policies(proxy, snapshot, hostname, context, &mut parts).await?;
 
     let destination = pick_destination(proxy, snapshot, hostname, Reach::AnyNode)?;
 
@@ -373,7 +383,7 @@ fn find_hostname<'s>(
 /// On a hostname whose policies restrict paths, the path checked is the canonical one, and it
 /// replaces the request's own, so the origin receives exactly what was checked; a path origins
 /// read in different ways is refused (400) before any policy runs.
-fn apply_policies(
+async fn apply_policies(
     proxy: &Proxy,
     snapshot: &Snapshot,
     hostname: &Hostname,
@@ -386,22 +396,40 @@ fn apply_policies(
     if proxy.policies.restricts_paths(snapshot, hostname) {
         use_canonical_path(parts)?;
     }
+    let host = hostname.spec.hostname.as_str();
+    let authorization = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .map(HeaderValue::as_bytes);
+    proxy
+        .policies
+        .prepare(snapshot, hostname, authorization)
+        .await;
+    let keys = proxy.policies.keys();
+    let session = keys
+        .filter(|_| proxy.policies.has_login(snapshot, hostname))
+        .and_then(|keys| login::session_of(keys, host, &parts.headers));
     let facts = RequestFacts {
         client_ip: context.visitor.peer.ip(),
         method: parts.method.as_str(),
         path: parts.uri.path(),
-        authorization: parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .map(HeaderValue::as_bytes),
+        authorization,
+        session: session.as_ref(),
         now: Now::read(),
     };
     match proxy.policies.check(snapshot, hostname, &facts) {
-        Verdict::Allow => Ok(()),
+        Verdict::Allow => {
+            let identity = proxy.policies.identity(snapshot, hostname, &facts);
+            let now = facts.now.unix.as_secs();
+            if let Some(identity) = identity {
+                login::add_identity(&mut parts.headers, &identity, keys.map(|k| &**k), host, now);
+            }
+            Ok(())
+        }
         Verdict::Deny(denial) => {
             let mut headers = http::HeaderMap::new();
             denial.add_headers(&mut headers);
-            Err(ProxyError::Rejected {
+            let refusal = ProxyError::Rejected {
                 status: denial.status(),
                 headers,
                 message: format!(
@@ -409,7 +437,15 @@ fn apply_policies(
                     denial.policy,
                     denial.reason.as_str()
                 ),
-            })
+            };
+            if denial.reason == Reason::Login {
+                let https = context.sni.is_some();
+                return Err(
+                    login::start_login(&proxy.policies, snapshot, hostname, https, parts, refusal)
+                        .await,
+                );
+            }
+            Err(refusal)
         }
     }
 }
