@@ -168,6 +168,8 @@ async fn leftovers_are_adopted_only_when_identical() {
             allow_paths: vec![],
             rate_limit: None,
             jwt: None,
+            basic_auth: None,
+            oidc: None,
         })
         .await
         .expect("policy");

@@ -35,6 +35,8 @@ async fn make_objects(client: &Client) -> Objects {
                 per: None,
             }),
             jwt: None,
+            basic_auth: None,
+            oidc: None,
         })
         .await
         .expect("policy");
