@@ -248,14 +248,13 @@ async fn proxy_visitor(
     tally.hostname = Some(host.to_string());
     tracing::Span::current().record("hostname", host);
 
-    login::strip_identity_headers(&mut parts.headers);
     let https = context.sni.is_some();
     if let Some(answer) =
         login::reserved(&proxy.policies, snapshot, hostname, https, &parts).await
     {
         return answer;
     }
-    apply_policies(proxy, snapshot, hostname, context, &mut parts).await?;
+    let identity = apply_policies(proxy, snapshot, hostname, context, &mut parts).await?;
 
     let destination = pick_destination(proxy, snapshot, hostname, Reach::AnyNode)?;
 
@@ -270,6 +269,8 @@ async fn proxy_visitor(
         request_id,
         upgrade,
     );
+    // After `tunnel_request`, which removes every `x-postern-*` header the visitor sent.
+    request.headers_mut().extend(identity);
     if let (Destination::Nodes(_), Some(node_id)) = (&destination, proxy.cluster.node_id()) {
         nodes::mark_forwarded(&mut request, node_id, snapshot.revision);
     }
@@ -375,7 +376,8 @@ fn find_hostname<'s>(
         .ok_or(ProxyError::UnknownHostname)
 }
 
-/// Phase 2: the hostname's policies, applied in order; the first deny wins. Runs before any
+/// Phase 2: the hostname's policies, applied in order; the first deny wins. On a pass, the
+/// identity headers the origin receives (empty for an anonymous request). Runs before any
 /// connector is picked, so refused traffic never reaches a tunnel. A refusal is
 /// [`ProxyError::Rejected`] with its status and headers (`WWW-Authenticate`, `Retry-After`).
 /// Policies in `report` mode let the request through; the engine counts and logs them.
@@ -389,9 +391,10 @@ async fn apply_policies(
     hostname: &Hostname,
     context: &Context,
     parts: &mut request::Parts,
-) -> Result<(), ProxyError> {
+) -> Result<http::HeaderMap, ProxyError> {
+    let mut identity_headers = http::HeaderMap::new();
     if hostname.spec.policy_ids.is_empty() {
-        return Ok(());
+        return Ok(identity_headers);
     }
     if proxy.policies.restricts_paths(snapshot, hostname) {
         use_canonical_path(parts)?;
@@ -422,9 +425,9 @@ async fn apply_policies(
             let identity = proxy.policies.identity(snapshot, hostname, &facts);
             let now = facts.now.unix.as_secs();
             if let Some(identity) = identity {
-                login::add_identity(&mut parts.headers, &identity, keys.map(|k| &**k), host, now);
+                login::add_identity(&mut identity_headers, &identity, keys.map(|k| &**k), host, now);
             }
-            Ok(())
+            Ok(identity_headers)
         }
         Verdict::Deny(denial) => {
             let mut headers = http::HeaderMap::new();
