@@ -315,3 +315,311 @@ async fn jwks_url_follows_the_providers_key_rotation_without_an_apply() {
         jwks.fetches() - before
     );
 }
+
+// === login at an OpenID provider ===
+
+/// The zone of the login test: Chromium resolves every `*.localhost` name to loopback itself.
+const ZONE: &str = "people.localhost";
+const APP: &str = "app.people.localhost";
+const OTHER_APP: &str = "other.people.localhost";
+const CLIENT_ID: &str = "postern-edge";
+/// The client secret: it must appear in no log, no answer and no state.
+const CLIENT_SECRET: &str = "client-secret-7c1d9e04-never-shown";
+
+/// `oidc-provider` (npm) run with Node on a loopback port; stopped when dropped.
+struct OpenIdProvider {
+    issuer: String,
+    child: std::process::Child,
+}
+
+impl OpenIdProvider {
+    /// Starts it for the test client, which may be sent back to `redirect_uris`.
+    fn start(redirect_uris: &[String]) -> Self {
+        let dir = std::env::var_os("POSTERN_OIDC_PROVIDER_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| {
+                std::env::var_os("CARGO_TARGET_DIR")
+                    .map(std::path::PathBuf::from)
+                    .unwrap_or_else(|| acceptance::binaries::workspace_root().join("target"))
+                    .join("oidc-provider")
+            });
+        assert!(
+            dir.join("node_modules/oidc-provider").is_dir(),
+            "the login test needs the npm package oidc-provider in {}: scripts/test installs it \
+             (or: mkdir -p {0} && cp acceptance/oidc/package*.json {0} && (cd {0} && npm ci))",
+            dir.display()
+        );
+        // Beside its node_modules, so that Node resolves the package from it.
+        let script = dir.join("provider.mjs");
+        std::fs::copy(
+            acceptance::binaries::workspace_root().join("acceptance/oidc/provider.mjs"),
+            &script,
+        )
+        .expect("copy provider.mjs");
+        let mut child = std::process::Command::new("node")
+            .arg(&script)
+            .args([CLIENT_ID, CLIENT_SECRET])
+            .args(redirect_uris)
+            .current_dir(&dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("node (Node.js) on PATH");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(issuer) = line.strip_prefix("listening ") {
+                    let _ = tx.send(issuer.to_string());
+                }
+            }
+        });
+        let issuer = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("oidc-provider says where it listens");
+        Self { issuer, child }
+    }
+}
+
+impl Drop for OpenIdProvider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An edge node on the shared database, serving the login zone.
+fn start_node(postgres: &acceptance::PostgresServer, admin_token: Option<&str>) -> EdgeProcess {
+    let env = admin_token
+        .map(|token| vec![("POSTERN_ADMIN_TOKEN".to_string(), token.to_string())])
+        .unwrap_or_default();
+    EdgeProcess::start_with(acceptance::EdgeOptions {
+        args: vec!["--store".into(), postgres.url()],
+        zones: vec![ZONE.into()],
+        env,
+        ..acceptance::EdgeOptions::default()
+    })
+}
+
+/// Logs in as `person` in a fresh browser that opened `url`; returns the browser once it has
+/// left the provider.
+async fn log_in(url: &str, person: &str) -> browser::Browser {
+    use fantoccini::Locator;
+    let browser = browser::Browser::start(1000, 800).await;
+    let client = browser.client();
+    client.goto(url).await.expect("open the protected page");
+    let login = client
+        .wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css("input[name=login]"))
+        .await
+        .expect("the provider's login form");
+    login.send_keys(person).await.expect("type the login");
+    client
+        .find(Locator::Css("input[name=password]"))
+        .await
+        .expect("the password field")
+        .send_keys("any password")
+        .await
+        .expect("type the password");
+    client
+        .find(Locator::Css("button[type=submit]"))
+        .await
+        .expect("the sign-in button")
+        .click()
+        .await
+        .expect("sign in");
+    browser
+}
+
+/// The text of the page once it shows `needle`.
+async fn page_with(browser: &browser::Browser, needle: &str) -> String {
+    browser
+        .wait_for(
+            Duration::from_secs(30),
+            needle,
+            &format!(
+                "const t = document.body ? document.body.innerText : ''; return t.includes({}) ? t : null;",
+                serde_json::to_string(needle).expect("json")
+            ),
+        )
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn people_log_in_at_an_openid_provider_and_their_session_works_on_every_node() {
+    let postgres = acceptance::PostgresServer::start();
+    let node_a = start_node(&postgres, None);
+    let node_b = start_node(&postgres, Some(&node_a.admin_token));
+    let client = node_a.client();
+    let origin = TestOrigin::start().await;
+    let tunnel = create_tunnel(&client, "people", &[]).await;
+    let _connector = ConnectorProcess::run(tunnel.token.as_deref().expect("token"), 1, &[]);
+    eventually(Duration::from_secs(20), "the connector", || async {
+        (!client.tunnel_connections(tunnel.id).await.ok()?.is_empty()).then_some(())
+    })
+    .await;
+    let callback = |node: &EdgeProcess, host: &str| {
+        format!("http://{host}:{}/.postern/callback", node.addrs.http.port())
+    };
+    let provider = OpenIdProvider::start(&[
+        callback(&node_a, APP),
+        callback(&node_b, APP),
+        callback(&node_a, OTHER_APP),
+    ]);
+    let body = json!({
+        "name": "team",
+        "oidc": {
+            "issuer": provider.issuer,
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+            "scopes": ["openid", "email", "profile", "groups"],
+            "allowed_groups": ["ops"],
+            "session_duration": "1h",
+        }
+    });
+    let response = node_a.api().post("/v1/policies", &body).await;
+    assert_eq!(response.status, 201, "{}", response.text);
+    assert!(
+        !response.text.contains(CLIENT_SECRET),
+        "the client secret is write-only: {}",
+        response.text
+    );
+    let team: Policy = serde_json::from_value(response.body).expect("policy");
+    for host in [APP, OTHER_APP] {
+        client
+            .create_hostname(&HostnameSpec {
+                hostname: host.into(),
+                service: origin.url(),
+                tunnel_id: Some(tunnel.id),
+                routes: None,
+                policy_ids: vec![team.id],
+                origin: None,
+            })
+            .await
+            .expect("hostname");
+    }
+    let url_a = format!("http://{APP}:{}/headers", node_a.addrs.http.port());
+    let url_b = format!("http://{APP}:{}/headers", node_b.addrs.http.port());
+    let http = |node: &EdgeProcess, host: &str| {
+        reqwest::Client::builder()
+            .no_proxy()
+            .resolve(host, node.addrs.http)
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client")
+    };
+
+    // A client that does not take HTML gets 401, not a redirect.
+    let response = http(&node_a, APP).get(&url_a).send().await.expect("request");
+    assert_eq!(response.status(), 401);
+    assert!(
+        response.headers().contains_key("www-authenticate"),
+        "{:?}",
+        response.headers()
+    );
+
+    // Ana (group ops) logs in with Chromium and lands on the origin, which learns who she is
+    // from the edge, with a JWT that verifies against the edge's published key.
+    let hits = origin.hits();
+    let browser = log_in(&url_a, "ana").await;
+    let page = page_with(&browser, "x-postern-email").await;
+    let seen: Value = serde_json::from_str(&page).unwrap_or_else(|e| panic!("{e}: {page}"));
+    assert_eq!(seen["x-postern-email"], "ana@example.com", "{seen}");
+    assert_eq!(seen["x-postern-user"], "ana", "{seen}");
+    assert!(origin.hits() > hits);
+    let jwt = seen["x-postern-jwt"].as_str().expect("an edge-signed JWT");
+    let jwks: jsonwebtoken::jwk::JwkSet = http(&node_a, APP)
+        .get(format!("http://{APP}:{}/.postern/jwks.json", node_a.addrs.http.port()))
+        .send()
+        .await
+        .expect("jwks")
+        .json()
+        .await
+        .expect("a JWKS");
+    let key = jsonwebtoken::DecodingKey::from_jwk(&jwks.keys[0]).expect("a key");
+    let mut validation = jsonwebtoken::Validation::new(Algorithm::ES256);
+    validation.set_audience(&[APP]);
+    let claims = jsonwebtoken::decode::<Value>(jwt, &key, &validation)
+        .expect("the origin's JWT verifies with /.postern/jwks.json")
+        .claims;
+    assert_eq!(claims["email"], "ana@example.com");
+    assert_eq!(claims["groups"], json!(["ops"]));
+
+    // The session cookie: HttpOnly, SameSite=Lax, bound to the hostname; the second node of the
+    // cluster takes it too.
+    let cookie = browser
+        .client()
+        .get_named_cookie("__postern_session")
+        .await
+        .expect("the session cookie");
+    assert_eq!(cookie.http_only(), Some(true));
+    assert_eq!(
+        cookie.same_site().map(|s| s.to_string()).as_deref(),
+        Some("Lax")
+    );
+    let session = format!("__postern_session={}", cookie.value());
+    let seen: Value = http(&node_b, APP)
+        .get(&url_b)
+        .header("cookie", &session)
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("the origin's answer through node b");
+    assert_eq!(seen["x-postern-email"], "ana@example.com", "{seen}");
+
+    // A forged cookie, and the cookie on another hostname, are refused.
+    let mut forged = cookie.value().to_string().into_bytes();
+    let at = forged.len() / 2;
+    forged[at] = if forged[at] == b'A' { b'B' } else { b'A' };
+    let forged = format!("__postern_session={}", String::from_utf8(forged).expect("ascii"));
+    let status = http(&node_b, APP)
+        .get(&url_b)
+        .header("cookie", forged)
+        .send()
+        .await
+        .expect("request")
+        .status();
+    assert_eq!(status, 401, "a forged cookie");
+    let status = http(&node_a, OTHER_APP)
+        .get(format!("http://{OTHER_APP}:{}/headers", node_a.addrs.http.port()))
+        .header("cookie", &session)
+        .send()
+        .await
+        .expect("request")
+        .status();
+    assert_eq!(status, 401, "another hostname's cookie");
+
+    // /.postern/logout ends the session in the browser.
+    browser
+        .client()
+        .goto(&format!("http://{APP}:{}/.postern/logout", node_a.addrs.http.port()))
+        .await
+        .expect("log out");
+    page_with(&browser, "logged out").await;
+    let cookies = browser.client().get_all_cookies().await.expect("cookies");
+    assert!(
+        !cookies.iter().any(|c| c.name() == "__postern_session"),
+        "{cookies:?}"
+    );
+    browser.close().await;
+
+    // Bob (group sales) logs in too, and is refused: 403, and the origin never sees him.
+    let hits = origin.hits();
+    let browser = log_in(&url_a, "bob").await;
+    let page = page_with(&browser, "403").await;
+    assert!(page.contains("person"), "{page}");
+    assert_eq!(origin.hits(), hits);
+    browser.close().await;
+
+    // The client secret is in no log of either node.
+    for node in [&node_a, &node_b] {
+        assert!(!node.log().contains(CLIENT_SECRET), "the secret in a log");
+    }
+    let read = node_b.api().get(&format!("/v1/policies/{}", team.id)).await;
+    assert!(!read.text.contains(CLIENT_SECRET), "{}", read.text);
+}
