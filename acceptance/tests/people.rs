@@ -594,6 +594,44 @@ async fn people_log_in_at_an_openid_provider_and_their_session_works_on_every_no
         .status();
     assert_eq!(status, 401, "another hostname's cookie");
 
+    // An expired session is refused: with sessions of 10 s, the same browser (still logged in
+    // at the provider) gets a new cookie at once, which stops working 10 s later.
+    let mut short = body.clone();
+    short["oidc"]["session_duration"] = json!("10s");
+    let response = node_a
+        .api()
+        .put(&format!("/v1/policies/{}", team.id), &short, None)
+        .await;
+    assert_eq!(response.status, 200, "{}", response.text);
+    eventually(Duration::from_secs(10), "the new policy on node b", || async {
+        let policy = node_b.client().policy(team.id).await.ok()?;
+        (policy.version > team.version).then_some(())
+    })
+    .await;
+    browser
+        .client()
+        .delete_cookie("__postern_session")
+        .await
+        .expect("forget the long session");
+    browser.client().goto(&url_a).await.expect("open again");
+    page_with(&browser, "x-postern-email").await;
+    let short_cookie = browser
+        .client()
+        .get_named_cookie("__postern_session")
+        .await
+        .expect("a new session cookie");
+    let short_session = format!("__postern_session={}", short_cookie.value());
+    let status_with = |cookie: String| {
+        let request = http(&node_b, APP).get(&url_b).header("cookie", cookie);
+        async move { request.send().await.expect("request").status().as_u16() }
+    };
+    assert_eq!(status_with(short_session.clone()).await, 200);
+    eventually(Duration::from_secs(30), "the short session to expire", || async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        (status_with(short_session.clone()).await == 401).then_some(())
+    })
+    .await;
+
     // /.postern/logout ends the session in the browser.
     browser
         .client()
@@ -622,4 +660,93 @@ async fn people_log_in_at_an_openid_provider_and_their_session_works_on_every_no
     }
     let read = node_b.api().get(&format!("/v1/policies/{}", team.id)).await;
     assert!(!read.text.contains(CLIENT_SECRET), "{}", read.text);
+}
+
+// === Terraform: hashes and write-only secrets ===
+
+/// `basic_auth` keeps the hash (never a password) in state; `oidc.client_secret` is in no
+/// state, no plan (text or JSON) and no log of Terraform, the provider or the edge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_holds_hashes_and_never_the_client_secret() {
+    let edge = EdgeProcess::start_with(acceptance::EdgeOptions {
+        zones: vec![ZONE.into()],
+        ..acceptance::EdgeOptions::default()
+    });
+    let mut tf = acceptance::Terraform::new(&edge);
+    tf.set_env("TF_LOG", "TRACE");
+    let hash = bcrypt::hash("correct horse", 6).expect("bcrypt");
+    // As a team would write it: the secret from an ephemeral variable (never in a plan file),
+    // into the write-only attribute (never in state).
+    let main_tf = |version: u32| {
+        acceptance::provider::config(&format!(
+            r#"
+variable "client_secret" {{
+  type      = string
+  sensitive = true
+  ephemeral = true
+}}
+
+resource "postern_policy" "staging" {{
+  name = "staging"
+  basic_auth = {{
+    users = {{
+      ana = "{hash}"
+    }}
+  }}
+}}
+
+resource "postern_policy" "team" {{
+  name = "team"
+  oidc = {{
+    issuer                = "https://id.example.com"
+    client_id             = "{CLIENT_ID}"
+    client_secret         = var.client_secret
+    client_secret_version = {version}
+    allowed_groups        = ["ops"]
+    session_duration      = "8h"
+  }}
+}}
+"#
+        ))
+    };
+    tf.set_env("TF_VAR_client_secret", CLIENT_SECRET);
+    tf.write("main.tf", &main_tf(1));
+    tf.init();
+    let plan = tf.plan(&[]);
+    assert!(!plan.text.contains(CLIENT_SECRET), "the secret in the plan");
+    assert!(
+        !plan.json.to_string().contains(CLIENT_SECRET),
+        "the secret in the plan JSON"
+    );
+    let applied = tf.apply().success();
+    assert!(
+        !applied.all().contains(CLIENT_SECRET),
+        "the secret in Terraform's or the provider's log (TF_LOG=TRACE)"
+    );
+    assert!(!applied.all().contains("correct horse"));
+    let state = tf.read("terraform.tfstate");
+    assert!(!state.contains(CLIENT_SECRET), "the secret in the state");
+    assert!(state.contains(&hash), "the hash is in the state");
+    assert!(!state.contains("correct horse"), "a password in the state");
+    let team = tf.resource("postern_policy.team");
+    assert_eq!(team["oidc"]["client_secret"], Value::Null);
+    assert_eq!(team["oidc"]["client_secret_version"], json!(1));
+    assert_eq!(team["oidc"]["allowed_groups"], json!(["ops"]));
+    let staging = tf.resource("postern_policy.staging");
+    assert_eq!(staging["basic_auth"]["users"]["ana"], json!(hash));
+    tf.plan(&[]).expect_empty();
+
+    // The edge kept the secret (a new version is sent on change) and never shows it.
+    let policies = edge.api().get("/v1/policies").await;
+    assert!(!policies.text.contains(CLIENT_SECRET), "{}", policies.text);
+    let rotated = "client-secret-rotated-4e5f";
+    tf.set_env("TF_VAR_client_secret", rotated);
+    tf.write("main.tf", &main_tf(2));
+    let plan = tf.plan(&[]);
+    assert_eq!(plan.actions("postern_policy.team"), ["update"]);
+    assert!(!plan.json.to_string().contains(rotated));
+    let applied = tf.apply().success();
+    assert!(!applied.all().contains(rotated));
+    assert!(!tf.read("terraform.tfstate").contains(rotated));
+    assert!(!edge.log().contains(CLIENT_SECRET) && !edge.log().contains(rotated));
 }

@@ -355,7 +355,7 @@ const NO_JWT_KEY: &str =
     "set hs256_secret, public_keys_pem or jwks_url: without a key no token can be verified";
 
 /// Bounds of `oidc.session_duration`.
-const MIN_SESSION: std::time::Duration = std::time::Duration::from_secs(60);
+const MIN_SESSION: std::time::Duration = std::time::Duration::from_secs(10);
 const MAX_SESSION: std::time::Duration = std::time::Duration::from_secs(720 * 3600);
 
 impl Contract for PolicySpec {
@@ -424,7 +424,7 @@ impl Contract for PolicySpec {
                     Ok(d) if d >= MIN_SESSION && d <= MAX_SESSION => {}
                     Ok(_) => violations.push(Violation::new(
                         "/oidc/session_duration",
-                        format!("session_duration {text:?} must be from 1m to 720h"),
+                        format!("session_duration {text:?} must be from 10s to 720h"),
                     )),
                     Err(error) => {
                         violations.push(Violation::new("/oidc/session_duration", error.to_string()))

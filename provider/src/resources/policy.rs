@@ -519,7 +519,7 @@ impl EdgeObject for PolicyResource {
                     .with(
                         "session_duration",
                         Attribute::string(
-                            "How long a login lasts (`30m`, `12h`; 1m to 720h); default `12h`.",
+                            "How long a login lasts (`30m`, `12h`; 10s to 720h); default `12h`.",
                         )
                         .optional(),
                     ),
