@@ -117,7 +117,11 @@ async fn basic_auth_takes_the_right_password_and_visitors_cannot_claim_an_identi
     let hits = stage.origin.hits();
 
     // No credentials and wrong ones: 401 with a Basic challenge, and the origin never sees it.
-    for authorization in [None, Some(basic("ana", "wrong")), Some(basic("nobody", "correct horse"))] {
+    for authorization in [
+        None,
+        Some(basic("ana", "wrong")),
+        Some(basic("nobody", "correct horse")),
+    ] {
         let mut request = http.get(&url);
         if let Some(value) = &authorization {
             request = request.header("authorization", value);
@@ -132,7 +136,11 @@ async fn basic_auth_takes_the_right_password_and_visitors_cannot_claim_an_identi
             .to_string();
         assert!(challenge.starts_with("Basic realm="), "{challenge}");
     }
-    assert_eq!(stage.origin.hits(), hits, "refused requests never reach the origin");
+    assert_eq!(
+        stage.origin.hits(),
+        hits,
+        "refused requests never reach the origin"
+    );
 
     // The right passwords (bcrypt and argon2) pass; the origin learns the user from the edge,
     // and a visitor's own identity headers never reach it.
@@ -172,7 +180,10 @@ async fn basic_auth_takes_the_right_password_and_visitors_cannot_claim_an_identi
     let response = stage
         .edge
         .api()
-        .post("/v1/policies", &json!({"name": "plain", "basic_auth": {"users": {"ana": "hunter2"}}}))
+        .post(
+            "/v1/policies",
+            &json!({"name": "plain", "basic_auth": {"users": {"ana": "hunter2"}}}),
+        )
         .await;
     assert_eq!(response.status, 400, "{}", response.text);
 }
@@ -283,18 +294,32 @@ async fn jwks_url_follows_the_providers_key_rotation_without_an_apply() {
         async move { request.send().await.expect("request").status().as_u16() }
     };
 
-    assert_eq!(status(token(&first)).await, 200, "the first key is fetched and used");
-    assert_eq!(status(token(&second)).await, 401, "a key the provider does not publish");
+    assert_eq!(
+        status(token(&first)).await,
+        200,
+        "the first key is fetched and used"
+    );
+    assert_eq!(
+        status(token(&second)).await,
+        401,
+        "a key the provider does not publish"
+    );
     let fetched = jwks.fetches();
 
     // The provider rotates: the new key is accepted within one refresh, the old one is gone,
     // and the policy was never written again.
     jwks.rotate(json!([second.jwk]));
-    eventually(Duration::from_secs(15), "the rotated key accepted", || async {
-        (status(token(&second)).await == 200).then_some(())
-    })
+    eventually(
+        Duration::from_secs(15),
+        "the rotated key accepted",
+        || async { (status(token(&second)).await == 200).then_some(()) },
+    )
     .await;
-    assert_eq!(status(token(&first)).await, 401, "the retired key is refused");
+    assert_eq!(
+        status(token(&first)).await,
+        401,
+        "the retired key is refused"
+    );
     let policy = stage.client.policy(api.id).await.expect("policy");
     assert_eq!(policy.version, api.version, "no write was needed");
 
@@ -369,7 +394,10 @@ impl OpenIdProvider {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             use std::io::BufRead;
-            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
                 if let Some(issuer) = line.strip_prefix("listening ") {
                     let _ = tx.send(issuer.to_string());
                 }
@@ -513,7 +541,11 @@ async fn people_log_in_at_an_openid_provider_and_their_session_works_on_every_no
     };
 
     // A client that does not take HTML gets 401, not a redirect.
-    let response = http(&node_a, APP).get(&url_a).send().await.expect("request");
+    let response = http(&node_a, APP)
+        .get(&url_a)
+        .send()
+        .await
+        .expect("request");
     assert_eq!(response.status(), 401);
     assert!(
         response.headers().contains_key("www-authenticate"),
@@ -532,7 +564,10 @@ async fn people_log_in_at_an_openid_provider_and_their_session_works_on_every_no
     assert!(origin.hits() > hits);
     let jwt = seen["x-postern-jwt"].as_str().expect("an edge-signed JWT");
     let jwks: jsonwebtoken::jwk::JwkSet = http(&node_a, APP)
-        .get(format!("http://{APP}:{}/.postern/jwks.json", node_a.addrs.http.port()))
+        .get(format!(
+            "http://{APP}:{}/.postern/jwks.json",
+            node_a.addrs.http.port()
+        ))
         .send()
         .await
         .expect("jwks")
@@ -576,7 +611,10 @@ async fn people_log_in_at_an_openid_provider_and_their_session_works_on_every_no
     let mut forged = cookie.value().to_string().into_bytes();
     let at = forged.len() / 2;
     forged[at] = if forged[at] == b'A' { b'B' } else { b'A' };
-    let forged = format!("__postern_session={}", String::from_utf8(forged).expect("ascii"));
+    let forged = format!(
+        "__postern_session={}",
+        String::from_utf8(forged).expect("ascii")
+    );
     let status = http(&node_b, APP)
         .get(&url_b)
         .header("cookie", forged)
@@ -586,7 +624,10 @@ async fn people_log_in_at_an_openid_provider_and_their_session_works_on_every_no
         .status();
     assert_eq!(status, 401, "a forged cookie");
     let status = http(&node_a, OTHER_APP)
-        .get(format!("http://{OTHER_APP}:{}/headers", node_a.addrs.http.port()))
+        .get(format!(
+            "http://{OTHER_APP}:{}/headers",
+            node_a.addrs.http.port()
+        ))
         .header("cookie", &session)
         .send()
         .await
@@ -603,10 +644,14 @@ async fn people_log_in_at_an_openid_provider_and_their_session_works_on_every_no
         .put(&format!("/v1/policies/{}", team.id), &short, None)
         .await;
     assert_eq!(response.status, 200, "{}", response.text);
-    eventually(Duration::from_secs(10), "the new policy on node b", || async {
-        let policy = node_b.client().policy(team.id).await.ok()?;
-        (policy.version > team.version).then_some(())
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the new policy on node b",
+        || async {
+            let policy = node_b.client().policy(team.id).await.ok()?;
+            (policy.version > team.version).then_some(())
+        },
+    )
     .await;
     browser
         .client()
@@ -626,16 +671,23 @@ async fn people_log_in_at_an_openid_provider_and_their_session_works_on_every_no
         async move { request.send().await.expect("request").status().as_u16() }
     };
     assert_eq!(status_with(short_session.clone()).await, 200);
-    eventually(Duration::from_secs(30), "the short session to expire", || async {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        (status_with(short_session.clone()).await == 401).then_some(())
-    })
+    eventually(
+        Duration::from_secs(30),
+        "the short session to expire",
+        || async {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            (status_with(short_session.clone()).await == 401).then_some(())
+        },
+    )
     .await;
 
     // /.postern/logout ends the session in the browser.
     browser
         .client()
-        .goto(&format!("http://{APP}:{}/.postern/logout", node_a.addrs.http.port()))
+        .goto(&format!(
+            "http://{APP}:{}/.postern/logout",
+            node_a.addrs.http.port()
+        ))
         .await
         .expect("log out");
     page_with(&browser, "logged out").await;

@@ -31,8 +31,8 @@ use self::evaluate::{Block, Outcome, evaluate};
 use crate::catalog::Snapshot;
 use crate::metrics::Metrics;
 
-pub(crate) use self::evaluate::{Now, Reason, RequestFacts};
 pub(crate) use self::basic::check_password_hash;
+pub(crate) use self::evaluate::{Now, Reason, RequestFacts};
 pub(crate) use self::oidc::{
     CALLBACK_PATH, JWKS_PATH, LOGIN_SECS, LOGOUT_PATH, OidcPolicy, query_param,
 };
@@ -293,7 +293,12 @@ impl PolicyEngine {
             let Some(policy) = snapshot.policies.get(id) else {
                 continue;
             };
-            if policy.spec.jwt.as_ref().is_none_or(|j| j.jwks_url.is_none()) {
+            if policy
+                .spec
+                .jwt
+                .as_ref()
+                .is_none_or(|j| j.jwks_url.is_none())
+            {
                 continue;
             }
             let entry = self.entry(policy);

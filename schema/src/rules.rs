@@ -266,9 +266,7 @@ pub fn check_public_key_pem(pem: &str) -> Result<(), String> {
 /// fragment.
 pub fn check_identity_url(url: &str) -> Result<(), String> {
     let bad = |why: &str| format!("{url:?} is not a usable identity URL: {why}");
-    let uri: http::Uri = url
-        .parse()
-        .map_err(|_| bad("it does not parse as a URL"))?;
+    let uri: http::Uri = url.parse().map_err(|_| bad("it does not parse as a URL"))?;
     let authority = uri.authority().ok_or_else(|| bad("it has no host"))?;
     if authority.as_str().contains('@') {
         return Err(bad("it may not carry credentials"));
@@ -317,9 +315,11 @@ pub fn check_password_hash(hash: &str) -> Result<(), String> {
     if argon2 || bcrypt {
         Ok(())
     } else {
-        Err("not a password hash in PHC form: give an argon2 ($argon2id$...) or bcrypt ($2b$...) \
+        Err(
+            "not a password hash in PHC form: give an argon2 ($argon2id$...) or bcrypt ($2b$...) \
              hash, never the password"
-            .into())
+                .into(),
+        )
     }
 }
 

@@ -154,11 +154,23 @@ mod tests {
         let bcrypt_hash = bcrypt::hash("s3cret", 4).expect("bcrypt");
         let (verifier, errors) = BasicVerifier::compile(&settings("ana", &bcrypt_hash));
         assert!(errors.is_empty());
-        assert_eq!(verifier.verify(Some(header("ana", "s3cret").as_bytes())), Some("ana"));
+        assert_eq!(
+            verifier.verify(Some(header("ana", "s3cret").as_bytes())),
+            Some("ana")
+        );
         // A second time, from memory.
-        assert_eq!(verifier.verify(Some(header("ana", "s3cret").as_bytes())), Some("ana"));
-        assert_eq!(verifier.verify(Some(header("ana", "wrong").as_bytes())), None);
-        assert_eq!(verifier.verify(Some(header("bob", "s3cret").as_bytes())), None);
+        assert_eq!(
+            verifier.verify(Some(header("ana", "s3cret").as_bytes())),
+            Some("ana")
+        );
+        assert_eq!(
+            verifier.verify(Some(header("ana", "wrong").as_bytes())),
+            None
+        );
+        assert_eq!(
+            verifier.verify(Some(header("bob", "s3cret").as_bytes())),
+            None
+        );
         assert_eq!(verifier.verify(Some(b"Bearer x")), None);
         assert_eq!(verifier.verify(None), None);
 
@@ -170,8 +182,14 @@ mod tests {
         .expect("argon2");
         let (verifier, errors) = BasicVerifier::compile(&settings("ops", &argon.to_string()));
         assert!(errors.is_empty(), "{errors:?}");
-        assert_eq!(verifier.verify(Some(header("ops", "hunter22").as_bytes())), Some("ops"));
-        assert_eq!(verifier.verify(Some(header("ops", "wrong").as_bytes())), None);
+        assert_eq!(
+            verifier.verify(Some(header("ops", "hunter22").as_bytes())),
+            Some("ops")
+        );
+        assert_eq!(
+            verifier.verify(Some(header("ops", "wrong").as_bytes())),
+            None
+        );
     }
 
     #[test]

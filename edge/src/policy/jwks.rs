@@ -70,7 +70,9 @@ impl JwksCache {
         match fetched.at {
             None => true,
             Some(at) if at.elapsed() >= MAX_AGE => true,
-            Some(_) => kid.is_some_and(|kid| !fetched.keys.iter().any(|k| k.kid.as_deref() == Some(kid))),
+            Some(_) => {
+                kid.is_some_and(|kid| !fetched.keys.iter().any(|k| k.kid.as_deref() == Some(kid)))
+            }
         }
     }
 

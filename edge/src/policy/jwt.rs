@@ -181,7 +181,10 @@ impl JwtVerifier {
             Algorithm::ES256 => &self.ec,
             _ => &[],
         };
-        let from_jwks = self.jwks.as_ref().filter(|_| matches!(alg, Algorithm::RS256 | Algorithm::ES256));
+        let from_jwks = self
+            .jwks
+            .as_ref()
+            .filter(|_| matches!(alg, Algorithm::RS256 | Algorithm::ES256));
         if keys.is_empty() && from_jwks.is_none() {
             return Err(JwtRejection::Algorithm);
         }

@@ -199,9 +199,11 @@ impl OidcPolicy {
             exp: now + LOGIN_SECS,
         };
         let mut scopes = vec!["openid".to_string()];
-        let configured = self.settings.scopes.clone().unwrap_or_else(|| {
-            vec!["email".to_string(), "profile".to_string()]
-        });
+        let configured = self
+            .settings
+            .scopes
+            .clone()
+            .unwrap_or_else(|| vec!["email".to_string(), "profile".to_string()]);
         for scope in configured {
             if !scopes.contains(&scope) {
                 scopes.push(scope);
@@ -217,7 +219,11 @@ impl OidcPolicy {
             ("code_challenge", &pkce_challenge(&login.verifier)),
             ("code_challenge_method", "S256"),
         ]);
-        let separator = if doc.authorization_endpoint.contains('?') { '&' } else { '?' };
+        let separator = if doc.authorization_endpoint.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
         Ok((
             format!("{}{separator}{query}", doc.authorization_endpoint),
             login,
@@ -426,7 +432,8 @@ mod tests {
         let mut unverified = session("ana@example.com", &[]);
         unverified.email_verified = false;
         assert!(!p.allows(&unverified));
-        let open = policy(serde_json::json!({ "issuer": "https://id.example", "client_id": "edge" }));
+        let open =
+            policy(serde_json::json!({ "issuer": "https://id.example", "client_id": "edge" }));
         assert!(open.allows(&session("x@else.org", &[])));
         assert!(open.recognises(&session("x@else.org", &[]), "app.example.com", 99));
         assert!(!open.recognises(&session("x@else.org", &[]), "app.example.com", 100));

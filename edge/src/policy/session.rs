@@ -291,20 +291,36 @@ mod tests {
     fn cookies_open_only_on_their_hostname_and_unchanged() {
         let keys = PeopleKeys::generate();
         let sealed = keys
-            .seal(SESSION_COOKIE, "app.example.com", &session("app.example.com"))
+            .seal(
+                SESSION_COOKIE,
+                "app.example.com",
+                &session("app.example.com"),
+            )
             .expect("sealed");
         let opened: Option<Session> = keys.open(SESSION_COOKIE, "app.example.com", &sealed);
         assert_eq!(opened, Some(session("app.example.com")));
-        assert_eq!(keys.open::<Session>(SESSION_COOKIE, "other.example.com", &sealed), None);
-        assert_eq!(keys.open::<Session>(LOGIN_COOKIE, "app.example.com", &sealed), None);
+        assert_eq!(
+            keys.open::<Session>(SESSION_COOKIE, "other.example.com", &sealed),
+            None
+        );
+        assert_eq!(
+            keys.open::<Session>(LOGIN_COOKIE, "app.example.com", &sealed),
+            None
+        );
         let mut forged = sealed.clone().into_bytes();
         let last = forged.len() - 3;
         forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
         let forged = String::from_utf8(forged).expect("ascii");
-        assert_eq!(keys.open::<Session>(SESSION_COOKIE, "app.example.com", &forged), None);
+        assert_eq!(
+            keys.open::<Session>(SESSION_COOKIE, "app.example.com", &forged),
+            None
+        );
         // Another cluster's keys cannot read it.
         let other = PeopleKeys::generate();
-        assert_eq!(other.open::<Session>(SESSION_COOKIE, "app.example.com", &sealed), None);
+        assert_eq!(
+            other.open::<Session>(SESSION_COOKIE, "app.example.com", &sealed),
+            None
+        );
     }
 
     #[test]
@@ -312,14 +328,15 @@ mod tests {
         let keys = PeopleKeys::generate();
         let identity = Identity::of_session(&session("app.example.com"));
         let now = jsonwebtoken::get_current_timestamp();
-        let token = keys.origin_jwt(&identity, "app.example.com", now).expect("signed");
-        let set: jsonwebtoken::jwk::JwkSet =
-            serde_json::from_value(keys.jwks()).expect("a JWKS");
+        let token = keys
+            .origin_jwt(&identity, "app.example.com", now)
+            .expect("signed");
+        let set: jsonwebtoken::jwk::JwkSet = serde_json::from_value(keys.jwks()).expect("a JWKS");
         let key = jsonwebtoken::DecodingKey::from_jwk(&set.keys[0]).expect("a key");
         let mut validation = jsonwebtoken::Validation::new(Algorithm::ES256);
         validation.set_audience(&["app.example.com"]);
-        let data = jsonwebtoken::decode::<serde_json::Value>(&token, &key, &validation)
-            .expect("verifies");
+        let data =
+            jsonwebtoken::decode::<serde_json::Value>(&token, &key, &validation).expect("verifies");
         assert_eq!(data.claims["email"], "ana@example.com");
     }
 }

@@ -14,8 +14,8 @@ use super::error::ProxyError;
 use crate::body::{self, BoxBody};
 use crate::catalog::Snapshot;
 use crate::policy::{
-    CALLBACK_PATH, Identity, JWKS_PATH, LOGIN_COOKIE, LOGOUT_PATH, Login, PeopleKeys,
-    PolicyEngine, SESSION_COOKIE, Session, query_param,
+    CALLBACK_PATH, Identity, JWKS_PATH, LOGIN_COOKIE, LOGOUT_PATH, Login, PeopleKeys, PolicyEngine,
+    SESSION_COOKIE, Session, query_param,
 };
 use postern_schema::api::Hostname;
 
@@ -300,7 +300,10 @@ mod tests {
     #[test]
     fn cookies_are_found_among_others() {
         let mut headers = HeaderMap::new();
-        headers.append(header::COOKIE, HeaderValue::from_static("a=1; __postern_session=xyz"));
+        headers.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; __postern_session=xyz"),
+        );
         headers.append(header::COOKIE, HeaderValue::from_static("b=2"));
         assert_eq!(cookie(&headers, SESSION_COOKIE), Some("xyz"));
         assert_eq!(cookie(&headers, "b"), Some("2"));

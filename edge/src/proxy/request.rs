@@ -249,8 +249,7 @@ async fn proxy_visitor(
     tracing::Span::current().record("hostname", host);
 
     let https = context.sni.is_some();
-    if let Some(answer) =
-        login::reserved(&proxy.policies, snapshot, hostname, https, &parts).await
+    if let Some(answer) = login::reserved(&proxy.policies, snapshot, hostname, https, &parts).await
     {
         return answer;
     }
@@ -425,7 +424,13 @@ async fn apply_policies(
             let identity = proxy.policies.identity(snapshot, hostname, &facts);
             let now = facts.now.unix.as_secs();
             if let Some(identity) = identity {
-                login::add_identity(&mut identity_headers, &identity, keys.map(|k| &**k), host, now);
+                login::add_identity(
+                    &mut identity_headers,
+                    &identity,
+                    keys.map(|k| &**k),
+                    host,
+                    now,
+                );
             }
             Ok(identity_headers)
         }
@@ -443,10 +448,15 @@ async fn apply_policies(
             };
             if denial.reason == Reason::Login {
                 let https = context.sni.is_some();
-                return Err(
-                    login::start_login(&proxy.policies, snapshot, hostname, https, parts, refusal)
-                        .await,
-                );
+                return Err(login::start_login(
+                    &proxy.policies,
+                    snapshot,
+                    hostname,
+                    https,
+                    parts,
+                    refusal,
+                )
+                .await);
             }
             Err(refusal)
         }

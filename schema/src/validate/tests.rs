@@ -457,7 +457,10 @@ fn what_a_schema_pattern_allows_its_rule_allows() {
             |s| rules::check_identity_url(s).is_ok(),
             vec![
                 ("https://login.example.com", true),
-                ("https://login.example.com/realms/a/.well-known/jwks.json", true),
+                (
+                    "https://login.example.com/realms/a/.well-known/jwks.json",
+                    true,
+                ),
                 ("http://127.0.0.1:9000/oidc", true),
                 ("http://localhost:8080", true),
                 ("http://[::1]:80/jwks", true),
@@ -473,7 +476,10 @@ fn what_a_schema_pattern_allows_its_rule_allows() {
             "password_hash",
             |s| rules::check_password_hash(s).is_ok(),
             vec![
-                ("$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2g", true),
+                (
+                    "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2g",
+                    true,
+                ),
                 (
                     "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW",
                     true,
