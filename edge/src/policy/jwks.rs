@@ -155,3 +155,48 @@ fn key_of(jwk: &Jwk) -> Option<Key> {
         key,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use jsonwebtoken::{EncodingKey, Header};
+
+    use super::*;
+
+    #[test]
+    fn keys_are_picked_by_kid_and_family_and_unknown_kids_need_a_fetch() {
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let point = pair.public_key_raw();
+        let set: JwkSet = serde_json::from_value(serde_json::json!({"keys": [{
+            "kty": "EC", "crv": "P-256", "kid": "a", "use": "sig",
+            "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
+            "y": URL_SAFE_NO_PAD.encode(&point[33..]),
+        }]}))
+        .expect("a JWKS");
+        let cache = JwksCache::new("https://id.example/jwks");
+        assert!(cache.needs_fetch(None), "never fetched");
+        cache.install(&set);
+        assert!(!cache.needs_fetch(Some("a")));
+        assert!(cache.needs_fetch(Some("b")), "an unknown kid");
+
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some("a".into());
+        let key = EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).expect("pem");
+        let token =
+            jsonwebtoken::encode(&header, &serde_json::json!({"exp": 1}), &key).expect("token");
+        let (signed, signature) = token.rsplit_once('.').expect("three parts");
+        let verify = |alg: Algorithm, kid: Option<&str>| {
+            cache.any_verifies(alg, kid, |k| {
+                matches!(
+                    jsonwebtoken::crypto::verify(signature, signed.as_bytes(), k, Algorithm::ES256),
+                    Ok(true)
+                )
+            })
+        };
+        assert!(verify(Algorithm::ES256, Some("a")));
+        assert!(verify(Algorithm::ES256, None));
+        assert!(!verify(Algorithm::ES256, Some("b")));
+        assert!(!verify(Algorithm::RS256, Some("a")));
+    }
+}
