@@ -673,12 +673,17 @@ mod tests {
         assert_eq!(
             pointers,
             [
+                "/basic_auth/users",
+                "/basic_auth/users/*",
                 "/certificate_pem",
                 "/expires_at",
                 "/hostname",
+                "/jwt/jwks_url",
                 "/jwt/public_keys_pem/*",
                 "/names",
                 "/names/*",
+                "/oidc/issuer",
+                "/oidc/session_duration",
                 "/policy_ids/*",
                 "/private_key_pem",
                 "/tunnel_id"

@@ -411,7 +411,11 @@ impl Contract for PolicySpec {
                     ));
                 }
                 if let Err(message) = rules::check_password_hash(hash) {
-                    violations.push(Violation::new(format!("/basic_auth/users/{user}"), message));
+                    let token = user.replace('~', "~0").replace('/', "~1");
+                    violations.push(Violation::new(
+                        format!("/basic_auth/users/{token}"),
+                        message,
+                    ));
                 }
             }
         }

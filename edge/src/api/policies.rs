@@ -115,7 +115,8 @@ fn checked_spec(body: &serde_json::Value) -> Result<PolicySpec, ApiError> {
     if let Some(basic) = &spec.basic_auth {
         for (user, hash) in &basic.users {
             if let Err(why) = crate::policy::check_password_hash(hash) {
-                return Err(ApiError::invalid(format!("/basic_auth/users/{user}"), why));
+                let token = user.replace('~', "~0").replace('/', "~1");
+                return Err(ApiError::invalid(format!("/basic_auth/users/{token}"), why));
             }
         }
     }
