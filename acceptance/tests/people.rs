@@ -176,6 +176,27 @@ async fn basic_auth_takes_the_right_password_and_visitors_cannot_claim_an_identi
     assert_eq!(seen["x-postern-email"], Value::Null, "{seen}");
     assert_eq!(seen["x-postern-user"], Value::Null, "{seen}");
 
+    // Paths under /.postern/ are the edge's on every hostname: the origin never sees them.
+    let hits = stage.origin.hits();
+    let open = stage.http("open.example.com");
+    let status = open
+        .get(stage.url("open.example.com", "/.postern/anything"))
+        .send()
+        .await
+        .expect("request")
+        .status();
+    assert_eq!(status, 404);
+    let jwks: Value = open
+        .get(stage.url("open.example.com", "/.postern/jwks.json"))
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("the edge's JWKS");
+    assert_eq!(jwks["keys"][0]["alg"], "ES256", "{jwks}");
+    assert_eq!(stage.origin.hits(), hits);
+
     // A plain password instead of a hash is refused by the API.
     let response = stage
         .edge

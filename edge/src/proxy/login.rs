@@ -67,7 +67,8 @@ fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
         })
 }
 
-/// Answers the reserved paths under `/.postern/`; `None` for any other path.
+/// Answers the paths under `/.postern/` (404 for those the edge does not know); `None` for any
+/// other path.
 pub(super) async fn reserved(
     policies: &PolicyEngine,
     snapshot: &Snapshot,
@@ -107,11 +108,12 @@ pub(super) async fn reserved(
             append_cookie(&mut response, &clear_cookie(LOGIN_COOKIE, https));
             Some(Ok(response))
         }
-        CALLBACK_PATH => {
-            let oidc = policies.login_policy(snapshot, hostname)?;
-            Some(callback(keys, &oidc, host, https, parts).await)
-        }
-        _ => None,
+        CALLBACK_PATH => match policies.login_policy(snapshot, hostname) {
+            Some(oidc) => Some(callback(keys, &oidc, host, https, parts).await),
+            None => Some(Err(not_here("this hostname logs no one in"))),
+        },
+        // Reserved on every hostname: the origin never sees a path under /.postern/.
+        _ => Some(Err(not_here("no such path at the edge"))),
     }
 }
 
@@ -198,7 +200,9 @@ pub(super) async fn start_login(
         .uri
         .path_and_query()
         .map(|pq| pq.as_str())
-        .filter(|pq| pq.starts_with('/') && !pq.starts_with("//"))
+        // A path on this hostname only: never `//host` or `/\host`, which browsers read as
+        // another site.
+        .filter(|pq| pq.starts_with('/') && !pq.starts_with("//") && !pq.contains('\\'))
         .unwrap_or("/");
     let redirect_uri = redirect_uri(parts, host, https);
     let now = now_unix();
@@ -233,6 +237,14 @@ pub(super) async fn start_login(
         status: StatusCode::FOUND,
         headers,
         message: "log in first".into(),
+    }
+}
+
+fn not_here(message: &str) -> ProxyError {
+    ProxyError::Rejected {
+        status: StatusCode::NOT_FOUND,
+        headers: HeaderMap::new(),
+        message: message.into(),
     }
 }
 
