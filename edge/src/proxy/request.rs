@@ -152,6 +152,7 @@ pub(super) async fn handle(
         request_id = %request_id,
         peer_addr = %context.visitor.peer,
         hostname = tracing::field::Empty,
+        user = tracing::field::Empty,
         tunnel_id = tracing::field::Empty,
         config_version = tracing::field::Empty,
     );
@@ -411,6 +412,11 @@ async fn apply_policies(
     let session = keys
         .filter(|_| proxy.policies.has_login(snapshot, hostname))
         .and_then(|keys| login::session_of(keys, host, &parts.headers));
+    if let Some(session) = &session {
+        // Who the request is from, in the request's log lines: the email, never the cookie.
+        let who = session.email.as_deref().unwrap_or(&session.user);
+        tracing::Span::current().record("user", who);
+    }
     let facts = RequestFacts {
         client_ip: context.visitor.peer.ip(),
         method: parts.method.as_str(),
@@ -424,6 +430,8 @@ async fn apply_policies(
             let identity = proxy.policies.identity(snapshot, hostname, &facts);
             let now = facts.now.unix.as_secs();
             if let Some(identity) = identity {
+                let who = identity.email.as_deref().unwrap_or(&identity.user);
+                tracing::Span::current().record("user", who);
                 login::add_identity(
                     &mut identity_headers,
                     &identity,
