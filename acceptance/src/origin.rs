@@ -6,7 +6,7 @@
 //! - `POST /upload` → `<sha256 hex> <length>` of the body (read as a stream, never whole)
 //! - `GET /download?bytes=N` → N bytes of [`pattern`], streamed
 //! - `GET /slow?ms=N` → waits N ms, then `slow done`
-//! - `GET /headers` → the forwarding headers it received, as JSON
+//! - `GET /headers` → the forwarding and identity headers it received, as JSON
 //! - `GET /request-headers` → every request header, as JSON (name → values), answered with
 //!   `x-origin-debug: internal` and `cache-control: max-age=60`
 //! - `GET /trailers` → a chunked body followed by the trailer `x-checksum: abc`
@@ -372,6 +372,9 @@ async fn serve(state: Arc<OriginState>, mut request: Request<Incoming>) -> Respo
                 "x-forwarded-proto": pick("x-forwarded-proto"),
                 "x-request-id": pick("x-request-id"),
                 "x-postern-connector": pick("x-postern-connector"),
+                "x-postern-user": pick("x-postern-user"),
+                "x-postern-email": pick("x-postern-email"),
+                "x-postern-jwt": pick("x-postern-jwt"),
             });
             Response::new(full(body.to_string()))
         }

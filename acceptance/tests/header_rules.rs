@@ -27,6 +27,8 @@ fn map(pairs: &[(&str, &str)]) -> Option<BTreeMap<String, String>> {
 
 fn policy(name: &str, rules: HeaderRules) -> PolicySpec {
     PolicySpec {
+        basic_auth: None,
+        oidc: None,
         name: name.into(),
         mode: PolicyMode::Enforce,
         allow_ips: vec![],

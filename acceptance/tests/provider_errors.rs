@@ -169,6 +169,8 @@ async fn leftovers_are_adopted_only_when_identical() {
             rate_limit: None,
             jwt: None,
             rules: None,
+            basic_auth: None,
+            oidc: None,
         })
         .await
         .expect("policy");

@@ -36,6 +36,8 @@ async fn make_objects(client: &Client) -> Objects {
             }),
             jwt: None,
             rules: None,
+            basic_auth: None,
+            oidc: None,
         })
         .await
         .expect("policy");

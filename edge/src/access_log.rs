@@ -319,6 +319,10 @@ pub(crate) struct Entry {
     /// Why a policy refused it, or why the edge answered by itself.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) reason: Option<String>,
+    /// Who it was from, when a `basic_auth` or `oidc` policy let it through: the email (or
+    /// the user name), never a password, cookie or token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) user: Option<String>,
 }
 
 /// The time `at` in RFC 3339, UTC, to the millisecond.
@@ -437,6 +441,7 @@ mod tests {
             decision: None,
             policy: None,
             reason: None,
+            user: None,
         }
     }
 

@@ -26,7 +26,7 @@ use crate::cluster::{Cluster, ClusterError, NodeSettings};
 use crate::config::{EdgeConfig, EdgeSettings};
 use crate::dns::{DnsLimits, RateLimitConfig, TcpConfig};
 use crate::metrics::Metrics;
-use crate::policy::PolicyEngine;
+use crate::policy::{KeysError, PeopleKeys, PolicyEngine};
 use crate::proxy::{self, Proxy, ProxySettings};
 use crate::store::{ChallengeKind, Store, StoreError};
 use crate::tcp_ports::{PortMode, TcpPorts};
@@ -67,6 +67,9 @@ enum Failure {
     /// The ACME client could not be set up (`--acme-ca-cert`).
     #[error("cannot set up the ACME client")]
     Acme(#[from] AcmeHttpError),
+    /// The keys of people's logins could not be set up.
+    #[error("cannot set up the login keys")]
+    Keys(#[from] KeysError),
     /// The API tokens could not be set up.
     #[error("cannot set up the API tokens")]
     Auth(#[from] AuthError),
@@ -392,6 +395,8 @@ async fn start_edge(config: EdgeConfig) -> Result<RunningEdge, Failure> {
         tasks.spawn(orders.run(cancel.clone()));
     }
     let policies = Arc::new(PolicyEngine::new(metrics.clone()));
+    // People's login cookies and the origin's JWTs: one set of keys for the whole cluster.
+    policies.install_keys(PeopleKeys::load_or_create(store.as_ref()).await?);
     // Tokens added or revoked through other nodes on a shared store are heard of at once.
     tasks.spawn(auth.clone().follow(opened.token_changes, cancel.clone()));
     let readiness = Readiness::default();

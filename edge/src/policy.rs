@@ -6,11 +6,16 @@
 //! that refuses the request decides the answer. A policy in `report` mode never refuses: what it
 //! would have refused is counted (`decision="report"`) and logged, and evaluation goes on.
 
+mod basic;
 mod compile;
 mod evaluate;
+mod fetch;
+mod jwks;
 mod jwt;
+mod oidc;
 mod path;
 mod rate_limit;
+mod session;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,8 +31,15 @@ use self::evaluate::{Block, Outcome, evaluate};
 use crate::catalog::Snapshot;
 use crate::metrics::Metrics;
 
+pub(crate) use self::basic::check_password_hash;
 pub(crate) use self::evaluate::{Now, Reason, RequestFacts};
+pub(crate) use self::oidc::{
+    CALLBACK_PATH, JWKS_PATH, LOGIN_SECS, LOGOUT_PATH, OidcPolicy, query_param,
+};
 pub(crate) use self::path::canonical_path;
+pub(crate) use self::session::{
+    Identity, KeysError, LOGIN_COOKIE, Login, PeopleKeys, SESSION_COOKIE, Session,
+};
 
 /// The metric family of policy decisions.
 pub(crate) const DECISIONS: &str = "postern_edge_policy_decisions_total";
@@ -79,7 +91,24 @@ impl Denial {
                 let secs = self.retry_after_secs.unwrap_or(1).max(1);
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
             }
-            Reason::Ip | Reason::Method | Reason::Path => {}
+            Reason::BasicAuth => {
+                // Policy names are lowercase letters, digits and '-': always a header value.
+                if let Ok(value) = HeaderValue::from_str(&format!(
+                    "Basic realm=\"{}\", charset=\"UTF-8\"",
+                    self.policy
+                )) {
+                    headers.insert(header::WWW_AUTHENTICATE, value);
+                }
+            }
+            Reason::Login => {
+                if let Ok(value) = HeaderValue::from_str(&format!(
+                    "Bearer realm=\"{}\", error=\"login_required\"",
+                    self.policy
+                )) {
+                    headers.insert(header::WWW_AUTHENTICATE, value);
+                }
+            }
+            Reason::Ip | Reason::Method | Reason::Path | Reason::Person => {}
         }
     }
 }
@@ -89,6 +118,8 @@ impl Denial {
 /// while a request is evaluated.
 pub(crate) struct PolicyEngine {
     metrics: Arc<Metrics>,
+    /// The cluster's login keys, installed at start.
+    people: OnceLock<Arc<PeopleKeys>>,
     compiled: RwLock<HashMap<PolicyId, Arc<Entry>>>,
     /// The catalog revision the cache was last pruned at.
     pruned_at: AtomicU64,
@@ -126,6 +157,7 @@ impl PolicyEngine {
     pub(crate) fn new(metrics: Arc<Metrics>) -> Self {
         Self {
             metrics,
+            people: OnceLock::new(),
             compiled: RwLock::new(HashMap::new()),
             pruned_at: AtomicU64::new(0),
         }
@@ -164,6 +196,7 @@ impl PolicyEngine {
             method: "",
             path: "/",
             authorization: None,
+            session: None,
             now: Now::read(),
         };
         self.check_ids(snapshot, &tcp_key(service_name), policy_ids, &facts)
@@ -184,6 +217,7 @@ impl PolicyEngine {
             method: "",
             path: "/",
             authorization: None,
+            session: None,
             now: Now::read(),
         };
         self.check_ids(snapshot, hostname, policy_ids, &facts)
@@ -256,6 +290,104 @@ impl PolicyEngine {
             }
         }
         Verdict::Allow
+    }
+
+    /// Installs the cluster's login keys (once, at start).
+    pub(crate) fn install_keys(&self, keys: PeopleKeys) {
+        let _ = self.people.set(Arc::new(keys));
+    }
+
+    /// The cluster's login keys, once installed.
+    pub(crate) fn keys(&self) -> Option<&Arc<PeopleKeys>> {
+        self.people.get()
+    }
+
+    /// Does any of `hostname`'s policies log people in?
+    pub(crate) fn has_login(&self, snapshot: &Snapshot, hostname: &Hostname) -> bool {
+        hostname.spec.policy_ids.iter().any(|id| {
+            snapshot
+                .policies
+                .get(id)
+                .is_some_and(|policy| policy.spec.oidc.is_some())
+        })
+    }
+
+    /// The compiled `oidc` block of the first of `hostname`'s policies that has one.
+    pub(crate) fn login_policy(
+        &self,
+        snapshot: &Snapshot,
+        hostname: &Hostname,
+    ) -> Option<Arc<OidcPolicy>> {
+        hostname.spec.policy_ids.iter().find_map(|id| {
+            let policy = snapshot.policies.get(id)?;
+            policy.spec.oidc.as_ref()?;
+            self.entry(policy).policy.oidc.clone()
+        })
+    }
+
+    /// Before [`check`](Self::check), for a request that carries a bearer token: makes sure the
+    /// JWKS of each of `hostname`'s `jwt` policies with a `jwks_url` holds the token's key,
+    /// fetching it when it is unknown (rate-limited).
+    pub(crate) async fn prepare(
+        &self,
+        snapshot: &Snapshot,
+        hostname: &Hostname,
+        authorization: Option<&[u8]>,
+    ) {
+        let Some(token) = authorization
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| h.trim().split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
+        else {
+            return;
+        };
+        let kid = jwt::kid_of(token);
+        for id in &hostname.spec.policy_ids {
+            let Some(policy) = snapshot.policies.get(id) else {
+                continue;
+            };
+            if policy
+                .spec
+                .jwt
+                .as_ref()
+                .is_none_or(|j| j.jwks_url.is_none())
+            {
+                continue;
+            }
+            let entry = self.entry(policy);
+            if let Some(jwks) = entry.policy.jwt.as_ref().and_then(|j| j.jwks()) {
+                jwks.ensure(kid.as_deref()).await;
+            }
+        }
+    }
+
+    /// Who a request that [`check`](Self::check) allowed belongs to: the user of its
+    /// `basic_auth` policy or the person of its `oidc` policy (enforcing policies only).
+    pub(crate) fn identity(
+        &self,
+        snapshot: &Snapshot,
+        hostname: &Hostname,
+        facts: &RequestFacts<'_>,
+    ) -> Option<Identity> {
+        let host = hostname.spec.hostname.as_str();
+        hostname.spec.policy_ids.iter().find_map(|id| {
+            let policy = snapshot.policies.get(id)?;
+            if policy.spec.mode != PolicyMode::Enforce
+                || (policy.spec.oidc.is_none() && policy.spec.basic_auth.is_none())
+            {
+                return None;
+            }
+            let entry = self.entry(policy);
+            if let Some(oidc) = &entry.policy.oidc
+                && let Some(session) = facts.session
+                && oidc.recognises(session, host, facts.now.unix.as_secs())
+            {
+                return Some(Identity::of_session(session));
+            }
+            let basic = entry.policy.basic.as_ref()?;
+            basic.verify(facts.authorization).map(Identity::of_user)
+        })
     }
 
     /// [`PolicyEngine::check_policies`] with the hostname's own policies.

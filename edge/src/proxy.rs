@@ -20,6 +20,7 @@ mod framing;
 mod limits;
 mod links;
 mod listener;
+mod login;
 mod nodes;
 mod request;
 mod route;

@@ -457,6 +457,68 @@ pub fn check_http2(service: &Service, http2: bool) -> Result<(), String> {
     }
 }
 
+/// The URL of an identity provider or of a JWKS: `https://`, or `http://` only on a loopback
+/// host (`localhost`, `127.x.y.z`, `[::1]`) for development and tests; no credentials, no
+/// fragment.
+pub fn check_identity_url(url: &str) -> Result<(), String> {
+    let bad = |why: &str| format!("{url:?} is not a usable identity URL: {why}");
+    let uri: http::Uri = url.parse().map_err(|_| bad("it does not parse as a URL"))?;
+    let authority = uri.authority().ok_or_else(|| bad("it has no host"))?;
+    if authority.as_str().contains('@') {
+        return Err(bad("it may not carry credentials"));
+    }
+    if url.contains('#') || url.contains(char::is_whitespace) {
+        return Err(bad("it may not carry a fragment or blanks"));
+    }
+    match uri.scheme_str() {
+        Some("https") => Ok(()),
+        Some("http") if is_loopback_host(authority.host()) => Ok(()),
+        Some("http") => Err(bad(
+            "use https:// (http:// is accepted only on a loopback address)",
+        )),
+        _ => Err(bad("use an https:// URL")),
+    }
+}
+
+/// `localhost`, an address in 127.0.0.0/8, or `[::1]`.
+pub fn is_loopback_host(host: &str) -> bool {
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A password hash in PHC form, as `basic_auth` takes it: argon2 (`$argon2id$…`, `$argon2i$…`,
+/// `$argon2d$…`) or bcrypt (`$2a$`, `$2b$`, `$2y$` with a two-digit cost and 53 characters).
+/// That the hash inside is well formed is checked by the edge.
+pub fn check_password_hash(hash: &str) -> Result<(), String> {
+    let argon2 = ["$argon2id$", "$argon2i$", "$argon2d$"]
+        .iter()
+        .any(|prefix| hash.starts_with(prefix) && hash.len() > prefix.len())
+        && !hash.contains(char::is_whitespace);
+    let bcrypt = ["$2a$", "$2b$", "$2y$"].iter().any(|prefix| {
+        hash.strip_prefix(prefix).is_some_and(|rest| {
+            let bytes = rest.as_bytes();
+            bytes.len() == 56
+                && bytes[..2].iter().all(u8::is_ascii_digit)
+                && bytes[2] == b'$'
+                && bytes[3..]
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || *b == b'.' || *b == b'/')
+        })
+    });
+    if argon2 || bcrypt {
+        Ok(())
+    } else {
+        Err(
+            "not a password hash in PHC form: give an argon2 ($argon2id$...) or bcrypt ($2b$...) \
+             hash, never the password"
+                .into(),
+        )
+    }
+}
+
 /// An RFC 3339 date-time such as `2027-01-31T12:00:00Z` (an offset instead of `Z` is taken
 /// too), as Unix seconds.
 pub fn parse_timestamp(text: &str) -> Result<i64, String> {

@@ -223,12 +223,12 @@ fn rule_message(keyword_path: &str, instance: &Value) -> Option<String> {
         ("ca_cert_pem", _) => rules::check_ca_cert_pem(text?),
         ("path_prefix", _) => rules::check_path_prefix(text?),
         ("path_route", "anyOf") => Err("set service or routes (or both) for a path route".into()),
+        ("identity_url", _) => rules::check_identity_url(text?),
+        ("password_hash", _) => rules::check_password_hash(text?),
         ("host_header", _) => {
             Err("http_host_header must be a host name, optionally with a port".to_string())
         }
-        ("jwt", "anyOf") => Err(
-            "set hs256_secret or public_keys_pem: without a key no token can be verified".into(),
-        ),
+        ("jwt", "anyOf") => Err(NO_JWT_KEY.into()),
         ("spec", "dependentSchemas/tunnel_id/properties/routes") => {
             Err("set exactly one of tunnel_id and routes, not both".into())
         }
@@ -358,6 +358,14 @@ impl Contract for TunnelSpec {
     }
 }
 
+/// What a `jwt` block without any key is told.
+const NO_JWT_KEY: &str =
+    "set hs256_secret, public_keys_pem or jwks_url: without a key no token can be verified";
+
+/// Bounds of `oidc.session_duration`.
+const MIN_SESSION: std::time::Duration = std::time::Duration::from_secs(10);
+const MAX_SESSION: std::time::Duration = std::time::Duration::from_secs(720 * 3600);
+
 impl Contract for PolicySpec {
     const SCHEMA_FILE: &'static str = "policy.schema.json";
 
@@ -388,11 +396,13 @@ impl Contract for PolicySpec {
         }
         if let Some(jwt) = &self.jwt {
             let keys = jwt.public_keys_pem.as_deref().unwrap_or_default();
-            if jwt.hs256_secret.is_none() && keys.is_empty() {
-                violations.push(Violation::new(
-                    "/jwt",
-                    "set hs256_secret or public_keys_pem: without a key no token can be verified",
-                ));
+            if jwt.hs256_secret.is_none() && keys.is_empty() && jwt.jwks_url.is_none() {
+                violations.push(Violation::new("/jwt", NO_JWT_KEY));
+            }
+            if let Some(url) = &jwt.jwks_url
+                && let Err(message) = rules::check_identity_url(url)
+            {
+                violations.push(Violation::new("/jwt/jwks_url", message));
             }
             for (i, pem) in keys.iter().enumerate() {
                 if let Err(message) = rules::check_public_key_pem(pem) {
@@ -424,6 +434,40 @@ impl Contract for PolicySpec {
                                 "a header value must be visible ASCII, spaces and tabs",
                             ));
                         }
+                    }
+                }
+            }
+        }
+        if let Some(basic) = &self.basic_auth {
+            for (user, hash) in &basic.users {
+                if user.is_empty() || user.contains(':') || user.chars().any(char::is_control) {
+                    violations.push(Violation::new(
+                        "/basic_auth/users",
+                        format!("user name {user:?} must be non-empty, without ':' or control characters"),
+                    ));
+                }
+                if let Err(message) = rules::check_password_hash(hash) {
+                    let token = user.replace('~', "~0").replace('/', "~1");
+                    violations.push(Violation::new(
+                        format!("/basic_auth/users/{token}"),
+                        message,
+                    ));
+                }
+            }
+        }
+        if let Some(oidc) = &self.oidc {
+            if let Err(message) = rules::check_identity_url(&oidc.issuer) {
+                violations.push(Violation::new("/oidc/issuer", message));
+            }
+            if let Some(text) = &oidc.session_duration {
+                match crate::duration::parse(text) {
+                    Ok(d) if d >= MIN_SESSION && d <= MAX_SESSION => {}
+                    Ok(_) => violations.push(Violation::new(
+                        "/oidc/session_duration",
+                        format!("session_duration {text:?} must be from 10s to 720h"),
+                    )),
+                    Err(error) => {
+                        violations.push(Violation::new("/oidc/session_duration", error.to_string()))
                     }
                 }
             }

@@ -96,7 +96,8 @@ async fn delete(
     ))
 }
 
-/// The contract, then what only the edge checks: JWT public keys must parse.
+/// The contract, then what only the edge checks: JWT public keys and password hashes must
+/// parse.
 fn checked_spec(body: &serde_json::Value) -> Result<PolicySpec, ApiError> {
     let spec: PolicySpec = validate(body)?;
     if let Some(keys) = spec.jwt.as_ref().and_then(|j| j.public_keys_pem.as_ref()) {
@@ -109,6 +110,14 @@ fn checked_spec(body: &serde_json::Value) -> Result<PolicySpec, ApiError> {
                     format!("/jwt/public_keys_pem/{i}"),
                     "not an RSA or EC (P-256) public key in PEM form",
                 ));
+            }
+        }
+    }
+    if let Some(basic) = &spec.basic_auth {
+        for (user, hash) in &basic.users {
+            if let Err(why) = crate::policy::check_password_hash(hash) {
+                let token = user.replace('~', "~0").replace('/', "~1");
+                return Err(ApiError::invalid(format!("/basic_auth/users/{token}"), why));
             }
         }
     }
@@ -160,12 +169,16 @@ async fn connections_only_where_used(
     ))
 }
 
-/// A stored policy as the API answers it: without `jwt.hs256_secret`, which is write-only
-/// (the edge keeps it to verify tokens; no answer carries it).
+/// A stored policy as the API answers it: without `jwt.hs256_secret` and
+/// `oidc.client_secret`, which are write-only (the edge keeps them to verify tokens and to
+/// redeem login codes; no answer carries them).
 fn answer(record: &Record) -> Result<Policy, ApiError> {
     let mut policy = policy_from_record(record)?;
     if let Some(jwt) = policy.spec.jwt.as_mut() {
         jwt.hs256_secret = None;
+    }
+    if let Some(oidc) = policy.spec.oidc.as_mut() {
+        oidc.client_secret = None;
     }
     Ok(policy)
 }

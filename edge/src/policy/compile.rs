@@ -1,5 +1,5 @@
 //! Turns a stored [`Policy`] into the form requests are checked against: CIDRs parsed, methods
-//! and path patterns listed, JWT keys decoded, rate-limit buckets attached. Done once per policy
+//! and path patterns listed, JWT keys and password hashes decoded, rate-limit buckets attached. Done once per policy
 //! version, never per request.
 
 use std::sync::Arc;
@@ -8,7 +8,9 @@ use ipnet::IpNet;
 use postern_schema::api::{Policy, PolicyMode};
 use postern_schema::rules;
 
+use super::basic::BasicVerifier;
 use super::jwt::JwtVerifier;
+use super::oidc::OidcPolicy;
 use super::rate_limit::RateLimiter;
 
 /// A policy ready for evaluation.
@@ -26,6 +28,8 @@ pub(crate) struct CompiledPolicy {
     /// `None` allows every path.
     pub(crate) allow_paths: Option<Vec<String>>,
     pub(crate) jwt: Option<JwtVerifier>,
+    pub(crate) basic: Option<BasicVerifier>,
+    pub(crate) oidc: Option<Arc<OidcPolicy>>,
     pub(crate) rate_limit: Option<Arc<RateLimiter>>,
 }
 
@@ -50,6 +54,17 @@ pub(crate) fn compile(policy: &Policy, previous: Option<&CompiledPolicy>) -> Com
         }
         verifier
     });
+    let basic = spec.basic_auth.as_ref().map(|settings| {
+        let (verifier, errors) = BasicVerifier::compile(settings);
+        for error in errors {
+            tracing::error!(policy = %name, %error, "ignoring a basic_auth user whose hash does not parse");
+        }
+        verifier
+    });
+    let oidc = spec
+        .oidc
+        .as_ref()
+        .map(|settings| Arc::new(OidcPolicy::compile(settings)));
     let rate_limit = spec.rate_limit.as_ref().map(|limit| {
         previous
             .and_then(|p| p.rate_limit.as_ref())
@@ -66,6 +81,8 @@ pub(crate) fn compile(policy: &Policy, previous: Option<&CompiledPolicy>) -> Com
         allow_methods,
         allow_paths,
         jwt,
+        basic,
+        oidc,
         rate_limit,
     }
 }

@@ -3,7 +3,7 @@
 //! touched is the policy's in-memory token buckets.
 //!
 //! Checks run in the order the design lists them, and the first that fails decides: client IP
-//! (deny wins over allow), method, path, JWT, rate limit. So a request refused for any other
+//! (deny wins over allow), method, path, JWT, basic credentials, login, rate limit. So a request refused for any other
 //! reason never spends a token.
 
 use std::net::IpAddr;
@@ -14,6 +14,7 @@ use postern_schema::rules;
 use super::compile::CompiledPolicy;
 use super::jwt::JwtRejection;
 use super::path::canonical_path;
+use super::session::Session;
 use crate::client::ClientKey;
 
 /// What the policy engine needs to know about one request.
@@ -27,6 +28,9 @@ pub(crate) struct RequestFacts<'a> {
     pub(crate) path: &'a str,
     /// The raw `Authorization` header, if any.
     pub(crate) authorization: Option<&'a [u8]>,
+    /// The person the request's session cookie says it is from (already decrypted and bound
+    /// to the hostname), if any.
+    pub(crate) session: Option<&'a Session>,
     /// When the request arrived.
     pub(crate) now: Now,
 }
@@ -68,17 +72,26 @@ pub(crate) enum Reason {
     JwtInvalid,
     /// Over the rate limit (429).
     RateLimit,
+    /// No valid HTTP Basic credentials (401).
+    BasicAuth,
+    /// No login session (a browser is sent to log in; others get 401).
+    Login,
+    /// Logged in, but not one of the people let in (403).
+    Person,
 }
 
 impl Reason {
     /// Every reason, in metric-label order.
-    pub(crate) const ALL: [Reason; 6] = [
+    pub(crate) const ALL: [Reason; 9] = [
         Reason::Ip,
         Reason::Method,
         Reason::Path,
         Reason::JwtMissing,
         Reason::JwtInvalid,
         Reason::RateLimit,
+        Reason::BasicAuth,
+        Reason::Login,
+        Reason::Person,
     ];
 
     /// The metric label value.
@@ -90,14 +103,19 @@ impl Reason {
             Self::JwtMissing => "jwt_missing",
             Self::JwtInvalid => "jwt_invalid",
             Self::RateLimit => "rate_limit",
+            Self::BasicAuth => "basic_auth",
+            Self::Login => "login",
+            Self::Person => "person",
         }
     }
 
     /// The HTTP status a request refused for this reason gets.
     pub(crate) fn status(self) -> http::StatusCode {
         match self {
-            Self::Ip | Self::Method | Self::Path => http::StatusCode::FORBIDDEN,
-            Self::JwtMissing | Self::JwtInvalid => http::StatusCode::UNAUTHORIZED,
+            Self::Ip | Self::Method | Self::Path | Self::Person => http::StatusCode::FORBIDDEN,
+            Self::JwtMissing | Self::JwtInvalid | Self::BasicAuth | Self::Login => {
+                http::StatusCode::UNAUTHORIZED
+            }
             Self::RateLimit => http::StatusCode::TOO_MANY_REQUESTS,
         }
     }
@@ -171,6 +189,20 @@ fn check(policy: &CompiledPolicy, hostname: &str, facts: &RequestFacts<'_>) -> R
                 jwt: Some(rejection),
                 ..Block::new(Reason::JwtInvalid)
             })?;
+    }
+    if let Some(basic) = &policy.basic
+        && basic.verify(facts.authorization).is_none()
+    {
+        return Err(Block::new(Reason::BasicAuth));
+    }
+    if let Some(oidc) = &policy.oidc {
+        let session = facts
+            .session
+            .filter(|s| oidc.recognises(s, hostname, facts.now.unix.as_secs()))
+            .ok_or(Block::new(Reason::Login))?;
+        if !oidc.allows(session) {
+            return Err(Block::new(Reason::Person));
+        }
     }
     if let Some(limiter) = &policy.rate_limit {
         limiter

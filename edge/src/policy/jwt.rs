@@ -5,12 +5,15 @@
 //! [`MAX_SKEW_SECS`] of tolerance.
 
 use std::fmt;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use postern_schema::api::JwtSettings;
 use serde::Deserialize;
+
+use super::jwks::JwksCache;
 
 /// Clock skew tolerated on `exp` and `nbf`, in seconds.
 pub(crate) const MAX_SKEW_SECS: f64 = 60.0;
@@ -25,6 +28,8 @@ pub(crate) struct JwtVerifier {
     hs256: Option<DecodingKey>,
     rsa: Vec<DecodingKey>,
     ec: Vec<DecodingKey>,
+    /// The keys at `jwks_url`.
+    jwks: Option<Arc<JwksCache>>,
 }
 
 impl fmt::Debug for JwtVerifier {
@@ -35,6 +40,7 @@ impl fmt::Debug for JwtVerifier {
             .field("hs256", &self.hs256.as_ref().map(|_| "***"))
             .field("rsa_keys", &self.rsa.len())
             .field("ec_keys", &self.ec.len())
+            .field("jwks", &self.jwks.as_ref().map(|j| j.url()))
             .finish()
     }
 }
@@ -82,6 +88,16 @@ impl JwtRejection {
             Self::Audience => "wrong audience",
         }
     }
+}
+
+/// The length of a token's signed part (`header.payload`).
+fn header_len(token: &str) -> usize {
+    token.rfind('.').unwrap_or(0)
+}
+
+/// The `kid` of a token's header, if it has one and the header parses.
+pub(crate) fn kid_of(token: &str) -> Option<String> {
+    jsonwebtoken::decode_header(token).ok()?.kid
 }
 
 /// The registered claims the edge checks; every other claim is ignored.
@@ -135,6 +151,10 @@ impl JwtVerifier {
                 .map(|secret| DecodingKey::from_secret(secret.expose().as_bytes())),
             rsa,
             ec,
+            jwks: settings
+                .jwks_url
+                .as_deref()
+                .map(|url| Arc::new(JwksCache::new(url))),
         };
         (verifier, errors)
     }
@@ -153,25 +173,30 @@ impl JwtVerifier {
         if header.is_empty() || payload.is_empty() || signature.is_empty() {
             return Err(JwtRejection::Malformed);
         }
-        let alg = jsonwebtoken::decode_header(token)
-            .map_err(|_| JwtRejection::Malformed)?
-            .alg;
+        let header = jsonwebtoken::decode_header(token).map_err(|_| JwtRejection::Malformed)?;
+        let alg = header.alg;
         let keys: &[DecodingKey] = match alg {
             Algorithm::HS256 => self.hs256.as_slice(),
             Algorithm::RS256 => &self.rsa,
             Algorithm::ES256 => &self.ec,
             _ => &[],
         };
-        if keys.is_empty() {
+        let from_jwks = self
+            .jwks
+            .as_ref()
+            .filter(|_| matches!(alg, Algorithm::RS256 | Algorithm::ES256));
+        if keys.is_empty() && from_jwks.is_none() {
             return Err(JwtRejection::Algorithm);
         }
-        let message = &token[..header.len() + 1 + payload.len()];
-        let verified = keys.iter().any(|key| {
+        let message = &token[..header_len(token)];
+        let check = |key: &DecodingKey| {
             matches!(
                 jsonwebtoken::crypto::verify(signature, message.as_bytes(), key, alg),
                 Ok(true)
             )
-        });
+        };
+        let verified = keys.iter().any(check)
+            || from_jwks.is_some_and(|jwks| jwks.any_verifies(alg, header.kid.as_deref(), check));
         if !verified {
             return Err(JwtRejection::Signature);
         }
@@ -181,6 +206,12 @@ impl JwtVerifier {
             .and_then(|json| serde_json::from_slice::<Claims>(&json).ok())
             .ok_or(JwtRejection::Malformed)?;
         self.check_claims(&claims, now_unix)
+    }
+
+    /// The JWKS this verifier reads keys from, if any: the proxy makes sure it holds the key a
+    /// token names before the token is checked.
+    pub(crate) fn jwks(&self) -> Option<&Arc<JwksCache>> {
+        self.jwks.as_ref()
     }
 
     fn check_claims(&self, claims: &Claims, now: f64) -> Result<(), JwtRejection> {

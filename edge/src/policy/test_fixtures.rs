@@ -123,6 +123,7 @@ pub(crate) fn facts<'a>(ip: &str, now: Now) -> RequestFacts<'a> {
         method: "GET",
         path: "/",
         authorization: None,
+        session: None,
         now,
     }
 }

@@ -4,7 +4,9 @@
 //! 1. [`find_hostname`]: the declared hostname named by `Host` (and, on HTTPS, the SNI): the
 //!    exact one, else the wildcard one label above; then [`choose_route`]: the path route
 //!    whose prefix covers the path (the longest), else the hostname's default.
-//! 2. [`apply_policies`]: that route's policies; refused traffic stops here.
+//! 2. [`apply_policies`]: that route's policies; refused traffic stops here. Before them,
+//!    the identity headers a visitor sent are removed and the paths under `/.postern/` answered
+//!    (`login.rs`); after them, a request that passed as someone carries who.
 //! 3. [`pick_destination`]: a route by weight, then the least busy healthy connection of this
 //!    node; with several edge nodes and none here, the nodes that hold one.
 //! 4. [`open_stream`]: the request as an HTTP/2 stream on that tunnel connection, or on the
@@ -37,6 +39,7 @@ use super::activity::{Active, Splices};
 use super::error::ProxyError;
 use super::forward::{self, Upgrade, Visitor};
 use super::limits::{self, ProxySettings};
+use super::login;
 use super::nodes::{self, Forwarded};
 use super::route::{self, Pick};
 use super::rules;
@@ -47,7 +50,7 @@ use crate::catalog::{Catalog, Snapshot};
 use crate::certs::Certificates;
 use crate::cluster::{Cluster, Member, PeerError};
 use crate::metrics::{Metrics, PublicRequest};
-use crate::policy::{Now, PolicyEngine, RequestFacts, Verdict, canonical_path};
+use crate::policy::{Now, PolicyEngine, Reason, RequestFacts, Verdict, canonical_path};
 use crate::tunnel::{Registry, RouteKey, Session, StreamGuard};
 use http_body_util::BodyExt;
 
@@ -142,6 +145,8 @@ struct Tally {
     session: Option<Arc<Session>>,
     decision: Option<Decision>,
     bytes_in: Option<Arc<AtomicU64>>,
+    /// Who the request was from (an email, or a Basic user name), when a policy said.
+    user: Option<String>,
 }
 
 /// What a hostname's policies decided about a request.
@@ -216,6 +221,7 @@ impl Arrived {
             session,
             decision,
             bytes_in,
+            user,
             ..
         } = tally;
         let (decision, policy, refusal) = match decision {
@@ -250,6 +256,7 @@ impl Arrived {
             decision,
             policy,
             reason: refusal.or(failure),
+            user,
         };
         let read = bytes_in.unwrap_or_default();
         response.map(|body| Logged::new(body, log, entry, started, read).boxed_unsync())
@@ -272,6 +279,7 @@ pub(super) async fn handle(
         request_id = %request_id,
         peer_addr = %context.visitor.peer,
         hostname = tracing::field::Empty,
+        user = tracing::field::Empty,
         tunnel_id = tracing::field::Empty,
         config_version = tracing::field::Empty,
     );
@@ -389,9 +397,15 @@ async fn proxy_visitor(
     if let Some(redirect) = rules::redirect(&header_rules, context.visitor.scheme, &host, &parts) {
         return Ok(redirect);
     }
-    apply_policies(
+    let https = context.sni.is_some();
+    if let Some(answer) = login::reserved(&proxy.policies, snapshot, hostname, https, &parts).await
+    {
+        return answer;
+    }
+    let identity = apply_policies(
         proxy, snapshot, hostname, &serving, context, &mut parts, tally,
-    )?;
+    )
+    .await?;
     rules::edit_request(&header_rules, &mut parts.headers);
 
     let destination = pick_destination(
@@ -417,6 +431,8 @@ async fn proxy_visitor(
         request_id,
         upgrade,
     );
+    // After `tunnel_request`, which removes every `x-postern-*` header the visitor sent.
+    request.headers_mut().extend(identity);
     if let (Destination::Nodes(_), Some(node_id)) = (&destination, proxy.cluster.node_id()) {
         nodes::mark_forwarded(&mut request, node_id, snapshot.revision);
     }
@@ -564,7 +580,8 @@ fn choose_route<'h>(
 }
 
 /// Phase 2: the policies of the request's route (the hostname's, or its path route's),
-/// applied in order; the first deny wins. Runs before any
+/// applied in order; the first deny wins. On a pass, the identity headers the origin receives
+/// (empty for an anonymous request). Runs before any
 /// connector is picked, so refused traffic never reaches a tunnel. A refusal is
 /// [`ProxyError::Rejected`] with its status and headers (`WWW-Authenticate`, `Retry-After`).
 /// Policies in `report` mode let the request through; the engine counts and logs them.
@@ -572,7 +589,7 @@ fn choose_route<'h>(
 /// On a hostname whose policies restrict paths, the path checked is the canonical one, and it
 /// replaces the request's own, so the origin receives exactly what was checked; a path origins
 /// read in different ways is refused (400) before any policy runs.
-fn apply_policies(
+async fn apply_policies(
     proxy: &Proxy,
     snapshot: &Snapshot,
     hostname: &Hostname,
@@ -580,21 +597,38 @@ fn apply_policies(
     context: &Context,
     parts: &mut request::Parts,
     tally: &mut Tally,
-) -> Result<(), ProxyError> {
+) -> Result<http::HeaderMap, ProxyError> {
+    let mut identity_headers = http::HeaderMap::new();
     if serving.policy_ids.is_empty() {
-        return Ok(());
+        return Ok(identity_headers);
     }
     if proxy.policies.restricts_paths(snapshot, serving.policy_ids) {
         use_canonical_path(parts)?;
+    }
+    let host = hostname.spec.hostname.as_str();
+    let authorization = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .map(HeaderValue::as_bytes);
+    proxy
+        .policies
+        .prepare(snapshot, hostname, authorization)
+        .await;
+    let keys = proxy.policies.keys();
+    let session = keys
+        .filter(|_| proxy.policies.has_login(snapshot, hostname))
+        .and_then(|keys| login::session_of(keys, host, &parts.headers));
+    if let Some(session) = &session {
+        // Who the request is from, in the request's log lines: the email, never the cookie.
+        let who = session.email.as_deref().unwrap_or(&session.user);
+        tracing::Span::current().record("user", who);
     }
     let facts = RequestFacts {
         client_ip: context.visitor.peer.ip(),
         method: parts.method.as_str(),
         path: parts.uri.path(),
-        authorization: parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .map(HeaderValue::as_bytes),
+        authorization,
+        session: session.as_ref(),
         now: Now::read(),
     };
     let verdict = proxy
@@ -613,11 +647,29 @@ fn apply_policies(
         });
     }
     match verdict {
-        Verdict::Allow => Ok(()),
+        Verdict::Allow => {
+            let identity = proxy.policies.identity(snapshot, hostname, &facts);
+            let now = facts.now.unix.as_secs();
+            if let Some(identity) = identity {
+                let who = identity.email.as_deref().unwrap_or(&identity.user);
+                tracing::Span::current().record("user", who);
+                if tally.bytes_in.is_some() {
+                    tally.user = Some(who.to_string());
+                }
+                login::add_identity(
+                    &mut identity_headers,
+                    &identity,
+                    keys.map(|k| &**k),
+                    host,
+                    now,
+                );
+            }
+            Ok(identity_headers)
+        }
         Verdict::Deny(denial) => {
             let mut headers = http::HeaderMap::new();
             denial.add_headers(&mut headers);
-            Err(ProxyError::Rejected {
+            let refusal = ProxyError::Rejected {
                 status: denial.status(),
                 headers,
                 message: format!(
@@ -625,7 +677,20 @@ fn apply_policies(
                     denial.policy,
                     denial.reason.as_str()
                 ),
-            })
+            };
+            if denial.reason == Reason::Login {
+                let https = context.sni.is_some();
+                return Err(login::start_login(
+                    &proxy.policies,
+                    snapshot,
+                    hostname,
+                    https,
+                    parts,
+                    refusal,
+                )
+                .await);
+            }
+            Err(refusal)
         }
     }
 }

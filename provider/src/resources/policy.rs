@@ -1,13 +1,14 @@
 //! `postern_policy`: who may reach a hostname, how and how often (IP lists, methods,
-//! paths, a token-bucket rate limit, JWT). Defaults the edge fills in (`mode`, empty
+//! paths, a token-bucket rate limit, JWT, HTTP Basic users, people's login at an OpenID
+//! provider). Defaults the edge fills in (`mode`, empty
 //! lists, the rate limit's `burst` and `per`) are planned exactly, so plans never show
 //! them as "known after apply".
 
 use std::collections::BTreeMap;
 
 use postern_schema::api::{
-    HeaderEdits, HeaderRules, Hsts, JwtSettings, Policy, PolicyMode, PolicySpec, RateLimit,
-    RateLimitKey, RolloutScope,
+    BasicAuthSettings, HeaderEdits, HeaderRules, Hsts, JwtSettings, OidcSettings, Policy,
+    PolicyMode, PolicySpec, RateLimit, RateLimitKey, RolloutScope,
 };
 use postern_schema::client::{Client, ClientError};
 use postern_schema::ids::PolicyId;
@@ -47,6 +48,10 @@ pub(crate) struct PolicyModel {
     pub(crate) jwt: Option<JwtModel>,
     /// Header rules, the HTTPS redirect and HSTS.
     pub(crate) rules: Option<RulesModel>,
+    /// HTTP Basic users and their password hashes.
+    pub(crate) basic_auth: Option<BasicAuthModel>,
+    /// Login at an OpenID provider.
+    pub(crate) oidc: Option<OidcModel>,
 }
 
 /// `rules = { ... }`.
@@ -128,6 +133,30 @@ impl RulesModel {
     }
 }
 
+/// `basic_auth = { users = { name = hash } }`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct BasicAuthModel {
+    /// User name to PHC hash.
+    pub(crate) users: BTreeMap<String, String>,
+}
+
+/// `oidc = { ... }` (no `Debug`: it may hold the client secret).
+#[derive(Clone, Serialize, Deserialize)]
+pub(crate) struct OidcModel {
+    pub(crate) issuer: String,
+    pub(crate) client_id: String,
+    /// Write-only: only ever set from the configuration, never in state.
+    pub(crate) client_secret: Option<String>,
+    /// Changed by the user to send a new `client_secret`.
+    pub(crate) client_secret_version: Option<Number>,
+    pub(crate) scopes: Option<Vec<String>>,
+    pub(crate) allowed_emails: Option<Vec<String>>,
+    pub(crate) allowed_email_domains: Option<Vec<String>>,
+    pub(crate) allowed_groups: Option<Vec<String>>,
+    pub(crate) groups_claim: Option<String>,
+    pub(crate) session_duration: Option<String>,
+}
+
 /// `rate_limit = { ... }`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct RateLimitModel {
@@ -153,6 +182,8 @@ pub(crate) struct JwtModel {
     pub(crate) hs256_secret_version: Option<Number>,
     /// RS256/ES256 public keys.
     pub(crate) public_keys_pem: Option<Vec<String>>,
+    /// A JWKS to fetch keys from.
+    pub(crate) jwks_url: Option<String>,
 }
 
 impl PolicyModel {
@@ -212,6 +243,21 @@ impl PolicyModel {
                 audiences: j.audiences.clone(),
                 hs256_secret: j.hs256_secret.clone().map(Secret::new),
                 public_keys_pem: j.public_keys_pem.clone(),
+                jwks_url: j.jwks_url.clone(),
+            }),
+            basic_auth: self.basic_auth.as_ref().map(|b| BasicAuthSettings {
+                users: b.users.clone(),
+            }),
+            oidc: self.oidc.as_ref().map(|o| OidcSettings {
+                issuer: o.issuer.clone(),
+                client_id: o.client_id.clone(),
+                client_secret: o.client_secret.clone().map(Secret::new),
+                scopes: o.scopes.clone(),
+                allowed_emails: o.allowed_emails.clone(),
+                allowed_email_domains: o.allowed_email_domains.clone(),
+                allowed_groups: o.allowed_groups.clone(),
+                groups_claim: o.groups_claim.clone(),
+                session_duration: o.session_duration.clone(),
             }),
             rules: match &self.rules {
                 None => None,
@@ -232,6 +278,9 @@ impl PolicyModel {
         let secret_version = known
             .and_then(|k| k.jwt.as_ref())
             .and_then(|j| j.hs256_secret_version.clone());
+        let client_secret_version = known
+            .and_then(|k| k.oidc.as_ref())
+            .and_then(|o| o.client_secret_version.clone());
         Self {
             id: Some(policy.id.to_string()),
             name: spec.name.clone(),
@@ -266,6 +315,22 @@ impl PolicyModel {
                 hs256_secret: None,
                 hs256_secret_version: secret_version.clone(),
                 public_keys_pem: j.public_keys_pem.clone(),
+                jwks_url: j.jwks_url.clone(),
+            }),
+            basic_auth: spec.basic_auth.as_ref().map(|b| BasicAuthModel {
+                users: b.users.clone(),
+            }),
+            oidc: spec.oidc.as_ref().map(|o| OidcModel {
+                issuer: o.issuer.clone(),
+                client_id: o.client_id.clone(),
+                client_secret: None,
+                client_secret_version: client_secret_version.clone(),
+                scopes: o.scopes.clone(),
+                allowed_emails: o.allowed_emails.clone(),
+                allowed_email_domains: o.allowed_email_domains.clone(),
+                allowed_groups: o.allowed_groups.clone(),
+                groups_claim: o.groups_claim.clone(),
+                session_duration: o.session_duration.clone(),
             }),
             rules: spec.rules.as_ref().map(RulesModel::from_rules),
         }
@@ -434,10 +499,122 @@ impl EdgeObject for PolicyResource {
                              ES256 tokens.",
                         )
                         .optional(),
+                    )
+                    .with(
+                        "jwks_url",
+                        Attribute::string(
+                            "A JWKS (`https://`, or `http://` on a loopback address) the edge \
+                             fetches RS256 and ES256 keys from, caches, and fetches again when a \
+                             token names an unknown `kid`: key rotation needs no apply.",
+                        )
+                        .optional(),
                     ),
                 "Require `Authorization: Bearer <JWT>` valid for signature, `exp`, `nbf`, and \
-                 `iss`/`aud` when set; set `hs256_secret` or `public_keys_pem`. Missing or \
-                 invalid tokens get 401.",
+                 `iss`/`aud` when set; set `hs256_secret`, `public_keys_pem` or `jwks_url`. \
+                 Missing or invalid tokens get 401.",
+            )
+            .optional(),
+        )
+        .attribute(
+            "basic_auth",
+            Attribute::single_nested(
+                Attributes::new().with(
+                    "users",
+                    Attribute::map(
+                        Type::String,
+                        "User name to the hash of its password in PHC form: argon2 \
+                         (`$argon2id$v=19$...`) or bcrypt (`$2b$12$...`). Never the password.",
+                    )
+                    .required(),
+                ),
+                "Require HTTP Basic credentials of one of `users`; others get 401 with \
+                 `WWW-Authenticate: Basic`. The origin receives the user in `X-Postern-User`.",
+            )
+            .optional(),
+        )
+        .attribute(
+            "oidc",
+            Attribute::single_nested(
+                Attributes::new()
+                    .with(
+                        "issuer",
+                        Attribute::string(
+                            "The OpenID provider's issuer URL (`https://`, or `http://` on a \
+                             loopback address); endpoints come from its \
+                             `/.well-known/openid-configuration`.",
+                        )
+                        .required(),
+                    )
+                    .with(
+                        "client_id",
+                        Attribute::string("The client id registered at the provider.").required(),
+                    )
+                    .with(
+                        "client_secret",
+                        Attribute::string(
+                            "The client secret. Write-only (Terraform 1.11 and later): sent to \
+                             the edge on create and update, never stored in state or plan, and \
+                             never returned by the edge. Change `client_secret_version` to send \
+                             a new one.",
+                        )
+                        .optional()
+                        .sensitive()
+                        .write_only(),
+                    )
+                    .with(
+                        "client_secret_version",
+                        Attribute::number(
+                            "Any number; change it whenever `client_secret` changes, so that \
+                             the policy is updated and the new secret sent.",
+                        )
+                        .optional(),
+                    )
+                    .with(
+                        "scopes",
+                        Attribute::list(
+                            Type::String,
+                            "Scopes asked for (`openid` always is); default `email`, `profile`.",
+                        )
+                        .optional(),
+                    )
+                    .with(
+                        "allowed_emails",
+                        Attribute::list(Type::String, "Verified emails let in.").optional(),
+                    )
+                    .with(
+                        "allowed_email_domains",
+                        Attribute::list(
+                            Type::String,
+                            "Domains of verified emails let in (`example.com`).",
+                        )
+                        .optional(),
+                    )
+                    .with(
+                        "allowed_groups",
+                        Attribute::list(
+                            Type::String,
+                            "Groups let in, read from the ID token claim `groups_claim`.",
+                        )
+                        .optional(),
+                    )
+                    .with(
+                        "groups_claim",
+                        Attribute::string("The claim that lists groups; default `groups`.")
+                            .optional(),
+                    )
+                    .with(
+                        "session_duration",
+                        Attribute::string(
+                            "How long a login lasts (`30m`, `12h`; 10s to 720h); default `12h`.",
+                        )
+                        .optional(),
+                    ),
+                "People log in at an OpenID Connect provider (authorization code flow with \
+                 PKCE). Browsers without a session are sent there; other clients get 401. \
+                 Someone logged in but not in `allowed_emails`, `allowed_email_domains` or \
+                 `allowed_groups` (all empty lets everyone in) gets 403. The origin receives \
+                 `X-Postern-User`, `X-Postern-Email` and `X-Postern-Jwt` (verify it with \
+                 `/.postern/jwks.json`).",
             )
             .optional(),
         )
@@ -525,10 +702,17 @@ impl EdgeObject for PolicyResource {
             let secret = jwt.get("hs256_secret").unwrap_or(&Value::Null);
             let keys = jwt.get("public_keys_pem").unwrap_or(&Value::Null);
             let no_keys = keys.is_null() || keys.as_elements().is_some_and(<[Value]>::is_empty);
-            if secret.is_null() && no_keys {
+            let url = jwt.get("jwks_url").unwrap_or(&Value::Null);
+            if secret.is_null() && no_keys && url.is_null() {
                 findings.add(
                     AttributePath::root("jwt"),
-                    "set hs256_secret or public_keys_pem: without a key no token can be verified",
+                    "set hs256_secret, public_keys_pem or jwks_url: without a key no token can be verified",
+                );
+            }
+            if let Some(url) = url.as_str() {
+                findings.rule(
+                    AttributePath::root("jwt").attribute("jwks_url"),
+                    rules::check_identity_url(url),
                 );
             }
             for (i, pem) in known_elements(jwt, "public_keys_pem") {
@@ -569,7 +753,18 @@ impl EdgeObject for PolicyResource {
                 }
             }
         }
-        // The body the provider sends has no hs256_secret_version: it is Terraform's own.
+        if let Some(oidc) = config
+            .get("oidc")
+            .filter(|o| !o.is_null() && !o.is_unknown())
+            && let Some(issuer) = oidc.get("issuer").and_then(Value::as_str)
+        {
+            findings.rule(
+                AttributePath::root("oidc").attribute("issuer"),
+                rules::check_identity_url(issuer),
+            );
+        }
+        // The body the provider sends has no hs256_secret_version or client_secret_version:
+        // they are Terraform's own.
         let mut body = config.clone();
         if let Some(jwt) = body
             .get_mut("jwt")
@@ -577,12 +772,18 @@ impl EdgeObject for PolicyResource {
         {
             jwt.set_attribute("hs256_secret_version", Value::Null);
         }
+        if let Some(oidc) = body
+            .get_mut("oidc")
+            .filter(|o| !o.is_null() && !o.is_unknown())
+        {
+            oidc.set_attribute("client_secret_version", Value::Null);
+        }
         findings.schema::<PolicySpec>(&body, &self.schema().value_type());
         findings.report(diagnostics);
     }
 
-    /// `jwt.hs256_secret` is write-only: Terraform leaves it out of the plan, so it comes
-    /// from the configuration.
+    /// `jwt.hs256_secret` and `oidc.client_secret` are write-only: Terraform leaves them out
+    /// of the plan, so they come from the configuration.
     fn fill_write_only(&self, config: &Value, model: &mut PolicyModel) {
         let secret = config
             .get("jwt")
@@ -590,6 +791,13 @@ impl EdgeObject for PolicyResource {
             .and_then(Value::as_str);
         if let Some(jwt) = model.jwt.as_mut() {
             jwt.hs256_secret = secret.map(str::to_owned);
+        }
+        let client_secret = config
+            .get("oidc")
+            .and_then(|oidc| oidc.get("client_secret"))
+            .and_then(Value::as_str);
+        if let Some(oidc) = model.oidc.as_mut() {
+            oidc.client_secret = client_secret.map(str::to_owned);
         }
     }
 
@@ -722,12 +930,15 @@ impl EdgeObject for PolicyResource {
 }
 
 /// A spec with defaults filled and the method set in a fixed order, for comparison; the
-/// write-only HS256 secret left out (the edge never shows it).
+/// write-only HS256 and client secrets left out (the edge never shows them).
 fn comparable(spec: PolicySpec) -> PolicySpec {
     let mut spec = spec.normalized();
     spec.allow_methods.sort();
     if let Some(jwt) = spec.jwt.as_mut() {
         jwt.hs256_secret = None;
+    }
+    if let Some(oidc) = spec.oidc.as_mut() {
+        oidc.client_secret = None;
     }
     spec
 }
@@ -794,6 +1005,8 @@ mod tests {
             }),
             jwt: None,
             rules: None,
+            basic_auth: None,
+            oidc: None,
         };
         let spec = model.spec().unwrap_or_else(|d| panic!("{d}")).normalized();
         let policy = Policy {

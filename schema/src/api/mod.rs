@@ -26,8 +26,8 @@ pub use hostname::{
     Target,
 };
 pub use policy::{
-    HeaderEdits, HeaderRules, Hsts, JwtSettings, Policy, PolicyMode, PolicySpec, RateLimit,
-    RateLimitKey,
+    BasicAuthSettings, HeaderEdits, HeaderRules, Hsts, JwtSettings, OidcSettings, Policy,
+    PolicyMode, PolicySpec, RateLimit, RateLimitKey,
 };
 pub use rollout::{PendingConnection, REVISION_HEADER, Rollout, RolloutScope};
 pub use status::{

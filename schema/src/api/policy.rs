@@ -35,6 +35,12 @@ pub struct PolicySpec {
     /// Header rules, the HTTPS redirect and HSTS for the requests the policy lets through.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rules: Option<HeaderRules>,
+    /// Require HTTP Basic credentials of one of the listed users.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<BasicAuthSettings>,
+    /// Require a person logged in at an OpenID Connect provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<OidcSettings>,
 }
 
 /// `rules`: what the edge changes on the requests a policy lets through and on their
@@ -157,6 +163,48 @@ pub struct JwtSettings {
     /// RS256/ES256 public keys (PEM).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_keys_pem: Option<Vec<String>>,
+    /// A JWKS the edge fetches, caches and fetches again on an unknown `kid`: `https://`, or
+    /// `http://` on a loopback address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_url: Option<String>,
+}
+
+/// HTTP Basic authentication.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BasicAuthSettings {
+    /// User name to password hash in PHC form (argon2: `$argon2id$...`; bcrypt: `$2b$...`).
+    pub users: std::collections::BTreeMap<String, String>,
+}
+
+/// Login at an OpenID Connect provider (authorization code flow with PKCE).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OidcSettings {
+    /// The provider's issuer URL: `https://`, or `http://` on a loopback address.
+    pub issuer: String,
+    /// The client id registered at the provider.
+    pub client_id: String,
+    /// The client secret: write-only, never in an answer of the edge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<Secret>,
+    /// Scopes asked for; `openid` is always asked for. Defaults to `openid email profile`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
+    /// Emails let in; with `allowed_email_domains` and `allowed_groups` all empty, every
+    /// person the provider logs in is let in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_emails: Option<Vec<String>>,
+    /// Email domains let in (`example.com`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_email_domains: Option<Vec<String>>,
+    /// Groups let in, read from the claim `groups_claim`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_groups: Option<Vec<String>>,
+    /// The ID token claim that lists the person's groups; defaults to `groups`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups_claim: Option<String>,
+    /// How long a login lasts (the duration grammar); defaults to `12h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_duration: Option<String>,
 }
 
 /// A policy as the edge returns it.

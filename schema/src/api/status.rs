@@ -108,7 +108,8 @@ pub struct PolicyDecisionCount {
     pub hostname: String,
     /// The decision.
     pub decision: Decision,
-    /// Why it refused (`ip`, `method`, `path`, `jwt_missing`, `jwt_invalid`, `rate_limit`), or
+    /// Why it refused (`ip`, `method`, `path`, `jwt_missing`, `jwt_invalid`, `rate_limit`,
+    /// `basic_auth`, `login`, `person`), or
     /// `allow`.
     pub reason: String,
     /// How many times.

@@ -496,6 +496,44 @@ fn what_a_schema_pattern_allows_its_rule_allows() {
                 ("nope", false),
             ],
         ),
+        (
+            "policy.schema.json",
+            "identity_url",
+            |s| rules::check_identity_url(s).is_ok(),
+            vec![
+                ("https://login.example.com", true),
+                (
+                    "https://login.example.com/realms/a/.well-known/jwks.json",
+                    true,
+                ),
+                ("http://127.0.0.1:9000/oidc", true),
+                ("http://localhost:8080", true),
+                ("http://[::1]:80/jwks", true),
+                ("http://login.example.com", false),
+                ("https://user:pw@login.example.com", false),
+                ("https://login.example.com/#frag", false),
+                ("ftp://login.example.com", false),
+                ("", false),
+            ],
+        ),
+        (
+            "policy.schema.json",
+            "password_hash",
+            |s| rules::check_password_hash(s).is_ok(),
+            vec![
+                (
+                    "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2g",
+                    true,
+                ),
+                (
+                    "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW",
+                    true,
+                ),
+                ("$2b$12$short", false),
+                ("hunter2", false),
+                ("$argon2id$", false),
+            ],
+        ),
     ];
     for (file, def, rule, cases) in table {
         let validator = compile_def(file, def);
@@ -542,12 +580,12 @@ fn schema_refusals_are_worded_as_the_rules_word_them() {
         (
             json!({"name": "p", "jwt": {"issuer": "me"}}),
             "policy",
-            "set hs256_secret or public_keys_pem",
+            "set hs256_secret, public_keys_pem or jwks_url",
         ),
         (
             json!({"name": "p", "jwt": {"public_keys_pem": []}}),
             "policy",
-            "set hs256_secret or public_keys_pem",
+            "set hs256_secret, public_keys_pem or jwks_url",
         ),
         (
             json!({"hostname": "a.example.com", "service": "http://x", "tunnel_id": TUNNEL, "routes": [{"selector": {"a": "b"}, "weight": 1}]}),
