@@ -17,6 +17,7 @@ pub mod supervisor;
 mod body;
 mod connection;
 mod connector;
+mod health;
 mod identity;
 mod orchestrator;
 mod origin;
