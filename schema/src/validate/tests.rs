@@ -590,11 +590,6 @@ fn schema_refusals_are_worded_as_the_rules_word_them() {
             "health_check.interval",
         ),
         (
-            json!({"hostname": "a.example.com", "service": "http://x", "tunnel_id": TUNNEL, "origin": {"health_check": {"timeout": "10ms"}}}),
-            "hostname",
-            "between 100ms and 1h",
-        ),
-        (
             json!({"name": "p", "rules": {"response_headers": {"remove": ["X-Forwarded-For"]}}}),
             "policy",
             "cannot be changed by a rule",
