@@ -77,6 +77,13 @@ async fn policies_and_origins_are_kept_exactly_as_written() {
 
     let plan = tf.plan(&[]);
     assert!(!plan.text.contains(SECRET), "{}", plan.text);
+    // The first spellings of the origin settings still work, with a warning naming the new.
+    assert!(
+        plan.text.contains("Warning: Deprecated attribute")
+            && plan.text.contains("is deprecated: use origin."),
+        "{}",
+        plan.text
+    );
     let unset = plan.json["planned_values"]["root_module"]["resources"]
         .as_array()
         .into_iter()
@@ -111,6 +118,10 @@ async fn policies_and_origins_are_kept_exactly_as_written() {
             "no_tls_verify": null,
             "http_host_header": null,
             "origin_server_name": null,
+            "insecure_skip_verify": null,
+            "host_header": null,
+            "server_name": null,
+            "health_check": null,
             "connect_timeout_ms": null,
             "http2": null,
             "ca_cert_pem": null,

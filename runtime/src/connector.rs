@@ -3,8 +3,6 @@
 //! and the two process-wide signals (draining on a stop signal, failed when the tunnel was
 //! deleted). The supervisor owns the [`Connector`]; each connection reads it.
 
-pub(crate) mod health;
-
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

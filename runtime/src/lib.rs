@@ -19,6 +19,7 @@ mod body;
 mod connection;
 mod connector;
 mod egress;
+mod health;
 mod identity;
 mod orchestrator;
 mod origin;

@@ -116,7 +116,7 @@ pub async fn run(
         first,
     );
     let renewals = tokio::spawn(renew(connector.clone()));
-    let health_checks = tokio::spawn(crate::connector::health::run(connector.clone()));
+    let health_checks = tokio::spawn(crate::health::run(connector.clone()));
     let mut wanted = connector.wanted_connections();
 
     let result = loop {

@@ -203,9 +203,14 @@ impl HealthCheck {
     }
 }
 
+/// A probe duration, or the default of `seconds`; held within 100 ms to 1 h.
 fn duration_or(text: Option<&str>, seconds: u64) -> std::time::Duration {
     text.and_then(|t| crate::duration::parse(t).ok())
         .unwrap_or(std::time::Duration::from_secs(seconds))
+        .clamp(
+            std::time::Duration::from_millis(100),
+            std::time::Duration::from_secs(3600),
+        )
 }
 
 /// How the connector reaches the origin.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 
-use super::Connector;
+use crate::connector::Connector;
 use crate::orchestrator::Probe;
 
 /// Probes the origins of the current configuration, starting over with each new one.
