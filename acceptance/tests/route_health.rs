@@ -9,10 +9,11 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use acceptance::fixture::{connector_id, create_tunnel};
+use acceptance::fixture::{connector_id, create_tunnel, tf_config};
 use acceptance::load::Report;
+use acceptance::provider::squash;
 use acceptance::visitor::{edge_http_client, http_url};
-use acceptance::{ConnectorProcess, EdgeProcess, Load, TestOrigin, eventually};
+use acceptance::{ConnectorProcess, EdgeProcess, Load, Terraform, TestOrigin, eventually};
 use postern_schema::api::{
     EjectedRoute, ErrorRate, HealthCheck, HostnameSpec, OriginSettings, Route,
 };
@@ -169,6 +170,31 @@ async fn a_failing_canary_is_ejected_without_failed_requests_and_comes_back_when
     let report = load().run().await;
     assert_eq!(report.ok, 2000, "{}", report.describe_failures());
     assert_eq!(served(&report, &origin, &canary_id), 0);
+
+    // `terraform plan` of a configuration that declares the hostname warns while the canary
+    // is out (the real terraform, through the provider's plan).
+    let tf = Terraform::new(&edge);
+    tf.write(
+        "main.tf",
+        &tf_config(
+            &["hostname/split.tf"],
+            &[
+                ("name", "canary"),
+                ("host", HOST),
+                ("service", &origin.url()),
+            ],
+        ),
+    );
+    tf.init();
+    let plan = tf.run(&["plan", "-no-color", "-input=false"]);
+    let text = squash(&plan.all());
+    assert_eq!(plan.code, 0, "{text}");
+    assert!(
+        text.contains(&format!(
+            "Warning: Route release=canary of {HOST} is ejected"
+        )),
+        "the plan does not warn about the ejected canary: {text}"
+    );
 
     // The origin heals: the canary takes its share again.
     origin.fail_for(None);
