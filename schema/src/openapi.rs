@@ -709,11 +709,25 @@ mod tests {
                 "/oidc/issuer",
                 "/oidc/session_duration",
                 "/origin",
+                "/origin/ca_cert_pem",
+                "/origin/health_check/path",
+                "/origin/http2",
+                "/origin/http_host_header",
+                "/origin/no_tls_verify",
+                "/origin/origin_server_name",
+                "/paths",
                 "/paths/*/policy_ids/*",
+                "/paths/*/prefix",
                 "/policy_ids/*",
                 "/private_key_pem",
+                "/rules/request_headers/add/*",
+                "/rules/request_headers/remove/*",
+                "/rules/request_headers/set/*",
+                "/rules/response_headers/add/*",
+                "/rules/response_headers/remove/*",
+                "/rules/response_headers/set/*",
                 "/service",
-                "/tunnel_id"
+                "/tunnel_id",
             ]
         );
     }
