@@ -39,6 +39,24 @@ pub fn tf_config(files: &[&str], vars: &[(&str, &str)]) -> String {
     config(&body)
 }
 
+/// The tunnel "web" serving `host` from `service`, with its token as the output `token`, and
+/// the provider's `rollout_timeout`.
+pub fn web_hostname_tf(host: &str, service: &str, rollout_timeout: &str) -> String {
+    tf_config(
+        &[
+            "provider/rollout_timeout.tf",
+            "tunnel/web.tf",
+            "hostname/app.tf",
+            "tunnel/web_token.tf",
+        ],
+        &[
+            ("rollout_timeout", rollout_timeout),
+            ("host", host),
+            ("service", service),
+        ],
+    )
+}
+
 /// `text` with every `{name}` (a lowercase identifier in braces) replaced by its value in
 /// `vars`; the names used go into `used`. HCL's own braces (`{ a = 1 }`, `${x}`, `{}`) are no
 /// placeholders and stay.

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use acceptance::fixture::tf_config;
+use acceptance::fixture::web_hostname_tf;
 use acceptance::provider::{expect_clean_failure, squash, tunnel_id};
 use acceptance::visitor::{edge_http_client, http_url};
 use acceptance::{
@@ -88,22 +88,6 @@ async fn tunnel(
     Ok(())
 }
 
-fn main_tf(service: &str, rollout_timeout: &str) -> String {
-    tf_config(
-        &[
-            "provider/rollout_timeout.tf",
-            "tunnel/web.tf",
-            "hostname/app.tf",
-            "tunnel/web_token.tf",
-        ],
-        &[
-            ("rollout_timeout", rollout_timeout),
-            ("host", HOST),
-            ("service", service),
-        ],
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_connector_goes_through_a_connect_proxy_and_refuses_origins_outside_its_list() {
     let edge = EdgeProcess::start();
@@ -111,7 +95,7 @@ async fn the_connector_goes_through_a_connect_proxy_and_refuses_origins_outside_
     let allowed = TestOrigin::start().await;
     let forbidden = TestOrigin::start().await;
     let tf = Terraform::new(&edge);
-    tf.write("main.tf", &main_tf(&allowed.url(), "30s"));
+    tf.write("main.tf", &web_hostname_tf(HOST, &allowed.url(), "30s"));
     tf.init();
     tf.apply().success();
     let tunnel = tunnel_id(&tf, "postern_tunnel.web");
@@ -168,7 +152,7 @@ async fn the_connector_goes_through_a_connect_proxy_and_refuses_origins_outside_
     // The hostname pointed at an origin outside the list: the apply fails at once, naming
     // both connectors and the reason, long before the 30 s rollout_timeout.
     let ids = [by_flag.connector_id().await, by_env.connector_id().await];
-    tf.write("main.tf", &main_tf(&forbidden.url(), "30s"));
+    tf.write("main.tf", &web_hostname_tf(HOST, &forbidden.url(), "30s"));
     let started = Instant::now();
     let apply = tf.run(&["apply", "-no-color", "-auto-approve"]);
     let took = started.elapsed();
@@ -199,7 +183,7 @@ async fn the_connector_goes_through_a_connect_proxy_and_refuses_origins_outside_
     );
 
     // Back to the allowed origin: the apply succeeds and the hostname is served again.
-    tf.write("main.tf", &main_tf(&allowed.url(), "30s"));
+    tf.write("main.tf", &web_hostname_tf(HOST, &allowed.url(), "30s"));
     tf.apply().success();
     let answer = http.get(&url).send().await.expect("request");
     assert_eq!(answer.status(), 200);

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use acceptance::fixture::tf_config;
+use acceptance::fixture::web_hostname_tf;
 use acceptance::provider::{expect_clean_failure, squash, tunnel_id};
 use acceptance::visitor::{edge_http_client, http_url};
 use acceptance::{ConnectorProcess, EdgeProcess, Terraform, TestOrigin, eventually};
@@ -17,24 +17,6 @@ use postern_schema::ids::TunnelId;
 
 const HOST: &str = "app.example.com";
 
-/// The tunnel "web" serving [`HOST`] from `service`, with its token as an output, and the
-/// provider's `rollout_timeout`.
-fn main_tf(service: &str, rollout_timeout: &str) -> String {
-    tf_config(
-        &[
-            "provider/rollout_timeout.tf",
-            "tunnel/web.tf",
-            "hostname/app.tf",
-            "tunnel/web_token.tf",
-        ],
-        &[
-            ("rollout_timeout", rollout_timeout),
-            ("host", HOST),
-            ("service", service),
-        ],
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn apply_returns_once_every_connector_serves_the_change_and_names_a_frozen_one() {
     let edge = EdgeProcess::start();
@@ -42,7 +24,7 @@ async fn apply_returns_once_every_connector_serves_the_change_and_names_a_frozen
     let old = TestOrigin::start().await;
     let new = TestOrigin::start().await;
     let tf = Terraform::new(&edge);
-    tf.write("main.tf", &main_tf(&old.url(), "30s"));
+    tf.write("main.tf", &web_hostname_tf(HOST, &old.url(), "30s"));
     tf.init();
     tf.apply().success();
     let tunnel = tunnel_id(&tf, "postern_tunnel.web");
@@ -64,7 +46,7 @@ async fn apply_returns_once_every_connector_serves_the_change_and_names_a_frozen
     assert_eq!(old.hits(), 1);
 
     // The service changes: when apply returns, both connectors already serve the new one.
-    tf.write("main.tf", &main_tf(&new.url(), "30s"));
+    tf.write("main.tf", &web_hostname_tf(HOST, &new.url(), "30s"));
     tf.apply().success();
     let mut sent = 0u64;
     while sent < 500 {
@@ -101,7 +83,7 @@ async fn apply_returns_once_every_connector_serves_the_change_and_names_a_frozen
     // rollout is rightly complete: a connector that reconnects gets the new configuration
     // before any request), so the timeout here is shorter, and the plan is saved beforehand
     // so the apply reaches the edge at once.
-    tf.write("main.tf", &main_tf(&old.url(), "1s"));
+    tf.write("main.tf", &web_hostname_tf(HOST, &old.url(), "1s"));
     tf.plan(&[]);
     first.signal(Signal::SIGSTOP);
     let started = Instant::now();
@@ -268,7 +250,7 @@ async fn a_connector_dropped_during_the_wait_is_named_in_a_warning() {
     // Longer than the edge takes to declare a frozen connection dead (about 5 s), so the
     // connector leaves during the wait rather than outlasting it.
     let timeout = "12s";
-    tf.write("main.tf", &main_tf(&old.url(), timeout));
+    tf.write("main.tf", &web_hostname_tf(HOST, &old.url(), timeout));
     tf.init();
     tf.apply().success();
     let tunnel = tunnel_id(&tf, "postern_tunnel.web");
@@ -279,7 +261,7 @@ async fn a_connector_dropped_during_the_wait_is_named_in_a_warning() {
     .await;
     let id = only.connector_id().await;
 
-    tf.write("main.tf", &main_tf(&new.url(), timeout));
+    tf.write("main.tf", &web_hostname_tf(HOST, &new.url(), timeout));
     tf.plan(&[]);
     only.signal(Signal::SIGSTOP);
     let started = Instant::now();

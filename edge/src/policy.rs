@@ -191,15 +191,12 @@ impl PolicyEngine {
         policy_ids: &[PolicyId],
         client_ip: std::net::IpAddr,
     ) -> Verdict {
-        let facts = RequestFacts {
-            client_ip,
-            method: "",
-            path: "/",
-            authorization: None,
-            session: None,
-            now: Now::read(),
-        };
-        self.check_ids(snapshot, &tcp_key(service_name), policy_ids, &facts)
+        self.check_ids(
+            snapshot,
+            &tcp_key(service_name),
+            policy_ids,
+            &RequestFacts::connection(client_ip),
+        )
     }
 
     /// Applies a TLS passthrough hostname's policies to one connection from `client_ip`, as
@@ -212,15 +209,12 @@ impl PolicyEngine {
         policy_ids: &[PolicyId],
         client_ip: std::net::IpAddr,
     ) -> Verdict {
-        let facts = RequestFacts {
-            client_ip,
-            method: "",
-            path: "/",
-            authorization: None,
-            session: None,
-            now: Now::read(),
-        };
-        self.check_ids(snapshot, hostname, policy_ids, &facts)
+        self.check_ids(
+            snapshot,
+            hostname,
+            policy_ids,
+            &RequestFacts::connection(client_ip),
+        )
     }
 
     fn check_ids(

@@ -35,6 +35,21 @@ pub(crate) struct RequestFacts<'a> {
     pub(crate) now: Now,
 }
 
+impl RequestFacts<'static> {
+    /// One connection from `client_ip`, accepted now (a TCP service's or a TLS passthrough
+    /// hostname's): no method, path, credentials or session; one connection is one request.
+    pub(crate) fn connection(client_ip: IpAddr) -> Self {
+        Self {
+            client_ip,
+            method: "",
+            path: "/",
+            authorization: None,
+            session: None,
+            now: Now::read(),
+        }
+    }
+}
+
 /// A moment, on both clocks the checks need.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Now {

@@ -41,6 +41,8 @@ pub(super) fn route_key(hostname: &str, serving: &Serving<'_>, route: &str) -> R
 
 /// Picks a healthy connection for `serving` (the hostname's own routes or a path route's) of
 /// `hostname`, skipping the sessions in `exclude` (already tried); `None` when there is none.
+/// Connections whose connector reports the service's origin unhealthy are skipped, and
+/// ejected routes are tried last.
 pub(super) fn pick(
     snapshot: &Snapshot,
     hostname: &str,
@@ -48,16 +50,47 @@ pub(super) fn pick(
     registry: &Registry,
     exclude: &[String],
 ) -> Option<Pick> {
-    let service = serving.service;
-    match serving.target? {
-        Target::Tunnel(id) => registry
-            .pick_for(&[id], exclude, service)
-            .map(|picked| Pick {
-                session: picked.session,
-                handed_off: picked.handed_off,
-                route: None,
-                max_error_rate: None,
-            }),
+    let health = Health { hostname, serving };
+    pick_in(snapshot, serving.target?, registry, exclude, Some(&health))
+}
+
+/// Picks a healthy connection of a TCP service's `target` tunnels, as [`pick`] does but
+/// without route health: a TCP connection carries no status to judge an origin by.
+pub(super) fn pick_target(
+    snapshot: &Snapshot,
+    target: Target<'_>,
+    registry: &Registry,
+    exclude: &[String],
+) -> Option<Pick> {
+    pick_in(snapshot, target, registry, exclude, None)
+}
+
+/// What a request's route health is read by: its hostname and how it is served.
+struct Health<'a> {
+    hostname: &'a str,
+    serving: &'a Serving<'a>,
+}
+
+/// `target`'s tunnel, or a weighted route by weight failing over to the others; with
+/// `health`, origins reported unhealthy are skipped and ejected routes tried last.
+fn pick_in(
+    snapshot: &Snapshot,
+    target: Target<'_>,
+    registry: &Registry,
+    exclude: &[String],
+    health: Option<&Health<'_>>,
+) -> Option<Pick> {
+    let connect = |tunnels: &[TunnelId]| match health {
+        Some(health) => registry.pick_for(tunnels, exclude, health.serving.service),
+        None => registry.pick(tunnels, exclude),
+    };
+    match target {
+        Target::Tunnel(id) => connect(&[id]).map(|picked| Pick {
+            session: picked.session,
+            handed_off: picked.handed_off,
+            route: None,
+            max_error_rate: None,
+        }),
         Target::Routes(routes) => {
             let weights: Vec<u32> = routes.iter().map(|r| r.weight).collect();
             let total: u32 = weights.iter().sum();
@@ -67,14 +100,15 @@ pub(super) fn pick(
                 rand::rng().random_range(0..total)
             };
             let mut order = route_order(&weights, roll);
-            if registry.routes.any_ejected() {
+            if let Some(health) = health
+                && registry.routes.any_ejected()
+            {
                 // Ejected routes last, in their order (a stable partition).
                 let ejected = |index: &usize| {
                     routes.get(*index).is_some_and(|route| {
                         let label = format_selector(&route.selector);
-                        registry
-                            .routes
-                            .is_ejected(&route_key(hostname, serving, &label))
+                        let key = route_key(health.hostname, health.serving, &label);
+                        registry.routes.is_ejected(&key)
                     })
                 };
                 let (healthy, out): (Vec<usize>, Vec<usize>) =
@@ -89,57 +123,11 @@ pub(super) fn pick(
                     .filter(|t| selector_matches(&route.selector, &t.spec.labels))
                     .map(|t| t.id)
                     .collect();
-                registry
-                    .pick_for(&tunnels, exclude, service)
-                    .map(|picked| Pick {
-                        session: picked.session,
-                        handed_off: picked.handed_off,
-                        route: Some(format_selector(&route.selector)),
-                        max_error_rate: route.max_error_rate.map(|rate| rate.0),
-                    })
-            })
-        }
-    }
-}
-
-/// Picks a healthy connection of a TCP service's `target` tunnels (its tunnel, or a weighted
-/// route by weight, failing over to the others), skipping the sessions in `exclude`; `None`
-/// when there is none. TCP services have no passive route health: a connection carries no
-/// status to judge an origin by.
-pub(super) fn pick_target(
-    snapshot: &Snapshot,
-    target: Target<'_>,
-    registry: &Registry,
-    exclude: &[String],
-) -> Option<Pick> {
-    match target {
-        Target::Tunnel(id) => registry.pick(&[id], exclude).map(|picked| Pick {
-            session: picked.session,
-            handed_off: picked.handed_off,
-            route: None,
-            max_error_rate: None,
-        }),
-        Target::Routes(routes) => {
-            let weights: Vec<u32> = routes.iter().map(|r| r.weight).collect();
-            let total: u32 = weights.iter().sum();
-            let roll = if total == 0 {
-                0
-            } else {
-                rand::rng().random_range(0..total)
-            };
-            route_order(&weights, roll).into_iter().find_map(|index| {
-                let route = routes.get(index)?;
-                let tunnels: Vec<TunnelId> = snapshot
-                    .tunnels
-                    .values()
-                    .filter(|t| selector_matches(&route.selector, &t.spec.labels))
-                    .map(|t| t.id)
-                    .collect();
-                registry.pick(&tunnels, exclude).map(|picked| Pick {
+                connect(&tunnels).map(|picked| Pick {
                     session: picked.session,
                     handed_off: picked.handed_off,
                     route: Some(format_selector(&route.selector)),
-                    max_error_rate: None,
+                    max_error_rate: route.max_error_rate.map(|rate| rate.0),
                 })
             })
         }
