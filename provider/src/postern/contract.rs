@@ -3,6 +3,7 @@
 //! applies, run on the known parts of a configuration and reported on the exact
 //! attribute, so `terraform validate` needs no edge and agrees with it.
 
+use postern_schema::rules;
 use postern_schema::validate::{Contract, schema_violations};
 use serde_json::{Map, Value as Json};
 
@@ -154,6 +155,54 @@ fn capitalize(message: &str) -> String {
     match chars.next() {
         Some(first) => first.to_uppercase().chain(chars).collect(),
         None => String::new(),
+    }
+}
+
+/// Exactly one of `tunnel_id` and `routes` (a hostname's or a TCP service's), and each
+/// route's selector and weight, as the edge checks them.
+pub(crate) fn check_target(findings: &mut Findings, config: &Value) {
+    let tunnel_id = config.get("tunnel_id").unwrap_or(&Value::Null);
+    let routes = config.get("routes").unwrap_or(&Value::Null);
+    let set = |v: &Value| !v.is_null() && !v.is_unknown();
+    if set(tunnel_id) && set(routes) {
+        findings.add(
+            AttributePath::root("routes"),
+            "set exactly one of tunnel_id and routes, not both",
+        );
+    } else if tunnel_id.is_null() && routes.is_null() {
+        findings.add(
+            AttributePath::root("tunnel_id"),
+            "set exactly one of tunnel_id and routes",
+        );
+    }
+    for (i, route) in routes.as_elements().unwrap_or_default().iter().enumerate() {
+        let at = AttributePath::root("routes").index(i as i64);
+        check_labels(
+            findings,
+            &at.clone().attribute("selector"),
+            route.get("selector"),
+        );
+        if let Some(weight) = route.get("weight").and_then(Value::as_number)
+            && let Some(weight) = weight.to_i64()
+        {
+            findings.rule(at.attribute("weight"), rules::check_weight(weight));
+        }
+    }
+}
+
+/// No policy listed twice in `policy_ids`.
+pub(crate) fn check_policy_ids(findings: &mut Findings, config: &Value) {
+    let mut seen = Vec::new();
+    for (i, id) in known_elements(config, "policy_ids") {
+        if let Some(id) = id.as_str() {
+            if seen.contains(&id) {
+                findings.add(
+                    AttributePath::root("policy_ids").index(i as i64),
+                    format!("policy {id} is listed twice"),
+                );
+            }
+            seen.push(id);
+        }
     }
 }
 

@@ -17,7 +17,7 @@ use crate::framework::{
     Schema, Type, Value, async_trait,
 };
 use crate::postern::api_error::Operation;
-use crate::postern::contract::{Findings, check_labels, known_elements, known_str};
+use crate::postern::contract::{Findings, check_policy_ids, check_target, known_str};
 use crate::postern::lifecycle::EdgeObject;
 use crate::postern::live::{self, PlannedTarget};
 use crate::postern::provider_data::ProviderData;
@@ -627,33 +627,7 @@ impl EdgeObject for HostnameResource {
                 );
             }
         }
-        let tunnel_id = config.get("tunnel_id").unwrap_or(&Value::Null);
-        let routes = config.get("routes").unwrap_or(&Value::Null);
-        let set = |v: &Value| !v.is_null() && !v.is_unknown();
-        if set(tunnel_id) && set(routes) {
-            findings.add(
-                AttributePath::root("routes"),
-                "set exactly one of tunnel_id and routes, not both",
-            );
-        } else if tunnel_id.is_null() && routes.is_null() {
-            findings.add(
-                AttributePath::root("tunnel_id"),
-                "set exactly one of tunnel_id and routes",
-            );
-        }
-        for (i, route) in routes.as_elements().unwrap_or_default().iter().enumerate() {
-            let at = AttributePath::root("routes").index(i as i64);
-            check_labels(
-                &mut findings,
-                &at.clone().attribute("selector"),
-                route.get("selector"),
-            );
-            if let Some(weight) = route.get("weight").and_then(Value::as_number)
-                && let Some(weight) = weight.to_i64()
-            {
-                findings.rule(at.attribute("weight"), rules::check_weight(weight));
-            }
-        }
+        check_target(&mut findings, config);
         let paths = config.get("paths").unwrap_or(&Value::Null);
         for (i, path) in paths.as_elements().unwrap_or_default().iter().enumerate() {
             let at = AttributePath::root("paths").index(i as i64);
@@ -675,18 +649,7 @@ impl EdgeObject for HostnameResource {
                 findings.add(at, "set service or routes (or both) for a path route");
             }
         }
-        let mut seen = Vec::new();
-        for (i, id) in known_elements(config, "policy_ids") {
-            if let Some(id) = id.as_str() {
-                if seen.contains(&id) {
-                    findings.add(
-                        AttributePath::root("policy_ids").index(i as i64),
-                        format!("policy {id} is listed twice"),
-                    );
-                }
-                seen.push(id);
-            }
-        }
+        check_policy_ids(&mut findings, config);
         if let Some(origin) = config.get("origin") {
             for name in ["http_host_header", "host_header"] {
                 if let Some(header) = known_str(origin, name)
